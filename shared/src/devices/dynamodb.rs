@@ -1,0 +1,80 @@
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::{Device, DeviceRegistry, DeviceStatus};
+use crate::dynamo::{describe, opt_bool, opt_s, put_opt, req_s, s, Item};
+use crate::StoreError;
+
+/// The device registry in the `DevicesTable`.
+#[derive(Debug, Clone)]
+pub struct DynamoDeviceRegistry {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDeviceRegistry {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+fn to_item(d: &Device) -> Item {
+    let mut item = Item::new();
+    item.insert("thingName".into(), s(&d.thing_name));
+    item.insert("serialNumber".into(), s(&d.serial_number));
+    item.insert("manufacturer".into(), s(&d.manufacturer));
+    item.insert("serialKey".into(), s(Device::serial_key(&d.manufacturer, &d.serial_number)));
+    item.insert("model".into(), s(&d.model));
+    item.insert("displayName".into(), s(&d.display_name));
+    put_opt(&mut item, "patientId", d.patient_id.as_deref());
+    item.insert("mayNamePatient".into(), AttributeValue::Bool(d.may_name_patient));
+    item.insert("status".into(), s(d.status.as_str()));
+    put_opt(&mut item, "certificateId", d.certificate_id.as_deref());
+    item.insert("createdAt".into(), s(&d.created_at));
+    item.insert("updatedAt".into(), s(&d.updated_at));
+    item
+}
+
+fn from_item(item: &Item) -> Result<Device, StoreError> {
+    const OP: &str = "read device";
+    let status = req_s(item, "status", OP)?;
+    Ok(Device {
+        thing_name: req_s(item, "thingName", OP)?,
+        serial_number: req_s(item, "serialNumber", OP)?,
+        manufacturer: req_s(item, "manufacturer", OP)?,
+        model: opt_s(item, "model").unwrap_or_default(),
+        display_name: opt_s(item, "displayName").unwrap_or_default(),
+        patient_id: opt_s(item, "patientId"),
+        may_name_patient: opt_bool(item, "mayNamePatient").unwrap_or(false),
+        status: DeviceStatus::parse(&status)
+            .ok_or_else(|| StoreError::new(OP, format!("unknown device status `{status}`")))?,
+        certificate_id: opt_s(item, "certificateId"),
+        created_at: opt_s(item, "createdAt").unwrap_or_default(),
+        updated_at: opt_s(item, "updatedAt").unwrap_or_default(),
+    })
+}
+
+impl DeviceRegistry for DynamoDeviceRegistry {
+    async fn get(&self, thing_name: &str) -> Result<Option<Device>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("thingName", s(thing_name))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("get device", describe(&e)))?;
+        out.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn put(&self, device: &Device) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(device)))
+            .send()
+            .await
+            .map_err(|e| StoreError::new("put device", describe(&e)))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,37 @@
+//! Vitalwire's core: the domain (devices, measurements, FHIR resources), the ports handlers
+//! depend on, their AWS adapters, and one handler module per Lambda function.
+//!
+//! Handlers are plain async functions over small traits; `functions/src/bin/*.rs` build the
+//! AWS-backed dependencies once per cold start and hand events to them, and the tests and
+//! the local stack drive the very same functions.
+
+pub mod aws;
+pub mod dead_letters;
+pub mod devices;
+pub mod dynamo;
+pub mod fhir;
+pub mod ingest;
+pub mod measurement;
+#[cfg(test)]
+pub(crate) mod memory;
+pub mod observations;
+pub mod tables;
+pub mod telemetry;
+pub mod time;
+pub mod vitals;
+
+/// A storage or AWS call failed for a reason that may pass (throttling, network, service).
+///
+/// Handlers let it fail the invocation so the event source retries or keeps the event.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed: {message}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(operation: &'static str, err: impl std::fmt::Display) -> Self {
+        Self { operation, message: err.to_string() }
+    }
+}

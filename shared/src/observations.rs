@@ -1,0 +1,148 @@
+//! Observations: building FHIR R4 Observations from measurements, and where they are kept.
+
+mod dynamodb;
+
+use std::future::Future;
+
+use sha2::{Digest, Sha256};
+
+pub use dynamodb::DynamoObservationStore;
+
+use crate::fhir::{CodeableConcept, Coding, Identifier, Meta, Observation, Quantity, Reference};
+use crate::measurement::Measurement;
+use crate::vitals::{self, Category, OBSERVATION_CATEGORY, UCUM, VITAL_SIGNS_PROFILE};
+use crate::StoreError;
+
+/// The identifier system of the platform's deterministic observation keys.
+pub const IDENTIFIER_SYSTEM: &str = "urn:vitalwire:observation";
+
+/// Who and when an Observation is about, decided by the handler.
+#[derive(Debug, Clone)]
+pub struct ObservationContext<'a> {
+    pub thing_name: &'a str,
+    pub patient_id: &'a str,
+    /// `effectiveDateTime` as the device sent it, or the time the platform received it.
+    pub effective: &'a str,
+    /// The effective time in UTC (`time::format_utc`), for keys and sorting.
+    pub effective_utc: &'a str,
+    pub issued: &'a str,
+}
+
+/// The natural key of a measurement: one device measures one thing at one instant once.
+pub fn natural_key(thing_name: &str, effective_utc: &str, code_key: &str) -> String {
+    format!("{thing_name}/{effective_utc}/{code_key}")
+}
+
+/// The Observation id derived from its natural key, so a redelivered message maps to the same id.
+pub fn observation_id(natural_key: &str) -> String {
+    let digest = Sha256::digest(natural_key.as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// Builds the FHIR R4 Observation for a validated measurement.
+pub fn build_observation(m: &Measurement, ctx: &ObservationContext<'_>) -> Observation {
+    let key = natural_key(ctx.thing_name, ctx.effective_utc, &m.code_key());
+    let category = m.known.map(|k| k.category);
+    let meta = match (category, m.known.and_then(|k| k.profile)) {
+        (Some(Category::VitalSigns), profile) => {
+            let mut profiles = vec![VITAL_SIGNS_PROFILE.to_owned()];
+            profiles.extend(profile.map(vitals::profile_url));
+            Some(Meta { profile: profiles })
+        }
+        _ => None,
+    };
+    let text = m.coding.iter().find_map(|c| c.display.clone()).or_else(|| m.known.map(|k| k.display.to_owned()));
+    Observation {
+        resource_type: "Observation".to_owned(),
+        id: observation_id(&key),
+        meta,
+        identifier: vec![Identifier { system: IDENTIFIER_SYSTEM.to_owned(), value: key }],
+        status: "final".to_owned(),
+        category: category
+            .map(|c| CodeableConcept {
+                coding: vec![Coding::new(OBSERVATION_CATEGORY, c.code(), Some(c.display()))],
+                text: None,
+            })
+            .into_iter()
+            .collect(),
+        code: CodeableConcept { coding: m.coding.clone(), text },
+        subject: Reference::to("Patient", ctx.patient_id),
+        device: Some(Reference::to("Device", ctx.thing_name)),
+        effective_date_time: ctx.effective.to_owned(),
+        issued: ctx.issued.to_owned(),
+        value_quantity: Some(Quantity {
+            value: m.value.clone(),
+            unit: m.unit.clone(),
+            system: m.ucum.map(|_| UCUM.to_owned()),
+            code: m.ucum.map(str::to_owned),
+        }),
+        component: Vec::new(),
+    }
+}
+
+/// An Observation as stored, with the attributes it is found by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObservation {
+    pub id: String,
+    pub patient_id: String,
+    pub device_id: String,
+    /// `system|code` of the primary coding.
+    pub code_key: String,
+    /// UTC effective time, `time::format_utc`.
+    pub effective_at: String,
+    /// Fingerprint of what was measured (not of when it was filed), to tell a redelivery from a
+    /// conflicting message with the same key.
+    pub content_hash: String,
+    /// The FHIR JSON, exactly as built.
+    pub resource: String,
+}
+
+impl StoredObservation {
+    /// Wraps a built Observation for storage.
+    pub fn new(obs: &Observation, code_key: String, effective_at: String) -> Result<Self, serde_json::Error> {
+        let mut unissued = obs.clone();
+        unissued.issued.clear();
+        let content = serde_json::to_vec(&unissued)?;
+        Ok(Self {
+            id: obs.id.clone(),
+            patient_id: obs.subject.reference.trim_start_matches("Patient/").to_owned(),
+            device_id: obs.device.as_ref().map(|d| d.reference.trim_start_matches("Device/").to_owned()).unwrap_or_default(),
+            code_key,
+            effective_at,
+            content_hash: hex::encode(Sha256::digest(&content)),
+            resource: serde_json::to_string(obs)?,
+        })
+    }
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// An observation with this id exists already; its content hash.
+    AlreadyExists { content_hash: String },
+}
+
+/// The observation store port.
+pub trait ObservationStore: Send + Sync {
+    /// Writes the observation unless one with its id exists (a conditional write).
+    fn insert(&self, obs: &StoredObservation) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredObservation>, StoreError>> + Send;
+
+    /// A patient's observations of one code, oldest first, with `from <= effective_at <= to`.
+    fn for_patient_code(
+        &self,
+        patient_id: &str,
+        code_key: &str,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<Vec<StoredObservation>, StoreError>> + Send;
+
+    /// A device's most recent observations, newest first.
+    fn for_device(
+        &self,
+        device_id: &str,
+        limit: i32,
+    ) -> impl Future<Output = Result<Vec<StoredObservation>, StoreError>> + Send;
+}

@@ -1,0 +1,78 @@
+//! The DynamoDB tables: key schemas the adapters rely on, and where each function finds a
+//! table's name (an environment variable set from `template.yaml`).
+//!
+//! `template.yaml` is the source of truth for the tables; these specs are what the code assumes
+//! of them, and a test fails when the two drift apart.
+
+/// A global secondary index the adapters query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: Option<&'static str>,
+}
+
+/// What the code assumes of one table (all key attributes are strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Logical id of the `AWS::DynamoDB::Table` in `template.yaml`.
+    pub logical_id: &'static str,
+    /// Environment variable that carries the table's physical name.
+    pub env_var: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: Option<&'static str>,
+    pub indexes: &'static [IndexSpec],
+}
+
+/// Devices, by thing name; by (manufacturer, serial number); by assigned patient.
+pub const DEVICES: TableSpec = TableSpec {
+    logical_id: "DevicesTable",
+    env_var: "DEVICES_TABLE",
+    partition_key: "thingName",
+    sort_key: None,
+    indexes: &[
+        IndexSpec { name: "bySerialNumber", partition_key: "serialKey", sort_key: None },
+        IndexSpec { name: "byPatient", partition_key: "patientId", sort_key: Some("thingName") },
+    ],
+};
+
+pub const OBSERVATIONS_BY_PATIENT_CODE: IndexSpec =
+    IndexSpec { name: "byPatientCode", partition_key: "patientCode", sort_key: Some("effectiveAt") };
+pub const OBSERVATIONS_BY_DEVICE: IndexSpec =
+    IndexSpec { name: "byDevice", partition_key: "deviceId", sort_key: Some("effectiveAt") };
+
+/// Observations, by id; by patient and code over time; by device over time.
+pub const OBSERVATIONS: TableSpec = TableSpec {
+    logical_id: "ObservationsTable",
+    env_var: "OBSERVATIONS_TABLE",
+    partition_key: "id",
+    sort_key: None,
+    indexes: &[OBSERVATIONS_BY_PATIENT_CODE, OBSERVATIONS_BY_DEVICE],
+};
+
+pub const DEAD_LETTERS_BY_THING: IndexSpec =
+    IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("sortKey") };
+
+/// Rejected messages, by source newest first; by thing.
+pub const DEAD_LETTERS: TableSpec = TableSpec {
+    logical_id: "DeadLettersTable",
+    env_var: "DEAD_LETTERS_TABLE",
+    partition_key: "source",
+    sort_key: Some("sortKey"),
+    indexes: &[DEAD_LETTERS_BY_THING],
+};
+
+/// Every table the platform uses.
+pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS];
+
+/// A required setting is missing from the function's environment.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is not set (template.yaml sets it for every function that needs it)")]
+pub struct MissingSetting(pub &'static str);
+
+impl TableSpec {
+    /// The table's physical name, from the function's environment.
+    pub fn name_from_env(&self) -> Result<String, MissingSetting> {
+        std::env::var(self.env_var).ok().filter(|v| !v.is_empty()).ok_or(MissingSetting(self.env_var))
+    }
+}
