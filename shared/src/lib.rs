@@ -15,6 +15,8 @@ pub mod measurement;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod observations;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod tables;
 pub mod telemetry;
 pub mod time;

@@ -1,0 +1,57 @@
+//! Vitalwire on one machine, without an AWS account or containers.
+//!
+//! - [`emulator`]: the moto AWS emulator on a loopback port, owned by this process.
+//! - [`stack`]: tables created from `template.yaml`, and each function's environment resolved
+//!   the way CloudFormation would resolve it.
+//! - [`runtime_api`]: a Lambda Runtime API stand-in that runs the real function binaries.
+//!
+//! The integration tests use the same pieces.
+
+pub mod emulator;
+pub mod runtime_api;
+pub mod stack;
+
+use std::path::PathBuf;
+
+/// The repository root (where `template.yaml` is), from `VITALWIRE_ROOT` or this crate's location.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("VITALWIRE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+/// The Python of the project's virtualenv (`scripts/dev-env.sh` creates it), or `VITALWIRE_PYTHON`.
+pub fn python() -> PathBuf {
+    std::env::var_os("VITALWIRE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+}
+
+/// Checks FHIR resources (one JSON resource, or a JSON array of them) with the independent
+/// validators of `infra/local/validate_fhir.py`; the error carries the validators' report.
+pub fn validate_fhir(resources_json: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let script = repo_root().join("infra/local/validate_fhir.py");
+    let mut child = Command::new(python())
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run the FHIR validator ({}): {e}; run scripts/dev-env.sh", python().display()))?;
+    child
+        .stdin
+        .take()
+        .ok_or("validator has no stdin")?
+        .write_all(resources_json.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(report)
+    }
+}

@@ -1,0 +1,72 @@
+//! The platform's resources on the emulator, created from `template.yaml`.
+
+use std::collections::BTreeMap;
+
+use vitalwire::stack::{create_table, EnvValue, FunctionDefinition, StackError, Template};
+
+use crate::repo_root;
+
+/// Tables created from the template, by logical id.
+#[derive(Debug, Clone)]
+pub struct LocalStack {
+    pub template: Template,
+    /// Logical id → physical name.
+    pub tables: BTreeMap<String, String>,
+}
+
+/// A function's environment could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error("{function}: environment variable {variable} refers to {target}, which the local stack does not provide")]
+pub struct UnresolvedEnv {
+    pub function: String,
+    pub variable: String,
+    pub target: String,
+}
+
+impl LocalStack {
+    /// Reads the repository's `template.yaml`.
+    pub fn template() -> Result<Template, StackError> {
+        Template::load(&repo_root().join("template.yaml"))
+    }
+
+    /// Creates every table of the template, named `<prefix><LogicalId>`.
+    pub async fn create(client: &aws_sdk_dynamodb::Client, template: Template, prefix: &str) -> Result<Self, StackError> {
+        let mut tables = BTreeMap::new();
+        for table in template.tables()? {
+            let name = format!("{prefix}{}", table.logical_id);
+            create_table(client, &table, &name).await?;
+            tables.insert(table.logical_id, name);
+        }
+        Ok(Self { template, tables })
+    }
+
+    /// The physical name of a table by its logical id.
+    pub fn table(&self, logical_id: &str) -> Option<&str> {
+        self.tables.get(logical_id).map(String::as_str)
+    }
+
+    /// The function with this cargo binary name.
+    pub fn function(&self, binary: &str) -> Option<FunctionDefinition> {
+        self.template.functions().into_iter().find(|f| f.binary.as_deref() == Some(binary))
+    }
+
+    /// A function's environment as CloudFormation would set it: `!Ref Table` becomes the name.
+    pub fn function_env(&self, function: &FunctionDefinition) -> Result<Vec<(String, String)>, UnresolvedEnv> {
+        function
+            .environment
+            .iter()
+            .map(|(name, value)| {
+                let unresolved = |target: String| UnresolvedEnv {
+                    function: function.logical_id.clone(),
+                    variable: name.clone(),
+                    target,
+                };
+                match value {
+                    EnvValue::Literal(v) => Ok((name.clone(), v.clone())),
+                    EnvValue::Ref(r) => self.table(r).map(|t| (name.clone(), t.to_owned())).ok_or_else(|| unresolved(r.clone())),
+                    EnvValue::Other => Err(unresolved("an intrinsic function".into())),
+                }
+            })
+            .collect()
+    }
+}

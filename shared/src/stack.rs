@@ -1,0 +1,256 @@
+//! Reads `template.yaml`, the single source of truth for tables and function wiring, so the test
+//! harness and the local stack create exactly what CloudFormation would.
+//!
+//! Only the parts they need are read: `AWS::DynamoDB::Table` key schemas and indexes, and each
+//! `AWS::Serverless::Function`'s binary and environment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use serde_norway::Value;
+
+use crate::dynamo::describe;
+
+/// Why the template could not be read or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("template.yaml: {0}")]
+    Shape(String),
+    #[error("creating table {table}: {message}")]
+    Create { table: String, message: String },
+}
+
+/// One key element: attribute name and `HASH` or `RANGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyElement {
+    pub attribute: String,
+    pub key_type: String,
+}
+
+/// A global secondary index as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDefinition {
+    pub name: String,
+    pub key_schema: Vec<KeyElement>,
+    pub projection: String,
+}
+
+/// An `AWS::DynamoDB::Table` as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDefinition {
+    pub logical_id: String,
+    /// Attribute name → `S`, `N` or `B`.
+    pub attributes: BTreeMap<String, String>,
+    pub key_schema: Vec<KeyElement>,
+    pub indexes: Vec<IndexDefinition>,
+}
+
+impl TableDefinition {
+    /// The attribute of the given key type (`HASH`/`RANGE`) in a key schema.
+    pub fn key<'a>(schema: &'a [KeyElement], key_type: &str) -> Option<&'a str> {
+        schema.iter().find(|k| k.key_type == key_type).map(|k| k.attribute.as_str())
+    }
+}
+
+/// An environment variable's value in the template: a literal or `!Ref` to a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    Literal(String),
+    Ref(String),
+    Other,
+}
+
+/// An `AWS::Serverless::Function` as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionDefinition {
+    pub logical_id: String,
+    /// The cargo binary (`Metadata.BuildProperties.Binary`).
+    pub binary: Option<String>,
+    pub environment: BTreeMap<String, EnvValue>,
+}
+
+/// A parsed `template.yaml`.
+#[derive(Debug, Clone)]
+pub struct Template {
+    resources: serde_norway::Mapping,
+}
+
+fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value.as_mapping().and_then(|m| m.get(name))
+}
+
+fn text(value: &Value, name: &str) -> Option<String> {
+    field(value, name).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn list<'a>(value: &'a Value, name: &str) -> &'a [Value] {
+    field(value, name).and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn key_schema(value: &Value, owner: &str) -> Result<Vec<KeyElement>, StackError> {
+    list(value, "KeySchema")
+        .iter()
+        .map(|k| match (text(k, "AttributeName"), text(k, "KeyType")) {
+            (Some(attribute), Some(key_type)) => Ok(KeyElement { attribute, key_type }),
+            _ => Err(StackError::Shape(format!("{owner}: KeySchema entries need AttributeName and KeyType"))),
+        })
+        .collect()
+}
+
+impl Template {
+    /// Reads and parses a template file.
+    pub fn load(path: &Path) -> Result<Self, StackError> {
+        let read_err = |message: String| StackError::Read { path: path.display().to_string(), message };
+        let body = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+        Self::parse(&body).map_err(|e| match e {
+            StackError::Shape(m) => read_err(m),
+            other => other,
+        })
+    }
+
+    /// Parses template text (CloudFormation's `!Ref`-style tags are kept as tagged values).
+    pub fn parse(body: &str) -> Result<Self, StackError> {
+        let doc: Value = serde_norway::from_str(body).map_err(|e| StackError::Shape(e.to_string()))?;
+        let resources = field(&doc, "Resources")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .ok_or_else(|| StackError::Shape("no Resources section".into()))?;
+        Ok(Self { resources })
+    }
+
+    fn resources_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (String, &'a Value)> + 'a {
+        self.resources.iter().filter_map(move |(id, r)| {
+            let id = id.as_str()?;
+            (text(r, "Type").as_deref() == Some(kind)).then(|| (id.to_owned(), r))
+        })
+    }
+
+    /// Every DynamoDB table, in template order.
+    pub fn tables(&self) -> Result<Vec<TableDefinition>, StackError> {
+        self.resources_of("AWS::DynamoDB::Table")
+            .map(|(logical_id, resource)| {
+                let props = field(resource, "Properties")
+                    .ok_or_else(|| StackError::Shape(format!("{logical_id} has no Properties")))?;
+                let attributes = list(props, "AttributeDefinitions")
+                    .iter()
+                    .map(|a| match (text(a, "AttributeName"), text(a, "AttributeType")) {
+                        (Some(n), Some(t)) => Ok((n, t)),
+                        _ => Err(StackError::Shape(format!("{logical_id}: bad AttributeDefinitions entry"))),
+                    })
+                    .collect::<Result<_, _>>()?;
+                let indexes = list(props, "GlobalSecondaryIndexes")
+                    .iter()
+                    .map(|i| {
+                        let name = text(i, "IndexName")
+                            .ok_or_else(|| StackError::Shape(format!("{logical_id}: an index has no IndexName")))?;
+                        let projection = field(i, "Projection")
+                            .and_then(|p| text(p, "ProjectionType"))
+                            .unwrap_or_else(|| "ALL".into());
+                        Ok(IndexDefinition { key_schema: key_schema(i, &name)?, name, projection })
+                    })
+                    .collect::<Result<_, StackError>>()?;
+                Ok(TableDefinition { key_schema: key_schema(props, &logical_id)?, logical_id, attributes, indexes })
+            })
+            .collect()
+    }
+
+    /// Every serverless function, in template order.
+    pub fn functions(&self) -> Vec<FunctionDefinition> {
+        self.resources_of("AWS::Serverless::Function")
+            .map(|(logical_id, resource)| {
+                let binary = field(resource, "Metadata")
+                    .and_then(|m| field(m, "BuildProperties"))
+                    .and_then(|b| text(b, "Binary"));
+                let environment = field(resource, "Properties")
+                    .and_then(|p| field(p, "Environment"))
+                    .and_then(|e| field(e, "Variables"))
+                    .and_then(Value::as_mapping)
+                    .map(|vars| {
+                        vars.iter()
+                            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), env_value(v))))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                FunctionDefinition { logical_id, binary, environment }
+            })
+            .collect()
+    }
+}
+
+fn env_value(value: &Value) -> EnvValue {
+    match value {
+        Value::String(s) => EnvValue::Literal(s.clone()),
+        Value::Number(n) => EnvValue::Literal(n.to_string()),
+        Value::Bool(b) => EnvValue::Literal(b.to_string()),
+        Value::Tagged(t) if t.tag == "Ref" => t.value.as_str().map_or(EnvValue::Other, |r| EnvValue::Ref(r.to_owned())),
+        Value::Mapping(m) => match m.get("Ref").and_then(Value::as_str) {
+            Some(r) => EnvValue::Ref(r.to_owned()),
+            None => EnvValue::Other,
+        },
+        _ => EnvValue::Other,
+    }
+}
+
+fn key_elements(schema: &[KeyElement]) -> Result<Vec<KeySchemaElement>, String> {
+    schema
+        .iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Creates a table from its template definition under the given physical name.
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &TableDefinition,
+    physical_name: &str,
+) -> Result<(), StackError> {
+    let fail = |message: String| StackError::Create { table: physical_name.to_owned(), message };
+    let attributes = table
+        .attributes
+        .iter()
+        .map(|(name, kind)| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    let indexes = table
+        .indexes
+        .iter()
+        .map(|i| {
+            GlobalSecondaryIndex::builder()
+                .index_name(&i.name)
+                .set_key_schema(Some(key_elements(&i.key_schema)?))
+                .projection(Projection::builder().projection_type(ProjectionType::from(i.projection.as_str())).build())
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    client
+        .create_table()
+        .table_name(physical_name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attributes))
+        .set_key_schema(Some(key_elements(&table.key_schema).map_err(fail)?))
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .send()
+        .await
+        .map_err(|e| fail(describe(&e)))?;
+    Ok(())
+}
