@@ -1,0 +1,107 @@
+//! `template.yaml` and the code agree: the tables the adapters assume are the tables the
+//! template declares (and that the harness creates), and functions get their table names.
+
+use vitalwire::stack::{EnvValue, TableDefinition, Template};
+use vitalwire::tables::{self, TableSpec};
+use vitalwire_tests::{repo_root, TestStack};
+
+fn template() -> Template {
+    Template::load(&repo_root().join("template.yaml")).expect("template.yaml parses")
+}
+
+fn key(schema: &[vitalwire::stack::KeyElement], kind: &str) -> Option<String> {
+    TableDefinition::key(schema, kind).map(str::to_owned)
+}
+
+fn assert_matches(spec: &TableSpec, table: &TableDefinition) {
+    let id = spec.logical_id;
+    assert_eq!(key(&table.key_schema, "HASH").as_deref(), Some(spec.partition_key), "{id}: partition key");
+    assert_eq!(key(&table.key_schema, "RANGE").as_deref(), spec.sort_key, "{id}: sort key");
+    let mut declared: Vec<_> = table.indexes.iter().map(|i| i.name.as_str()).collect();
+    let mut expected: Vec<_> = spec.indexes.iter().map(|i| i.name).collect();
+    declared.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(declared, expected, "{id}: global secondary indexes");
+    for index in spec.indexes {
+        let declared = table.indexes.iter().find(|i| i.name == index.name).expect("index");
+        assert_eq!(key(&declared.key_schema, "HASH").as_deref(), Some(index.partition_key), "{id}.{}", index.name);
+        assert_eq!(key(&declared.key_schema, "RANGE").as_deref(), index.sort_key, "{id}.{}", index.name);
+        assert_eq!(declared.projection, "ALL", "{id}.{}: adapters read whole items from indexes", index.name);
+    }
+    for attribute in [Some(spec.partition_key), spec.sort_key].into_iter().flatten().chain(
+        spec.indexes.iter().flat_map(|i| [Some(i.partition_key), i.sort_key]).flatten(),
+    ) {
+        assert_eq!(table.attributes.get(attribute).map(String::as_str), Some("S"), "{id}: {attribute} is a string key");
+    }
+}
+
+#[test]
+fn every_table_the_code_uses_is_declared_as_the_code_assumes() {
+    let declared = template().tables().expect("tables");
+    for spec in tables::ALL {
+        let table = declared
+            .iter()
+            .find(|t| t.logical_id == spec.logical_id)
+            .unwrap_or_else(|| panic!("template.yaml has no {}", spec.logical_id));
+        assert_matches(spec, table);
+    }
+    for table in &declared {
+        assert!(
+            tables::ALL.iter().any(|s| s.logical_id == table.logical_id),
+            "{} is declared in template.yaml but no TableSpec in shared/src/tables.rs describes it",
+            table.logical_id
+        );
+    }
+}
+
+#[test]
+fn a_drifted_template_is_caught() {
+    // The check above must be able to fail: rename the observations' device index.
+    let body = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let drifted = Template::parse(&body.replace("IndexName: byDevice", "IndexName: byThing2")).unwrap();
+    let table = drifted.tables().unwrap().into_iter().find(|t| t.logical_id == "ObservationsTable").unwrap();
+    let caught = std::panic::catch_unwind(|| assert_matches(&tables::OBSERVATIONS, &table));
+    assert!(caught.is_err(), "a renamed index must fail the drift check");
+}
+
+#[test]
+fn functions_get_the_table_names_they_read() {
+    let template = template();
+    let functions = template.functions();
+    let ingest = functions.iter().find(|f| f.binary.as_deref() == Some("fhir-ingest")).expect("fhir-ingest function");
+    for spec in [tables::DEVICES, tables::OBSERVATIONS, tables::DEAD_LETTERS] {
+        assert_eq!(
+            ingest.environment.get(spec.env_var),
+            Some(&EnvValue::Ref(spec.logical_id.to_owned())),
+            "fhir-ingest's {} must be !Ref {}",
+            spec.env_var,
+            spec.logical_id
+        );
+    }
+    for f in &functions {
+        assert!(f.binary.is_some(), "{} has no Metadata.BuildProperties.Binary", f.logical_id);
+        for (name, value) in &f.environment {
+            if let EnvValue::Ref(target) = value {
+                if let Some(spec) = tables::ALL.iter().find(|s| s.logical_id == target) {
+                    assert_eq!(name, spec.env_var, "{}: {target} must arrive as {}", f.logical_id, spec.env_var);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn tables_created_from_the_template_have_the_declared_keys() {
+    let t = TestStack::new().await;
+    for spec in tables::ALL {
+        let described = t.dynamodb.describe_table().table_name(t.table(spec)).send().await.expect("describe");
+        let table = described.table().expect("table");
+        let hash = table.key_schema().iter().find(|k| k.key_type().as_str() == "HASH").map(|k| k.attribute_name());
+        assert_eq!(hash, Some(spec.partition_key), "{}", spec.logical_id);
+        let mut indexes: Vec<_> = table.global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
+        indexes.sort_unstable();
+        let mut expected: Vec<_> = spec.indexes.iter().map(|i| i.name).collect();
+        expected.sort_unstable();
+        assert_eq!(indexes, expected, "{}", spec.logical_id);
+    }
+}

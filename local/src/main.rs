@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
-    let emulator = Emulator::start(cli.aws_port).await?;
+    let emulator = Emulator::start(cli.aws_port)?;
     let aws_env = emulator.aws_environment();
     for (k, v) in &aws_env {
         // Set before any client exists, on the main thread: our own clients read them too.
