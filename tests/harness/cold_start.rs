@@ -1,1 +1,83 @@
-fn main() {}
+//! Measures a function binary's cold start: from process spawn to its first request to the
+//! Lambda Runtime API (the end of its init phase), against the local Runtime API stand-in.
+//! Also reports the binary's size and its resident memory at that point.
+//!
+//!     cargo build --release -p vitalwire-functions
+//!     cargo run --release -p vitalwire-tests --bin cold-start -- [BINARY] [RUNS]
+//!
+//! BINARY defaults to `<target>/release/fhir-ingest`, RUNS to 30. The function's AWS clients
+//! are built during init but make no network call until the first event, so no emulator is
+//! needed; the endpoint below is never contacted.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use vitalwire_local::runtime_api::RuntimeApi;
+
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let binary = args.next().map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| vitalwire_local::repo_root().join("target"))
+            .join("release/fhir-ingest")
+    });
+    let runs: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(30);
+    let size = std::fs::metadata(&binary).map_err(|e| format!("{}: {e}", binary.display()))?.len();
+    let env: Vec<(String, String)> = [
+        ("DEVICES_TABLE", "Devices"),
+        ("OBSERVATIONS_TABLE", "Observations"),
+        ("DEAD_LETTERS_TABLE", "DeadLetters"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "cold-start"),
+        ("AWS_SECRET_ACCESS_KEY", "cold-start"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("RUST_LOG", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+
+    let mut times = Vec::with_capacity(runs);
+    let mut rss = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let api = RuntimeApi::start().await?;
+        let started = Instant::now();
+        let mut child = api.spawn_function(&binary, "cold-start", &env)?;
+        let polled = api.first_poll(Duration::from_secs(10)).await.ok_or("the function never polled for work")?;
+        times.push(polled.duration_since(started));
+        if let Some(kib) = child.id().and_then(resident_kib) {
+            rss.push(kib);
+        }
+        child.kill().await?;
+    }
+    times.sort_unstable();
+    rss.sort_unstable();
+    println!("binary: {} ({:.2} MiB)", binary.display(), size as f64 / (1024.0 * 1024.0));
+    println!(
+        "cold start to first Runtime API poll over {runs} runs: min {:?}, median {:?}, p90 {:?}, max {:?}",
+        times[0],
+        percentile(&times, 0.5),
+        percentile(&times, 0.9),
+        times[times.len() - 1]
+    );
+    if let Some(median) = rss.get(rss.len() / 2) {
+        println!("resident memory at first poll: median {:.1} MiB", *median as f64 / 1024.0);
+    }
+    Ok(())
+}

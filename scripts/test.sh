@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The project's test command: unit and integration tests (against the moto AWS emulator, which
+# each test binary starts on a free loopback port) and the CloudFormation linter.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+scripts/dev-env.sh
+# The integration tests also run the real function binaries.
+cargo build --locked -p vitalwire-functions
+cargo test --locked --workspace
+echo "cfn-lint template.yaml"
+.venv/bin/cfn-lint template.yaml
+echo "cfn-lint: passed"
