@@ -146,3 +146,86 @@ pub trait ObservationStore: Send + Sync {
         limit: i32,
     ) -> impl Future<Output = Result<Vec<StoredObservation>, StoreError>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measurement;
+    use crate::time::parse_with_offset;
+
+    fn build(payload: &str) -> Observation {
+        let received = parse_with_offset("2026-11-22T10:00:00Z").unwrap();
+        let m = measurement::parse(payload, received).unwrap();
+        let ctx = ObservationContext {
+            thing_name: "cuff-1",
+            patient_id: "pat-1",
+            effective: "2026-11-22T10:00:00.000Z",
+            effective_utc: "2026-11-22T10:00:00.000Z",
+            issued: "2026-11-22T10:00:01.000Z",
+        };
+        build_observation(&m, &ctx)
+    }
+
+    fn loinc(code: &str, value: &str, unit: &str) -> String {
+        format!(r#"{{"value":{value},"unit":"{unit}","coding":[{{"system":"http://loinc.org","code":"{code}"}}]}}"#)
+    }
+
+    #[test]
+    fn a_vital_sign_gets_category_profiles_and_ucum() {
+        let obs = build(&loinc("8310-5", "\"36.60\"", "C"));
+        assert_eq!(obs.status, "final");
+        assert_eq!(obs.category[0].coding[0].code.as_deref(), Some("vital-signs"));
+        assert_eq!(
+            obs.meta.unwrap().profile,
+            ["http://hl7.org/fhir/StructureDefinition/vitalsigns", "http://hl7.org/fhir/StructureDefinition/bodytemp"]
+        );
+        let q = obs.value_quantity.unwrap();
+        assert_eq!((q.value.as_str(), q.unit.as_str()), ("36.60", "C"), "value and unit as sent");
+        assert_eq!((q.system.as_deref(), q.code.as_deref()), (Some(UCUM), Some("Cel")));
+        assert_eq!(obs.subject.reference, "Patient/pat-1");
+        assert_eq!(obs.device.unwrap().reference, "Device/cuff-1");
+        assert_eq!(obs.code.text.as_deref(), Some("Body temperature"), "falls back to the catalogue display");
+    }
+
+    #[test]
+    fn glucose_is_laboratory_without_vital_signs_profile() {
+        let obs = build(&loinc("2339-0", "95", "mg/dL"));
+        assert_eq!(obs.category[0].coding[0].code.as_deref(), Some("laboratory"));
+        assert!(obs.meta.is_none());
+    }
+
+    #[test]
+    fn a_manufacturer_code_has_no_category_and_keeps_its_coding() {
+        let obs = build(
+            r#"{"value":"100","unit":"%","coding":[{"system":"http://lifeomic.com/fhir/devices","code":"9750d5e5","display":"Battery Percentage"}]}"#,
+        );
+        assert!(obs.category.is_empty());
+        assert!(obs.meta.is_none());
+        assert_eq!(obs.code.coding[0].system.as_deref(), Some("http://lifeomic.com/fhir/devices"));
+        assert_eq!(obs.code.text.as_deref(), Some("Battery Percentage"));
+    }
+
+    #[test]
+    fn ids_are_deterministic_per_device_time_and_code() {
+        let a = build(&loinc("8867-4", "72", "bpm"));
+        let again = build(&loinc("8867-4", "72", "bpm"));
+        let other_code = build(&loinc("9279-1", "72", "/min"));
+        assert_eq!(a.id, again.id);
+        assert_ne!(a.id, other_code.id);
+        assert!(crate::fhir::is_valid_id(&a.id));
+        assert_eq!(a.identifier[0].value, "cuff-1/2026-11-22T10:00:00.000Z/http://loinc.org|8867-4");
+        assert_eq!(observation_id(&a.identifier[0].value), a.id);
+    }
+
+    #[test]
+    fn the_content_hash_ignores_issued_but_not_the_value() {
+        let obs = build(&loinc("8867-4", "72", "bpm"));
+        let mut reissued = obs.clone();
+        reissued.issued = "2026-11-22T11:00:00.000Z".into();
+        let mut other_value = obs.clone();
+        other_value.value_quantity.as_mut().unwrap().value = crate::fhir::Decimal::parse("73").unwrap();
+        let hash = |o: &Observation| StoredObservation::new(o, "k".into(), "t".into()).unwrap().content_hash;
+        assert_eq!(hash(&obs), hash(&reissued));
+        assert_ne!(hash(&obs), hash(&other_value));
+    }
+}
