@@ -11,7 +11,7 @@ use vitalwire::ingest::{self, IngestDeps, IngestOutcome};
 use vitalwire::observations::{DynamoObservationStore, ObservationStore};
 use vitalwire::tables::{DEAD_LETTERS, DEVICES, OBSERVATIONS};
 use vitalwire_local::runtime_api::RuntimeApi;
-use vitalwire_tests::{assert_valid_fhir, emulator_environment, repo_root, TestStack};
+use vitalwire_tests::{assert_valid_fhir, emulator_environment, function_binary, repo_root, TestStack};
 
 type Deps = IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>;
 
@@ -221,15 +221,6 @@ async fn every_vital_sign_and_a_manufacturer_code_become_valid_fhir() {
         resources.push(stored.resource);
     }
     assert_valid_fhir(&format!("[{}]", resources.join(",")));
-}
-
-fn function_binary(name: &str) -> std::path::PathBuf {
-    // The test executable lives in <target>/debug/deps; the function binaries in <target>/debug.
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
-    let binary = dir.join(name);
-    assert!(binary.exists(), "{} is missing: build it with `cargo build -p vitalwire-functions` (scripts/test.sh does)", binary.display());
-    binary
 }
 
 #[tokio::test]

@@ -105,3 +105,29 @@ async fn tables_created_from_the_template_have_the_declared_keys() {
         assert_eq!(indexes, expected, "{}", spec.logical_id);
     }
 }
+
+fn infra_json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(repo_root().join("infra/iot").join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn iot_policies_in_the_template_are_the_infra_files() {
+    let template = template();
+    for (logical_id, file) in [("DeviceIotPolicy", "device-policy.json"), ("ClaimIotPolicy", "claim-policy.json")] {
+        let props = template.properties_json(logical_id).unwrap_or_else(|| panic!("{logical_id} missing"));
+        assert_eq!(props["PolicyDocument"], infra_json(file), "{logical_id} differs from infra/iot/{file}");
+    }
+}
+
+#[test]
+fn the_provisioning_template_body_is_the_infra_file_and_names_the_device_policy() {
+    let template = template();
+    let props = template.properties_json("DefaultProvisioningTemplate").expect("DefaultProvisioningTemplate");
+    assert_eq!(props["TemplateName"], "DefaultProvisioningTemplate");
+    assert_eq!(props["PreProvisioningHook"]["PayloadVersion"], "2020-04-01");
+    let body: serde_json::Value = serde_json::from_str(props["TemplateBody"].as_str().expect("body is a string")).unwrap();
+    assert_eq!(body, infra_json("provisioning-template.json"));
+    let device_policy = template.properties_json("DeviceIotPolicy").unwrap();
+    assert_eq!(body["Resources"]["policy"]["Properties"]["PolicyName"], device_policy["PolicyName"]);
+    assert!(body["Parameters"].get("ThingName").is_some(), "the hook overrides ThingName, so the body must declare it");
+}

@@ -60,6 +60,38 @@ impl Device {
     pub fn serial_key(manufacturer: &str, serial_number: &str) -> String {
         format!("{}#{}", manufacturer.trim().to_lowercase(), serial_number.trim())
     }
+
+    /// The thing name a device gets: `<manufacturer>-<serial>`, lower case, every run of
+    /// characters outside `[a-z0-9]` folded to one `-` (valid as an IoT thing name, an MQTT
+    /// client id and a FHIR id), at most 64 characters.
+    pub fn thing_name_for(manufacturer: &str, serial_number: &str) -> String {
+        let mut name = String::new();
+        for c in format!("{manufacturer}-{serial_number}").chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_alphanumeric() {
+                name.push(c);
+            } else if !name.is_empty() && !name.ends_with('-') {
+                name.push('-');
+            }
+        }
+        name.truncate(64);
+        while name.ends_with('-') {
+            name.pop();
+        }
+        name
+    }
+}
+
+/// What binding a certificate to a device did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateBinding {
+    /// The device now uses this certificate (or already did).
+    Bound,
+    /// The device is provisioned with another certificate.
+    TakenBy(String),
+    /// The device cannot be provisioned in its current status.
+    NotProvisionable(DeviceStatus),
+    /// The device no longer exists.
+    Missing,
 }
 
 /// The device registry port.
@@ -69,4 +101,39 @@ pub trait DeviceRegistry: Send + Sync {
 
     /// Creates or replaces a device record.
     fn put(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The device registered with this manufacturer and serial number (`bySerialNumber`).
+    fn find_by_serial(
+        &self,
+        manufacturer: &str,
+        serial_number: &str,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+
+    /// Records that the device uses this certificate and is active, unless it is bound to
+    /// another certificate or is blocked or inactive; atomic, so two concurrent claims of one
+    /// device cannot both win.
+    fn bind_certificate(
+        &self,
+        thing_name: &str,
+        certificate_id: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<CertificateBinding, StoreError>> + Send;
+}
+
+/// Whether a device in this status may be given a certificate.
+pub fn provisionable(status: DeviceStatus) -> bool {
+    matches!(status, DeviceStatus::Registered | DeviceStatus::Active)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thing_names_are_normalized() {
+        assert_eq!(Device::thing_name_for("Acme Medical", "SN 0001"), "acme-medical-sn-0001");
+        assert_eq!(Device::thing_name_for("  ACME__Médical!! ", "0001/B"), "acme-m-dical-0001-b");
+        assert_eq!(Device::thing_name_for("a", &"9".repeat(100)).len(), 64);
+        assert_eq!(Device::thing_name_for("x", "--"), "x");
+    }
 }

@@ -15,6 +15,7 @@ pub mod measurement;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod observations;
+pub mod provisioning;
 #[cfg(feature = "stack")]
 pub mod stack;
 pub mod tables;

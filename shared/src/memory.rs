@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::dead_letters::{DeadLetter, DeadLetterPage, DeadLetterStore};
-use crate::devices::{Device, DeviceRegistry};
+use crate::devices::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus};
 use crate::observations::{Inserted, ObservationStore, StoredObservation};
 use crate::StoreError;
 
@@ -26,6 +26,34 @@ impl DeviceRegistry for MemoryDevices {
     async fn put(&self, device: &Device) -> Result<(), StoreError> {
         self.0.lock().expect("lock").insert(device.thing_name.clone(), device.clone());
         Ok(())
+    }
+
+    async fn find_by_serial(&self, manufacturer: &str, serial_number: &str) -> Result<Option<Device>, StoreError> {
+        let key = Device::serial_key(manufacturer, serial_number);
+        Ok(self
+            .0
+            .lock()
+            .expect("lock")
+            .values()
+            .find(|d| Device::serial_key(&d.manufacturer, &d.serial_number) == key)
+            .cloned())
+    }
+
+    async fn bind_certificate(&self, thing_name: &str, certificate_id: &str, at: &str) -> Result<CertificateBinding, StoreError> {
+        let mut devices = self.0.lock().expect("lock");
+        let Some(d) = devices.get_mut(thing_name) else { return Ok(CertificateBinding::Missing) };
+        if !provisionable(d.status) {
+            return Ok(CertificateBinding::NotProvisionable(d.status));
+        }
+        match &d.certificate_id {
+            Some(other) if other != certificate_id => Ok(CertificateBinding::TakenBy(other.clone())),
+            _ => {
+                d.certificate_id = Some(certificate_id.to_owned());
+                d.status = DeviceStatus::Active;
+                d.updated_at = at.to_owned();
+                Ok(CertificateBinding::Bound)
+            }
+        }
     }
 }
 

@@ -160,6 +160,12 @@ impl Template {
             .collect()
     }
 
+    /// A resource's `Properties` as JSON (intrinsic-function tags become `{"!Tag": value}`).
+    pub fn properties_json(&self, logical_id: &str) -> Option<serde_json::Value> {
+        let resource = self.resources.get(logical_id)?;
+        serde_json::to_value(field(resource, "Properties")?).ok()
+    }
+
     /// Every serverless function, in template order.
     pub fn functions(&self) -> Vec<FunctionDefinition> {
         self.resources_of("AWS::Serverless::Function")

@@ -24,16 +24,18 @@ pub struct TableSpec {
     pub indexes: &'static [IndexSpec],
 }
 
+pub const DEVICES_BY_SERIAL_NUMBER: IndexSpec =
+    IndexSpec { name: "bySerialNumber", partition_key: "serialKey", sort_key: None };
+pub const DEVICES_BY_PATIENT: IndexSpec =
+    IndexSpec { name: "byPatient", partition_key: "patientId", sort_key: Some("thingName") };
+
 /// Devices, by thing name; by (manufacturer, serial number); by assigned patient.
 pub const DEVICES: TableSpec = TableSpec {
     logical_id: "DevicesTable",
     env_var: "DEVICES_TABLE",
     partition_key: "thingName",
     sort_key: None,
-    indexes: &[
-        IndexSpec { name: "bySerialNumber", partition_key: "serialKey", sort_key: None },
-        IndexSpec { name: "byPatient", partition_key: "patientId", sort_key: Some("thingName") },
-    ],
+    indexes: &[DEVICES_BY_SERIAL_NUMBER, DEVICES_BY_PATIENT],
 };
 
 pub const OBSERVATIONS_BY_PATIENT_CODE: IndexSpec =

@@ -70,3 +70,17 @@ pub fn assert_valid_fhir(resources_json: &str) {
         panic!("FHIR validation failed:\n{report}\nfor: {resources_json}");
     }
 }
+
+/// A function binary built by `cargo build -p vitalwire-functions` (which `scripts/test.sh` runs
+/// first): test executables live in `<target>/debug/deps`, the binaries in `<target>/debug`.
+pub fn function_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let binary = dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p vitalwire-functions` (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}

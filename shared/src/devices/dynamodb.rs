@@ -1,7 +1,10 @@
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{Device, DeviceRegistry, DeviceStatus};
+use super::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus};
+use crate::tables::DEVICES_BY_SERIAL_NUMBER;
 use crate::dynamo::{describe, opt_bool, opt_s, put_opt, req_s, s, Item};
 use crate::StoreError;
 
@@ -76,5 +79,56 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .await
             .map_err(|e| StoreError::new("put device", describe(&e)))?;
         Ok(())
+    }
+
+    async fn find_by_serial(&self, manufacturer: &str, serial_number: &str) -> Result<Option<Device>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DEVICES_BY_SERIAL_NUMBER.name)
+            .key_condition_expression("serialKey = :k")
+            .expression_attribute_values(":k", s(Device::serial_key(manufacturer, serial_number)))
+            .limit(2)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("find device by serial number", describe(&e)))?;
+        match out.items() {
+            [] => Ok(None),
+            [item] => from_item(item).map(Some),
+            _ => Err(StoreError::new("find device by serial number", "two devices share a serial number")),
+        }
+    }
+
+    async fn bind_certificate(&self, thing_name: &str, certificate_id: &str, at: &str) -> Result<CertificateBinding, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("thingName", s(thing_name))
+            .update_expression("SET certificateId = :cert, #status = :active, updatedAt = :at")
+            .condition_expression(
+                "attribute_exists(thingName) AND (attribute_not_exists(certificateId) OR certificateId = :cert) \
+                 AND #status IN (:registered, :active)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":cert", s(certificate_id))
+            .expression_attribute_values(":active", s(DeviceStatus::Active.as_str()))
+            .expression_attribute_values(":registered", s(DeviceStatus::Registered.as_str()))
+            .expression_attribute_values(":at", s(at))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(CertificateBinding::Bound),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {
+                // Explain the refusal from the record as it is now.
+                Ok(match self.get(thing_name).await? {
+                    None => CertificateBinding::Missing,
+                    Some(d) if !provisionable(d.status) => CertificateBinding::NotProvisionable(d.status),
+                    Some(d) => CertificateBinding::TakenBy(d.certificate_id.unwrap_or_default()),
+                })
+            }
+            Err(e) => Err(StoreError::new("bind certificate", describe(&e))),
+        }
     }
 }
