@@ -8,6 +8,7 @@
 //! The integration tests use the same pieces.
 
 pub mod emulator;
+pub mod gateway;
 pub mod runtime_api;
 pub mod stack;
 

@@ -166,6 +166,27 @@ impl Template {
         serde_json::to_value(field(resource, "Properties")?).ok()
     }
 
+    /// Every `AWS::IoT::TopicRule`: its `RuleName` and the logical id of the function its Lambda
+    /// action invokes (`!GetAtt <Function>.Arn`).
+    pub fn topic_rules(&self) -> Vec<(String, String)> {
+        self.resources_of("AWS::IoT::TopicRule")
+            .filter_map(|(_, r)| {
+                let props = field(r, "Properties")?;
+                let name = text(props, "RuleName")?;
+                let payload = field(props, "TopicRulePayload")?;
+                let function = list(payload, "Actions").iter().find_map(|a| {
+                    match field(field(a, "Lambda")?, "FunctionArn")? {
+                        Value::Tagged(t) if t.tag == "GetAtt" => {
+                            t.value.as_str().and_then(|s| s.strip_suffix(".Arn")).map(str::to_owned)
+                        }
+                        _ => None,
+                    }
+                })?;
+                Some((name, function))
+            })
+            .collect()
+    }
+
     /// Every serverless function, in template order.
     pub fn functions(&self) -> Vec<FunctionDefinition> {
         self.resources_of("AWS::Serverless::Function")

@@ -84,3 +84,145 @@ pub fn function_binary(name: &str) -> std::path::PathBuf {
     );
     binary
 }
+
+/// The local IoT gateway on a free loopback port, over a fresh set of tables.
+pub struct LocalGateway {
+    pub stack: TestStack,
+    pub gateway: std::sync::Arc<vitalwire_local::gateway::Gateway>,
+    pub port: u16,
+    pub certs_dir: std::path::PathBuf,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl LocalGateway {
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// With ownership tokens that live `token_lifetime` instead of an hour.
+    pub async fn start_with(token_lifetime: Option<std::time::Duration>) -> Self {
+        use vitalwire::tables::{DEAD_LETTERS, DEVICES, OBSERVATIONS};
+        use vitalwire_local::gateway::{Functions, Gateway, GatewayConfig};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        vitalwire_local::gateway::install_default_provider();
+        let stack = TestStack::new().await;
+        let db = || stack.dynamodb.clone();
+        let functions = Functions {
+            ingest: vitalwire::ingest::IngestDeps {
+                devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
+                observations: vitalwire::observations::DynamoObservationStore::new(db(), stack.table(&OBSERVATIONS)),
+                dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
+            },
+            hook: vitalwire::provisioning::HookDeps {
+                devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
+                dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
+            },
+        };
+        let certs_dir = std::env::temp_dir()
+            .join(format!("vitalwire-test-certs-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+        let gateway = Gateway::new(GatewayConfig { certs_dir: certs_dir.clone(), token_lifetime }, functions).expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn({
+            let gateway = gateway.clone();
+            async move {
+                let _ = gateway.serve(listener).await;
+            }
+        });
+        Self { stack, gateway, port, certs_dir, _server: server }
+    }
+
+    pub fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.certs_dir.join(file)).expect("cert file")
+    }
+}
+
+/// A real MQTT 3.1.1 client (rumqttc over rustls, client certificate) for the gateway tests.
+pub struct MqttTestClient {
+    pub client: rumqttc::AsyncClient,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<Option<rumqttc::Packet>>,
+    _loop: tokio::task::JoinHandle<()>,
+}
+
+impl MqttTestClient {
+    /// Connects with mutual TLS; the error says why the connection did not open.
+    pub async fn connect(port: u16, ca: &[u8], cert: &[u8], key: &[u8], client_id: &str) -> Result<Self, String> {
+        use rumqttc::{Event, MqttOptions, Packet, TlsConfiguration, Transport};
+        vitalwire_local::gateway::install_default_provider();
+        let mut options = MqttOptions::new(client_id, "localhost", port);
+        options.set_keep_alive(std::time::Duration::from_secs(30));
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+            ca: ca.to_vec(),
+            alpn: None,
+            client_auth: Some((cert.to_vec(), key.to_vec())),
+        }));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), eventloop.poll())
+            .await
+            .map_err(|_| "timed out connecting".to_owned())?;
+        match first {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == rumqttc::ConnectReturnCode::Success => {}
+            Ok(other) => return Err(format!("unexpected {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        }
+        let (tx, incoming) = tokio::sync::mpsc::unbounded_channel();
+        let pump = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(p)) => {
+                        let _ = tx.send(Some(p));
+                    }
+                    Ok(Event::Outgoing(_)) => {}
+                    Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self { client, incoming, _loop: pump })
+    }
+
+    /// The next packet from the gateway (`None` once the connection closed).
+    pub async fn next(&mut self) -> Option<rumqttc::Packet> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.incoming.recv()).await.ok().flatten().flatten()
+    }
+
+    /// Subscribes and returns the SUBACK's return codes.
+    pub async fn subscribe(&mut self, filter: &str) -> Vec<rumqttc::SubscribeReasonCode> {
+        self.client.subscribe(filter, rumqttc::QoS::AtLeastOnce).await.expect("subscribe queued");
+        loop {
+            match self.next().await {
+                Some(rumqttc::Packet::SubAck(ack)) => return ack.return_codes,
+                Some(_) => continue,
+                None => panic!("connection closed before SUBACK"),
+            }
+        }
+    }
+
+    /// Publishes with QoS 1.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.into()).await.expect("publish queued");
+    }
+
+    /// The payload of the next message on `topic`.
+    pub async fn message_on(&mut self, topic: &str) -> Option<serde_json::Value> {
+        loop {
+            match self.next().await? {
+                rumqttc::Packet::Publish(p) if p.topic == topic => return serde_json::from_slice(&p.payload).ok(),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Waits until the gateway closes the connection.
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), self.incoming.recv()).await {
+                Ok(Some(None)) | Ok(None) => return true,
+                Ok(Some(Some(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! MQTT 3.1.1 and 5 on the wire, through rumqttc's packet codecs (`mqttbytes` v4 and v5), so
+//! the session loop handles one small set of packets whatever the client speaks.
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::v4;
+use rumqttc::v5::mqttbytes::v5;
+
+/// Largest packet accepted (AWS IoT Core allows 128 KiB payloads).
+pub const MAX_PACKET: usize = 256 * 1024;
+
+/// The protocol version a client connected with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V311,
+    V5,
+}
+
+/// A packet from a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Connect { client_id: String, keep_alive: u16, protocol: Protocol },
+    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes },
+    Subscribe { pkid: u16, filters: Vec<(String, u8)> },
+    Unsubscribe { pkid: u16, filters: Vec<String> },
+    PubAck,
+    PingReq,
+    Disconnect,
+    /// QoS 2 and other packets the gateway does not serve (AWS IoT Core has no QoS 2).
+    Unsupported(&'static str),
+}
+
+/// A packet to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    ConnAck { accepted: bool },
+    SubAck { pkid: u16, granted: Vec<Option<u8>> },
+    UnsubAck { pkid: u16, count: usize },
+    PubAck { pkid: u16, authorized: bool },
+    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes },
+    PingResp,
+}
+
+/// A malformed or oversized packet.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed MQTT packet: {0}")]
+pub struct WireError(pub String);
+
+/// The protocol level of a CONNECT at the head of `buf`, once enough bytes have arrived.
+pub fn connect_protocol(buf: &[u8]) -> Result<Option<Protocol>, WireError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf[0] >> 4 != 1 {
+        return Err(WireError("the first packet must be CONNECT".into()));
+    }
+    // Skip the remaining-length varint (1-4 bytes).
+    let mut i = 1;
+    loop {
+        let Some(b) = buf.get(i) else { return Ok(None) };
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i > 4 {
+            return Err(WireError("bad remaining length".into()));
+        }
+    }
+    // Protocol name "MQTT" (2-byte length + 4 bytes), then the level.
+    match buf.get(i + 6) {
+        None => Ok(None),
+        Some(4) => Ok(Some(Protocol::V311)),
+        Some(5) => Ok(Some(Protocol::V5)),
+        Some(level) => Err(WireError(format!("unsupported protocol level {level}"))),
+    }
+}
+
+fn qos_v4(q: u8) -> rumqttc::QoS {
+    match q {
+        0 => rumqttc::QoS::AtMostOnce,
+        _ => rumqttc::QoS::AtLeastOnce,
+    }
+}
+
+fn qos_v5(q: u8) -> rumqttc::v5::mqttbytes::QoS {
+    match q {
+        0 => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        _ => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+    }
+}
+
+/// Reads one packet from `buf`; `Ok(None)` when more bytes are needed.
+pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, WireError> {
+    match protocol {
+        Protocol::V311 => match v4::Packet::read(buf, MAX_PACKET) {
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+            Err(e) => Err(WireError(e.to_string())),
+            Ok(packet) => Ok(Some(match packet {
+                v4::Packet::Connect(c) => Incoming::Connect { client_id: c.client_id, keep_alive: c.keep_alive, protocol },
+                v4::Packet::Publish(p) => Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload },
+                v4::Packet::Subscribe(s) => {
+                    Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
+                }
+                v4::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.topics },
+                v4::Packet::PubAck(_) => Incoming::PubAck,
+                v4::Packet::PingReq => Incoming::PingReq,
+                v4::Packet::Disconnect => Incoming::Disconnect,
+                _ => Incoming::Unsupported("packet type"),
+            })),
+        },
+        Protocol::V5 => match v5::Packet::read(buf, Some(MAX_PACKET as u32)) {
+            Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+            Err(e) => Err(WireError(e.to_string())),
+            Ok(packet) => Ok(Some(match packet {
+                v5::Packet::Connect(c, _, _) => Incoming::Connect { client_id: c.client_id, keep_alive: c.keep_alive, protocol },
+                v5::Packet::Publish(p) => Incoming::Publish {
+                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                    qos: p.qos as u8,
+                    pkid: p.pkid,
+                    payload: p.payload,
+                },
+                v5::Packet::Subscribe(s) => {
+                    Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
+                }
+                v5::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.filters },
+                v5::Packet::PubAck(_) => Incoming::PubAck,
+                v5::Packet::PingReq(_) => Incoming::PingReq,
+                v5::Packet::Disconnect(_) => Incoming::Disconnect,
+                _ => Incoming::Unsupported("packet type"),
+            })),
+        },
+    }
+}
+
+/// Encodes one packet onto `buf`.
+pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result<(), WireError> {
+    let e = |e: &dyn std::fmt::Display| WireError(e.to_string());
+    match protocol {
+        Protocol::V311 => {
+            let p = match packet {
+                Outgoing::ConnAck { accepted } => v4::Packet::ConnAck(v4::ConnAck::new(
+                    if accepted { v4::ConnectReturnCode::Success } else { v4::ConnectReturnCode::NotAuthorized },
+                    false,
+                )),
+                Outgoing::SubAck { pkid, granted } => v4::Packet::SubAck(v4::SubAck::new(
+                    pkid,
+                    granted
+                        .into_iter()
+                        .map(|g| g.map_or(v4::SubscribeReasonCode::Failure, |q| v4::SubscribeReasonCode::Success(qos_v4(q))))
+                        .collect(),
+                )),
+                Outgoing::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck::new(pkid)),
+                // MQTT 3.1.1 has no negative PUBACK; the session closes the connection instead.
+                Outgoing::PubAck { pkid, .. } => v4::Packet::PubAck(v4::PubAck::new(pkid)),
+                Outgoing::Publish { topic, qos, pkid, payload } => {
+                    let mut p = v4::Publish::new(topic, qos_v4(qos), payload.to_vec());
+                    p.pkid = pkid;
+                    v4::Packet::Publish(p)
+                }
+                Outgoing::PingResp => v4::Packet::PingResp,
+            };
+            p.write(buf, MAX_PACKET).map(|_| ()).map_err(|x| e(&x))
+        }
+        Protocol::V5 => {
+            let p = match packet {
+                Outgoing::ConnAck { accepted } => v5::Packet::ConnAck(v5::ConnAck {
+                    session_present: false,
+                    code: if accepted { v5::ConnectReturnCode::Success } else { v5::ConnectReturnCode::NotAuthorized },
+                    properties: None,
+                }),
+                Outgoing::SubAck { pkid, granted } => v5::Packet::SubAck(v5::SubAck {
+                    pkid,
+                    return_codes: granted
+                        .into_iter()
+                        .map(|g| g.map_or(v5::SubscribeReasonCode::NotAuthorized, |q| v5::SubscribeReasonCode::Success(qos_v5(q))))
+                        .collect(),
+                    properties: None,
+                }),
+                Outgoing::UnsubAck { pkid, count } => v5::Packet::UnsubAck(v5::UnsubAck {
+                    pkid,
+                    reasons: vec![v5::UnsubAckReason::Success; count],
+                    properties: None,
+                }),
+                Outgoing::PubAck { pkid, authorized } => v5::Packet::PubAck(v5::PubAck {
+                    pkid,
+                    reason: if authorized { v5::PubAckReason::Success } else { v5::PubAckReason::NotAuthorized },
+                    properties: None,
+                }),
+                Outgoing::Publish { topic, qos, pkid, payload } => {
+                    let mut p = v5::Publish::new(topic, qos_v5(qos), payload, None);
+                    p.pkid = pkid;
+                    v5::Packet::Publish(p)
+                }
+                Outgoing::PingResp => v5::Packet::PingResp(v5::PingResp),
+            };
+            p.write(buf, Some(MAX_PACKET as u32)).map(|_| ()).map_err(|x| e(&x))
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The local IoT gateway over real TLS MQTT with a real MQTT client: fleet provisioning by
+//! claim, policies, Basic Ingest into DynamoDB.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
+use vitalwire::tables::{DEVICES, OBSERVATIONS};
+use vitalwire_local::gateway::registry::CertificateStatus;
+use vitalwire_tests::{LocalGateway, MqttTestClient};
+
+const CREATE: &str = "$aws/certificates/create/json";
+const PROVISION: &str = "$aws/provisioning-templates/DefaultProvisioningTemplate/provision/json";
+
+async fn register(gw: &LocalGateway, serial: &str, status: DeviceStatus) {
+    let registry = DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES));
+    registry
+        .put(&Device {
+            thing_name: Device::thing_name_for("Acme Medical", serial),
+            serial_number: serial.into(),
+            manufacturer: "Acme Medical".into(),
+            model: "BP-200".into(),
+            display_name: "cuff".into(),
+            patient_id: Some("patient-123".into()),
+            may_name_patient: false,
+            status,
+            certificate_id: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn claim_client(gw: &LocalGateway, client_id: &str) -> MqttTestClient {
+    let mut c = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), &gw.read("claim.pem"), &gw.read("claim.key"), client_id)
+        .await
+        .expect("claim certificate connects");
+    for topic in [CREATE, PROVISION] {
+        for suffix in ["accepted", "rejected"] {
+            let codes = c.subscribe(&format!("{topic}/{suffix}")).await;
+            assert!(matches!(codes[0], rumqttc::SubscribeReasonCode::Success(_)), "{topic}/{suffix}");
+        }
+    }
+    c
+}
+
+/// Creates keys and a certificate; returns (certificate pem, key pem, token).
+async fn create_keys(c: &mut MqttTestClient) -> (String, String, String) {
+    c.publish(CREATE, "{}").await;
+    let accepted = c.message_on(&format!("{CREATE}/accepted")).await.expect("certificate created");
+    let s = |k: &str| accepted[k].as_str().unwrap().to_owned();
+    assert_eq!(s("certificateId").len(), 64);
+    (s("certificatePem"), s("privateKey"), s("certificateOwnershipToken"))
+}
+
+async fn provision(c: &mut MqttTestClient, token: &str, serial: &str) -> Result<Value, Value> {
+    let request = json!({
+        "certificateOwnershipToken": token,
+        "parameters": {"SerialNumber": serial, "Manufacturer": "Acme Medical", "Name": "cuff", "Model": "BP-200"}
+    });
+    c.publish(PROVISION, request.to_string()).await;
+    loop {
+        match c.next().await.expect("a provisioning reply") {
+            rumqttc::Packet::Publish(p) if p.topic.ends_with("/accepted") => return Ok(serde_json::from_slice(&p.payload).unwrap()),
+            rumqttc::Packet::Publish(p) if p.topic.ends_with("/rejected") => return Err(serde_json::from_slice(&p.payload).unwrap()),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_provisions_by_claim_and_its_measurement_becomes_an_observation() {
+    let gw = LocalGateway::start().await;
+    register(&gw, "0001", DeviceStatus::Registered).await;
+    let mut claim = claim_client(&gw, "claim-0001").await;
+    let (cert, key, token) = create_keys(&mut claim).await;
+    let accepted = provision(&mut claim, &token, "0001").await.expect("provisioned");
+    assert_eq!(accepted, json!({"thingName": "acme-medical-0001", "deviceConfiguration": {}}));
+
+    let device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), "acme-medical-0001")
+        .await
+        .expect("the new certificate connects as its thing");
+    let measurement = json!({"value": 72, "unit": "bpm", "coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]});
+    device.publish("$aws/rules/FHIRIngest", measurement.to_string()).await;
+    let mut stored = 0;
+    for _ in 0..50 {
+        stored = gw.stack.count(&OBSERVATIONS).await;
+        if stored > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 1, "the FHIRIngest rule filed the measurement");
+    let out = gw.stack.dynamodb.scan().table_name(gw.stack.table(&OBSERVATIONS)).send().await.unwrap();
+    let resource: Value = serde_json::from_str(out.items()[0]["resource"].as_s().unwrap()).unwrap();
+    assert_eq!(resource["device"]["reference"], "Device/acme-medical-0001", "identified by its client id");
+    assert_eq!(resource["subject"]["reference"], "Patient/patient-123");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_provisioning_gets_aws_style_rejections() {
+    let gw = LocalGateway::start().await;
+    register(&gw, "0002", DeviceStatus::Blocked).await;
+    register(&gw, "0003", DeviceStatus::Registered).await;
+    let mut claim = claim_client(&gw, "claim-x").await;
+
+    let (_, _, token) = create_keys(&mut claim).await;
+    let unknown = provision(&mut claim, &token, "9999").await.unwrap_err();
+    assert_eq!(unknown["statusCode"], 403);
+    assert_eq!(unknown["errorCode"], "AccessDenied");
+
+    let (_, _, token) = create_keys(&mut claim).await;
+    let blocked = provision(&mut claim, &token, "0002").await.unwrap_err();
+    assert_eq!(blocked["errorCode"], "AccessDenied");
+
+    let (_, _, token) = create_keys(&mut claim).await;
+    provision(&mut claim, &token, "0003").await.expect("first use");
+    let reused = provision(&mut claim, &token, "0003").await.unwrap_err();
+    assert_eq!(reused["statusCode"], 400);
+    assert_eq!(reused["errorMessage"], "the certificate ownership token was already used");
+
+    let bogus = provision(&mut claim, "not-a-token", "0003").await.unwrap_err();
+    assert_eq!(bogus["errorCode"], "InvalidCertificateOwnershipToken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_ownership_token_is_refused() {
+    let gw = LocalGateway::start_with(Some(Duration::from_millis(200))).await;
+    register(&gw, "0004", DeviceStatus::Registered).await;
+    let mut claim = claim_client(&gw, "claim-y").await;
+    let (_, _, token) = create_keys(&mut claim).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired = provision(&mut claim, &token, "0004").await.unwrap_err();
+    assert_eq!(expired["errorMessage"], "the certificate ownership token has expired");
+}
+
+async fn provisioned_device(gw: &LocalGateway, serial: &str) -> (String, String, String) {
+    register(gw, serial, DeviceStatus::Registered).await;
+    let mut claim = claim_client(gw, &format!("claim-{serial}")).await;
+    let (cert, key, token) = create_keys(&mut claim).await;
+    let thing = provision(&mut claim, &token, serial).await.expect("provisioned")["thingName"].as_str().unwrap().to_owned();
+    (thing, cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_acts_only_as_its_own_thing() {
+    let gw = LocalGateway::start().await;
+    let (thing, cert, key) = provisioned_device(&gw, "0010").await;
+    let ca = gw.read("ca.pem");
+
+    // Connecting under another thing's name is refused (the thing is not attached).
+    let other = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "acme-medical-0011").await;
+    assert!(other.is_err(), "connected as another thing");
+
+    let mut me = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();
+    assert!(matches!(me.subscribe(&thing).await[0], rumqttc::SubscribeReasonCode::Success(_)));
+    assert_eq!(me.subscribe("acme-medical-0011").await[0], rumqttc::SubscribeReasonCode::Failure);
+    assert_eq!(me.subscribe("$aws/rules/FHIRIngest").await[0], rumqttc::SubscribeReasonCode::Failure);
+    assert_eq!(me.subscribe("#").await[0], rumqttc::SubscribeReasonCode::Failure);
+    // Publishing outside its policy closes an MQTT 3.1.1 connection, as AWS IoT Core does.
+    me.publish("$aws/things/acme-medical-0011/jobs/get", "{}").await;
+    assert!(me.closed().await, "publishing as another thing must close the connection");
+
+    // The claim certificate may not leave the provisioning topics either.
+    let mut claim = MqttTestClient::connect(gw.port, &ca, &gw.read("claim.pem"), &gw.read("claim.key"), "claim-z").await.unwrap();
+    assert_eq!(claim.subscribe(&thing).await[0], rumqttc::SubscribeReasonCode::Failure);
+    claim.publish("$aws/rules/FHIRIngest", "{}").await;
+    assert!(claim.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_and_unknown_certificates_cannot_connect() {
+    let gw = LocalGateway::start().await;
+    let (thing, cert, key) = provisioned_device(&gw, "0020").await;
+    let ca = gw.read("ca.pem");
+    let der = vitalwire_local::gateway::pki::pem_to_der(&cert).unwrap();
+    let id = vitalwire_local::gateway::pki::certificate_id(&der);
+    assert!(gw.gateway.registry.set_status(&id, CertificateStatus::Inactive));
+    assert!(MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), &thing).await.is_err());
+    assert!(gw.gateway.registry.set_status(&id, CertificateStatus::Active));
+    assert!(MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), &thing).await.is_ok());
+
+    // A certificate the gateway never issued (another CA) fails the TLS handshake.
+    let stranger = LocalGateway::start().await;
+    let result = MqttTestClient::connect(gw.port, &ca, &stranger.read("claim.pem"), &stranger.read("claim.key"), "x").await;
+    assert!(result.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_devices_provision_concurrently_each_with_its_own_certificate() {
+    let gw = std::sync::Arc::new(LocalGateway::start().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let gw = gw.clone();
+        tasks.spawn(async move { provisioned_device(&gw, &format!("3{i:03}")).await });
+    }
+    let results = tasks.join_all().await;
+    let mut things: Vec<_> = results.iter().map(|(t, _, _)| t.clone()).collect();
+    let mut certs: Vec<_> = results.iter().map(|(_, c, _)| c.clone()).collect();
+    things.sort();
+    things.dedup();
+    certs.sort();
+    certs.dedup();
+    assert_eq!((things.len(), certs.len()), (20, 20));
+    let registry = DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES));
+    for (thing, cert, _) in &results {
+        let id = vitalwire_local::gateway::pki::certificate_id(&vitalwire_local::gateway::pki::pem_to_der(cert).unwrap());
+        assert_eq!(registry.get(thing).await.unwrap().unwrap().certificate_id.as_deref(), Some(id.as_str()));
+    }
+}
