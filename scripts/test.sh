@@ -6,8 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 scripts/dev-env.sh
-# The integration tests also run the real function binaries.
-cargo build --locked -p vitalwire-functions
+# The integration tests also run the real function binaries and the device CLI.
+cargo build --locked -p vitalwire-functions -p vitalwire-local
 cargo test --locked --workspace
 echo "cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml

@@ -16,9 +16,10 @@ use std::path::PathBuf;
 
 /// The repository root (where `template.yaml` is), from `VITALWIRE_ROOT` or this crate's location.
 pub fn repo_root() -> PathBuf {
-    std::env::var_os("VITALWIRE_ROOT")
+    let root = std::env::var_os("VITALWIRE_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    root.canonicalize().unwrap_or(root)
 }
 
 /// The Python of the project's virtualenv (`scripts/dev-env.sh` creates it), or `VITALWIRE_PYTHON`.

@@ -1,7 +1,8 @@
 //! `vitalwire-local`: Vitalwire on this machine.
 //!
-//! - `vitalwire-local up`: the AWS emulator with the template's tables and the seed devices,
-//!   until Ctrl-C; prints the environment that points functions and tools at it.
+//! - `vitalwire-local up`: the AWS emulator with the template's tables and the seed devices, and
+//!   the IoT gateway (MQTT over mutual TLS, fleet provisioning, Basic Ingest rules), until
+//!   Ctrl-C; prints the endpoints and writes them to `<state-dir>/endpoints.json`.
 //! - `vitalwire-local invoke <function> --event <file>`: the same, then runs the function's real
 //!   binary behind a Lambda Runtime API stand-in with that event, prints its answer and, for an
 //!   ingest, the stored FHIR Observation checked by the independent validator.
@@ -14,7 +15,11 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
 use vitalwire::observations::{DynamoObservationStore, ObservationStore};
+use vitalwire::dead_letters::DynamoDeadLetterStore;
+use vitalwire::ingest::IngestDeps;
+use vitalwire::provisioning::HookDeps;
 use vitalwire::tables;
+use vitalwire_local::gateway::{Functions, Gateway, GatewayConfig};
 use vitalwire_local::emulator::Emulator;
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_local::stack::LocalStack;
@@ -29,14 +34,30 @@ struct Cli {
     /// Devices to register first (JSON: {"devices": [...]}).
     #[arg(long, global = true, default_value = "events/seed-devices.json")]
     seed: PathBuf,
+    /// Where the local CA, certificates and endpoints.json live (kept across runs).
+    #[arg(long, global = true, default_value = ".local")]
+    state_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the emulator with tables and seed devices, and wait for Ctrl-C.
-    Up,
+    /// Start the platform: AWS emulator, tables, seed devices and the IoT gateway (MQTT over
+    /// mutual TLS); wait for Ctrl-C.
+    Up {
+        /// MQTT over TLS port of the IoT gateway.
+        #[arg(long, default_value_t = 8883)]
+        mqtt_port: u16,
+    },
+    /// Print a device's stored FHIR Observations, newest first, from a running `up`.
+    Observations {
+        /// The device's thing name.
+        #[arg(long)]
+        device: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
     /// Run one function binary with one event.
     Invoke {
         /// The function's binary name, e.g. fhir-ingest.
@@ -52,6 +73,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    vitalwire_local::gateway::install_default_provider();
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
@@ -64,6 +86,9 @@ async fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
+    if let Command::Observations { device, limit } = &cli.command {
+        return print_device_observations(&repo_root().join(&cli.state_dir), device, *limit).await;
+    }
     let emulator = Emulator::start(cli.aws_port)?;
     let aws_env = emulator.aws_environment();
     for (k, v) in &aws_env {
@@ -78,7 +103,31 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
 
     match cli.command {
-        Command::Up => {
+        Command::Up { mqtt_port } => {
+            let state_dir = repo_root().join(&cli.state_dir);
+            let functions = local_functions(&stack, &dynamodb)?;
+            let gateway = Gateway::new(GatewayConfig { certs_dir: state_dir.join("certs"), token_lifetime: None }, functions)?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", mqtt_port))
+                .await
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{mqtt_port}: {e} (choose another with --mqtt-port)"))?;
+            let mqtt_port = listener.local_addr()?.port();
+            let files = gateway.pki.files.clone();
+            tokio::spawn(gateway.serve(listener));
+            let endpoints = serde_json::json!({
+                "mqttHost": "localhost",
+                "mqttPort": mqtt_port,
+                "caPath": files.ca,
+                "claimCertificatePath": files.claim_cert,
+                "claimKeyPath": files.claim_key,
+                "awsEndpoint": emulator.endpoint(),
+                "provisioningTemplate": "DefaultProvisioningTemplate",
+            });
+            std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
+            println!("IoT gateway (MQTT 3.1.1 and 5 over mutual TLS): localhost:{mqtt_port}");
+            println!("  CA: {}", files.ca.display());
+            println!("  claim certificate: {}", files.claim_cert.display());
+            println!("  claim key: {}", files.claim_key.display());
+            println!("  written to {}", state_dir.join("endpoints.json").display());
             println!("AWS emulator: {}", emulator.endpoint());
             println!("Tables: {}", stack.tables.values().cloned().collect::<Vec<_>>().join(", "));
             println!("Seed devices: {}", seeded.join(", "));
@@ -95,6 +144,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Observations { .. } => Ok(ExitCode::SUCCESS),
         Command::Invoke { function, event, bin_dir } => {
             let definition = stack.function(&function).ok_or_else(|| format!("template.yaml has no function with binary {function}"))?;
             let mut env = stack.function_env(&definition)?;
@@ -111,6 +161,44 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             print_observation(&stack, dynamodb, &answer).await
         }
     }
+}
+
+/// The handlers the gateway runs in-process, over the local tables.
+fn local_functions(stack: &LocalStack, dynamodb: &aws_sdk_dynamodb::Client) -> Result<Functions, AnyError> {
+    let table = |spec: &tables::TableSpec| {
+        stack.table(spec.logical_id).map(str::to_owned).ok_or_else(|| format!("template.yaml has no {}", spec.logical_id))
+    };
+    let devices = || -> Result<_, AnyError> { Ok(DynamoDeviceRegistry::new(dynamodb.clone(), table(&tables::DEVICES)?)) };
+    let dead_letters = || -> Result<_, AnyError> { Ok(DynamoDeadLetterStore::new(dynamodb.clone(), table(&tables::DEAD_LETTERS)?)) };
+    Ok(Functions {
+        ingest: IngestDeps {
+            devices: devices()?,
+            observations: DynamoObservationStore::new(dynamodb.clone(), table(&tables::OBSERVATIONS)?),
+            dead_letters: dead_letters()?,
+        },
+        hook: HookDeps { devices: devices()?, dead_letters: dead_letters()? },
+    })
+}
+
+/// Reads the Observations of a device from the emulator of a running `vitalwire-local up`.
+async fn print_device_observations(state_dir: &Path, device: &str, limit: i32) -> Result<ExitCode, AnyError> {
+    let endpoints_file = state_dir.join("endpoints.json");
+    let endpoints: Value = serde_json::from_slice(
+        &std::fs::read(&endpoints_file).map_err(|e| format!("{}: {e} (is `vitalwire-local up` running?)", endpoints_file.display()))?,
+    )?;
+    let endpoint = endpoints["awsEndpoint"].as_str().ok_or("endpoints.json has no awsEndpoint")?;
+    std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+    for (k, v) in [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "vitalwire-local"), ("AWS_SECRET_ACCESS_KEY", "vitalwire-local")] {
+        std::env::set_var(k, v);
+    }
+    let config = vitalwire::aws::load_config().await;
+    let store = DynamoObservationStore::new(vitalwire::aws::dynamodb(&config), tables::OBSERVATIONS.logical_id);
+    let found = store.for_device(device, limit).await?;
+    println!("{} Observation(s) of device {device}, newest first:", found.len());
+    for o in found {
+        println!("{}", o.resource);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn default_bin_dir() -> PathBuf {

@@ -71,8 +71,8 @@ pub fn assert_valid_fhir(resources_json: &str) {
     }
 }
 
-/// A function binary built by `cargo build -p vitalwire-functions` (which `scripts/test.sh` runs
-/// first): test executables live in `<target>/debug/deps`, the binaries in `<target>/debug`.
+/// A binary of the workspace (function or CLI) built by `scripts/test.sh` before the tests
+/// (test executables live in `<target>/debug/deps`, the binaries in `<target>/debug`).
 pub fn function_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");

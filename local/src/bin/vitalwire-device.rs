@@ -1,0 +1,236 @@
+//! `vitalwire-device`: the device side, for trying the platform and for tests. It speaks to AWS
+//! IoT Core or the local gateway exactly as device firmware does (MQTT over mutual TLS).
+//!
+//!     vitalwire-device provision --claimCert C --claimKey K --serialNumber S --manufacturer M \
+//!         --name N --model X [--endpoint localhost --port 8883 --ca .local/certs/ca.pem]
+//!     vitalwire-device upload-observation --deviceName T --payloadValue 72 --unit bpm \
+//!         --code 8867-4 --codeSystem http://loinc.org --codeDisplay "Heart rate" [--patientId P]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(version, about = "Device-side tool: fleet provisioning and measurements over MQTT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Connection {
+    /// MQTT endpoint (AWS IoT Core's ATS endpoint, or the local gateway).
+    #[arg(long, default_value = "localhost")]
+    endpoint: String,
+    #[arg(long, default_value_t = 8883)]
+    port: u16,
+    /// CA certificate that signed the endpoint's server certificate.
+    #[arg(long, default_value = ".local/certs/ca.pem")]
+    ca: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Get this device's own certificate with the shared claim certificate (fleet provisioning).
+    Provision {
+        #[arg(long = "claimCert", default_value = ".local/certs/claim.pem")]
+        claim_cert: PathBuf,
+        #[arg(long = "claimKey", default_value = ".local/certs/claim.key")]
+        claim_key: PathBuf,
+        #[arg(long = "serialNumber")]
+        serial_number: String,
+        #[arg(long)]
+        manufacturer: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        model: String,
+        /// Provisioning template name.
+        #[arg(long, default_value = "DefaultProvisioningTemplate")]
+        template: String,
+        /// Where to write <ThingName>.pem and <ThingName>.key.
+        #[arg(long = "certsDir", default_value = "certs")]
+        certs_dir: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Publish one measurement to the FHIRIngest rule.
+    UploadObservation {
+        #[arg(long = "deviceName")]
+        device_name: String,
+        #[arg(long = "payloadValue")]
+        payload_value: String,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        code: String,
+        #[arg(long = "codeSystem")]
+        code_system: String,
+        #[arg(long = "codeDisplay", default_value = "")]
+        code_display: String,
+        #[arg(long = "patientId")]
+        patient_id: Option<String>,
+        #[arg(long = "certsDir", default_value = "certs")]
+        certs_dir: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+fn read(path: &Path) -> Result<Vec<u8>, AnyError> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+/// Connects with mutual TLS and waits for the CONNACK.
+async fn connect(conn: &Connection, client_id: &str, cert: &Path, key: &Path) -> Result<(AsyncClient, EventLoop), AnyError> {
+    let mut options = MqttOptions::new(client_id, &conn.endpoint, conn.port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+        ca: read(&conn.ca)?,
+        alpn: None,
+        client_auth: Some((read(cert)?, read(key)?)),
+    }));
+    let (client, mut events) = AsyncClient::new(options, 16);
+    match tokio::time::timeout(TIMEOUT, events.poll()).await {
+        Err(_) => Err(format!("no answer from {}:{} within {TIMEOUT:?}", conn.endpoint, conn.port).into()),
+        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => Ok((client, events)),
+        Ok(Ok(other)) => Err(format!("unexpected first packet: {other:?}").into()),
+        Ok(Err(e)) => Err(format!(
+            "connection to {}:{} refused: {e} (is the certificate active, and the client id its thing name?)",
+            conn.endpoint, conn.port
+        )
+        .into()),
+    }
+}
+
+/// Publishes `request` to `topic` and waits for the reply on `topic/accepted|rejected`.
+async fn request(client: &AsyncClient, events: &mut EventLoop, topic: &str, request: &Value) -> Result<Result<Value, Value>, AnyError> {
+    client.publish(topic, QoS::AtLeastOnce, false, request.to_string()).await?;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.poll()).await.map_err(|_| format!("no reply on {topic}/accepted or /rejected"))??;
+        if let Event::Incoming(Packet::Publish(p)) = event {
+            let body: Value = serde_json::from_slice(&p.payload)?;
+            if p.topic == format!("{topic}/accepted") {
+                return Ok(Ok(body));
+            }
+            if p.topic == format!("{topic}/rejected") {
+                return Ok(Err(body));
+            }
+        }
+    }
+}
+
+async fn subscribe_replies(client: &AsyncClient, events: &mut EventLoop, topics: &[&str]) -> Result<(), AnyError> {
+    for topic in topics {
+        for suffix in ["accepted", "rejected"] {
+            client.subscribe(format!("{topic}/{suffix}"), QoS::AtLeastOnce).await?;
+        }
+    }
+    let mut acked = 0;
+    while acked < topics.len() * 2 {
+        match tokio::time::timeout(TIMEOUT, events.poll()).await.map_err(|_| "no SUBACK")?? {
+            Event::Incoming(Packet::SubAck(ack)) => {
+                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                    return Err("subscription to the provisioning replies was refused".into());
+                }
+                acked += 1;
+            }
+            _ => continue,
+        }
+    }
+    Ok(())
+}
+
+fn rejection(body: &Value) -> String {
+    format!(
+        "{} {}: {}",
+        body["statusCode"],
+        body["errorCode"].as_str().unwrap_or("?"),
+        body["errorMessage"].as_str().unwrap_or("?")
+    )
+}
+
+async fn run(cli: Cli) -> Result<(), AnyError> {
+    match cli.command {
+        Command::Provision { claim_cert, claim_key, serial_number, manufacturer, name, model, template, certs_dir, connection } => {
+            let client_id = format!("provision-{}", serial_number.chars().filter(char::is_ascii_alphanumeric).collect::<String>());
+            let (client, mut events) = connect(&connection, &client_id, &claim_cert, &claim_key).await?;
+            let create = "$aws/certificates/create/json";
+            let provision = format!("$aws/provisioning-templates/{template}/provision/json");
+            subscribe_replies(&client, &mut events, &[create, &provision]).await?;
+            let keys = request(&client, &mut events, create, &json!({})).await?.map_err(|r| format!("CreateKeysAndCertificate rejected: {}", rejection(&r)))?;
+            println!("Certificate {} created", keys["certificateId"].as_str().unwrap_or("?"));
+            let registration = json!({
+                "certificateOwnershipToken": keys["certificateOwnershipToken"],
+                "parameters": {"SerialNumber": serial_number, "Manufacturer": manufacturer, "Name": name, "Model": model},
+            });
+            let accepted = request(&client, &mut events, &provision, &registration)
+                .await?
+                .map_err(|r| format!("RegisterThing rejected: {}", rejection(&r)))?;
+            let thing = accepted["thingName"].as_str().ok_or("the accepted reply has no thingName")?;
+            std::fs::create_dir_all(&certs_dir)?;
+            let (pem, key) = (certs_dir.join(format!("{thing}.pem")), certs_dir.join(format!("{thing}.key")));
+            std::fs::write(&pem, keys["certificatePem"].as_str().unwrap_or_default())?;
+            std::fs::write(&key, keys["privateKey"].as_str().unwrap_or_default())?;
+            let _ = client.disconnect().await;
+            println!("Provisioned as thing {thing}");
+            println!("Certificate: {}\nPrivate key: {}", pem.display(), key.display());
+            Ok(())
+        }
+        Command::UploadObservation {
+            device_name,
+            payload_value,
+            unit,
+            code,
+            code_system,
+            code_display,
+            patient_id,
+            certs_dir,
+            connection,
+        } => {
+            let cert = certs_dir.join(format!("{device_name}.pem"));
+            let key = certs_dir.join(format!("{device_name}.key"));
+            let (client, mut events) = connect(&connection, &device_name, &cert, &key).await?;
+            let mut payload = json!({
+                "value": payload_value,
+                "unit": unit,
+                "coding": [{"code": code, "system": code_system, "display": code_display}],
+            });
+            if let Some(p) = patient_id {
+                payload["patientId"] = json!(p);
+            }
+            client.publish("$aws/rules/FHIRIngest", QoS::AtLeastOnce, false, payload.to_string()).await?;
+            loop {
+                match tokio::time::timeout(TIMEOUT, events.poll()).await.map_err(|_| "no PUBACK")? {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => break,
+                    Ok(_) => continue,
+                    Err(e) => return Err(format!("the connection closed: {e} (is the device allowed to publish?)").into()),
+                }
+            }
+            let _ = client.disconnect().await;
+            println!("Observation published to $aws/rules/FHIRIngest (accepted by the rules engine)");
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    vitalwire_local::gateway::install_default_provider();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vitalwire-device: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

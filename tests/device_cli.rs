@@ -1,0 +1,76 @@
+//! The `vitalwire-device` CLI against the local gateway: provision with the claim certificate,
+//! upload an observation, and clear failures.
+
+use std::process::Command;
+use std::time::Duration;
+
+use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
+use vitalwire::tables::{DEVICES, OBSERVATIONS};
+use vitalwire_tests::{function_binary, LocalGateway};
+
+fn cli(gw: &LocalGateway, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let certs = gw.certs_dir.display().to_string();
+    let mut cmd = Command::new(function_binary("vitalwire-device"));
+    cmd.current_dir(dir).args(args).args(["--port", &gw.port.to_string(), "--ca", &format!("{certs}/ca.pem")]);
+    if args[0] == "provision" {
+        cmd.args(["--claimCert", &format!("{certs}/claim.pem"), "--claimKey", &format!("{certs}/claim.key")]);
+    }
+    cmd.output().expect("run vitalwire-device")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provision_then_upload_an_observation_with_the_cli() {
+    let gw = LocalGateway::start().await;
+    let registry = DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES));
+    registry
+        .put(&Device {
+            thing_name: "acme-medical-7001".into(),
+            serial_number: "7001".into(),
+            manufacturer: "Acme Medical".into(),
+            model: "OX-10".into(),
+            display_name: "oximeter".into(),
+            patient_id: Some("patient-9".into()),
+            may_name_patient: false,
+            status: DeviceStatus::Registered,
+            certificate_id: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        })
+        .await
+        .unwrap();
+    let dir = gw.certs_dir.join("device-workdir");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let out = cli(&gw, &dir, &["provision", "--serialNumber", "7001", "--manufacturer", "Acme Medical", "--name", "ox", "--model", "OX-10"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Provisioned as thing acme-medical-7001"));
+    assert!(dir.join("certs/acme-medical-7001.pem").exists() && dir.join("certs/acme-medical-7001.key").exists());
+
+    let out = cli(
+        &gw,
+        &dir,
+        &["upload-observation", "--deviceName", "acme-medical-7001", "--payloadValue", "97", "--unit", "%",
+          "--code", "59408-5", "--codeSystem", "http://loinc.org", "--codeDisplay", "SpO2"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut stored = 0;
+    for _ in 0..50 {
+        stored = gw.stack.count(&OBSERVATIONS).await;
+        if stored > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 1);
+
+    // Unknown serial: non-zero exit and the platform's reason.
+    let out = cli(&gw, &dir, &["provision", "--serialNumber", "0000", "--manufacturer", "Acme Medical"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RegisterThing rejected: 403 AccessDenied"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A device name it has no certificate for.
+    let out = cli(&gw, &dir, &["upload-observation", "--deviceName", "nobody", "--payloadValue", "1", "--unit", "%",
+        "--code", "x", "--codeSystem", "urn:x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody.pem"));
+}
