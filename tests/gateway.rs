@@ -4,70 +4,11 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
+use vitalwire::devices::{DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
 use vitalwire::tables::{DEVICES, OBSERVATIONS};
 use vitalwire_local::gateway::registry::CertificateStatus;
+use vitalwire_tests::provisioning::{claim_client, create_keys, provision, provisioned_device, register};
 use vitalwire_tests::{LocalGateway, MqttTestClient};
-
-const CREATE: &str = "$aws/certificates/create/json";
-const PROVISION: &str = "$aws/provisioning-templates/DefaultProvisioningTemplate/provision/json";
-
-async fn register(gw: &LocalGateway, serial: &str, status: DeviceStatus) {
-    let registry = DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES));
-    registry
-        .put(&Device {
-            thing_name: Device::thing_name_for("Acme Medical", serial),
-            serial_number: serial.into(),
-            manufacturer: "Acme Medical".into(),
-            model: "BP-200".into(),
-            display_name: "cuff".into(),
-            patient_id: Some("patient-123".into()),
-            may_name_patient: false,
-            status,
-            certificate_id: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-        })
-        .await
-        .unwrap();
-}
-
-async fn claim_client(gw: &LocalGateway, client_id: &str) -> MqttTestClient {
-    let mut c = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), &gw.read("claim.pem"), &gw.read("claim.key"), client_id)
-        .await
-        .expect("claim certificate connects");
-    for topic in [CREATE, PROVISION] {
-        for suffix in ["accepted", "rejected"] {
-            let codes = c.subscribe(&format!("{topic}/{suffix}")).await;
-            assert!(matches!(codes[0], rumqttc::SubscribeReasonCode::Success(_)), "{topic}/{suffix}");
-        }
-    }
-    c
-}
-
-/// Creates keys and a certificate; returns (certificate pem, key pem, token).
-async fn create_keys(c: &mut MqttTestClient) -> (String, String, String) {
-    c.publish(CREATE, "{}").await;
-    let accepted = c.message_on(&format!("{CREATE}/accepted")).await.expect("certificate created");
-    let s = |k: &str| accepted[k].as_str().unwrap().to_owned();
-    assert_eq!(s("certificateId").len(), 64);
-    (s("certificatePem"), s("privateKey"), s("certificateOwnershipToken"))
-}
-
-async fn provision(c: &mut MqttTestClient, token: &str, serial: &str) -> Result<Value, Value> {
-    let request = json!({
-        "certificateOwnershipToken": token,
-        "parameters": {"SerialNumber": serial, "Manufacturer": "Acme Medical", "Name": "cuff", "Model": "BP-200"}
-    });
-    c.publish(PROVISION, request.to_string()).await;
-    loop {
-        match c.next().await.expect("a provisioning reply") {
-            rumqttc::Packet::Publish(p) if p.topic.ends_with("/accepted") => return Ok(serde_json::from_slice(&p.payload).unwrap()),
-            rumqttc::Packet::Publish(p) if p.topic.ends_with("/rejected") => return Err(serde_json::from_slice(&p.payload).unwrap()),
-            _ => continue,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_provisions_by_claim_and_its_measurement_becomes_an_observation() {
@@ -133,14 +74,6 @@ async fn an_expired_ownership_token_is_refused() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let expired = provision(&mut claim, &token, "0004").await.unwrap_err();
     assert_eq!(expired["errorMessage"], "the certificate ownership token has expired");
-}
-
-async fn provisioned_device(gw: &LocalGateway, serial: &str) -> (String, String, String) {
-    register(gw, serial, DeviceStatus::Registered).await;
-    let mut claim = claim_client(gw, &format!("claim-{serial}")).await;
-    let (cert, key, token) = create_keys(&mut claim).await;
-    let thing = provision(&mut claim, &token, serial).await.expect("provisioned")["thingName"].as_str().unwrap().to_owned();
-    (thing, cert, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,9 @@ enum Command {
         /// MQTT over TLS port of the IoT gateway.
         #[arg(long, default_value_t = 8883)]
         mqtt_port: u16,
+        /// Port of the IoT HTTP APIs (data-plane Publish, control-plane certificates).
+        #[arg(long, default_value_t = 8091)]
+        iot_http_port: u16,
     },
     /// Print a device's stored FHIR Observations, newest first, from a running `up`.
     Observations {
@@ -103,7 +106,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
 
     match cli.command {
-        Command::Up { mqtt_port } => {
+        Command::Up { mqtt_port, iot_http_port } => {
             let state_dir = repo_root().join(&cli.state_dir);
             let functions = local_functions(&stack, &dynamodb)?;
             let gateway = Gateway::new(GatewayConfig { certs_dir: state_dir.join("certs"), token_lifetime: None }, functions)?;
@@ -112,6 +115,11 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 .map_err(|e| format!("cannot listen on 127.0.0.1:{mqtt_port}: {e} (choose another with --mqtt-port)"))?;
             let mqtt_port = listener.local_addr()?.port();
             let files = gateway.pki.files.clone();
+            let http = tokio::net::TcpListener::bind(("127.0.0.1", iot_http_port))
+                .await
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{iot_http_port}: {e} (choose another with --iot-http-port)"))?;
+            let iot_endpoint = format!("http://{}", http.local_addr()?);
+            tokio::spawn(std::future::IntoFuture::into_future(axum::serve(http, vitalwire_local::gateway::http::router(gateway.clone()))));
             tokio::spawn(gateway.serve(listener));
             let endpoints = serde_json::json!({
                 "mqttHost": "localhost",
@@ -120,6 +128,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 "claimCertificatePath": files.claim_cert,
                 "claimKeyPath": files.claim_key,
                 "awsEndpoint": emulator.endpoint(),
+                "iotEndpoint": iot_endpoint,
                 "provisioningTemplate": "DefaultProvisioningTemplate",
             });
             std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
@@ -135,6 +144,8 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             for (k, v) in aws_env.iter().map(|(k, v)| (k.to_string(), v.clone())) {
                 println!("  export {k}={v}");
             }
+            println!("  export AWS_ENDPOINT_URL_IOT={iot_endpoint}");
+            println!("  export AWS_ENDPOINT_URL_IOT_DATA_PLANE={iot_endpoint}");
             for spec in tables::ALL {
                 if let Some(name) = stack.table(spec.logical_id) {
                     println!("  export {}={name}", spec.env_var);

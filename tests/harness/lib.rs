@@ -2,6 +2,8 @@
 //! binary exits), tables created from `template.yaml` under a fresh prefix per test, and the
 //! independent FHIR validators.
 
+pub mod provisioning;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -90,8 +92,11 @@ pub struct LocalGateway {
     pub stack: TestStack,
     pub gateway: std::sync::Arc<vitalwire_local::gateway::Gateway>,
     pub port: u16,
+    /// Base URL of the IoT HTTP APIs (data-plane Publish, control-plane certificates).
+    pub iot_endpoint: String,
     pub certs_dir: std::path::PathBuf,
     _server: tokio::task::JoinHandle<()>,
+    _http: tokio::task::JoinHandle<()>,
 }
 
 impl LocalGateway {
@@ -129,7 +134,13 @@ impl LocalGateway {
                 let _ = gateway.serve(listener).await;
             }
         });
-        Self { stack, gateway, port, certs_dir, _server: server }
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let iot_endpoint = format!("http://{}", http_listener.local_addr().expect("addr"));
+        let router = vitalwire_local::gateway::http::router(gateway.clone());
+        let http = tokio::spawn(async move {
+            let _ = axum::serve(http_listener, router).await;
+        });
+        Self { stack, gateway, port, iot_endpoint, certs_dir, _server: server, _http: http }
     }
 
     pub fn read(&self, file: &str) -> Vec<u8> {

@@ -6,6 +6,7 @@
 //! IoT Core must work against it.
 
 pub mod fleet;
+pub mod http;
 pub mod pki;
 pub mod policy;
 pub mod registry;
@@ -290,9 +291,18 @@ impl Gateway {
         }
     }
 
+    /// Closes every connection authenticated with this certificate.
+    pub fn disconnect_certificate(&self, certificate_id: &str) {
+        for s in self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            if s.identity.certificate_id == certificate_id {
+                let _ = s.tx.send(Outbound::Close);
+            }
+        }
+    }
+
     /// Delivers a message to every session subscribed to the topic and allowed to receive it;
     /// `only` restricts delivery to one session (replies go only to the requester).
-    fn deliver(&self, topic: &str, payload: Bytes, qos: u8, only: Option<u64>) {
+    pub fn deliver(&self, topic: &str, payload: Bytes, qos: u8, only: Option<u64>) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for (id, s) in sessions.iter_mut() {
             if only.is_some_and(|o| o != *id) {
