@@ -142,3 +142,56 @@ async fn twenty_devices_provision_concurrently_each_with_its_own_certificate() {
         assert_eq!(registry.get(thing).await.unwrap().unwrap().certificate_id.as_deref(), Some(id.as_str()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_keeping_its_own_key_provisions_from_a_csr() {
+    let gw = LocalGateway::start().await;
+    register(&gw, "0050", DeviceStatus::Registered).await;
+    let mut claim = claim_client(&gw, "claim-csr").await;
+    let topic = "$aws/certificates/create-from-csr/json";
+    for suffix in ["accepted", "rejected"] {
+        assert!(matches!(claim.subscribe(&format!("{topic}/{suffix}")).await[0], rumqttc::SubscribeReasonCode::Success(_)));
+    }
+    // The private key never leaves the device.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().serialize_request(&key).unwrap().pem().unwrap();
+    claim.publish(topic, json!({"certificateSigningRequest": csr}).to_string()).await;
+    let accepted = claim.message_on(&format!("{topic}/accepted")).await.expect("certificate from CSR");
+    assert!(accepted.get("privateKey").is_none());
+    let cert = accepted["certificatePem"].as_str().unwrap().to_owned();
+    let token = accepted["certificateOwnershipToken"].as_str().unwrap().to_owned();
+    let thing = provision(&mut claim, &token, "0050").await.expect("provisioned")["thingName"].as_str().unwrap().to_owned();
+    let device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.serialize_pem().as_bytes(), &thing).await;
+    assert!(device.is_ok(), "{:?}", device.err());
+
+    claim.publish(topic, json!({"certificateSigningRequest": "not a CSR"}).to_string()).await;
+    let rejected = claim.message_on(&format!("{topic}/rejected")).await.expect("rejection");
+    assert_eq!(rejected["statusCode"], 400);
+    assert_eq!(rejected["errorCode"], "InvalidCsr");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_clients_get_a_not_authorized_puback_instead_of_a_disconnect() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let gw = LocalGateway::start().await;
+    let (thing, cert, key) = provisioned_device(&gw, "0060").await;
+    let mut options = MqttOptions::new(thing.clone(), "localhost", gw.port);
+    options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+        ca: gw.read("ca.pem"),
+        alpn: None,
+        client_auth: Some((cert.into_bytes(), key.into_bytes())),
+    }));
+    let (client, mut events) = AsyncClient::new(options, 10);
+    client.publish("$aws/things/someone-else/jobs/get", QoS::AtLeastOnce, false, "{}").await.unwrap();
+    client.publish("$aws/rules/FHIRIngest", QoS::AtLeastOnce, false, "{}").await.unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await.expect("no PUBACK").expect("connection") {
+            Event::Incoming(Packet::PubAck(ack)) => reasons.push(ack.reason),
+            _ => {}
+        }
+    }
+    assert_eq!(reasons, [PubAckReason::NotAuthorized, PubAckReason::Success], "the connection stays open");
+}
