@@ -3,11 +3,11 @@
 //! measurement with its MQTT 5 client (`tests/aws_device_sdk.py`).
 
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::Value;
-use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
-use vitalwire::tables::{DEVICES, OBSERVATIONS};
+use vitalwire::devices::DeviceStatus;
+use vitalwire::tables::OBSERVATIONS;
+use vitalwire_tests::provisioning::register;
 use vitalwire_tests::{repo_root, LocalGateway};
 
 async fn run_sdk(gw: &LocalGateway, serial: &str) -> (bool, Value, String) {
@@ -27,34 +27,12 @@ async fn run_sdk(gw: &LocalGateway, serial: &str) -> (bool, Value, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_iot_device_sdk_provisions_and_publishes_unchanged() {
     let gw = LocalGateway::start().await;
-    DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES))
-        .put(&Device {
-            thing_name: "acme-medical-5001".into(),
-            serial_number: "5001".into(),
-            manufacturer: "Acme Medical".into(),
-            model: "SDK-1".into(),
-            display_name: String::new(),
-            patient_id: Some("patient-5".into()),
-            may_name_patient: false,
-            status: DeviceStatus::Registered,
-            certificate_id: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-        })
-        .await
-        .unwrap();
+    register(&gw, "5001", DeviceStatus::Registered).await;
 
     let (ok, result, stderr) = run_sdk(&gw, "5001").await;
     assert!(ok, "SDK run failed: {result} {stderr}");
     assert_eq!(result["thingName"], "acme-medical-5001");
-    let mut stored = 0;
-    for _ in 0..50 {
-        stored = gw.stack.count(&OBSERVATIONS).await;
-        if stored > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stored = gw.stack.wait_for_count(&OBSERVATIONS, 1).await;
     assert_eq!(stored, 1, "the SDK's measurement was filed");
 
     // An unregistered serial number: the SDK sees AWS's rejection shape.

@@ -2,10 +2,10 @@
 //! upload an observation, and clear failures.
 
 use std::process::Command;
-use std::time::Duration;
 
-use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
-use vitalwire::tables::{DEVICES, OBSERVATIONS};
+use vitalwire::devices::DeviceStatus;
+use vitalwire::tables::OBSERVATIONS;
+use vitalwire_tests::provisioning::register;
 use vitalwire_tests::{function_binary, LocalGateway};
 
 fn cli(gw: &LocalGateway, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -21,23 +21,7 @@ fn cli(gw: &LocalGateway, dir: &std::path::Path, args: &[&str]) -> std::process:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_then_upload_an_observation_with_the_cli() {
     let gw = LocalGateway::start().await;
-    let registry = DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES));
-    registry
-        .put(&Device {
-            thing_name: "acme-medical-7001".into(),
-            serial_number: "7001".into(),
-            manufacturer: "Acme Medical".into(),
-            model: "OX-10".into(),
-            display_name: "oximeter".into(),
-            patient_id: Some("patient-9".into()),
-            may_name_patient: false,
-            status: DeviceStatus::Registered,
-            certificate_id: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-        })
-        .await
-        .unwrap();
+    register(&gw, "7001", DeviceStatus::Registered).await;
     let dir = gw.certs_dir.join("device-workdir");
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -53,14 +37,7 @@ async fn provision_then_upload_an_observation_with_the_cli() {
           "--code", "59408-5", "--codeSystem", "http://loinc.org", "--codeDisplay", "SpO2"],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut stored = 0;
-    for _ in 0..50 {
-        stored = gw.stack.count(&OBSERVATIONS).await;
-        if stored > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stored = gw.stack.wait_for_count(&OBSERVATIONS, 1).await;
     assert_eq!(stored, 1);
 
     // Unknown serial: non-zero exit and the platform's reason.

@@ -24,14 +24,7 @@ async fn a_device_provisions_by_claim_and_its_measurement_becomes_an_observation
         .expect("the new certificate connects as its thing");
     let measurement = json!({"value": 72, "unit": "bpm", "coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]});
     device.publish("$aws/rules/FHIRIngest", measurement.to_string()).await;
-    let mut stored = 0;
-    for _ in 0..50 {
-        stored = gw.stack.count(&OBSERVATIONS).await;
-        if stored > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stored = gw.stack.wait_for_count(&OBSERVATIONS, 1).await;
     assert_eq!(stored, 1, "the FHIRIngest rule filed the measurement");
     let out = gw.stack.dynamodb.scan().table_name(gw.stack.table(&OBSERVATIONS)).send().await.unwrap();
     let resource: Value = serde_json::from_str(out.items()[0]["resource"].as_s().unwrap()).unwrap();

@@ -24,19 +24,9 @@ fn deps(t: &TestStack) -> Deps {
 }
 
 fn registered(serial: &str, status: DeviceStatus) -> Device {
-    Device {
-        thing_name: Device::thing_name_for("Acme Medical", serial),
-        serial_number: serial.into(),
-        manufacturer: "Acme Medical".into(),
-        model: "BP-200".into(),
-        display_name: String::new(),
-        patient_id: None,
-        may_name_patient: false,
-        status,
-        certificate_id: None,
-        created_at: "2026-11-01T00:00:00.000Z".into(),
-        updated_at: "2026-11-01T00:00:00.000Z".into(),
-    }
+    let mut d = Device::registered("Acme Medical", serial, "BP-200", "", "2026-11-01T00:00:00.000Z");
+    d.status = status;
+    d
 }
 
 fn request(serial: &str, certificate: &str) -> HookRequest {

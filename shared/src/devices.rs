@@ -56,6 +56,24 @@ pub struct Device {
 }
 
 impl Device {
+    /// A device as an operator registers it: named `thing_name_for(manufacturer, serial)`,
+    /// `REGISTERED`, no patient and no certificate yet.
+    pub fn registered(manufacturer: &str, serial_number: &str, model: &str, display_name: &str, at: &str) -> Self {
+        Self {
+            thing_name: Self::thing_name_for(manufacturer, serial_number),
+            serial_number: serial_number.trim().to_owned(),
+            manufacturer: manufacturer.trim().to_owned(),
+            model: model.to_owned(),
+            display_name: display_name.to_owned(),
+            patient_id: None,
+            may_name_patient: false,
+            status: DeviceStatus::Registered,
+            certificate_id: None,
+            created_at: at.to_owned(),
+            updated_at: at.to_owned(),
+        }
+    }
+
     /// The key of the `bySerialNumber` index: one serial number per manufacturer.
     pub fn serial_key(manufacturer: &str, serial_number: &str) -> String {
         format!("{}#{}", manufacturer.trim().to_lowercase(), serial_number.trim())

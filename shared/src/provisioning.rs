@@ -152,19 +152,10 @@ mod tests {
     use crate::memory::{MemoryDeadLetters, MemoryDevices};
 
     fn registered(serial: &str, status: DeviceStatus, cert: Option<&str>) -> Device {
-        Device {
-            thing_name: Device::thing_name_for("Acme Medical", serial),
-            serial_number: serial.into(),
-            manufacturer: "Acme Medical".into(),
-            model: "BP-200".into(),
-            display_name: String::new(),
-            patient_id: None,
-            may_name_patient: false,
-            status,
-            certificate_id: cert.map(Into::into),
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
+        let mut d = Device::registered("Acme Medical", serial, "BP-200", "", "");
+        d.status = status;
+        d.certificate_id = cert.map(Into::into);
+        d
     }
 
     fn request(manufacturer: &str, serial: &str, cert: &str) -> HookRequest {

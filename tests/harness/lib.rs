@@ -59,6 +59,20 @@ impl TestStack {
         self.stack.table(spec.logical_id).expect("table in template").to_owned()
     }
 
+    /// Waits up to 5 s for a table to hold `expected` items (rules run after the PUBACK, as on
+    /// AWS); returns the count it saw last.
+    pub async fn wait_for_count(&self, spec: &vitalwire::tables::TableSpec, expected: i32) -> i32 {
+        let mut seen = 0;
+        for _ in 0..50 {
+            seen = self.count(spec).await;
+            if seen >= expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        seen
+    }
+
     /// How many items a table holds (a scan; test tables are small).
     pub async fn count(&self, spec: &vitalwire::tables::TableSpec) -> i32 {
         let out = self.dynamodb.scan().table_name(self.table(spec)).send().await.expect("scan");

@@ -9,25 +9,12 @@ use crate::{LocalGateway, MqttTestClient};
 pub const CREATE: &str = "$aws/certificates/create/json";
 pub const PROVISION: &str = "$aws/provisioning-templates/DefaultProvisioningTemplate/provision/json";
 
-/// Registers a device as an operator would, assigned to `patient-123`.
+/// Registers a device of "Acme Medical" as an operator would, assigned to `patient-123`.
 pub async fn register(gw: &LocalGateway, serial: &str, status: DeviceStatus) {
-    let registry = DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES));
-    registry
-        .put(&Device {
-            thing_name: Device::thing_name_for("Acme Medical", serial),
-            serial_number: serial.into(),
-            manufacturer: "Acme Medical".into(),
-            model: "BP-200".into(),
-            display_name: "cuff".into(),
-            patient_id: Some("patient-123".into()),
-            may_name_patient: false,
-            status,
-            certificate_id: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-        })
-        .await
-        .unwrap();
+    let mut device = Device::registered("Acme Medical", serial, "BP-200", "cuff", "2026-11-01T00:00:00.000Z");
+    device.status = status;
+    device.patient_id = Some("patient-123".into());
+    DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES)).put(&device).await.unwrap();
 }
 
 /// Connects with the claim certificate and subscribes to the provisioning replies.
