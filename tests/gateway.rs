@@ -188,3 +188,46 @@ async fn mqtt5_clients_get_a_not_authorized_puback_instead_of_a_disconnect() {
     }
     assert_eq!(reasons, [PubAckReason::NotAuthorized, PubAckReason::Success], "the connection stays open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_dropped_after_one_and_a_half_keep_alives() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, TlsConfiguration, Transport};
+    let gw = LocalGateway::start().await;
+    let connect = |client_id: &str| {
+        let mut options = MqttOptions::new(client_id, "localhost", gw.port);
+        options.set_keep_alive(Duration::from_secs(1));
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+            ca: gw.read("ca.pem"),
+            alpn: None,
+            client_auth: Some((gw.read("claim.pem"), gw.read("claim.key"))),
+        }));
+        AsyncClient::new(options, 10)
+    };
+    // A client that keeps polling sends PINGREQs and stays connected past the limit.
+    let (_alive, mut alive_events) = connect("claim-alive");
+    let (_silent, mut silent_events) = connect("claim-silent");
+    for events in [&mut alive_events, &mut silent_events] {
+        assert!(matches!(events.poll().await, Ok(Event::Incoming(Packet::ConnAck(_)))));
+    }
+    let mut pongs = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until {
+        if let Ok(Ok(Event::Incoming(Packet::PingResp))) = tokio::time::timeout_at(until, alive_events.poll()).await {
+            pongs += 1;
+        }
+    }
+    assert!(pongs >= 1, "the polling client was answered");
+    // The silent one (never polled, so it never pinged) was dropped meanwhile.
+    let mut closed = false;
+    for _ in 0..5 {
+        match tokio::time::timeout(Duration::from_secs(2), silent_events.poll()).await {
+            Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(Event::Incoming(Packet::PingResp))) => break,
+            _ => continue,
+        }
+    }
+    assert!(closed, "a client silent for 1.5 keep-alive periods must be disconnected");
+}

@@ -215,10 +215,12 @@ impl Gateway {
             return;
         };
         let mut buf = BytesMut::with_capacity(4096);
-        let (protocol, client_id) = match read_connect(&mut tls, &mut buf).await {
-            Some(Incoming::Connect { client_id, protocol, .. }) => (protocol, client_id),
+        let (protocol, client_id, keep_alive) = match read_connect(&mut tls, &mut buf).await {
+            Some(Incoming::Connect { client_id, protocol, keep_alive }) => (protocol, client_id, keep_alive),
             _ => return,
         };
+        // A client silent for 1.5 keep-alive periods is gone (MQTT 3.1.1 §3.1.2.10).
+        let idle_limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         let identity = Identity {
             certificate_id: certificate.id.clone(),
             context: PolicyContext {
@@ -251,8 +253,8 @@ impl Gateway {
         let mut chunk = vec![0u8; 16 * 1024];
         loop {
             tokio::select! {
-                read = tls.read(&mut chunk) => {
-                    let n = match read { Ok(0) | Err(_) => break, Ok(n) => n };
+                read = read_within(&mut tls, &mut chunk, idle_limit) => {
+                    let n = match read { Some(Ok(n)) if n > 0 => n, _ => break };
                     buf.extend_from_slice(&chunk[..n]);
                     let mut closing = false;
                     loop {
@@ -442,6 +444,18 @@ impl Gateway {
                 other => tracing::warn!(function = other, "rule function not wired in the local gateway"),
             }
         });
+    }
+}
+
+/// Reads from the connection, giving up (`None`) after `limit` without a byte.
+async fn read_within(
+    tls: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    chunk: &mut [u8],
+    limit: Option<Duration>,
+) -> Option<std::io::Result<usize>> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, tls.read(chunk)).await.ok(),
+        None => Some(tls.read(chunk).await),
     }
 }
 

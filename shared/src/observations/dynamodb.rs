@@ -19,13 +19,26 @@ impl DynamoObservationStore {
         Self { client, table: table.into() }
     }
 
+    /// Runs a query to its end, following DynamoDB's pages (1 MB each), unless `limit` says
+    /// how many items are wanted.
     async fn query(
         &self,
         operation: &'static str,
         request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        limit: Option<usize>,
     ) -> Result<Vec<StoredObservation>, StoreError> {
-        let out = request.table_name(&self.table).send().await.map_err(|e| StoreError::new(operation, describe(&e)))?;
-        out.items().iter().map(from_item).collect()
+        let mut pages = request.table_name(&self.table).into_paginator().send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::new(operation, describe(&e)))?;
+            for item in page.items() {
+                found.push(from_item(item)?);
+                if limit.is_some_and(|l| found.len() >= l) {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -110,7 +123,7 @@ impl ObservationStore for DynamoObservationStore {
             .expression_attribute_values(":pc", s(patient_code(patient_id, code_key)))
             .expression_attribute_values(":from", s(from))
             .expression_attribute_values(":to", s(to));
-        self.query("query observations by patient and code", request).await
+        self.query("query observations by patient and code", request, None).await
     }
 
     async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
@@ -122,6 +135,6 @@ impl ObservationStore for DynamoObservationStore {
             .expression_attribute_values(":d", s(device_id))
             .scan_index_forward(false)
             .limit(limit);
-        self.query("query observations by device", request).await
+        self.query("query observations by device", request, usize::try_from(limit).ok()).await
     }
 }
