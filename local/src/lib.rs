@@ -9,6 +9,7 @@
 
 pub mod emulator;
 pub mod gateway;
+pub mod http_api;
 pub mod runtime_api;
 pub mod stack;
 

@@ -19,7 +19,12 @@ use vitalwire::dead_letters::DynamoDeadLetterStore;
 use vitalwire::ingest::IngestDeps;
 use vitalwire::provisioning::HookDeps;
 use vitalwire::tables;
+use vitalwire::admin::AdminDeps;
+use vitalwire::fhir_api::FhirReadDeps;
+use vitalwire::auth::Role;
+use vitalwire::devices::IotCertificateControl;
 use vitalwire_local::gateway::{Functions, Gateway, GatewayConfig};
+use vitalwire_local::http_api::{LocalApi, LocalAuth};
 use vitalwire_local::emulator::Emulator;
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_local::stack::LocalStack;
@@ -52,6 +57,22 @@ enum Command {
         /// Port of the IoT HTTP APIs (data-plane Publish, control-plane certificates).
         #[arg(long, default_value_t = 8091)]
         iot_http_port: u16,
+        /// Port of the platform's HTTP API (the HttpApi routes of template.yaml).
+        #[arg(long, default_value_t = 8080)]
+        api_port: u16,
+    },
+    /// Mint a JWT for the local HTTP API, signed with the local key.
+    Token {
+        /// admin, clinician or patient.
+        #[arg(long)]
+        role: String,
+        /// The patient a patient token stands for.
+        #[arg(long)]
+        patient_id: Option<String>,
+        #[arg(long, default_value = "local-user")]
+        subject: String,
+        #[arg(long, default_value_t = 60)]
+        minutes: i64,
     },
     /// Print a device's stored FHIR Observations, newest first, from a running `up`.
     Observations {
@@ -92,6 +113,12 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     if let Command::Observations { device, limit } = &cli.command {
         return print_device_observations(&repo_root().join(&cli.state_dir), device, *limit).await;
     }
+    if let Command::Token { role, patient_id, subject, minutes } = &cli.command {
+        let role = Role::parse(role).ok_or("--role must be admin, clinician or patient")?;
+        let auth = LocalAuth::load_or_create(&repo_root().join(&cli.state_dir).join("auth"))?;
+        println!("{}", auth.mint(subject, role, patient_id.as_deref(), *minutes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let emulator = Emulator::start(cli.aws_port)?;
     let aws_env = emulator.aws_environment();
     for (k, v) in &aws_env {
@@ -106,7 +133,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
 
     match cli.command {
-        Command::Up { mqtt_port, iot_http_port } => {
+        Command::Up { mqtt_port, iot_http_port, api_port } => {
             let state_dir = repo_root().join(&cli.state_dir);
             let functions = local_functions(&stack, &dynamodb)?;
             let gateway = Gateway::new(GatewayConfig { certs_dir: state_dir.join("certs"), token_lifetime: None }, functions)?;
@@ -121,6 +148,29 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             let iot_endpoint = format!("http://{}", http.local_addr()?);
             tokio::spawn(std::future::IntoFuture::into_future(axum::serve(http, vitalwire_local::gateway::http::router(gateway.clone()))));
             tokio::spawn(gateway.serve(listener));
+            let auth = LocalAuth::load_or_create(&state_dir.join("auth"))?;
+            let iot_config = aws_sdk_iot::config::Builder::from(&config).endpoint_url(&iot_endpoint).build();
+            let admin = AdminDeps {
+                devices: DynamoDeviceRegistry::new(dynamodb.clone(), devices_table),
+                dead_letters: DynamoDeadLetterStore::new(
+                    dynamodb.clone(),
+                    stack.table(tables::DEAD_LETTERS.logical_id).ok_or("template.yaml has no DeadLettersTable")?,
+                ),
+                certificates: IotCertificateControl { client: aws_sdk_iot::Client::from_conf(iot_config) },
+            };
+            let fhir = FhirReadDeps {
+                devices: DynamoDeviceRegistry::new(dynamodb.clone(), devices_table),
+                observations: DynamoObservationStore::new(
+                    dynamodb.clone(),
+                    stack.table(tables::OBSERVATIONS.logical_id).ok_or("template.yaml has no ObservationsTable")?,
+                ),
+            };
+            let api = LocalApi::new(&stack.template, &auth, admin, fhir)?;
+            let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
+                .await
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{api_port}: {e} (choose another with --api-port)"))?;
+            let api_url = format!("http://{}", api_listener.local_addr()?);
+            tokio::spawn(std::future::IntoFuture::into_future(axum::serve(api_listener, api.router())));
             let endpoints = serde_json::json!({
                 "mqttHost": "localhost",
                 "mqttPort": mqtt_port,
@@ -129,6 +179,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 "claimKeyPath": files.claim_key,
                 "awsEndpoint": emulator.endpoint(),
                 "iotEndpoint": iot_endpoint,
+                "httpApiUrl": api_url,
                 "provisioningTemplate": "DefaultProvisioningTemplate",
             });
             std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
@@ -137,6 +188,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             println!("  claim certificate: {}", files.claim_cert.display());
             println!("  claim key: {}", files.claim_key.display());
             println!("  written to {}", state_dir.join("endpoints.json").display());
+            println!("HTTP API: {api_url} (tokens: vitalwire-local token --role admin)");
             println!("AWS emulator: {}", emulator.endpoint());
             println!("Tables: {}", stack.tables.values().cloned().collect::<Vec<_>>().join(", "));
             println!("Seed devices: {}", seeded.join(", "));
@@ -155,7 +207,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Observations { .. } => Ok(ExitCode::SUCCESS),
+        Command::Observations { .. } | Command::Token { .. } => Ok(ExitCode::SUCCESS),
         Command::Invoke { function, event, bin_dir } => {
             let definition = stack.function(&function).ok_or_else(|| format!("template.yaml has no function with binary {function}"))?;
             let mut env = stack.function_env(&definition)?;

@@ -120,6 +120,32 @@ pub trait DeviceRegistry: Send + Sync {
     /// Creates or replaces a device record.
     fn put(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Creates a device record unless its thing name is taken; false when it is.
+    fn create(&self, device: &Device) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A page of devices in thing-name order, after the cursor `after`; and the next cursor.
+    fn list(
+        &self,
+        limit: i32,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<Device>, Option<String>), StoreError>> + Send;
+
+    /// Sets or clears the assigned patient; the updated device, or `None` if it does not exist.
+    fn set_patient(
+        &self,
+        thing_name: &str,
+        patient_id: Option<&str>,
+        at: &str,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+
+    /// Sets the status; the updated device, or `None` if it does not exist.
+    fn set_status(
+        &self,
+        thing_name: &str,
+        status: DeviceStatus,
+        at: &str,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+
     /// The device registered with this manufacturer and serial number (`bySerialNumber`).
     fn find_by_serial(
         &self,
@@ -136,6 +162,33 @@ pub trait DeviceRegistry: Send + Sync {
         certificate_id: &str,
         at: &str,
     ) -> impl Future<Output = Result<CertificateBinding, StoreError>> + Send;
+}
+
+/// Switches a device certificate on or off in the IoT registry (`UpdateCertificate`), so a
+/// deactivated or blocked device can no longer connect.
+pub trait CertificateControl: Send + Sync {
+    fn set_active(&self, certificate_id: &str, active: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// [`CertificateControl`] through the AWS IoT control plane.
+#[derive(Debug, Clone)]
+pub struct IotCertificateControl {
+    pub client: aws_sdk_iot::Client,
+}
+
+impl CertificateControl for IotCertificateControl {
+    async fn set_active(&self, certificate_id: &str, active: bool) -> Result<(), StoreError> {
+        use aws_sdk_iot::types::CertificateStatus;
+        let status = if active { CertificateStatus::Active } else { CertificateStatus::Inactive };
+        self.client
+            .update_certificate()
+            .certificate_id(certificate_id)
+            .new_status(status)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("update certificate", crate::dynamo::describe(&e)))?;
+        Ok(())
+    }
 }
 
 /// Whether a device in this status may be given a certificate.

@@ -5,11 +5,16 @@
 //! AWS-backed dependencies once per cold start and hand events to them, and the tests and
 //! the local stack drive the very same functions.
 
+pub mod auth;
+pub mod admin;
+pub mod api;
+pub mod authorizer;
 pub mod aws;
 pub mod dead_letters;
 pub mod devices;
 pub mod dynamo;
 pub mod fhir;
+pub mod fhir_api;
 pub mod ingest;
 pub mod measurement;
 #[cfg(test)]

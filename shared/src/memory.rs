@@ -28,6 +28,41 @@ impl DeviceRegistry for MemoryDevices {
         Ok(())
     }
 
+    async fn create(&self, device: &Device) -> Result<bool, StoreError> {
+        let mut devices = self.0.lock().expect("lock");
+        if devices.contains_key(&device.thing_name) {
+            return Ok(false);
+        }
+        devices.insert(device.thing_name.clone(), device.clone());
+        Ok(true)
+    }
+
+    async fn list(&self, limit: i32, after: Option<&str>) -> Result<(Vec<Device>, Option<String>), StoreError> {
+        let devices = self.0.lock().expect("lock");
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let mut page: Vec<Device> = devices.values().filter(|d| after.is_none_or(|a| d.thing_name.as_str() > a)).cloned().collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = more.then(|| page.last().map(|d| d.thing_name.clone())).flatten();
+        Ok((page, next))
+    }
+
+    async fn set_patient(&self, thing_name: &str, patient_id: Option<&str>, at: &str) -> Result<Option<Device>, StoreError> {
+        Ok(self.0.lock().expect("lock").get_mut(thing_name).map(|d| {
+            d.patient_id = patient_id.map(str::to_owned);
+            d.updated_at = at.to_owned();
+            d.clone()
+        }))
+    }
+
+    async fn set_status(&self, thing_name: &str, status: DeviceStatus, at: &str) -> Result<Option<Device>, StoreError> {
+        Ok(self.0.lock().expect("lock").get_mut(thing_name).map(|d| {
+            d.status = status;
+            d.updated_at = at.to_owned();
+            d.clone()
+        }))
+    }
+
     async fn find_by_serial(&self, manufacturer: &str, serial_number: &str) -> Result<Option<Device>, StoreError> {
         let key = Device::serial_key(manufacturer, serial_number);
         Ok(self

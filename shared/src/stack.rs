@@ -73,6 +73,8 @@ pub struct FunctionDefinition {
     /// The cargo binary (`Metadata.BuildProperties.Binary`).
     pub binary: Option<String>,
     pub environment: BTreeMap<String, EnvValue>,
+    /// Its `HttpApi` events: (method, path), e.g. (`GET`, `/admin/devices/{thingName}`).
+    pub http_routes: Vec<(String, String)>,
 }
 
 /// A parsed `template.yaml`.
@@ -204,7 +206,21 @@ impl Template {
                             .collect()
                     })
                     .unwrap_or_default();
-                FunctionDefinition { logical_id, binary, environment }
+                let http_routes = field(resource, "Properties")
+                    .and_then(|p| field(p, "Events"))
+                    .and_then(Value::as_mapping)
+                    .map(|events| {
+                        events
+                            .values()
+                            .filter(|e| text(e, "Type").as_deref() == Some("HttpApi"))
+                            .filter_map(|e| {
+                                let props = field(e, "Properties")?;
+                                Some((text(props, "Method")?.to_uppercase(), text(props, "Path")?))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                FunctionDefinition { logical_id, binary, environment, http_routes }
             })
             .collect()
     }

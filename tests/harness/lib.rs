@@ -108,9 +108,14 @@ pub struct LocalGateway {
     pub port: u16,
     /// Base URL of the IoT HTTP APIs (data-plane Publish, control-plane certificates).
     pub iot_endpoint: String,
+    /// Base URL of the platform's HTTP API (the template's HttpApi routes).
+    pub api_url: String,
+    /// Mints tokens the HTTP API accepts.
+    pub auth: vitalwire_local::http_api::LocalAuth,
     pub certs_dir: std::path::PathBuf,
     _server: tokio::task::JoinHandle<()>,
     _http: tokio::task::JoinHandle<()>,
+    _api: tokio::task::JoinHandle<()>,
 }
 
 impl LocalGateway {
@@ -154,7 +159,35 @@ impl LocalGateway {
         let http = tokio::spawn(async move {
             let _ = axum::serve(http_listener, router).await;
         });
-        Self { stack, gateway, port, iot_endpoint, certs_dir, _server: server, _http: http }
+        let auth = vitalwire_local::http_api::LocalAuth::load_or_create(&certs_dir.join("auth")).expect("jwt key");
+        let iot_config = aws_sdk_iot::config::Builder::from(&stack.config).endpoint_url(&iot_endpoint).build();
+        let admin = vitalwire::admin::AdminDeps {
+            devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
+            dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
+            certificates: vitalwire::devices::IotCertificateControl { client: aws_sdk_iot::Client::from_conf(iot_config) },
+        };
+        let fhir = vitalwire::fhir_api::FhirReadDeps {
+            devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
+            observations: vitalwire::observations::DynamoObservationStore::new(db(), stack.table(&OBSERVATIONS)),
+        };
+        let api = vitalwire_local::http_api::LocalApi::new(&stack.stack.template, &auth, admin, fhir).expect("routes");
+        let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let api_url = format!("http://{}", api_listener.local_addr().expect("addr"));
+        let api_server = tokio::spawn(async move {
+            let _ = axum::serve(api_listener, api.router()).await;
+        });
+        Self {
+            stack,
+            gateway,
+            port,
+            iot_endpoint,
+            api_url,
+            auth,
+            certs_dir,
+            _server: server,
+            _http: http,
+            _api: api_server,
+        }
     }
 
     pub fn read(&self, file: &str) -> Vec<u8> {

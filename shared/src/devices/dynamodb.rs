@@ -1,4 +1,5 @@
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -18,6 +19,24 @@ pub struct DynamoDeviceRegistry {
 impl DynamoDeviceRegistry {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
+    }
+
+    /// Runs an update on an existing device and returns it as it is now.
+    async fn update(
+        &self,
+        operation: &'static str,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<Option<Device>, StoreError> {
+        let out = request
+            .condition_expression("attribute_exists(thingName)")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+            Err(e) => Err(StoreError::new(operation, describe(&e))),
+        }
     }
 }
 
@@ -79,6 +98,58 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .await
             .map_err(|e| StoreError::new("put device", describe(&e)))?;
         Ok(())
+    }
+
+    async fn create(&self, device: &Device) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(device)))
+            .condition_expression("attribute_not_exists(thingName)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Err(e) => Err(StoreError::new("create device", describe(&e))),
+        }
+    }
+
+    async fn list(&self, limit: i32, after: Option<&str>) -> Result<(Vec<Device>, Option<String>), StoreError> {
+        // A scan pages in key-hash order; the cursor is the last thing name returned.
+        let mut request = self.client.scan().table_name(&self.table).limit(limit);
+        if let Some(after) = after {
+            request = request.exclusive_start_key("thingName", s(after));
+        }
+        let out = request.send().await.map_err(|e| StoreError::new("list devices", describe(&e)))?;
+        let devices = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let next = out.last_evaluated_key().and_then(|k| k.get("thingName")).and_then(|v| v.as_s().ok()).cloned();
+        Ok((devices, next))
+    }
+
+    async fn set_patient(&self, thing_name: &str, patient_id: Option<&str>, at: &str) -> Result<Option<Device>, StoreError> {
+        let request = self.client.update_item().table_name(&self.table).key("thingName", s(thing_name));
+        let request = match patient_id {
+            Some(p) => request
+                .update_expression("SET patientId = :p, updatedAt = :at")
+                .expression_attribute_values(":p", s(p)),
+            None => request.update_expression("REMOVE patientId SET updatedAt = :at"),
+        };
+        self.update("set patient", request.expression_attribute_values(":at", s(at))).await
+    }
+
+    async fn set_status(&self, thing_name: &str, status: DeviceStatus, at: &str) -> Result<Option<Device>, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("thingName", s(thing_name))
+            .update_expression("SET #status = :s, updatedAt = :at")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(":at", s(at));
+        self.update("set status", request).await
     }
 
     async fn find_by_serial(&self, manufacturer: &str, serial_number: &str) -> Result<Option<Device>, StoreError> {

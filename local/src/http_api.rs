@@ -1,0 +1,253 @@
+//! The HTTP API of `template.yaml` on a local port: every `HttpApi` route of the template, with
+//! the request and authorizer context shape of API Gateway HTTP APIs (payload format 2.0), run
+//! by the same handlers as the Lambda functions, after the same `authorizer` handler.
+//!
+//! People's tokens are signed by a key the local platform creates (`<state-dir>/auth/`), served
+//! as a JWKS at `/.well-known/jwks.json`; `vitalwire-local token` mints them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Map, Value};
+use vitalwire::admin::{self, AwsAdminDeps};
+use vitalwire::auth::{JwtVerifier, Role};
+use vitalwire::devices::DynamoDeviceRegistry;
+use vitalwire::fhir_api::{self, FhirReadDeps};
+use vitalwire::observations::DynamoObservationStore;
+
+/// Issuer and audience of locally minted tokens.
+pub const LOCAL_ISSUER: &str = "vitalwire-local";
+pub const LOCAL_AUDIENCE: &str = "vitalwire-local-app";
+
+/// The local signing key and its JWKS.
+pub struct LocalAuth {
+    key: EncodingKey,
+    kid: String,
+    pub jwks: Value,
+}
+
+impl LocalAuth {
+    /// Loads the ES256 signing key from `dir`, creating it on first run.
+    pub fn load_or_create(dir: &Path) -> Result<Self, String> {
+        let path = dir.join("jwt-signing.key");
+        let pem = match std::fs::read_to_string(&path) {
+            Ok(pem) => pem,
+            Err(_) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let pem = rcgen::KeyPair::generate().map_err(|e| e.to_string())?.serialize_pem();
+                std::fs::write(&path, &pem).map_err(|e| format!("{}: {e}", path.display()))?;
+                pem
+            }
+        };
+        let pair = rcgen::KeyPair::from_pem(&pem).map_err(|e| e.to_string())?;
+        let raw = pair.public_key_raw();
+        if raw.len() != 65 {
+            return Err("the signing key is not a P-256 key".into());
+        }
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let kid = hex::encode(&sha2::Sha256::digest(raw)[..8]);
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+            "x": b64(&raw[1..33]), "y": b64(&raw[33..65]),
+        }]});
+        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(Self { key, kid, jwks })
+    }
+
+    /// A verifier for the tokens this key signs.
+    pub fn verifier(&self) -> Result<JwtVerifier, String> {
+        let set: JwkSet = serde_json::from_value(self.jwks.clone()).map_err(|e| e.to_string())?;
+        Ok(JwtVerifier::with_keys(LOCAL_ISSUER, LOCAL_AUDIENCE, set))
+    }
+
+    /// A token with Cognito's claim names, valid for `minutes`.
+    pub fn mint(&self, subject: &str, role: Role, patient_id: Option<&str>, minutes: i64) -> Result<String, String> {
+        let mut claims = json!({
+            "sub": subject, "iss": LOCAL_ISSUER, "aud": LOCAL_AUDIENCE, "token_use": "id",
+            "iat": chrono::Utc::now().timestamp(), "exp": chrono::Utc::now().timestamp() + minutes * 60,
+            "cognito:groups": [role.as_str()],
+        });
+        if let Some(p) = patient_id {
+            claims["custom:patientId"] = json!(p);
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        encode(&header, &claims, &self.key).map_err(|e| e.to_string())
+    }
+}
+
+use sha2::Digest;
+
+/// A route of the template: method, path template split in segments, binary.
+struct Route {
+    method: String,
+    segments: Vec<String>,
+    path: String,
+    binary: String,
+}
+
+impl Route {
+    /// The path parameters, if `path` matches this route's template.
+    fn matches(&self, method: &str, path: &str) -> Option<Map<String, Value>> {
+        if self.method != method {
+            return None;
+        }
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let mut params = Map::new();
+        for (segment, part) in self.segments.iter().zip(parts) {
+            match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) if !part.is_empty() => {
+                    params.insert(name.to_owned(), Value::String(part.to_owned()));
+                }
+                None if segment == part => {}
+                _ => return None,
+            }
+        }
+        Some(params)
+    }
+}
+
+/// The local HTTP API.
+pub struct LocalApi {
+    routes: Vec<Route>,
+    verifier: JwtVerifier,
+    jwks: Value,
+    admin: AwsAdminDeps,
+    fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
+}
+
+impl LocalApi {
+    /// Reads the routes from the template; `admin` are the handlers' dependencies.
+    pub fn new(
+        template: &vitalwire::stack::Template,
+        auth: &LocalAuth,
+        admin: AwsAdminDeps,
+        fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
+    ) -> Result<Arc<Self>, String> {
+        let routes = template
+            .functions()
+            .into_iter()
+            .flat_map(|f| {
+                let binary = f.binary.clone().unwrap_or_default();
+                f.http_routes.into_iter().map(move |(method, path)| Route {
+                    segments: path.trim_end_matches('/').split('/').map(str::to_owned).collect(),
+                    method,
+                    path,
+                    binary: binary.clone(),
+                })
+            })
+            .collect();
+        Ok(Arc::new(Self { routes, verifier: auth.verifier()?, jwks: auth.jwks.clone(), admin, fhir }))
+    }
+
+    /// The router: JWKS, then every template route.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new().route("/.well-known/jwks.json", get(jwks)).fallback(handle).with_state(self)
+    }
+
+    async fn dispatch(&self, binary: &str, request: lambda_http::Request) -> Option<lambda_http::Response<lambda_http::Body>> {
+        let deps = &self.admin;
+        Some(match binary {
+            "admin-devices-register" => admin::register_device(request, deps).await,
+            "admin-devices-list" => admin::list_devices(request, deps).await,
+            "admin-devices-get" => admin::get_device(request, deps).await,
+            "admin-devices-assign" => admin::assign_patient(request, deps).await,
+            "admin-devices-unassign" => admin::unassign_patient(request, deps).await,
+            "admin-devices-status" => admin::set_status(request, deps).await,
+            "admin-dead-letters" => admin::list_dead_letters(request, deps).await,
+            "device-observations" => fhir_api::device_observations(request, &self.fhir).await,
+            _ => return None,
+        })
+    }
+}
+
+async fn jwks(State(api): State<Arc<LocalApi>>) -> Json<Value> {
+    Json(api.jwks.clone())
+}
+
+fn gateway_message(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"message": message}))).into_response()
+}
+
+fn headers_json(headers: &HeaderMap) -> Map<String, Value> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::String(v.to_str().ok()?.to_owned()))))
+        .collect()
+}
+
+async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path();
+    let Some((route, params)) = api.routes.iter().find_map(|r| r.matches(method.as_str(), path).map(|p| (r, p))) else {
+        return gateway_message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    // API Gateway answers 401 itself when the identity source is missing.
+    let Some(authorization) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return gateway_message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let route_key = format!("{} {}", route.method, route.path);
+    let raw_query = uri.query().unwrap_or_default().to_owned();
+    let authorizer_event: ApiGatewayV2CustomAuthorizerV2Request = match serde_json::from_value(json!({
+        "version": "2.0", "type": "REQUEST", "routeArn": format!("arn:aws:execute-api:us-east-1:000000000000:local/$default/{}{}", route.method, path),
+        "identitySource": [authorization], "routeKey": route_key, "rawPath": path, "rawQueryString": raw_query,
+        "headers": headers_json(&headers), "requestContext": {"http": {"method": route.method, "path": path}},
+    })) {
+        Ok(e) => e,
+        Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let authorized = vitalwire::authorizer::handle(&authorizer_event, &api.verifier).await;
+    if !authorized.is_authorized {
+        return gateway_message(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let query: Map<String, Value> =
+        form_urlencoded::parse(raw_query.as_bytes()).into_owned().map(|(k, v)| (k, Value::String(v))).collect();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers_json(&headers),
+        "queryStringParameters": query,
+        "pathParameters": params,
+        "requestContext": {
+            "accountId": "000000000000", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
+            "requestId": format!("local-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()),
+            "routeKey": route_key, "stage": "$default", "time": chrono::Utc::now().to_rfc2822(),
+            "timeEpoch": chrono::Utc::now().timestamp_millis(),
+            "http": {"method": route.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("")},
+            "authorizer": {"lambda": authorized.context},
+        },
+        "body": String::from_utf8_lossy(&body),
+        "isBase64Encoded": false,
+    });
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(r) => r,
+        Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    match api.dispatch(&route.binary, request).await {
+        None => gateway_message(StatusCode::NOT_IMPLEMENTED, &format!("{} is not wired in the local HTTP API", route.binary)),
+        Some(response) => {
+            let (parts, body) = response.into_parts();
+            let bytes = match body {
+                lambda_http::Body::Text(t) => t.into_bytes(),
+                lambda_http::Body::Binary(b) => b,
+                _ => Vec::new(),
+            };
+            (parts.status, parts.headers, bytes).into_response()
+        }
+    }
+}
