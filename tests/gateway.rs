@@ -231,3 +231,38 @@ async fn a_silent_client_is_dropped_after_one_and_a_half_keep_alives() {
     }
     assert!(closed, "a client silent for 1.5 keep-alive periods must be disconnected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_topics_fan_out_to_matching_subscribers() {
+    use vitalwire_local::gateway::pki::{certificate_id, pem_to_der};
+    use vitalwire_local::gateway::registry::Certificate;
+    let gw = LocalGateway::start().await;
+    // An application certificate with a broad policy (devices may not use ordinary topics).
+    gw.gateway.define_policy("AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let issued = gw.gateway.pki.create_keys_and_certificate().unwrap();
+    gw.gateway.registry.insert(Certificate {
+        id: certificate_id(&pem_to_der(&issued.certificate_pem).unwrap()),
+        pem: issued.certificate_pem.clone(),
+        status: CertificateStatus::Active,
+        thing: None,
+        policies: vec!["AppPolicy".into()],
+    });
+    let (cert, key, ca) = (issued.certificate_pem.as_bytes(), issued.private_key_pem.as_bytes(), gw.read("ca.pem"));
+    let mut one_level = MqttTestClient::connect(gw.port, &ca, cert, key, "sub-plus").await.unwrap();
+    let mut multi_level = MqttTestClient::connect(gw.port, &ca, cert, key, "sub-hash").await.unwrap();
+    let mut other = MqttTestClient::connect(gw.port, &ca, cert, key, "sub-other").await.unwrap();
+    let publisher = MqttTestClient::connect(gw.port, &ca, cert, key, "pub").await.unwrap();
+    assert!(matches!(one_level.subscribe("ward/+/spo2").await[0], rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce)));
+    assert!(matches!(multi_level.subscribe("ward/#").await[0], rumqttc::SubscribeReasonCode::Success(_)));
+    assert!(matches!(other.subscribe("lab/#").await[0], rumqttc::SubscribeReasonCode::Success(_)));
+
+    publisher.publish("ward/bed-7/spo2", r#"{"v":97}"#).await;
+    publisher.client.publish("ward/bed-7/hr", rumqttc::QoS::AtMostOnce, false, r#"{"v":72}"#).await.unwrap();
+    assert_eq!(one_level.message_on("ward/bed-7/spo2").await, Some(json!({"v": 97})));
+    assert_eq!(multi_level.message_on("ward/bed-7/spo2").await, Some(json!({"v": 97})));
+    assert_eq!(multi_level.message_on("ward/bed-7/hr").await, Some(json!({"v": 72})), "QoS 0 is delivered too");
+    // No message for a filter that does not match, nor a second copy of the spo2 reading.
+    publisher.publish("lab/marker", "{}").await;
+    assert_eq!(other.message_on("lab/marker").await, Some(json!({})), "the first message 'other' sees is its own topic's");
+    assert_eq!(one_level.topics_within(Duration::from_millis(300)).await, Vec::<String>::new(), "ward/+/spo2 does not match ward/bed-7/hr");
+}

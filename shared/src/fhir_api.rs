@@ -47,11 +47,20 @@ pub async fn device_observations<D: DeviceRegistry, O: ObservationStore>(request
             }
             let resource: Value = serde_json::from_str(&o.resource)
                 .map_err(|e| ApiError::Store(crate::StoreError::new("read observation", e)))?;
-            entries.push(json!({"fullUrl": format!("urn:uuid:{}", o.id), "resource": resource, "search": {"mode": "match"}}));
+            entries.push(json!({"fullUrl": full_url(&o.id), "resource": resource, "search": {"mode": "match"}}));
         }
         Ok((200, json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries})))
     }
     .await)
+}
+
+/// A Bundle entry's `fullUrl`: the 128-bit Observation id written as a `urn:uuid`.
+fn full_url(id: &str) -> String {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("urn:uuid:{}-{}-{}-{}-{}", &id[..8], &id[8..12], &id[12..16], &id[16..20], &id[20..])
+    } else {
+        format!("Observation/{id}")
+    }
 }
 
 /// The AWS-backed dependencies, from the function's environment.

@@ -273,6 +273,18 @@ impl MqttTestClient {
         }
     }
 
+    /// The topics of the messages that arrive within `window`.
+    pub async fn topics_within(&mut self, window: std::time::Duration) -> Vec<String> {
+        let until = tokio::time::Instant::now() + window;
+        let mut topics = Vec::new();
+        while let Ok(Some(Some(packet))) = tokio::time::timeout_at(until, self.incoming.recv()).await {
+            if let rumqttc::Packet::Publish(p) = packet {
+                topics.push(p.topic);
+            }
+        }
+        topics
+    }
+
     /// Waits until the gateway closes the connection.
     pub async fn closed(&mut self) -> bool {
         loop {

@@ -82,7 +82,7 @@ pub struct Gateway {
     pub pki: Pki,
     pub registry: IotRegistry,
     pub claim_certificate_id: String,
-    policies: HashMap<String, Value>,
+    policies: std::sync::RwLock<HashMap<String, Value>>,
     template: TemplatePlan,
     provisioning_template_name: String,
     /// Basic Ingest rule name → function binary.
@@ -154,7 +154,7 @@ impl Gateway {
             pki,
             registry,
             claim_certificate_id,
-            policies,
+            policies: std::sync::RwLock::new(policies),
             template: plan,
             provisioning_template_name,
             rules,
@@ -228,7 +228,10 @@ impl Gateway {
                 thing_attached: certificate.thing.as_deref() == Some(client_id.as_str()),
             },
             client_id: client_id.clone(),
-            policies: Arc::new(certificate.policies.iter().filter_map(|p| self.policies.get(p).cloned()).collect()),
+            policies: Arc::new({
+                let known = self.policies.read().unwrap_or_else(|e| e.into_inner());
+                certificate.policies.iter().filter_map(|p| known.get(p).cloned()).collect()
+            }),
         };
         let authorized = !client_id.is_empty() && allows(&identity.policies, "iot:Connect", &client_arn(&client_id), &identity.context);
         let mut out = BytesMut::new();
@@ -291,6 +294,12 @@ impl Gateway {
         if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&session_id) {
             let _ = s.tx.send(Outbound::Packet(packet));
         }
+    }
+
+    /// Defines (or replaces) an IoT policy by name, as `CreatePolicy` does; certificates name
+    /// policies, and connections made afterwards use the document.
+    pub fn define_policy(&self, name: &str, document: Value) {
+        self.policies.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), document);
     }
 
     /// Closes every connection authenticated with this certificate.
