@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs Vitalwire locally: installs the local tools, builds the function binaries and the local
-# runner, then runs `vitalwire-local` with the given arguments. Examples:
-#   scripts/local.sh invoke fhir-ingest --event events/fhir-ingest.json
+# Runs Vitalwire locally: installs the local tools, builds the function binaries, the local
+# runner and the device CLI, then runs `vitalwire-local` with the given arguments (default: up).
 #   scripts/local.sh up
+#   scripts/local.sh invoke fhir-ingest --event events/fhir-ingest.json
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -10,5 +10,5 @@ cd "$root"
 scripts/dev-env.sh
 cargo build --locked --quiet -p vitalwire-functions -p vitalwire-local
 target="${CARGO_TARGET_DIR:-$root/target}"
-[ $# -gt 0 ] || set -- invoke fhir-ingest --event events/fhir-ingest.json
+[ $# -gt 0 ] || set -- up
 exec "$target/debug/vitalwire-local" "$@"
