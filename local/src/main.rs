@@ -127,7 +127,8 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     }
     let config = vitalwire::aws::load_config().await;
     let dynamodb = vitalwire::aws::dynamodb(&config);
-    let stack = LocalStack::create(&dynamodb, LocalStack::template()?, "").await?;
+    let s3 = vitalwire::aws::s3(&config);
+    let stack = LocalStack::create(&dynamodb, &s3, LocalStack::template()?, "").await?;
     let devices_table = stack.table(tables::DEVICES.logical_id).ok_or("template has no DevicesTable")?;
     let registry = DynamoDeviceRegistry::new(dynamodb.clone(), devices_table);
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
@@ -135,17 +136,17 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     match cli.command {
         Command::Up { mqtt_port, iot_http_port, api_port } => {
             let state_dir = repo_root().join(&cli.state_dir);
-            let functions = local_functions(&stack, &dynamodb)?;
+            let http = tokio::net::TcpListener::bind(("127.0.0.1", iot_http_port))
+                .await
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{iot_http_port}: {e} (choose another with --iot-http-port)"))?;
+            let iot_endpoint = format!("http://{}", http.local_addr()?);
+            let functions = local_functions(&stack, &dynamodb, &config, &iot_endpoint)?;
             let gateway = Gateway::new(GatewayConfig { certs_dir: state_dir.join("certs"), token_lifetime: None }, functions)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", mqtt_port))
                 .await
                 .map_err(|e| format!("cannot listen on 127.0.0.1:{mqtt_port}: {e} (choose another with --mqtt-port)"))?;
             let mqtt_port = listener.local_addr()?.port();
             let files = gateway.pki.files.clone();
-            let http = tokio::net::TcpListener::bind(("127.0.0.1", iot_http_port))
-                .await
-                .map_err(|e| format!("cannot listen on 127.0.0.1:{iot_http_port}: {e} (choose another with --iot-http-port)"))?;
-            let iot_endpoint = format!("http://{}", http.local_addr()?);
             tokio::spawn(std::future::IntoFuture::into_future(axum::serve(http, vitalwire_local::gateway::http::router(gateway.clone()))));
             tokio::spawn(gateway.serve(listener));
             let auth = LocalAuth::load_or_create(&state_dir.join("auth"))?;
@@ -227,7 +228,12 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
 }
 
 /// The handlers the gateway runs in-process, over the local tables.
-fn local_functions(stack: &LocalStack, dynamodb: &aws_sdk_dynamodb::Client) -> Result<Functions, AnyError> {
+fn local_functions(
+    stack: &LocalStack,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    config: &aws_config::SdkConfig,
+    iot_endpoint: &str,
+) -> Result<Functions, AnyError> {
     let table = |spec: &tables::TableSpec| {
         stack.table(spec.logical_id).map(str::to_owned).ok_or_else(|| format!("template.yaml has no {}", spec.logical_id))
     };
@@ -240,6 +246,7 @@ fn local_functions(stack: &LocalStack, dynamodb: &aws_sdk_dynamodb::Client) -> R
             dead_letters: dead_letters()?,
         },
         hook: HookDeps { devices: devices()?, dead_letters: dead_letters()? },
+        uploads: vitalwire_local::gateway::upload_functions(stack, dynamodb, config, iot_endpoint)?,
     })
 }
 

@@ -12,6 +12,8 @@ pub struct LocalStack {
     pub template: Template,
     /// Logical id → physical name.
     pub tables: BTreeMap<String, String>,
+    /// Logical id → bucket name.
+    pub buckets: BTreeMap<String, String>,
 }
 
 /// A function's environment could not be resolved.
@@ -29,15 +31,35 @@ impl LocalStack {
         Template::load(&repo_root().join("template.yaml"))
     }
 
-    /// Creates every table of the template, named `<prefix><LogicalId>`.
-    pub async fn create(client: &aws_sdk_dynamodb::Client, template: Template, prefix: &str) -> Result<Self, StackError> {
+    /// Creates every table of the template, named `<prefix><LogicalId>`, and every bucket,
+    /// named `<prefix><logicalid>` in lower case.
+    pub async fn create(
+        client: &aws_sdk_dynamodb::Client,
+        s3: &aws_sdk_s3::Client,
+        template: Template,
+        prefix: &str,
+    ) -> Result<Self, StackError> {
         let mut tables = BTreeMap::new();
         for table in template.tables()? {
             let name = format!("{prefix}{}", table.logical_id);
             create_table(client, &table, &name).await?;
             tables.insert(table.logical_id, name);
         }
-        Ok(Self { template, tables })
+        let mut buckets = BTreeMap::new();
+        for logical in template.buckets() {
+            let name = format!("{prefix}{logical}").to_lowercase();
+            s3.create_bucket().bucket(&name).send().await.map_err(|e| StackError::Create {
+                table: name.clone(),
+                message: vitalwire::dynamo::describe(&e),
+            })?;
+            buckets.insert(logical, name);
+        }
+        Ok(Self { template, tables, buckets })
+    }
+
+    /// The name of a bucket by its logical id.
+    pub fn bucket(&self, logical_id: &str) -> Option<&str> {
+        self.buckets.get(logical_id).map(String::as_str)
     }
 
     /// The physical name of a table by its logical id.
@@ -63,7 +85,11 @@ impl LocalStack {
                 };
                 match value {
                     EnvValue::Literal(v) => Ok((name.clone(), v.clone())),
-                    EnvValue::Ref(r) => self.table(r).map(|t| (name.clone(), t.to_owned())).ok_or_else(|| unresolved(r.clone())),
+                    EnvValue::Ref(r) => self
+                        .table(r)
+                        .or_else(|| self.bucket(r))
+                        .map(|t| (name.clone(), t.to_owned()))
+                        .ok_or_else(|| unresolved(r.clone())),
                     EnvValue::Other => Err(unresolved("an intrinsic function".into())),
                 }
             })

@@ -26,6 +26,7 @@ pub mod stack;
 pub mod tables;
 pub mod telemetry;
 pub mod time;
+pub mod uploads;
 pub mod vitals;
 
 /// A storage or AWS call failed for a reason that may pass (throttling, network, service).

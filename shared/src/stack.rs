@@ -189,6 +189,11 @@ impl Template {
             .collect()
     }
 
+    /// The logical ids of every `AWS::S3::Bucket`.
+    pub fn buckets(&self) -> Vec<String> {
+        self.resources_of("AWS::S3::Bucket").map(|(id, _)| id).collect()
+    }
+
     /// Every serverless function, in template order.
     pub fn functions(&self) -> Vec<FunctionDefinition> {
         self.resources_of("AWS::Serverless::Function")

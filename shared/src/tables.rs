@@ -64,8 +64,17 @@ pub const DEAD_LETTERS: TableSpec = TableSpec {
     indexes: &[DEAD_LETTERS_BY_THING],
 };
 
+/// Device file uploads, by object key.
+pub const UPLOADS: TableSpec = TableSpec {
+    logical_id: "UploadsTable",
+    env_var: "UPLOADS_TABLE",
+    partition_key: "objectKey",
+    sort_key: None,
+    indexes: &[],
+};
+
 /// Every table the platform uses.
-pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS];
+pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS];
 
 /// A required setting is missing from the function's environment.
 #[derive(Debug, thiserror::Error)]

@@ -50,7 +50,8 @@ impl TestStack {
         let config = aws_config().await;
         let dynamodb = vitalwire::aws::dynamodb(&config);
         let template = LocalStack::template().expect("template.yaml parses");
-        let stack = LocalStack::create(&dynamodb, template, &prefix).await.expect("tables from template.yaml");
+        let s3 = vitalwire::aws::s3(&config);
+        let stack = LocalStack::create(&dynamodb, &s3, template, &prefix).await.expect("tables from template.yaml");
         Self { config, dynamodb, stack }
     }
 
@@ -131,7 +132,12 @@ impl LocalGateway {
         vitalwire_local::gateway::install_default_provider();
         let stack = TestStack::new().await;
         let db = || stack.dynamodb.clone();
+        // The IoT HTTP endpoint comes first: upload-link replies to devices through it.
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let iot_endpoint = format!("http://{}", http_listener.local_addr().expect("addr"));
         let functions = Functions {
+            uploads: vitalwire_local::gateway::upload_functions(&stack.stack, &stack.dynamodb, &stack.config, &iot_endpoint)
+                .expect("upload deps"),
             ingest: vitalwire::ingest::IngestDeps {
                 devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
                 observations: vitalwire::observations::DynamoObservationStore::new(db(), stack.table(&OBSERVATIONS)),
@@ -153,8 +159,6 @@ impl LocalGateway {
                 let _ = gateway.serve(listener).await;
             }
         });
-        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let iot_endpoint = format!("http://{}", http_listener.local_addr().expect("addr"));
         let router = vitalwire_local::gateway::http::router(gateway.clone());
         let http = tokio::spawn(async move {
             let _ = axum::serve(http_listener, router).await;

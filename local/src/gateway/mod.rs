@@ -31,6 +31,7 @@ use vitalwire::devices::DynamoDeviceRegistry;
 use vitalwire::ingest::{self, IngestDeps};
 use vitalwire::observations::DynamoObservationStore;
 use vitalwire::provisioning::HookDeps;
+use vitalwire::uploads::{DynamoUploadStore, IotDataPublisher, S3UploadSigner, UploadLinkDeps};
 
 use self::fleet::TemplatePlan;
 use self::pki::{certificate_id, Pki};
@@ -54,6 +55,36 @@ pub enum GatewayError {
 pub struct Functions {
     pub ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>,
     pub hook: HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>,
+    pub uploads: UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>,
+}
+
+/// The `upload-link` handler's dependencies for the local stack: S3 on the emulator, replies
+/// through the gateway's own data-plane endpoint, as the Lambda's would go through IoT Core's.
+pub fn upload_functions(
+    stack: &crate::stack::LocalStack,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    config: &aws_config::SdkConfig,
+    iot_endpoint: &str,
+) -> Result<UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>, GatewayError> {
+    use vitalwire::tables::{DEAD_LETTERS, UPLOADS};
+    let missing = |what: &str| GatewayError::Config(format!("template.yaml has no {what}"));
+    let data_plane = aws_sdk_iotdataplane::config::Builder::from(config).endpoint_url(iot_endpoint).build();
+    Ok(UploadLinkDeps {
+        signer: S3UploadSigner {
+            client: vitalwire::aws::s3(config),
+            bucket: stack.bucket("UploadsBucket").ok_or_else(|| missing("UploadsBucket"))?.to_owned(),
+        },
+        publisher: IotDataPublisher { client: aws_sdk_iotdataplane::Client::from_conf(data_plane) },
+        uploads: DynamoUploadStore {
+            client: dynamodb.clone(),
+            table: stack.table(UPLOADS.logical_id).ok_or_else(|| missing("UploadsTable"))?.to_owned(),
+        },
+        dead_letters: DynamoDeadLetterStore::new(
+            dynamodb.clone(),
+            stack.table(DEAD_LETTERS.logical_id).ok_or_else(|| missing("DeadLettersTable"))?,
+        ),
+        content_types: vitalwire::uploads::DEFAULT_CONTENT_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+    })
 }
 
 /// A connected client's identity, from its certificate and CONNECT.
@@ -89,6 +120,7 @@ pub struct Gateway {
     rules: HashMap<String, String>,
     hook: HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>,
     ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>,
+    uploads: UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>,
     sessions: Mutex<HashMap<u64, Session>>,
     next_session: AtomicU64,
 }
@@ -160,6 +192,7 @@ impl Gateway {
             rules,
             hook: functions.hook,
             ingest: functions.ingest,
+            uploads: functions.uploads,
             sessions: Mutex::default(),
             next_session: AtomicU64::new(1),
         }))
@@ -450,6 +483,11 @@ impl Gateway {
                     Ok(outcome) => tracing::debug!(?outcome, "FHIRIngest"),
                     Err(e) => tracing::error!(error = %e, "FHIRIngest failed"),
                 },
+                "upload-link" => {
+                    if let Err(e) = vitalwire::uploads::handle(&serde_json::from_str(raw.get()).unwrap_or_default(), &gw.uploads).await {
+                        tracing::error!(error = %e, "CreateFileUploadLink failed");
+                    }
+                }
                 other => tracing::warn!(function = other, "rule function not wired in the local gateway"),
             }
         });
