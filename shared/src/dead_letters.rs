@@ -31,6 +31,27 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// A refused message, recorded now; its id derives from the message (see [`Self::id_for`]).
+    pub fn refused(
+        source: &str,
+        thing_name: Option<&str>,
+        reason_code: &str,
+        reason: String,
+        raw_payload: String,
+        received_at: String,
+    ) -> Self {
+        Self {
+            id: Self::id_for(source, thing_name, &received_at, &raw_payload),
+            source: source.to_owned(),
+            thing_name: thing_name.map(str::to_owned),
+            reason_code: reason_code.to_owned(),
+            reason,
+            raw_payload,
+            received_at,
+            recorded_at: crate::time::format_utc(chrono::Utc::now()),
+        }
+    }
+
     /// The id of a dead letter for a message: same source, thing, arrival and bytes, same id.
     pub fn id_for(source: &str, thing_name: Option<&str>, received_at: &str, raw_payload: &str) -> String {
         let mut h = Sha256::new();

@@ -107,15 +107,15 @@ where
         Ok(f) => f,
         Err(e) => {
             let rejection = Rejection::Payload(PayloadError::NotJson(e.to_string()));
-            return reject(deps, raw, None, now, now, rejection).await;
+            return reject(deps, raw, None, now, rejection).await;
         }
     };
     let thing = match fields.thing_name {
         Some(Value::String(t)) if !t.is_empty() => t,
-        _ => return reject(deps, raw, None, now, now, Rejection::RuleField("thingName")).await,
+        _ => return reject(deps, raw, None, now, Rejection::RuleField("thingName")).await,
     };
     let Some(received_at) = fields.received_at.as_ref().and_then(Value::as_i64).and_then(from_epoch_millis) else {
-        return reject(deps, raw, Some(&thing), now, now, Rejection::RuleField("receivedAt")).await;
+        return reject(deps, raw, Some(&thing), now, Rejection::RuleField("receivedAt")).await;
     };
     match ingest(raw, &thing, received_at, now, deps).await? {
         Ok(outcome) => {
@@ -124,7 +124,7 @@ where
             }
             Ok(outcome)
         }
-        Err(rejection) => reject(deps, raw, Some(&thing), received_at, now, rejection).await,
+        Err(rejection) => reject(deps, raw, Some(&thing), received_at, rejection).await,
     }
 }
 
@@ -186,23 +186,13 @@ async fn reject<D, O, L>(
     raw: &str,
     thing: Option<&str>,
     received_at: DateTime<Utc>,
-    now: DateTime<Utc>,
     rejection: Rejection,
 ) -> Result<IngestOutcome, IngestError>
 where
     L: DeadLetterStore,
 {
-    let received_at = format_utc(received_at);
-    let letter = DeadLetter {
-        id: DeadLetter::id_for(SOURCE, thing, &received_at, raw),
-        source: SOURCE.to_owned(),
-        thing_name: thing.map(str::to_owned),
-        reason_code: rejection.code().to_owned(),
-        reason: rejection.to_string(),
-        raw_payload: raw.to_owned(),
-        received_at,
-        recorded_at: format_utc(now),
-    };
+    let letter =
+        DeadLetter::refused(SOURCE, thing, rejection.code(), rejection.to_string(), raw.to_owned(), format_utc(received_at));
     deps.dead_letters.record(&letter).await?;
     // The reason text may quote payload fields; log only its code.
     tracing::warn!(thing_name = thing.unwrap_or("-"), dead_letter_id = %letter.id, reason_code = rejection.code(), "measurement rejected");

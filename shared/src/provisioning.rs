@@ -104,16 +104,7 @@ pub async fn handle<D: DeviceRegistry, L: DeadLetterStore>(
         Err(refusal) => {
             let raw = serde_json::to_string(request).map_err(|e| StoreError::new("serialize hook event", e))?;
             // No thing exists yet: the record is found by source, and names the serial number.
-            let letter = DeadLetter {
-                id: DeadLetter::id_for(SOURCE, None, &now, &raw),
-                source: SOURCE.to_owned(),
-                thing_name: None,
-                reason_code: refusal.code().to_owned(),
-                reason: refusal.to_string(),
-                raw_payload: raw,
-                received_at: now.clone(),
-                recorded_at: now,
-            };
+            let letter = DeadLetter::refused(SOURCE, None, refusal.code(), refusal.to_string(), raw, now);
             deps.dead_letters.record(&letter).await?;
             tracing::warn!(certificate_id = %request.certificate_id, reason_code = refusal.code(), dead_letter_id = %letter.id, "provisioning refused");
             Ok(HookResponse::deny())

@@ -127,20 +127,9 @@ where
     let (file_name, content_type) = match checked {
         Ok(ok) => ok,
         Err((refusal, _, _)) => {
-            let raw = event.to_string();
-            let received_text = format_utc(received);
-            deps.dead_letters
-                .record(&DeadLetter {
-                    id: DeadLetter::id_for(SOURCE, Some(thing), &received_text, &raw),
-                    source: SOURCE.to_owned(),
-                    thing_name: Some(thing.to_owned()),
-                    reason_code: refusal.code().to_owned(),
-                    reason: refusal.to_string(),
-                    raw_payload: raw,
-                    received_at: received_text,
-                    recorded_at: format_utc(Utc::now()),
-                })
-                .await?;
+            let letter =
+                DeadLetter::refused(SOURCE, Some(thing), refusal.code(), refusal.to_string(), event.to_string(), format_utc(received));
+            deps.dead_letters.record(&letter).await?;
             let reply = json!({"error": {"code": refusal.code(), "message": refusal.to_string()}});
             deps.publisher.publish(thing, &reply).await?;
             tracing::info!(thing_name = %thing, reason_code = refusal.code(), "upload link refused");
