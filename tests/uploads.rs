@@ -1,7 +1,14 @@
 //! `CreateFileUploadLink` end to end through the local platform: a device asks over MQTT, gets a
 //! presigned S3 PUT on its own topic, and uploads with it; refusals come back on the topic.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
+use sha2::Digest;
+use vitalwire::dead_letters::DynamoDeadLetterStore;
+use vitalwire::devices::DynamoDeviceRegistry;
+use vitalwire::tables::DEVICES;
+use vitalwire::uploads::registration::{RegistrationDeps, S3ObjectReader};
+use vitalwire::uploads::DynamoUploadStore;
 use vitalwire::tables::{DEAD_LETTERS, UPLOADS};
 use vitalwire_tests::provisioning::provisioned_device;
 use vitalwire_tests::{LocalGateway, MqttTestClient};
@@ -34,7 +41,42 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys.len(), 1);
     assert!(keys[0].ends_with("-ecg-strip.pdf"));
-    assert_eq!(gw.stack.count(&UPLOADS).await, 1, "the pending upload is recorded");
+    assert_eq!(gw.stack.count(&UPLOADS).await, 1, "the upload is recorded");
+
+    // The ObjectCreated event completes the upload and files a DocumentReference.
+    let table = gw.stack.table(&UPLOADS);
+    let mut item = None;
+    for _ in 0..50 {
+        let out = gw.stack.dynamodb.get_item().table_name(&table).key("objectKey", AttributeValue::S(keys[0].to_owned())).send().await.unwrap();
+        if out.item().and_then(|i| i.get("status")).and_then(|s| s.as_s().ok()).is_some_and(|s| s == "COMPLETED") {
+            item = out.item;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let item = item.expect("the upload was registered");
+    assert_eq!(item["sizeBytes"].as_n().unwrap(), "19");
+    assert_eq!(item["sha256"].as_s().unwrap(), &hex_sha256(b"%PDF-1.7 test strip"));
+    let document: serde_json::Value = serde_json::from_str(item["documentReference"].as_s().unwrap()).unwrap();
+    assert_eq!(document["resourceType"], "DocumentReference");
+    assert_eq!(document["author"][0]["reference"], format!("Device/{thing}"));
+    assert_eq!(document["subject"]["reference"], "Patient/patient-123");
+    assert_eq!(document["content"][0]["attachment"]["contentType"], "application/pdf");
+    assert_eq!(document["content"][0]["attachment"]["size"], 19);
+    vitalwire_tests::assert_valid_fhir(&document.to_string());
+
+    // Redelivery changes nothing.
+    let event: aws_lambda_events::s3::S3Event =
+        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, keys[0], 19, "x")).unwrap();
+    let again = vitalwire::uploads::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
+    assert_eq!(again, [vitalwire::uploads::registration::Registration::AlreadyRegistered { key: keys[0].to_owned() }]);
+
+    // An object nobody asked a link for is flagged, not registered.
+    s3.put_object().bucket(bucket).key(format!("uploads/{thing}/sneaky file.bin")).body(b"x".to_vec().into()).send().await.unwrap();
+    let event: aws_lambda_events::s3::S3Event =
+        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, &format!("uploads/{thing}/sneaky file.bin"), 1, "y")).unwrap();
+    let flagged = vitalwire::uploads::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
+    assert_eq!(flagged, [vitalwire::uploads::registration::Registration::Unrequested { key: format!("uploads/{thing}/sneaky file.bin") }]);
 
     for (request, code) in [
         (json!({"fileName": "../../etc/passwd", "contentType": "application/pdf"}), "INVALID_FILE_NAME"),
@@ -46,5 +88,18 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
         assert_eq!(refusal["error"]["code"], code, "{request}");
         assert!(refusal["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    assert_eq!(gw.stack.wait_for_count(&DEAD_LETTERS, 3).await, 3, "each refusal is kept");
+    assert!(gw.stack.wait_for_count(&DEAD_LETTERS, 4).await >= 4, "each refusal and the unrequested object are kept");
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn registration_deps(gw: &LocalGateway) -> RegistrationDeps<DynamoUploadStore, S3ObjectReader, DynamoDeviceRegistry, DynamoDeadLetterStore> {
+    RegistrationDeps {
+        uploads: DynamoUploadStore { client: gw.stack.dynamodb.clone(), table: gw.stack.table(&UPLOADS) },
+        objects: S3ObjectReader { client: vitalwire::aws::s3(&gw.stack.config) },
+        devices: DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES)),
+        dead_letters: DynamoDeadLetterStore::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEAD_LETTERS)),
+    }
 }

@@ -167,6 +167,26 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 ),
             };
             let api = LocalApi::new(&stack.template, &auth, admin, fhir)?;
+            let uploads_bucket = stack.bucket("UploadsBucket").ok_or("template.yaml has no UploadsBucket")?.to_owned();
+            let registration = vitalwire::uploads::registration::RegistrationDeps {
+                uploads: vitalwire::uploads::DynamoUploadStore {
+                    client: dynamodb.clone(),
+                    table: stack.table(tables::UPLOADS.logical_id).ok_or("template.yaml has no UploadsTable")?.to_owned(),
+                },
+                objects: vitalwire::uploads::registration::S3ObjectReader { client: s3.clone() },
+                devices: DynamoDeviceRegistry::new(dynamodb.clone(), devices_table),
+                dead_letters: DynamoDeadLetterStore::new(
+                    dynamodb.clone(),
+                    stack.table(tables::DEAD_LETTERS.logical_id).ok_or("template.yaml has no DeadLettersTable")?,
+                ),
+            };
+            vitalwire_local::s3_events::watch_uploads(
+                s3.clone(),
+                uploads_bucket,
+                "uploads/",
+                std::sync::Arc::new(registration),
+                std::time::Duration::from_millis(500),
+            );
             let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
                 .await
                 .map_err(|e| format!("cannot listen on 127.0.0.1:{api_port}: {e} (choose another with --api-port)"))?;

@@ -117,6 +117,7 @@ pub struct LocalGateway {
     _server: tokio::task::JoinHandle<()>,
     _http: tokio::task::JoinHandle<()>,
     _api: tokio::task::JoinHandle<()>,
+    _uploads: tokio::task::JoinHandle<()>,
 }
 
 impl LocalGateway {
@@ -180,6 +181,19 @@ impl LocalGateway {
         let api_server = tokio::spawn(async move {
             let _ = axum::serve(api_listener, api.router()).await;
         });
+        let registration = vitalwire::uploads::registration::RegistrationDeps {
+            uploads: vitalwire::uploads::DynamoUploadStore { client: db(), table: stack.table(&vitalwire::tables::UPLOADS) },
+            objects: vitalwire::uploads::registration::S3ObjectReader { client: vitalwire::aws::s3(&stack.config) },
+            devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
+            dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
+        };
+        let uploads = vitalwire_local::s3_events::watch_uploads(
+            vitalwire::aws::s3(&stack.config),
+            stack.stack.bucket("UploadsBucket").expect("UploadsBucket").to_owned(),
+            "uploads/",
+            std::sync::Arc::new(registration),
+            std::time::Duration::from_millis(200),
+        );
         Self {
             stack,
             gateway,
@@ -191,6 +205,7 @@ impl LocalGateway {
             _server: server,
             _http: http,
             _api: api_server,
+            _uploads: uploads,
         }
     }
 

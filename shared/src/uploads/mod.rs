@@ -11,6 +11,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub mod registration;
+
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::time::{format_utc, from_epoch_millis};
 use crate::StoreError;
@@ -193,6 +195,82 @@ impl DevicePublisher for IotDataPublisher {
             .await
             .map_err(|e| StoreError::new("publish to device", crate::dynamo::describe(&e)))?;
         Ok(())
+    }
+}
+
+/// An upload as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRecord {
+    pub object_key: String,
+    pub thing_name: String,
+    pub file_name: String,
+    pub content_type: String,
+    pub requested_at: String,
+    /// `PENDING` until the object arrives, then `COMPLETED`.
+    pub status: String,
+}
+
+/// Reading and completing upload records (the `upload-registered` side).
+pub trait UploadRecordStore: Send + Sync {
+    fn get(&self, object_key: &str) -> impl Future<Output = Result<Option<UploadRecord>, StoreError>> + Send;
+
+    /// Marks a pending upload complete with what the object holds and its DocumentReference;
+    /// false when it was not pending any more (a redelivered event).
+    fn complete(
+        &self,
+        object_key: &str,
+        facts: &registration::ObjectFacts,
+        document: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl UploadRecordStore for DynamoUploadStore {
+    async fn get(&self, object_key: &str) -> Result<Option<UploadRecord>, StoreError> {
+        use crate::dynamo::{opt_s, req_s, s};
+        const OP: &str = "read upload";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("objectKey", s(object_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::new(OP, crate::dynamo::describe(&e)))?;
+        let Some(item) = out.item else { return Ok(None) };
+        Ok(Some(UploadRecord {
+            object_key: req_s(&item, "objectKey", OP)?,
+            thing_name: req_s(&item, "thingName", OP)?,
+            file_name: opt_s(&item, "fileName").unwrap_or_default(),
+            content_type: opt_s(&item, "contentType").unwrap_or_default(),
+            requested_at: opt_s(&item, "requestedAt").unwrap_or_default(),
+            status: req_s(&item, "status", OP)?,
+        }))
+    }
+
+    async fn complete(&self, object_key: &str, facts: &registration::ObjectFacts, document: &str) -> Result<bool, StoreError> {
+        use crate::dynamo::s;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("objectKey", s(object_key))
+            .update_expression("SET #status = :done, sizeBytes = :size, sha256 = :sha, documentReference = :doc, completedAt = :at")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s("COMPLETED"))
+            .expression_attribute_values(":pending", s("PENDING"))
+            .expression_attribute_values(":size", aws_sdk_dynamodb::types::AttributeValue::N(facts.size.to_string()))
+            .expression_attribute_values(":sha", s(&facts.sha256))
+            .expression_attribute_values(":doc", s(document))
+            .expression_attribute_values(":at", s(format_utc(Utc::now())))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(true),
+            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(StoreError::new("complete upload", crate::dynamo::describe(&e))),
+        }
     }
 }
 
