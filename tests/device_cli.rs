@@ -40,6 +40,23 @@ async fn provision_then_upload_an_observation_with_the_cli() {
     let stored = gw.stack.wait_for_count(&OBSERVATIONS, 1).await;
     assert_eq!(stored, 1);
 
+    // A file, through an upload link.
+    std::fs::write(dir.join("strip.pdf"), b"%PDF-1.7").unwrap();
+    let out = cli(&gw, &dir, &["upload-file", "--deviceName", "acme-medical-7001", "--fileName", "strip.pdf", "--filePath", "strip.pdf"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Uploaded strip.pdf"));
+    let listed = vitalwire::aws::s3(&gw.stack.config)
+        .list_objects_v2()
+        .bucket(gw.stack.stack.bucket("UploadsBucket").unwrap())
+        .prefix("uploads/acme-medical-7001/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    let out = cli(&gw, &dir, &["upload-file", "--deviceName", "acme-medical-7001", "--fileName", "../x.pdf", "--filePath", "strip.pdf"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upload link refused: INVALID_FILE_NAME"), "{}", String::from_utf8_lossy(&out.stderr));
+
     // Unknown serial: non-zero exit and the platform's reason.
     let out = cli(&gw, &dir, &["provision", "--serialNumber", "0000", "--manufacturer", "Acme Medical"]);
     assert!(!out.status.success());

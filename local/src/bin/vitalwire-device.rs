@@ -3,6 +3,7 @@
 //!
 //!     vitalwire-device provision --claimCert C --claimKey K --serialNumber S --manufacturer M \
 //!         --name N --model X [--endpoint localhost --port 8883 --ca .local/certs/ca.pem]
+//!     vitalwire-device upload-file --deviceName T --fileName strip.pdf --filePath ./strip.pdf
 //!     vitalwire-device upload-observation --deviceName T --payloadValue 72 --unit bpm \
 //!         --code 8867-4 --codeSystem http://loinc.org --codeDisplay "Heart rate" [--patientId P]
 
@@ -53,6 +54,20 @@ enum Command {
         #[arg(long, default_value = "DefaultProvisioningTemplate")]
         template: String,
         /// Where to write <ThingName>.pem and <ThingName>.key.
+        #[arg(long = "certsDir", default_value = "certs")]
+        certs_dir: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Upload a file: ask CreateFileUploadLink for a presigned URL, then PUT the file with it.
+    UploadFile {
+        #[arg(long = "deviceName")]
+        device_name: String,
+        /// The name the platform records (letters, digits, '.', '_', '-').
+        #[arg(long = "fileName")]
+        file_name: String,
+        #[arg(long = "filePath")]
+        file_path: PathBuf,
         #[arg(long = "certsDir", default_value = "certs")]
         certs_dir: PathBuf,
         #[command(flatten)]
@@ -186,6 +201,40 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             println!("Certificate: {}\nPrivate key: {}", pem.display(), key.display());
             Ok(())
         }
+        Command::UploadFile { device_name, file_name, file_path, certs_dir, connection } => {
+            let body = read(&file_path)?;
+            let content_type = content_type_for(&file_path);
+            let cert = certs_dir.join(format!("{device_name}.pem"));
+            let key = certs_dir.join(format!("{device_name}.key"));
+            let (client, mut events) = connect(&connection, &device_name, &cert, &key).await?;
+            client.subscribe(&device_name, QoS::AtLeastOnce).await?;
+            let request = json!({"fileName": file_name, "contentType": content_type});
+            let mut requested = false;
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            let reply: Value = loop {
+                let event = tokio::time::timeout_at(deadline, events.poll()).await.map_err(|_| "no upload link arrived")??;
+                match event {
+                    Event::Incoming(Packet::SubAck(_)) if !requested => {
+                        client.publish("$aws/rules/CreateFileUploadLink", QoS::AtLeastOnce, false, request.to_string()).await?;
+                        requested = true;
+                    }
+                    Event::Incoming(Packet::Publish(p)) if p.topic == device_name => break serde_json::from_slice(&p.payload)?,
+                    _ => {}
+                }
+            };
+            let _ = client.disconnect().await;
+            if let Some(error) = reply.get("error") {
+                return Err(format!("upload link refused: {} {}", error["code"].as_str().unwrap_or("?"), error["message"].as_str().unwrap_or("")).into());
+            }
+            let url = reply["uploadUrl"].as_str().ok_or("the reply has no uploadUrl")?;
+            println!("Uploading {} ({} bytes, {content_type})", file_path.display(), body.len());
+            let response = reqwest::Client::new().put(url).header("content-type", content_type).body(body).send().await?;
+            if !response.status().is_success() {
+                return Err(format!("upload failed: HTTP {}", response.status()).into());
+            }
+            println!("Uploaded {file_name}");
+            Ok(())
+        }
         Command::UploadObservation {
             device_name,
             payload_value,
@@ -220,6 +269,18 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             println!("Observation published to $aws/rules/FHIRIngest (accepted by the rules engine)");
             Ok(())
         }
+    }
+}
+
+/// The content type of a file, from its extension (the platform's default allow-list).
+fn content_type_for(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("pdf") => "application/pdf",
+        Some("json") => "application/json",
+        Some("csv") => "text/csv",
+        _ => "application/octet-stream",
     }
 }
 
