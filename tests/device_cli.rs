@@ -47,7 +47,7 @@ async fn provision_then_upload_an_observation_with_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Uploaded strip.pdf"));
     let listed = vitalwire::aws::s3(&gw.stack.config)
         .list_objects_v2()
-        .bucket(gw.stack.stack.bucket("UploadsBucket").unwrap())
+        .bucket(gw.stack.stack.bucket("DeviceFilesBucket").unwrap())
         .prefix("uploads/acme-medical-7001/")
         .send()
         .await

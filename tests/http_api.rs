@@ -173,3 +173,45 @@ async fn observations_are_read_back_as_a_fhir_bundle_by_who_may_see_them() {
     let (status, _) = api.call(Method::GET, &path, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_register_firmware_and_upload_it_with_the_returned_url() {
+    let gw = LocalGateway::start().await;
+    let api = Api { gw: &gw, http: Client::new() };
+    let admin = api.token(Role::Admin, None);
+    let admin = Some(admin.as_str());
+    let image = b"firmware 2.1.0 for BP-200".to_vec();
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&image).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let registration = json!({"version": "2.1.0", "deviceModel": "BP-200", "sha256": sha256, "sizeBytes": image.len()});
+    let (status, firmware) = api.call(Method::POST, "/admin/firmware", admin, Some(registration.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{firmware}");
+    assert_eq!(firmware["firmwareId"], "bp-200-2.1.0");
+    let url = firmware["uploadUrl"].as_str().expect("uploadUrl");
+    assert!(url.contains("/firmware/bp-200/2.1.0/") && url.contains("X-Amz-Expires=900"), "{url}");
+    let put = api.http.put(url).header("content-type", "application/octet-stream").body(image.clone()).send().await.unwrap();
+    assert!(put.status().is_success());
+
+    let (status, body) = api.call(Method::POST, "/admin/firmware", admin, Some(registration)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("CONFLICT")));
+    let (status, body) = api
+        .call(Method::POST, "/admin/firmware", admin, Some(json!({"version": "2.2.0", "deviceModel": "BP-200", "sha256": "abc", "sizeBytes": 1})))
+        .await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("sha256")));
+    let (status, body) = api
+        .call(Method::POST, "/admin/firmware", admin, Some(json!({"version": "../x", "deviceModel": "BP-200", "sha256": sha256, "sizeBytes": 1})))
+        .await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("version")));
+    api.call(Method::POST, "/admin/firmware", admin, Some(json!({"version": "1.0.0", "deviceModel": "OX-10", "sha256": sha256, "sizeBytes": 3}))).await;
+
+    let (status, list) = api.call(Method::GET, "/admin/firmware?deviceModel=BP-200", admin, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<_> = list["firmware"].as_array().unwrap().iter().map(|f| f["firmwareId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["bp-200-2.1.0"]);
+    let (_, all) = api.call(Method::GET, "/admin/firmware", admin, None).await;
+    assert_eq!(all["firmware"].as_array().unwrap().len(), 2);
+    let (status, _) = api.call(Method::GET, "/admin/firmware", Some(&api.token(Role::Clinician, None)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

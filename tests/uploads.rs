@@ -36,7 +36,7 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
         .expect("PUT");
     assert!(put.status().is_success(), "{}", put.status());
     let s3 = vitalwire::aws::s3(&gw.stack.config);
-    let bucket = gw.stack.stack.bucket("UploadsBucket").unwrap();
+    let bucket = gw.stack.stack.bucket("DeviceFilesBucket").unwrap();
     let listed = s3.list_objects_v2().bucket(bucket).prefix(format!("uploads/{thing}/")).send().await.unwrap();
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys.len(), 1);

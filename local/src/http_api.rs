@@ -23,6 +23,8 @@ use vitalwire::admin::{self, AwsAdminDeps};
 use vitalwire::auth::{JwtVerifier, Role};
 use vitalwire::devices::DynamoDeviceRegistry;
 use vitalwire::fhir_api::{self, FhirReadDeps};
+use vitalwire::firmware::{self, DynamoFirmwareStore, FirmwareDeps};
+use vitalwire::uploads::S3UploadSigner;
 use vitalwire::observations::DynamoObservationStore;
 
 /// Issuer and audience of locally minted tokens.
@@ -120,23 +122,24 @@ impl Route {
     }
 }
 
+/// The dependencies of the route handlers the local HTTP API runs.
+pub struct RouteDeps {
+    pub admin: AwsAdminDeps,
+    pub fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
+    pub firmware: FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>,
+}
+
 /// The local HTTP API.
 pub struct LocalApi {
     routes: Vec<Route>,
     verifier: JwtVerifier,
     jwks: Value,
-    admin: AwsAdminDeps,
-    fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
+    deps: RouteDeps,
 }
 
 impl LocalApi {
     /// Reads the routes from the template; `admin` are the handlers' dependencies.
-    pub fn new(
-        template: &vitalwire::stack::Template,
-        auth: &LocalAuth,
-        admin: AwsAdminDeps,
-        fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
-    ) -> Result<Arc<Self>, String> {
+    pub fn new(template: &vitalwire::stack::Template, auth: &LocalAuth, deps: RouteDeps) -> Result<Arc<Self>, String> {
         let routes = template
             .functions()
             .into_iter()
@@ -150,7 +153,7 @@ impl LocalApi {
                 })
             })
             .collect();
-        Ok(Arc::new(Self { routes, verifier: auth.verifier()?, jwks: auth.jwks.clone(), admin, fhir }))
+        Ok(Arc::new(Self { routes, verifier: auth.verifier()?, jwks: auth.jwks.clone(), deps }))
     }
 
     /// The router: JWKS, then every template route.
@@ -159,7 +162,7 @@ impl LocalApi {
     }
 
     async fn dispatch(&self, binary: &str, request: lambda_http::Request) -> Option<lambda_http::Response<lambda_http::Body>> {
-        let deps = &self.admin;
+        let deps = &self.deps.admin;
         Some(match binary {
             "admin-devices-register" => admin::register_device(request, deps).await,
             "admin-devices-list" => admin::list_devices(request, deps).await,
@@ -168,7 +171,9 @@ impl LocalApi {
             "admin-devices-unassign" => admin::unassign_patient(request, deps).await,
             "admin-devices-status" => admin::set_status(request, deps).await,
             "admin-dead-letters" => admin::list_dead_letters(request, deps).await,
-            "device-observations" => fhir_api::device_observations(request, &self.fhir).await,
+            "device-observations" => fhir_api::device_observations(request, &self.deps.fhir).await,
+            "admin-firmware-register" => firmware::register(request, &self.deps.firmware).await,
+            "admin-firmware-list" => firmware::list(request, &self.deps.firmware).await,
             _ => return None,
         })
     }

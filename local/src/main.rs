@@ -24,7 +24,8 @@ use vitalwire::fhir_api::FhirReadDeps;
 use vitalwire::auth::Role;
 use vitalwire::devices::IotCertificateControl;
 use vitalwire_local::gateway::{Functions, Gateway, GatewayConfig};
-use vitalwire_local::http_api::{LocalApi, LocalAuth};
+use vitalwire::firmware::{DynamoFirmwareStore, FirmwareDeps};
+use vitalwire_local::http_api::{LocalApi, LocalAuth, RouteDeps};
 use vitalwire_local::emulator::Emulator;
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_local::stack::LocalStack;
@@ -166,8 +167,18 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                     stack.table(tables::OBSERVATIONS.logical_id).ok_or("template.yaml has no ObservationsTable")?,
                 ),
             };
-            let api = LocalApi::new(&stack.template, &auth, admin, fhir)?;
-            let uploads_bucket = stack.bucket("UploadsBucket").ok_or("template.yaml has no UploadsBucket")?.to_owned();
+            let firmware = FirmwareDeps {
+                images: DynamoFirmwareStore {
+                    client: dynamodb.clone(),
+                    table: stack.table(tables::FIRMWARE.logical_id).ok_or("template.yaml has no FirmwareTable")?.to_owned(),
+                },
+                signer: vitalwire::uploads::S3UploadSigner {
+                    client: s3.clone(),
+                    bucket: stack.bucket("DeviceFilesBucket").ok_or("template.yaml has no DeviceFilesBucket")?.to_owned(),
+                },
+            };
+            let api = LocalApi::new(&stack.template, &auth, RouteDeps { admin, fhir, firmware })?;
+            let uploads_bucket = stack.bucket("DeviceFilesBucket").ok_or("template.yaml has no DeviceFilesBucket")?.to_owned();
             let registration = vitalwire::uploads::registration::RegistrationDeps {
                 uploads: vitalwire::uploads::DynamoUploadStore {
                     client: dynamodb.clone(),

@@ -83,20 +83,26 @@ impl Device {
     /// characters outside `[a-z0-9]` folded to one `-` (valid as an IoT thing name, an MQTT
     /// client id and a FHIR id), at most 64 characters.
     pub fn thing_name_for(manufacturer: &str, serial_number: &str) -> String {
-        let mut name = String::new();
-        for c in format!("{manufacturer}-{serial_number}").chars().flat_map(char::to_lowercase) {
-            if c.is_ascii_alphanumeric() {
-                name.push(c);
-            } else if !name.is_empty() && !name.ends_with('-') {
-                name.push('-');
-            }
-        }
-        name.truncate(64);
-        while name.ends_with('-') {
-            name.pop();
-        }
-        name
+        slug(&format!("{manufacturer}-{serial_number}"))
     }
+}
+
+/// Lower case, every run of characters outside `[a-z0-9]` folded to one `-`, no `-` at either
+/// end, at most 64 characters: safe as a thing name, MQTT client id, FHIR id and S3 key part.
+pub fn slug(text: &str) -> String {
+    let mut name = String::new();
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    name.truncate(64);
+    while name.ends_with('-') {
+        name.pop();
+    }
+    name
 }
 
 /// What binding a certificate to a device did.

@@ -15,6 +15,7 @@ pub mod devices;
 pub mod dynamo;
 pub mod fhir;
 pub mod fhir_api;
+pub mod firmware;
 pub mod ingest;
 pub mod measurement;
 #[cfg(test)]

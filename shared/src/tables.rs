@@ -73,8 +73,17 @@ pub const UPLOADS: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// Firmware images, by id.
+pub const FIRMWARE: TableSpec = TableSpec {
+    logical_id: "FirmwareTable",
+    env_var: "FIRMWARE_TABLE",
+    partition_key: "firmwareId",
+    sort_key: None,
+    indexes: &[],
+};
+
 /// Every table the platform uses.
-pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS];
+pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE];
 
 /// A required setting is missing from the function's environment.
 #[derive(Debug, thiserror::Error)]

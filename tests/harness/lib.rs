@@ -175,7 +175,15 @@ impl LocalGateway {
             devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
             observations: vitalwire::observations::DynamoObservationStore::new(db(), stack.table(&OBSERVATIONS)),
         };
-        let api = vitalwire_local::http_api::LocalApi::new(&stack.stack.template, &auth, admin, fhir).expect("routes");
+        let firmware = vitalwire::firmware::FirmwareDeps {
+            images: vitalwire::firmware::DynamoFirmwareStore { client: db(), table: stack.table(&vitalwire::tables::FIRMWARE) },
+            signer: vitalwire::uploads::S3UploadSigner {
+                client: vitalwire::aws::s3(&stack.config),
+                bucket: stack.stack.bucket("DeviceFilesBucket").expect("bucket").to_owned(),
+            },
+        };
+        let routes = vitalwire_local::http_api::RouteDeps { admin, fhir, firmware };
+        let api = vitalwire_local::http_api::LocalApi::new(&stack.stack.template, &auth, routes).expect("routes");
         let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let api_url = format!("http://{}", api_listener.local_addr().expect("addr"));
         let api_server = tokio::spawn(async move {
@@ -189,7 +197,7 @@ impl LocalGateway {
         };
         let uploads = vitalwire_local::s3_events::watch_uploads(
             vitalwire::aws::s3(&stack.config),
-            stack.stack.bucket("UploadsBucket").expect("UploadsBucket").to_owned(),
+            stack.stack.bucket("DeviceFilesBucket").expect("DeviceFilesBucket").to_owned(),
             "uploads/",
             std::sync::Arc::new(registration),
             std::time::Duration::from_millis(200),

@@ -72,7 +72,7 @@ pub fn upload_functions(
     Ok(UploadLinkDeps {
         signer: S3UploadSigner {
             client: vitalwire::aws::s3(config),
-            bucket: stack.bucket("UploadsBucket").ok_or_else(|| missing("UploadsBucket"))?.to_owned(),
+            bucket: stack.bucket("DeviceFilesBucket").ok_or_else(|| missing("DeviceFilesBucket"))?.to_owned(),
         },
         publisher: IotDataPublisher { client: aws_sdk_iotdataplane::Client::from_conf(data_plane) },
         uploads: DynamoUploadStore {
