@@ -42,3 +42,16 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// Sends a put whose condition guards against overwriting; `Ok(false)` when the condition failed
+/// (the item exists already), which at-least-once delivery makes an ordinary outcome.
+pub async fn put_if_absent(
+    request: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    operation: &'static str,
+) -> Result<bool, StoreError> {
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+        Err(e) => Err(StoreError::new(operation, describe(&e))),
+    }
+}

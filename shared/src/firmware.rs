@@ -147,14 +147,8 @@ impl FirmwareStore for DynamoFirmwareStore {
             .item("sizeBytes", aws_sdk_dynamodb::types::AttributeValue::N(i.size_bytes.to_string()))
             .item("objectKey", s(&i.object_key))
             .item("createdAt", s(&i.created_at))
-            .condition_expression("attribute_not_exists(firmwareId)")
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(StoreError::new("register firmware", crate::dynamo::describe(&e))),
-        }
+            .condition_expression("attribute_not_exists(firmwareId)");
+        crate::dynamo::put_if_absent(put, "register firmware").await
     }
 
     async fn list(&self, device_model: Option<&str>) -> Result<Vec<FirmwareImage>, StoreError> {

@@ -1,9 +1,7 @@
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::Client;
 
 use super::{DeadLetter, DeadLetterPage, DeadLetterStore};
-use crate::dynamo::{describe, opt_s, put_opt, req_s, s, Item};
+use crate::dynamo::{describe, opt_s, put_if_absent, put_opt, req_s, s, Item};
 use crate::StoreError;
 
 /// Dead letters in the `DeadLettersTable`, keyed by source and `<receivedAt>#<id>`.
@@ -59,15 +57,9 @@ impl DeadLetterStore for DynamoDeadLetterStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(letter)))
-            .condition_expression("attribute_not_exists(sortKey)")
-            .send()
-            .await;
-        match put {
-            // Already kept by an earlier delivery of the same message.
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => Ok(()),
-            Err(e) => Err(StoreError::new("record dead letter", describe(&e))),
-            Ok(_) => Ok(()),
-        }
+            .condition_expression("attribute_not_exists(sortKey)");
+        // `false`: already kept by an earlier delivery of the same message.
+        put_if_absent(put, "record dead letter").await.map(|_| ())
     }
 
     async fn list(&self, source: &str, limit: i32, after: Option<&str>) -> Result<DeadLetterPage, StoreError> {

@@ -1,12 +1,11 @@
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus};
 use crate::tables::DEVICES_BY_SERIAL_NUMBER;
-use crate::dynamo::{describe, opt_bool, opt_s, put_opt, req_s, s, Item};
+use crate::dynamo::{describe, opt_bool, opt_s, put_if_absent, put_opt, req_s, s, Item};
 use crate::StoreError;
 
 /// The device registry in the `DevicesTable`.
@@ -106,14 +105,8 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(device)))
-            .condition_expression("attribute_not_exists(thingName)")
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
-            Err(e) => Err(StoreError::new("create device", describe(&e))),
-        }
+            .condition_expression("attribute_not_exists(thingName)");
+        put_if_absent(put, "create device").await
     }
 
     async fn list(&self, limit: i32, after: Option<&str>) -> Result<(Vec<Device>, Option<String>), StoreError> {

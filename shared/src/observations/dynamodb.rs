@@ -1,9 +1,7 @@
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::Client;
 
 use super::{Inserted, ObservationStore, StoredObservation};
-use crate::dynamo::{describe, req_s, s, Item};
+use crate::dynamo::{describe, put_if_absent, req_s, s, Item};
 use crate::tables::{OBSERVATIONS_BY_DEVICE, OBSERVATIONS_BY_PATIENT_CODE};
 use crate::StoreError;
 
@@ -79,20 +77,15 @@ impl ObservationStore for DynamoObservationStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(obs)))
-            .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(Inserted::New),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
-                let existing = self
-                    .get(&obs.id)
-                    .await?
-                    .ok_or_else(|| StoreError::new("insert observation", "conditional write failed but no item exists"))?;
-                Ok(Inserted::AlreadyExists { content_hash: existing.content_hash })
-            }
-            Err(e) => Err(StoreError::new("insert observation", describe(&e))),
+            .condition_expression("attribute_not_exists(id)");
+        if put_if_absent(put, "insert observation").await? {
+            return Ok(Inserted::New);
         }
+        let existing = self
+            .get(&obs.id)
+            .await?
+            .ok_or_else(|| StoreError::new("insert observation", "conditional write failed but no item exists"))?;
+        Ok(Inserted::AlreadyExists { content_hash: existing.content_hash })
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {

@@ -294,14 +294,9 @@ impl UploadStore for DynamoUploadStore {
             .item("status", s("PENDING"))
             .item("requestedAt", s(&u.requested_at))
             .item("expiresAt", s(&u.expires_at))
-            .condition_expression("attribute_not_exists(objectKey)")
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(StoreError::new("record pending upload", crate::dynamo::describe(&e))),
-        }
+            .condition_expression("attribute_not_exists(objectKey)");
+        // `false`: a redelivered request, recorded already.
+        crate::dynamo::put_if_absent(put, "record pending upload").await.map(|_| ())
     }
 }
 
