@@ -14,7 +14,7 @@ struct Api<'a> {
 
 impl Api<'_> {
     fn token(&self, role: Role, patient: Option<&str>) -> String {
-        self.gw.auth.mint("tester", role, patient, 10).unwrap()
+        self.gw.auth().mint("tester", role, patient, 10).unwrap()
     }
 
     async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
@@ -40,7 +40,7 @@ async fn authentication_and_roles_are_enforced_with_json_errors() {
     let (status, body) = api.call(Method::GET, "/admin/devices", Some("garbage"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "UNAUTHENTICATED");
-    let expired = gw.auth.mint("old", Role::Admin, None, -5).unwrap();
+    let expired = gw.auth().mint("old", Role::Admin, None, -5).unwrap();
     let (status, body) = api.call(Method::GET, "/admin/devices", Some(&expired), None).await;
     assert_eq!((status, body["error"]["message"].as_str()), (StatusCode::UNAUTHORIZED, Some("the token has expired")));
     // A token from another key is refused even with the right claims.

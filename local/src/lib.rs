@@ -10,6 +10,7 @@
 pub mod emulator;
 pub mod gateway;
 pub mod http_api;
+pub mod platform;
 pub mod runtime_api;
 pub mod s3_events;
 pub mod stack;

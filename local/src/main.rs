@@ -13,20 +13,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
+use vitalwire::auth::Role;
 use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
 use vitalwire::observations::{DynamoObservationStore, ObservationStore};
-use vitalwire::dead_letters::DynamoDeadLetterStore;
-use vitalwire::ingest::IngestDeps;
-use vitalwire::provisioning::HookDeps;
 use vitalwire::tables;
-use vitalwire::admin::AdminDeps;
-use vitalwire::fhir_api::FhirReadDeps;
-use vitalwire::auth::Role;
-use vitalwire::devices::IotCertificateControl;
-use vitalwire_local::gateway::{Functions, Gateway, GatewayConfig};
-use vitalwire::firmware::{DynamoFirmwareStore, FirmwareDeps};
-use vitalwire_local::http_api::{LocalApi, LocalAuth, RouteDeps};
 use vitalwire_local::emulator::Emulator;
+use vitalwire_local::http_api::LocalAuth;
+use vitalwire_local::platform;
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_local::stack::LocalStack;
 use vitalwire_local::{repo_root, validate_fhir};
@@ -137,72 +130,18 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     match cli.command {
         Command::Up { mqtt_port, iot_http_port, api_port } => {
             let state_dir = repo_root().join(&cli.state_dir);
-            let http = tokio::net::TcpListener::bind(("127.0.0.1", iot_http_port))
-                .await
-                .map_err(|e| format!("cannot listen on 127.0.0.1:{iot_http_port}: {e} (choose another with --iot-http-port)"))?;
-            let iot_endpoint = format!("http://{}", http.local_addr()?);
-            let functions = local_functions(&stack, &dynamodb, &config, &iot_endpoint)?;
-            let gateway = Gateway::new(GatewayConfig { certs_dir: state_dir.join("certs"), token_lifetime: None }, functions)?;
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", mqtt_port))
-                .await
-                .map_err(|e| format!("cannot listen on 127.0.0.1:{mqtt_port}: {e} (choose another with --mqtt-port)"))?;
-            let mqtt_port = listener.local_addr()?.port();
-            let files = gateway.pki.files.clone();
-            tokio::spawn(std::future::IntoFuture::into_future(axum::serve(http, vitalwire_local::gateway::http::router(gateway.clone()))));
-            tokio::spawn(gateway.serve(listener));
-            let auth = LocalAuth::load_or_create(&state_dir.join("auth"))?;
-            let iot_config = aws_sdk_iot::config::Builder::from(&config).endpoint_url(&iot_endpoint).build();
-            let admin = AdminDeps {
-                devices: DynamoDeviceRegistry::new(dynamodb.clone(), devices_table),
-                dead_letters: DynamoDeadLetterStore::new(
-                    dynamodb.clone(),
-                    stack.table(tables::DEAD_LETTERS.logical_id).ok_or("template.yaml has no DeadLettersTable")?,
-                ),
-                certificates: IotCertificateControl { client: aws_sdk_iot::Client::from_conf(iot_config) },
+            let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let settings = platform::Settings {
+                state_dir: state_dir.clone(),
+                mqtt: localhost(mqtt_port),
+                iot_http: localhost(iot_http_port),
+                api: localhost(api_port),
+                token_lifetime: None,
+                upload_poll: std::time::Duration::from_millis(500),
             };
-            let fhir = FhirReadDeps {
-                devices: DynamoDeviceRegistry::new(dynamodb.clone(), devices_table),
-                observations: DynamoObservationStore::new(
-                    dynamodb.clone(),
-                    stack.table(tables::OBSERVATIONS.logical_id).ok_or("template.yaml has no ObservationsTable")?,
-                ),
-            };
-            let firmware = FirmwareDeps {
-                images: DynamoFirmwareStore {
-                    client: dynamodb.clone(),
-                    table: stack.table(tables::FIRMWARE.logical_id).ok_or("template.yaml has no FirmwareTable")?.to_owned(),
-                },
-                signer: vitalwire::uploads::S3UploadSigner {
-                    client: s3.clone(),
-                    bucket: stack.bucket("DeviceFilesBucket").ok_or("template.yaml has no DeviceFilesBucket")?.to_owned(),
-                },
-            };
-            let api = LocalApi::new(&stack.template, &auth, RouteDeps { admin, fhir, firmware })?;
-            let uploads_bucket = stack.bucket("DeviceFilesBucket").ok_or("template.yaml has no DeviceFilesBucket")?.to_owned();
-            let registration = vitalwire::uploads::registration::RegistrationDeps {
-                uploads: vitalwire::uploads::DynamoUploadStore {
-                    client: dynamodb.clone(),
-                    table: stack.table(tables::UPLOADS.logical_id).ok_or("template.yaml has no UploadsTable")?.to_owned(),
-                },
-                objects: vitalwire::uploads::registration::S3ObjectReader { client: s3.clone() },
-                devices: DynamoDeviceRegistry::new(dynamodb.clone(), devices_table),
-                dead_letters: DynamoDeadLetterStore::new(
-                    dynamodb.clone(),
-                    stack.table(tables::DEAD_LETTERS.logical_id).ok_or("template.yaml has no DeadLettersTable")?,
-                ),
-            };
-            vitalwire_local::s3_events::watch_uploads(
-                s3.clone(),
-                uploads_bucket,
-                "uploads/",
-                std::sync::Arc::new(registration),
-                std::time::Duration::from_millis(500),
-            );
-            let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
-                .await
-                .map_err(|e| format!("cannot listen on 127.0.0.1:{api_port}: {e} (choose another with --api-port)"))?;
-            let api_url = format!("http://{}", api_listener.local_addr()?);
-            tokio::spawn(std::future::IntoFuture::into_future(axum::serve(api_listener, api.router())));
+            let running = platform::start(&stack, &config, settings).await?;
+            let (mqtt_port, iot_endpoint, api_url, files) =
+                (running.mqtt_port, &running.iot_endpoint, &running.api_url, &running.files);
             let endpoints = serde_json::json!({
                 "mqttHost": "localhost",
                 "mqttPort": mqtt_port,
@@ -256,29 +195,6 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             print_observation(&stack, dynamodb, &answer).await
         }
     }
-}
-
-/// The handlers the gateway runs in-process, over the local tables.
-fn local_functions(
-    stack: &LocalStack,
-    dynamodb: &aws_sdk_dynamodb::Client,
-    config: &aws_config::SdkConfig,
-    iot_endpoint: &str,
-) -> Result<Functions, AnyError> {
-    let table = |spec: &tables::TableSpec| {
-        stack.table(spec.logical_id).map(str::to_owned).ok_or_else(|| format!("template.yaml has no {}", spec.logical_id))
-    };
-    let devices = || -> Result<_, AnyError> { Ok(DynamoDeviceRegistry::new(dynamodb.clone(), table(&tables::DEVICES)?)) };
-    let dead_letters = || -> Result<_, AnyError> { Ok(DynamoDeadLetterStore::new(dynamodb.clone(), table(&tables::DEAD_LETTERS)?)) };
-    Ok(Functions {
-        ingest: IngestDeps {
-            devices: devices()?,
-            observations: DynamoObservationStore::new(dynamodb.clone(), table(&tables::OBSERVATIONS)?),
-            dead_letters: dead_letters()?,
-        },
-        hook: HookDeps { devices: devices()?, dead_letters: dead_letters()? },
-        uploads: vitalwire_local::gateway::upload_functions(stack, dynamodb, config, iot_endpoint)?,
-    })
 }
 
 /// Reads the Observations of a device from the emulator of a running `vitalwire-local up`.

@@ -102,7 +102,8 @@ pub fn function_binary(name: &str) -> std::path::PathBuf {
     binary
 }
 
-/// The local IoT gateway on a free loopback port, over a fresh set of tables.
+/// The local platform (`vitalwire_local::platform`, as `vitalwire-local up` runs it) on free
+/// loopback ports, over a fresh set of tables.
 pub struct LocalGateway {
     pub stack: TestStack,
     pub gateway: std::sync::Arc<vitalwire_local::gateway::Gateway>,
@@ -111,13 +112,8 @@ pub struct LocalGateway {
     pub iot_endpoint: String,
     /// Base URL of the platform's HTTP API (the template's HttpApi routes).
     pub api_url: String,
-    /// Mints tokens the HTTP API accepts.
-    pub auth: vitalwire_local::http_api::LocalAuth,
     pub certs_dir: std::path::PathBuf,
-    _server: tokio::task::JoinHandle<()>,
-    _http: tokio::task::JoinHandle<()>,
-    _api: tokio::task::JoinHandle<()>,
-    _uploads: tokio::task::JoinHandle<()>,
+    platform: vitalwire_local::platform::Platform,
 }
 
 impl LocalGateway {
@@ -127,94 +123,35 @@ impl LocalGateway {
 
     /// With ownership tokens that live `token_lifetime` instead of an hour.
     pub async fn start_with(token_lifetime: Option<std::time::Duration>) -> Self {
-        use vitalwire::tables::{DEAD_LETTERS, DEVICES, OBSERVATIONS};
-        use vitalwire_local::gateway::{Functions, Gateway, GatewayConfig};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         vitalwire_local::gateway::install_default_provider();
         let stack = TestStack::new().await;
-        let db = || stack.dynamodb.clone();
-        // The IoT HTTP endpoint comes first: upload-link replies to devices through it.
-        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let iot_endpoint = format!("http://{}", http_listener.local_addr().expect("addr"));
-        let functions = Functions {
-            uploads: vitalwire_local::gateway::upload_functions(&stack.stack, &stack.dynamodb, &stack.config, &iot_endpoint)
-                .expect("upload deps"),
-            ingest: vitalwire::ingest::IngestDeps {
-                devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
-                observations: vitalwire::observations::DynamoObservationStore::new(db(), stack.table(&OBSERVATIONS)),
-                dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
-            },
-            hook: vitalwire::provisioning::HookDeps {
-                devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
-                dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
-            },
+        let state_dir = std::env::temp_dir()
+            .join(format!("vitalwire-test-state-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+        let free = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let settings = vitalwire_local::platform::Settings {
+            state_dir: state_dir.clone(),
+            mqtt: free,
+            iot_http: free,
+            api: free,
+            token_lifetime,
+            upload_poll: std::time::Duration::from_millis(200),
         };
-        let certs_dir = std::env::temp_dir()
-            .join(format!("vitalwire-test-certs-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
-        let gateway = Gateway::new(GatewayConfig { certs_dir: certs_dir.clone(), token_lifetime }, functions).expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let server = tokio::spawn({
-            let gateway = gateway.clone();
-            async move {
-                let _ = gateway.serve(listener).await;
-            }
-        });
-        let router = vitalwire_local::gateway::http::router(gateway.clone());
-        let http = tokio::spawn(async move {
-            let _ = axum::serve(http_listener, router).await;
-        });
-        let auth = vitalwire_local::http_api::LocalAuth::load_or_create(&certs_dir.join("auth")).expect("jwt key");
-        let iot_config = aws_sdk_iot::config::Builder::from(&stack.config).endpoint_url(&iot_endpoint).build();
-        let admin = vitalwire::admin::AdminDeps {
-            devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
-            dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
-            certificates: vitalwire::devices::IotCertificateControl { client: aws_sdk_iot::Client::from_conf(iot_config) },
-        };
-        let fhir = vitalwire::fhir_api::FhirReadDeps {
-            devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
-            observations: vitalwire::observations::DynamoObservationStore::new(db(), stack.table(&OBSERVATIONS)),
-        };
-        let firmware = vitalwire::firmware::FirmwareDeps {
-            images: vitalwire::firmware::DynamoFirmwareStore { client: db(), table: stack.table(&vitalwire::tables::FIRMWARE) },
-            signer: vitalwire::uploads::S3UploadSigner {
-                client: vitalwire::aws::s3(&stack.config),
-                bucket: stack.stack.bucket("DeviceFilesBucket").expect("bucket").to_owned(),
-            },
-        };
-        let routes = vitalwire_local::http_api::RouteDeps { admin, fhir, firmware };
-        let api = vitalwire_local::http_api::LocalApi::new(&stack.stack.template, &auth, routes).expect("routes");
-        let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let api_url = format!("http://{}", api_listener.local_addr().expect("addr"));
-        let api_server = tokio::spawn(async move {
-            let _ = axum::serve(api_listener, api.router()).await;
-        });
-        let registration = vitalwire::uploads::registration::RegistrationDeps {
-            uploads: vitalwire::uploads::DynamoUploadStore { client: db(), table: stack.table(&vitalwire::tables::UPLOADS) },
-            objects: vitalwire::uploads::registration::S3ObjectReader { client: vitalwire::aws::s3(&stack.config) },
-            devices: vitalwire::devices::DynamoDeviceRegistry::new(db(), stack.table(&DEVICES)),
-            dead_letters: vitalwire::dead_letters::DynamoDeadLetterStore::new(db(), stack.table(&DEAD_LETTERS)),
-        };
-        let uploads = vitalwire_local::s3_events::watch_uploads(
-            vitalwire::aws::s3(&stack.config),
-            stack.stack.bucket("DeviceFilesBucket").expect("DeviceFilesBucket").to_owned(),
-            "uploads/",
-            std::sync::Arc::new(registration),
-            std::time::Duration::from_millis(200),
-        );
+        let platform = vitalwire_local::platform::start(&stack.stack, &stack.config, settings).await.expect("local platform");
         Self {
+            gateway: platform.gateway.clone(),
+            port: platform.mqtt_port,
+            iot_endpoint: platform.iot_endpoint.clone(),
+            api_url: platform.api_url.clone(),
+            certs_dir: state_dir.join("certs"),
             stack,
-            gateway,
-            port,
-            iot_endpoint,
-            api_url,
-            auth,
-            certs_dir,
-            _server: server,
-            _http: http,
-            _api: api_server,
-            _uploads: uploads,
+            platform,
         }
+    }
+
+    /// Mints tokens the HTTP API accepts.
+    pub fn auth(&self) -> &vitalwire_local::http_api::LocalAuth {
+        &self.platform.auth
     }
 
     pub fn read(&self, file: &str) -> Vec<u8> {

@@ -58,35 +58,6 @@ pub struct Functions {
     pub uploads: UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>,
 }
 
-/// The `upload-link` handler's dependencies for the local stack: S3 on the emulator, replies
-/// through the gateway's own data-plane endpoint, as the Lambda's would go through IoT Core's.
-pub fn upload_functions(
-    stack: &crate::stack::LocalStack,
-    dynamodb: &aws_sdk_dynamodb::Client,
-    config: &aws_config::SdkConfig,
-    iot_endpoint: &str,
-) -> Result<UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>, GatewayError> {
-    use vitalwire::tables::{DEAD_LETTERS, UPLOADS};
-    let missing = |what: &str| GatewayError::Config(format!("template.yaml has no {what}"));
-    let data_plane = aws_sdk_iotdataplane::config::Builder::from(config).endpoint_url(iot_endpoint).build();
-    Ok(UploadLinkDeps {
-        signer: S3UploadSigner {
-            client: vitalwire::aws::s3(config),
-            bucket: stack.bucket("DeviceFilesBucket").ok_or_else(|| missing("DeviceFilesBucket"))?.to_owned(),
-        },
-        publisher: IotDataPublisher { client: aws_sdk_iotdataplane::Client::from_conf(data_plane) },
-        uploads: DynamoUploadStore {
-            client: dynamodb.clone(),
-            table: stack.table(UPLOADS.logical_id).ok_or_else(|| missing("UploadsTable"))?.to_owned(),
-        },
-        dead_letters: DynamoDeadLetterStore::new(
-            dynamodb.clone(),
-            stack.table(DEAD_LETTERS.logical_id).ok_or_else(|| missing("DeadLettersTable"))?,
-        ),
-        content_types: vitalwire::uploads::DEFAULT_CONTENT_TYPES.iter().map(|t| (*t).to_owned()).collect(),
-    })
-}
-
 /// A connected client's identity, from its certificate and CONNECT.
 #[derive(Debug, Clone)]
 pub struct Identity {
