@@ -22,12 +22,15 @@ async fn a_device_provisions_by_claim_and_its_measurement_becomes_an_observation
     let device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), "acme-medical-0001")
         .await
         .expect("the new certificate connects as its thing");
-    let measurement = json!({"value": 72, "unit": "bpm", "coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]});
-    device.publish("$aws/rules/FHIRIngest", measurement.to_string()).await;
+    // A number literal with a trailing zero: its precision must survive the gateway.
+    let measurement = r#"{"value": 72.50, "unit": "bpm", "coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]}"#;
+    device.publish("$aws/rules/FHIRIngest", measurement).await;
     let stored = gw.stack.wait_for_count(&OBSERVATIONS, 1).await;
     assert_eq!(stored, 1, "the FHIRIngest rule filed the measurement");
     let out = gw.stack.dynamodb.scan().table_name(gw.stack.table(&OBSERVATIONS)).send().await.unwrap();
-    let resource: Value = serde_json::from_str(out.items()[0]["resource"].as_s().unwrap()).unwrap();
+    let stored = out.items()[0]["resource"].as_s().unwrap();
+    assert!(stored.contains(r#""value":72.50"#), "the device's value text is kept: {stored}");
+    let resource: Value = serde_json::from_str(stored).unwrap();
     assert_eq!(resource["device"]["reference"], "Device/acme-medical-0001", "identified by its client id");
     assert_eq!(resource["subject"]["reference"], "Patient/patient-123");
 }

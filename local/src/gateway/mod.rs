@@ -438,24 +438,25 @@ impl Gateway {
             tracing::info!(rule, "no such rule (RuleNotFound)");
             return;
         };
-        let mut event = match serde_json::from_slice::<Value>(&payload) {
-            Ok(Value::Object(map)) => map,
-            // The rule's SELECT * needs a JSON object; keep what came so the refusal can show it.
-            _ => Map::from_iter([("payload".to_owned(), Value::String(String::from_utf8_lossy(&payload).into_owned()))]),
-        };
-        event.insert("thingName".into(), Value::String(identity.client_id.clone()));
-        event.insert("receivedAt".into(), Value::from(chrono::Utc::now().timestamp_millis()));
-        event.insert("traceId".into(), Value::String(fleet::random_hex(16).unwrap_or_default()));
+        let added = [
+            ("thingName", Value::String(identity.client_id.clone())),
+            ("receivedAt", Value::from(chrono::Utc::now().timestamp_millis())),
+            ("traceId", Value::String(fleet::random_hex(16).unwrap_or_default())),
+        ];
+        let event = rule_event(&payload, &added);
         let gw = self.clone();
         tokio::spawn(async move {
-            let Ok(raw) = serde_json::value::RawValue::from_string(Value::Object(event).to_string()) else { return };
             match function.as_str() {
-                "fhir-ingest" => match ingest::handle(&raw, &gw.ingest).await {
-                    Ok(outcome) => tracing::debug!(?outcome, "FHIRIngest"),
-                    Err(e) => tracing::error!(error = %e, "FHIRIngest failed"),
-                },
+                "fhir-ingest" => {
+                    let Ok(raw) = serde_json::value::RawValue::from_string(event) else { return };
+                    match ingest::handle(&raw, &gw.ingest).await {
+                        Ok(outcome) => tracing::debug!(?outcome, "FHIRIngest"),
+                        Err(e) => tracing::error!(error = %e, "FHIRIngest failed"),
+                    }
+                }
                 "upload-link" => {
-                    if let Err(e) = vitalwire::uploads::handle(&serde_json::from_str(raw.get()).unwrap_or_default(), &gw.uploads).await {
+                    let event = serde_json::from_str(&event).unwrap_or_default();
+                    if let Err(e) = vitalwire::uploads::handle(&event, &gw.uploads).await {
                         tracing::error!(error = %e, "CreateFileUploadLink failed");
                     }
                 }
@@ -463,6 +464,30 @@ impl Gateway {
             }
         });
     }
+}
+
+/// The JSON a rule's `SELECT *, <fields>` produces: the device's object with the rule's fields
+/// added. The device's text is kept as written (number literals such as `36.60` must reach the
+/// handler unchanged), so fields are appended to it rather than parsed and re-serialized; only
+/// a payload that already uses one of the rule's field names is rebuilt, the rule's value
+/// winning as in IoT SQL. A payload that is not a JSON object is kept under `payload`, so the
+/// refusal can show it.
+fn rule_event(payload: &[u8], added: &[(&str, Value)]) -> String {
+    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(payload) else {
+        let mut map = Map::from_iter([("payload".to_owned(), Value::String(String::from_utf8_lossy(payload).into_owned()))]);
+        map.extend(added.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        return Value::Object(map).to_string();
+    };
+    if added.iter().any(|(k, _)| map.contains_key(*k)) {
+        map.extend(added.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        return Value::Object(map).to_string();
+    }
+    // A valid JSON object's text ends with its closing brace.
+    let text = String::from_utf8_lossy(payload);
+    let body = text.trim_end().strip_suffix('}').unwrap_or_default();
+    let fields: Vec<String> = added.iter().map(|(k, v)| format!("{}:{v}", Value::String((*k).to_owned()))).collect();
+    let separator = if map.is_empty() { "" } else { "," };
+    format!("{body}{separator}{}}}", fields.join(","))
 }
 
 /// Reads from the connection, giving up (`None`) after `limit` without a byte.
@@ -506,5 +531,33 @@ async fn read_connect(
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn added() -> Vec<(&'static str, Value)> {
+        vec![("thingName", json!("dev-1")), ("receivedAt", json!(1700))]
+    }
+
+    #[test]
+    fn rule_events_keep_the_devices_number_text() {
+        let event = rule_event(br#"{"value": 36.60, "unit": "Cel"} "#, &added());
+        assert!(event.contains("36.60"), "{event}");
+        let v: Value = serde_json::from_str(&event).unwrap();
+        assert_eq!((v["thingName"].as_str(), v["receivedAt"].as_i64(), v["unit"].as_str()), (Some("dev-1"), Some(1700), Some("Cel")));
+        let empty: Value = serde_json::from_str(&rule_event(b"{}", &added())).unwrap();
+        assert_eq!(empty, json!({"thingName": "dev-1", "receivedAt": 1700}));
+    }
+
+    #[test]
+    fn rule_fields_win_over_the_devices_and_non_objects_are_kept() {
+        let v: Value = serde_json::from_str(&rule_event(br#"{"thingName": "someone-else"}"#, &added())).unwrap();
+        assert_eq!(v["thingName"], "dev-1", "a device cannot claim another identity");
+        let v: Value = serde_json::from_str(&rule_event(b"not json", &added())).unwrap();
+        assert_eq!((v["payload"].as_str(), v["thingName"].as_str()), (Some("not json"), Some("dev-1")));
     }
 }
