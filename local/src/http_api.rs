@@ -21,6 +21,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
 use vitalwire::admin::{self, AwsAdminDeps};
 use vitalwire::auth::{JwtVerifier, Role};
+use vitalwire::deployments::{self, DeploymentDeps, DynamoDeploymentStore, IotJobControl};
 use vitalwire::devices::DynamoDeviceRegistry;
 use vitalwire::fhir_api::{self, FhirReadDeps};
 use vitalwire::firmware::{self, DynamoFirmwareStore, FirmwareDeps};
@@ -127,6 +128,7 @@ pub struct RouteDeps {
     pub admin: AwsAdminDeps,
     pub fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
     pub firmware: FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>,
+    pub deployments: DeploymentDeps<DynamoFirmwareStore, DynamoDeviceRegistry, DynamoDeploymentStore, IotJobControl>,
 }
 
 /// The local HTTP API.
@@ -174,6 +176,9 @@ impl LocalApi {
             "device-observations" => fhir_api::device_observations(request, &self.deps.fhir).await,
             "admin-firmware-register" => firmware::register(request, &self.deps.firmware).await,
             "admin-firmware-list" => firmware::list(request, &self.deps.firmware).await,
+            "admin-deployments-create" => deployments::create(request, &self.deps.deployments).await,
+            "admin-deployments-get" => deployments::get(request, &self.deps.deployments).await,
+            "admin-deployments-cancel" => deployments::cancel(request, &self.deps.deployments).await,
             _ => return None,
         })
     }

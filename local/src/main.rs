@@ -262,6 +262,7 @@ async fn seed_devices(registry: &DynamoDeviceRegistry, path: &Path) -> Result<Ve
             may_name_patient: d.get("mayNamePatient").and_then(Value::as_bool).unwrap_or(false),
             status: DeviceStatus::parse(&status).ok_or_else(|| format!("unknown status {status}"))?,
             certificate_id: None,
+            firmware: None,
             created_at: now.clone(),
             updated_at: now.clone(),
         };

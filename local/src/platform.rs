@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use vitalwire::admin::AdminDeps;
 use vitalwire::dead_letters::DynamoDeadLetterStore;
+use vitalwire::deployments::{DeploymentDeps, DynamoDeploymentStore, IotJobControl};
+use vitalwire::job_events::JobEventDeps;
 use vitalwire::devices::{DynamoDeviceRegistry, IotCertificateControl};
 use vitalwire::fhir_api::FhirReadDeps;
 use vitalwire::firmware::{DynamoFirmwareStore, FirmwareDeps};
@@ -30,6 +32,10 @@ use crate::stack::LocalStack;
 
 /// The bucket of device uploads and firmware (logical id in `template.yaml`).
 pub const DEVICE_FILES_BUCKET: &str = "DeviceFilesBucket";
+
+/// The presigned-URL role the local job documents name (the local gateway presigns with the
+/// emulator's credentials; on AWS this is `FirmwareDownloadRole`).
+const LOCAL_FIRMWARE_DOWNLOAD_ROLE: &str = "arn:aws:iam::000000000000:role/local-firmware-download";
 
 /// Where the platform listens and keeps its state.
 pub struct Settings {
@@ -91,6 +97,8 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let dead_letters = || -> Result<_, String> { Ok(DynamoDeadLetterStore::new(dynamodb.clone(), table(&tables::DEAD_LETTERS)?)) };
     let observations = || -> Result<_, String> { Ok(DynamoObservationStore::new(dynamodb.clone(), table(&tables::OBSERVATIONS)?)) };
     let signer = || S3UploadSigner { client: s3.clone(), bucket: bucket.clone() };
+    let deployments = || -> Result<_, String> { Ok(DynamoDeploymentStore::new(dynamodb.clone(), table(&tables::DEPLOYMENTS)?)) };
+    let firmware_images = || -> Result<_, String> { Ok(DynamoFirmwareStore { client: dynamodb.clone(), table: table(&tables::FIRMWARE)? }) };
 
     // The IoT HTTP endpoint comes first: functions reply to devices and switch certificates
     // through it, as they do through IoT Core on AWS.
@@ -109,6 +117,8 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
             dead_letters: dead_letters()?,
             content_types: vitalwire::uploads::DEFAULT_CONTENT_TYPES.iter().map(|t| (*t).to_owned()).collect(),
         },
+        job_events: JobEventDeps { deployments: deployments()?, devices: devices()?, dead_letters: dead_letters()? },
+        s3: s3.clone(),
     };
     let gateway = Gateway::new(
         GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime },
@@ -123,12 +133,20 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         admin: AdminDeps {
             devices: devices()?,
             dead_letters: dead_letters()?,
-            certificates: IotCertificateControl { client: aws_sdk_iot::Client::from_conf(control_plane) },
+            certificates: IotCertificateControl { client: aws_sdk_iot::Client::from_conf(control_plane.clone()) },
         },
         fhir: FhirReadDeps { devices: devices()?, observations: observations()? },
-        firmware: FirmwareDeps {
-            images: DynamoFirmwareStore { client: dynamodb.clone(), table: table(&tables::FIRMWARE)? },
-            signer: signer(),
+        firmware: FirmwareDeps { images: firmware_images()?, signer: signer() },
+        deployments: DeploymentDeps {
+            images: firmware_images()?,
+            devices: devices()?,
+            deployments: deployments()?,
+            jobs: IotJobControl {
+                client: aws_sdk_iot::Client::from_conf(control_plane.clone()),
+                thing_arn_prefix: format!("{}:thing/", crate::gateway::policy::ARN_PREFIX),
+                presign_role_arn: LOCAL_FIRMWARE_DOWNLOAD_ROLE.to_owned(),
+            },
+            bucket_url: format!("https://s3.{}.amazonaws.com/{bucket}", config.region().map_or("us-east-1", |r| r.as_ref())),
         },
     };
     let api = LocalApi::new(&stack.template, &auth, routes)?;
@@ -152,6 +170,18 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         }),
         spawn_http(api_listener, api.router()),
         crate::s3_events::watch_uploads(s3, bucket, "uploads/", Arc::new(registration), settings.upload_poll),
+        tokio::spawn({
+            // Step and in-progress timeouts of job executions.
+            let gateway = gateway.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let effects = gateway.jobs.expire_timers();
+                    gateway.apply_job_effects(effects).await;
+                }
+            }
+        }),
     ];
     Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, files, tasks })
 }

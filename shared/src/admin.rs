@@ -41,6 +41,9 @@ pub fn device_json(d: &Device) -> Value {
         "mayNamePatient": d.may_name_patient,
         "status": d.status.as_str(),
         "certificateId": d.certificate_id,
+        "firmware": d.firmware.as_ref().map(|f| json!({
+            "firmwareId": f.firmware_id, "version": f.version, "deploymentId": f.deployment_id, "installedAt": f.installed_at,
+        })),
         "createdAt": d.created_at,
         "updatedAt": d.updated_at,
     })

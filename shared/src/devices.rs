@@ -51,6 +51,8 @@ pub struct Device {
     pub may_name_patient: bool,
     pub status: DeviceStatus,
     pub certificate_id: Option<String>,
+    /// The firmware the device last reported installing (a succeeded firmware deployment).
+    pub firmware: Option<InstalledFirmware>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -69,6 +71,7 @@ impl Device {
             may_name_patient: false,
             status: DeviceStatus::Registered,
             certificate_id: None,
+            firmware: None,
             created_at: at.to_owned(),
             updated_at: at.to_owned(),
         }
@@ -85,6 +88,16 @@ impl Device {
     pub fn thing_name_for(manufacturer: &str, serial_number: &str) -> String {
         slug(&format!("{manufacturer}-{serial_number}"))
     }
+}
+
+/// Firmware a device runs, as its last succeeded deployment left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledFirmware {
+    pub firmware_id: String,
+    pub version: String,
+    /// The deployment that installed it.
+    pub deployment_id: String,
+    pub installed_at: String,
 }
 
 /// Lower case, every run of characters outside `[a-z0-9]` folded to one `-`, no `-` at either
@@ -168,6 +181,13 @@ pub trait DeviceRegistry: Send + Sync {
         certificate_id: &str,
         at: &str,
     ) -> impl Future<Output = Result<CertificateBinding, StoreError>> + Send;
+
+    /// Records the firmware a device now runs; false if the device does not exist.
+    fn set_firmware(
+        &self,
+        thing_name: &str,
+        firmware: &InstalledFirmware,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Switches a device certificate on or off in the IoT registry (`UpdateCertificate`), so a

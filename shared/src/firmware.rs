@@ -51,6 +51,8 @@ impl FirmwareImage {
 pub trait FirmwareStore: Send + Sync {
     /// Records an image unless its id is taken; false when it is.
     fn create(&self, image: &FirmwareImage) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The image with this id.
+    fn get(&self, firmware_id: &str) -> impl Future<Output = Result<Option<FirmwareImage>, StoreError>> + Send;
     /// Every image, or those of one device model.
     fn list(&self, device_model: Option<&str>) -> impl Future<Output = Result<Vec<FirmwareImage>, StoreError>> + Send;
 }
@@ -151,8 +153,21 @@ impl FirmwareStore for DynamoFirmwareStore {
         crate::dynamo::put_if_absent(put, "register firmware").await
     }
 
+    async fn get(&self, firmware_id: &str) -> Result<Option<FirmwareImage>, StoreError> {
+        const OP: &str = "read firmware";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("firmwareId", crate::dynamo::s(firmware_id))
+            .send()
+            .await
+            .map_err(|e| StoreError::new(OP, crate::dynamo::describe(&e)))?;
+        out.item().map(|i| image_from(i, OP)).transpose()
+    }
+
     async fn list(&self, device_model: Option<&str>) -> Result<Vec<FirmwareImage>, StoreError> {
-        use crate::dynamo::{req_s, s};
+        use crate::dynamo::s;
         const OP: &str = "list firmware";
         let mut request = self.client.scan().table_name(&self.table);
         if let Some(m) = device_model {
@@ -163,19 +178,24 @@ impl FirmwareStore for DynamoFirmwareStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StoreError::new(OP, crate::dynamo::describe(&e)))?;
             for item in page.items() {
-                images.push(FirmwareImage {
-                    firmware_id: req_s(item, "firmwareId", OP)?,
-                    version: req_s(item, "version", OP)?,
-                    device_model: req_s(item, "deviceModel", OP)?,
-                    sha256: req_s(item, "sha256", OP)?,
-                    size_bytes: item.get("sizeBytes").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0),
-                    object_key: req_s(item, "objectKey", OP)?,
-                    created_at: req_s(item, "createdAt", OP)?,
-                });
+                images.push(image_from(item, OP)?);
             }
         }
         Ok(images)
     }
+}
+
+fn image_from(item: &crate::dynamo::Item, op: &'static str) -> Result<FirmwareImage, StoreError> {
+    use crate::dynamo::req_s;
+    Ok(FirmwareImage {
+        firmware_id: req_s(item, "firmwareId", op)?,
+        version: req_s(item, "version", op)?,
+        device_model: req_s(item, "deviceModel", op)?,
+        sha256: req_s(item, "sha256", op)?,
+        size_bytes: item.get("sizeBytes").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0),
+        object_key: req_s(item, "objectKey", op)?,
+        created_at: req_s(item, "createdAt", op)?,
+    })
 }
 
 /// The AWS-backed dependencies, from the function's environment.

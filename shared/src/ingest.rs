@@ -225,6 +225,7 @@ mod tests {
             may_name_patient: may_name,
             status,
             certificate_id: None,
+            firmware: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

@@ -11,12 +11,14 @@ pub mod api;
 pub mod authorizer;
 pub mod aws;
 pub mod dead_letters;
+pub mod deployments;
 pub mod devices;
 pub mod dynamo;
 pub mod fhir;
 pub mod fhir_api;
 pub mod firmware;
 pub mod ingest;
+pub mod job_events;
 pub mod measurement;
 #[cfg(test)]
 pub(crate) mod memory;

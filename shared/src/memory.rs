@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::dead_letters::{DeadLetter, DeadLetterPage, DeadLetterStore};
-use crate::devices::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus};
+use crate::devices::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus, InstalledFirmware};
 use crate::observations::{Inserted, ObservationStore, StoredObservation};
 use crate::StoreError;
 
@@ -89,6 +89,10 @@ impl DeviceRegistry for MemoryDevices {
                 Ok(CertificateBinding::Bound)
             }
         }
+    }
+
+    async fn set_firmware(&self, thing_name: &str, firmware: &InstalledFirmware) -> Result<bool, StoreError> {
+        Ok(self.0.lock().expect("lock").get_mut(thing_name).map(|d| d.firmware = Some(firmware.clone())).is_some())
     }
 }
 

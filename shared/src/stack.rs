@@ -77,6 +77,26 @@ pub struct FunctionDefinition {
     pub http_routes: Vec<(String, String)>,
 }
 
+/// An `AWS::IoT::TopicRule` with a Lambda action.
+#[derive(Debug, Clone)]
+pub struct TopicRuleDefinition {
+    /// `RuleName` (Basic Ingest addresses rules by it).
+    pub name: String,
+    pub sql: String,
+    /// Logical id of the function of its Lambda action.
+    pub function: String,
+}
+
+impl TopicRuleDefinition {
+    /// The topic filter of the SQL's `FROM '<filter>'`; none for Basic-Ingest-only rules.
+    pub fn topic_filter(&self) -> Option<&str> {
+        let lower = self.sql.to_ascii_lowercase();
+        let at = lower.find(" from ")? + " from ".len();
+        let rest = self.sql[at..].trim_start().strip_prefix('\'')?;
+        rest.split('\'').next()
+    }
+}
+
 /// A parsed `template.yaml`.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -170,7 +190,7 @@ impl Template {
 
     /// Every `AWS::IoT::TopicRule`: its `RuleName` and the logical id of the function its Lambda
     /// action invokes (`!GetAtt <Function>.Arn`).
-    pub fn topic_rules(&self) -> Vec<(String, String)> {
+    pub fn topic_rules(&self) -> Vec<TopicRuleDefinition> {
         self.resources_of("AWS::IoT::TopicRule")
             .filter_map(|(_, r)| {
                 let props = field(r, "Properties")?;
@@ -184,7 +204,7 @@ impl Template {
                         _ => None,
                     }
                 })?;
-                Some((name, function))
+                Some(TopicRuleDefinition { name, sql: text(payload, "Sql").unwrap_or_default(), function })
             })
             .collect()
     }

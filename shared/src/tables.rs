@@ -82,8 +82,17 @@ pub const FIRMWARE: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// Firmware deployments: the deployment (`sk = DEPLOYMENT`) and each device (`THING#<name>`).
+pub const DEPLOYMENTS: TableSpec = TableSpec {
+    logical_id: "DeploymentsTable",
+    env_var: "DEPLOYMENTS_TABLE",
+    partition_key: "deploymentId",
+    sort_key: Some("sk"),
+    indexes: &[],
+};
+
 /// Every table the platform uses.
-pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE];
+pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS];
 
 /// A required setting is missing from the function's environment.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,9 @@
 //!
 //! - data plane `Publish`: `POST /topics/{topic}?qos=` delivers to subscribed devices;
 //! - control plane `UpdateCertificate` (`PUT /certificates/{id}?newStatus=`) and
-//!   `DescribeCertificate` (`GET /certificates/{id}`).
+//!   `DescribeCertificate` (`GET /certificates/{id}`);
+//! - control plane IoT Jobs: `CreateJob` (`PUT /jobs/{id}`), `CancelJob`
+//!   (`PUT /jobs/{id}/cancel?force=`) and `ListJobExecutionsForJob` (`GET /jobs/{id}/things`).
 //!
 //! Requests are not signature-checked: this serves one developer's machine on loopback.
 
@@ -14,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -76,10 +78,77 @@ async fn describe_certificate(State(gw): State<Arc<Gateway>>, Path(id): Path<Str
     }
 }
 
+fn control_error(e: super::jobs::ControlError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    aws_error(status, e.kind, e.message)
+}
+
+fn bad_job(message: impl Into<String>) -> Response {
+    aws_error(StatusCode::BAD_REQUEST, "InvalidRequestException", message.into())
+}
+
+async fn create_job(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) else { return bad_job("the body is not JSON") };
+    if job_id.is_empty() || job_id.len() > 64 || !job_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return bad_job(format!("jobId '{job_id}' must be 1-64 of [a-zA-Z0-9_-]"));
+    }
+    let mut things = Vec::new();
+    for target in request["targets"].as_array().into_iter().flatten() {
+        match target.as_str().and_then(|a| a.rsplit_once(":thing/")) {
+            Some((_, thing)) if !thing.is_empty() => things.push(thing.to_owned()),
+            _ => return bad_job(format!("target {target} is not a thing ARN (thing groups are not served locally)")),
+        }
+    }
+    let Some(document) = request["document"].as_str().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) else {
+        return bad_job("document must be a JSON document in a string (documentSource is not served locally)");
+    };
+    let abort = request["abortConfig"]["criteriaList"]
+        .as_array()
+        .and_then(|c| c.first())
+        .and_then(|c| Some((c["thresholdPercentage"].as_f64()?, c["minNumberOfExecutedThings"].as_u64()?)));
+    let spec = super::jobs::JobSpec {
+        job_id,
+        thing_names: things,
+        document,
+        description: request["description"].as_str().unwrap_or_default().to_owned(),
+        presigned_url_seconds: request["presignedUrlConfig"]["expiresInSec"].as_u64().unwrap_or(3600),
+        in_progress_timeout_minutes: request["timeoutConfig"]["inProgressTimeoutInMinutes"].as_i64(),
+        abort,
+    };
+    match gw.jobs.create_job(spec) {
+        Ok((reply, effects)) => {
+            gw.apply_job_effects(effects).await;
+            Json(reply).into_response()
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+async fn cancel_job(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let force = query.get("force").is_some_and(|f| f == "true");
+    match gw.jobs.cancel_job(&job_id, force) {
+        Ok((reply, effects)) => {
+            gw.apply_job_effects(effects).await;
+            Json(reply).into_response()
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+async fn list_job_executions(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>) -> Response {
+    match gw.jobs.list_executions(&job_id) {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
 /// The router for the IoT HTTP APIs.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/topics/{*topic}", post(publish))
         .route("/certificates/{id}", get(describe_certificate).put(update_certificate))
+        .route("/jobs/{id}", put(create_job))
+        .route("/jobs/{id}/cancel", put(cancel_job))
+        .route("/jobs/{id}/things", get(list_job_executions))
         .with_state(gateway)
 }

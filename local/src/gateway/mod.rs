@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod http;
+pub mod jobs;
 pub mod pki;
 pub mod policy;
 pub mod registry;
@@ -27,8 +28,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use vitalwire::dead_letters::DynamoDeadLetterStore;
+use vitalwire::deployments::DynamoDeploymentStore;
 use vitalwire::devices::DynamoDeviceRegistry;
 use vitalwire::ingest::{self, IngestDeps};
+use vitalwire::job_events::JobEventDeps;
 use vitalwire::observations::DynamoObservationStore;
 use vitalwire::provisioning::HookDeps;
 use vitalwire::uploads::{DynamoUploadStore, IotDataPublisher, S3UploadSigner, UploadLinkDeps};
@@ -56,6 +59,9 @@ pub struct Functions {
     pub ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>,
     pub hook: HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>,
     pub uploads: UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>,
+    pub job_events: JobEventDeps<DynamoDeploymentStore, DynamoDeviceRegistry, DynamoDeadLetterStore>,
+    /// Presigns the S3 URLs of job documents (`${aws:iot:s3-presigned-url:...}`).
+    pub s3: aws_sdk_s3::Client,
 }
 
 /// A connected client's identity, from its certificate and CONNECT.
@@ -89,6 +95,12 @@ pub struct Gateway {
     provisioning_template_name: String,
     /// Basic Ingest rule name → function binary.
     rules: HashMap<String, String>,
+    /// Rules with a `FROM '<topic filter>'`: (filter, function binary).
+    topic_rules: Vec<(String, String)>,
+    /// IoT Jobs: device API, control plane, events.
+    pub jobs: jobs::JobsEngine,
+    job_events: JobEventDeps<DynamoDeploymentStore, DynamoDeviceRegistry, DynamoDeadLetterStore>,
+    s3: aws_sdk_s3::Client,
     hook: HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>,
     ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>,
     uploads: UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>,
@@ -135,10 +147,14 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Config("template.yaml has no DefaultProvisioningTemplate".into()))?;
         let functions_by_id: HashMap<_, _> =
             template.functions().into_iter().filter_map(|f| Some((f.logical_id, f.binary?))).collect();
-        let rules = template
-            .topic_rules()
-            .into_iter()
-            .filter_map(|(rule, function)| Some((rule, functions_by_id.get(&function)?.clone())))
+        let defined = template.topic_rules();
+        let rules = defined
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), functions_by_id.get(&r.function)?.clone())))
+            .collect();
+        let topic_rules = defined
+            .iter()
+            .filter_map(|r| Some((r.topic_filter()?.to_owned(), functions_by_id.get(&r.function)?.clone())))
             .collect();
 
         let pki = Pki::load_or_create(&config.certs_dir)?;
@@ -161,6 +177,10 @@ impl Gateway {
             template: plan,
             provisioning_template_name,
             rules,
+            topic_rules,
+            jobs: jobs::JobsEngine::default(),
+            job_events: functions.job_events,
+            s3: functions.s3,
             hook: functions.hook,
             ingest: functions.ingest,
             uploads: functions.uploads,
@@ -425,9 +445,95 @@ impl Gateway {
                 };
                 reply(result);
             }
-            // Other reserved topics (jobs, shadows) are not served yet: dropped.
+            ["$aws", "things", thing, "jobs", rest @ ..] => {
+                // The policy already limits a device to its own jobs topics; a certificate
+                // without a thing has no jobs either way.
+                if *thing != identity.client_id || !identity.context.thing_attached {
+                    tracing::info!(client_id = %identity.client_id, "jobs request for another thing dropped");
+                    return;
+                }
+                self.jobs_request(session_id, topic, thing, rest, &payload).await;
+            }
+            // Other reserved topics (shadows) are not served: dropped.
             ["$aws", ..] => tracing::debug!(topic, "reserved topic not served"),
-            _ => self.deliver(topic, payload, qos, None),
+            _ => {
+                self.deliver(topic, payload.clone(), qos, None);
+                self.run_topic_rules(topic, &payload);
+            }
+        }
+    }
+
+    /// A device's request to the IoT Jobs MQTT API; the reply goes to the requester only.
+    async fn jobs_request(self: &Arc<Self>, session_id: u64, topic: &str, thing: &str, rest: &[&str], payload: &[u8]) {
+        let Some((token, reply, effects)) = self.jobs.device_request(thing, rest, payload) else { return };
+        let now = chrono::Utc::now().timestamp();
+        let job_id = match rest {
+            [id, _] if *id != "$next" => Some(*id),
+            _ => None,
+        };
+        let (suffix, body) = match reply {
+            Ok(mut body) => {
+                self.resolve_documents(&mut body, job_id).await;
+                ("accepted", body)
+            }
+            Err(e) => ("rejected", jobs::rejection(&e, &token, now)),
+        };
+        self.deliver(&format!("{topic}/{suffix}"), Bytes::from(body.to_string()), 1, Some(session_id));
+        self.apply_job_effects(effects).await;
+    }
+
+    /// Publishes what a jobs operation caused: device notifications, and job-execution events
+    /// to subscribers and to the topic rules that select them.
+    pub async fn apply_job_effects(self: &Arc<Self>, effects: Vec<jobs::Effect>) {
+        for effect in effects {
+            match effect {
+                jobs::Effect::Notify { topic, mut payload } => {
+                    self.resolve_documents(&mut payload, None).await;
+                    self.deliver(&topic, Bytes::from(payload.to_string()), 1, None);
+                }
+                jobs::Effect::Event { topic, payload } => {
+                    let payload = Bytes::from(payload.to_string());
+                    self.deliver(&topic, payload.clone(), 1, None);
+                    self.run_topic_rules(&topic, &payload);
+                }
+            }
+        }
+    }
+
+    /// Replaces IoT presigned-URL placeholders in job documents with presigned S3 GET URLs, as
+    /// IoT Jobs does each time a device reads a document.
+    async fn resolve_documents(&self, body: &mut Value, job_id: Option<&str>) {
+        if let Some(execution) = body.get_mut("execution") {
+            let id = execution.get("jobId").and_then(Value::as_str).map(str::to_owned);
+            if let (Some(id), Some(doc)) = (id, execution.get_mut("jobDocument")) {
+                self.presign_placeholders(doc, &id).await;
+            }
+        }
+        if let (Some(id), Some(doc)) = (job_id, body.get_mut("jobDocument")) {
+            self.presign_placeholders(doc, id).await;
+        }
+    }
+
+    async fn presign_placeholders(&self, doc: &mut Value, job_id: &str) {
+        let Some(map) = doc.as_object_mut() else { return };
+        let lifetime = Duration::from_secs(self.jobs.presigned_url_seconds(job_id));
+        for value in map.values_mut() {
+            let Some((bucket, key)) = value.as_str().and_then(presigned_placeholder) else { continue };
+            let Ok(config) = aws_sdk_s3::presigning::PresigningConfig::expires_in(lifetime) else { continue };
+            match self.s3.get_object().bucket(bucket).key(key).presigned(config).await {
+                Ok(request) => *value = Value::String(request.uri().to_owned()),
+                Err(e) => tracing::warn!(error = %e, "cannot presign a job document URL"),
+            }
+        }
+    }
+
+    /// Runs the functions of rules whose `FROM` filter matches the topic (`SELECT *` rules: the
+    /// function gets the message as published).
+    fn run_topic_rules(self: &Arc<Self>, topic: &str, payload: &[u8]) {
+        for (filter, function) in &self.topic_rules {
+            if filter_matches(filter, topic) {
+                self.invoke(function.clone(), String::from_utf8_lossy(payload).into_owned());
+            }
         }
     }
 
@@ -443,7 +549,11 @@ impl Gateway {
             ("receivedAt", Value::from(chrono::Utc::now().timestamp_millis())),
             ("traceId", Value::String(fleet::random_hex(16).unwrap_or_default())),
         ];
-        let event = rule_event(&payload, &added);
+        self.invoke(function, rule_event(&payload, &added));
+    }
+
+    /// Runs a rule's function with its event, as IoT does: asynchronously, after the PUBACK.
+    fn invoke(self: &Arc<Self>, function: String, event: String) {
         let gw = self.clone();
         tokio::spawn(async move {
             match function.as_str() {
@@ -458,6 +568,13 @@ impl Gateway {
                     let event = serde_json::from_str(&event).unwrap_or_default();
                     if let Err(e) = vitalwire::uploads::handle(&event, &gw.uploads).await {
                         tracing::error!(error = %e, "CreateFileUploadLink failed");
+                    }
+                }
+                "job-events" => {
+                    let event = serde_json::from_str(&event).unwrap_or_default();
+                    match vitalwire::job_events::handle(&event, &gw.job_events).await {
+                        Ok(outcome) => tracing::debug!(?outcome, "job event"),
+                        Err(e) => tracing::error!(error = %e, "job-events failed"),
                     }
                 }
                 other => tracing::warn!(function = other, "rule function not wired in the local gateway"),
@@ -488,6 +605,20 @@ fn rule_event(payload: &[u8], added: &[(&str, Value)]) -> String {
     let fields: Vec<String> = added.iter().map(|(k, v)| format!("{}:{v}", Value::String((*k).to_owned()))).collect();
     let separator = if map.is_empty() { "" } else { "," };
     format!("{body}{separator}{}}}", fields.join(","))
+}
+
+/// The bucket and key of `${aws:iot:s3-presigned-url:<https S3 URL>}` (path-style or
+/// virtual-hosted-style URL).
+fn presigned_placeholder(text: &str) -> Option<(String, String)> {
+    let url = text.strip_prefix("${aws:iot:s3-presigned-url:")?.strip_suffix('}')?;
+    let rest = url.strip_prefix("https://")?;
+    let (host, path) = rest.split_once('/')?;
+    let (bucket, key) = if host.starts_with("s3.") || host.starts_with("s3-") {
+        path.split_once('/')?
+    } else {
+        (host.split(".s3").next()?, path)
+    };
+    (!bucket.is_empty() && !key.is_empty()).then(|| (bucket.to_owned(), key.to_owned()))
 }
 
 /// Reads from the connection, giving up (`None`) after `limit` without a byte.
@@ -551,6 +682,15 @@ mod tests {
         assert_eq!((v["thingName"].as_str(), v["receivedAt"].as_i64(), v["unit"].as_str()), (Some("dev-1"), Some(1700), Some("Cel")));
         let empty: Value = serde_json::from_str(&rule_event(b"{}", &added())).unwrap();
         assert_eq!(empty, json!({"thingName": "dev-1", "receivedAt": 1700}));
+    }
+
+    #[test]
+    fn presigned_url_placeholders_name_a_bucket_and_key() {
+        let path_style = "${aws:iot:s3-presigned-url:https://s3.eu-west-1.amazonaws.com/files/firmware/a/1.0/x.bin}";
+        assert_eq!(presigned_placeholder(path_style), Some(("files".into(), "firmware/a/1.0/x.bin".into())));
+        let hosted = "${aws:iot:s3-presigned-url:https://files.s3.eu-west-1.amazonaws.com/firmware/x.bin}";
+        assert_eq!(presigned_placeholder(hosted), Some(("files".into(), "firmware/x.bin".into())));
+        assert_eq!(presigned_placeholder("https://s3.amazonaws.com/files/x"), None);
     }
 
     #[test]

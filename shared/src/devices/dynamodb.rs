@@ -3,7 +3,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus};
+use super::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus, InstalledFirmware};
 use crate::tables::DEVICES_BY_SERIAL_NUMBER;
 use crate::dynamo::{describe, opt_bool, opt_s, put_if_absent, put_opt, req_s, s, Item};
 use crate::StoreError;
@@ -51,9 +51,21 @@ fn to_item(d: &Device) -> Item {
     item.insert("mayNamePatient".into(), AttributeValue::Bool(d.may_name_patient));
     item.insert("status".into(), s(d.status.as_str()));
     put_opt(&mut item, "certificateId", d.certificate_id.as_deref());
+    if let Some(f) = &d.firmware {
+        item.insert("firmware".into(), firmware_value(f));
+    }
     item.insert("createdAt".into(), s(&d.created_at));
     item.insert("updatedAt".into(), s(&d.updated_at));
     item
+}
+
+fn firmware_value(f: &InstalledFirmware) -> AttributeValue {
+    AttributeValue::M(Item::from([
+        ("firmwareId".into(), s(&f.firmware_id)),
+        ("version".into(), s(&f.version)),
+        ("deploymentId".into(), s(&f.deployment_id)),
+        ("installedAt".into(), s(&f.installed_at)),
+    ]))
 }
 
 fn from_item(item: &Item) -> Result<Device, StoreError> {
@@ -70,6 +82,14 @@ fn from_item(item: &Item) -> Result<Device, StoreError> {
         status: DeviceStatus::parse(&status)
             .ok_or_else(|| StoreError::new(OP, format!("unknown device status `{status}`")))?,
         certificate_id: opt_s(item, "certificateId"),
+        firmware: item.get("firmware").and_then(|v| v.as_m().ok()).and_then(|m| {
+            Some(InstalledFirmware {
+                firmware_id: opt_s(m, "firmwareId")?,
+                version: opt_s(m, "version")?,
+                deployment_id: opt_s(m, "deploymentId").unwrap_or_default(),
+                installed_at: opt_s(m, "installedAt").unwrap_or_default(),
+            })
+        }),
         created_at: opt_s(item, "createdAt").unwrap_or_default(),
         updated_at: opt_s(item, "updatedAt").unwrap_or_default(),
     })
@@ -194,5 +214,17 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             }
             Err(e) => Err(StoreError::new("bind certificate", describe(&e))),
         }
+    }
+
+    async fn set_firmware(&self, thing_name: &str, firmware: &InstalledFirmware) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("thingName", s(thing_name))
+            .update_expression("SET firmware = :f, updatedAt = :at")
+            .expression_attribute_values(":f", firmware_value(firmware))
+            .expression_attribute_values(":at", s(&firmware.installed_at));
+        Ok(self.update("set firmware", request).await?.is_some())
     }
 }
