@@ -1,22 +1,10 @@
 //! The `vitalwire-device` CLI against the local gateway: provision with the claim certificate,
 //! upload an observation, and clear failures.
 
-use std::process::Command;
-
 use vitalwire::devices::DeviceStatus;
 use vitalwire::tables::OBSERVATIONS;
 use vitalwire_tests::provisioning::register;
-use vitalwire_tests::{function_binary, LocalGateway};
-
-fn cli(gw: &LocalGateway, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let certs = gw.certs_dir.display().to_string();
-    let mut cmd = Command::new(function_binary("vitalwire-device"));
-    cmd.current_dir(dir).args(args).args(["--port", &gw.port.to_string(), "--ca", &format!("{certs}/ca.pem")]);
-    if args[0] == "provision" {
-        cmd.args(["--claimCert", &format!("{certs}/claim.pem"), "--claimKey", &format!("{certs}/claim.key")]);
-    }
-    cmd.output().expect("run vitalwire-device")
-}
+use vitalwire_tests::{device_cli as cli, LocalGateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_then_upload_an_observation_with_the_cli() {

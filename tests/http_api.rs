@@ -1,40 +1,16 @@
 //! The device admin API and the FHIR read route over real HTTP, through the local HTTP API
 //! (template routes, API Gateway payload 2.0, the `authorizer` handler).
 
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use vitalwire::auth::Role;
 use vitalwire_tests::provisioning::{claim_client, create_keys, provision, provisioned_device};
-use vitalwire_tests::{LocalGateway, MqttTestClient};
-
-struct Api<'a> {
-    gw: &'a LocalGateway,
-    http: Client,
-}
-
-impl Api<'_> {
-    fn token(&self, role: Role, patient: Option<&str>) -> String {
-        self.gw.auth().mint("tester", role, patient, 10).unwrap()
-    }
-
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.gw.api_url));
-        if let Some(t) = token {
-            request = request.header("authorization", format!("Bearer {t}"));
-        }
-        if let Some(b) = body {
-            request = request.json(&b);
-        }
-        let response = request.send().await.expect("HTTP");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-}
+use vitalwire_tests::{Api, LocalGateway, MqttTestClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_and_roles_are_enforced_with_json_errors() {
     let gw = LocalGateway::start().await;
-    let api = Api { gw: &gw, http: Client::new() };
+    let api = Api::new(&gw);
     let (status, body) = api.call(Method::GET, "/admin/devices", None, None).await;
     assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!({"message": "Unauthorized"})));
     let (status, body) = api.call(Method::GET, "/admin/devices", Some("garbage"), None).await;
@@ -59,7 +35,7 @@ async fn authentication_and_roles_are_enforced_with_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_register_list_get_and_assign_devices() {
     let gw = LocalGateway::start().await;
-    let api = Api { gw: &gw, http: Client::new() };
+    let api = Api::new(&gw);
     let admin = api.token(Role::Admin, None);
     let admin = Some(admin.as_str());
     let registration = json!({"serialNumber": "8001", "manufacturer": "Acme Medical", "model": "BP-200", "displayName": "Ward cuff"});
@@ -113,7 +89,7 @@ async fn admins_register_list_get_and_assign_devices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deactivating_a_device_makes_its_certificate_unusable() {
     let gw = LocalGateway::start().await;
-    let api = Api { gw: &gw, http: Client::new() };
+    let api = Api::new(&gw);
     let admin = api.token(Role::Admin, None);
     let admin = Some(admin.as_str());
     let (thing, cert, key) = provisioned_device(&gw, "0070").await;
@@ -148,7 +124,7 @@ async fn deactivating_a_device_makes_its_certificate_unusable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observations_are_read_back_as_a_fhir_bundle_by_who_may_see_them() {
     let gw = LocalGateway::start().await;
-    let api = Api { gw: &gw, http: Client::new() };
+    let api = Api::new(&gw);
     let (thing, cert, key) = provisioned_device(&gw, "0080").await;
     let device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();
     device
@@ -177,7 +153,7 @@ async fn observations_are_read_back_as_a_fhir_bundle_by_who_may_see_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_register_firmware_and_upload_it_with_the_returned_url() {
     let gw = LocalGateway::start().await;
-    let api = Api { gw: &gw, http: Client::new() };
+    let api = Api::new(&gw);
     let admin = api.token(Role::Admin, None);
     let admin = Some(admin.as_str());
     let image = b"firmware 2.1.0 for BP-200".to_vec();

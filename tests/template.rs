@@ -131,3 +131,31 @@ fn the_provisioning_template_body_is_the_infra_file_and_names_the_device_policy(
     assert_eq!(body["Resources"]["policy"]["Properties"]["PolicyName"], device_policy["PolicyName"]);
     assert!(body["Parameters"].get("ThingName").is_some(), "the hook overrides ThingName, so the body must declare it");
 }
+
+#[test]
+fn devices_reach_only_the_device_rules_and_job_events_come_from_iot_topics() {
+    let template = template();
+    let rules = template.topic_rules();
+    let by_name = |name: &str| rules.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("rule {name} missing"));
+    // Basic Ingest rules have no FROM: only the device's publish to $aws/rules/<name> reaches them.
+    assert_eq!(by_name("FHIRIngest").topic_filter(), None);
+    assert_eq!(by_name("CreateFileUploadLink").topic_filter(), None);
+    let events = by_name("VitalwireJobExecutionEvents");
+    assert_eq!(events.topic_filter(), Some("$aws/events/jobExecution/+/+"));
+    let binary = template.functions().into_iter().find(|f| f.logical_id == events.function).and_then(|f| f.binary);
+    assert_eq!(binary.as_deref(), Some("job-events"));
+
+    // The device policy lets a device publish to the device rules, and to no other rule (any
+    // rule is reachable by name through Basic Ingest).
+    let policy = infra_json("device-policy.json");
+    let mut rule_resources: Vec<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Action"] == "iot:Publish")
+        .flat_map(|s| s["Resource"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r.as_str().and_then(|r| r.split_once("topic/$aws/rules/")).map(|(_, rule)| rule.to_owned()))
+        .collect();
+    rule_resources.sort();
+    assert_eq!(rule_resources, ["CreateFileUploadLink", "CreateFileUploadLink/*", "FHIRIngest", "FHIRIngest/*"]);
+}

@@ -159,6 +159,55 @@ impl LocalGateway {
     }
 }
 
+/// Runs `vitalwire-device <args>` in `dir` against the gateway (its port and CA; the claim
+/// certificate for `provision`).
+pub fn device_cli(gw: &LocalGateway, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let certs = gw.certs_dir.display().to_string();
+    let mut cmd = std::process::Command::new(function_binary("vitalwire-device"));
+    cmd.current_dir(dir).args(args).args(["--port", &gw.port.to_string(), "--ca", &format!("{certs}/ca.pem")]);
+    if args[0] == "provision" {
+        cmd.args(["--claimCert", &format!("{certs}/claim.pem"), "--claimKey", &format!("{certs}/claim.key")]);
+    }
+    cmd.output().expect("run vitalwire-device")
+}
+
+/// A real HTTP client of the local platform's HTTP API.
+pub struct Api<'a> {
+    pub gw: &'a LocalGateway,
+    pub http: reqwest::Client,
+}
+
+impl<'a> Api<'a> {
+    pub fn new(gw: &'a LocalGateway) -> Self {
+        Self { gw, http: reqwest::Client::new() }
+    }
+
+    /// A token for `role`, valid ten minutes.
+    pub fn token(&self, role: vitalwire::auth::Role, patient: Option<&str>) -> String {
+        self.gw.auth().mint("tester", role, patient, 10).expect("mint a token")
+    }
+
+    /// Sends a request; the status and the JSON body (`null` if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.gw.api_url));
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.expect("HTTP");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
 /// A real MQTT 3.1.1 client (rumqttc over rustls, client certificate) for the gateway tests.
 pub struct MqttTestClient {
     pub client: rumqttc::AsyncClient,

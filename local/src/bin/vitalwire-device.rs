@@ -6,6 +6,7 @@
 //!     vitalwire-device upload-file --deviceName T --fileName strip.pdf --filePath ./strip.pdf
 //!     vitalwire-device upload-observation --deviceName T --payloadValue 72 --unit bpm \
 //!         --code 8867-4 --codeSystem http://loinc.org --codeDisplay "Heart rate" [--patientId P]
+//!     vitalwire-device firmware-update --deviceName T [--firmwareDir firmware]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,6 +69,19 @@ enum Command {
         file_name: String,
         #[arg(long = "filePath")]
         file_path: PathBuf,
+        #[arg(long = "certsDir", default_value = "certs")]
+        certs_dir: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Install the next firmware job through IoT Jobs: check assigned jobs, get the job, mark it
+    /// IN_PROGRESS, download (with progress), verify the SHA-256 and apply, mark it finished.
+    FirmwareUpdate {
+        #[arg(long = "deviceName")]
+        device_name: String,
+        /// Where the "applied" image is written (`<dir>/<deviceName>/<version>.bin`).
+        #[arg(long = "firmwareDir", default_value = "firmware")]
+        firmware_dir: PathBuf,
         #[arg(long = "certsDir", default_value = "certs")]
         certs_dir: PathBuf,
         #[command(flatten)]
@@ -235,6 +249,9 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             println!("Uploaded {file_name}");
             Ok(())
         }
+        Command::FirmwareUpdate { device_name, firmware_dir, certs_dir, connection } => {
+            firmware_update(&device_name, &firmware_dir, &certs_dir, &connection).await
+        }
         Command::UploadObservation {
             device_name,
             payload_value,
@@ -270,6 +287,139 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             Ok(())
         }
     }
+}
+
+/// Subscribes to every reply and notification of the device's jobs topics.
+async fn subscribe_jobs(client: &AsyncClient, events: &mut EventLoop, thing: &str) -> Result<(), AnyError> {
+    client.subscribe(format!("$aws/things/{thing}/jobs/#"), QoS::AtLeastOnce).await?;
+    loop {
+        match tokio::time::timeout(TIMEOUT, events.poll()).await.map_err(|_| "no SUBACK")?? {
+            Event::Incoming(Packet::SubAck(ack)) => {
+                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                    return Err("subscription to the jobs topics was refused".into());
+                }
+                return Ok(());
+            }
+            _ => continue,
+        }
+    }
+}
+
+fn job_rejection(body: &Value) -> String {
+    format!("{}: {}", body["code"].as_str().unwrap_or("?"), body["message"].as_str().unwrap_or("?"))
+}
+
+/// The seed's six firmware-update steps over the IoT Jobs MQTT API.
+async fn firmware_update(thing: &str, firmware_dir: &Path, certs_dir: &Path, connection: &Connection) -> Result<(), AnyError> {
+    let cert = certs_dir.join(format!("{thing}.pem"));
+    let key = certs_dir.join(format!("{thing}.key"));
+    let (client, mut events) = connect(connection, thing, &cert, &key).await?;
+    subscribe_jobs(&client, &mut events, thing).await?;
+    let jobs = format!("$aws/things/{thing}/jobs");
+
+    // 1. Check assigned jobs.
+    let listed = request(&client, &mut events, &format!("{jobs}/get"), &json!({"clientToken": "firmware-update-1"}))
+        .await?
+        .map_err(|r| format!("listing jobs was rejected: {}", job_rejection(&r)))?;
+    let (running, queued) = (listed["inProgressJobs"].as_array().cloned().unwrap_or_default(), listed["queuedJobs"].as_array().cloned().unwrap_or_default());
+    println!("[1/6] {} job(s) in progress, {} queued", running.len(), queued.len());
+    let Some(job_id) = running.iter().chain(&queued).find_map(|j| j["jobId"].as_str()).map(str::to_owned) else {
+        println!("No job is assigned to {thing}: nothing to update");
+        let _ = client.disconnect().await;
+        return Ok(());
+    };
+
+    // 2. Get the job's details.
+    let described = request(&client, &mut events, &format!("{jobs}/{job_id}/get"), &json!({"clientToken": "firmware-update-2", "includeJobDocument": true}))
+        .await?
+        .map_err(|r| format!("describing job {job_id} was rejected: {}", job_rejection(&r)))?;
+    let document = described["execution"]["jobDocument"].clone();
+    if document["operation"] != "firmware_update" {
+        let _ = client.disconnect().await;
+        return Err(format!("job {job_id} is not a firmware update (operation {})", document["operation"]).into());
+    }
+    let version = document["version"].as_str().unwrap_or("?").to_owned();
+    println!("[2/6] Job {job_id}: firmware {} version {version}", document["firmwareId"].as_str().unwrap_or("?"));
+
+    let update = |status: &str, details: Value| {
+        json!({"status": status, "statusDetails": details, "clientToken": format!("firmware-update-{status}")})
+    };
+    let update_topic = format!("{jobs}/{job_id}/update");
+
+    // 3. Mark the job in progress.
+    request(&client, &mut events, &update_topic, &update("IN_PROGRESS", json!({"step": "downloading", "percentProgress": 0})))
+        .await?
+        .map_err(|r| format!("marking job {job_id} IN_PROGRESS was rejected: {}", job_rejection(&r)))?;
+    println!("[3/6] Job {job_id} marked IN_PROGRESS");
+
+    // 4. and 5. Download with progress, verify, apply; any failure ends the job FAILED.
+    let outcome = download_and_apply(&client, &mut events, &update_topic, &document, thing, firmware_dir).await;
+    let (status, details) = match &outcome {
+        Ok(path) => {
+            println!("[5/6] SHA-256 verified; version {version} applied ({})", path.display());
+            ("SUCCEEDED", json!({"version": version, "percentProgress": 100}))
+        }
+        Err(reason) => {
+            eprintln!("firmware update failed: {reason}");
+            ("FAILED", json!({"reason": reason.chars().take(1000).collect::<String>()}))
+        }
+    };
+
+    // 6. Mark the job finished.
+    request(&client, &mut events, &update_topic, &update(status, details))
+        .await?
+        .map_err(|r| format!("marking job {job_id} {status} was rejected: {}", job_rejection(&r)))?;
+    println!("[6/6] Job {job_id} marked {status}");
+    let _ = client.disconnect().await;
+    outcome.map(|_| ()).map_err(|reason| format!("job {job_id} FAILED: {reason}").into())
+}
+
+/// Steps 4 and 5: streams the image, reporting progress every 25 %, checks its SHA-256 against
+/// the job document, and "applies" it by writing it under `firmware_dir`.
+async fn download_and_apply(
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    update_topic: &str,
+    document: &Value,
+    thing: &str,
+    firmware_dir: &Path,
+) -> Result<PathBuf, String> {
+    use sha2::{Digest, Sha256};
+    let url = document["firmwareUrl"].as_str().ok_or("the job document has no firmwareUrl")?;
+    let expected = document["sha256"].as_str().ok_or("the job document has no sha256")?.to_ascii_lowercase();
+    let version = document["version"].as_str().unwrap_or("unknown");
+    let mut response = reqwest::get(url).await.map_err(|e| format!("download failed: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("download failed: HTTP {}", response.status()));
+    }
+    let total = response.content_length().or_else(|| document["sizeBytes"].as_u64()).unwrap_or(0);
+    let mut image = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut hasher = Sha256::new();
+    let mut reported = 0u64;
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("download failed: {e}"))? {
+        hasher.update(&chunk);
+        image.extend_from_slice(&chunk);
+        let percent = if total == 0 { 100 } else { (image.len() as u64 * 100 / total).min(100) };
+        if percent >= reported + 25 || (percent == 100 && reported < 100) {
+            reported = percent - percent % 25;
+            println!("[4/6] Downloading: {percent}% ({} of {total} bytes)", image.len());
+            let progress = json!({"status": "IN_PROGRESS", "statusDetails": {"step": "downloading", "percentProgress": percent}});
+            request(client, events, update_topic, &progress)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|r| format!("progress update rejected: {}", job_rejection(&r)))?;
+        }
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != expected {
+        return Err(format!("checksum mismatch: expected SHA-256 {expected}, downloaded {actual}"));
+    }
+    let dir = firmware_dir.join(thing);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot apply: {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{version}.bin"));
+    std::fs::write(&path, &image).map_err(|e| format!("cannot apply: {}: {e}", path.display()))?;
+    std::fs::write(dir.join("current"), version).map_err(|e| format!("cannot apply: {e}"))?;
+    Ok(path)
 }
 
 /// The content type of a file, from its extension (the platform's default allow-list).
