@@ -291,3 +291,37 @@ async fn job_events_are_recorded_once_and_foreign_or_malformed_ones_are_not_lost
     let state = deployment_when(&api, &id, |d| d["status"] == "COMPLETED").await;
     assert_eq!(device_status(&state, &thing)["status"], "SUCCEEDED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_iot_device_sdk_jobs_client_runs_a_firmware_job_unchanged() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let dir = workdir(&gw, "fw-sdk");
+    let (thing, _, _) = device_with_cli_certs(&gw, "0551", &dir).await;
+    let image = b"firmware for the SDK agent".to_vec();
+    let firmware_id = register_firmware(&api, "6.0.0", &image, &sha256_hex(&image)).await;
+    let (_, created) = deploy(&api, json!({"firmwareId": firmware_id, "thingNames": [thing]})).await;
+    let id = created["deploymentId"].as_str().unwrap().to_owned();
+
+    let certs = gw.certs_dir.display().to_string();
+    let out = std::process::Command::new(vitalwire_local::python())
+        .arg(vitalwire_tests::repo_root().join("tests/aws_device_sdk_jobs.py"))
+        .args(["--port", &gw.port.to_string(), "--ca", &format!("{certs}/ca.pem"), "--thing", &thing])
+        .args(["--cert", &dir.join(format!("certs/{thing}.pem")).display().to_string()])
+        .args(["--key", &dir.join(format!("certs/{thing}.key")).display().to_string()])
+        .output()
+        .expect("python with awsiotsdk (scripts/dev-env.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or(Value::Null);
+    assert!(out.status.success(), "SDK run failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(result["queued"], json!([id]));
+    assert_eq!((result["jobId"].as_str(), result["operation"].as_str()), (Some(id.as_str()), Some("firmware_update")));
+    assert_eq!((result["startedStatus"].as_str(), result["describedStatus"].as_str()), (Some("IN_PROGRESS"), Some("IN_PROGRESS")));
+    assert_eq!(result["checksumOk"], true, "the presigned URL served the image");
+    assert_eq!((result["finalStatus"].as_str(), result["finalDetails"]["version"].as_str()), (Some("SUCCEEDED"), Some("6.0.0")));
+    assert_eq!(result["staleUpdate"], "VersionMismatch");
+    assert_eq!(result["nextAfterwards"], Value::Null, "notify-next: nothing next once the job ended");
+
+    let done = deployment_when(&api, &id, |d| d["status"] == "COMPLETED").await;
+    assert_eq!(device_status(&done, &thing)["status"], "SUCCEEDED");
+}
