@@ -115,3 +115,16 @@ pub async fn handle<S: DeploymentStore, D: DeviceRegistry, L: DeadLetterStore>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_event_is_an_iot_job_execution_event() {
+        let event: JobExecutionEvent = serde_json::from_str(include_str!("../../events/job-events.json")).unwrap();
+        assert_eq!((event.event_type.as_str(), event.status.as_str()), ("JOB_EXECUTION", "SUCCEEDED"));
+        assert!(event.thing_arn.ends_with(":thing/acme-medical-0042"));
+        assert_eq!(event.status_details["version"], "1.1.0");
+    }
+}
