@@ -20,6 +20,7 @@ pub mod firmware;
 pub mod ingest;
 pub mod job_events;
 pub mod measurement;
+pub mod news2;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod observations;
