@@ -164,6 +164,9 @@ pub struct Identifier {
 pub struct Meta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profile: Vec<String>,
+    /// E.g. the data-source tag (`device`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag: Vec<Coding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,6 +200,9 @@ pub struct Observation {
     pub value_quantity: Option<Quantity>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub component: Vec<ObservationComponent>,
+    /// The Observations a grouping panel (85353-1) gathers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub has_member: Vec<Reference>,
 }
 
 /// FHIR `id`: 1–64 of `[A-Za-z0-9\-\.]`.

@@ -25,6 +25,7 @@ pub mod news2;
 pub(crate) mod memory;
 pub mod observations;
 pub mod provisioning;
+pub mod readings;
 #[cfg(feature = "stack")]
 pub mod stack;
 pub mod tables;

@@ -43,14 +43,15 @@ pub fn observation_id(natural_key: &str) -> String {
 pub fn build_observation(m: &Measurement, ctx: &ObservationContext<'_>) -> Observation {
     let key = natural_key(ctx.thing_name, ctx.effective_utc, &m.code_key());
     let category = m.known.map(|k| k.category);
-    let meta = match (category, m.known.and_then(|k| k.profile)) {
+    let profile = match (category, m.known.and_then(|k| k.profile)) {
         (Some(Category::VitalSigns), profile) => {
             let mut profiles = vec![VITAL_SIGNS_PROFILE.to_owned()];
             profiles.extend(profile.map(vitals::profile_url));
-            Some(Meta { profile: profiles })
+            profiles
         }
-        _ => None,
+        _ => Vec::new(),
     };
+    let meta = Some(device_sourced(profile));
     let text = m.coding.iter().find_map(|c| c.display.clone()).or_else(|| m.known.map(|k| k.display.to_owned()));
     Observation {
         resource_type: "Observation".to_owned(),
@@ -77,7 +78,16 @@ pub fn build_observation(m: &Measurement, ctx: &ObservationContext<'_>) -> Obser
             code: m.ucum.map(str::to_owned),
         }),
         component: Vec::new(),
+        has_member: Vec::new(),
     }
+}
+
+/// The tag system saying where a reading came from (`device`, as opposed to manual entry).
+pub const DATA_SOURCE_SYSTEM: &str = "urn:vitalwire:data-source";
+
+/// `meta` of an Observation a device measured: its profiles and the `device` data-source tag.
+pub fn device_sourced(profile: Vec<String>) -> Meta {
+    Meta { profile, tag: vec![Coding::new(DATA_SOURCE_SYSTEM, "device", Some("Measured by a device"))] }
 }
 
 /// An Observation as stored, with the attributes it is found by.
@@ -191,7 +201,9 @@ mod tests {
     fn glucose_is_laboratory_without_vital_signs_profile() {
         let obs = build(&loinc("2339-0", "95", "mg/dL"));
         assert_eq!(obs.category[0].coding[0].code.as_deref(), Some("laboratory"));
-        assert!(obs.meta.is_none());
+        let meta = obs.meta.expect("meta");
+        assert!(meta.profile.is_empty(), "no vital-signs profile");
+        assert_eq!(meta.tag[0].code.as_deref(), Some("device"), "marked as device-sourced");
     }
 
     #[test]
@@ -200,7 +212,7 @@ mod tests {
             r#"{"value":"100","unit":"%","coding":[{"system":"http://lifeomic.com/fhir/devices","code":"9750d5e5","display":"Battery Percentage"}]}"#,
         );
         assert!(obs.category.is_empty());
-        assert!(obs.meta.is_none());
+        assert!(obs.meta.expect("meta").profile.is_empty());
         assert_eq!(obs.code.coding[0].system.as_deref(), Some("http://lifeomic.com/fhir/devices"));
         assert_eq!(obs.code.text.as_deref(), Some("Battery Percentage"));
     }
