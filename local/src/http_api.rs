@@ -20,7 +20,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
 use vitalwire::admin::{self, AwsAdminDeps};
+use vitalwire::api_keys::{self, ApiKeyAdminDeps, DynamoApiKeyStore, SecretsManagerPepper};
 use vitalwire::auth::{JwtVerifier, Role};
+use vitalwire::authorizer::AuthorizerDeps;
 use vitalwire::deployments::{self, DeploymentDeps, DynamoDeploymentStore, IotJobControl};
 use vitalwire::devices::DynamoDeviceRegistry;
 use vitalwire::fhir_api::{self, FhirReadDeps};
@@ -129,19 +131,27 @@ pub struct RouteDeps {
     pub fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
     pub firmware: FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>,
     pub deployments: DeploymentDeps<DynamoFirmwareStore, DynamoDeviceRegistry, DynamoDeploymentStore, IotJobControl>,
+    pub api_keys: ApiKeyAdminDeps<DynamoDeviceRegistry, DynamoApiKeyStore>,
 }
 
 /// The local HTTP API.
 pub struct LocalApi {
     routes: Vec<Route>,
-    verifier: JwtVerifier,
+    authorizer: AuthorizerDeps<DynamoApiKeyStore>,
     jwks: Value,
     deps: RouteDeps,
 }
 
 impl LocalApi {
-    /// Reads the routes from the template; `admin` are the handlers' dependencies.
-    pub fn new(template: &vitalwire::stack::Template, auth: &LocalAuth, deps: RouteDeps) -> Result<Arc<Self>, String> {
+    /// Reads the routes from the template; `deps` are the handlers' dependencies, `keys` and
+    /// `pepper` what the authorizer checks device API keys with.
+    pub fn new(
+        template: &vitalwire::stack::Template,
+        auth: &LocalAuth,
+        deps: RouteDeps,
+        keys: DynamoApiKeyStore,
+        pepper: SecretsManagerPepper,
+    ) -> Result<Arc<Self>, String> {
         let routes = template
             .functions()
             .into_iter()
@@ -155,7 +165,8 @@ impl LocalApi {
                 })
             })
             .collect();
-        Ok(Arc::new(Self { routes, verifier: auth.verifier()?, jwks: auth.jwks.clone(), deps }))
+        let authorizer = AuthorizerDeps { verifier: auth.verifier()?, keys, pepper };
+        Ok(Arc::new(Self { routes, authorizer, jwks: auth.jwks.clone(), deps }))
     }
 
     /// The router: JWKS, then every template route.
@@ -179,6 +190,9 @@ impl LocalApi {
             "admin-deployments-create" => deployments::create(request, &self.deps.deployments).await,
             "admin-deployments-get" => deployments::get(request, &self.deps.deployments).await,
             "admin-deployments-cancel" => deployments::cancel(request, &self.deps.deployments).await,
+            "admin-api-keys-create" => api_keys::create(request, &self.deps.api_keys).await,
+            "admin-api-keys-list" => api_keys::list(request, &self.deps.api_keys).await,
+            "admin-api-keys-revoke" => api_keys::revoke(request, &self.deps.api_keys).await,
             _ => return None,
         })
     }
@@ -218,7 +232,7 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
         Ok(e) => e,
         Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let authorized = vitalwire::authorizer::handle(&authorizer_event, &api.verifier).await;
+    let authorized = vitalwire::authorizer::handle(&authorizer_event, &api.authorizer).await;
     if !authorized.is_authorized {
         return gateway_message(StatusCode::FORBIDDEN, "Forbidden");
     }

@@ -121,8 +121,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     }
     let config = vitalwire::aws::load_config().await;
     let dynamodb = vitalwire::aws::dynamodb(&config);
-    let s3 = vitalwire::aws::s3(&config);
-    let stack = LocalStack::create(&dynamodb, &s3, LocalStack::template()?, "").await?;
+    let stack = LocalStack::create(&config, LocalStack::template()?, "").await?;
     let devices_table = stack.table(tables::DEVICES.logical_id).ok_or("template has no DevicesTable")?;
     let registry = DynamoDeviceRegistry::new(dynamodb.clone(), devices_table);
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;

@@ -12,6 +12,7 @@ use aws_config::SdkConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use vitalwire::admin::AdminDeps;
+use vitalwire::api_keys::{ApiKeyAdminDeps, DynamoApiKeyStore, SecretsManagerPepper};
 use vitalwire::dead_letters::DynamoDeadLetterStore;
 use vitalwire::deployments::{DeploymentDeps, DynamoDeploymentStore, IotJobControl};
 use vitalwire::job_events::JobEventDeps;
@@ -29,6 +30,9 @@ use crate::gateway::pki::PkiFiles;
 use crate::gateway::{Functions, Gateway, GatewayConfig};
 use crate::http_api::{LocalApi, LocalAuth, RouteDeps};
 use crate::stack::LocalStack;
+
+/// The secret that peppers API key hashes (logical id in `template.yaml`).
+pub const API_KEY_PEPPER_SECRET: &str = "ApiKeyPepperSecret";
 
 /// The bucket of device uploads and firmware (logical id in `template.yaml`).
 pub const DEVICE_FILES_BUCKET: &str = "DeviceFilesBucket";
@@ -98,6 +102,11 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let observations = || -> Result<_, String> { Ok(DynamoObservationStore::new(dynamodb.clone(), table(&tables::OBSERVATIONS)?)) };
     let signer = || S3UploadSigner { client: s3.clone(), bucket: bucket.clone() };
     let deployments = || -> Result<_, String> { Ok(DynamoDeploymentStore::new(dynamodb.clone(), table(&tables::DEPLOYMENTS)?)) };
+    let api_keys = || -> Result<_, String> {
+        Ok(DynamoApiKeyStore::new(dynamodb.clone(), table(&tables::API_KEYS)?, table(&tables::API_KEY_USAGE)?))
+    };
+    let pepper_secret = stack.secrets.get(API_KEY_PEPPER_SECRET).cloned().ok_or_else(|| format!("template.yaml has no {API_KEY_PEPPER_SECRET}"))?;
+    let pepper = || SecretsManagerPepper::new(aws_sdk_secretsmanager::Client::new(config), pepper_secret.clone());
     let firmware_images = || -> Result<_, String> { Ok(DynamoFirmwareStore { client: dynamodb.clone(), table: table(&tables::FIRMWARE)? }) };
 
     // The IoT HTTP endpoint comes first: functions reply to devices and switch certificates
@@ -148,8 +157,9 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
             },
             bucket_url: format!("https://s3.{}.amazonaws.com/{bucket}", config.region().map_or("us-east-1", |r| r.as_ref())),
         },
+        api_keys: ApiKeyAdminDeps { devices: devices()?, keys: api_keys()?, pepper: pepper() },
     };
-    let api = LocalApi::new(&stack.template, &auth, routes)?;
+    let api = LocalApi::new(&stack.template, &auth, routes, api_keys()?, pepper())?;
     let api_listener = bind(settings.api, "--api-port").await?;
     let api_url = format!("http://{}", api_listener.local_addr().map_err(|e| e.to_string())?);
 

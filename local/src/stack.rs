@@ -14,6 +14,8 @@ pub struct LocalStack {
     pub tables: BTreeMap<String, String>,
     /// Logical id → bucket name.
     pub buckets: BTreeMap<String, String>,
+    /// Logical id → secret name.
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// A function's environment could not be resolved.
@@ -31,14 +33,12 @@ impl LocalStack {
         Template::load(&repo_root().join("template.yaml"))
     }
 
-    /// Creates every table of the template, named `<prefix><LogicalId>`, and every bucket,
-    /// named `<prefix><logicalid>` in lower case.
-    pub async fn create(
-        client: &aws_sdk_dynamodb::Client,
-        s3: &aws_sdk_s3::Client,
-        template: Template,
-        prefix: &str,
-    ) -> Result<Self, StackError> {
+    /// Creates every table of the template, named `<prefix><LogicalId>`, every bucket, named
+    /// `<prefix><logicalid>` in lower case, and every secret, named `<prefix><LogicalId>`, with a
+    /// random value as `GenerateSecretString` makes one.
+    pub async fn create(config: &aws_config::SdkConfig, template: Template, prefix: &str) -> Result<Self, StackError> {
+        let client = &vitalwire::aws::dynamodb(config);
+        let s3 = &vitalwire::aws::s3(config);
         let mut tables = BTreeMap::new();
         for table in template.tables()? {
             let name = format!("{prefix}{}", table.logical_id);
@@ -54,7 +54,23 @@ impl LocalStack {
             })?;
             buckets.insert(logical, name);
         }
-        Ok(Self { template, tables, buckets })
+        let mut secrets = BTreeMap::new();
+        let secrets_manager = aws_sdk_secretsmanager::Client::new(config);
+        for logical in template.secrets() {
+            let name = format!("{prefix}{logical}");
+            let failed = |message: String| StackError::Create { table: name.clone(), message };
+            let mut random = [0u8; 32];
+            getrandom::fill(&mut random).map_err(|e| failed(e.to_string()))?;
+            secrets_manager
+                .create_secret()
+                .name(&name)
+                .secret_string(hex::encode(random))
+                .send()
+                .await
+                .map_err(|e| failed(vitalwire::dynamo::describe(&e)))?;
+            secrets.insert(logical, name);
+        }
+        Ok(Self { template, tables, buckets, secrets })
     }
 
     /// The name of a bucket by its logical id.
@@ -88,6 +104,7 @@ impl LocalStack {
                     EnvValue::Ref(r) => self
                         .table(r)
                         .or_else(|| self.bucket(r))
+                        .or_else(|| self.secrets.get(r).map(String::as_str))
                         .map(|t| (name.clone(), t.to_owned()))
                         .ok_or_else(|| unresolved(r.clone())),
                     EnvValue::Other => Err(unresolved("an intrinsic function".into())),

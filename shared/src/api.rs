@@ -105,6 +105,9 @@ pub fn principal(request: &Request) -> Result<Principal, ApiError> {
         let reason = text("error").unwrap_or_else(|| "no bearer token".to_owned());
         return Err(ApiError::Unauthenticated(reason));
     }
+    if context.contains_key("keyId") {
+        return Err(ApiError::Forbidden("device API keys may only call the /api/iot routes".into()));
+    }
     let role = text("role").and_then(|r| Role::parse(&r)).ok_or_else(|| ApiError::Unauthenticated("no role".into()))?;
     Ok(Principal { subject: text("sub").unwrap_or_default(), role, patient_id: text("patientId") })
 }

@@ -1,6 +1,8 @@
 //! The `authorizer` function: the HTTP API's Lambda authorizer (payload format 2.0, simple
-//! responses). It verifies the bearer JWT and hands the caller to the routes as context:
-//! `{"authenticated": true, "sub", "role", "patientId"}` or `{"authenticated": false, "error"}`.
+//! responses). It verifies the bearer token and hands the caller to the routes as context:
+//! a person's JWT gives `{"authenticated": true, "sub", "role", "patientId"}`; a device API key
+//! (`vwk_...`, see [`crate::api_keys`]) gives `{"authenticated": true, "deviceId", "keyId",
+//! "permissions", "rateLimitPerMinute"}`; anything else `{"authenticated": false, "error"}`.
 //!
 //! It never denies: an HTTP API turns every denial into a bare 403, while a missing or bad
 //! token must be a 401 with a JSON reason, so the routes refuse unauthenticated callers
@@ -10,17 +12,53 @@
 use aws_lambda_events::apigw::{ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request};
 use serde_json::{json, Value};
 
+use crate::api_keys::{ApiKeyStore, SecretsManagerPepper, KEY_MARKER};
 use crate::auth::{bearer, JwtVerifier};
 
+/// What the authorizer checks tokens against.
+pub struct AuthorizerDeps<S> {
+    pub verifier: JwtVerifier,
+    pub keys: S,
+    pub pepper: SecretsManagerPepper,
+}
+
+async fn api_key_context<S: ApiKeyStore>(token: &str, deps: &AuthorizerDeps<S>) -> Value {
+    let hasher = match deps.pepper.hasher().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "API keys cannot be checked");
+            return json!({"authenticated": false, "error": "API keys cannot be checked right now"});
+        }
+    };
+    match crate::api_keys::authenticate(token, &deps.keys, hasher, chrono::Utc::now()).await {
+        Ok(Ok(key)) => json!({
+            "authenticated": true,
+            "deviceId": key.thing_name,
+            "keyId": key.key_id,
+            "permissions": key.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" "),
+            "rateLimitPerMinute": key.rate_limit_per_minute,
+        }),
+        Ok(Err(refusal)) => {
+            tracing::info!(reason = %refusal, "API key refused");
+            json!({"authenticated": false, "error": refusal.to_string()})
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "API key lookup failed");
+            json!({"authenticated": false, "error": "API keys cannot be checked right now"})
+        }
+    }
+}
+
 /// Authorizes one request.
-pub async fn handle(
+pub async fn handle<S: ApiKeyStore>(
     event: &ApiGatewayV2CustomAuthorizerV2Request,
-    verifier: &JwtVerifier,
+    deps: &AuthorizerDeps<S>,
 ) -> ApiGatewayV2CustomAuthorizerSimpleResponse<Value> {
     let header = event.headers.get("authorization").and_then(|v| v.to_str().ok());
     let context = match bearer(header) {
         Err(e) => json!({"authenticated": false, "error": e.to_string()}),
-        Ok(token) => match verifier.verify(token).await {
+        Ok(token) if token.starts_with(KEY_MARKER) => api_key_context(token, deps).await,
+        Ok(token) => match deps.verifier.verify(token).await {
             Ok(p) => {
                 let mut context = json!({"authenticated": true, "sub": p.subject, "role": p.role.as_str()});
                 // Authorizer context values may not be null.

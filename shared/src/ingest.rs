@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::devices::{DeviceRegistry, DeviceStatus};
 use crate::measurement::{self, PayloadError};
-use crate::observations::{build_observation, Inserted, ObservationContext, ObservationStore, StoredObservation};
+use crate::observations::{build_observation, ObservationContext, ObservationStore};
+use crate::pipeline::Filed;
 use crate::time::{format_utc, from_epoch_millis};
 use crate::StoreError;
 
@@ -171,13 +172,10 @@ where
         issued: &issued,
     };
     let observation = build_observation(&m, &ctx);
-    let stored = StoredObservation::new(&observation, m.code_key(), effective_utc)?;
-    Ok(match deps.observations.insert(&stored).await? {
-        Inserted::New => Ok(IngestOutcome::Stored { observation_id: stored.id }),
-        Inserted::AlreadyExists { content_hash } if content_hash == stored.content_hash => {
-            Ok(IngestOutcome::Duplicate { observation_id: stored.id })
-        }
-        Inserted::AlreadyExists { .. } => Err(Rejection::ConflictingDuplicate),
+    Ok(match crate::pipeline::file(&deps.observations, &observation, m.code_key(), effective_utc).await? {
+        Filed::Stored { id } => Ok(IngestOutcome::Stored { observation_id: id }),
+        Filed::Duplicate { id } => Ok(IngestOutcome::Duplicate { observation_id: id }),
+        Filed::Conflict { .. } => Err(Rejection::ConflictingDuplicate),
     })
 }
 

@@ -5,6 +5,7 @@
 //! AWS-backed dependencies once per cold start and hand events to them, and the tests and
 //! the local stack drive the very same functions.
 
+pub mod api_keys;
 pub mod auth;
 pub mod admin;
 pub mod api;
@@ -24,6 +25,7 @@ pub mod news2;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod observations;
+pub mod pipeline;
 pub mod provisioning;
 pub mod readings;
 #[cfg(feature = "stack")]

@@ -214,6 +214,11 @@ impl Template {
         self.resources_of("AWS::S3::Bucket").map(|(id, _)| id).collect()
     }
 
+    /// The logical ids of every `AWS::SecretsManager::Secret`.
+    pub fn secrets(&self) -> Vec<String> {
+        self.resources_of("AWS::SecretsManager::Secret").map(|(id, _)| id).collect()
+    }
+
     /// Every serverless function, in template order.
     pub fn functions(&self) -> Vec<FunctionDefinition> {
         self.resources_of("AWS::Serverless::Function")

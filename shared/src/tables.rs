@@ -91,8 +91,29 @@ pub const DEPLOYMENTS: TableSpec = TableSpec {
     indexes: &[],
 };
 
+pub const API_KEYS_BY_THING: IndexSpec = IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("createdAt") };
+
+/// Device API keys (hashes only), by key id; a device's keys newest first.
+pub const API_KEYS: TableSpec = TableSpec {
+    logical_id: "ApiKeysTable",
+    env_var: "API_KEYS_TABLE",
+    partition_key: "keyId",
+    sort_key: None,
+    indexes: &[API_KEYS_BY_THING],
+};
+
+/// Per-key request counters: `window` = `minute#<epoch minute>` (rate limit) or
+/// `day#<YYYY-MM-DD>` (daily use), expired by TTL.
+pub const API_KEY_USAGE: TableSpec = TableSpec {
+    logical_id: "ApiKeyUsageTable",
+    env_var: "API_KEY_USAGE_TABLE",
+    partition_key: "keyId",
+    sort_key: Some("window"),
+    indexes: &[],
+};
+
 /// Every table the platform uses.
-pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS];
+pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE];
 
 /// A required setting is missing from the function's environment.
 #[derive(Debug, thiserror::Error)]

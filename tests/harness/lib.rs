@@ -50,8 +50,7 @@ impl TestStack {
         let config = aws_config().await;
         let dynamodb = vitalwire::aws::dynamodb(&config);
         let template = LocalStack::template().expect("template.yaml parses");
-        let s3 = vitalwire::aws::s3(&config);
-        let stack = LocalStack::create(&dynamodb, &s3, template, &prefix).await.expect("tables from template.yaml");
+        let stack = LocalStack::create(&config, template, &prefix).await.expect("tables from template.yaml");
         Self { config, dynamodb, stack }
     }
 
