@@ -54,8 +54,10 @@ def vital_signs_errors(resource: dict) -> list[str]:
     for q in filter(None, quantities):
         if q.get("system") != UCUM or not q.get("code") or "value" not in q:
             errors.append(f"vital-signs profile: quantity needs value and a UCUM code: {q}")
-    if not quantities[0] and not resource.get("component") and "dataAbsentReason" not in resource:
-        errors.append("vital-signs profile: needs value[x], components or dataAbsentReason")
+    # Invariant vs-2: (component.empty() and hasMember.empty()) implies (dataAbsentReason or value)
+    if (not quantities[0] and not resource.get("component") and not resource.get("hasMember")
+            and "dataAbsentReason" not in resource):
+        errors.append("vital-signs profile (vs-2): needs value[x], components, hasMember or dataAbsentReason")
     return errors
 
 

@@ -19,7 +19,9 @@ use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
+use vitalwire::activity::{self, DynamoActivityLog};
 use vitalwire::admin::{self, AwsAdminDeps};
+use vitalwire::vitals_api::{self, VitalsDeps};
 use vitalwire::api_keys::{self, ApiKeyAdminDeps, DynamoApiKeyStore, SecretsManagerPepper};
 use vitalwire::auth::{JwtVerifier, Role};
 use vitalwire::authorizer::AuthorizerDeps;
@@ -107,7 +109,8 @@ impl Route {
         if self.method != method {
             return None;
         }
-        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        // Exact, as API Gateway matches: `/a/` is another route than `/a`.
+        let parts: Vec<&str> = path.split('/').collect();
         if parts.len() != self.segments.len() {
             return None;
         }
@@ -132,6 +135,7 @@ pub struct RouteDeps {
     pub firmware: FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>,
     pub deployments: DeploymentDeps<DynamoFirmwareStore, DynamoDeviceRegistry, DynamoDeploymentStore, IotJobControl>,
     pub api_keys: ApiKeyAdminDeps<DynamoDeviceRegistry, DynamoApiKeyStore>,
+    pub vitals: VitalsDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoApiKeyStore, DynamoActivityLog>,
 }
 
 /// The local HTTP API.
@@ -158,7 +162,7 @@ impl LocalApi {
             .flat_map(|f| {
                 let binary = f.binary.clone().unwrap_or_default();
                 f.http_routes.into_iter().map(move |(method, path)| Route {
-                    segments: path.trim_end_matches('/').split('/').map(str::to_owned).collect(),
+                    segments: path.split('/').map(str::to_owned).collect(),
                     method,
                     path,
                     binary: binary.clone(),
@@ -193,6 +197,10 @@ impl LocalApi {
             "admin-api-keys-create" => api_keys::create(request, &self.deps.api_keys).await,
             "admin-api-keys-list" => api_keys::list(request, &self.deps.api_keys).await,
             "admin-api-keys-revoke" => api_keys::revoke(request, &self.deps.api_keys).await,
+            "admin-devices-activity" => activity::list(request, &self.deps.vitals.activity).await,
+            "iot-vitals" => vitals_api::submit(request, &self.deps.vitals).await,
+            "iot-vitals-batch" => vitals_api::submit_batch(request, &self.deps.vitals).await,
+            "iot-status" => vitals_api::status(request, &self.deps.vitals).await,
             _ => return None,
         })
     }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use vitalwire::activity::DynamoActivityLog;
 use vitalwire::admin::AdminDeps;
+use vitalwire::vitals_api::VitalsDeps;
 use vitalwire::api_keys::{ApiKeyAdminDeps, DynamoApiKeyStore, SecretsManagerPepper};
 use vitalwire::dead_letters::DynamoDeadLetterStore;
 use vitalwire::deployments::{DeploymentDeps, DynamoDeploymentStore, IotJobControl};
@@ -158,6 +160,16 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
             bucket_url: format!("https://s3.{}.amazonaws.com/{bucket}", config.region().map_or("us-east-1", |r| r.as_ref())),
         },
         api_keys: ApiKeyAdminDeps { devices: devices()?, keys: api_keys()?, pepper: pepper() },
+        vitals: VitalsDeps {
+            devices: devices()?,
+            observations: observations()?,
+            keys: api_keys()?,
+            activity: DynamoActivityLog {
+                client: dynamodb.clone(),
+                table: table(&tables::ACTIVITY)?,
+                retention_days: vitalwire::activity::DEFAULT_RETENTION_DAYS,
+            },
+        },
     };
     let api = LocalApi::new(&stack.template, &auth, routes, api_keys()?, pepper())?;
     let api_listener = bind(settings.api, "--api-port").await?;

@@ -105,7 +105,9 @@ impl LocalStack {
                         .table(r)
                         .or_else(|| self.bucket(r))
                         .or_else(|| self.secrets.get(r).map(String::as_str))
-                        .map(|t| (name.clone(), t.to_owned()))
+                        .map(str::to_owned)
+                        .or_else(|| self.template.parameter_default(r))
+                        .map(|t| (name.clone(), t))
                         .ok_or_else(|| unresolved(r.clone())),
                     EnvValue::Other => Err(unresolved("an intrinsic function".into())),
                 }

@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod activity;
 pub mod admin;
 pub mod api;
 pub mod authorizer;
@@ -35,6 +36,7 @@ pub mod telemetry;
 pub mod time;
 pub mod uploads;
 pub mod vitals;
+pub mod vitals_api;
 
 /// A storage or AWS call failed for a reason that may pass (throttling, network, service).
 ///

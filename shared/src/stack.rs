@@ -101,6 +101,7 @@ impl TopicRuleDefinition {
 #[derive(Debug, Clone)]
 pub struct Template {
     resources: serde_norway::Mapping,
+    parameters: serde_norway::Mapping,
 }
 
 fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
@@ -143,7 +144,18 @@ impl Template {
             .and_then(Value::as_mapping)
             .cloned()
             .ok_or_else(|| StackError::Shape("no Resources section".into()))?;
-        Ok(Self { resources })
+        let parameters = field(&doc, "Parameters").and_then(Value::as_mapping).cloned().unwrap_or_default();
+        Ok(Self { resources, parameters })
+    }
+
+    /// A parameter's `Default`, as text.
+    pub fn parameter_default(&self, name: &str) -> Option<String> {
+        match field(self.parameters.get(name)?, "Default")? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
     }
 
     fn resources_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (String, &'a Value)> + 'a {

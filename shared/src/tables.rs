@@ -112,8 +112,17 @@ pub const API_KEY_USAGE: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// The vitals API's activity log: a device's requests, newest first, expired by TTL.
+pub const ACTIVITY: TableSpec = TableSpec {
+    logical_id: "ActivityTable",
+    env_var: "ACTIVITY_TABLE",
+    partition_key: "deviceId",
+    sort_key: Some("sortKey"),
+    indexes: &[],
+};
+
 /// Every table the platform uses.
-pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE];
+pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY];
 
 /// A required setting is missing from the function's environment.
 #[derive(Debug, thiserror::Error)]
