@@ -299,3 +299,50 @@ async fn the_seeds_curl_and_python_examples_work_as_written() {
     assert_eq!(result["success"], true, "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(result["vital_sign_id"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abnormal_vitals_raise_news2_and_glucose_alerts_once() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let thing = gateway_device(&api, "DEV007").await;
+    let key = new_key(&api, &thing, json!({"name": "k"})).await["apiKey"].as_str().unwrap().to_owned();
+    let post = |body: Value| {
+        let (api, key) = (&api, key.clone());
+        async move {
+            let (status, _, body) = with_key(api, Method::POST, "/api/iot/vitals", &key, Some(&body)).await;
+            assert!(status.is_success(), "{body}");
+            body["alerts_triggered"].as_u64().unwrap()
+        }
+    };
+    let at = |minute: u32| format!("2025-11-17T10:{minute:02}:00Z");
+    assert_eq!(post(json!({"device_id": thing, "timestamp": at(0), "heart_rate": 80, "temperature": 37.0, "temperature_unit": "C"})).await, 0, "normal");
+    // A single parameter scoring 3 (heart rate 135): low-medium.
+    assert_eq!(post(json!({"device_id": thing, "timestamp": at(5), "heart_rate": 135})).await, 1);
+    // Still open at the same severity: not raised again.
+    assert_eq!(post(json!({"device_id": thing, "timestamp": at(10), "heart_rate": 140})).await, 0);
+    // The aggregate over the window: RR 26 (3) + HR 140 in the window (3) + SpO2 90 (3) + 102.5 °F (2) = 11, high.
+    let high = json!({"device_id": thing, "timestamp": at(15), "respiratory_rate": 26, "oxygen_saturation": 90, "temperature": 102.5, "temperature_unit": "F"});
+    assert_eq!(post(high.clone()).await, 1);
+    let (status, _, again) = with_key(&api, Method::POST, "/api/iot/vitals", &key, Some(&high)).await;
+    assert_eq!((status, again["alerts_triggered"].as_u64()), (StatusCode::OK, Some(0)), "a redelivered reading raises nothing");
+    // Glucose thresholds.
+    assert_eq!(post(json!({"device_id": thing, "timestamp": at(20), "glucose": 62})).await, 1);
+    assert_eq!(post(json!({"device_id": thing, "timestamp": at(25), "glucose": 110})).await, 0);
+
+    let clinician = api.token(Role::Clinician, None);
+    let (status, listed) = api.call(Method::GET, "/patients/P123/alerts", Some(&clinician), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let alerts = listed["alerts"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = alerts.iter().map(|a| (a["kind"].as_str().unwrap(), a["severity"].as_str().unwrap())).collect();
+    assert_eq!(kinds.len(), 3, "{listed}");
+    assert!(kinds.contains(&("news2", "low-medium")) && kinds.contains(&("news2", "high")) && kinds.contains(&("glucose_low", "medium")), "{kinds:?}");
+    let high = alerts.iter().find(|a| a["severity"] == "high").unwrap();
+    assert_eq!((high["score"].as_u64(), high["partialSet"].as_bool(), high["status"].as_str()), (Some(11), Some(true), Some("open")));
+    assert_eq!(high["deviceId"], thing.as_str());
+    let parameters: Vec<&str> = high["contributingReadings"].as_array().unwrap().iter().map(|c| c["parameter"].as_str().unwrap()).collect();
+    assert_eq!(parameters, ["respiratory_rate", "oxygen_saturation", "heart_rate", "temperature"]);
+    let temp = high["contributingReadings"].as_array().unwrap().iter().find(|c| c["parameter"] == "temperature").unwrap();
+    assert_eq!((temp["value"].as_str(), temp["unit"].as_str(), temp["score"].as_u64()), (Some("102.5"), Some("[degF]"), Some(2)), "kept in the device's unit");
+    let (status, _) = api.call(Method::GET, "/patients/P123/alerts", Some(&api.token(Role::Patient, Some("P999"))), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another patient's alerts stay hidden");
+}

@@ -21,6 +21,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
 use vitalwire::activity::{self, DynamoActivityLog};
 use vitalwire::admin::{self, AwsAdminDeps};
+use vitalwire::alerts::{self, DynamoAlertStore};
 use vitalwire::vitals_api::{self, VitalsDeps};
 use vitalwire::api_keys::{self, ApiKeyAdminDeps, DynamoApiKeyStore, SecretsManagerPepper};
 use vitalwire::auth::{JwtVerifier, Role};
@@ -135,7 +136,7 @@ pub struct RouteDeps {
     pub firmware: FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>,
     pub deployments: DeploymentDeps<DynamoFirmwareStore, DynamoDeviceRegistry, DynamoDeploymentStore, IotJobControl>,
     pub api_keys: ApiKeyAdminDeps<DynamoDeviceRegistry, DynamoApiKeyStore>,
-    pub vitals: VitalsDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoApiKeyStore, DynamoActivityLog>,
+    pub vitals: VitalsDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoApiKeyStore, DynamoActivityLog, DynamoAlertStore>,
 }
 
 /// The local HTTP API.
@@ -201,6 +202,7 @@ impl LocalApi {
             "iot-vitals" => vitals_api::submit(request, &self.deps.vitals).await,
             "iot-vitals-batch" => vitals_api::submit_batch(request, &self.deps.vitals).await,
             "iot-status" => vitals_api::status(request, &self.deps.vitals).await,
+            "patient-alerts" => alerts::list(request, &self.deps.vitals.alerts).await,
             _ => return None,
         })
     }

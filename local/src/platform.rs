@@ -169,6 +169,8 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
                 table: table(&tables::ACTIVITY)?,
                 retention_days: vitalwire::activity::DEFAULT_RETENTION_DAYS,
             },
+            alerts: vitalwire::alerts::DynamoAlertStore { client: dynamodb.clone(), table: table(&tables::ALERTS)? },
+            alert_settings: vitalwire::alerts::AlertSettings::default(),
         },
     };
     let api = LocalApi::new(&stack.template, &auth, routes, api_keys()?, pepper())?;

@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod activity;
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod authorizer;
 pub mod aws;

@@ -121,8 +121,19 @@ pub const ACTIVITY: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// Clinical alerts by patient (`sortKey` = `ALERT#<raisedAt>#<id>`), and the open-alert
+/// markers that de-duplicate them (`OPEN#<kind>`).
+pub const ALERTS: TableSpec = TableSpec {
+    logical_id: "AlertsTable",
+    env_var: "ALERTS_TABLE",
+    partition_key: "patientId",
+    sort_key: Some("sortKey"),
+    indexes: &[],
+};
+
 /// Every table the platform uses.
-pub const ALL: &[TableSpec] = &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY];
+pub const ALL: &[TableSpec] =
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS];
 
 /// A required setting is missing from the function's environment.
 #[derive(Debug, thiserror::Error)]

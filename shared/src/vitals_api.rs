@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::activity::{Activity, ActivityLog, UNAUTHENTICATED};
+use crate::alerts::{AlertSettings, AlertStore};
 use crate::api_keys::{ApiKeyStore, Permission};
 use crate::devices::{Device, DeviceRegistry, DeviceStatus};
 use crate::observations::ObservationStore;
@@ -35,11 +36,13 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_BATCH: usize = 100;
 
 /// What the vitals routes need.
-pub struct VitalsDeps<D, O, K, A> {
+pub struct VitalsDeps<D, O, K, A, L> {
     pub devices: D,
     pub observations: O,
     pub keys: K,
     pub activity: A,
+    pub alerts: L,
+    pub alert_settings: AlertSettings,
 }
 
 /// The device a key speaks for, from the authorizer's context.
@@ -145,7 +148,7 @@ fn respond_with(status: u16, body: &Value, headers: &[(&'static str, String)]) -
 }
 
 /// Authenticates, rate-limits, checks the permission, runs the route, logs the request.
-async fn guarded<D, O, K, A, F, Fut>(request: &Request, deps: &VitalsDeps<D, O, K, A>, permission: Permission, route: F) -> Response<Body>
+async fn guarded<D, O, K, A, L, F, Fut>(request: &Request, deps: &VitalsDeps<D, O, K, A, L>, permission: Permission, route: F) -> Response<Body>
 where
     K: ApiKeyStore,
     A: ActivityLog,
@@ -238,10 +241,13 @@ pub struct FiledReading {
     pub alerts_triggered: usize,
 }
 
-/// Files a validated reading for the device's patient: one Observation per vital sign and the
-/// grouping panel, through the shared pipeline. Shared with the S3 inbox.
-pub async fn file_reading<O: ObservationStore>(
+/// Files a validated reading for the device's patient (one Observation per vital sign and the
+/// grouping panel, through the shared pipeline), then evaluates the patient's alerts. Shared
+/// with the S3 inbox.
+pub async fn file_reading<O: ObservationStore, L: AlertStore>(
     observations: &O,
+    alerts: &L,
+    settings: &AlertSettings,
     reading: &Reading,
     device: &Device,
     patient: &str,
@@ -266,7 +272,13 @@ pub async fn file_reading<O: ObservationStore>(
             }
         }
     }
-    Ok(Ok(FiledReading { vital_sign_id, duplicate, alerts_triggered: 0 }))
+    // A redelivered reading changes nothing, so it raises nothing either.
+    let alerts_triggered = if duplicate {
+        0
+    } else {
+        crate::alerts::evaluate(observations, alerts, settings, patient, &device.thing_name, &vital_sign_id, reading.timestamp.at).await?.len()
+    };
+    Ok(Ok(FiledReading { vital_sign_id, duplicate, alerts_triggered }))
 }
 
 fn check_device(reading_device: &str, caller: &Caller) -> Result<(), Failure> {
@@ -280,9 +292,9 @@ fn check_device(reading_device: &str, caller: &Caller) -> Result<(), Failure> {
 }
 
 /// `POST /api/iot/vitals`: one reading.
-pub async fn submit<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: ActivityLog>(
+pub async fn submit<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: ActivityLog, L: AlertStore>(
     request: Request,
-    deps: &VitalsDeps<D, O, K, A>,
+    deps: &VitalsDeps<D, O, K, A, L>,
 ) -> Response<Body> {
     let request = &request;
     guarded(request, deps, Permission::WriteVitals, |caller| async move {
@@ -290,7 +302,7 @@ pub async fn submit<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: A
         let reading = readings::parse(text, None, Utc::now()).map_err(Failure::invalid)?;
         check_device(&reading.device_id, &caller)?;
         let (device, patient) = sending_device(&deps.devices, &caller).await?;
-        let filed = file_reading(&deps.observations, &reading, &device, &patient).await??;
+        let filed = file_reading(&deps.observations, &deps.alerts, &deps.alert_settings, &reading, &device, &patient).await??;
         tracing::info!(thing_name = %device.thing_name, vital_sign_id = %filed.vital_sign_id, duplicate = filed.duplicate, "reading filed");
         let status = if filed.duplicate { 200 } else { 201 };
         Ok((
@@ -317,9 +329,9 @@ struct BatchBody<'a> {
 
 /// `POST /api/iot/vitals/batch`: `{device_id, readings: [...]}`, 1 to 100 readings, each
 /// validated and filed on its own; per-reading errors.
-pub async fn submit_batch<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: ActivityLog>(
+pub async fn submit_batch<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: ActivityLog, L: AlertStore>(
     request: Request,
-    deps: &VitalsDeps<D, O, K, A>,
+    deps: &VitalsDeps<D, O, K, A, L>,
 ) -> Response<Body> {
     let request = &request;
     guarded(request, deps, Permission::WriteVitals, |caller| async move {
@@ -340,7 +352,7 @@ pub async fn submit_batch<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore
         for (index, raw) in list.iter().enumerate() {
             let outcome = match readings::parse(raw.get(), Some(&device_id), now) {
                 Err(problems) => Err(Failure::invalid(problems)),
-                Ok(reading) => file_reading(&deps.observations, &reading, &device, &patient).await?,
+                Ok(reading) => file_reading(&deps.observations, &deps.alerts, &deps.alert_settings, &reading, &device, &patient).await?,
             };
             match outcome {
                 Ok(filed) => {
@@ -375,9 +387,9 @@ pub async fn submit_batch<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore
 }
 
 /// `GET /api/iot/status`: the key's device.
-pub async fn status<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: ActivityLog>(
+pub async fn status<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: ActivityLog, L: AlertStore>(
     request: Request,
-    deps: &VitalsDeps<D, O, K, A>,
+    deps: &VitalsDeps<D, O, K, A, L>,
 ) -> Response<Body> {
     guarded(&request, deps, Permission::ReadStatus, |caller| async move {
         let device = deps
@@ -411,6 +423,7 @@ pub async fn aws_deps() -> Result<
         crate::observations::DynamoObservationStore,
         crate::api_keys::DynamoApiKeyStore,
         crate::activity::DynamoActivityLog,
+        crate::alerts::DynamoAlertStore,
     >,
     crate::tables::MissingSetting,
 > {
@@ -420,6 +433,8 @@ pub async fn aws_deps() -> Result<
         devices: crate::devices::DynamoDeviceRegistry::new(dynamodb.clone(), crate::tables::DEVICES.name_from_env()?),
         observations: crate::observations::DynamoObservationStore::new(dynamodb.clone(), crate::tables::OBSERVATIONS.name_from_env()?),
         keys: crate::api_keys::aws_key_store(dynamodb.clone())?,
-        activity: crate::activity::aws_log(dynamodb)?,
+        activity: crate::activity::aws_log(dynamodb.clone())?,
+        alerts: crate::alerts::DynamoAlertStore { client: dynamodb, table: crate::tables::ALERTS.name_from_env()? },
+        alert_settings: AlertSettings::from_env(),
     })
 }
