@@ -76,6 +76,15 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i32,
     },
+    /// Drop a reading file into the inbox bucket of a running `up` (as `inbox/<file name>`).
+    InboxDrop {
+        file: PathBuf,
+    },
+    /// List the inbox bucket of a running `up` (`inbox/`, `archive/`, `failed/`).
+    InboxList {
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
     /// Run one function binary with one event.
     Invoke {
         /// The function's binary name, e.g. fhir-ingest.
@@ -106,6 +115,23 @@ type AnyError = Box<dyn std::error::Error>;
 async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     if let Command::Observations { device, limit } = &cli.command {
         return print_device_observations(&repo_root().join(&cli.state_dir), device, *limit).await;
+    }
+    if let Command::InboxDrop { file } = &cli.command {
+        let s3 = vitalwire::aws::s3(&running_config(&repo_root().join(&cli.state_dir)).await?);
+        let name = file.file_name().and_then(|n| n.to_str()).ok_or("the file has no name")?;
+        let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let key = format!("{}{name}", vitalwire::inbox::INBOX_PREFIX);
+        s3.put_object().bucket(local_inbox_bucket()).key(&key).content_type("application/json").body(body.into()).send().await?;
+        println!("Dropped {} as s3://{}/{key}", file.display(), local_inbox_bucket());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::InboxList { prefix } = &cli.command {
+        let s3 = vitalwire::aws::s3(&running_config(&repo_root().join(&cli.state_dir)).await?);
+        let listed = s3.list_objects_v2().bucket(local_inbox_bucket()).prefix(prefix).send().await?;
+        for object in listed.contents() {
+            println!("{:>10}  {}", object.size().unwrap_or(0), object.key().unwrap_or_default());
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if let Command::Token { role, patient_id, subject, minutes } = &cli.command {
         let role = Role::parse(role).ok_or("--role must be admin, clinician or patient")?;
@@ -177,7 +203,9 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Observations { .. } | Command::Token { .. } => Ok(ExitCode::SUCCESS),
+        Command::Observations { .. } | Command::Token { .. } | Command::InboxDrop { .. } | Command::InboxList { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Invoke { function, event, bin_dir } => {
             let definition = stack.function(&function).ok_or_else(|| format!("template.yaml has no function with binary {function}"))?;
             let mut env = stack.function_env(&definition)?;
@@ -197,7 +225,13 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
 }
 
 /// Reads the Observations of a device from the emulator of a running `vitalwire-local up`.
-async fn print_device_observations(state_dir: &Path, device: &str, limit: i32) -> Result<ExitCode, AnyError> {
+/// The inbox bucket as the local stack names it (no prefix, lower case).
+fn local_inbox_bucket() -> String {
+    vitalwire_local::platform::INBOX_BUCKET.to_lowercase()
+}
+
+/// The AWS configuration of a running `up`, from its `endpoints.json`.
+async fn running_config(state_dir: &Path) -> Result<aws_config::SdkConfig, AnyError> {
     let endpoints_file = state_dir.join("endpoints.json");
     let endpoints: Value = serde_json::from_slice(
         &std::fs::read(&endpoints_file).map_err(|e| format!("{}: {e} (is `vitalwire-local up` running?)", endpoints_file.display()))?,
@@ -207,7 +241,11 @@ async fn print_device_observations(state_dir: &Path, device: &str, limit: i32) -
     for (k, v) in [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "vitalwire-local"), ("AWS_SECRET_ACCESS_KEY", "vitalwire-local")] {
         std::env::set_var(k, v);
     }
-    let config = vitalwire::aws::load_config().await;
+    Ok(vitalwire::aws::load_config().await)
+}
+
+async fn print_device_observations(state_dir: &Path, device: &str, limit: i32) -> Result<ExitCode, AnyError> {
+    let config = running_config(state_dir).await?;
     let store = DynamoObservationStore::new(vitalwire::aws::dynamodb(&config), tables::OBSERVATIONS.logical_id);
     let found = store.for_device(device, limit).await?;
     println!("{} Observation(s) of device {device}, newest first:", found.len());

@@ -36,6 +36,9 @@ use crate::stack::LocalStack;
 /// The secret that peppers API key hashes (logical id in `template.yaml`).
 pub const API_KEY_PEPPER_SECRET: &str = "ApiKeyPepperSecret";
 
+/// The bucket gateways drop reading files into (logical id in `template.yaml`).
+pub const INBOX_BUCKET: &str = "InboxBucket";
+
 /// The bucket of device uploads and firmware (logical id in `template.yaml`).
 pub const DEVICE_FILES_BUCKET: &str = "DeviceFilesBucket";
 
@@ -52,7 +55,7 @@ pub struct Settings {
     pub api: SocketAddr,
     /// Ownership-token lifetime (one hour unless a test shortens it).
     pub token_lifetime: Option<Duration>,
-    /// How often the uploads prefix is checked for new objects.
+    /// How often the uploads and inbox prefixes are checked for new objects.
     pub upload_poll: Duration,
 }
 
@@ -183,6 +186,14 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         devices: devices()?,
         dead_letters: dead_letters()?,
     };
+    let inbox_bucket = stack.bucket(INBOX_BUCKET).map(str::to_owned).ok_or_else(|| format!("template.yaml has no {INBOX_BUCKET}"))?;
+    let inbox = vitalwire::inbox::InboxDeps {
+        objects: vitalwire::inbox::S3Inbox { client: s3.clone() },
+        devices: devices()?,
+        observations: observations()?,
+        alerts: vitalwire::alerts::DynamoAlertStore { client: dynamodb.clone(), table: table(&tables::ALERTS)? },
+        alert_settings: vitalwire::alerts::AlertSettings::default(),
+    };
     let files = gateway.pki.files.clone();
     let tasks = vec![
         spawn_http(iot_listener, crate::gateway::http::router(gateway.clone())),
@@ -193,7 +204,8 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
             }
         }),
         spawn_http(api_listener, api.router()),
-        crate::s3_events::watch_uploads(s3, bucket, "uploads/", Arc::new(registration), settings.upload_poll),
+        crate::s3_events::watch_uploads(s3.clone(), bucket, "uploads/", Arc::new(registration), settings.upload_poll),
+        crate::s3_events::watch_inbox(s3, inbox_bucket, Arc::new(inbox), settings.upload_poll),
         tokio::spawn({
             // Step and in-progress timeouts of job executions.
             let gateway = gateway.clone();

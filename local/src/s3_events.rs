@@ -36,7 +36,45 @@ pub fn object_created_event(bucket: &str, key: &str, size: i64, etag: &str) -> s
     }]})
 }
 
-/// Watches `prefix` in `bucket` and hands each new object to the `upload-registered` handler.
+/// What a watched prefix's events are handed to.
+pub type EventHandler = Arc<dyn Fn(S3Event) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Watches `prefix` in `bucket` and hands an event for each new object (or new version of one)
+/// to `handler`; a failed handling is retried on the next round, as Lambda retries S3 events.
+pub fn watch(s3: aws_sdk_s3::Client, bucket: String, prefix: &'static str, handler: EventHandler, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        loop {
+            let mut present = HashSet::new();
+            let mut pages = s3.list_objects_v2().bucket(&bucket).prefix(prefix).into_paginator().send();
+            while let Some(Ok(page)) = pages.next().await {
+                for object in page.contents() {
+                    let (Some(key), Some(etag)) = (object.key(), object.e_tag()) else { continue };
+                    let id = (key.to_owned(), etag.to_owned());
+                    present.insert(id.clone());
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
+                    let event = object_created_event(&bucket, key, object.size().unwrap_or(0), etag);
+                    match serde_json::from_value::<S3Event>(event) {
+                        Ok(event) => {
+                            if let Err(e) = handler(event).await {
+                                tracing::error!(error = %e, key, "S3 event handling failed; will retry");
+                                seen.remove(&id);
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "could not build the S3 event"),
+                    }
+                }
+            }
+            // An object that went away and comes back (the same file dropped again) is new again.
+            seen.retain(|id| present.contains(id));
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// Watches `prefix` and hands each new object to the `upload-registered` handler.
 pub fn watch_uploads(
     s3: aws_sdk_s3::Client,
     bucket: String,
@@ -44,29 +82,26 @@ pub fn watch_uploads(
     deps: Arc<UploadRegistration>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        loop {
-            let mut pages = s3.list_objects_v2().bucket(&bucket).prefix(prefix).into_paginator().send();
-            while let Some(Ok(page)) = pages.next().await {
-                for object in page.contents() {
-                    let (Some(key), Some(etag)) = (object.key(), object.e_tag()) else { continue };
-                    if !seen.insert((key.to_owned(), etag.to_owned())) {
-                        continue;
-                    }
-                    let event = object_created_event(&bucket, key, object.size().unwrap_or(0), etag);
-                    match serde_json::from_value::<S3Event>(event) {
-                        Ok(event) => {
-                            if let Err(e) = registration::handle(&event, &deps).await {
-                                tracing::error!(error = %e, "upload-registered failed; will retry");
-                                seen.remove(&(key.to_owned(), etag.to_owned()));
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "could not build the S3 event"),
-                    }
-                }
-            }
-            tokio::time::sleep(every).await;
-        }
-    })
+    let handler: EventHandler = Arc::new(move |event| {
+        let deps = deps.clone();
+        Box::pin(async move { registration::handle(&event, &deps).await.map(|_| ()).map_err(|e| e.to_string()) })
+    });
+    watch(s3, bucket, prefix, handler, every)
+}
+
+/// The `inbox-processor` handler's dependencies.
+pub type InboxProcessor = vitalwire::inbox::InboxDeps<
+    vitalwire::inbox::S3Inbox,
+    DynamoDeviceRegistry,
+    vitalwire::observations::DynamoObservationStore,
+    vitalwire::alerts::DynamoAlertStore,
+>;
+
+/// Watches `inbox/` and hands each dropped file to the `inbox-processor` handler.
+pub fn watch_inbox(s3: aws_sdk_s3::Client, bucket: String, deps: Arc<InboxProcessor>, every: Duration) -> tokio::task::JoinHandle<()> {
+    let handler: EventHandler = Arc::new(move |event| {
+        let deps = deps.clone();
+        Box::pin(async move { vitalwire::inbox::handle(&event, &deps).await.map(|_| ()).map_err(|e| e.to_string()) })
+    });
+    watch(s3, bucket, vitalwire::inbox::INBOX_PREFIX, handler, every)
 }

@@ -20,6 +20,7 @@ pub mod dynamo;
 pub mod fhir;
 pub mod fhir_api;
 pub mod firmware;
+pub mod inbox;
 pub mod ingest;
 pub mod job_events;
 pub mod measurement;

@@ -216,12 +216,13 @@ where
     respond_with(status, &body, &headers)
 }
 
-/// The key's device, allowed to send readings for its patient.
-async fn sending_device<D: DeviceRegistry>(devices: &D, caller: &Caller) -> Result<(Device, String), Failure> {
-    let device = devices
-        .get(&caller.device_id)
-        .await?
-        .ok_or_else(|| Failure::new(400, format!("device {} is not registered", caller.device_id)))?;
+/// The device, if it may send readings, and its patient; shared with the S3 inbox.
+pub async fn sending_device<D: DeviceRegistry>(devices: &D, device_id: &str) -> Result<Result<(Device, String), Failure>, StoreError> {
+    Ok(check_sending_device(devices.get(device_id).await?, device_id))
+}
+
+fn check_sending_device(device: Option<Device>, device_id: &str) -> Result<(Device, String), Failure> {
+    let device = device.ok_or_else(|| Failure::new(400, format!("device {device_id} is not registered")))?;
     if matches!(device.status, DeviceStatus::Inactive | DeviceStatus::Blocked) {
         return Err(Failure::new(403, format!("device {} is {}", device.thing_name, device.status.as_str())));
     }
@@ -301,7 +302,7 @@ pub async fn submit<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: A
         let text = std::str::from_utf8(body_bytes(request)).map_err(|_| Failure::new(400, "the body is not UTF-8 JSON"))?;
         let reading = readings::parse(text, None, Utc::now()).map_err(Failure::invalid)?;
         check_device(&reading.device_id, &caller)?;
-        let (device, patient) = sending_device(&deps.devices, &caller).await?;
+        let (device, patient) = sending_device(&deps.devices, &caller.device_id).await??;
         let filed = file_reading(&deps.observations, &deps.alerts, &deps.alert_settings, &reading, &device, &patient).await??;
         tracing::info!(thing_name = %device.thing_name, vital_sign_id = %filed.vital_sign_id, duplicate = filed.duplicate, "reading filed");
         let status = if filed.duplicate { 200 } else { 201 };
@@ -346,7 +347,7 @@ pub async fn submit_batch<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore
         if list.is_empty() || list.len() > MAX_BATCH {
             return Err(Failure::invalid(vec![FieldError { field: "readings".into(), reason: format!("must hold 1 to {MAX_BATCH} readings") }]));
         }
-        let (device, patient) = sending_device(&deps.devices, &caller).await?;
+        let (device, patient) = sending_device(&deps.devices, &caller.device_id).await??;
         let now = Utc::now();
         let (mut created, mut errors, mut alerts) = (Vec::new(), Vec::new(), 0);
         for (index, raw) in list.iter().enumerate() {

@@ -1,0 +1,197 @@
+//! The S3 inbox through the local platform: files dropped under `inbox/` are filed and moved to
+//! `archive/` (or to `failed/` with an error report), streamed, and never processed twice.
+
+use std::time::Duration;
+
+use aws_lambda_events::s3::S3Event;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use vitalwire::alerts::{AlertSettings, DynamoAlertStore};
+use vitalwire::auth::Role;
+use vitalwire::devices::DynamoDeviceRegistry;
+use vitalwire::inbox::{self, InboxDeps, InboxOutcome, S3Inbox};
+use vitalwire::observations::DynamoObservationStore;
+use vitalwire::tables::{ALERTS, DEVICES, OBSERVATIONS};
+use vitalwire_tests::{Api, LocalGateway};
+
+async fn device(api: &Api<'_>, serial: &str) -> String {
+    let admin = api.token(Role::Admin, None);
+    let (status, d) = api
+        .call(Method::POST, "/admin/devices", Some(&admin), Some(json!({"serialNumber": serial, "manufacturer": "InHealth", "model": "Gateway"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let thing = d["thingName"].as_str().unwrap().to_owned();
+    api.call(Method::PUT, &format!("/admin/devices/{thing}/patient"), Some(&admin), Some(json!({"patientId": "P200"}))).await;
+    thing
+}
+
+struct Inbox<'a> {
+    gw: &'a LocalGateway,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl Inbox<'_> {
+    fn new(gw: &LocalGateway) -> Inbox<'_> {
+        Inbox { gw, s3: vitalwire::aws::s3(&gw.stack.config), bucket: gw.stack.stack.bucket("InboxBucket").unwrap().to_owned() }
+    }
+
+    async fn drop_file(&self, name: &str, body: impl Into<Vec<u8>>) {
+        self.s3.put_object().bucket(&self.bucket).key(format!("inbox/{name}")).body(body.into().into()).send().await.unwrap();
+    }
+
+    async fn keys(&self, prefix: &str) -> Vec<String> {
+        let out = self.s3.list_objects_v2().bucket(&self.bucket).prefix(prefix).send().await.unwrap();
+        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+    }
+
+    /// Waits until the local platform has moved `name` out of the inbox; the keys under
+    /// `archive/` and `failed/` then.
+    async fn moved(&self, name: &str) -> (Vec<String>, Vec<String>) {
+        for _ in 0..300 {
+            if !self.keys("inbox/").await.contains(&format!("inbox/{name}")) {
+                return (self.keys("archive/").await, self.keys("failed/").await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("inbox/{name} was never processed");
+    }
+
+    async fn text(&self, key: &str) -> String {
+        let out = self.s3.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
+        String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
+    }
+
+    fn deps(&self) -> InboxDeps<S3Inbox, DynamoDeviceRegistry, DynamoObservationStore, DynamoAlertStore> {
+        let stack = &self.gw.stack;
+        InboxDeps {
+            objects: S3Inbox { client: self.s3.clone() },
+            devices: DynamoDeviceRegistry::new(stack.dynamodb.clone(), stack.table(&DEVICES)),
+            observations: DynamoObservationStore::new(stack.dynamodb.clone(), stack.table(&OBSERVATIONS)),
+            alerts: DynamoAlertStore { client: stack.dynamodb.clone(), table: stack.table(&ALERTS) },
+            alert_settings: AlertSettings::default(),
+        }
+    }
+}
+
+fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_file_is_filed_and_archived_by_date_with_a_timestamped_name() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let thing = device(&api, "DEV101").await;
+    let inbox = Inbox::new(&gw);
+    let file = json!({
+        "device_id": thing, "timestamp": "2025-11-17T10:30:00Z", "heart_rate": 75, "blood_pressure_systolic": 120,
+        "blood_pressure_diastolic": 80, "temperature": 98.6, "temperature_unit": "F", "respiratory_rate": 16,
+        "oxygen_saturation": 98.0, "glucose": 95.0, "weight": 150.0, "weight_unit": "lbs",
+        "notes": "Automated reading from device", "signal_quality": 95, "battery_level": 80
+    })
+    .to_string();
+    inbox.drop_file("DEV101_20251117_103000.json", file.clone()).await;
+    let (archived, failed) = inbox.moved("DEV101_20251117_103000.json").await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(archived.len(), 1);
+    let prefix = format!("archive/{}/DEV101_20251117_103000_", today());
+    assert!(archived[0].starts_with(&prefix) && archived[0].ends_with(".json"), "{archived:?}");
+    let stamp = &archived[0][prefix.len()..archived[0].len() - 5];
+    assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S").is_ok(), "YYYYmmdd_HHMMSS: {stamp}");
+    assert_eq!(inbox.text(&archived[0]).await, file, "archived unchanged");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8);
+
+    // NDJSON and batch files go the same way.
+    let ndjson = format!(
+        "{}\n{}\n",
+        json!({"device_id": thing, "timestamp": "2025-11-17T11:00:00Z", "heart_rate": 70}),
+        json!({"device_id": thing, "readings": [{"timestamp": "2025-11-17T11:05:00Z", "heart_rate": 71}]}),
+    );
+    inbox.drop_file("site/readings.ndjson", ndjson).await;
+    let (archived, _) = inbox.moved("site/readings.ndjson").await;
+    assert!(archived.iter().any(|k| k.contains("/site_readings_")), "{archived:?}");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8 + 4, "two heart rates, each with its set");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_readings_and_malformed_files_move_to_failed_with_a_report_and_good_ones_are_kept() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let thing = device(&api, "DEV102").await;
+    let inbox = Inbox::new(&gw);
+    let batch = json!({"device_id": thing, "readings": [
+        {"timestamp": "2025-11-17T10:00:00Z", "heart_rate": 75},
+        {"timestamp": "2025-11-17T10:30:00Z", "heart_rate": 900},
+        {"timestamp": "2025-11-17T11:00:00Z", "oxygen_saturation": 97},
+        {"timestamp": "2025-11-17T11:30:00Z", "device_id": "someone-else", "heart_rate": 60},
+    ]});
+    inbox.drop_file("batch.json", batch.to_string()).await;
+    let (archived, failed) = inbox.moved("batch.json").await;
+    assert!(archived.is_empty());
+    let moved = failed.iter().find(|k| !k.ends_with(".errors.json")).expect("the file under failed/");
+    let report_key = failed.iter().find(|k| k.ends_with(".errors.json")).expect("the report");
+    assert!(moved.starts_with(&format!("failed/{}/batch_", today())));
+    assert_eq!(report_key, &moved.replace(".json", ".errors.json"));
+    let report: Value = serde_json::from_str(&inbox.text(report_key).await).unwrap();
+    assert_eq!((report["readings"].as_u64(), report["stored"].as_u64(), report["failed"].as_u64()), (Some(4), Some(2), Some(2)));
+    assert_eq!((report["errors"][0]["index"].as_u64(), report["errors"][0]["field"].as_str()), (Some(1), Some("heart_rate")));
+    assert_eq!((report["errors"][1]["index"].as_u64(), report["errors"][1]["field"].as_str()), (Some(3), Some("device_id")));
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 4, "the two good readings, each with its set");
+
+    inbox.drop_file("broken.json", "{\"device_id\": \"x\", \"heart_rate\": ").await;
+    let (_, failed) = inbox.moved("broken.json").await;
+    let report_key = failed.iter().find(|k| k.contains("/broken_") && k.ends_with(".errors.json")).expect("a report");
+    let report: Value = serde_json::from_str(&inbox.text(report_key).await).unwrap();
+    assert_eq!(report["errors"][0]["field"], "file");
+    assert!(report["errors"][0]["reason"].as_str().unwrap().starts_with("malformed JSON"), "{report}");
+    assert!(failed.iter().any(|k| k.contains("/broken_") && !k.ends_with(".errors.json")), "the file itself is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_events_change_nothing() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let thing = device(&api, "DEV103").await;
+    let inbox = Inbox::new(&gw);
+    let body = json!({"device_id": thing, "timestamp": "2025-11-17T10:30:00Z", "heart_rate": 75}).to_string();
+    inbox.drop_file("once.json", body.clone()).await;
+    inbox.moved("once.json").await;
+    let stored = gw.stack.count(&OBSERVATIONS).await;
+    let event = vitalwire_local::s3_events::object_created_event(&inbox.bucket, "inbox/once.json", body.len() as i64, "e1");
+    let event: S3Event = serde_json::from_value(event).unwrap();
+    let outcome = inbox::handle(&event, &inbox.deps()).await.unwrap();
+    assert_eq!(outcome, [InboxOutcome::AlreadyProcessed { key: "inbox/once.json".into() }]);
+
+    // Delivered twice before the move finished: the same destination, the same Observations.
+    inbox.s3.put_object().bucket(&inbox.bucket).key("inbox/twice.json").body(body.clone().into_bytes().into()).send().await.unwrap();
+    let event = vitalwire_local::s3_events::object_created_event(&inbox.bucket, "inbox/twice.json", body.len() as i64, "e2");
+    let event: S3Event = serde_json::from_value(event).unwrap();
+    let first = inbox::handle(&event, &inbox.deps()).await.unwrap();
+    inbox.s3.put_object().bucket(&inbox.bucket).key("inbox/twice.json").body(body.into_bytes().into()).send().await.unwrap();
+    let second = inbox::handle(&event, &inbox.deps()).await.unwrap();
+    assert_eq!(first, second, "same destination");
+    assert!(matches!(&first[0], InboxOutcome::Archived { stored: 1, .. }));
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, stored, "nothing filed twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_file_is_streamed() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let thing = device(&api, "DEV104").await;
+    let inbox = Inbox::new(&gw);
+    // Two readings around 100 MB of JSON whitespace: a buffering reader would hold it all.
+    let mut body = json!({"device_id": thing, "timestamp": "2025-11-17T10:00:00Z", "heart_rate": 70}).to_string().into_bytes();
+    body.push(b'\n');
+    body.resize(body.len() + 100 * 1024 * 1024, b' ');
+    body.extend_from_slice(json!({"device_id": thing, "timestamp": "2025-11-17T10:05:00Z", "heart_rate": 72}).to_string().as_bytes());
+    let size = body.len();
+    inbox.drop_file("large.json", body).await;
+    let (archived, failed) = inbox.moved("large.json").await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let key = archived.iter().find(|k| k.contains("/large_")).unwrap();
+    let head = inbox.s3.head_object().bucket(&inbox.bucket).key(key).send().await.unwrap();
+    assert_eq!(head.content_length(), Some(size as i64), "archived whole");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 4);
+}
