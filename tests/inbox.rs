@@ -163,16 +163,22 @@ async fn redelivered_events_change_nothing() {
     let outcome = inbox::handle(&event, &inbox.deps()).await.unwrap();
     assert_eq!(outcome, [InboxOutcome::AlreadyProcessed { key: "inbox/once.json".into() }]);
 
-    // Delivered twice before the move finished: the same destination, the same Observations.
-    inbox.s3.put_object().bucket(&inbox.bucket).key("inbox/twice.json").body(body.clone().into_bytes().into()).send().await.unwrap();
-    let event = vitalwire_local::s3_events::object_created_event(&inbox.bucket, "inbox/twice.json", body.len() as i64, "e2");
+    // Delivered twice before the move finished (in a bucket the platform does not watch, so
+    // that only these two deliveries run): the same destination, the same Observations.
+    let quiet = format!("{}-quiet", inbox.bucket);
+    inbox.s3.create_bucket().bucket(&quiet).send().await.unwrap();
+    inbox.s3.put_object().bucket(&quiet).key("inbox/twice.json").body(body.clone().into_bytes().into()).send().await.unwrap();
+    let event = vitalwire_local::s3_events::object_created_event(&quiet, "inbox/twice.json", body.len() as i64, "e2");
     let event: S3Event = serde_json::from_value(event).unwrap();
     let first = inbox::handle(&event, &inbox.deps()).await.unwrap();
-    inbox.s3.put_object().bucket(&inbox.bucket).key("inbox/twice.json").body(body.into_bytes().into()).send().await.unwrap();
+    inbox.s3.put_object().bucket(&quiet).key("inbox/twice.json").body(body.into_bytes().into()).send().await.unwrap();
     let second = inbox::handle(&event, &inbox.deps()).await.unwrap();
     assert_eq!(first, second, "same destination");
     assert!(matches!(&first[0], InboxOutcome::Archived { stored: 1, .. }));
     assert_eq!(gw.stack.count(&OBSERVATIONS).await, stored, "nothing filed twice");
+    // A concurrent delivery that moved the file first leaves nothing to copy: not an error.
+    use vitalwire::inbox::InboxObjects;
+    assert!(!inbox.deps().objects.copy(&quiet, "inbox/twice.json", "archive/elsewhere.json").await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,7 +39,8 @@ pub const MAX_REPORTED_ERRORS: usize = 1000;
 pub trait InboxObjects: Send + Sync {
     /// The object's bytes, streamed; `None` if it is gone (moved by an earlier delivery).
     fn open(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Option<ByteStream>, StoreError>> + Send;
-    fn copy(&self, bucket: &str, from: &str, to: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Copies an object; false if the source is gone (a concurrent delivery moved it).
+    fn copy(&self, bucket: &str, from: &str, to: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn put_json(&self, bucket: &str, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn delete(&self, bucket: &str, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -59,17 +60,13 @@ impl InboxObjects for S3Inbox {
         }
     }
 
-    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<(), StoreError> {
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<bool, StoreError> {
         let source = format!("{bucket}/{}", percent_encoding::utf8_percent_encode(from, percent_encoding::NON_ALPHANUMERIC));
-        self.client
-            .copy_object()
-            .bucket(bucket)
-            .key(to)
-            .copy_source(source)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("copy inbox file", crate::dynamo::describe(&e)))?;
-        Ok(())
+        match self.client.copy_object().bucket(bucket).key(to).copy_source(source).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(StoreError::new("copy inbox file", crate::dynamo::describe(&e))),
+        }
     }
 
     async fn put_json(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
@@ -111,7 +108,7 @@ pub struct InboxDeps<S, D, O, L> {
 pub enum InboxOutcome {
     Archived { key: String, to: String, stored: usize },
     Failed { key: String, to: String, report: String, stored: usize, failed: usize },
-    /// The file had been moved by an earlier delivery of the event.
+    /// The file had been moved by an earlier (or concurrent) delivery of the event.
     AlreadyProcessed { key: String },
     /// Not under `inbox/` (or a folder marker): left alone.
     Ignored { key: String },
@@ -232,7 +229,9 @@ where
     }
     if failed == 0 {
         let to = destination("archive", key, at);
-        deps.objects.copy(bucket, key, &to).await?;
+        if !deps.objects.copy(bucket, key, &to).await? {
+            return Ok(InboxOutcome::AlreadyProcessed { key: key.to_owned() });
+        }
         deps.objects.delete(bucket, key).await?;
         tracing::info!(key, to = %to, stored, "inbox file archived");
         return Ok(InboxOutcome::Archived { key: key.to_owned(), to, stored });
@@ -251,7 +250,9 @@ where
     });
     // The report first, then the copy: the original stays until both exist.
     deps.objects.put_json(bucket, &report, serde_json::to_vec_pretty(&body).unwrap_or_default()).await?;
-    deps.objects.copy(bucket, key, &to).await?;
+    if !deps.objects.copy(bucket, key, &to).await? {
+        return Ok(InboxOutcome::AlreadyProcessed { key: key.to_owned() });
+    }
     deps.objects.delete(bucket, key).await?;
     tracing::warn!(key, to = %to, stored, failed, "inbox file had errors");
     Ok(InboxOutcome::Failed { key: key.to_owned(), to, report, stored, failed })
