@@ -9,17 +9,20 @@ use vitalwire::dead_letters::{DeadLetterStore, DynamoDeadLetterStore};
 use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
 use vitalwire::ingest::{self, IngestDeps, IngestOutcome};
 use vitalwire::observations::{DynamoObservationStore, ObservationStore};
-use vitalwire::tables::{DEAD_LETTERS, DEVICES, OBSERVATIONS};
+use vitalwire::alerts::{AlertSettings, AlertStore, DynamoAlertStore};
+use vitalwire::tables::{ALERTS, DEAD_LETTERS, DEVICES, OBSERVATIONS};
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_tests::{assert_valid_fhir, emulator_environment, function_binary, repo_root, TestStack};
 
-type Deps = IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>;
+type Deps = IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore, DynamoAlertStore>;
 
 fn deps(t: &TestStack) -> Deps {
     IngestDeps {
         devices: DynamoDeviceRegistry::new(t.dynamodb.clone(), t.table(&DEVICES)),
         observations: DynamoObservationStore::new(t.dynamodb.clone(), t.table(&OBSERVATIONS)),
         dead_letters: DynamoDeadLetterStore::new(t.dynamodb.clone(), t.table(&DEAD_LETTERS)),
+        alerts: DynamoAlertStore { client: t.dynamodb.clone(), table: t.table(&ALERTS) },
+        alert_settings: AlertSettings::default(),
     }
 }
 

@@ -105,6 +105,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let devices = || -> Result<_, String> { Ok(DynamoDeviceRegistry::new(dynamodb.clone(), table(&tables::DEVICES)?)) };
     let dead_letters = || -> Result<_, String> { Ok(DynamoDeadLetterStore::new(dynamodb.clone(), table(&tables::DEAD_LETTERS)?)) };
     let observations = || -> Result<_, String> { Ok(DynamoObservationStore::new(dynamodb.clone(), table(&tables::OBSERVATIONS)?)) };
+    let alert_store = || -> Result<_, String> { Ok(vitalwire::alerts::DynamoAlertStore { client: dynamodb.clone(), table: table(&tables::ALERTS)? }) };
     let signer = || S3UploadSigner { client: s3.clone(), bucket: bucket.clone() };
     let deployments = || -> Result<_, String> { Ok(DynamoDeploymentStore::new(dynamodb.clone(), table(&tables::DEPLOYMENTS)?)) };
     let api_keys = || -> Result<_, String> {
@@ -122,7 +123,13 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let control_plane = aws_sdk_iot::config::Builder::from(config).endpoint_url(&iot_endpoint).build();
 
     let functions = Functions {
-        ingest: IngestDeps { devices: devices()?, observations: observations()?, dead_letters: dead_letters()? },
+        ingest: IngestDeps {
+            devices: devices()?,
+            observations: observations()?,
+            dead_letters: dead_letters()?,
+            alerts: alert_store()?,
+            alert_settings: vitalwire::alerts::AlertSettings::default(),
+        },
         hook: HookDeps { devices: devices()?, dead_letters: dead_letters()? },
         uploads: UploadLinkDeps {
             signer: signer(),
@@ -172,7 +179,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
                 table: table(&tables::ACTIVITY)?,
                 retention_days: vitalwire::activity::DEFAULT_RETENTION_DAYS,
             },
-            alerts: vitalwire::alerts::DynamoAlertStore { client: dynamodb.clone(), table: table(&tables::ALERTS)? },
+            alerts: alert_store()?,
             alert_settings: vitalwire::alerts::AlertSettings::default(),
         },
     };
@@ -191,7 +198,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         objects: vitalwire::inbox::S3Inbox { client: s3.clone() },
         devices: devices()?,
         observations: observations()?,
-        alerts: vitalwire::alerts::DynamoAlertStore { client: dynamodb.clone(), table: table(&tables::ALERTS)? },
+        alerts: alert_store()?,
         alert_settings: vitalwire::alerts::AlertSettings::default(),
     };
     let files = gateway.pki.files.clone();

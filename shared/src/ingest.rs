@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::alerts::{AlertSettings, AlertStore};
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::devices::{DeviceRegistry, DeviceStatus};
 use crate::measurement::{self, PayloadError};
@@ -27,10 +28,13 @@ use crate::StoreError;
 pub const SOURCE: &str = "fhir-ingest";
 
 /// What the handler needs.
-pub struct IngestDeps<D, O, L> {
+pub struct IngestDeps<D, O, L, A> {
     pub devices: D,
     pub observations: O,
     pub dead_letters: L,
+    /// Where the alerts evaluated after each filed measurement go.
+    pub alerts: A,
+    pub alert_settings: AlertSettings,
 }
 
 /// Why a message was refused.
@@ -96,11 +100,12 @@ struct RuleFields {
 }
 
 /// Handles one `FHIRIngest` rule event, given as the raw JSON the rule produced.
-pub async fn handle<D, O, L>(event: &RawValue, deps: &IngestDeps<D, O, L>) -> Result<IngestOutcome, IngestError>
+pub async fn handle<D, O, L, A>(event: &RawValue, deps: &IngestDeps<D, O, L, A>) -> Result<IngestOutcome, IngestError>
 where
     D: DeviceRegistry,
     O: ObservationStore,
     L: DeadLetterStore,
+    A: AlertStore,
 {
     let now = Utc::now();
     let raw = event.get();
@@ -129,17 +134,18 @@ where
     }
 }
 
-async fn ingest<D, O, L>(
+async fn ingest<D, O, L, A>(
     raw: &str,
     thing: &str,
     received_at: DateTime<Utc>,
     now: DateTime<Utc>,
-    deps: &IngestDeps<D, O, L>,
+    deps: &IngestDeps<D, O, L, A>,
 ) -> Result<Result<IngestOutcome, Rejection>, IngestError>
 where
     D: DeviceRegistry,
     O: ObservationStore,
     L: DeadLetterStore,
+    A: AlertStore,
 {
     let m = match measurement::parse(raw, received_at) {
         Ok(m) => m,
@@ -172,15 +178,26 @@ where
         issued: &issued,
     };
     let observation = build_observation(&m, &ctx);
-    Ok(match crate::pipeline::file(&deps.observations, &observation, m.code_key(), effective_utc).await? {
-        Filed::Stored { id } => Ok(IngestOutcome::Stored { observation_id: id }),
-        Filed::Duplicate { id } => Ok(IngestOutcome::Duplicate { observation_id: id }),
-        Filed::Conflict { .. } => Err(Rejection::ConflictingDuplicate),
-    })
+    let effective_at = m.effective.as_ref().map_or(received_at, |e| e.at);
+    let outcome = match crate::pipeline::file(&deps.observations, &observation, m.code_key(), effective_utc).await? {
+        Filed::Stored { id } => IngestOutcome::Stored { observation_id: id },
+        Filed::Duplicate { id } => IngestOutcome::Duplicate { observation_id: id },
+        Filed::Conflict { .. } => return Ok(Err(Rejection::ConflictingDuplicate)),
+    };
+    // Evaluated for a redelivery too: if the first delivery failed after filing, its alert is
+    // raised now; an alert already raised is de-duplicated by the store.
+    let (IngestOutcome::Stored { observation_id } | IngestOutcome::Duplicate { observation_id }) = &outcome else {
+        return Ok(Ok(outcome));
+    };
+    let raised = crate::alerts::evaluate(&deps.observations, &deps.alerts, &deps.alert_settings, &patient, thing, observation_id, effective_at).await?;
+    if !raised.is_empty() {
+        tracing::info!(thing_name = %thing, alerts = raised.len(), "alerts raised");
+    }
+    Ok(Ok(outcome))
 }
 
-async fn reject<D, O, L>(
-    deps: &IngestDeps<D, O, L>,
+async fn reject<D, O, L, A>(
+    deps: &IngestDeps<D, O, L, A>,
     raw: &str,
     thing: Option<&str>,
     received_at: DateTime<Utc>,
@@ -209,7 +226,7 @@ fn outcome_name(outcome: &IngestOutcome) -> &'static str {
 mod tests {
     use super::*;
     use crate::devices::Device;
-    use crate::memory::{MemoryDeadLetters, MemoryDevices, MemoryObservations};
+    use crate::memory::{MemoryAlerts, MemoryDeadLetters, MemoryDevices, MemoryObservations};
     use serde_json::json;
 
     fn device(thing: &str, status: DeviceStatus, patient: Option<&str>, may_name: bool) -> Device {
@@ -229,11 +246,13 @@ mod tests {
         }
     }
 
-    fn deps(devices: Vec<Device>) -> IngestDeps<MemoryDevices, MemoryObservations, MemoryDeadLetters> {
+    fn deps(devices: Vec<Device>) -> IngestDeps<MemoryDevices, MemoryObservations, MemoryDeadLetters, MemoryAlerts> {
         IngestDeps {
             devices: MemoryDevices::with(devices),
             observations: MemoryObservations::default(),
             dead_letters: MemoryDeadLetters::default(),
+            alerts: MemoryAlerts::default(),
+            alert_settings: AlertSettings::default(),
         }
     }
 
@@ -249,8 +268,20 @@ mod tests {
         RawValue::from_string(v.to_string()).unwrap()
     }
 
-    async fn run(d: &IngestDeps<MemoryDevices, MemoryObservations, MemoryDeadLetters>, e: &RawValue) -> IngestOutcome {
+    async fn run(d: &IngestDeps<MemoryDevices, MemoryObservations, MemoryDeadLetters, MemoryAlerts>, e: &RawValue) -> IngestOutcome {
         handle(e, d).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_abnormal_measurement_raises_one_alert_even_when_redelivered() {
+        let d = deps(vec![device("cuff-1", DeviceStatus::Active, Some("pat-1"), false)]);
+        run(&d, &event("cuff-1", json!({}))).await;
+        assert_eq!(d.alerts.len(), 0, "72 bpm scores 0");
+        let abnormal = event("cuff-1", json!({"value": 140, "effectiveDateTime": "2026-11-18T07:00:00Z"}));
+        assert!(matches!(run(&d, &abnormal).await, IngestOutcome::Stored { .. }));
+        assert_eq!(d.alerts.len(), 1, "heart rate 140 scores 3");
+        assert!(matches!(run(&d, &abnormal).await, IngestOutcome::Duplicate { .. }));
+        assert_eq!(d.alerts.len(), 1, "a redelivery raises nothing new");
     }
 
     fn rejected_code(outcome: &IngestOutcome) -> &str {

@@ -199,3 +199,32 @@ impl DeadLetterStore for MemoryDeadLetters {
         Ok(DeadLetterPage { items, next: next.flatten() })
     }
 }
+
+/// Alerts in memory, de-duplicated as the DynamoDB store does: per patient and kind, while one
+/// of the same or higher severity is open.
+#[derive(Default)]
+pub struct MemoryAlerts(Mutex<Vec<crate::alerts::Alert>>);
+
+impl MemoryAlerts {
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+}
+
+impl crate::alerts::AlertStore for MemoryAlerts {
+    async fn raise(&self, alert: &crate::alerts::Alert) -> Result<bool, StoreError> {
+        let mut alerts = self.0.lock().expect("lock");
+        let open = alerts
+            .iter()
+            .any(|a| a.patient_id == alert.patient_id && a.kind == alert.kind && a.status == "open" && a.severity >= alert.severity);
+        if open || alerts.iter().any(|a| a.alert_id == alert.alert_id) {
+            return Ok(false);
+        }
+        alerts.push(alert.clone());
+        Ok(true)
+    }
+
+    async fn for_patient(&self, patient_id: &str) -> Result<Vec<crate::alerts::Alert>, StoreError> {
+        Ok(self.0.lock().expect("lock").iter().rev().filter(|a| a.patient_id == patient_id).cloned().collect())
+    }
+}

@@ -273,12 +273,10 @@ pub async fn file_reading<O: ObservationStore, L: AlertStore>(
             }
         }
     }
-    // A redelivered reading changes nothing, so it raises nothing either.
-    let alerts_triggered = if duplicate {
-        0
-    } else {
-        crate::alerts::evaluate(observations, alerts, settings, patient, &device.thing_name, &vital_sign_id, reading.timestamp.at).await?.len()
-    };
+    // Evaluated for a repeated reading too: if the first delivery failed after filing, its
+    // alert is raised now; an alert already raised is de-duplicated by the store.
+    let alerts_triggered =
+        crate::alerts::evaluate(observations, alerts, settings, patient, &device.thing_name, &vital_sign_id, reading.timestamp.at).await?.len();
     Ok(Ok(FiledReading { vital_sign_id, duplicate, alerts_triggered }))
 }
 

@@ -56,7 +56,7 @@ pub enum GatewayError {
 
 /// The handlers the gateway's rules and provisioning run, over the platform's tables.
 pub struct Functions {
-    pub ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>,
+    pub ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore, vitalwire::alerts::DynamoAlertStore>,
     pub hook: HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>,
     pub uploads: UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>,
     pub job_events: JobEventDeps<DynamoDeploymentStore, DynamoDeviceRegistry, DynamoDeadLetterStore>,
@@ -102,7 +102,7 @@ pub struct Gateway {
     job_events: JobEventDeps<DynamoDeploymentStore, DynamoDeviceRegistry, DynamoDeadLetterStore>,
     s3: aws_sdk_s3::Client,
     hook: HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>,
-    ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore>,
+    ingest: IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore, vitalwire::alerts::DynamoAlertStore>,
     uploads: UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>,
     sessions: Mutex<HashMap<u64, Session>>,
     next_session: AtomicU64,
