@@ -280,6 +280,15 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
+    fn the_sample_event_is_an_s3_event_for_the_inbox() {
+        let event: S3Event = serde_json::from_str(include_str!("../../events/inbox-processor.json")).unwrap();
+        let record = &event.records[0];
+        let key = crate::uploads::registration::decoded_key(record.s3.object.key.as_deref().unwrap());
+        assert!(key.starts_with(INBOX_PREFIX));
+        assert_eq!(destination("archive", &key, record.event_time), "archive/2025-11-17/DEV001_20251117_103000_20251117_103045.json");
+    }
+
+    #[test]
     fn destinations_are_dated_and_stamped_in_utc() {
         let at = Utc.with_ymd_and_hms(2025, 11, 17, 10, 30, 45).unwrap();
         assert_eq!(destination("archive", "inbox/DEV001_reading1.json", at), "archive/2025-11-17/DEV001_reading1_20251117_103045.json");
