@@ -54,24 +54,23 @@ pub struct Caller {
     pub rate_limit_per_minute: u32,
 }
 
-/// A refusal: status, message, the field at fault, every problem, extra headers.
+/// A refusal: status, message, the field at fault, every problem.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub status: u16,
     pub error: String,
     pub field: Option<String>,
     pub errors: Vec<FieldError>,
-    headers: Vec<(&'static str, String)>,
 }
 
 impl Failure {
     fn new(status: u16, error: impl Into<String>) -> Self {
-        Self { status, error: error.into(), field: None, errors: Vec::new(), headers: Vec::new() }
+        Self { status, error: error.into(), field: None, errors: Vec::new() }
     }
 
     fn invalid(errors: Vec<FieldError>) -> Self {
         let first = errors.first().cloned().unwrap_or(FieldError { field: "body".into(), reason: "is invalid".into() });
-        Self { status: 400, error: format!("{} {}", first.field, first.reason), field: Some(first.field), errors, headers: Vec::new() }
+        Self { status: 400, error: format!("{} {}", first.field, first.reason), field: Some(first.field), errors }
     }
 
     fn body(&self) -> Value {
@@ -184,10 +183,7 @@ where
     .await;
     let (status, body, error) = match result {
         Ok((status, body)) => (status, body, None),
-        Err(f) => {
-            headers.extend(f.headers.iter().cloned());
-            (f.status, f.body(), Some(f.error))
-        }
+        Err(f) => (f.status, f.body(), Some(f.error)),
     };
     let ctx = request.request_context_ref();
     let (source_ip, request_id) = match ctx {
