@@ -42,6 +42,7 @@ pub struct Scanner {
     batch_device: Option<String>,
     device_value: Option<Vec<u8>>,
     pending: Vec<String>,
+    pending_bytes: usize,
     broken: bool,
 }
 
@@ -60,6 +61,7 @@ impl Default for Scanner {
             batch_device: None,
             device_value: None,
             pending: Vec::new(),
+            pending_bytes: 0,
             broken: false,
         }
     }
@@ -67,6 +69,9 @@ impl Default for Scanner {
 
 /// Readings larger than this are refused rather than buffered.
 pub const MAX_READING_BYTES: usize = 64 * 1024;
+/// Batch elements held while waiting for a `device_id` that comes after `readings`: beyond this
+/// the file is refused (memory must not grow with the file).
+pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
 impl Scanner {
     fn text(bytes: &[u8]) -> String {
@@ -78,7 +83,14 @@ impl Scanner {
         match &self.batch_device {
             Some(d) => out.push(Found::Reading { text, batch_device: Some(d.clone()) }),
             // `device_id` may come after `readings`: hold the elements until the object ends.
-            None => self.pending.push(text),
+            None => {
+                self.pending_bytes += text.len();
+                self.pending.push(text);
+                if self.pending_bytes > MAX_PENDING_BYTES {
+                    self.pending.clear();
+                    self.fail(out, format!("a batch over {MAX_PENDING_BYTES} bytes must give device_id before readings"));
+                }
+            }
         }
     }
 
@@ -187,6 +199,7 @@ impl Scanner {
                             self.mode = Mode::Batch;
                         }
                         (Mode::Batch, 0) => {
+                            self.pending_bytes = 0;
                             for text in std::mem::take(&mut self.pending) {
                                 out.push(Found::Reading { text, batch_device: self.batch_device.clone() });
                             }
@@ -294,6 +307,19 @@ mod tests {
             let r = readings(&scan_in_chunks(ndjson, chunk));
             assert_eq!(r.iter().map(|(v, _)| v["device_id"].as_str().unwrap()).collect::<Vec<_>>(), ["D1", "D2"]);
         }
+    }
+
+    #[test]
+    fn a_huge_batch_without_a_leading_device_id_is_refused_not_buffered() {
+        let element = r#"{"timestamp": "2025-11-17T10:00:00Z", "heart_rate": 75},"#;
+        let mut s = Scanner::default();
+        let mut out = Vec::new();
+        s.feed(br#"{"readings": ["#, &mut out);
+        for _ in 0..(2 * MAX_PENDING_BYTES / element.len()) {
+            s.feed(element.as_bytes(), &mut out);
+        }
+        assert!(matches!(out.last(), Some(Found::Malformed(m)) if m.contains("device_id before readings")), "{:?}", out.last());
+        assert!(s.pending.is_empty());
     }
 
     #[test]
