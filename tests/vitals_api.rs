@@ -345,4 +345,48 @@ async fn abnormal_vitals_raise_news2_and_glucose_alerts_once() {
     assert_eq!((temp["value"].as_str(), temp["unit"].as_str(), temp["score"].as_u64()), (Some("102.5"), Some("[degF]"), Some(2)), "kept in the device's unit");
     let (status, _) = api.call(Method::GET, "/patients/P123/alerts", Some(&api.token(Role::Patient, Some("P999"))), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another patient's alerts stay hidden");
+
+    // A clinician closes the high alert: the next abnormal set may raise one again.
+    let high_id = high["alertId"].as_str().unwrap().to_owned();
+    let close = format!("/patients/P123/alerts/{high_id}/close");
+    let (status, _) = api.call(Method::POST, &close, Some(&api.token(Role::Patient, Some("P123"))), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "patients do not close alerts");
+    let (status, closed) = api.call(Method::POST, &close, Some(&clinician), None).await;
+    assert_eq!((status, closed["status"].as_str(), closed["closedBy"].as_str()), (StatusCode::OK, Some("closed"), Some("tester")), "{closed}");
+    assert_eq!(post(json!({"device_id": thing, "timestamp": at(30), "respiratory_rate": 27, "heart_rate": 141})).await, 1, "raised again once closed");
+    let (status, _) = api.call(Method::POST, "/patients/P123/alerts/nope/close", Some(&clinician), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_store_deduplicates_against_the_highest_alert_still_open() {
+    use vitalwire::alerts::{Alert, AlertKind, AlertStore, DynamoAlertStore};
+    use vitalwire::news2::Severity;
+    let stack = vitalwire_tests::TestStack::new().await;
+    let store = DynamoAlertStore { client: stack.dynamodb.clone(), table: stack.table(&vitalwire::tables::ALERTS) };
+    let alert = |id: &str, severity: Severity| Alert {
+        alert_id: id.into(),
+        patient_id: "P1".into(),
+        device_id: "d".into(),
+        kind: AlertKind::News2,
+        score: Some(3),
+        severity,
+        partial: true,
+        contributions: Vec::new(),
+        raised_at: format!("2025-11-17T10:00:0{}.000Z", id.len()),
+        status: "open".into(),
+        closed_at: None,
+        closed_by: None,
+    };
+    assert!(store.raise(&alert("a", Severity::LowMedium)).await.unwrap());
+    assert!(!store.raise(&alert("b", Severity::LowMedium)).await.unwrap(), "same severity open");
+    assert!(store.raise(&alert("cc", Severity::High)).await.unwrap(), "higher than what is open");
+    store.close("P1", "cc", "nurse", "2025-11-17T11:00:00.000Z").await.unwrap().unwrap();
+    assert!(!store.raise(&alert("ddd", Severity::LowMedium)).await.unwrap(), "the low-medium alert is still open");
+    let closed = store.close("P1", "a", "nurse", "2025-11-17T11:05:00.000Z").await.unwrap().unwrap();
+    assert_eq!((closed.status.as_str(), closed.closed_by.as_deref()), ("closed", Some("nurse")));
+    assert!(store.raise(&alert("ddd", Severity::LowMedium)).await.unwrap(), "nothing open any more");
+    assert!(store.close("P1", "nope", "nurse", "x").await.unwrap().is_none());
+    let listed = store.for_patient("P1").await.unwrap();
+    assert_eq!(listed.iter().filter(|a| a.status == "open").count(), 1);
 }

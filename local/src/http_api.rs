@@ -203,6 +203,7 @@ impl LocalApi {
             "iot-vitals-batch" => vitals_api::submit_batch(request, &self.deps.vitals).await,
             "iot-status" => vitals_api::status(request, &self.deps.vitals).await,
             "patient-alerts" => alerts::list(request, &self.deps.vitals.alerts).await,
+            "patient-alerts-close" => alerts::close(request, &self.deps.vitals.alerts).await,
             _ => return None,
         })
     }

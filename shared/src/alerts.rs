@@ -89,8 +89,10 @@ pub struct Alert {
     pub partial: bool,
     pub contributions: Vec<Contribution>,
     pub raised_at: String,
-    /// `open` until a clinician acts.
+    /// `open` until a clinician closes it, then `closed`.
     pub status: String,
+    pub closed_at: Option<String>,
+    pub closed_by: Option<String>,
 }
 
 impl Alert {
@@ -99,6 +101,7 @@ impl Alert {
             "alertId": self.alert_id, "patientId": self.patient_id, "deviceId": self.device_id,
             "kind": self.kind.as_str(), "score": self.score, "severity": self.severity.as_str(),
             "partialSet": self.partial, "raisedAt": self.raised_at, "status": self.status,
+            "closedAt": self.closed_at, "closedBy": self.closed_by,
             "contributingReadings": self.contributions.iter().map(|c| json!({
                 "parameter": c.parameter, "observationId": c.observation_id, "value": c.value,
                 "unit": c.unit, "effectiveAt": c.effective_at, "score": c.score,
@@ -114,6 +117,15 @@ pub trait AlertStore: Send + Sync {
     fn raise(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The patient's alerts, newest first.
     fn for_patient(&self, patient_id: &str) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send;
+    /// Closes an alert (a clinician dealt with it), so that new readings may raise its kind
+    /// again; the alert as it is now, or `None` if the patient has no such alert.
+    fn close(
+        &self,
+        patient_id: &str,
+        alert_id: &str,
+        closed_by: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<Option<Alert>, StoreError>> + Send;
 }
 
 /// The latest value of one code for the patient within the window.
@@ -225,6 +237,8 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
                 contributions: contributions.clone(),
                 raised_at: now.clone(),
                 status: "open".into(),
+                closed_at: None,
+                closed_by: None,
             });
         }
     }
@@ -258,6 +272,8 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
                     }],
                     raised_at: now.clone(),
                     status: "open".into(),
+                    closed_at: None,
+                    closed_by: None,
                 });
             }
         }
@@ -311,7 +327,7 @@ impl AlertStore for DynamoAlertStore {
         let record = Put::builder()
             .table_name(&self.table)
             .item("patientId", s(&alert.patient_id))
-            .item("sortKey", s(format!("ALERT#{}#{}", alert.raised_at, alert.alert_id)))
+            .item("sortKey", s(Self::record_key(alert)))
             .item("alertId", s(&alert.alert_id))
             .item("alert", s(alert.to_json().to_string()))
             .build()
@@ -348,6 +364,79 @@ impl AlertStore for DynamoAlertStore {
             .filter_map(|i| serde_json::from_str::<Value>(crate::dynamo::opt_s(i, "alert")?.as_str()).ok())
             .filter_map(|v| alert_from_json(&v))
             .collect())
+    }
+    async fn close(&self, patient_id: &str, alert_id: &str, closed_by: &str, at: &str) -> Result<Option<Alert>, StoreError> {
+        use crate::dynamo::s;
+        const OP: &str = "close alert";
+        let all = self.for_patient(patient_id).await?;
+        let Some(mut alert) = all.iter().find(|a| a.alert_id == alert_id).cloned() else {
+            return Ok(None);
+        };
+        if alert.status == "closed" {
+            return Ok(Some(alert));
+        }
+        alert.status = "closed".into();
+        alert.closed_at = Some(at.to_owned());
+        alert.closed_by = Some(closed_by.to_owned());
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("patientId", s(patient_id))
+            .item("sortKey", s(Self::record_key(&alert)))
+            .item("alertId", s(&alert.alert_id))
+            .item("alert", s(alert.to_json().to_string()))
+            .send()
+            .await
+            .map_err(|e| StoreError::new(OP, crate::dynamo::describe(&e)))?;
+        // The marker now stands for the highest alert of this kind still open, or goes; only if
+        // it was this alert's (a higher one raised meanwhile keeps its own).
+        let marker_key = format!("OPEN#{}", alert.kind.as_str());
+        let still_open = all
+            .iter()
+            .filter(|a| a.kind == alert.kind && a.status == "open" && a.alert_id != alert_id)
+            .max_by_key(|a| severity_rank(a.severity));
+        let result = match still_open {
+            Some(open) => self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("patientId", s(patient_id))
+                .item("sortKey", s(&marker_key))
+                .item("alertId", s(&open.alert_id))
+                .item("rank", aws_sdk_dynamodb::types::AttributeValue::N(severity_rank(open.severity).to_string()))
+                .condition_expression("alertId = :closed")
+                .expression_attribute_values(":closed", s(alert_id))
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| match e.as_service_error() {
+                    Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
+                    _ => Err(crate::dynamo::describe(&e)),
+                }),
+            None => self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("patientId", s(patient_id))
+                .key("sortKey", s(&marker_key))
+                .condition_expression("alertId = :closed")
+                .expression_attribute_values(":closed", s(alert_id))
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| match e.as_service_error() {
+                    Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
+                    _ => Err(crate::dynamo::describe(&e)),
+                }),
+        };
+        result.map_err(|e| StoreError::new(OP, e))?;
+        Ok(Some(alert))
+    }
+}
+
+impl DynamoAlertStore {
+    fn record_key(alert: &Alert) -> String {
+        format!("ALERT#{}#{}", alert.raised_at, alert.alert_id)
     }
 }
 
@@ -392,7 +481,29 @@ fn alert_from_json(v: &Value) -> Option<Alert> {
             .unwrap_or_default(),
         raised_at: text("raisedAt").unwrap_or_default(),
         status: text("status").unwrap_or_else(|| "open".into()),
+        closed_at: text("closedAt"),
+        closed_by: text("closedBy"),
     })
+}
+
+/// `POST /patients/{patientId}/alerts/{alertId}/close` (admins and clinicians): the alert is
+/// dealt with; new readings may raise its kind again.
+pub async fn close<A: AlertStore>(request: lambda_http::Request, alerts: &A) -> lambda_http::Response<lambda_http::Body> {
+    use crate::api::{path_param, require, respond, ApiError};
+    use crate::auth::Role;
+    respond(async {
+        let who = require(&request, &[Role::Admin, Role::Clinician])?;
+        let patient = path_param(&request, "patientId")?;
+        let alert_id = path_param(&request, "alertId")?;
+        let at = crate::time::format_utc(chrono::Utc::now());
+        let alert = alerts
+            .close(&patient, &alert_id, &who.subject, &at)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("patient {patient} has no alert {alert_id}")))?;
+        tracing::info!(alert_id = %alert_id, "alert closed");
+        Ok((200, alert.to_json()))
+    }
+    .await)
 }
 
 /// `GET /patients/{patientId}/alerts`: the patient's alerts, newest first (admins, clinicians,

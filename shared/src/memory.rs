@@ -227,4 +227,15 @@ impl crate::alerts::AlertStore for MemoryAlerts {
     async fn for_patient(&self, patient_id: &str) -> Result<Vec<crate::alerts::Alert>, StoreError> {
         Ok(self.0.lock().expect("lock").iter().rev().filter(|a| a.patient_id == patient_id).cloned().collect())
     }
+
+    async fn close(&self, patient_id: &str, alert_id: &str, closed_by: &str, at: &str) -> Result<Option<crate::alerts::Alert>, StoreError> {
+        Ok(self.0.lock().expect("lock").iter_mut().find(|a| a.patient_id == patient_id && a.alert_id == alert_id).map(|a| {
+            if a.status != "closed" {
+                a.status = "closed".into();
+                a.closed_at = Some(at.to_owned());
+                a.closed_by = Some(closed_by.to_owned());
+            }
+            a.clone()
+        }))
+    }
 }
