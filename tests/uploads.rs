@@ -65,6 +65,17 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
     assert_eq!(document["content"][0]["attachment"]["size"], 19);
     vitalwire_tests::assert_valid_fhir(&document.to_string());
 
+    // Apps read it back as FHIR: clinicians and the device's patient, nobody else.
+    let api = vitalwire_tests::Api::new(&gw);
+    let path = format!("/devices/{thing}/documents");
+    let (status, bundle) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::auth::Role::Clinician, None)), None).await;
+    assert_eq!((status.as_u16(), bundle["resourceType"].as_str(), bundle["total"].as_u64()), (200, Some("Bundle"), Some(1)), "{bundle}");
+    assert_eq!(bundle["entry"][0]["resource"], document);
+    let (status, own) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::auth::Role::Patient, Some("patient-123"))), None).await;
+    assert_eq!((status.as_u16(), own["total"].as_u64()), (200, Some(1)));
+    let (status, _) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::auth::Role::Patient, Some("patient-999"))), None).await;
+    assert_eq!(status.as_u16(), 404, "another patient learns nothing");
+
     // Redelivery changes nothing.
     let event: aws_lambda_events::s3::S3Event =
         serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, keys[0], 19, "x")).unwrap();

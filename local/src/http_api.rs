@@ -28,9 +28,9 @@ use vitalwire::auth::{JwtVerifier, Role};
 use vitalwire::authorizer::AuthorizerDeps;
 use vitalwire::deployments::{self, DeploymentDeps, DynamoDeploymentStore, IotJobControl};
 use vitalwire::devices::DynamoDeviceRegistry;
-use vitalwire::fhir_api::{self, FhirReadDeps};
+use vitalwire::fhir_api::{self, DocumentReadDeps, FhirReadDeps};
 use vitalwire::firmware::{self, DynamoFirmwareStore, FirmwareDeps};
-use vitalwire::uploads::S3UploadSigner;
+use vitalwire::uploads::{DynamoUploadStore, S3UploadSigner};
 use vitalwire::observations::DynamoObservationStore;
 
 /// Issuer and audience of locally minted tokens.
@@ -133,6 +133,7 @@ impl Route {
 pub struct RouteDeps {
     pub admin: AwsAdminDeps,
     pub fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
+    pub documents: DocumentReadDeps<DynamoDeviceRegistry, DynamoUploadStore>,
     pub firmware: FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>,
     pub deployments: DeploymentDeps<DynamoFirmwareStore, DynamoDeviceRegistry, DynamoDeploymentStore, IotJobControl>,
     pub api_keys: ApiKeyAdminDeps<DynamoDeviceRegistry, DynamoApiKeyStore>,
@@ -190,6 +191,7 @@ impl LocalApi {
             "admin-devices-status" => admin::set_status(request, deps).await,
             "admin-dead-letters" => admin::list_dead_letters(request, deps).await,
             "device-observations" => fhir_api::device_observations(request, &self.deps.fhir).await,
+            "device-documents" => fhir_api::device_documents(request, &self.deps.documents).await,
             "admin-firmware-register" => firmware::register(request, &self.deps.firmware).await,
             "admin-firmware-list" => firmware::list(request, &self.deps.firmware).await,
             "admin-deployments-create" => deployments::create(request, &self.deps.deployments).await,

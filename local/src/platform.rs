@@ -157,6 +157,10 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
             certificates: IotCertificateControl { client: aws_sdk_iot::Client::from_conf(control_plane.clone()) },
         },
         fhir: FhirReadDeps { devices: devices()?, observations: observations()? },
+        documents: vitalwire::fhir_api::DocumentReadDeps {
+            devices: devices()?,
+            uploads: DynamoUploadStore { client: dynamodb.clone(), table: table(&tables::UPLOADS)? },
+        },
         firmware: FirmwareDeps { images: firmware_images()?, signer: signer() },
         deployments: DeploymentDeps {
             images: firmware_images()?,

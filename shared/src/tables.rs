@@ -64,13 +64,15 @@ pub const DEAD_LETTERS: TableSpec = TableSpec {
     indexes: &[DEAD_LETTERS_BY_THING],
 };
 
-/// Device file uploads, by object key.
+pub const UPLOADS_BY_THING: IndexSpec = IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("requestedAt") };
+
+/// Device file uploads, by object key; a device's uploads newest first.
 pub const UPLOADS: TableSpec = TableSpec {
     logical_id: "UploadsTable",
     env_var: "UPLOADS_TABLE",
     partition_key: "objectKey",
     sort_key: None,
-    indexes: &[],
+    indexes: &[UPLOADS_BY_THING],
 };
 
 /// Firmware images, by id.

@@ -222,9 +222,30 @@ pub trait UploadRecordStore: Send + Sync {
         facts: &registration::ObjectFacts,
         document: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The DocumentReferences (FHIR JSON) of a device's completed uploads, newest first.
+    fn documents_for_device(&self, thing_name: &str, limit: i32) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 impl UploadRecordStore for DynamoUploadStore {
+    async fn documents_for_device(&self, thing_name: &str, limit: i32) -> Result<Vec<String>, StoreError> {
+        use crate::dynamo::{opt_s, s};
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::tables::UPLOADS_BY_THING.name)
+            .key_condition_expression("thingName = :t")
+            .filter_expression("attribute_exists(documentReference)")
+            .expression_attribute_values(":t", s(thing_name))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("list documents", crate::dynamo::describe(&e)))?;
+        Ok(out.items().iter().filter_map(|i| opt_s(i, "documentReference")).collect())
+    }
+
     async fn get(&self, object_key: &str) -> Result<Option<UploadRecord>, StoreError> {
         use crate::dynamo::{opt_s, req_s, s};
         const OP: &str = "read upload";
