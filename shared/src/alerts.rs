@@ -395,41 +395,39 @@ impl AlertStore for DynamoAlertStore {
             .iter()
             .filter(|a| a.kind == alert.kind && a.status == "open" && a.alert_id != alert_id)
             .max_by_key(|a| severity_rank(a.severity));
-        let result = match still_open {
-            Some(open) => self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("patientId", s(patient_id))
-                .item("sortKey", s(&marker_key))
-                .item("alertId", s(&open.alert_id))
-                .item("rank", aws_sdk_dynamodb::types::AttributeValue::N(severity_rank(open.severity).to_string()))
-                .condition_expression("alertId = :closed")
-                .expression_attribute_values(":closed", s(alert_id))
-                .send()
-                .await
-                .map(|_| ())
-                .or_else(|e| match e.as_service_error() {
-                    Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
-                    _ => Err(crate::dynamo::describe(&e)),
-                }),
-            None => self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key("patientId", s(patient_id))
-                .key("sortKey", s(&marker_key))
-                .condition_expression("alertId = :closed")
-                .expression_attribute_values(":closed", s(alert_id))
-                .send()
-                .await
-                .map(|_| ())
-                .or_else(|e| match e.as_service_error() {
-                    Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
-                    _ => Err(crate::dynamo::describe(&e)),
-                }),
-        };
-        result.map_err(|e| StoreError::new(OP, e))?;
+        // A condition that fails means a higher alert took the marker meanwhile: leave it.
+        match still_open {
+            Some(open) => {
+                let put = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("patientId", s(patient_id))
+                    .item("sortKey", s(&marker_key))
+                    .item("alertId", s(&open.alert_id))
+                    .item("rank", aws_sdk_dynamodb::types::AttributeValue::N(severity_rank(open.severity).to_string()))
+                    .condition_expression("alertId = :closed")
+                    .expression_attribute_values(":closed", s(alert_id));
+                crate::dynamo::put_if_absent(put, OP).await?;
+            }
+            None => {
+                let removed = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("patientId", s(patient_id))
+                    .key("sortKey", s(&marker_key))
+                    .condition_expression("alertId = :closed")
+                    .expression_attribute_values(":closed", s(alert_id))
+                    .send()
+                    .await;
+                match removed {
+                    Ok(_) => {}
+                    Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(StoreError::new(OP, crate::dynamo::describe(&e))),
+                }
+            }
+        }
         Ok(Some(alert))
     }
 }

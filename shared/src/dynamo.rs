@@ -43,8 +43,8 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Sends a put whose condition guards against overwriting; `Ok(false)` when the condition failed
-/// (the item exists already), which at-least-once delivery makes an ordinary outcome.
+/// Sends a conditional put; `Ok(false)` when the condition failed (for a guard against
+/// overwriting: the item exists already, which at-least-once delivery makes ordinary).
 pub async fn put_if_absent(
     request: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
     operation: &'static str,

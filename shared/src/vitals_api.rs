@@ -129,6 +129,10 @@ fn body_bytes(request: &Request) -> &[u8] {
     }
 }
 
+fn body_text(request: &Request) -> Result<&str, Failure> {
+    std::str::from_utf8(body_bytes(request)).map_err(|_| Failure::new(400, "the body is not UTF-8 JSON"))
+}
+
 fn rate_headers(limit: u32, count: u64, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
     let reset = (now.timestamp().div_euclid(60) + 1) * 60;
     vec![
@@ -293,7 +297,7 @@ pub async fn submit<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore, A: A
 ) -> Response<Body> {
     let request = &request;
     guarded(request, deps, Permission::WriteVitals, |caller| async move {
-        let text = std::str::from_utf8(body_bytes(request)).map_err(|_| Failure::new(400, "the body is not UTF-8 JSON"))?;
+        let text = body_text(request)?;
         let reading = readings::parse(text, None, Utc::now()).map_err(Failure::invalid)?;
         check_device(&reading.device_id, &caller)?;
         let (device, patient) = sending_device(&deps.devices, &caller.device_id).await??;
@@ -330,7 +334,7 @@ pub async fn submit_batch<D: DeviceRegistry, O: ObservationStore, K: ApiKeyStore
 ) -> Response<Body> {
     let request = &request;
     guarded(request, deps, Permission::WriteVitals, |caller| async move {
-        let text = std::str::from_utf8(body_bytes(request)).map_err(|_| Failure::new(400, "the body is not UTF-8 JSON"))?;
+        let text = body_text(request)?;
         let batch: BatchBody = serde_json::from_str(text).map_err(|e| Failure::invalid(vec![FieldError { field: "body".into(), reason: format!("is not a batch: {e}") }]))?;
         let device_id = match batch.device_id {
             Some(Value::String(d)) if !d.trim().is_empty() => d,
