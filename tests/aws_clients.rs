@@ -9,7 +9,7 @@ use vitalwire_tests::aws_config;
 async fn s3_client_reaches_the_emulator_with_path_style_urls() {
     let config = aws_config().await;
     assert!(config.endpoint_url().is_some_and(|u| u.starts_with("http://127.0.0.1:")), "AWS_ENDPOINT_URL is honoured");
-    let s3 = vitalwire::aws::s3(&config);
+    let s3 = vitalwire::platform::aws::s3(&config);
     let bucket = format!("vitalwire-test-{}", std::process::id());
     s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
     s3.put_object().bucket(&bucket).key("inbox/a.json").body(ByteStream::from_static(b"{}")).send().await.expect("put");

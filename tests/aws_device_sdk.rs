@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use vitalwire::devices::DeviceStatus;
-use vitalwire::tables::OBSERVATIONS;
+use vitalwire::platform::tables::OBSERVATIONS;
 use vitalwire_tests::provisioning::register;
 use vitalwire_tests::{repo_root, LocalGateway};
 

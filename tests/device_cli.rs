@@ -2,7 +2,7 @@
 //! upload an observation, and clear failures.
 
 use vitalwire::devices::DeviceStatus;
-use vitalwire::tables::OBSERVATIONS;
+use vitalwire::platform::tables::OBSERVATIONS;
 use vitalwire_tests::provisioning::register;
 use vitalwire_tests::{device_cli as cli, LocalGateway};
 
@@ -33,7 +33,7 @@ async fn provision_then_upload_an_observation_with_the_cli() {
     let out = cli(&gw, &dir, &["upload-file", "--deviceName", "acme-medical-7001", "--fileName", "strip.pdf", "--filePath", "strip.pdf"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Uploaded strip.pdf"));
-    let listed = vitalwire::aws::s3(&gw.stack.config)
+    let listed = vitalwire::platform::aws::s3(&gw.stack.config)
         .list_objects_v2()
         .bucket(gw.stack.stack.bucket("DeviceFilesBucket").unwrap())
         .prefix("uploads/acme-medical-7001/")

@@ -7,23 +7,17 @@ use serde_json::{json, Value};
 use serde_json::value::RawValue;
 use vitalwire::dead_letters::{DeadLetterStore, DynamoDeadLetterStore};
 use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
-use vitalwire::ingest::{self, IngestDeps, IngestOutcome};
+use vitalwire::ingest::rule::{self as ingest, IngestDeps, IngestOutcome};
 use vitalwire::observations::{DynamoObservationStore, ObservationStore};
-use vitalwire::alerts::{AlertSettings, AlertStore, DynamoAlertStore};
-use vitalwire::tables::{ALERTS, DEAD_LETTERS, DEVICES, OBSERVATIONS};
+use vitalwire::clinical::DynamoAlertStore;
+use vitalwire::platform::tables::{DEAD_LETTERS, OBSERVATIONS};
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_tests::{assert_valid_fhir, emulator_environment, function_binary, repo_root, TestStack};
 
-type Deps = IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoDeadLetterStore, DynamoAlertStore>;
+type Deps = IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore>;
 
 fn deps(t: &TestStack) -> Deps {
-    IngestDeps {
-        devices: DynamoDeviceRegistry::new(t.dynamodb.clone(), t.table(&DEVICES)),
-        observations: DynamoObservationStore::new(t.dynamodb.clone(), t.table(&OBSERVATIONS)),
-        dead_letters: DynamoDeadLetterStore::new(t.dynamodb.clone(), t.table(&DEAD_LETTERS)),
-        alerts: DynamoAlertStore { client: t.dynamodb.clone(), table: t.table(&ALERTS) },
-        alert_settings: AlertSettings::default(),
-    }
+    t.deps("fhir-ingest")
 }
 
 fn device(thing: &str, status: DeviceStatus, patient: Option<&str>) -> Device {
@@ -58,7 +52,7 @@ fn event_for(thing: &str, value: Value, unit: &str, system: &str, code: &str, re
 
 async fn with_sample_device(t: &TestStack) -> Deps {
     let d = deps(t);
-    d.devices.put(&device("acme-bp-0001", DeviceStatus::Active, Some("patient-123"))).await.expect("seed");
+    d.filing.devices.put(&device("acme-bp-0001", DeviceStatus::Active, Some("patient-123"))).await.expect("seed");
     d
 }
 
@@ -71,7 +65,7 @@ async fn sample_event_is_stored_and_found_by_id_device_and_patient_code() {
         panic!("sample event was not stored");
     };
 
-    let stored = d.observations.get(&observation_id).await.unwrap().expect("stored observation");
+    let stored = d.filing.observations.get(&observation_id).await.unwrap().expect("stored observation");
     let obs: Value = serde_json::from_str(&stored.resource).unwrap();
     assert_eq!(obs["resourceType"], "Observation");
     assert_eq!(obs["id"], observation_id.as_str());
@@ -85,16 +79,16 @@ async fn sample_event_is_stored_and_found_by_id_device_and_patient_code() {
     assert_eq!(obs["effectiveDateTime"], "2026-11-22T02:40:00.000Z");
     assert_valid_fhir(&stored.resource);
 
-    let by_device = d.observations.for_device("acme-bp-0001", 10).await.unwrap();
+    let by_device = d.filing.observations.for_device("acme-bp-0001", 10).await.unwrap();
     assert_eq!(by_device.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), [observation_id.as_str()]);
     let in_window = d
-        .observations
+        .filing.observations
         .for_patient_code("patient-123", "http://loinc.org|8867-4", "2026-11-22T00:00:00.000Z", "2026-11-23T00:00:00.000Z")
         .await
         .unwrap();
     assert_eq!(in_window.len(), 1);
     let outside = d
-        .observations
+        .filing.observations
         .for_patient_code("patient-123", "http://loinc.org|8867-4", "2026-11-23T00:00:00.000Z", "2026-11-24T00:00:00.000Z")
         .await
         .unwrap();
@@ -108,13 +102,13 @@ async fn redelivery_writes_nothing_new() {
     let raw = RawValue::from_string(sample_event()).unwrap();
     let first = ingest::handle(&raw, &d).await.unwrap();
     let IngestOutcome::Stored { observation_id } = first else { panic!("not stored: {first:?}") };
-    let stored_before = d.observations.get(&observation_id).await.unwrap().unwrap();
+    let stored_before = d.filing.observations.get(&observation_id).await.unwrap().unwrap();
     for _ in 0..3 {
         let again = ingest::handle(&raw, &d).await.unwrap();
         assert_eq!(again, IngestOutcome::Duplicate { observation_id: observation_id.clone() });
     }
     assert_eq!(t.count(&OBSERVATIONS).await, 1);
-    assert_eq!(d.observations.get(&observation_id).await.unwrap().unwrap(), stored_before, "the first write is kept as it was");
+    assert_eq!(d.filing.observations.get(&observation_id).await.unwrap().unwrap(), stored_before, "the first write is kept as it was");
     assert_eq!(t.count(&DEAD_LETTERS).await, 0);
 }
 
@@ -147,8 +141,8 @@ async fn unknown_device_is_refused_and_kept_as_a_dead_letter() {
 async fn inactive_and_blocked_devices_are_refused() {
     let t = TestStack::new().await;
     let d = deps(&t);
-    d.devices.put(&device("off-1", DeviceStatus::Inactive, Some("p1"))).await.unwrap();
-    d.devices.put(&device("blocked-1", DeviceStatus::Blocked, Some("p1"))).await.unwrap();
+    d.filing.devices.put(&device("off-1", DeviceStatus::Inactive, Some("p1"))).await.unwrap();
+    d.filing.devices.put(&device("blocked-1", DeviceStatus::Blocked, Some("p1"))).await.unwrap();
     for (thing, status) in [("off-1", "INACTIVE"), ("blocked-1", "BLOCKED")] {
         let e = event_for(thing, json!(70), "bpm", "http://loinc.org", "8867-4", 1_795_315_200_000);
         let outcome = ingest::handle(&e, &d).await.unwrap();
@@ -214,7 +208,7 @@ async fn every_vital_sign_and_a_manufacturer_code_become_valid_fhir() {
     for (i, (system, code, value, unit, category, ucum)) in cases.iter().enumerate() {
         let e = event_for("acme-bp-0001", value.clone(), unit, system, code, 1_795_315_200_000 + i as i64);
         let IngestOutcome::Stored { observation_id } = ingest::handle(&e, &d).await.unwrap() else { panic!("{code} not stored") };
-        let stored = d.observations.get(&observation_id).await.unwrap().unwrap();
+        let stored = d.filing.observations.get(&observation_id).await.unwrap().unwrap();
         let obs: Value = serde_json::from_str(&stored.resource).unwrap();
         assert_eq!(obs["category"][0]["coding"][0]["code"].as_str(), *category, "{code}");
         assert_eq!(obs["valueQuantity"]["code"].as_str(), *ucum, "{code}");

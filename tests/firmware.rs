@@ -9,12 +9,12 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
-use vitalwire::auth::Role;
+use vitalwire::access::Role;
 use vitalwire::dead_letters::DynamoDeadLetterStore;
-use vitalwire::deployments::DynamoDeploymentStore;
+use vitalwire::firmware::DynamoDeploymentStore;
 use vitalwire::devices::DynamoDeviceRegistry;
-use vitalwire::job_events::{self, JobEventDeps, Outcome};
-use vitalwire::tables::{DEAD_LETTERS, DEPLOYMENTS, DEVICES};
+use vitalwire::firmware::job_events::{self, JobEventDeps, Outcome};
+use vitalwire::platform::tables::DEAD_LETTERS;
 use vitalwire_tests::provisioning::provisioned_device;
 use vitalwire_tests::{device_cli, Api, LocalGateway, MqttTestClient};
 
@@ -268,11 +268,7 @@ async fn job_events_are_recorded_once_and_foreign_or_malformed_ones_are_not_lost
     let firmware_id = register_firmware(&api, "5.0.0", b"image", &sha256_hex(b"image")).await;
     let (_, created) = deploy(&api, json!({"firmwareId": firmware_id, "thingNames": [thing]})).await;
     let id = created["deploymentId"].as_str().unwrap().to_owned();
-    let deps = JobEventDeps {
-        deployments: DynamoDeploymentStore::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEPLOYMENTS)),
-        devices: DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES)),
-        dead_letters: DynamoDeadLetterStore::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEAD_LETTERS)),
-    };
+    let deps: JobEventDeps<DynamoDeploymentStore, DynamoDeviceRegistry, DynamoDeadLetterStore> = gw.stack.deps("job-events");
     let event = |status: &str, job: &str| {
         json!({
             "eventType": "JOB_EXECUTION", "eventId": "e-1", "timestamp": 1_800_000_000, "operation": status.to_lowercase(),
@@ -285,8 +281,8 @@ async fn job_events_are_recorded_once_and_foreign_or_malformed_ones_are_not_lost
     assert_eq!(job_events::handle(&event("SUCCEEDED", &id), &deps).await.unwrap(), Outcome::Duplicate, "redelivery");
     assert_eq!(job_events::handle(&event("FAILED", &id), &deps).await.unwrap(), Outcome::Duplicate, "the first end counts");
     assert_eq!(job_events::handle(&event("SUCCEEDED", "someone-elses-job"), &deps).await.unwrap(), Outcome::NotADeployment);
-    assert!(matches!(job_events::handle(&event("IN_PROGRESS", &id), &deps).await.unwrap(), Outcome::Refused(_)));
-    assert!(matches!(job_events::handle(&json!({"what": 1}), &deps).await.unwrap(), Outcome::Refused(_)));
+    assert!(matches!(job_events::handle(&event("IN_PROGRESS", &id), &deps).await.unwrap(), Outcome::Refused { .. }));
+    assert!(matches!(job_events::handle(&json!({"what": 1}), &deps).await.unwrap(), Outcome::Refused { .. }));
     assert_eq!(gw.stack.count(&DEAD_LETTERS).await, dead_before + 2, "refused events are kept");
     let state = deployment_when(&api, &id, |d| d["status"] == "COMPLETED").await;
     assert_eq!(device_status(&state, &thing)["status"], "SUCCEEDED");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use vitalwire::devices::{DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
-use vitalwire::tables::{DEVICES, OBSERVATIONS};
+use vitalwire::platform::tables::{DEVICES, OBSERVATIONS};
 use vitalwire_local::gateway::registry::CertificateStatus;
 use vitalwire_tests::provisioning::{claim_client, create_keys, provision, provisioned_device, register};
 use vitalwire_tests::{LocalGateway, MqttTestClient};

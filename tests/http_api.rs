@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use vitalwire::auth::Role;
+use vitalwire::access::Role;
 use vitalwire_tests::provisioning::{claim_client, create_keys, provision, provisioned_device};
 use vitalwire_tests::{Api, LocalGateway, MqttTestClient};
 
@@ -130,7 +130,7 @@ async fn observations_are_read_back_as_a_fhir_bundle_by_who_may_see_them() {
     device
         .publish("$aws/rules/FHIRIngest", json!({"value": "36.60", "unit": "Cel", "coding": [{"system": "http://loinc.org", "code": "8310-5"}]}).to_string())
         .await;
-    assert_eq!(gw.stack.wait_for_count(&vitalwire::tables::OBSERVATIONS, 1).await, 1);
+    assert_eq!(gw.stack.wait_for_count(&vitalwire::platform::tables::OBSERVATIONS, 1).await, 1);
 
     let path = format!("/devices/{thing}/observations");
     let (status, bundle) = api.call(Method::GET, &path, Some(&api.token(Role::Clinician, None)), None).await;

@@ -6,12 +6,13 @@ use std::time::Duration;
 use aws_lambda_events::s3::S3Event;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use vitalwire::alerts::{AlertSettings, DynamoAlertStore};
-use vitalwire::auth::Role;
+use vitalwire::clinical::DynamoAlertStore;
+use vitalwire::dead_letters::DynamoDeadLetterStore;
+use vitalwire::access::Role;
 use vitalwire::devices::DynamoDeviceRegistry;
-use vitalwire::inbox::{self, InboxDeps, InboxOutcome, S3Inbox};
+use vitalwire::ingest::inbox::{self, InboxDeps, InboxOutcome, S3Inbox};
 use vitalwire::observations::DynamoObservationStore;
-use vitalwire::tables::{ALERTS, DEVICES, OBSERVATIONS};
+use vitalwire::platform::tables::OBSERVATIONS;
 use vitalwire_tests::{Api, LocalGateway};
 
 async fn device(api: &Api<'_>, serial: &str) -> String {
@@ -22,6 +23,9 @@ async fn device(api: &Api<'_>, serial: &str) -> String {
     assert_eq!(status, StatusCode::CREATED);
     let thing = d["thingName"].as_str().unwrap().to_owned();
     api.call(Method::PUT, &format!("/admin/devices/{thing}/patient"), Some(&admin), Some(json!({"patientId": "P200"}))).await;
+    // A gateway that only drops files has no credential of its own: the operator activates it.
+    let (status, _) = api.call(Method::PUT, &format!("/admin/devices/{thing}/status"), Some(&admin), Some(json!({"status": "ACTIVE"}))).await;
+    assert_eq!(status, StatusCode::OK);
     thing
 }
 
@@ -33,7 +37,7 @@ struct Inbox<'a> {
 
 impl Inbox<'_> {
     fn new(gw: &LocalGateway) -> Inbox<'_> {
-        Inbox { gw, s3: vitalwire::aws::s3(&gw.stack.config), bucket: gw.stack.stack.bucket("InboxBucket").unwrap().to_owned() }
+        Inbox { gw, s3: vitalwire::platform::aws::s3(&gw.stack.config), bucket: gw.stack.stack.bucket("InboxBucket").unwrap().to_owned() }
     }
 
     async fn drop_file(&self, name: &str, body: impl Into<Vec<u8>>) {
@@ -62,15 +66,8 @@ impl Inbox<'_> {
         String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
     }
 
-    fn deps(&self) -> InboxDeps<S3Inbox, DynamoDeviceRegistry, DynamoObservationStore, DynamoAlertStore> {
-        let stack = &self.gw.stack;
-        InboxDeps {
-            objects: S3Inbox { client: self.s3.clone() },
-            devices: DynamoDeviceRegistry::new(stack.dynamodb.clone(), stack.table(&DEVICES)),
-            observations: DynamoObservationStore::new(stack.dynamodb.clone(), stack.table(&OBSERVATIONS)),
-            alerts: DynamoAlertStore { client: stack.dynamodb.clone(), table: stack.table(&ALERTS) },
-            alert_settings: AlertSettings::default(),
-        }
+    fn deps(&self) -> InboxDeps<S3Inbox, DynamoDeviceRegistry, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore> {
+        self.gw.stack.deps("inbox-processor")
     }
 }
 
@@ -97,8 +94,9 @@ async fn a_valid_file_is_filed_and_archived_by_date_with_a_timestamped_name() {
     assert_eq!(archived.len(), 1);
     let prefix = format!("archive/{}/DEV101_20251117_103000_", today());
     assert!(archived[0].starts_with(&prefix) && archived[0].ends_with(".json"), "{archived:?}");
-    let stamp = &archived[0][prefix.len()..archived[0].len() - 5];
+    let (stamp, id) = archived[0][prefix.len()..archived[0].len() - 5].rsplit_once('_').unwrap();
     assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S").is_ok(), "YYYYmmdd_HHMMSS: {stamp}");
+    assert!(id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()), "the file's own id: {id}");
     assert_eq!(inbox.text(&archived[0]).await, file, "archived unchanged");
     assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8);
 
@@ -158,7 +156,7 @@ async fn redelivered_events_change_nothing() {
     inbox.drop_file("once.json", body.clone()).await;
     inbox.moved("once.json").await;
     let stored = gw.stack.count(&OBSERVATIONS).await;
-    let event = vitalwire_local::s3_events::object_created_event(&inbox.bucket, "inbox/once.json", body.len() as i64, "e1");
+    let event = vitalwire_local::s3_events::object_created_event(&inbox.bucket, "inbox/once.json", None, body.len() as i64, "e1");
     let event: S3Event = serde_json::from_value(event).unwrap();
     let outcome = inbox::handle(&event, &inbox.deps()).await.unwrap();
     assert_eq!(outcome, [InboxOutcome::AlreadyProcessed { key: "inbox/once.json".into() }]);
@@ -168,7 +166,7 @@ async fn redelivered_events_change_nothing() {
     let quiet = format!("{}-quiet", inbox.bucket);
     inbox.s3.create_bucket().bucket(&quiet).send().await.unwrap();
     inbox.s3.put_object().bucket(&quiet).key("inbox/twice.json").body(body.clone().into_bytes().into()).send().await.unwrap();
-    let event = vitalwire_local::s3_events::object_created_event(&quiet, "inbox/twice.json", body.len() as i64, "e2");
+    let event = vitalwire_local::s3_events::object_created_event(&quiet, "inbox/twice.json", None, body.len() as i64, "e2");
     let event: S3Event = serde_json::from_value(event).unwrap();
     let first = inbox::handle(&event, &inbox.deps()).await.unwrap();
     inbox.s3.put_object().bucket(&quiet).key("inbox/twice.json").body(body.into_bytes().into()).send().await.unwrap();
@@ -177,8 +175,9 @@ async fn redelivered_events_change_nothing() {
     assert!(matches!(&first[0], InboxOutcome::Archived { stored: 1, .. }));
     assert_eq!(gw.stack.count(&OBSERVATIONS).await, stored, "nothing filed twice");
     // A concurrent delivery that moved the file first leaves nothing to copy: not an error.
-    use vitalwire::inbox::InboxObjects;
-    assert!(!inbox.deps().objects.copy(&quiet, "inbox/twice.json", "archive/elsewhere.json").await.unwrap());
+    use vitalwire::ingest::inbox::InboxObjects;
+    let moved = inbox::ObjectRef { bucket: quiet.clone(), key: "inbox/twice.json".into(), version: None };
+    assert!(!inbox.deps().objects.copy(&moved, "archive/elsewhere.json").await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

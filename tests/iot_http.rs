@@ -13,7 +13,7 @@ async fn functions_reach_the_gateway_through_the_iot_sdks() {
     // One test in this binary: the variables are process-wide.
     std::env::set_var("AWS_ENDPOINT_URL_IOT_DATA_PLANE", &gw.iot_endpoint);
     std::env::set_var("AWS_ENDPOINT_URL_IOT", &gw.iot_endpoint);
-    let config = vitalwire::aws::load_config().await;
+    let config = vitalwire::platform::aws::load_config().await;
 
     let (thing, cert, key) = provisioned_device(&gw, "0040").await;
     let mut device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();

@@ -26,7 +26,7 @@ fn the_document_lists_every_route_of_the_template_and_no_other() {
             }
         }
     }
-    let template = vitalwire::stack::Template::load(&repo_root().join("template.yaml")).unwrap();
+    let template = vitalwire::platform::stack::Template::load(&repo_root().join("template.yaml")).unwrap();
     let routes: BTreeSet<(String, String)> = template.functions().into_iter().flat_map(|f| f.http_routes).collect();
     let missing: Vec<_> = routes.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&routes).collect();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 use vitalwire::dead_letters::{DeadLetterStore, DynamoDeadLetterStore};
 use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
-use vitalwire::provisioning::{self, HookDeps, HookRequest, HookResponse};
-use vitalwire::tables::{DEAD_LETTERS, DEVICES};
+use vitalwire::devices::provisioning::{self, HookDeps, HookRequest, HookResponse};
+use vitalwire::platform::tables::DEAD_LETTERS;
 use tokio::task::JoinSet;
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_tests::{emulator_environment, function_binary, repo_root, TestStack};
@@ -17,10 +17,7 @@ use vitalwire_tests::{emulator_environment, function_binary, repo_root, TestStac
 type Deps = HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>;
 
 fn deps(t: &TestStack) -> Deps {
-    HookDeps {
-        devices: DynamoDeviceRegistry::new(t.dynamodb.clone(), t.table(&DEVICES)),
-        dead_letters: DynamoDeadLetterStore::new(t.dynamodb.clone(), t.table(&DEAD_LETTERS)),
-    }
+    t.deps("provisioning-hook")
 }
 
 fn registered(serial: &str, status: DeviceStatus) -> Device {

@@ -1,15 +1,15 @@
 //! `template.yaml` and the code agree: the tables the adapters assume are the tables the
 //! template declares (and that the harness creates), and functions get their table names.
 
-use vitalwire::stack::{EnvValue, TableDefinition, Template};
-use vitalwire::tables::{self, TableSpec};
+use vitalwire::platform::stack::{EnvValue, TableDefinition, Template};
+use vitalwire::platform::tables::{self, TableSpec};
 use vitalwire_tests::{repo_root, TestStack};
 
 fn template() -> Template {
     Template::load(&repo_root().join("template.yaml")).expect("template.yaml parses")
 }
 
-fn key(schema: &[vitalwire::stack::KeyElement], kind: &str) -> Option<String> {
+fn key(schema: &[vitalwire::platform::stack::KeyElement], kind: &str) -> Option<String> {
     TableDefinition::key(schema, kind).map(str::to_owned)
 }
 

@@ -6,10 +6,10 @@ use serde_json::json;
 use sha2::Digest;
 use vitalwire::dead_letters::DynamoDeadLetterStore;
 use vitalwire::devices::DynamoDeviceRegistry;
-use vitalwire::tables::DEVICES;
-use vitalwire::uploads::registration::{RegistrationDeps, S3ObjectReader};
-use vitalwire::uploads::DynamoUploadStore;
-use vitalwire::tables::{DEAD_LETTERS, UPLOADS};
+use vitalwire::files::registration::RegistrationDeps;
+use vitalwire::files::S3ObjectReader;
+use vitalwire::files::DynamoUploadStore;
+use vitalwire::platform::tables::{DEAD_LETTERS, UPLOADS};
 use vitalwire_tests::provisioning::provisioned_device;
 use vitalwire_tests::{LocalGateway, MqttTestClient};
 
@@ -35,7 +35,7 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
         .await
         .expect("PUT");
     assert!(put.status().is_success(), "{}", put.status());
-    let s3 = vitalwire::aws::s3(&gw.stack.config);
+    let s3 = vitalwire::platform::aws::s3(&gw.stack.config);
     let bucket = gw.stack.stack.bucket("DeviceFilesBucket").unwrap();
     let listed = s3.list_objects_v2().bucket(bucket).prefix(format!("uploads/{thing}/")).send().await.unwrap();
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
@@ -68,26 +68,26 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
     // Apps read it back as FHIR: clinicians and the device's patient, nobody else.
     let api = vitalwire_tests::Api::new(&gw);
     let path = format!("/devices/{thing}/documents");
-    let (status, bundle) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::auth::Role::Clinician, None)), None).await;
+    let (status, bundle) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::access::Role::Clinician, None)), None).await;
     assert_eq!((status.as_u16(), bundle["resourceType"].as_str(), bundle["total"].as_u64()), (200, Some("Bundle"), Some(1)), "{bundle}");
     assert_eq!(bundle["entry"][0]["resource"], document);
-    let (status, own) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::auth::Role::Patient, Some("patient-123"))), None).await;
+    let (status, own) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::access::Role::Patient, Some("patient-123"))), None).await;
     assert_eq!((status.as_u16(), own["total"].as_u64()), (200, Some(1)));
-    let (status, _) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::auth::Role::Patient, Some("patient-999"))), None).await;
+    let (status, _) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::access::Role::Patient, Some("patient-999"))), None).await;
     assert_eq!(status.as_u16(), 404, "another patient learns nothing");
 
     // Redelivery changes nothing.
     let event: aws_lambda_events::s3::S3Event =
-        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, keys[0], 19, "x")).unwrap();
-    let again = vitalwire::uploads::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
-    assert_eq!(again, [vitalwire::uploads::registration::Registration::AlreadyRegistered { key: keys[0].to_owned() }]);
+        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, keys[0], None, 19, "x")).unwrap();
+    let again = vitalwire::files::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
+    assert_eq!(again, [vitalwire::files::registration::Registration::AlreadyRegistered { key: keys[0].to_owned() }]);
 
     // An object nobody asked a link for is flagged, not registered.
     s3.put_object().bucket(bucket).key(format!("uploads/{thing}/sneaky file.bin")).body(b"x".to_vec().into()).send().await.unwrap();
     let event: aws_lambda_events::s3::S3Event =
-        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, &format!("uploads/{thing}/sneaky file.bin"), 1, "y")).unwrap();
-    let flagged = vitalwire::uploads::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
-    assert_eq!(flagged, [vitalwire::uploads::registration::Registration::Unrequested { key: format!("uploads/{thing}/sneaky file.bin") }]);
+        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, &format!("uploads/{thing}/sneaky file.bin"), None, 1, "y")).unwrap();
+    let flagged = vitalwire::files::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
+    assert_eq!(flagged, [vitalwire::files::registration::Registration::Unrequested { key: format!("uploads/{thing}/sneaky file.bin") }]);
 
     for (request, code) in [
         (json!({"fileName": "../../etc/passwd", "contentType": "application/pdf"}), "INVALID_FILE_NAME"),
@@ -107,10 +107,5 @@ fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 fn registration_deps(gw: &LocalGateway) -> RegistrationDeps<DynamoUploadStore, S3ObjectReader, DynamoDeviceRegistry, DynamoDeadLetterStore> {
-    RegistrationDeps {
-        uploads: DynamoUploadStore { client: gw.stack.dynamodb.clone(), table: gw.stack.table(&UPLOADS) },
-        objects: S3ObjectReader { client: vitalwire::aws::s3(&gw.stack.config) },
-        devices: DynamoDeviceRegistry::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEVICES)),
-        dead_letters: DynamoDeadLetterStore::new(gw.stack.dynamodb.clone(), gw.stack.table(&DEAD_LETTERS)),
-    }
+    gw.stack.deps("upload-registered")
 }

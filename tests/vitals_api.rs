@@ -5,8 +5,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use vitalwire::auth::Role;
-use vitalwire::tables::{API_KEYS, OBSERVATIONS};
+use vitalwire::access::Role;
+use vitalwire::platform::tables::{API_KEYS, OBSERVATIONS};
 use vitalwire_tests::{Api, LocalGateway};
 
 /// Registers a REST-only gateway device assigned to `P123`; its thing name.
@@ -194,8 +194,18 @@ async fn every_refusal_has_its_status_and_a_json_reason() {
     let (status, log) = api.call(Method::GET, &format!("/admin/devices/{thing}/activity?limit=50"), Some(&admin), None).await;
     assert_eq!(status, StatusCode::OK);
     let entries = log["activity"].as_array().unwrap();
-    // Two 403s, seven 400s and the 413; refused keys are logged apart, under no device.
-    assert_eq!(entries.len(), 10, "{log}");
+    // The revoked and the expired key (their holder proved the secret: logged against them),
+    // two 403s, seven 400s and the 413; unknown or malformed keys name no device and are kept
+    // by the HTTP API's access log only.
+    assert_eq!(entries.len(), 12, "{log}");
+    let refused_keys: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e["status"] == 401)
+        .map(|e| (e["error"].as_str().unwrap(), e["keyId"].as_str().unwrap_or("none")))
+        .collect();
+    assert_eq!(refused_keys.len(), 2, "{log}");
+    assert!(refused_keys.iter().all(|(_, key)| key.len() == 16), "a known key is logged by its id: {refused_keys:?}");
+    assert_eq!(refused_keys.iter().map(|(e, _)| *e).collect::<Vec<_>>(), ["the API key has expired", "the API key has been revoked"]);
     let times: Vec<&str> = entries.iter().map(|e| e["at"].as_str().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
     let last = &entries[0];
@@ -360,10 +370,10 @@ async fn abnormal_vitals_raise_news2_and_glucose_alerts_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alert_store_deduplicates_against_the_highest_alert_still_open() {
-    use vitalwire::alerts::{Alert, AlertKind, AlertStore, DynamoAlertStore};
-    use vitalwire::news2::Severity;
+    use vitalwire::clinical::news2::Severity;
+    use vitalwire::clinical::{Alert, AlertKind, AlertStatus, AlertStore, DynamoAlertStore};
     let stack = vitalwire_tests::TestStack::new().await;
-    let store = DynamoAlertStore { client: stack.dynamodb.clone(), table: stack.table(&vitalwire::tables::ALERTS) };
+    let store: DynamoAlertStore = stack.deps("patient-alerts");
     let alert = |id: &str, severity: Severity| Alert {
         alert_id: id.into(),
         patient_id: "P1".into(),
@@ -373,8 +383,9 @@ async fn the_alert_store_deduplicates_against_the_highest_alert_still_open() {
         severity,
         partial: true,
         contributions: Vec::new(),
-        raised_at: format!("2025-11-17T10:00:0{}.000Z", id.len()),
-        status: "open".into(),
+        set_at: format!("2025-11-17T10:00:0{}.000Z", id.len()),
+        raised_at: "2025-11-17T10:00:10.000Z".into(),
+        status: AlertStatus::Open,
         closed_at: None,
         closed_by: None,
     };
@@ -384,9 +395,52 @@ async fn the_alert_store_deduplicates_against_the_highest_alert_still_open() {
     store.close("P1", "cc", "nurse", "2025-11-17T11:00:00.000Z").await.unwrap().unwrap();
     assert!(!store.raise(&alert("ddd", Severity::LowMedium)).await.unwrap(), "the low-medium alert is still open");
     let closed = store.close("P1", "a", "nurse", "2025-11-17T11:05:00.000Z").await.unwrap().unwrap();
-    assert_eq!((closed.status.as_str(), closed.closed_by.as_deref()), ("closed", Some("nurse")));
+    assert_eq!((closed.status, closed.closed_by.as_deref()), (AlertStatus::Closed, Some("nurse")));
+    assert!(!store.raise(&alert("cc", Severity::High)).await.unwrap(), "a retried reading set does not raise its closed alert again");
     assert!(store.raise(&alert("ddd", Severity::LowMedium)).await.unwrap(), "nothing open any more");
     assert!(store.close("P1", "nope", "nurse", "x").await.unwrap().is_none());
-    let listed = store.for_patient("P1").await.unwrap();
-    assert_eq!(listed.iter().filter(|a| a.status == "open").count(), 1);
+    let listed = store.for_patient("P1", 50, None).await.unwrap().items;
+    assert_eq!(listed.len(), 3, "one record per alert id: {listed:?}");
+    assert_eq!(listed.iter().filter(|a| a.status == AlertStatus::Open).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patients_alerts_are_paged_and_an_old_one_can_still_be_closed() {
+    use vitalwire::clinical::news2::Severity;
+    use vitalwire::clinical::{Alert, AlertKind, AlertStatus, AlertStore, DynamoAlertStore};
+    let stack = vitalwire_tests::TestStack::new().await;
+    let store: DynamoAlertStore = stack.deps("patient-alerts");
+    for i in 0..7 {
+        let alert = Alert {
+            alert_id: format!("alert-{i}"),
+            patient_id: "P2".into(),
+            device_id: "d".into(),
+            kind: if i % 2 == 0 { AlertKind::GlucoseLow } else { AlertKind::GlucoseHigh },
+            score: None,
+            severity: Severity::Medium,
+            partial: false,
+            contributions: Vec::new(),
+            set_at: format!("2025-11-17T10:0{i}:00.000Z"),
+            raised_at: format!("2025-11-17T10:0{i}:01.000Z"),
+            status: AlertStatus::Open,
+            closed_at: None,
+            closed_by: None,
+        };
+        store.raise(&alert).await.unwrap();
+        // Close each at once, so that the next of its kind is raised.
+        store.close("P2", &alert.alert_id, "nurse", "2025-11-17T11:00:00.000Z").await.unwrap();
+    }
+    let (mut seen, mut next) = (Vec::new(), None);
+    loop {
+        let page = store.for_patient("P2", 3, next.as_deref()).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.into_iter().map(|a| a.alert_id));
+        match page.next {
+            Some(n) => next = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).rev().map(|i| format!("alert-{i}")).collect::<Vec<_>>(), "newest first, every page");
+    let reopened = store.close("P2", "alert-0", "doctor", "2025-11-17T12:00:00.000Z").await.unwrap();
+    assert!(reopened.is_some(), "the oldest alert is found beyond the first page");
 }

@@ -1,6 +1,7 @@
-//! The HTTP API of `template.yaml` on a local port: every `HttpApi` route of the template, with
-//! the request and authorizer context shape of API Gateway HTTP APIs (payload format 2.0), run
-//! by the same handlers as the Lambda functions, after the same `authorizer` handler.
+//! The HTTP API on a local port: every route of the registry (which `tests/registry.rs` checks
+//! against the template's `HttpApi` routes), with the request and authorizer context shape of
+//! API Gateway HTTP APIs (payload format 2.0), run by the same handlers as the Lambda
+//! functions, after the same `authorizer` function.
 //!
 //! People's tokens are signed by a key the local platform creates (`<state-dir>/auth/`), served
 //! as a JWKS at `/.well-known/jwks.json`; `vitalwire-local token` mints them.
@@ -8,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerSimpleResponse;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -19,19 +20,11 @@ use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
-use vitalwire::activity::{self, DynamoActivityLog};
-use vitalwire::admin::{self, AwsAdminDeps};
-use vitalwire::alerts::{self, DynamoAlertStore};
-use vitalwire::vitals_api::{self, VitalsDeps};
-use vitalwire::api_keys::{self, ApiKeyAdminDeps, DynamoApiKeyStore, SecretsManagerPepper};
-use vitalwire::auth::{JwtVerifier, Role};
-use vitalwire::authorizer::AuthorizerDeps;
-use vitalwire::deployments::{self, DeploymentDeps, DynamoDeploymentStore, IotJobControl};
-use vitalwire::devices::DynamoDeviceRegistry;
-use vitalwire::fhir_api::{self, DocumentReadDeps, FhirReadDeps};
-use vitalwire::firmware::{self, DynamoFirmwareStore, FirmwareDeps};
-use vitalwire::uploads::{DynamoUploadStore, S3UploadSigner};
-use vitalwire::observations::DynamoObservationStore;
+use vitalwire::access::jwt::JwtVerifier;
+use vitalwire::access::Role;
+use vitalwire::wiring::Trigger;
+
+use crate::functions::LocalFunctions;
 
 /// Issuer and audience of locally minted tokens.
 pub const LOCAL_ISSUER: &str = "vitalwire-local";
@@ -96,12 +89,12 @@ impl LocalAuth {
 
 use sha2::Digest;
 
-/// A route of the template: method, path template split in segments, binary.
+/// A route of the registry: method, path template split in segments, function.
 struct Route {
-    method: String,
-    segments: Vec<String>,
-    path: String,
-    binary: String,
+    method: &'static str,
+    segments: Vec<&'static str>,
+    path: &'static str,
+    function: &'static str,
 }
 
 impl Route {
@@ -121,7 +114,7 @@ impl Route {
                 Some(name) if !part.is_empty() => {
                     params.insert(name.to_owned(), Value::String(part.to_owned()));
                 }
-                None if segment == part => {}
+                None if *segment == part => {}
                 _ => return None,
             }
         }
@@ -129,85 +122,46 @@ impl Route {
     }
 }
 
-/// The dependencies of the route handlers the local HTTP API runs.
-pub struct RouteDeps {
-    pub admin: AwsAdminDeps,
-    pub fhir: FhirReadDeps<DynamoDeviceRegistry, DynamoObservationStore>,
-    pub documents: DocumentReadDeps<DynamoDeviceRegistry, DynamoUploadStore>,
-    pub firmware: FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>,
-    pub deployments: DeploymentDeps<DynamoFirmwareStore, DynamoDeviceRegistry, DynamoDeploymentStore, IotJobControl>,
-    pub api_keys: ApiKeyAdminDeps<DynamoDeviceRegistry, DynamoApiKeyStore>,
-    pub vitals: VitalsDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoApiKeyStore, DynamoActivityLog, DynamoAlertStore>,
-}
-
 /// The local HTTP API.
 pub struct LocalApi {
     routes: Vec<Route>,
-    authorizer: AuthorizerDeps<DynamoApiKeyStore>,
+    functions: Arc<LocalFunctions>,
+    /// The function of the HTTP API's authorizer.
+    authorizer: &'static str,
     jwks: Value,
-    deps: RouteDeps,
 }
 
 impl LocalApi {
-    /// Reads the routes from the template; `deps` are the handlers' dependencies, `keys` and
-    /// `pepper` what the authorizer checks device API keys with.
-    pub fn new(
-        template: &vitalwire::stack::Template,
-        auth: &LocalAuth,
-        deps: RouteDeps,
-        keys: DynamoApiKeyStore,
-        pepper: SecretsManagerPepper,
-    ) -> Result<Arc<Self>, String> {
-        let routes = template
-            .functions()
-            .into_iter()
-            .flat_map(|f| {
-                let binary = f.binary.clone().unwrap_or_default();
-                f.http_routes.into_iter().map(move |(method, path)| Route {
-                    segments: path.split('/').map(str::to_owned).collect(),
-                    method,
-                    path,
-                    binary: binary.clone(),
-                })
+    /// The registry's routes and authorizer, run by the built functions; `jwks` is served at
+    /// `/.well-known/jwks.json` for the authorizer to fetch, as Cognito serves its keys.
+    pub fn new(functions: Arc<LocalFunctions>, jwks: Value) -> Result<Arc<Self>, String> {
+        let routes = functions
+            .specs()
+            .flat_map(|spec| match spec.trigger {
+                Trigger::Http(routes) => routes
+                    .iter()
+                    .map(|r| Route { method: r.method, segments: r.path.split('/').collect(), path: r.path, function: spec.name })
+                    .collect(),
+                _ => Vec::new(),
             })
             .collect();
-        let authorizer = AuthorizerDeps { verifier: auth.verifier()?, keys, pepper };
-        Ok(Arc::new(Self { routes, authorizer, jwks: auth.jwks.clone(), deps }))
+        let authorizer = functions
+            .triggered_by(|t| matches!(t, Trigger::HttpAuthorizer))
+            .next()
+            .map(|s| s.name)
+            .ok_or("the registry has no HTTP API authorizer")?;
+        Ok(Arc::new(Self { routes, functions, authorizer, jwks }))
     }
 
-    /// The router: JWKS, then every template route.
+    /// The router: JWKS, then every route.
     pub fn router(self: Arc<Self>) -> Router {
         Router::new().route("/.well-known/jwks.json", get(jwks)).fallback(handle).with_state(self)
     }
 
-    async fn dispatch(&self, binary: &str, request: lambda_http::Request) -> Option<lambda_http::Response<lambda_http::Body>> {
-        let deps = &self.deps.admin;
-        Some(match binary {
-            "admin-devices-register" => admin::register_device(request, deps).await,
-            "admin-devices-list" => admin::list_devices(request, deps).await,
-            "admin-devices-get" => admin::get_device(request, deps).await,
-            "admin-devices-assign" => admin::assign_patient(request, deps).await,
-            "admin-devices-unassign" => admin::unassign_patient(request, deps).await,
-            "admin-devices-status" => admin::set_status(request, deps).await,
-            "admin-dead-letters" => admin::list_dead_letters(request, deps).await,
-            "device-observations" => fhir_api::device_observations(request, &self.deps.fhir).await,
-            "device-documents" => fhir_api::device_documents(request, &self.deps.documents).await,
-            "admin-firmware-register" => firmware::register(request, &self.deps.firmware).await,
-            "admin-firmware-list" => firmware::list(request, &self.deps.firmware).await,
-            "admin-deployments-create" => deployments::create(request, &self.deps.deployments).await,
-            "admin-deployments-get" => deployments::get(request, &self.deps.deployments).await,
-            "admin-deployments-cancel" => deployments::cancel(request, &self.deps.deployments).await,
-            "admin-api-keys-create" => api_keys::create(request, &self.deps.api_keys).await,
-            "admin-api-keys-list" => api_keys::list(request, &self.deps.api_keys).await,
-            "admin-api-keys-revoke" => api_keys::revoke(request, &self.deps.api_keys).await,
-            "admin-devices-activity" => activity::list(request, &self.deps.vitals.activity).await,
-            "iot-vitals" => vitals_api::submit(request, &self.deps.vitals).await,
-            "iot-vitals-batch" => vitals_api::submit_batch(request, &self.deps.vitals).await,
-            "iot-status" => vitals_api::status(request, &self.deps.vitals).await,
-            "patient-alerts" => alerts::list(request, &self.deps.vitals.alerts).await,
-            "patient-alerts-close" => alerts::close(request, &self.deps.vitals.alerts).await,
-            _ => return None,
-        })
+    /// The authorizer's answer for a request, as API Gateway gets it.
+    async fn authorize(&self, event: &Value) -> Result<ApiGatewayV2CustomAuthorizerSimpleResponse<Value>, String> {
+        let answer = self.functions.invoke(self.authorizer, &event.to_string()).await?;
+        serde_json::from_str(answer.get()).map_err(|e| format!("the authorizer's answer: {e}"))
     }
 }
 
@@ -237,15 +191,15 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
     };
     let route_key = format!("{} {}", route.method, route.path);
     let raw_query = uri.query().unwrap_or_default().to_owned();
-    let authorizer_event: ApiGatewayV2CustomAuthorizerV2Request = match serde_json::from_value(json!({
+    let authorizer_event = json!({
         "version": "2.0", "type": "REQUEST", "routeArn": format!("arn:aws:execute-api:us-east-1:000000000000:local/$default/{}{}", route.method, path),
         "identitySource": [authorization], "routeKey": route_key, "rawPath": path, "rawQueryString": raw_query,
         "headers": headers_json(&headers), "requestContext": {"http": {"method": route.method, "path": path}},
-    })) {
-        Ok(e) => e,
-        Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    });
+    let authorized = match api.authorize(&authorizer_event).await {
+        Ok(a) => a,
+        Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    let authorized = vitalwire::authorizer::handle(&authorizer_event, &api.authorizer).await;
     if !authorized.is_authorized {
         return gateway_message(StatusCode::FORBIDDEN, "Forbidden");
     }
@@ -275,16 +229,14 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
         Ok(r) => r,
         Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    match api.dispatch(&route.binary, request).await {
-        None => gateway_message(StatusCode::NOT_IMPLEMENTED, &format!("{} is not wired in the local HTTP API", route.binary)),
-        Some(response) => {
-            let (parts, body) = response.into_parts();
-            let bytes = match body {
-                lambda_http::Body::Text(t) => t.into_bytes(),
-                lambda_http::Body::Binary(b) => b,
-                _ => Vec::new(),
-            };
-            (parts.status, parts.headers, bytes).into_response()
-        }
-    }
+    let Some(handler) = api.functions.http(route.function) else {
+        return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &format!("{} is not an HTTP function", route.function));
+    };
+    let (parts, body) = handler.call(request).await.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Text(t) => t.into_bytes(),
+        lambda_http::Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    (parts.status, parts.headers, bytes).into_response()
 }

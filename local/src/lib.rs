@@ -8,6 +8,7 @@
 //! The integration tests use the same pieces.
 
 pub mod emulator;
+pub mod functions;
 pub mod gateway;
 pub mod http_api;
 pub mod platform;

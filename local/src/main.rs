@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
-use vitalwire::auth::Role;
+use vitalwire::access::Role;
 use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
 use vitalwire::observations::{DynamoObservationStore, ObservationStore};
-use vitalwire::tables;
+use vitalwire::platform::aws;
+use vitalwire::platform::tables;
 use vitalwire_local::emulator::Emulator;
 use vitalwire_local::http_api::LocalAuth;
 use vitalwire_local::platform;
@@ -117,16 +118,16 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
         return print_device_observations(&repo_root().join(&cli.state_dir), device, *limit).await;
     }
     if let Command::InboxDrop { file } = &cli.command {
-        let s3 = vitalwire::aws::s3(&running_config(&repo_root().join(&cli.state_dir)).await?);
+        let s3 = aws::s3(&running_config(&repo_root().join(&cli.state_dir)).await?);
         let name = file.file_name().and_then(|n| n.to_str()).ok_or("the file has no name")?;
         let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let key = format!("{}{name}", vitalwire::inbox::INBOX_PREFIX);
+        let key = format!("{}{name}", vitalwire::ingest::inbox::INBOX_PREFIX);
         s3.put_object().bucket(local_inbox_bucket()).key(&key).content_type("application/json").body(body.into()).send().await?;
         println!("Dropped {} as s3://{}/{key}", file.display(), local_inbox_bucket());
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::InboxList { prefix } = &cli.command {
-        let s3 = vitalwire::aws::s3(&running_config(&repo_root().join(&cli.state_dir)).await?);
+        let s3 = aws::s3(&running_config(&repo_root().join(&cli.state_dir)).await?);
         let listed = s3.list_objects_v2().bucket(local_inbox_bucket()).prefix(prefix).send().await?;
         for object in listed.contents() {
             println!("{:>10}  {}", object.size().unwrap_or(0), object.key().unwrap_or_default());
@@ -145,8 +146,8 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
         // Set before any client exists, on the main thread: our own clients read them too.
         std::env::set_var(k, v);
     }
-    let config = vitalwire::aws::load_config().await;
-    let dynamodb = vitalwire::aws::dynamodb(&config);
+    let config = aws::load_config().await;
+    let dynamodb = aws::dynamodb(&config);
     let stack = LocalStack::create(&config, LocalStack::template()?, "").await?;
     let devices_table = stack.table(tables::DEVICES.logical_id).ok_or("template has no DevicesTable")?;
     let registry = DynamoDeviceRegistry::new(dynamodb.clone(), devices_table);
@@ -241,12 +242,12 @@ async fn running_config(state_dir: &Path) -> Result<aws_config::SdkConfig, AnyEr
     for (k, v) in [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "vitalwire-local"), ("AWS_SECRET_ACCESS_KEY", "vitalwire-local")] {
         std::env::set_var(k, v);
     }
-    Ok(vitalwire::aws::load_config().await)
+    Ok(aws::load_config().await)
 }
 
 async fn print_device_observations(state_dir: &Path, device: &str, limit: i32) -> Result<ExitCode, AnyError> {
     let config = running_config(state_dir).await?;
-    let store = DynamoObservationStore::new(vitalwire::aws::dynamodb(&config), tables::OBSERVATIONS.logical_id);
+    let store = DynamoObservationStore::new(aws::dynamodb(&config), tables::OBSERVATIONS.logical_id);
     let found = store.for_device(device, limit).await?;
     println!("{} Observation(s) of device {device}, newest first:", found.len());
     for o in found {
@@ -283,7 +284,7 @@ async fn print_observation(stack: &LocalStack, dynamodb: aws_sdk_dynamodb::Clien
 /// Registers the seed devices; returns their thing names.
 async fn seed_devices(registry: &DynamoDeviceRegistry, path: &Path) -> Result<Vec<String>, AnyError> {
     let seed: Value = serde_json::from_slice(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)?;
-    let now = vitalwire::time::format_utc(chrono::Utc::now());
+    let now = vitalwire::platform::time::format_utc(chrono::Utc::now());
     let mut names = Vec::new();
     for d in seed.get("devices").and_then(Value::as_array).into_iter().flatten() {
         let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);

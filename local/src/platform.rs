@@ -1,50 +1,30 @@
-//! The whole local platform wired once, as `template.yaml` wires it on AWS: the IoT gateway
-//! (MQTT over mutual TLS) with its rule and provisioning handlers, the IoT HTTP APIs, the HTTP
-//! API routes, and S3 upload events. `vitalwire-local up` and the integration tests both start
-//! it here, so the tests exercise what developers run.
+//! The whole local platform wired once, as `template.yaml` wires it on AWS: every function of
+//! the registry built with its template settings ([`crate::functions`]), the IoT gateway (MQTT
+//! over mutual TLS) running the rule and provisioning functions, the IoT HTTP APIs, the HTTP
+//! API routes, and the S3 events. `vitalwire-local up` and the integration tests both start it
+//! here, so the tests exercise what developers run.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use aws_config::SdkConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use vitalwire::activity::DynamoActivityLog;
-use vitalwire::admin::AdminDeps;
-use vitalwire::vitals_api::VitalsDeps;
-use vitalwire::api_keys::{ApiKeyAdminDeps, DynamoApiKeyStore, SecretsManagerPepper};
-use vitalwire::dead_letters::DynamoDeadLetterStore;
-use vitalwire::deployments::{DeploymentDeps, DynamoDeploymentStore, IotJobControl};
-use vitalwire::job_events::JobEventDeps;
-use vitalwire::devices::{DynamoDeviceRegistry, IotCertificateControl};
-use vitalwire::fhir_api::FhirReadDeps;
-use vitalwire::firmware::{DynamoFirmwareStore, FirmwareDeps};
-use vitalwire::ingest::IngestDeps;
-use vitalwire::observations::DynamoObservationStore;
-use vitalwire::provisioning::HookDeps;
-use vitalwire::tables::{self, TableSpec};
-use vitalwire::uploads::registration::{RegistrationDeps, S3ObjectReader};
-use vitalwire::uploads::{DynamoUploadStore, IotDataPublisher, S3UploadSigner, UploadLinkDeps};
+use vitalwire::platform::aws::AwsClients;
+use vitalwire::wiring::Trigger;
 
+use crate::functions::LocalFunctions;
 use crate::gateway::pki::PkiFiles;
-use crate::gateway::{Functions, Gateway, GatewayConfig};
-use crate::http_api::{LocalApi, LocalAuth, RouteDeps};
+use crate::gateway::{Gateway, GatewayConfig};
+use crate::http_api::{LocalApi, LocalAuth, LOCAL_AUDIENCE, LOCAL_ISSUER};
 use crate::stack::LocalStack;
-
-/// The secret that peppers API key hashes (logical id in `template.yaml`).
-pub const API_KEY_PEPPER_SECRET: &str = "ApiKeyPepperSecret";
 
 /// The bucket gateways drop reading files into (logical id in `template.yaml`).
 pub const INBOX_BUCKET: &str = "InboxBucket";
-
-/// The bucket of device uploads and firmware (logical id in `template.yaml`).
-pub const DEVICE_FILES_BUCKET: &str = "DeviceFilesBucket";
-
-/// The presigned-URL role the local job documents name (the local gateway presigns with the
-/// emulator's credentials; on AWS this is `FirmwareDownloadRole`).
-const LOCAL_FIRMWARE_DOWNLOAD_ROLE: &str = "arn:aws:iam::000000000000:role/local-firmware-download";
 
 /// Where the platform listens and keeps its state.
 pub struct Settings {
@@ -93,120 +73,36 @@ fn spawn_http(listener: TcpListener, router: axum::Router) -> JoinHandle<()> {
 
 /// Starts every local server over the stack's tables and buckets.
 pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -> Result<Platform, String> {
-    let dynamodb = vitalwire::aws::dynamodb(config);
-    let s3 = vitalwire::aws::s3(config);
-    let table = |spec: &TableSpec| {
-        stack.table(spec.logical_id).map(str::to_owned).ok_or_else(|| format!("template.yaml has no {}", spec.logical_id))
-    };
-    let bucket = stack
-        .bucket(DEVICE_FILES_BUCKET)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("template.yaml has no {DEVICE_FILES_BUCKET}"))?;
-    let devices = || -> Result<_, String> { Ok(DynamoDeviceRegistry::new(dynamodb.clone(), table(&tables::DEVICES)?)) };
-    let dead_letters = || -> Result<_, String> { Ok(DynamoDeadLetterStore::new(dynamodb.clone(), table(&tables::DEAD_LETTERS)?)) };
-    let observations = || -> Result<_, String> { Ok(DynamoObservationStore::new(dynamodb.clone(), table(&tables::OBSERVATIONS)?)) };
-    let alert_store = || -> Result<_, String> { Ok(vitalwire::alerts::DynamoAlertStore { client: dynamodb.clone(), table: table(&tables::ALERTS)? }) };
-    let signer = || S3UploadSigner { client: s3.clone(), bucket: bucket.clone() };
-    let deployments = || -> Result<_, String> { Ok(DynamoDeploymentStore::new(dynamodb.clone(), table(&tables::DEPLOYMENTS)?)) };
-    let api_keys = || -> Result<_, String> {
-        Ok(DynamoApiKeyStore::new(dynamodb.clone(), table(&tables::API_KEYS)?, table(&tables::API_KEY_USAGE)?))
-    };
-    let pepper_secret = stack.secrets.get(API_KEY_PEPPER_SECRET).cloned().ok_or_else(|| format!("template.yaml has no {API_KEY_PEPPER_SECRET}"))?;
-    let pepper = || SecretsManagerPepper::new(aws_sdk_secretsmanager::Client::new(config), pepper_secret.clone());
-    let firmware_images = || -> Result<_, String> { Ok(DynamoFirmwareStore { client: dynamodb.clone(), table: table(&tables::FIRMWARE)? }) };
-
-    // The IoT HTTP endpoint comes first: functions reply to devices and switch certificates
-    // through it, as they do through IoT Core on AWS.
+    // The IoT HTTP endpoint and the HTTP API are bound first: functions reply to devices and
+    // switch certificates through the one, and fetch the token keys from the other, as they
+    // reach IoT Core and Cognito on AWS.
     let iot_listener = bind(settings.iot_http, "--iot-http-port").await?;
     let iot_endpoint = format!("http://{}", iot_listener.local_addr().map_err(|e| e.to_string())?);
-    let data_plane = aws_sdk_iotdataplane::config::Builder::from(config).endpoint_url(&iot_endpoint).build();
-    let control_plane = aws_sdk_iot::config::Builder::from(config).endpoint_url(&iot_endpoint).build();
+    let api_listener = bind(settings.api, "--api-port").await?;
+    let api_url = format!("http://{}", api_listener.local_addr().map_err(|e| e.to_string())?);
+    let auth = LocalAuth::load_or_create(&settings.state_dir.join("auth"))?;
 
-    let functions = Functions {
-        ingest: IngestDeps {
-            devices: devices()?,
-            observations: observations()?,
-            dead_letters: dead_letters()?,
-            alerts: alert_store()?,
-            alert_settings: vitalwire::alerts::AlertSettings::default(),
-        },
-        hook: HookDeps { devices: devices()?, dead_letters: dead_letters()? },
-        uploads: UploadLinkDeps {
-            signer: signer(),
-            publisher: IotDataPublisher { client: aws_sdk_iotdataplane::Client::from_conf(data_plane) },
-            uploads: DynamoUploadStore { client: dynamodb.clone(), table: table(&tables::UPLOADS)? },
-            dead_letters: dead_letters()?,
-            content_types: vitalwire::uploads::DEFAULT_CONTENT_TYPES.iter().map(|t| (*t).to_owned()).collect(),
-        },
-        job_events: JobEventDeps { deployments: deployments()?, devices: devices()?, dead_letters: dead_letters()? },
-        s3: s3.clone(),
-    };
+    let aws = AwsClients::new(config.clone(), Some(iot_endpoint.clone()));
+    // The settings whose template values name what exists only on AWS (the Cognito user pool).
+    let overrides = BTreeMap::from([
+        ("JWT_ISSUER".to_owned(), LOCAL_ISSUER.to_owned()),
+        ("JWT_AUDIENCE".to_owned(), LOCAL_AUDIENCE.to_owned()),
+        ("JWKS_URL".to_owned(), format!("{api_url}/.well-known/jwks.json")),
+    ]);
+    let functions = LocalFunctions::build(stack, &aws, &overrides)?;
+
     let gateway = Gateway::new(
         GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime },
-        functions,
+        functions.clone(),
+        aws.s3(),
     )
     .map_err(|e| e.to_string())?;
     let mqtt_listener = bind(settings.mqtt, "--mqtt-port").await?;
     let mqtt_port = mqtt_listener.local_addr().map_err(|e| e.to_string())?.port();
+    let api = LocalApi::new(functions.clone(), auth.jwks.clone())?;
 
-    let auth = LocalAuth::load_or_create(&settings.state_dir.join("auth"))?;
-    let routes = RouteDeps {
-        admin: AdminDeps {
-            devices: devices()?,
-            dead_letters: dead_letters()?,
-            certificates: IotCertificateControl { client: aws_sdk_iot::Client::from_conf(control_plane.clone()) },
-        },
-        fhir: FhirReadDeps { devices: devices()?, observations: observations()? },
-        documents: vitalwire::fhir_api::DocumentReadDeps {
-            devices: devices()?,
-            uploads: DynamoUploadStore { client: dynamodb.clone(), table: table(&tables::UPLOADS)? },
-        },
-        firmware: FirmwareDeps { images: firmware_images()?, signer: signer() },
-        deployments: DeploymentDeps {
-            images: firmware_images()?,
-            devices: devices()?,
-            deployments: deployments()?,
-            jobs: IotJobControl {
-                client: aws_sdk_iot::Client::from_conf(control_plane.clone()),
-                thing_arn_prefix: format!("{}:thing/", crate::gateway::policy::ARN_PREFIX),
-                presign_role_arn: LOCAL_FIRMWARE_DOWNLOAD_ROLE.to_owned(),
-            },
-            bucket_url: format!("https://s3.{}.amazonaws.com/{bucket}", config.region().map_or("us-east-1", |r| r.as_ref())),
-        },
-        api_keys: ApiKeyAdminDeps { devices: devices()?, keys: api_keys()?, pepper: pepper() },
-        vitals: VitalsDeps {
-            devices: devices()?,
-            observations: observations()?,
-            keys: api_keys()?,
-            activity: DynamoActivityLog {
-                client: dynamodb.clone(),
-                table: table(&tables::ACTIVITY)?,
-                retention_days: vitalwire::activity::DEFAULT_RETENTION_DAYS,
-            },
-            alerts: alert_store()?,
-            alert_settings: vitalwire::alerts::AlertSettings::default(),
-        },
-    };
-    let api = LocalApi::new(&stack.template, &auth, routes, api_keys()?, pepper())?;
-    let api_listener = bind(settings.api, "--api-port").await?;
-    let api_url = format!("http://{}", api_listener.local_addr().map_err(|e| e.to_string())?);
-
-    let registration = RegistrationDeps {
-        uploads: DynamoUploadStore { client: dynamodb.clone(), table: table(&tables::UPLOADS)? },
-        objects: S3ObjectReader { client: s3.clone() },
-        devices: devices()?,
-        dead_letters: dead_letters()?,
-    };
-    let inbox_bucket = stack.bucket(INBOX_BUCKET).map(str::to_owned).ok_or_else(|| format!("template.yaml has no {INBOX_BUCKET}"))?;
-    let inbox = vitalwire::inbox::InboxDeps {
-        objects: vitalwire::inbox::S3Inbox { client: s3.clone() },
-        devices: devices()?,
-        observations: observations()?,
-        alerts: alert_store()?,
-        alert_settings: vitalwire::alerts::AlertSettings::default(),
-    };
     let files = gateway.pki.files.clone();
-    let tasks = vec![
+    let mut tasks = vec![
         spawn_http(iot_listener, crate::gateway::http::router(gateway.clone())),
         tokio::spawn({
             let gateway = gateway.clone();
@@ -215,8 +111,6 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
             }
         }),
         spawn_http(api_listener, api.router()),
-        crate::s3_events::watch_uploads(s3.clone(), bucket, "uploads/", Arc::new(registration), settings.upload_poll),
-        crate::s3_events::watch_inbox(s3, inbox_bucket, Arc::new(inbox), settings.upload_poll),
         tokio::spawn({
             // Step and in-progress timeouts of job executions.
             let gateway = gateway.clone();
@@ -230,5 +124,11 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
             }
         }),
     ];
+    // S3 events: each function's bucket and prefix, as the template's notifications deliver them.
+    for spec in functions.triggered_by(|t| matches!(t, Trigger::S3ObjectCreated { .. })) {
+        let Trigger::S3ObjectCreated { bucket, prefix } = spec.trigger else { continue };
+        let bucket = stack.bucket(bucket).map(str::to_owned).ok_or_else(|| format!("template.yaml has no bucket {bucket}"))?;
+        tasks.push(crate::s3_events::watch(aws.s3(), bucket, prefix, functions.clone(), spec.name, settings.upload_poll));
+    }
     Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, files, tasks })
 }

@@ -2,9 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use vitalwire::stack::{create_table, EnvValue, FunctionDefinition, StackError, Template};
+use vitalwire::platform::stack::{create_table, EnvValue, FunctionDefinition, StackError, Template};
 
 use crate::repo_root;
+
+/// The region and account the local stack pretends to be in.
+pub const LOCAL_REGION: &str = "us-east-1";
+pub const LOCAL_ACCOUNT: &str = "000000000000";
 
 /// Tables created from the template, by logical id.
 #[derive(Debug, Clone)]
@@ -37,8 +41,8 @@ impl LocalStack {
     /// `<prefix><logicalid>` in lower case, and every secret, named `<prefix><LogicalId>`, with a
     /// random value as `GenerateSecretString` makes one.
     pub async fn create(config: &aws_config::SdkConfig, template: Template, prefix: &str) -> Result<Self, StackError> {
-        let client = &vitalwire::aws::dynamodb(config);
-        let s3 = &vitalwire::aws::s3(config);
+        let client = &vitalwire::platform::aws::dynamodb(config);
+        let s3 = &vitalwire::platform::aws::s3(config);
         let mut tables = BTreeMap::new();
         for table in template.tables()? {
             let name = format!("{prefix}{}", table.logical_id);
@@ -48,10 +52,23 @@ impl LocalStack {
         let mut buckets = BTreeMap::new();
         for logical in template.buckets() {
             let name = format!("{prefix}{logical}").to_lowercase();
-            s3.create_bucket().bucket(&name).send().await.map_err(|e| StackError::Create {
-                table: name.clone(),
-                message: vitalwire::dynamo::describe(&e),
-            })?;
+            let failed = |message: String| StackError::Create { table: name.clone(), message };
+            s3.create_bucket().bucket(&name).send().await.map_err(|e| failed(vitalwire::platform::describe(&e)))?;
+            // Versioned as the template declares: handlers act on the version an event names.
+            let versioned = template
+                .properties_json(&logical)
+                .is_some_and(|p| p["VersioningConfiguration"]["Status"] == "Enabled");
+            if versioned {
+                let enabled = aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build();
+                s3.put_bucket_versioning()
+                    .bucket(&name)
+                    .versioning_configuration(enabled)
+                    .send()
+                    .await
+                    .map_err(|e| failed(vitalwire::platform::describe(&e)))?;
+            }
             buckets.insert(logical, name);
         }
         let mut secrets = BTreeMap::new();
@@ -67,7 +84,7 @@ impl LocalStack {
                 .secret_string(hex::encode(random))
                 .send()
                 .await
-                .map_err(|e| failed(vitalwire::dynamo::describe(&e)))?;
+                .map_err(|e| failed(vitalwire::platform::describe(&e)))?;
             secrets.insert(logical, name);
         }
         Ok(Self { template, tables, buckets, secrets })
@@ -90,28 +107,71 @@ impl LocalStack {
 
     /// A function's environment as CloudFormation would set it: `!Ref Table` becomes the name.
     pub fn function_env(&self, function: &FunctionDefinition) -> Result<Vec<(String, String)>, UnresolvedEnv> {
+        self.function_env_with(function, &BTreeMap::new())
+    }
+
+    /// A function's environment, with `overrides` for the variables the local platform sets
+    /// itself (their template value may name resources that exist only on AWS).
+    pub fn function_env_with(
+        &self,
+        function: &FunctionDefinition,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String)>, UnresolvedEnv> {
         function
             .environment
             .iter()
             .map(|(name, value)| {
-                let unresolved = |target: String| UnresolvedEnv {
-                    function: function.logical_id.clone(),
-                    variable: name.clone(),
-                    target,
-                };
-                match value {
-                    EnvValue::Literal(v) => Ok((name.clone(), v.clone())),
-                    EnvValue::Ref(r) => self
-                        .table(r)
-                        .or_else(|| self.bucket(r))
-                        .or_else(|| self.secrets.get(r).map(String::as_str))
-                        .map(str::to_owned)
-                        .or_else(|| self.template.parameter_default(r))
-                        .map(|t| (name.clone(), t))
-                        .ok_or_else(|| unresolved(r.clone())),
-                    EnvValue::Other => Err(unresolved("an intrinsic function".into())),
+                let unresolved = |target: String| UnresolvedEnv { function: function.logical_id.clone(), variable: name.clone(), target };
+                if let Some(v) = overrides.get(name) {
+                    return Ok((name.clone(), v.clone()));
                 }
+                let resolved = match value {
+                    EnvValue::Literal(v) => Some(v.clone()),
+                    EnvValue::Ref(r) => self.resolve_ref(r),
+                    EnvValue::GetAtt(a) => self.resolve_get_att(a),
+                    EnvValue::Sub(text) => self.resolve_sub(text).map_err(unresolved)?.into(),
+                    EnvValue::Other => return Err(unresolved("an intrinsic function".into())),
+                };
+                resolved.map(|v| (name.clone(), v)).ok_or_else(|| unresolved(format!("{value:?}")))
             })
             .collect()
+    }
+
+    /// What `!Ref` of a resource or parameter is here.
+    fn resolve_ref(&self, target: &str) -> Option<String> {
+        match target {
+            "AWS::Partition" => Some("aws".into()),
+            "AWS::Region" => Some(LOCAL_REGION.into()),
+            "AWS::AccountId" => Some(LOCAL_ACCOUNT.into()),
+            _ => self
+                .table(target)
+                .or_else(|| self.bucket(target))
+                .or_else(|| self.secrets.get(target).map(String::as_str))
+                .map(str::to_owned)
+                .or_else(|| self.template.parameter_default(target)),
+        }
+    }
+
+    /// `!GetAtt <Resource>.Arn` of a resource the emulator does not hold (a role): an ARN of
+    /// the local account, named after the resource.
+    fn resolve_get_att(&self, target: &str) -> Option<String> {
+        let (resource, attribute) = target.split_once('.')?;
+        (attribute == "Arn" && self.template.has_resource(resource)).then(|| format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{resource}"))
+    }
+
+    /// `!Sub` with `${Name}` and `${Resource.Attribute}` placeholders.
+    fn resolve_sub(&self, text: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').ok_or_else(|| format!("an unclosed ${{ in {text}"))? + start;
+            let name = &rest[start + 2..end];
+            let value = if name.contains('.') { self.resolve_get_att(name) } else { self.resolve_ref(name) };
+            out.push_str(&value.ok_or_else(|| name.to_owned())?);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 }

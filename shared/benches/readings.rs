@@ -6,9 +6,9 @@ use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vitalwire::inbox::scanner::{Found, Scanner};
-use vitalwire::news2;
-use vitalwire::readings::{self, SetContext};
+use vitalwire::clinical::news2;
+use vitalwire::ingest::inbox::scanner::{Found, Scanner};
+use vitalwire::ingest::readings;
 
 const SEED: &str = r#"{"device_id": "inhealth-dev001", "timestamp": "2025-11-17T10:30:00Z", "heart_rate": 75,
     "blood_pressure_systolic": 120, "blood_pressure_diastolic": 80, "temperature": 98.6, "temperature_unit": "F",
@@ -18,9 +18,10 @@ const SEED: &str = r#"{"device_id": "inhealth-dev001", "timestamp": "2025-11-17T
 fn bench(c: &mut Criterion) {
     let now = Utc.with_ymd_and_hms(2025, 11, 17, 10, 31, 0).unwrap();
     c.bench_function("reading: validate the seed's full reading", |b| b.iter(|| readings::parse(black_box(SEED), None, now).unwrap()));
-    let reading = readings::parse(SEED, None, now).unwrap();
-    let ctx = SetContext { thing_name: "inhealth-dev001", patient_id: "P123", issued: "2025-11-17T10:31:00.000Z" };
-    c.bench_function("reading: build its 8 Observations", |b| b.iter(|| readings::observations(black_box(&reading), &ctx)));
+    let reading = readings::parse(SEED, None, now).unwrap().reading;
+    c.bench_function("reading: build its 8 Observations", |b| {
+        b.iter(|| black_box(&reading).observations("P123", "2025-11-17T10:31:00.000Z"))
+    });
     let set = news2::Observations {
         respiratory_rate: Some(22.0),
         oxygen_saturation: Some(95.0),

@@ -1,57 +1,33 @@
-//! Vitalwire's core: the domain (devices, measurements, FHIR resources), the ports handlers
-//! depend on, their AWS adapters, and one handler module per Lambda function.
+//! Vitalwire's core, by domain:
 //!
-//! Handlers are plain async functions over small traits; `functions/src/bin/*.rs` build the
-//! AWS-backed dependencies once per cold start and hand events to them, and the tests and
-//! the local stack drive the very same functions.
+//! - [`devices`]: the device registry, who may file readings ([`devices::admit`]), fleet
+//!   provisioning's hook, the device admin routes;
+//! - [`ingest`]: the filing service, the one way a reading is admitted, filed and scored, and
+//!   its ways in: the `FHIRIngest` rule, the vitals REST API, the S3 inbox;
+//! - [`observations`]: readings as FHIR R4 Observations, and their store;
+//! - [`clinical`]: NEWS2 and alerts;
+//! - [`files`]: device uploads (upload links, registration as DocumentReferences);
+//! - [`firmware`]: firmware images and deployments through IoT Jobs;
+//! - [`access`]: people's tokens, device API keys, the HTTP API's authorizer, the activity log;
+//! - [`dead_letters`]: every refused message, with its reason, for the operator;
+//! - [`fhir`]: FHIR datatypes and the vital-sign catalogue;
+//! - [`platform`]: shared plumbing (AWS clients, DynamoDB and HTTP helpers, tables, time);
+//! - [`wiring`]: the registry of functions: trigger, handler and how its dependencies are built.
+//!
+//! Each domain has one shape: `mod.rs` for its model, ports (small traits) and logic;
+//! `dynamodb.rs`, `s3.rs`, `iot.rs` for the adapters that implement the ports with the AWS SDK;
+//! `http.rs` for its HTTP routes; `memory.rs` for in-memory ports in unit tests.
 
-pub mod api_keys;
-pub mod auth;
-pub mod activity;
-pub mod admin;
-pub mod alerts;
-pub mod api;
-pub mod authorizer;
-pub mod aws;
+pub mod access;
+pub mod clinical;
 pub mod dead_letters;
-pub mod deployments;
 pub mod devices;
-pub mod dynamo;
 pub mod fhir;
-pub mod fhir_api;
+pub mod files;
 pub mod firmware;
-pub mod inbox;
 pub mod ingest;
-pub mod job_events;
-pub mod measurement;
-pub mod news2;
-#[cfg(test)]
-pub(crate) mod memory;
 pub mod observations;
-pub mod pipeline;
-pub mod provisioning;
-pub mod readings;
-#[cfg(feature = "stack")]
-pub mod stack;
-pub mod tables;
-pub mod telemetry;
-pub mod time;
-pub mod uploads;
-pub mod vitals;
-pub mod vitals_api;
+pub mod platform;
+pub mod wiring;
 
-/// A storage or AWS call failed for a reason that may pass (throttling, network, service).
-///
-/// Handlers let it fail the invocation so the event source retries or keeps the event.
-#[derive(Debug, thiserror::Error)]
-#[error("{operation} failed: {message}")]
-pub struct StoreError {
-    pub operation: &'static str,
-    pub message: String,
-}
-
-impl StoreError {
-    pub fn new(operation: &'static str, err: impl std::fmt::Display) -> Self {
-        Self { operation, message: err.to_string() }
-    }
-}
+pub use platform::{time, StoreError};

@@ -33,7 +33,7 @@ pub fn emulator_environment() -> Vec<(String, String)> {
 /// AWS configuration built the way the functions build it, pointed at the emulator.
 pub async fn aws_config() -> SdkConfig {
     emulator();
-    vitalwire::aws::load_config().await
+    vitalwire::platform::aws::load_config().await
 }
 
 /// A fresh set of the template's tables on the emulator.
@@ -48,20 +48,34 @@ impl TestStack {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let prefix = format!("t{}-{}-", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let config = aws_config().await;
-        let dynamodb = vitalwire::aws::dynamodb(&config);
+        let dynamodb = vitalwire::platform::aws::dynamodb(&config);
         let template = LocalStack::template().expect("template.yaml parses");
         let stack = LocalStack::create(&config, template, &prefix).await.expect("tables from template.yaml");
         Self { config, dynamodb, stack }
     }
 
     /// The physical name of a table of the template.
-    pub fn table(&self, spec: &vitalwire::tables::TableSpec) -> String {
+    pub fn table(&self, spec: &vitalwire::platform::tables::TableSpec) -> String {
         self.stack.table(spec.logical_id).expect("table in template").to_owned()
+    }
+
+    /// What a function is built from, as Lambda and the local platform build it: the AWS
+    /// clients and the settings `template.yaml` gives that function, resolved on this stack.
+    pub fn wiring(&self, function: &str) -> vitalwire::wiring::Wiring {
+        let definition = self.stack.function(function).unwrap_or_else(|| panic!("template.yaml has no function {function}"));
+        let settings = self.stack.function_env(&definition).unwrap_or_else(|e| panic!("{e}"));
+        let aws = vitalwire::platform::aws::AwsClients::new(self.config.clone(), None);
+        vitalwire::wiring::Wiring::new(aws, vitalwire::wiring::Settings::from_map(settings))
+    }
+
+    /// A function's dependencies, built from its wiring as its registry entry builds them.
+    pub fn deps<T: vitalwire::wiring::FromWiring>(&self, function: &str) -> T {
+        T::from_wiring(&self.wiring(function)).unwrap_or_else(|e| panic!("{function}: {e}"))
     }
 
     /// Waits up to 5 s for a table to hold `expected` items (rules run after the PUBACK, as on
     /// AWS); returns the count it saw last.
-    pub async fn wait_for_count(&self, spec: &vitalwire::tables::TableSpec, expected: i32) -> i32 {
+    pub async fn wait_for_count(&self, spec: &vitalwire::platform::tables::TableSpec, expected: i32) -> i32 {
         let mut seen = 0;
         for _ in 0..50 {
             seen = self.count(spec).await;
@@ -74,7 +88,7 @@ impl TestStack {
     }
 
     /// How many items a table holds (a scan; test tables are small).
-    pub async fn count(&self, spec: &vitalwire::tables::TableSpec) -> i32 {
+    pub async fn count(&self, spec: &vitalwire::platform::tables::TableSpec) -> i32 {
         let out = self.dynamodb.scan().table_name(self.table(spec)).send().await.expect("scan");
         out.count()
     }
@@ -182,7 +196,7 @@ impl<'a> Api<'a> {
     }
 
     /// A token for `role`, valid ten minutes.
-    pub fn token(&self, role: vitalwire::auth::Role, patient: Option<&str>) -> String {
+    pub fn token(&self, role: vitalwire::access::Role, patient: Option<&str>) -> String {
         self.gw.auth().mint("tester", role, patient, 10).expect("mint a token")
     }
 

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
-use vitalwire::tables::DEVICES;
+use vitalwire::platform::tables::DEVICES;
 
 use crate::{LocalGateway, MqttTestClient};
 

@@ -1,12 +1,2 @@
-//! `admin-api-keys-list`: see `vitalwire::api_keys::list`.
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{api_keys, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = api_keys::aws_admin_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(api_keys::list(request, deps).await) })).await
-}
+//! `admin-api-keys-list`: `GET /admin/devices/{thingName}/api-keys` (`vitalwire::access::http::list`).
+vitalwire_functions::lambda_function!(ADMIN_API_KEYS_LIST);

@@ -1,12 +1,2 @@
-//! `admin-dead-letters`: `GET /admin/dead-letters` of the device admin API (see `vitalwire::admin::list_dead_letters`).
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{admin, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = admin::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(admin::list_dead_letters(request, deps).await) })).await
-}
+//! `admin-dead-letters`: `GET /admin/dead-letters` (`vitalwire::dead_letters::http::list`).
+vitalwire_functions::lambda_function!(ADMIN_DEAD_LETTERS);

@@ -1,12 +1,2 @@
-//! `admin-deployments-cancel`: see `vitalwire::deployments::cancel`.
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{deployments, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = deployments::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(deployments::cancel(request, deps).await) })).await
-}
+//! `admin-deployments-cancel`: `POST /admin/firmware/deployments/{deploymentId}/cancel` (`vitalwire::firmware::http::cancel`).
+vitalwire_functions::lambda_function!(ADMIN_DEPLOYMENTS_CANCEL);

@@ -1,12 +1,2 @@
-//! `admin-deployments-get`: see `vitalwire::deployments::get`.
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{deployments, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = deployments::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(deployments::get(request, deps).await) })).await
-}
+//! `admin-deployments-get`: `GET /admin/firmware/deployments/{deploymentId}` (`vitalwire::firmware::http::get`).
+vitalwire_functions::lambda_function!(ADMIN_DEPLOYMENTS_GET);

@@ -1,12 +1,2 @@
-//! `admin-devices-register`: `POST /admin/devices` of the device admin API (see `vitalwire::admin::register_device`).
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{admin, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = admin::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(admin::register_device(request, deps).await) })).await
-}
+//! `admin-devices-register`: `POST /admin/devices` (`vitalwire::devices::http::register`).
+vitalwire_functions::lambda_function!(ADMIN_DEVICES_REGISTER);

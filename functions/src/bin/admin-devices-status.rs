@@ -1,12 +1,2 @@
-//! `admin-devices-status`: `PUT /admin/devices/{thingName}/status` of the device admin API (see `vitalwire::admin::set_status`).
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{admin, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = admin::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(admin::set_status(request, deps).await) })).await
-}
+//! `admin-devices-status`: `PUT /admin/devices/{thingName}/status` (`vitalwire::devices::http::set_status`).
+vitalwire_functions::lambda_function!(ADMIN_DEVICES_STATUS);

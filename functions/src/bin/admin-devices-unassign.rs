@@ -1,12 +1,2 @@
-//! `admin-devices-unassign`: `DELETE /admin/devices/{thingName}/patient` of the device admin API (see `vitalwire::admin::unassign_patient`).
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{admin, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = admin::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(admin::unassign_patient(request, deps).await) })).await
-}
+//! `admin-devices-unassign`: `DELETE /admin/devices/{thingName}/patient` (`vitalwire::devices::http::unassign_patient`).
+vitalwire_functions::lambda_function!(ADMIN_DEVICES_UNASSIGN);

@@ -1,12 +1,2 @@
-//! `admin-firmware-list`: `GET /admin/firmware` (see `vitalwire::firmware::list`).
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{firmware, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = firmware::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(firmware::list(request, deps).await) })).await
-}
+//! `admin-firmware-list`: `GET /admin/firmware` (`vitalwire::firmware::http::list`).
+vitalwire_functions::lambda_function!(ADMIN_FIRMWARE_LIST);

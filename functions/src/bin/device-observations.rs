@@ -1,13 +1,2 @@
-//! `device-observations`: `GET /devices/{thingName}/observations` (see
-//! `vitalwire::fhir_api::device_observations`).
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{fhir_api, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = fhir_api::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(fhir_api::device_observations(request, deps).await) })).await
-}
+//! `device-observations`: `GET /devices/{thingName}/observations` (`vitalwire::observations::http::device_observations`).
+vitalwire_functions::lambda_function!(DEVICE_OBSERVATIONS);

@@ -1,12 +1,2 @@
-//! `iot-status`: see `vitalwire::vitals_api::status`.
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::{telemetry, vitals_api};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let deps = vitals_api::aws_deps().await?;
-    let deps = &deps;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(vitals_api::status(request, deps).await) })).await
-}
+//! `iot-status`: `GET /api/iot/status` (`vitalwire::ingest::http::status`).
+vitalwire_functions::lambda_function!(IOT_STATUS);

@@ -1,14 +1,2 @@
-//! `patient-alerts`: see `vitalwire::alerts::list`.
-
-use lambda_http::{run, service_fn, Error, Request};
-use vitalwire::alerts::{self, DynamoAlertStore};
-use vitalwire::{aws, tables, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_lambda_logging();
-    let config = aws::load_config().await;
-    let store = DynamoAlertStore { client: aws::dynamodb(&config), table: tables::ALERTS.name_from_env()? };
-    let store = &store;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(alerts::list(request, store).await) })).await
-}
+//! `patient-alerts`: `GET /patients/{patientId}/alerts` (`vitalwire::clinical::http::list`).
+vitalwire_functions::lambda_function!(PATIENT_ALERTS);

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use vitalwire::provisioning::{self, HookRequest};
+use vitalwire::devices::provisioning::{HookRequest, HookResponse};
+use vitalwire::platform::stack::Template;
 
 use super::pki::{certificate_id, pem_to_der};
 use super::registry::{Certificate, CertificateStatus};
@@ -63,6 +64,28 @@ impl TemplatePlan {
     }
 }
 
+/// What `RegisterThing` creates with a template, and the hook it asks first.
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    pub plan: TemplatePlan,
+    /// The provisioning template's name (`TemplateName` in `template.yaml`).
+    pub template_name: String,
+    /// The function of the template's pre-provisioning hook.
+    pub hook: &'static str,
+}
+
+impl Provisioning {
+    /// From the template's `DefaultProvisioningTemplate`, its body in `infra/iot/`, and the hook.
+    pub fn from_template(template: &Template, body: &Value, hook: &'static str) -> Result<Self, String> {
+        let plan = TemplatePlan::from_body(body).map_err(|e| format!("provisioning-template.json: {e}"))?;
+        let template_name = template
+            .properties_json("DefaultProvisioningTemplate")
+            .and_then(|p| p["TemplateName"].as_str().map(str::to_owned))
+            .ok_or("template.yaml has no DefaultProvisioningTemplate")?;
+        Ok(Self { plan, template_name, hook })
+    }
+}
+
 /// `$aws/certificates/create/json`
 pub fn create_keys_and_certificate(gw: &Gateway) -> Reply {
     let issued = gw.pki.create_keys_and_certificate().map_err(|e| rejected(500, "InternalError", e.to_string()))?;
@@ -105,7 +128,8 @@ fn register_pending(gw: &Gateway, pem: &str) -> Result<String, Value> {
 
 /// `$aws/provisioning-templates/<name>/provision/json`
 pub async fn register_thing(gw: &Gateway, identity: &Identity, template_name: &str, payload: &Value) -> Reply {
-    if template_name != gw.provisioning_template_name {
+    let provisioning = &gw.provisioning;
+    if template_name != provisioning.template_name {
         return Err(rejected(404, "ResourceNotFound", format!("provisioning template {template_name} does not exist")));
     }
     let token = payload
@@ -135,14 +159,19 @@ pub async fn register_thing(gw: &Gateway, identity: &Identity, template_name: &s
         client_id: identity.client_id.clone(),
         parameters: parameters.clone(),
     };
-    let answer = provisioning::handle(&request, &gw.hook)
+    // IoT Core invokes the hook as a Lambda function, with 5 seconds to answer.
+    let hook_failed = |_| rejected(403, "AccessDenied", "ACCESS_DENIED: the pre-provisioning hook failed");
+    let event = serde_json::to_string(&request).map_err(|e| rejected(500, "InternalError", e.to_string()))?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), gw.functions.invoke(provisioning.hook, &event))
         .await
-        .map_err(|_| rejected(403, "AccessDenied", "ACCESS_DENIED: the pre-provisioning hook failed"))?;
+        .map_err(|_| rejected(403, "AccessDenied", "ACCESS_DENIED: the pre-provisioning hook timed out"))?
+        .map_err(hook_failed)?;
+    let answer: HookResponse = serde_json::from_str(answer.get()).map_err(|e| hook_failed(e.to_string()))?;
     if !answer.allow_provisioning {
         return Err(rejected(403, "AccessDenied", "ACCESS_DENIED: the pre-provisioning hook did not allow provisioning"));
     }
     parameters.extend(answer.parameter_overrides);
-    for (name, default) in &gw.template.parameters {
+    for (name, default) in &provisioning.plan.parameters {
         if name.starts_with("AWS::") || parameters.contains_key(name) {
             continue;
         }
@@ -154,10 +183,10 @@ pub async fn register_thing(gw: &Gateway, identity: &Identity, template_name: &s
         }
     }
     let thing = parameters
-        .get(&gw.template.thing_name_parameter)
+        .get(&provisioning.plan.thing_name_parameter)
         .cloned()
         .ok_or_else(|| rejected(400, "InvalidParameters", "no thing name"))?;
-    gw.registry.activate_for_thing(&certificate_id, &thing, &gw.template.policy_name);
+    gw.registry.activate_for_thing(&certificate_id, &thing, &provisioning.plan.policy_name);
     Ok(json!({"thingName": thing, "deviceConfiguration": {}}))
 }
 

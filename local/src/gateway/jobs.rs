@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
-pub use vitalwire::deployments::ExecutionStatus;
+pub use vitalwire::firmware::deployments::ExecutionStatus;
 
 /// Something the gateway must publish after a jobs operation.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,9 @@
 use aws_sdk_dynamodb::Client;
 
 use super::{DeadLetter, DeadLetterPage, DeadLetterStore};
-use crate::dynamo::{describe, opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::tables::DEAD_LETTERS;
+use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
 /// Dead letters in the `DeadLettersTable`, keyed by source and `<receivedAt>#<id>`.
@@ -14,6 +16,12 @@ pub struct DynamoDeadLetterStore {
 impl DynamoDeadLetterStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
+    }
+}
+
+impl FromWiring for DynamoDeadLetterStore {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self::new(w.aws.dynamodb(), w.table(&DEAD_LETTERS)?))
     }
 }
 
@@ -77,7 +85,7 @@ impl DeadLetterStore for DynamoDeadLetterStore {
                 .exclusive_start_key("source", s(source))
                 .exclusive_start_key("sortKey", s(after));
         }
-        let out = request.send().await.map_err(|e| StoreError::new("list dead letters", describe(&e)))?;
+        let out = request.send().await.map_err(|e| StoreError::sdk("list dead letters", &e))?;
         let items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
         Ok(DeadLetterPage { items, next })

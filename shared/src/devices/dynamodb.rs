@@ -1,11 +1,10 @@
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus, InstalledFirmware};
-use crate::tables::DEVICES_BY_SERIAL_NUMBER;
-use crate::dynamo::{describe, opt_bool, opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, opt_bool, opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::tables::{DEVICES, DEVICES_BY_SERIAL_NUMBER};
+use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
 /// The device registry in the `DevicesTable`.
@@ -13,6 +12,12 @@ use crate::StoreError;
 pub struct DynamoDeviceRegistry {
     client: Client,
     table: String,
+}
+
+impl FromWiring for DynamoDeviceRegistry {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self::new(w.aws.dynamodb(), w.table(&DEVICES)?))
+    }
 }
 
 impl DynamoDeviceRegistry {
@@ -33,8 +38,8 @@ impl DynamoDeviceRegistry {
             .await;
         match out {
             Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
-            Err(e) => Err(StoreError::new(operation, describe(&e))),
+            Err(e) if is_condition_failed(&e) => Ok(None),
+            Err(e) => Err(StoreError::sdk(operation, &e)),
         }
     }
 }
@@ -104,7 +109,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .key("thingName", s(thing_name))
             .send()
             .await
-            .map_err(|e| StoreError::new("get device", describe(&e)))?;
+            .map_err(|e| StoreError::sdk("get device", &e))?;
         out.item.as_ref().map(from_item).transpose()
     }
 
@@ -115,7 +120,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .set_item(Some(to_item(device)))
             .send()
             .await
-            .map_err(|e| StoreError::new("put device", describe(&e)))?;
+            .map_err(|e| StoreError::sdk("put device", &e))?;
         Ok(())
     }
 
@@ -135,7 +140,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
         if let Some(after) = after {
             request = request.exclusive_start_key("thingName", s(after));
         }
-        let out = request.send().await.map_err(|e| StoreError::new("list devices", describe(&e)))?;
+        let out = request.send().await.map_err(|e| StoreError::sdk("list devices", &e))?;
         let devices = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         let next = out.last_evaluated_key().and_then(|k| k.get("thingName")).and_then(|v| v.as_s().ok()).cloned();
         Ok((devices, next))
@@ -150,6 +155,29 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             None => request.update_expression("REMOVE patientId SET updatedAt = :at"),
         };
         self.update("set patient", request.expression_attribute_values(":at", s(at))).await
+    }
+
+    async fn activate_registered(&self, thing_name: &str, at: &str) -> Result<Option<Device>, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("thingName", s(thing_name))
+            .update_expression("SET #status = :active, updatedAt = :at")
+            .condition_expression("#status = :registered")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s(DeviceStatus::Active.as_str()))
+            .expression_attribute_values(":registered", s(DeviceStatus::Registered.as_str()))
+            .expression_attribute_values(":at", s(at))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
+            // Not REGISTERED (or gone): as it is.
+            Err(e) if is_condition_failed(&e) => self.get(thing_name).await,
+            Err(e) => Err(StoreError::sdk("activate device", &e)),
+        }
     }
 
     async fn set_status(&self, thing_name: &str, status: DeviceStatus, at: &str) -> Result<Option<Device>, StoreError> {
@@ -176,7 +204,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .limit(2)
             .send()
             .await
-            .map_err(|e| StoreError::new("find device by serial number", describe(&e)))?;
+            .map_err(|e| StoreError::sdk("find device by serial number", &e))?;
         match out.items() {
             [] => Ok(None),
             [item] => from_item(item).map(Some),
@@ -204,7 +232,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .await;
         match update {
             Ok(_) => Ok(CertificateBinding::Bound),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {
+            Err(e) if is_condition_failed(&e) => {
                 // Explain the refusal from the record as it is now.
                 Ok(match self.get(thing_name).await? {
                     None => CertificateBinding::Missing,
@@ -212,7 +240,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
                     Some(d) => CertificateBinding::TakenBy(d.certificate_id.unwrap_or_default()),
                 })
             }
-            Err(e) => Err(StoreError::new("bind certificate", describe(&e))),
+            Err(e) => Err(StoreError::sdk("bind certificate", &e)),
         }
     }
 

@@ -1,8 +1,9 @@
 use aws_sdk_dynamodb::Client;
 
 use super::{Inserted, ObservationStore, StoredObservation};
-use crate::dynamo::{describe, put_if_absent, req_s, s, Item};
-use crate::tables::{OBSERVATIONS_BY_DEVICE, OBSERVATIONS_BY_PATIENT_CODE};
+use crate::platform::dynamodb::{put_if_absent, req_s, s, Item};
+use crate::platform::tables::{OBSERVATIONS, OBSERVATIONS_BY_DEVICE, OBSERVATIONS_BY_PATIENT_CODE};
+use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
 /// Observations in the `ObservationsTable`.
@@ -10,6 +11,12 @@ use crate::StoreError;
 pub struct DynamoObservationStore {
     client: Client,
     table: String,
+}
+
+impl FromWiring for DynamoObservationStore {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self::new(w.aws.dynamodb(), w.table(&OBSERVATIONS)?))
+    }
 }
 
 impl DynamoObservationStore {
@@ -28,7 +35,7 @@ impl DynamoObservationStore {
         let mut pages = request.table_name(&self.table).into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| StoreError::new(operation, describe(&e)))?;
+            let page = page.map_err(|e| StoreError::sdk(operation, &e))?;
             for item in page.items() {
                 found.push(from_item(item)?);
                 if limit.is_some_and(|l| found.len() >= l) {
@@ -97,7 +104,7 @@ impl ObservationStore for DynamoObservationStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new("get observation", describe(&e)))?;
+            .map_err(|e| StoreError::sdk("get observation", &e))?;
         out.item.as_ref().map(from_item).transpose()
     }
 

@@ -1,0 +1,150 @@
+//! What a published message does: a Basic Ingest rule, a fleet-provisioning or IoT Jobs
+//! request (answered to the requester only), or an ordinary topic delivered to subscribers and
+//! to the rules that select it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::{fleet, jobs, Gateway, Identity};
+
+impl Gateway {
+    pub(super) async fn route(self: Arc<Self>, session_id: u64, identity: &Identity, topic: &str, payload: Bytes, qos: u8) {
+        if let Some(rest) = topic.strip_prefix("$aws/rules/") {
+            let rule = rest.split('/').next().unwrap_or_default();
+            self.run_rule(rule, identity, payload);
+            return;
+        }
+        let reply = |result: fleet::Reply| {
+            let (suffix, body) = match result {
+                Ok(v) => ("accepted", v),
+                Err(v) => ("rejected", v),
+            };
+            self.deliver(&format!("{topic}/{suffix}"), Bytes::from(body.to_string()), 1, Some(session_id));
+        };
+        let json = || serde_json::from_slice::<Value>(&payload).ok().filter(Value::is_object);
+        match topic.split('/').collect::<Vec<_>>().as_slice() {
+            ["$aws", "certificates", "create", "json"] => reply(fleet::create_keys_and_certificate(&self)),
+            ["$aws", "certificates", "create-from-csr", "json"] => reply(match json() {
+                Some(p) => fleet::create_certificate_from_csr(&self, &p),
+                None => Err(serde_json::json!({"statusCode": 400, "errorCode": "InvalidPayload", "errorMessage": "payload is not a JSON object"})),
+            }),
+            ["$aws", "provisioning-templates", name, "provision", "json"] => {
+                let result = match json() {
+                    Some(p) => fleet::register_thing(&self, identity, name, &p).await,
+                    None => Err(serde_json::json!({"statusCode": 400, "errorCode": "InvalidPayload", "errorMessage": "payload is not a JSON object"})),
+                };
+                reply(result);
+            }
+            ["$aws", "things", thing, "jobs", rest @ ..] => {
+                // The policy already limits a device to its own jobs topics; a certificate
+                // without a thing has no jobs either way.
+                if *thing != identity.client_id || !identity.context.thing_attached {
+                    tracing::info!(client_id = %identity.client_id, "jobs request for another thing dropped");
+                    return;
+                }
+                self.jobs_request(session_id, topic, thing, rest, &payload).await;
+            }
+            // Other reserved topics (shadows) are not served: dropped.
+            ["$aws", ..] => tracing::debug!(topic, "reserved topic not served"),
+            _ => {
+                self.deliver(topic, payload.clone(), qos, None);
+                self.run_topic_rules(topic, &payload);
+            }
+        }
+    }
+
+    /// A device's request to the IoT Jobs MQTT API; the reply goes to the requester only.
+    async fn jobs_request(self: &Arc<Self>, session_id: u64, topic: &str, thing: &str, rest: &[&str], payload: &[u8]) {
+        let Some((token, reply, effects)) = self.jobs.device_request(thing, rest, payload) else { return };
+        let now = chrono::Utc::now().timestamp();
+        let job_id = match rest {
+            [id, _] if *id != "$next" => Some(*id),
+            _ => None,
+        };
+        let (suffix, body) = match reply {
+            Ok(mut body) => {
+                self.resolve_documents(&mut body, job_id).await;
+                ("accepted", body)
+            }
+            Err(e) => ("rejected", jobs::rejection(&e, &token, now)),
+        };
+        self.deliver(&format!("{topic}/{suffix}"), Bytes::from(body.to_string()), 1, Some(session_id));
+        self.apply_job_effects(effects).await;
+    }
+
+    /// Publishes what a jobs operation caused: device notifications, and job-execution events
+    /// to subscribers and to the topic rules that select them.
+    pub async fn apply_job_effects(self: &Arc<Self>, effects: Vec<jobs::Effect>) {
+        for effect in effects {
+            match effect {
+                jobs::Effect::Notify { topic, mut payload } => {
+                    self.resolve_documents(&mut payload, None).await;
+                    self.deliver(&topic, Bytes::from(payload.to_string()), 1, None);
+                }
+                jobs::Effect::Event { topic, payload } => {
+                    let payload = Bytes::from(payload.to_string());
+                    self.deliver(&topic, payload.clone(), 1, None);
+                    self.run_topic_rules(&topic, &payload);
+                }
+            }
+        }
+    }
+
+    /// Replaces IoT presigned-URL placeholders in job documents with presigned S3 GET URLs, as
+    /// IoT Jobs does each time a device reads a document.
+    async fn resolve_documents(&self, body: &mut Value, job_id: Option<&str>) {
+        if let Some(execution) = body.get_mut("execution") {
+            let id = execution.get("jobId").and_then(Value::as_str).map(str::to_owned);
+            if let (Some(id), Some(doc)) = (id, execution.get_mut("jobDocument")) {
+                self.presign_placeholders(doc, &id).await;
+            }
+        }
+        if let (Some(id), Some(doc)) = (job_id, body.get_mut("jobDocument")) {
+            self.presign_placeholders(doc, id).await;
+        }
+    }
+
+    async fn presign_placeholders(&self, doc: &mut Value, job_id: &str) {
+        let Some(map) = doc.as_object_mut() else { return };
+        let lifetime = Duration::from_secs(self.jobs.presigned_url_seconds(job_id));
+        for value in map.values_mut() {
+            let Some((bucket, key)) = value.as_str().and_then(presigned_placeholder) else { continue };
+            let Ok(config) = aws_sdk_s3::presigning::PresigningConfig::expires_in(lifetime) else { continue };
+            match self.s3.get_object().bucket(bucket).key(key).presigned(config).await {
+                Ok(request) => *value = Value::String(request.uri().to_owned()),
+                Err(e) => tracing::warn!(error = %e, "cannot presign a job document URL"),
+            }
+        }
+    }
+}
+
+/// The bucket and key of `${aws:iot:s3-presigned-url:<https S3 URL>}` (path-style or
+/// virtual-hosted-style URL).
+fn presigned_placeholder(text: &str) -> Option<(String, String)> {
+    let url = text.strip_prefix("${aws:iot:s3-presigned-url:")?.strip_suffix('}')?;
+    let rest = url.strip_prefix("https://")?;
+    let (host, path) = rest.split_once('/')?;
+    let (bucket, key) = if host.starts_with("s3.") || host.starts_with("s3-") {
+        path.split_once('/')?
+    } else {
+        (host.split(".s3").next()?, path)
+    };
+    (!bucket.is_empty() && !key.is_empty()).then(|| (bucket.to_owned(), key.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presigned_url_placeholders_name_a_bucket_and_key() {
+        let path_style = "${aws:iot:s3-presigned-url:https://s3.eu-west-1.amazonaws.com/files/firmware/a/1.0/x.bin}";
+        assert_eq!(presigned_placeholder(path_style), Some(("files".into(), "firmware/a/1.0/x.bin".into())));
+        let hosted = "${aws:iot:s3-presigned-url:https://files.s3.eu-west-1.amazonaws.com/firmware/x.bin}";
+        assert_eq!(presigned_placeholder(hosted), Some(("files".into(), "firmware/x.bin".into())));
+        assert_eq!(presigned_placeholder("https://s3.amazonaws.com/files/x"), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! One connection's life: CONNECT with its certificate's identity, then packets until it
+//! closes; delivering messages to the sessions subscribed and allowed to receive them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::pki::certificate_id;
+use super::policy::{allows, client_arn, topic_arn, topic_filter_arn, PolicyContext};
+use super::registry::CertificateStatus;
+use super::topics::{filter_matches, valid_filter};
+use super::wire::{self, Incoming, Outgoing, Protocol};
+use super::{Gateway, Identity, Outbound, Session};
+
+impl Gateway {
+    pub(super) async fn connection(self: Arc<Self>, mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, peer: SocketAddr) {
+        let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| certificate_id(c)) else {
+            return;
+        };
+        // Identity is the certificate: unknown, inactive or revoked certificates cannot connect.
+        let Some(certificate) = self.registry.certificate(&cert).filter(|c| c.status == CertificateStatus::Active) else {
+            tracing::info!(%peer, certificate_id = %cert, "connection refused: certificate not active");
+            return;
+        };
+        let mut buf = BytesMut::with_capacity(4096);
+        let (protocol, client_id, keep_alive) = match read_connect(&mut tls, &mut buf).await {
+            Some(Incoming::Connect { client_id, protocol, keep_alive }) => (protocol, client_id, keep_alive),
+            _ => return,
+        };
+        // A client silent for 1.5 keep-alive periods is gone (MQTT 3.1.1 §3.1.2.10).
+        let idle_limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let identity = Identity {
+            certificate_id: certificate.id.clone(),
+            context: PolicyContext {
+                client_id: client_id.clone(),
+                thing_attached: certificate.thing.as_deref() == Some(client_id.as_str()),
+            },
+            client_id: client_id.clone(),
+            policies: Arc::new({
+                let known = self.policies.read().unwrap_or_else(|e| e.into_inner());
+                certificate.policies.iter().filter_map(|p| known.get(p).cloned()).collect()
+            }),
+        };
+        let authorized = !client_id.is_empty() && allows(&identity.policies, "iot:Connect", &client_arn(&client_id), &identity.context);
+        let mut out = BytesMut::new();
+        if wire::write(protocol, Outgoing::ConnAck { accepted: authorized }, &mut out).is_err()
+            || tls.write_all(&out).await.is_err()
+            || !authorized
+        {
+            tracing::info!(%peer, client_id = %client_id, authorized, "connect");
+            return;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let session_id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            // AWS IoT allows one connection per client id: the newer one wins.
+            for s in sessions.values().filter(|s| s.identity.client_id == client_id) {
+                let _ = s.tx.send(Outbound::Close);
+            }
+            sessions.insert(session_id, Session { identity: identity.clone(), subscriptions: Vec::new(), tx, next_pkid: 0 });
+        }
+        tracing::info!(%peer, client_id = %client_id, ?protocol, "connected");
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                read = read_within(&mut tls, &mut chunk, idle_limit) => {
+                    let n = match read { Some(Ok(n)) if n > 0 => n, _ => break };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let mut closing = false;
+                    loop {
+                        match wire::read(protocol, &mut buf) {
+                            Ok(None) => break,
+                            Ok(Some(packet)) => {
+                                if !self.clone().on_packet(session_id, &identity, protocol, packet).await {
+                                    closing = true;
+                                    break;
+                                }
+                            }
+                            Err(_) => { closing = true; break; }
+                        }
+                    }
+                    if closing { break; }
+                }
+                outbound = rx.recv() => {
+                    match outbound {
+                        Some(Outbound::Packet(p)) => {
+                            out.clear();
+                            if wire::write(protocol, p, &mut out).is_err() || tls.write_all(&out).await.is_err() { break; }
+                        }
+                        Some(Outbound::Close) | None => break,
+                    }
+                }
+            }
+        }
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session_id);
+        let _ = tls.shutdown().await;
+        tracing::info!(%peer, client_id = %client_id, "disconnected");
+    }
+
+    pub(super) fn send(&self, session_id: u64, packet: Outgoing) {
+        if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&session_id) {
+            let _ = s.tx.send(Outbound::Packet(packet));
+        }
+    }
+
+    /// Delivers a message to every session subscribed to the topic and allowed to receive it;
+    /// `only` restricts delivery to one session (replies go only to the requester).
+    pub fn deliver(&self, topic: &str, payload: Bytes, qos: u8, only: Option<u64>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, s) in sessions.iter_mut() {
+            if only.is_some_and(|o| o != *id) {
+                continue;
+            }
+            let Some(granted) = s.subscriptions.iter().filter(|(f, _)| filter_matches(f, topic)).map(|(_, q)| *q).max() else {
+                continue;
+            };
+            if !allows(&s.identity.policies, "iot:Receive", &topic_arn(topic), &s.identity.context) {
+                continue;
+            }
+            let qos = qos.min(granted);
+            let pkid = if qos > 0 {
+                s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
+                s.next_pkid
+            } else {
+                0
+            };
+            let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload: payload.clone() }));
+        }
+    }
+
+    /// Handles one packet; false closes the connection.
+    async fn on_packet(self: Arc<Self>, session_id: u64, identity: &Identity, protocol: Protocol, packet: Incoming) -> bool {
+        match packet {
+            Incoming::PingReq => self.send(session_id, Outgoing::PingResp),
+            Incoming::Disconnect | Incoming::Connect { .. } => return false,
+            Incoming::PubAck => {}
+            // AWS IoT Core has no QoS 2: it closes the connection.
+            Incoming::Unsupported(_) => return false,
+            Incoming::Subscribe { pkid, filters } => {
+                let granted = filters
+                    .iter()
+                    .map(|(filter, qos)| {
+                        let ok = valid_filter(filter)
+                            && !filter.starts_with("$aws/rules/")
+                            && allows(&identity.policies, "iot:Subscribe", &topic_filter_arn(filter), &identity.context);
+                        ok.then_some((*qos).min(1))
+                    })
+                    .collect::<Vec<_>>();
+                if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session_id) {
+                    for ((filter, _), g) in filters.iter().zip(&granted) {
+                        if let Some(q) = g {
+                            s.subscriptions.retain(|(f, _)| f != filter);
+                            s.subscriptions.push((filter.clone(), *q));
+                        }
+                    }
+                }
+                self.send(session_id, Outgoing::SubAck { pkid, granted });
+            }
+            Incoming::Unsubscribe { pkid, filters } => {
+                if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session_id) {
+                    s.subscriptions.retain(|(f, _)| !filters.contains(f));
+                }
+                self.send(session_id, Outgoing::UnsubAck { pkid, count: filters.len() });
+            }
+            Incoming::Publish { topic, qos, pkid, payload } => {
+                if qos > 1 {
+                    return false;
+                }
+                if !allows(&identity.policies, "iot:Publish", &topic_arn(&topic), &identity.context) {
+                    tracing::info!(client_id = %identity.client_id, "publish not authorized");
+                    // MQTT 5 can say so; with MQTT 3.1.1 AWS IoT Core closes the connection.
+                    if protocol == Protocol::V5 {
+                        if qos == 1 {
+                            self.send(session_id, Outgoing::PubAck { pkid, authorized: false });
+                        }
+                        return true;
+                    }
+                    return false;
+                }
+                if qos == 1 {
+                    self.send(session_id, Outgoing::PubAck { pkid, authorized: true });
+                }
+                self.route(session_id, identity, &topic, payload, qos).await;
+            }
+        }
+        true
+    }
+}
+
+/// Reads from the connection, giving up (`None`) after `limit` without a byte.
+async fn read_within(
+    tls: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    chunk: &mut [u8],
+    limit: Option<Duration>,
+) -> Option<std::io::Result<usize>> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, tls.read(chunk)).await.ok(),
+        None => Some(tls.read(chunk).await),
+    }
+}
+
+async fn read_connect(
+    tls: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    buf: &mut BytesMut,
+) -> Option<Incoming> {
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(protocol)) = wire::connect_protocol(buf) {
+            if let Ok(Some(packet)) = wire::read(protocol, buf) {
+                return Some(packet);
+            }
+        } else if wire::connect_protocol(buf).is_err() {
+            return None;
+        }
+        let n = tokio::time::timeout_at(deadline, tls.read(&mut chunk)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -1,0 +1,114 @@
+//! In-memory API keys and activity log for unit tests, with the DynamoDB adapters' conditions:
+//! a key id is created once, a key is revoked only through its own device and keeps its first
+//! revocation time, uses are counted per UTC minute and day.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use super::activity::{Activity, ActivityLog};
+use super::api_keys::{ApiKey, ApiKeyStore};
+use crate::StoreError;
+
+#[derive(Default)]
+pub struct MemoryApiKeys {
+    keys: Mutex<BTreeMap<String, ApiKey>>,
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl MemoryApiKeys {
+    fn add(&self, key_id: &str, window: String) -> u64 {
+        let mut counts = self.counts.lock().expect("lock");
+        let count = counts.entry((key_id.to_owned(), window)).or_default();
+        *count += 1;
+        *count
+    }
+}
+
+impl ApiKeyStore for MemoryApiKeys {
+    async fn create(&self, key: &ApiKey) -> Result<bool, StoreError> {
+        let mut keys = self.keys.lock().expect("lock");
+        if keys.contains_key(&key.key_id) {
+            return Ok(false);
+        }
+        keys.insert(key.key_id.clone(), key.clone());
+        Ok(true)
+    }
+
+    async fn get(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self.keys.lock().expect("lock").get(key_id).cloned())
+    }
+
+    async fn list_for_device(&self, thing_name: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys: Vec<_> = self.keys.lock().expect("lock").values().filter(|k| k.thing_name == thing_name).cloned().collect();
+        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(keys)
+    }
+
+    async fn revoke(&self, thing_name: &str, key_id: &str, at: &str) -> Result<Option<ApiKey>, StoreError> {
+        let mut keys = self.keys.lock().expect("lock");
+        Ok(keys.get_mut(key_id).filter(|k| k.thing_name == thing_name).map(|k| {
+            k.revoked_at.get_or_insert_with(|| at.to_owned());
+            k.clone()
+        }))
+    }
+
+    async fn count_in_minute(&self, key_id: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self.add(key_id, format!("minute#{}", at.timestamp().div_euclid(60))))
+    }
+
+    async fn record_use(&self, key_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        {
+            let mut keys = self.keys.lock().expect("lock");
+            let key = keys.get_mut(key_id).ok_or_else(|| StoreError::new("record API key use", "the conditional request failed"))?;
+            key.last_used_at = Some(crate::platform::time::format_utc(at));
+        }
+        self.add(key_id, format!("day#{}", at.format("%Y-%m-%d")));
+        Ok(())
+    }
+
+    async fn daily_counts(&self, key_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let counts = self.counts.lock().expect("lock");
+        let mut days: Vec<_> = counts
+            .iter()
+            .filter(|((k, w), _)| k == key_id && w.starts_with("day#"))
+            .map(|((_, w), n)| (w.trim_start_matches("day#").to_owned(), *n))
+            .collect();
+        days.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(days)
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryActivity(pub Mutex<Vec<Activity>>);
+
+impl MemoryActivity {
+    pub fn all(&self) -> Vec<Activity> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl ActivityLog for MemoryActivity {
+    async fn record(&self, activity: &Activity) -> Result<(), StoreError> {
+        self.0.lock().expect("lock").push(activity.clone());
+        Ok(())
+    }
+
+    async fn for_device(&self, device_id: &str, limit: i32, after: Option<&str>) -> Result<(Vec<Activity>, Option<String>), StoreError> {
+        let key = |a: &Activity| format!("{}#{}", a.at, a.request_id);
+        let mut items: Vec<_> = self
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|a| a.device_id == device_id && after.is_none_or(|c| key(a).as_str() < c))
+            .cloned()
+            .collect();
+        items.sort_by_key(|a| std::cmp::Reverse(key(a)));
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next = (items.len() > limit).then(|| key(&items[limit - 1]));
+        items.truncate(limit);
+        Ok((items, next))
+    }
+}

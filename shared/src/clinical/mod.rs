@@ -1,0 +1,421 @@
+//! Clinical alerts raised after each filed reading set.
+//!
+//! **NEWS2**: the patient's latest value of each parameter within a window (60 minutes by
+//! default, `ALERT_WINDOW_MINUTES`) before the reading is scored ([`news2`]); missing
+//! parameters make the set partial (devices never report consciousness or oxygen therapy). An
+//! alert is raised when one parameter scores 3 or the aggregate reaches 5, with the NEWS2
+//! severity. **Glucose**: below `GLUCOSE_LOW_MG_DL` (70) or above `GLUCOSE_HIGH_MG_DL` (250).
+//!
+//! Alerts are de-duplicated per patient and kind while one of the same or higher severity is
+//! open: an `OPEN#<kind>` marker item is written conditionally, so two readings arriving at
+//! once cannot both raise. Raising is idempotent by alert id, which derives from the reading
+//! set: a redelivered or retried reading raises nothing new, even after the first alert was
+//! closed. The record keeps the contributing readings.
+
+mod dynamodb;
+pub mod http;
+#[cfg(test)]
+pub(crate) mod memory;
+pub mod news2;
+
+use std::future::Future;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+pub use dynamodb::DynamoAlertStore;
+
+use self::news2::Severity;
+use crate::fhir::vitals::VitalSign;
+use crate::observations::{ObservationStore, StoredObservation};
+use crate::platform::time::format_utc;
+use crate::wiring::{FromWiring, Wiring, WiringError};
+use crate::StoreError;
+
+/// Settings of the evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlertSettings {
+    pub window_minutes: i64,
+    pub glucose_low_mg_dl: f64,
+    pub glucose_high_mg_dl: f64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self { window_minutes: 60, glucose_low_mg_dl: 70.0, glucose_high_mg_dl: 250.0 }
+    }
+}
+
+impl FromWiring for AlertSettings {
+    /// `ALERT_WINDOW_MINUTES`, `GLUCOSE_LOW_MG_DL`, `GLUCOSE_HIGH_MG_DL`; defaults when unset.
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        let d = Self::default();
+        Ok(Self {
+            window_minutes: w.settings.parsed("ALERT_WINDOW_MINUTES", d.window_minutes)?,
+            glucose_low_mg_dl: w.settings.parsed("GLUCOSE_LOW_MG_DL", d.glucose_low_mg_dl)?,
+            glucose_high_mg_dl: w.settings.parsed("GLUCOSE_HIGH_MG_DL", d.glucose_high_mg_dl)?,
+        })
+    }
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    News2,
+    GlucoseLow,
+    GlucoseHigh,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 3] = [AlertKind::News2, AlertKind::GlucoseLow, AlertKind::GlucoseHigh];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::News2 => "news2",
+            Self::GlucoseLow => "glucose_low",
+            Self::GlucoseHigh => "glucose_high",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// Whether a clinician has dealt with an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertStatus {
+    Open,
+    Closed,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Open, Self::Closed].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// What a contributing reading measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parameter {
+    News2(news2::Parameter),
+    Glucose,
+}
+
+impl Parameter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parameter::News2(p) => p.as_str(),
+            Parameter::Glucose => "glucose",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "glucose" => Some(Parameter::Glucose),
+            other => news2::Parameter::parse(other).map(Parameter::News2),
+        }
+    }
+}
+
+/// A reading that contributed to an alert: its value and unit as the device sent them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub parameter: Parameter,
+    pub observation_id: String,
+    pub value: String,
+    pub unit: String,
+    pub effective_at: String,
+    pub score: Option<u8>,
+}
+
+/// An alert record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub alert_id: String,
+    pub patient_id: String,
+    pub device_id: String,
+    pub kind: AlertKind,
+    pub score: Option<u8>,
+    pub severity: Severity,
+    pub partial: bool,
+    pub contributions: Vec<Contribution>,
+    /// The effective time (UTC) of the reading set that raised it: orders a patient's alerts.
+    pub set_at: String,
+    pub raised_at: String,
+    pub status: AlertStatus,
+    pub closed_at: Option<String>,
+    pub closed_by: Option<String>,
+}
+
+impl Alert {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "alertId": self.alert_id, "patientId": self.patient_id, "deviceId": self.device_id,
+            "kind": self.kind.as_str(), "score": self.score, "severity": self.severity.as_str(),
+            "partialSet": self.partial, "readingsAt": self.set_at, "raisedAt": self.raised_at,
+            "status": self.status.as_str(), "closedAt": self.closed_at, "closedBy": self.closed_by,
+            "contributingReadings": self.contributions.iter().map(|c| json!({
+                "parameter": c.parameter.as_str(), "observationId": c.observation_id, "value": c.value,
+                "unit": c.unit, "effectiveAt": c.effective_at, "score": c.score,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The record as [`Alert::to_json`] wrote it.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let contributions = v
+            .get("contributingReadings")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                Some(Contribution {
+                    parameter: Parameter::parse(c["parameter"].as_str()?)?,
+                    observation_id: c["observationId"].as_str()?.to_owned(),
+                    value: c["value"].as_str()?.to_owned(),
+                    unit: c["unit"].as_str().unwrap_or_default().to_owned(),
+                    effective_at: c["effectiveAt"].as_str().unwrap_or_default().to_owned(),
+                    score: c["score"].as_u64().and_then(|s| u8::try_from(s).ok()),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let raised_at = text("raisedAt").unwrap_or_default();
+        Some(Alert {
+            alert_id: text("alertId")?,
+            patient_id: text("patientId")?,
+            device_id: text("deviceId").unwrap_or_default(),
+            kind: AlertKind::parse(v.get("kind")?.as_str()?)?,
+            score: v.get("score").and_then(Value::as_u64).and_then(|s| u8::try_from(s).ok()),
+            severity: Severity::parse(v.get("severity")?.as_str()?)?,
+            partial: v.get("partialSet").and_then(Value::as_bool).unwrap_or(false),
+            contributions,
+            set_at: text("readingsAt").unwrap_or_else(|| raised_at.clone()),
+            raised_at,
+            status: text("status").as_deref().and_then(AlertStatus::parse).unwrap_or(AlertStatus::Open),
+            closed_at: text("closedAt"),
+            closed_by: text("closedBy"),
+        })
+    }
+
+    /// How the alert ranks against another of its kind: an open one blocks new alerts of the
+    /// same or lower rank.
+    pub fn rank(&self) -> u8 {
+        severity_rank(self.severity)
+    }
+}
+
+/// Low 0, low-medium 1, medium 2, high 3.
+pub fn severity_rank(s: Severity) -> u8 {
+    match s {
+        Severity::Low => 0,
+        Severity::LowMedium => 1,
+        Severity::Medium => 2,
+        Severity::High => 3,
+    }
+}
+
+/// A page of a patient's alerts, newest first, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertPage {
+    pub items: Vec<Alert>,
+    pub next: Option<String>,
+}
+
+/// Where alerts are kept.
+pub trait AlertStore: Send + Sync {
+    /// Records the alert unless this alert exists already, or an open one of its kind and the
+    /// same or higher severity exists for the patient; true when it was raised.
+    fn raise(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// A page of the patient's alerts, newest first, after the cursor.
+    fn for_patient(&self, patient_id: &str, limit: i32, after: Option<&str>) -> impl Future<Output = Result<AlertPage, StoreError>> + Send;
+    /// Closes an alert (a clinician dealt with it), so that new readings may raise its kind
+    /// again; the alert as it is now, or `None` if the patient has no such alert.
+    fn close(
+        &self,
+        patient_id: &str,
+        alert_id: &str,
+        closed_by: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<Option<Alert>, StoreError>> + Send;
+}
+
+/// A quantity as stored: the number for scoring, its text and unit as the device sent them.
+struct MeasuredValue {
+    number: f64,
+    text: String,
+    unit: String,
+}
+
+fn quantity(q: &Value) -> Option<MeasuredValue> {
+    let value = q.get("value")?;
+    let unit = q.get("code").and_then(Value::as_str).or(q.get("unit").and_then(Value::as_str)).unwrap_or("");
+    Some(MeasuredValue { number: value.as_f64()?, text: value.to_string(), unit: unit.to_owned() })
+}
+
+/// The value of `vital` in a stored Observation (systolic pressure is a component of the
+/// blood-pressure panel).
+fn value_of(vital: VitalSign, resource: &Value) -> Option<MeasuredValue> {
+    if vital == VitalSign::BloodPressurePanel {
+        let systolic = VitalSign::SystolicBloodPressure.loinc();
+        let component = resource["component"].as_array()?.iter().find(|c| c["code"]["coding"][0]["code"] == systolic)?;
+        quantity(&component["valueQuantity"])
+    } else {
+        quantity(&resource["valueQuantity"])
+    }
+}
+
+/// The patient's newest value of `vital` within the window.
+async fn latest<O: ObservationStore>(store: &O, patient: &str, vital: VitalSign, from: &str, to: &str) -> Result<Option<(StoredObservation, MeasuredValue)>, StoreError> {
+    let found = store.for_patient_code(patient, &vital.code_key(), from, to).await?;
+    Ok(found.into_iter().rev().find_map(|o| {
+        let resource = serde_json::from_str::<Value>(&o.resource).ok()?;
+        value_of(vital, &resource).map(|v| (o, v))
+    }))
+}
+
+/// What was measured within the window: the newest value of each NEWS2 parameter (over every
+/// vital sign that feeds it) and of glucose.
+struct Window {
+    news2: Vec<(news2::Parameter, StoredObservation, MeasuredValue)>,
+    glucose: Option<(StoredObservation, MeasuredValue)>,
+}
+
+async fn window<O: ObservationStore>(observations: &O, patient: &str, from: &str, to: &str) -> Result<Window, StoreError> {
+    let mut news2: Vec<(news2::Parameter, StoredObservation, MeasuredValue)> = Vec::new();
+    for vital in VitalSign::ALL {
+        let Some(parameter) = vital.news2() else { continue };
+        let Some((o, v)) = latest(observations, patient, vital, from, to).await? else { continue };
+        match news2.iter_mut().find(|(p, _, _)| *p == parameter) {
+            Some(slot) if slot.1.effective_at < o.effective_at => *slot = (parameter, o, v),
+            Some(_) => {}
+            None => news2.push((parameter, o, v)),
+        }
+    }
+    news2.sort_by_key(|(p, _, _)| *p);
+    let glucose = latest(observations, patient, VitalSign::BloodGlucose, from, to).await?;
+    Ok(Window { news2, glucose })
+}
+
+/// The NEWS2 alert the window calls for, if any.
+fn news2_alert(window: &Window) -> Option<(AlertKind, news2::Score, Vec<Contribution>)> {
+    if window.news2.is_empty() {
+        return None;
+    }
+    let mut set = news2::Observations::default();
+    for (parameter, _, v) in &window.news2 {
+        // Scored in °C; the stored Observation keeps the device's unit.
+        let value = if *parameter == news2::Parameter::Temperature && v.unit == "[degF]" { (v.number - 32.0) * 5.0 / 9.0 } else { v.number };
+        parameter.set(&mut set, value);
+    }
+    let score = news2::score(&set);
+    if score.highest_parameter() < 3 && score.overall < 5 {
+        return None;
+    }
+    let contributions = window
+        .news2
+        .iter()
+        .map(|(parameter, o, v)| Contribution {
+            parameter: Parameter::News2(*parameter),
+            observation_id: o.id.clone(),
+            value: v.text.clone(),
+            unit: v.unit.clone(),
+            effective_at: o.effective_at.clone(),
+            score: Some(parameter.score_in(&score)),
+        })
+        .collect();
+    Some((AlertKind::News2, score, contributions))
+}
+
+/// The glucose alert of the reading just filed (at `at`), if its glucose is out of range.
+fn glucose_alert(window: &Window, settings: &AlertSettings, at: &str) -> Option<(AlertKind, Severity, Contribution)> {
+    // Only the reading just filed raises a glucose alert, not an older one in the window.
+    let (o, v) = window.glucose.as_ref().filter(|(o, _)| o.effective_at == at)?;
+    // Below 54 mg/dL is level-2 hypoglycaemia (ADA); above 400 mg/dL needs urgent review.
+    let (kind, severity) = if v.number < settings.glucose_low_mg_dl {
+        (AlertKind::GlucoseLow, if v.number < 54.0 { Severity::High } else { Severity::Medium })
+    } else if v.number > settings.glucose_high_mg_dl {
+        (AlertKind::GlucoseHigh, if v.number > 400.0 { Severity::High } else { Severity::Medium })
+    } else {
+        return None;
+    };
+    let contribution = Contribution {
+        parameter: Parameter::Glucose,
+        observation_id: o.id.clone(),
+        value: v.text.clone(),
+        unit: v.unit.clone(),
+        effective_at: o.effective_at.clone(),
+        score: None,
+    };
+    Some((kind, severity, contribution))
+}
+
+/// The alert id of a kind raised by one reading set: the same set always gives the same id.
+pub fn alert_id(patient: &str, kind: AlertKind, set_id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(format!("{patient}/{kind}/{set_id}", kind = kind.as_str()).as_bytes())[..16])
+}
+
+/// The reading set an evaluation is about.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadingSet<'a> {
+    pub patient_id: &'a str,
+    pub device_id: &'a str,
+    /// The set's id (its grouping panel's, or its one Observation's).
+    pub set_id: &'a str,
+    /// When it was measured.
+    pub at: DateTime<Utc>,
+}
+
+/// Evaluates the patient's alerts after a reading set was filed; returns the alerts raised
+/// (de-duplicated ones are not).
+pub async fn evaluate<O: ObservationStore, A: AlertStore>(
+    observations: &O,
+    alerts: &A,
+    settings: &AlertSettings,
+    set: ReadingSet<'_>,
+) -> Result<Vec<Alert>, StoreError> {
+    let to = format_utc(set.at);
+    let from = format_utc(set.at - Duration::minutes(settings.window_minutes));
+    let window = window(observations, set.patient_id, &from, &to).await?;
+    let now = format_utc(Utc::now());
+    let alert = |kind: AlertKind, score: Option<u8>, severity: Severity, partial: bool, contributions: Vec<Contribution>| Alert {
+        alert_id: alert_id(set.patient_id, kind, set.set_id),
+        patient_id: set.patient_id.to_owned(),
+        device_id: set.device_id.to_owned(),
+        kind,
+        score,
+        severity,
+        partial,
+        contributions,
+        set_at: to.clone(),
+        raised_at: now.clone(),
+        status: AlertStatus::Open,
+        closed_at: None,
+        closed_by: None,
+    };
+    let mut candidates = Vec::new();
+    if let Some((kind, score, contributions)) = news2_alert(&window) {
+        candidates.push(alert(kind, Some(score.overall), score.severity, score.partial, contributions));
+    }
+    if let Some((kind, severity, contribution)) = glucose_alert(&window, settings, &to) {
+        candidates.push(alert(kind, None, severity, false, vec![contribution]));
+    }
+    let mut raised = Vec::new();
+    for alert in candidates {
+        if alerts.raise(&alert).await? {
+            // No values or patient details in the log line.
+            tracing::info!(alert_id = %alert.alert_id, kind = alert.kind.as_str(), severity = alert.severity.as_str(), "alert raised");
+            raised.push(alert);
+        }
+    }
+    Ok(raised)
+}

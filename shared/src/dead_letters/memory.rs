@@ -1,0 +1,45 @@
+//! Dead letters in memory for unit tests: like the DynamoDB store, a letter is kept once per
+//! (source, received time, id).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{DeadLetter, DeadLetterPage, DeadLetterStore};
+use crate::StoreError;
+
+#[derive(Default)]
+pub struct MemoryDeadLetters(Mutex<BTreeMap<(String, String), DeadLetter>>);
+
+impl MemoryDeadLetters {
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+
+    pub fn all(&self) -> Vec<DeadLetter> {
+        self.0.lock().expect("lock").values().cloned().collect()
+    }
+}
+
+impl DeadLetterStore for MemoryDeadLetters {
+    async fn record(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let key = (letter.source.clone(), format!("{}#{}", letter.received_at, letter.id));
+        self.0.lock().expect("lock").entry(key).or_insert_with(|| letter.clone());
+        Ok(())
+    }
+
+    async fn list(&self, source: &str, limit: i32, after: Option<&str>) -> Result<DeadLetterPage, StoreError> {
+        let all = self.0.lock().expect("lock");
+        let mut items: Vec<_> = all
+            .iter()
+            .rev()
+            .filter(|((s, k), _)| s == source && after.is_none_or(|a| k.as_str() < a))
+            .map(|(_, l)| l.clone())
+            .collect();
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|l| format!("{}#{}", l.received_at, l.id))
+        });
+        Ok(DeadLetterPage { items, next: next.flatten() })
+    }
+}

@@ -1,0 +1,246 @@
+//! The FHIR R4 datatypes and resources Vitalwire emits, as serde structs.
+//!
+//! Only what the platform writes is modelled; optional elements are skipped when empty so the
+//! JSON stays valid FHIR (FHIR forbids empty arrays and objects).
+
+pub mod vitals;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// A FHIR `decimal` kept exactly as the device wrote it ("98.60" stays "98.60").
+///
+/// FHIR decimals carry their precision in their text, so parsing to `f64` and back would round
+/// silently. The text is checked against FHIR's decimal grammar and emitted verbatim as a JSON
+/// number; `as_f64` serves computations only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decimal {
+    text: String,
+    value: f64,
+}
+
+/// Why a text is not a FHIR decimal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("is empty")]
+    Empty,
+    #[error("is not a decimal number")]
+    NotANumber,
+    #[error("is not finite")]
+    NotFinite,
+}
+
+impl Decimal {
+    /// Parses FHIR's decimal grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    pub fn parse(text: &str) -> Result<Self, DecimalError> {
+        if text.is_empty() {
+            return Err(DecimalError::Empty);
+        }
+        if !matches_decimal_grammar(text.as_bytes()) {
+            return Err(DecimalError::NotANumber);
+        }
+        let value: f64 = text.parse().map_err(|_| DecimalError::NotANumber)?;
+        if !value.is_finite() {
+            return Err(DecimalError::NotFinite);
+        }
+        Ok(Self { text: text.to_owned(), value })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn as_f64(&self) -> f64 {
+        self.value
+    }
+}
+
+fn matches_decimal_grammar(s: &[u8]) -> bool {
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < s.len() && s[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    if s.first() == Some(&b'-') {
+        i += 1;
+    }
+    match s.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == s.len()
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = RawValue::from_string(self.text.clone()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decimal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Decimal::parse(raw.get()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Coding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+impl Coding {
+    pub fn new(system: &str, code: &str, display: Option<&str>) -> Self {
+        Self { system: Some(system.to_owned()), code: Some(code.to_owned()), display: display.map(str::to_owned) }
+    }
+
+    pub fn is(&self, system: &str, code: &str) -> bool {
+        self.system.as_deref() == Some(system) && self.code.as_deref() == Some(code)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeableConcept {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coding: Vec<Coding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    pub reference: String,
+}
+
+impl Reference {
+    pub fn to(resource_type: &str, id: &str) -> Self {
+        Self { reference: format!("{resource_type}/{id}") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantity {
+    pub value: Decimal,
+    /// The unit as the device sent it.
+    pub unit: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identifier {
+    pub system: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<String>,
+    /// E.g. the data-source tag (`device`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag: Vec<Coding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservationComponent {
+    pub code: CodeableConcept,
+    pub value_quantity: Quantity,
+}
+
+/// FHIR R4 `Observation`, as Vitalwire writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    /// Always `"Observation"`.
+    pub resource_type: String,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<CodeableConcept>,
+    pub code: CodeableConcept,
+    pub subject: Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Reference>,
+    pub effective_date_time: String,
+    pub issued: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_quantity: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub component: Vec<ObservationComponent>,
+    /// The Observations a grouping panel (85353-1) gathers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub has_member: Vec<Reference>,
+}
+
+/// FHIR `id`: 1–64 of `[A-Za-z0-9\-\.]`.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_keeps_its_text_when_serialized() {
+        let d = Decimal::parse("98.60").unwrap();
+        assert_eq!(serde_json::to_string(&d).unwrap(), "98.60");
+        assert_eq!(d.as_f64(), 98.6);
+        let back: Decimal = serde_json::from_str("98.60").unwrap();
+        assert_eq!(back.as_str(), "98.60");
+    }
+
+    #[test]
+    fn decimal_accepts_fhir_grammar_only() {
+        for ok in ["0", "-0.5", "120", "1e3", "1.25E-2", "37.0"] {
+            assert!(Decimal::parse(ok).is_ok(), "{ok} should parse");
+        }
+        for bad in ["", " 1", "1 ", "+1", "01", ".5", "5.", "1e", "NaN", "Infinity", "0x10", "1,5", "--1"] {
+            assert!(Decimal::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(Decimal::parse("1e999"), Err(DecimalError::NotFinite));
+    }
+
+    #[test]
+    fn fhir_ids_are_checked() {
+        assert!(is_valid_id("patient-1.a"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("has space"));
+        assert!(!is_valid_id(&"a".repeat(65)));
+    }
+}

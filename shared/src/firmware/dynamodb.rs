@@ -1,0 +1,316 @@
+//! Firmware images in the `FirmwareTable` (by `firmwareId`), and deployments in the
+//! `DeploymentsTable`: one item per deployment (`sk = DEPLOYMENT`) and one per device
+//! (`sk = THING#<thingName>`), so a single query reads a deployment whole.
+
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use serde_json::{Map, Value};
+
+use super::deployments::{Deployment, DeploymentStatus, DeploymentStore, DeviceExecution, ExecutionStatus, Recorded, RolloutSettings};
+use super::{FirmwareImage, FirmwareStore};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, req_s, s, Item};
+use crate::platform::tables::{DEPLOYMENTS, FIRMWARE};
+use crate::wiring::{FromWiring, Wiring, WiringError};
+use crate::StoreError;
+
+
+/// [`FirmwareStore`] in the `FirmwareTable`.
+#[derive(Debug, Clone)]
+pub struct DynamoFirmwareStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoFirmwareStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+impl FromWiring for DynamoFirmwareStore {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self::new(w.aws.dynamodb(), w.table(&FIRMWARE)?))
+    }
+}
+
+impl FirmwareStore for DynamoFirmwareStore {
+    async fn create(&self, i: &FirmwareImage) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("firmwareId", s(&i.firmware_id))
+            .item("version", s(&i.version))
+            .item("deviceModel", s(&i.device_model))
+            .item("sha256", s(&i.sha256))
+            .item("sizeBytes", n(i.size_bytes))
+            .item("objectKey", s(&i.object_key))
+            .item("createdAt", s(&i.created_at))
+            .condition_expression("attribute_not_exists(firmwareId)");
+        put_if_absent(put, "register firmware").await
+    }
+
+    async fn get(&self, firmware_id: &str) -> Result<Option<FirmwareImage>, StoreError> {
+        const OP: &str = "read firmware";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("firmwareId", s(firmware_id))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(OP, &e))?;
+        out.item().map(|i| image_from(i, OP)).transpose()
+    }
+
+    async fn list(&self, device_model: Option<&str>) -> Result<Vec<FirmwareImage>, StoreError> {
+        const OP: &str = "list firmware";
+        let mut request = self.client.scan().table_name(&self.table);
+        if let Some(m) = device_model {
+            request = request.filter_expression("deviceModel = :m").expression_attribute_values(":m", s(m));
+        }
+        let mut pages = request.into_paginator().send();
+        let mut images = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
+            for item in page.items() {
+                images.push(image_from(item, OP)?);
+            }
+        }
+        Ok(images)
+    }
+}
+
+fn image_from(item: &Item, op: &'static str) -> Result<FirmwareImage, StoreError> {
+    Ok(FirmwareImage {
+        firmware_id: req_s(item, "firmwareId", op)?,
+        version: req_s(item, "version", op)?,
+        device_model: req_s(item, "deviceModel", op)?,
+        sha256: req_s(item, "sha256", op)?,
+        size_bytes: opt_u64(item, "sizeBytes").unwrap_or(0),
+        object_key: req_s(item, "objectKey", op)?,
+        created_at: req_s(item, "createdAt", op)?,
+    })
+}
+
+const HEADER: &str = "DEPLOYMENT";
+const THING_PREFIX: &str = "THING#";
+
+/// [`DeploymentStore`] over DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoDeploymentStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDeploymentStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+impl FromWiring for DynamoDeploymentStore {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self::new(w.aws.dynamodb(), w.table(&DEPLOYMENTS)?))
+    }
+}
+
+fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn device_item(deployment_id: &str, d: &DeviceExecution) -> Item {
+    Item::from([
+        ("deploymentId".into(), s(deployment_id)),
+        ("sk".into(), s(format!("{THING_PREFIX}{}", d.thing_name))),
+        ("thingName".into(), s(&d.thing_name)),
+        ("status".into(), s(d.status.as_str())),
+        ("statusDetails".into(), s(Value::Object(d.status_details.clone()).to_string())),
+        ("updatedAt".into(), s(&d.updated_at)),
+    ])
+}
+
+fn header_item(d: &Deployment) -> Item {
+    let mut item = Item::from([
+        ("deploymentId".into(), s(&d.deployment_id)),
+        ("sk".into(), s(HEADER)),
+        ("firmwareId".into(), s(&d.firmware_id)),
+        ("version".into(), s(&d.version)),
+        ("deviceModel".into(), s(&d.device_model)),
+        ("status".into(), s(d.status.as_str())),
+        ("maximumPerMinute".into(), n(d.settings.maximum_per_minute)),
+        ("abortFailurePercent".into(), n(d.settings.abort_failure_percent)),
+        ("abortMinExecuted".into(), n(d.settings.abort_min_executed)),
+        ("timeoutMinutes".into(), n(d.settings.timeout_minutes)),
+        ("createdAt".into(), s(&d.created_at)),
+        ("updatedAt".into(), s(&d.updated_at)),
+    ]);
+    crate::platform::dynamodb::put_opt(&mut item, "statusReason", d.status_reason.as_deref());
+    item
+}
+
+impl DeploymentStore for DynamoDeploymentStore {
+    async fn create(&self, d: &Deployment) -> Result<bool, StoreError> {
+        const OP: &str = "create deployment";
+        let header = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(header_item(d)))
+            .condition_expression("attribute_not_exists(deploymentId)");
+        if !put_if_absent(header, OP).await? {
+            return Ok(false);
+        }
+        for chunk in d.devices.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|e| {
+                    let put = PutRequest::builder().set_item(Some(device_item(&d.deployment_id, e))).build();
+                    put.map(|p| WriteRequest::builder().put_request(p).build()).map_err(|e| StoreError::new(OP, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // Unprocessed items come back under throttling: retry them a few times before failing.
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::sdk(OP, &e))?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt == 5 {
+                    return Err(StoreError::new(OP, "devices left unwritten after retries"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn get(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
+        const OP: &str = "read deployment";
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("deploymentId = :d")
+            .expression_attribute_values(":d", s(deployment_id))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut header = None;
+        let mut devices = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
+            for item in page.items() {
+                if opt_s(item, "sk").as_deref() == Some(HEADER) {
+                    header = Some(item.clone());
+                    continue;
+                }
+                let status = req_s(item, "status", OP)?;
+                devices.push(DeviceExecution {
+                    thing_name: req_s(item, "thingName", OP)?,
+                    status: ExecutionStatus::parse(&status).ok_or_else(|| StoreError::new(OP, format!("unknown status {status}")))?,
+                    status_details: opt_s(item, "statusDetails")
+                        .and_then(|t| serde_json::from_str::<Map<String, Value>>(&t).ok())
+                        .unwrap_or_default(),
+                    updated_at: opt_s(item, "updatedAt").unwrap_or_default(),
+                });
+            }
+        }
+        let Some(h) = header else { return Ok(None) };
+        let status = req_s(&h, "status", OP)?;
+        let d = RolloutSettings::default();
+        Ok(Some(Deployment {
+            deployment_id: deployment_id.to_owned(),
+            firmware_id: req_s(&h, "firmwareId", OP)?,
+            version: req_s(&h, "version", OP)?,
+            device_model: req_s(&h, "deviceModel", OP)?,
+            status: DeploymentStatus::parse(&status).ok_or_else(|| StoreError::new(OP, format!("unknown status {status}")))?,
+            status_reason: opt_s(&h, "statusReason"),
+            settings: RolloutSettings {
+                maximum_per_minute: opt_n(&h, "maximumPerMinute").unwrap_or(d.maximum_per_minute),
+                abort_failure_percent: opt_n(&h, "abortFailurePercent").unwrap_or(d.abort_failure_percent),
+                abort_min_executed: opt_n(&h, "abortMinExecuted").unwrap_or(d.abort_min_executed),
+                timeout_minutes: opt_n(&h, "timeoutMinutes").unwrap_or(d.timeout_minutes),
+            },
+            created_at: opt_s(&h, "createdAt").unwrap_or_default(),
+            updated_at: opt_s(&h, "updatedAt").unwrap_or_default(),
+            devices,
+        }))
+    }
+
+    async fn set_status(&self, deployment_id: &str, status: DeploymentStatus, reason: Option<&str>, at: &str) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("deploymentId", s(deployment_id))
+            .key("sk", s(HEADER))
+            .condition_expression("attribute_exists(deploymentId)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(":at", s(at));
+        request = match reason {
+            Some(r) => request
+                .update_expression("SET #status = :s, statusReason = :r, updatedAt = :at")
+                .expression_attribute_values(":r", s(r)),
+            None => request.update_expression("SET #status = :s, updatedAt = :at"),
+        };
+        request.send().await.map_err(|e| StoreError::sdk("set deployment status", &e))?;
+        Ok(())
+    }
+
+    async fn record_terminal(
+        &self,
+        deployment_id: &str,
+        thing_name: &str,
+        status: ExecutionStatus,
+        details: &Map<String, Value>,
+        at: &str,
+    ) -> Result<Recorded, StoreError> {
+        const OP: &str = "record device result";
+        let key = format!("{THING_PREFIX}{thing_name}");
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("deploymentId", s(deployment_id))
+            .key("sk", s(&key))
+            .update_expression("SET #status = :s, statusDetails = :d, updatedAt = :at")
+            // Only the first terminal status counts: redelivered or late events change nothing.
+            .condition_expression("attribute_exists(sk) AND #status IN (:queued, :running)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(":d", s(Value::Object(details.clone()).to_string()))
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":queued", s(ExecutionStatus::Queued.as_str()))
+            .expression_attribute_values(":running", s(ExecutionStatus::InProgress.as_str()))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(Recorded::Updated),
+            Err(e) if is_condition_failed(&e) => {
+                let item = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("deploymentId", s(deployment_id))
+                    .key("sk", s(&key))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::sdk(OP, &e))?;
+                Ok(match item.item().and_then(|i| opt_s(i, "status")).and_then(|t| ExecutionStatus::parse(&t)) {
+                    Some(current) => Recorded::AlreadyFinal(current),
+                    None => Recorded::Unknown,
+                })
+            }
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
+    }
+}

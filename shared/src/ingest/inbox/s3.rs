@@ -1,0 +1,82 @@
+//! [`InboxObjects`] over S3: every call names the object version the event named.
+
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::{InboxObjects, ObjectRef};
+use crate::wiring::{FromWiring, Wiring, WiringError};
+use crate::StoreError;
+
+/// The inbox bucket (the bucket comes with each event).
+#[derive(Debug, Clone)]
+pub struct S3Inbox {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Inbox {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl FromWiring for S3Inbox {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self::new(w.aws.s3()))
+    }
+}
+
+fn gone<E: aws_sdk_s3::error::ProvideErrorMetadata, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    R: std::fmt::Debug,
+{
+    let code = e.as_service_error().and_then(|s| s.code());
+    matches!(code, Some("NoSuchKey" | "NoSuchVersion" | "NotFound"))
+}
+
+impl InboxObjects for S3Inbox {
+    async fn open(&self, object: &ObjectRef) -> Result<Option<ByteStream>, StoreError> {
+        let request = self.client.get_object().bucket(&object.bucket).key(&object.key).set_version_id(object.version.clone());
+        match request.send().await {
+            Ok(out) => Ok(Some(out.body)),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(StoreError::sdk("read inbox file", &e)),
+        }
+    }
+
+    async fn copy(&self, object: &ObjectRef, to: &str) -> Result<bool, StoreError> {
+        let key = percent_encoding::utf8_percent_encode(&object.key, percent_encoding::NON_ALPHANUMERIC);
+        let source = match &object.version {
+            Some(v) => format!("{}/{key}?versionId={v}", object.bucket),
+            None => format!("{}/{key}", object.bucket),
+        };
+        match self.client.copy_object().bucket(&object.bucket).key(to).copy_source(source).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if gone(&e) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(StoreError::sdk("copy inbox file", &e)),
+        }
+    }
+
+    async fn put_json(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("write inbox report", &e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version.clone())
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("remove inbox file", &e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! A device's measurement as published to the `FHIRIngest` rule, validated field by field.
+//!
+//! Payload: `{"value", "unit", "coding": [{"code","system","display"}], "patientId"?,
+//! "effectiveDateTime"?, "messageId"?}`. Each problem is reported with the field and the reason
+//! so the device maker can fix it from the dead-letter record alone. A vital sign's value must
+//! be plausible in its unit (a heart rate of 10 000/min is a fault, not a reading).
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::{check_time, Effective};
+use crate::fhir::vitals::{self, Implausible, VitalSign, LOINC};
+use crate::fhir::{is_valid_id, Coding, Decimal};
+use crate::observations::Measurement;
+
+/// What is wrong with a measurement payload.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("`{0}` is required")]
+    Missing(&'static str),
+    #[error("`value` must be a finite number or numeric string: {0}")]
+    Value(String),
+    #[error("`unit` must be a non-empty string")]
+    Unit,
+    #[error("`coding` {0}")]
+    Coding(String),
+    #[error("`patientId` must be a FHIR id (1-64 letters, digits, '-' or '.')")]
+    PatientId,
+    #[error("`effectiveDateTime` {0}")]
+    EffectiveDateTime(String),
+    #[error("`messageId` must be 1-128 printable characters")]
+    MessageId,
+    #[error("unit '{unit}' is not a unit of LOINC {code} ({display}); expected one of: {expected}")]
+    UnitNotAllowed { code: &'static str, display: &'static str, unit: String, expected: String },
+    #[error("`value` {0}")]
+    Implausible(Implausible),
+    #[error("LOINC {0} is a panel: send its parts (for blood pressure 8480-6 and 8462-4) as separate measurements")]
+    Panel(&'static str),
+    #[error("`coding` names more than one measurement (LOINC {0} and {1})")]
+    Ambiguous(&'static str, &'static str),
+}
+
+impl PayloadError {
+    /// A stable machine-readable code for the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PayloadError::NotJson(_) => "INVALID_JSON",
+            PayloadError::Missing(_) => "MISSING_FIELD",
+            PayloadError::Value(_) => "INVALID_VALUE",
+            PayloadError::Unit => "INVALID_UNIT",
+            PayloadError::Coding(_) => "INVALID_CODING",
+            PayloadError::PatientId => "INVALID_PATIENT_ID",
+            PayloadError::EffectiveDateTime(_) => "INVALID_EFFECTIVE_TIME",
+            PayloadError::MessageId => "INVALID_MESSAGE_ID",
+            PayloadError::UnitNotAllowed { .. } => "UNIT_NOT_ALLOWED",
+            PayloadError::Implausible(_) => "VALUE_OUT_OF_RANGE",
+            PayloadError::Panel(_) => "PANEL_NEEDS_COMPONENTS",
+            PayloadError::Ambiguous(..) => "AMBIGUOUS_CODING",
+        }
+    }
+}
+
+/// A validated payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    pub measurement: Measurement,
+    pub patient_id: Option<String>,
+    pub effective: Option<Effective>,
+    /// The device's own id of this message, so that a re-publish is recognised even without a
+    /// device time.
+    pub message_id: Option<String>,
+}
+
+/// The raw shape of a payload; fields stay loose so each can be reported precisely.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPayload {
+    value: Option<Box<RawValue>>,
+    unit: Option<Value>,
+    coding: Option<Value>,
+    patient_id: Option<Value>,
+    effective_date_time: Option<Value>,
+    message_id: Option<Value>,
+}
+
+/// Validates a payload; `received_at` bounds device timestamps.
+pub fn parse(json: &str, received_at: DateTime<Utc>) -> Result<Payload, PayloadError> {
+    let raw: RawPayload = serde_json::from_str(json).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let value = parse_value(raw.value.as_deref())?;
+    let unit = match raw.unit {
+        None | Some(Value::Null) => return Err(PayloadError::Missing("unit")),
+        Some(Value::String(u)) if !u.trim().is_empty() => u,
+        Some(_) => return Err(PayloadError::Unit),
+    };
+    let mut coding = parse_coding(raw.coding)?;
+    let vital = vital_sign(&coding)?;
+    add_spo2_parent(&mut coding);
+    let ucum = match vital {
+        Some(v) => {
+            let u = v.unit_for(&unit).ok_or_else(|| PayloadError::UnitNotAllowed {
+                code: v.loinc(),
+                display: v.display(),
+                unit: unit.clone(),
+                expected: v.ucum_codes().join(", "),
+            })?;
+            v.check_plausible(&value, &unit, u).map_err(PayloadError::Implausible)?;
+            Some(u.ucum)
+        }
+        None => vitals::verbatim_ucum(&unit),
+    };
+    let patient_id = match raw.patient_id {
+        None | Some(Value::Null) => None,
+        // Sample device scripts send "" when no patient is given.
+        Some(Value::String(p)) if p.is_empty() => None,
+        Some(Value::String(p)) if is_valid_id(&p) => Some(p),
+        Some(_) => return Err(PayloadError::PatientId),
+    };
+    let effective = match raw.effective_date_time {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => {
+            let at = crate::platform::time::parse_with_offset(&text)
+                .ok_or_else(|| PayloadError::EffectiveDateTime("must be an ISO 8601 date-time with an offset".into()))?;
+            check_time(at, received_at).map_err(|p| PayloadError::EffectiveDateTime(p.to_string()))?;
+            Some(Effective { text, at })
+        }
+        Some(_) => return Err(PayloadError::EffectiveDateTime("must be a string".into())),
+    };
+    let message_id = match raw.message_id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) if (1..=128).contains(&m.chars().count()) && !m.chars().any(char::is_control) => Some(m),
+        Some(_) => return Err(PayloadError::MessageId),
+    };
+    Ok(Payload { measurement: Measurement { value, unit, coding, vital, ucum }, patient_id, effective, message_id })
+}
+
+fn parse_value(raw: Option<&RawValue>) -> Result<Decimal, PayloadError> {
+    let raw = raw.ok_or(PayloadError::Missing("value"))?;
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => {
+            let s: String = serde_json::from_str(text).map_err(|e| PayloadError::Value(e.to_string()))?;
+            Decimal::parse(&s).map_err(|e| PayloadError::Value(format!("the string {e}")))
+        }
+        Some(b'-' | b'0'..=b'9') => Decimal::parse(text).map_err(|e| PayloadError::Value(format!("the number {e}"))),
+        _ => Err(PayloadError::Value(format!("got {}", json_kind(text)))),
+    }
+}
+
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b't' | b'f') => "a boolean",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        _ => "something else",
+    }
+}
+
+fn parse_coding(raw: Option<Value>) -> Result<Vec<Coding>, PayloadError> {
+    let items = match raw {
+        None | Some(Value::Null) => return Err(PayloadError::Missing("coding")),
+        Some(Value::Array(items)) if items.is_empty() => {
+            return Err(PayloadError::Coding("must name at least one code".into()))
+        }
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(PayloadError::Coding("must be an array of codings".into())),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Value::Object(mut obj) = item else {
+                return Err(PayloadError::Coding(format!("[{i}] must be an object")));
+            };
+            let mut text = |field: &'static str, required: bool| match obj.remove(field) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s)),
+                None | Some(Value::Null) if !required => Ok(None),
+                Some(Value::String(_)) if !required => Ok(None),
+                _ => Err(PayloadError::Coding(format!("[{i}].{field} must be a non-empty string"))),
+            };
+            let system = text("system", true)?;
+            let code = text("code", true)?;
+            let display = text("display", false)?;
+            Ok(Coding { system, code, display })
+        })
+        .collect()
+}
+
+fn vital_sign(coding: &[Coding]) -> Result<Option<VitalSign>, PayloadError> {
+    let mut found: Option<VitalSign> = None;
+    for c in coding.iter().filter(|c| c.system.as_deref() == Some(LOINC)) {
+        let Some(v) = c.code.as_deref().and_then(VitalSign::from_loinc) else { continue };
+        if v.is_panel() {
+            return Err(PayloadError::Panel(v.loinc()));
+        }
+        found = match found {
+            None => Some(v),
+            // Pulse oximetry is a kind of SpO2: the pair names one measurement; keep the finer code.
+            Some(prev) if is_spo2_pair(prev, v) => Some(VitalSign::PulseOximetry),
+            Some(prev) if prev == v => Some(prev),
+            Some(prev) => return Err(PayloadError::Ambiguous(prev.loinc(), v.loinc())),
+        };
+    }
+    Ok(found)
+}
+
+fn is_spo2_pair(a: VitalSign, b: VitalSign) -> bool {
+    let pair = [VitalSign::OxygenSaturation, VitalSign::PulseOximetry];
+    a != b && pair.contains(&a) && pair.contains(&b)
+}
+
+/// US Core pulse oximetry wants 2708-6 beside 59408-5; add it when the device sent only the latter.
+fn add_spo2_parent(coding: &mut Vec<Coding>) {
+    let has = |v: VitalSign| coding.iter().any(|c| c.is(LOINC, v.loinc()));
+    if has(VitalSign::PulseOximetry) && !has(VitalSign::OxygenSaturation) {
+        let spo2 = VitalSign::OxygenSaturation;
+        coding.push(Coding::new(LOINC, spo2.loinc(), Some(spo2.display())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        crate::platform::time::parse_with_offset("2026-11-22T10:00:00Z").unwrap()
+    }
+
+    fn payload(value: Value, unit: &str, system: &str, code: &str) -> String {
+        json!({"value": value, "unit": unit, "coding": [{"system": system, "code": code, "display": "x"}]}).to_string()
+    }
+
+    fn measured(json: &str) -> Measurement {
+        parse(json, now()).unwrap().measurement
+    }
+
+    #[test]
+    fn every_vital_sign_of_the_conformance_table_is_recognised_with_its_ucum_units() {
+        // (LOINC, a plausible value, unit as a device sends it, expected UCUM code) from fhir-vitals.md.
+        let cases = [
+            ("8867-4", 72, "bpm", "/min"),
+            ("8867-4", 72, "/min", "/min"),
+            ("9279-1", 16, "breaths/min", "/min"),
+            ("2708-6", 97, "%", "%"),
+            ("59408-5", 97, "%", "%"),
+            ("8310-5", 37, "Cel", "Cel"),
+            ("8310-5", 37, "C", "Cel"),
+            ("8310-5", 99, "F", "[degF]"),
+            ("8310-5", 99, "[degF]", "[degF]"),
+            ("29463-7", 70, "kg", "kg"),
+            ("29463-7", 150, "lbs", "[lb_av]"),
+            ("29463-7", 3500, "g", "g"),
+            ("8480-6", 120, "mmHg", "mm[Hg]"),
+            ("8462-4", 80, "mm[Hg]", "mm[Hg]"),
+            ("2339-0", 95, "mg/dL", "mg/dL"),
+            ("15074-8", 5, "mmol/L", "mmol/L"),
+        ];
+        for (code, value, unit, ucum) in cases {
+            let m = measured(&payload(json!(value), unit, LOINC, code));
+            assert_eq!(m.vital.map(|v| v.loinc()), Some(code), "{code}");
+            assert_eq!(m.ucum, Some(ucum), "{code} {unit}");
+            assert_eq!(m.unit, unit, "the device's unit text is kept");
+        }
+    }
+
+    #[test]
+    fn a_wrong_unit_for_a_vital_sign_is_rejected_not_converted() {
+        let err = parse(&payload(json!(70), "beats/s", LOINC, "8867-4"), now()).unwrap_err();
+        assert_eq!(err.code(), "UNIT_NOT_ALLOWED");
+        assert!(err.to_string().contains("expected one of: /min"), "{err}");
+        let err = parse(&payload(json!(37), "K", LOINC, "8310-5"), now()).unwrap_err();
+        assert!(err.to_string().contains("Cel, [degF]"), "{err}");
+    }
+
+    #[test]
+    fn implausible_values_of_a_vital_sign_are_refused_in_the_devices_unit() {
+        let err = parse(&payload(json!(10000), "bpm", LOINC, "8867-4"), now()).unwrap_err();
+        assert_eq!(err.code(), "VALUE_OUT_OF_RANGE");
+        assert_eq!(err.to_string(), "`value` 10000 bpm is outside the physiological range 20–300 bpm");
+        assert_eq!(parse(&payload(json!(98.6), "C", LOINC, "8310-5"), now()).unwrap_err().code(), "VALUE_OUT_OF_RANGE");
+        assert!(parse(&payload(json!(98.6), "F", LOINC, "8310-5"), now()).is_ok());
+        let vendor = parse(&payload(json!(10000), "mV", "urn:vendor", "battery-voltage"), now());
+        assert!(vendor.is_ok(), "a manufacturer's own code has no range the platform knows");
+    }
+
+    #[test]
+    fn numeric_strings_keep_their_precision() {
+        let m = measured(&payload(json!("98.60"), "F", LOINC, "8310-5"));
+        assert_eq!(m.value.as_str(), "98.60");
+        let m = measured(r#"{"value": 36.60, "unit": "C", "coding": [{"system": "http://loinc.org", "code": "8310-5"}]}"#);
+        assert_eq!(m.value.as_str(), "36.60", "a JSON number's text is kept too");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_reason() {
+        for (value, expect) in [
+            (json!("abc"), "the string is not a decimal number"),
+            (json!(""), "the string is empty"),
+            (json!("NaN"), "not a decimal"),
+            (json!("1e999"), "not finite"),
+            (json!(true), "got a boolean"),
+            (json!({"v": 1}), "got an object"),
+            (json!([1]), "got an array"),
+        ] {
+            let err = parse(&payload(value.clone(), "%", "urn:x", "battery"), now()).unwrap_err();
+            assert_eq!(err.code(), "INVALID_VALUE", "{value}");
+            assert!(err.to_string().contains(expect), "{value}: {err}");
+        }
+        let err = parse(r#"{"unit":"%","coding":[{"system":"s","code":"c"}]}"#, now()).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("value"));
+        let err = parse(r#"{"value":null,"unit":"%","coding":[{"system":"s","code":"c"}]}"#, now()).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("value"));
+    }
+
+    #[test]
+    fn unit_and_coding_are_required() {
+        let err = parse(r#"{"value":1,"coding":[{"system":"s","code":"c"}]}"#, now()).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("unit"));
+        let err = parse(r#"{"value":1,"unit":" ","coding":[{"system":"s","code":"c"}]}"#, now()).unwrap_err();
+        assert_eq!(err, PayloadError::Unit);
+        let err = parse(r#"{"value":1,"unit":"%"}"#, now()).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("coding"));
+        let err = parse(r#"{"value":1,"unit":"%","coding":[]}"#, now()).unwrap_err();
+        assert_eq!(err.code(), "INVALID_CODING");
+        let err = parse(r#"{"value":1,"unit":"%","coding":[{"code":"c"}]}"#, now()).unwrap_err();
+        assert_eq!(err.to_string(), "`coding` [0].system must be a non-empty string");
+        let err = parse(r#"{"value":1,"unit":"%","coding":[{"system":"s","code":"c"},{"system":"s"}]}"#, now()).unwrap_err();
+        assert_eq!(err.to_string(), "`coding` [1].code must be a non-empty string");
+        let err = parse("[1,2]", now()).unwrap_err();
+        assert_eq!(err.code(), "INVALID_JSON");
+    }
+
+    #[test]
+    fn a_manufacturer_code_keeps_its_own_system() {
+        let m = measured(&payload(json!("100"), "%", "http://lifeomic.com/fhir/devices", "9750d5e5"));
+        assert!(m.vital.is_none());
+        assert_eq!(m.ucum, Some("%"), "a unit that is UCUM verbatim is tagged as such");
+        assert_eq!(m.code_key(), "http://lifeomic.com/fhir/devices|9750d5e5");
+        let m = measured(&payload(json!(3), "charges", "urn:vendor", "cycles"));
+        assert_eq!(m.ucum, None, "an unknown unit text is not passed off as UCUM");
+    }
+
+    #[test]
+    fn panels_and_conflicting_codes_are_rejected() {
+        let err = parse(&payload(json!(120), "mmHg", LOINC, "85354-9"), now()).unwrap_err();
+        assert_eq!(err.code(), "PANEL_NEEDS_COMPONENTS");
+        let two = r#"{"value":1,"unit":"/min","coding":[{"system":"http://loinc.org","code":"8867-4"},{"system":"http://loinc.org","code":"9279-1"}]}"#;
+        assert_eq!(parse(two, now()).unwrap_err(), PayloadError::Ambiguous("8867-4", "9279-1"));
+    }
+
+    #[test]
+    fn pulse_oximetry_gets_its_spo2_parent_code() {
+        let m = measured(&payload(json!(97), "%", LOINC, "59408-5"));
+        let codes: Vec<_> = m.coding.iter().filter_map(|c| c.code.as_deref()).collect();
+        assert_eq!(codes, ["59408-5", "2708-6"]);
+        assert_eq!(m.code_key(), "http://loinc.org|59408-5");
+        let both = r#"{"value":97,"unit":"%","coding":[{"system":"http://loinc.org","code":"2708-6"},{"system":"http://loinc.org","code":"59408-5"}]}"#;
+        assert_eq!(measured(both).vital, Some(VitalSign::PulseOximetry), "the finer code of the pair");
+    }
+
+    #[test]
+    fn patient_id_and_message_id_are_optional_and_checked() {
+        let with = |k: &str, p: Value| {
+            let mut v = json!({"value": 1, "unit": "%", "coding": [{"system": "s", "code": "c"}]});
+            v[k] = p;
+            v.to_string()
+        };
+        assert_eq!(parse(&with("patientId", json!("")), now()).unwrap().patient_id, None);
+        assert_eq!(parse(&with("patientId", json!("pat-1")), now()).unwrap().patient_id.as_deref(), Some("pat-1"));
+        assert_eq!(parse(&with("patientId", json!("bad id/..")), now()).unwrap_err(), PayloadError::PatientId);
+        assert_eq!(parse(&with("patientId", json!(7)), now()).unwrap_err(), PayloadError::PatientId);
+        assert_eq!(parse(&with("messageId", json!("m-1")), now()).unwrap().message_id.as_deref(), Some("m-1"));
+        assert_eq!(parse(&with("messageId", json!("")), now()).unwrap_err(), PayloadError::MessageId);
+        assert_eq!(parse(&with("messageId", json!(12)), now()).unwrap_err(), PayloadError::MessageId);
+    }
+
+    #[test]
+    fn device_timestamps_need_an_offset_and_a_plausible_time() {
+        let with = |t: &str| json!({"value": 1, "unit": "%", "coding": [{"system": "s", "code": "c"}], "effectiveDateTime": t}).to_string();
+        let p = parse(&with("2026-11-22T11:00:00+01:00"), now()).unwrap();
+        assert_eq!(p.effective.unwrap().at, now());
+        assert!(parse(&with("2026-11-22T10:04:59Z"), now()).is_ok());
+        assert_eq!(parse(&with("2026-11-22T10:05:01Z"), now()).unwrap_err().code(), "INVALID_EFFECTIVE_TIME");
+        assert_eq!(parse(&with("2026-11-22T10:00:00"), now()).unwrap_err().code(), "INVALID_EFFECTIVE_TIME");
+        let reset = parse(&with("1970-01-01T00:00:00Z"), now()).unwrap_err();
+        assert_eq!(reset.code(), "INVALID_EFFECTIVE_TIME");
+        assert!(reset.to_string().contains("5 years before"), "{reset}");
+    }
+}

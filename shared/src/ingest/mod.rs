@@ -1,0 +1,333 @@
+//! The filing service: the one way a reading is admitted, filed and scored, whichever way it
+//! came (the `FHIRIngest` rule, the vitals REST API, the S3 inbox, and the connectors next).
+//!
+//! Each way in has its own parser ([`measurement`] for the device payload of seed 000,
+//! [`readings`] for the vitals format of seed 002), which checks every field, including that a
+//! vital sign's value is physiologically plausible and that its time is neither in the future
+//! nor years in the past, and yields a [`Reading`]. [`Filing::file`] then:
+//!
+//! 1. admits the device ([`crate::devices::admit`]: ACTIVE, and for which patient),
+//! 2. builds the reading's FHIR Observations ([`crate::observations`]),
+//! 3. writes each once (a conditional write keyed by device, time and code: a redelivered
+//!    reading is a no-op, a different reading under the same key a [`Refusal::Conflict`]),
+//! 4. evaluates the patient's alerts ([`crate::clinical`]).
+//!
+//! It answers [`Filed`] or a [`Refusal`]; each way in maps a refusal once: `fhir-ingest` to a
+//! dead letter, the vitals API to its HTTP error body (and a dead letter), the inbox to its
+//! report (and a dead letter).
+
+pub mod http;
+pub mod inbox;
+pub mod measurement;
+pub mod readings;
+pub mod rule;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::clinical::{self, AlertSettings, AlertStore};
+use crate::devices::{self, AdmissionRefusal, Device, DeviceRegistry};
+use crate::fhir::{Decimal, Observation};
+use crate::fhir::vitals::VitalSign;
+use crate::observations::{self, Inserted, Measurement, ObservationStore, StoredObservation, Subject};
+use crate::platform::time::format_utc;
+use crate::wiring::{FromWiring, Wiring, WiringError};
+use crate::StoreError;
+
+/// How far ahead of the platform's clock a device's own timestamp may be.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// How far back a device's own timestamp may be: five years. An older reading is a clock that
+/// reset (to 1970, or to 2000 as many real-time clocks do), not a device catching up after
+/// being offline.
+pub const MAX_READING_AGE: Duration = Duration::days(5 * 365);
+
+/// When the device says it measured, as sent and as a UTC instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What is wrong with a device's timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimeProblem {
+    #[error("is more than 5 minutes after the time the platform received it")]
+    Future,
+    #[error("is more than 5 years before the time the platform received it (is the device's clock set?)")]
+    TooOld,
+}
+
+/// Checks a device's timestamp against the time the platform received the reading.
+pub fn check_time(at: DateTime<Utc>, received: DateTime<Utc>) -> Result<(), TimeProblem> {
+    if at > received + MAX_CLOCK_SKEW {
+        Err(TimeProblem::Future)
+    } else if at < received - MAX_READING_AGE {
+        Err(TimeProblem::TooOld)
+    } else {
+        Ok(())
+    }
+}
+
+/// When a reading was measured, and so what makes two deliveries of it the same.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Timing {
+    /// The device's own time: a reading is the same as another of the same device, time and code.
+    Device(Effective),
+    /// No device time: the time of receipt, and the delivery's id (the device's `messageId`, or
+    /// the IoT rule's `traceid()`, which Lambda's retries repeat), so that two readings received
+    /// in the same millisecond stay two readings.
+    Received { at: DateTime<Utc>, delivery: String },
+}
+
+impl Timing {
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Timing::Device(e) => e.at,
+            Timing::Received { at, .. } => *at,
+        }
+    }
+}
+
+/// A validated reading: one or more measurements taken by one device at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub device_id: String,
+    /// The patient the reading names, if any (only some devices may: see [`devices::admit`]).
+    pub named_patient: Option<String>,
+    pub timing: Timing,
+    pub measurements: Vec<Measurement>,
+    /// Systolic and diastolic, in mmHg.
+    pub blood_pressure: Option<(Decimal, Decimal)>,
+    /// Whether the Observations are grouped by an 85353-1 vital-signs panel (a vitals-API reading).
+    pub grouped: bool,
+}
+
+impl Reading {
+    /// The reading's FHIR Observations for `patient`, each with its code key: one per
+    /// measurement, the blood-pressure panel, and the grouping panel last when grouped.
+    pub fn observations(&self, patient: &str, issued: &str) -> Vec<(Observation, String)> {
+        let effective_utc = format_utc(self.timing.at());
+        let (effective, delivery) = match &self.timing {
+            Timing::Device(e) => (e.text.clone(), None),
+            Timing::Received { delivery, .. } => (effective_utc.clone(), Some(delivery.as_str())),
+        };
+        let subject = Subject {
+            thing_name: &self.device_id,
+            patient_id: patient,
+            effective: &effective,
+            effective_utc: &effective_utc,
+            delivery,
+            issued,
+        };
+        let mut built: Vec<(Observation, String)> =
+            self.measurements.iter().map(|m| (observations::measured(m, &subject), m.code_key())).collect();
+        if let Some((systolic, diastolic)) = &self.blood_pressure {
+            built.push((observations::blood_pressure(systolic, diastolic, &subject), VitalSign::BloodPressurePanel.code_key()));
+        }
+        if self.grouped {
+            let group = observations::vital_signs_panel(built.iter().map(|(o, _)| o.id.as_str()), &subject);
+            built.push((group, VitalSign::VitalSignsPanel.code_key()));
+        }
+        built
+    }
+
+    /// The id of the reading set: its grouping panel's, or its first Observation's.
+    pub fn set_id(&self, observations: &[(Observation, String)]) -> String {
+        let set = if self.grouped { observations.last() } else { observations.first() };
+        set.map(|(o, _)| o.id.clone()).unwrap_or_default()
+    }
+}
+
+/// What filing a reading did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filed {
+    /// The reading set's id (its grouping panel's, or its one Observation's).
+    pub set_id: String,
+    pub patient_id: String,
+    /// Every Observation was filed before: a redelivered reading.
+    pub duplicate: bool,
+    /// How many alerts the reading raised.
+    pub alerts_raised: usize,
+}
+
+/// Why a valid reading was not filed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Admission(#[from] AdmissionRefusal),
+    #[error("a different reading of {device} at {at} is already filed for the same measurement")]
+    Conflict { device: String, at: String },
+}
+
+impl Refusal {
+    /// A stable machine-readable code for the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Admission(a) => a.code(),
+            Refusal::Conflict { .. } => "CONFLICTING_DUPLICATE",
+        }
+    }
+}
+
+/// What filing needs.
+pub struct FilingDeps<D, O, A> {
+    pub devices: D,
+    pub observations: O,
+    /// Where the alerts evaluated after each filed reading go.
+    pub alerts: A,
+    pub alert_settings: AlertSettings,
+}
+
+impl<D: FromWiring, O: FromWiring, A: FromWiring> FromWiring for FilingDeps<D, O, A> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { devices: w.build()?, observations: w.build()?, alerts: w.build()?, alert_settings: w.build()? })
+    }
+}
+
+/// Files readings: one per request, file or batch, so that each device's record is read once.
+pub struct Filing<'a, D, O, A> {
+    deps: &'a FilingDeps<D, O, A>,
+    devices: HashMap<String, Option<Device>>,
+}
+
+impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O, A> {
+    pub fn new(deps: &'a FilingDeps<D, O, A>) -> Self {
+        Self { deps, devices: HashMap::new() }
+    }
+
+    async fn device(&mut self, thing: &str) -> Result<Option<Device>, StoreError> {
+        if let Some(found) = self.devices.get(thing) {
+            return Ok(found.clone());
+        }
+        let found = self.deps.devices.get(thing).await?;
+        self.devices.insert(thing.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// Admits, files and scores one reading. `Err` is a storage failure (retry); `Ok(Err)` a
+    /// refusal the reading's sender must hear of.
+    pub async fn file(&mut self, reading: &Reading) -> Result<Result<Filed, Refusal>, StoreError> {
+        let device = self.device(&reading.device_id).await?;
+        let admitted = match devices::admit(device, &reading.device_id, reading.named_patient.as_deref()) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(Err(refusal.into())),
+        };
+        let patient = admitted.patient_id.as_str();
+        let issued = format_utc(Utc::now());
+        let effective_utc = format_utc(reading.timing.at());
+        let built = reading.observations(patient, &issued);
+        let mut duplicate = true;
+        for (observation, code_key) in &built {
+            let stored = StoredObservation::new(observation, code_key.clone(), effective_utc.clone())
+                .map_err(|e| StoreError::new("serialize observation", e))?;
+            match self.deps.observations.insert(&stored).await? {
+                Inserted::New => duplicate = false,
+                Inserted::AlreadyExists { content_hash } if content_hash == stored.content_hash => {}
+                Inserted::AlreadyExists { .. } => {
+                    let at = match &reading.timing {
+                        Timing::Device(e) => e.text.clone(),
+                        Timing::Received { .. } => effective_utc.clone(),
+                    };
+                    return Ok(Err(Refusal::Conflict { device: reading.device_id.clone(), at }));
+                }
+            }
+        }
+        let set_id = reading.set_id(&built);
+        // Evaluated for a redelivery too: if the first delivery failed after filing, its alert is
+        // raised now; an alert already raised is not raised again.
+        let set = clinical::ReadingSet { patient_id: patient, device_id: &reading.device_id, set_id: &set_id, at: reading.timing.at() };
+        let raised = clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, set).await?;
+        Ok(Ok(Filed { set_id, patient_id: admitted.patient_id, duplicate, alerts_raised: raised.len() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clinical::memory::MemoryAlerts;
+    use crate::devices::memory::MemoryDevices;
+    use crate::devices::DeviceStatus;
+    use crate::observations::memory::MemoryObservations;
+
+    fn deps(status: DeviceStatus) -> FilingDeps<MemoryDevices, MemoryObservations, MemoryAlerts> {
+        let mut d = Device::registered("Acme", "1", "BP", "", "");
+        d.status = status;
+        d.patient_id = Some("pat-1".into());
+        FilingDeps {
+            devices: MemoryDevices::with(vec![d]),
+            observations: MemoryObservations::default(),
+            alerts: MemoryAlerts::default(),
+            alert_settings: AlertSettings::default(),
+        }
+    }
+
+    fn heart_rate(value: &str, timing: Timing) -> Reading {
+        Reading {
+            device_id: "acme-1".into(),
+            named_patient: None,
+            timing,
+            measurements: vec![Measurement::vital(VitalSign::HeartRate, Decimal::parse(value).unwrap(), "bpm", "/min")],
+            blood_pressure: None,
+            grouped: false,
+        }
+    }
+
+    fn at(text: &str) -> Timing {
+        Timing::Device(Effective { text: text.into(), at: crate::platform::time::parse_with_offset(text).unwrap() })
+    }
+
+    #[tokio::test]
+    async fn a_reading_is_filed_once_and_a_different_one_under_its_key_is_refused() {
+        let deps = deps(DeviceStatus::Active);
+        let mut filing = Filing::new(&deps);
+        let first = filing.file(&heart_rate("72", at("2026-11-22T10:00:00Z"))).await.unwrap().unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(first.patient_id, "pat-1");
+        let again = filing.file(&heart_rate("72", at("2026-11-22T10:00:00Z"))).await.unwrap().unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.set_id, first.set_id);
+        let refused = filing.file(&heart_rate("73", at("2026-11-22T10:00:00Z"))).await.unwrap().unwrap_err();
+        assert_eq!(refused.code(), "CONFLICTING_DUPLICATE");
+        assert_eq!(deps.observations.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn readings_without_a_device_time_are_told_apart_by_their_delivery() {
+        let deps = deps(DeviceStatus::Active);
+        let mut filing = Filing::new(&deps);
+        let received = crate::platform::time::parse_with_offset("2026-11-22T10:00:00.123Z").unwrap();
+        for (i, value) in ["70", "71", "72", "73", "74"].iter().enumerate() {
+            let timing = Timing::Received { at: received, delivery: format!("trace-{i}") };
+            assert!(!filing.file(&heart_rate(value, timing)).await.unwrap().unwrap().duplicate);
+        }
+        assert_eq!(deps.observations.len(), 5, "five readings in one millisecond are five readings");
+        let retried = Timing::Received { at: received, delivery: "trace-2".into() };
+        assert!(filing.file(&heart_rate("72", retried)).await.unwrap().unwrap().duplicate, "a Lambda retry repeats the trace id");
+        assert_eq!(deps.observations.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn only_an_active_device_files() {
+        for status in [DeviceStatus::Registered, DeviceStatus::Inactive, DeviceStatus::Blocked] {
+            let deps = deps(status);
+            let refused = Filing::new(&deps).file(&heart_rate("72", at("2026-11-22T10:00:00Z"))).await.unwrap().unwrap_err();
+            assert_eq!(refused.code(), "DEVICE_NOT_ACTIVE", "{status:?}");
+            assert_eq!(deps.observations.len(), 0);
+        }
+    }
+
+    #[test]
+    fn timestamps_may_be_neither_ahead_nor_years_behind() {
+        let received = crate::platform::time::parse_with_offset("2026-11-22T10:00:00Z").unwrap();
+        assert_eq!(check_time(received + Duration::minutes(5), received), Ok(()));
+        assert_eq!(check_time(received + Duration::seconds(301), received), Err(TimeProblem::Future));
+        assert_eq!(check_time(received - Duration::days(5 * 365), received), Ok(()));
+        assert_eq!(check_time(received - Duration::days(5 * 365 + 1), received), Err(TimeProblem::TooOld));
+        let rtc_reset = crate::platform::time::parse_with_offset("2000-01-01T00:00:00Z").unwrap();
+        assert_eq!(check_time(rtc_reset, received), Err(TimeProblem::TooOld), "a real-time clock reset to 2000");
+        let epoch = crate::platform::time::parse_with_offset("1970-01-01T00:00:00Z").unwrap();
+        assert_eq!(check_time(epoch, received), Err(TimeProblem::TooOld), "a device clock reset to 1970");
+    }
+}

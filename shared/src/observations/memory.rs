@@ -1,0 +1,76 @@
+//! Observations in memory for unit tests: write-once by id, like the DynamoDB store's
+//! conditional put, and queried the way its indexes are.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use super::{Inserted, ObservationStore, StoredObservation};
+use crate::StoreError;
+
+#[derive(Default)]
+pub struct MemoryObservations {
+    items: Mutex<BTreeMap<String, StoredObservation>>,
+    fail_next: AtomicBool,
+}
+
+impl MemoryObservations {
+    pub fn len(&self) -> usize {
+        self.items.lock().expect("lock").len()
+    }
+
+    pub fn get_sync(&self, id: &str) -> Option<StoredObservation> {
+        self.items.lock().expect("lock").get(id).cloned()
+    }
+
+    /// Makes the next insert fail as a throttled or unreachable table would.
+    pub fn fail_next(&self) {
+        self.fail_next.store(true, Ordering::SeqCst);
+    }
+}
+
+impl ObservationStore for MemoryObservations {
+    async fn insert(&self, obs: &StoredObservation) -> Result<Inserted, StoreError> {
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::new("insert observation", "simulated throttling"));
+        }
+        let mut items = self.items.lock().expect("lock");
+        if let Some(existing) = items.get(&obs.id) {
+            return Ok(Inserted::AlreadyExists { content_hash: existing.content_hash.clone() });
+        }
+        items.insert(obs.id.clone(), obs.clone());
+        Ok(Inserted::New)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
+        Ok(self.get_sync(id))
+    }
+
+    async fn for_patient_code(
+        &self,
+        patient_id: &str,
+        code_key: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let mut found: Vec<_> = self
+            .items
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|o| o.patient_id == patient_id && o.code_key == code_key)
+            .filter(|o| (from..=to).contains(&o.effective_at.as_str()))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.effective_at.cmp(&b.effective_at));
+        Ok(found)
+    }
+
+    async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
+        let mut found: Vec<_> =
+            self.items.lock().expect("lock").values().filter(|o| o.device_id == device_id).cloned().collect();
+        found.sort_by(|a, b| b.effective_at.cmp(&a.effective_at));
+        found.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(found)
+    }
+}

@@ -1,0 +1,353 @@
+//! Observations: what a device measured as FHIR R4 Observations, and where they are kept.
+//!
+//! Ids are deterministic: an Observation's natural key is (device, effective time, code), plus
+//! the delivery's id when the device sent no time of its own, and its id derives from that key,
+//! so a redelivered reading maps to the same id and a write-once store tells a redelivery from
+//! a different reading under the same key.
+
+mod dynamodb;
+pub mod http;
+#[cfg(test)]
+pub(crate) mod memory;
+
+use std::future::Future;
+
+use sha2::{Digest, Sha256};
+
+pub use dynamodb::DynamoObservationStore;
+
+use crate::fhir::vitals::{profile_url, Category, VitalSign, LOINC, OBSERVATION_CATEGORY, UCUM, VITAL_SIGNS_PROFILE};
+use crate::fhir::{CodeableConcept, Coding, Decimal, Identifier, Meta, Observation, ObservationComponent, Quantity, Reference};
+use crate::StoreError;
+
+/// The identifier system of the platform's deterministic observation keys.
+pub const IDENTIFIER_SYSTEM: &str = "urn:vitalwire:observation";
+
+/// The tag system saying where a reading came from (`device`, as opposed to manual entry).
+pub const DATA_SOURCE_SYSTEM: &str = "urn:vitalwire:data-source";
+
+/// One measured value: a vital sign the platform knows, or a code of the device maker's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub value: Decimal,
+    /// The unit as the device sent it.
+    pub unit: String,
+    /// The codings as sent (plus 2708-6 where a pulse-oximetry code came alone, as US Core wants).
+    pub coding: Vec<Coding>,
+    /// The vital sign, when the platform knows the LOINC code.
+    pub vital: Option<VitalSign>,
+    /// The UCUM code of `unit`, when it could be identified.
+    pub ucum: Option<&'static str>,
+}
+
+impl Measurement {
+    /// A vital sign with its LOINC coding, in a unit of that vital sign.
+    pub fn vital(vital: VitalSign, value: Decimal, unit: &str, ucum: &'static str) -> Self {
+        Self {
+            value,
+            unit: unit.to_owned(),
+            coding: vec![Coding::new(LOINC, vital.loinc(), Some(vital.display()))],
+            vital: Some(vital),
+            ucum: Some(ucum),
+        }
+    }
+
+    /// `system|code` of the measurement's primary coding: the vital sign's LOINC code if known,
+    /// else the first coding. Keys storage and idempotency.
+    pub fn code_key(&self) -> String {
+        match self.vital {
+            Some(v) => v.code_key(),
+            None => {
+                let c = &self.coding[0];
+                format!("{}|{}", c.system.as_deref().unwrap_or(""), c.code.as_deref().unwrap_or(""))
+            }
+        }
+    }
+}
+
+/// Who an Observation is about and when, decided by the filing service.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    pub thing_name: &'a str,
+    pub patient_id: &'a str,
+    /// `effectiveDateTime` as the device sent it, or the time the platform received it.
+    pub effective: &'a str,
+    /// The effective time in UTC (`time::format_utc`), for keys and sorting.
+    pub effective_utc: &'a str,
+    /// The delivery's id, when the effective time is only the time of receipt: two readings
+    /// received in the same millisecond are two readings.
+    pub delivery: Option<&'a str>,
+    pub issued: &'a str,
+}
+
+impl Subject<'_> {
+    /// The natural key of one code measured for this subject.
+    pub fn natural_key(&self, code_key: &str) -> String {
+        natural_key(self.thing_name, self.effective_utc, code_key, self.delivery)
+    }
+}
+
+/// The natural key of a measurement: one device measures one thing at one instant once (or,
+/// without a device time, once per delivery).
+pub fn natural_key(thing_name: &str, effective_utc: &str, code_key: &str, delivery: Option<&str>) -> String {
+    match delivery {
+        None => format!("{thing_name}/{effective_utc}/{code_key}"),
+        Some(d) => format!("{thing_name}/{effective_utc}/{code_key}/{d}"),
+    }
+}
+
+/// The Observation id derived from its natural key, so a redelivered message maps to the same id.
+pub fn observation_id(natural_key: &str) -> String {
+    let digest = Sha256::digest(natural_key.as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// `meta` of an Observation a device measured: its profiles and the `device` data-source tag.
+pub fn device_sourced(profile: Vec<String>) -> Meta {
+    Meta { profile, tag: vec![Coding::new(DATA_SOURCE_SYSTEM, "device", Some("Measured by a device"))] }
+}
+
+fn profiles(vital: Option<VitalSign>) -> Vec<String> {
+    match vital {
+        Some(v) if v.category() == Category::VitalSigns => {
+            let mut profiles = vec![VITAL_SIGNS_PROFILE.to_owned()];
+            profiles.extend(v.profile().map(profile_url));
+            profiles
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn category(vital: Option<VitalSign>) -> Vec<CodeableConcept> {
+    vital
+        .map(|v| v.category())
+        .map(|c| CodeableConcept { coding: vec![Coding::new(OBSERVATION_CATEGORY, c.code(), Some(c.display()))], text: None })
+        .into_iter()
+        .collect()
+}
+
+fn skeleton(subject: &Subject<'_>, code_key: &str, vital: Option<VitalSign>, code: CodeableConcept) -> Observation {
+    let key = subject.natural_key(code_key);
+    Observation {
+        resource_type: "Observation".to_owned(),
+        id: observation_id(&key),
+        meta: Some(device_sourced(profiles(vital))),
+        identifier: vec![Identifier { system: IDENTIFIER_SYSTEM.to_owned(), value: key }],
+        status: "final".to_owned(),
+        category: category(vital),
+        code,
+        subject: Reference::to("Patient", subject.patient_id),
+        device: Some(Reference::to("Device", subject.thing_name)),
+        effective_date_time: subject.effective.to_owned(),
+        issued: subject.issued.to_owned(),
+        value_quantity: None,
+        component: Vec::new(),
+        has_member: Vec::new(),
+    }
+}
+
+/// The FHIR R4 Observation of one measured value.
+pub fn measured(m: &Measurement, subject: &Subject<'_>) -> Observation {
+    let text = m.coding.iter().find_map(|c| c.display.clone()).or_else(|| m.vital.map(|v| v.display().to_owned()));
+    let mut o = skeleton(subject, &m.code_key(), m.vital, CodeableConcept { coding: m.coding.clone(), text });
+    o.value_quantity = Some(Quantity {
+        value: m.value.clone(),
+        unit: m.unit.clone(),
+        system: m.ucum.map(|_| UCUM.to_owned()),
+        code: m.ucum.map(str::to_owned),
+    });
+    o
+}
+
+/// The 85354-9 blood-pressure panel with its systolic and diastolic components, in mmHg.
+pub fn blood_pressure(systolic: &Decimal, diastolic: &Decimal, subject: &Subject<'_>) -> Observation {
+    let mut o = panel(VitalSign::BloodPressurePanel, subject);
+    o.component = [(VitalSign::SystolicBloodPressure, systolic), (VitalSign::DiastolicBloodPressure, diastolic)]
+        .into_iter()
+        .map(|(vital, value)| ObservationComponent {
+            code: CodeableConcept { coding: vec![Coding::new(LOINC, vital.loinc(), Some(vital.display()))], text: None },
+            value_quantity: Quantity { value: value.clone(), unit: "mmHg".into(), system: Some(UCUM.into()), code: Some("mm[Hg]".into()) },
+        })
+        .collect();
+    o
+}
+
+/// The 85353-1 vital-signs panel that groups a reading's Observations (by their ids).
+pub fn vital_signs_panel<'m>(members: impl IntoIterator<Item = &'m str>, subject: &Subject<'_>) -> Observation {
+    let mut o = panel(VitalSign::VitalSignsPanel, subject);
+    o.has_member = members.into_iter().map(|id| Reference::to("Observation", id)).collect();
+    o
+}
+
+fn panel(vital: VitalSign, subject: &Subject<'_>) -> Observation {
+    let code = CodeableConcept { coding: vec![Coding::new(LOINC, vital.loinc(), Some(vital.display()))], text: Some(vital.display().to_owned()) };
+    skeleton(subject, &vital.code_key(), Some(vital), code)
+}
+
+/// An Observation as stored, with the attributes it is found by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObservation {
+    pub id: String,
+    pub patient_id: String,
+    pub device_id: String,
+    /// `system|code` of the primary coding.
+    pub code_key: String,
+    /// UTC effective time, `time::format_utc`.
+    pub effective_at: String,
+    /// Fingerprint of what was measured (not of when it was filed), to tell a redelivery from a
+    /// conflicting message with the same key.
+    pub content_hash: String,
+    /// The FHIR JSON, exactly as built.
+    pub resource: String,
+}
+
+impl StoredObservation {
+    /// Wraps a built Observation for storage.
+    pub fn new(obs: &Observation, code_key: String, effective_at: String) -> Result<Self, serde_json::Error> {
+        let mut unissued = obs.clone();
+        unissued.issued.clear();
+        let content = serde_json::to_vec(&unissued)?;
+        Ok(Self {
+            id: obs.id.clone(),
+            patient_id: obs.subject.reference.trim_start_matches("Patient/").to_owned(),
+            device_id: obs.device.as_ref().map(|d| d.reference.trim_start_matches("Device/").to_owned()).unwrap_or_default(),
+            code_key,
+            effective_at,
+            content_hash: hex::encode(Sha256::digest(&content)),
+            resource: serde_json::to_string(obs)?,
+        })
+    }
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// An observation with this id exists already; its content hash.
+    AlreadyExists { content_hash: String },
+}
+
+/// The observation store port.
+pub trait ObservationStore: Send + Sync {
+    /// Writes the observation unless one with its id exists (a conditional write).
+    fn insert(&self, obs: &StoredObservation) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredObservation>, StoreError>> + Send;
+
+    /// A patient's observations of one code, oldest first, with `from <= effective_at <= to`.
+    fn for_patient_code(
+        &self,
+        patient_id: &str,
+        code_key: &str,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<Vec<StoredObservation>, StoreError>> + Send;
+
+    /// A device's most recent observations, newest first.
+    fn for_device(&self, device_id: &str, limit: i32) -> impl Future<Output = Result<Vec<StoredObservation>, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> Subject<'static> {
+        Subject {
+            thing_name: "cuff-1",
+            patient_id: "pat-1",
+            effective: "2026-11-22T10:00:00.000Z",
+            effective_utc: "2026-11-22T10:00:00.000Z",
+            delivery: None,
+            issued: "2026-11-22T10:00:01.000Z",
+        }
+    }
+
+    fn vital(v: VitalSign, value: &str, unit: &str) -> Measurement {
+        let ucum = v.unit_for(unit).unwrap().ucum;
+        Measurement::vital(v, Decimal::parse(value).unwrap(), unit, ucum)
+    }
+
+    #[test]
+    fn a_vital_sign_gets_category_profiles_and_ucum() {
+        let obs = measured(&vital(VitalSign::BodyTemperature, "36.60", "C"), &subject());
+        assert_eq!(obs.status, "final");
+        assert_eq!(obs.category[0].coding[0].code.as_deref(), Some("vital-signs"));
+        assert_eq!(
+            obs.meta.unwrap().profile,
+            ["http://hl7.org/fhir/StructureDefinition/vitalsigns", "http://hl7.org/fhir/StructureDefinition/bodytemp"]
+        );
+        let q = obs.value_quantity.unwrap();
+        assert_eq!((q.value.as_str(), q.unit.as_str()), ("36.60", "C"), "value and unit as sent");
+        assert_eq!((q.system.as_deref(), q.code.as_deref()), (Some(UCUM), Some("Cel")));
+        assert_eq!(obs.subject.reference, "Patient/pat-1");
+        assert_eq!(obs.device.unwrap().reference, "Device/cuff-1");
+    }
+
+    #[test]
+    fn glucose_is_laboratory_without_vital_signs_profile() {
+        let obs = measured(&vital(VitalSign::BloodGlucose, "95", "mg/dL"), &subject());
+        assert_eq!(obs.category[0].coding[0].code.as_deref(), Some("laboratory"));
+        let meta = obs.meta.expect("meta");
+        assert!(meta.profile.is_empty(), "no vital-signs profile");
+        assert_eq!(meta.tag[0].code.as_deref(), Some("device"), "marked as device-sourced");
+    }
+
+    #[test]
+    fn a_manufacturer_code_has_no_category_and_keeps_its_coding() {
+        let m = Measurement {
+            value: Decimal::parse("100").unwrap(),
+            unit: "%".into(),
+            coding: vec![Coding::new("http://lifeomic.com/fhir/devices", "9750d5e5", Some("Battery Percentage"))],
+            vital: None,
+            ucum: Some("%"),
+        };
+        let obs = measured(&m, &subject());
+        assert!(obs.category.is_empty());
+        assert!(obs.meta.expect("meta").profile.is_empty());
+        assert_eq!(obs.code.coding[0].system.as_deref(), Some("http://lifeomic.com/fhir/devices"));
+        assert_eq!(obs.code.text.as_deref(), Some("Battery Percentage"));
+        assert_eq!(m.code_key(), "http://lifeomic.com/fhir/devices|9750d5e5");
+    }
+
+    #[test]
+    fn ids_are_deterministic_per_device_time_code_and_delivery() {
+        let hr = vital(VitalSign::HeartRate, "72", "bpm");
+        let a = measured(&hr, &subject());
+        let again = measured(&hr, &subject());
+        let other_code = measured(&vital(VitalSign::RespiratoryRate, "72", "/min"), &subject());
+        assert_eq!(a.id, again.id);
+        assert_ne!(a.id, other_code.id);
+        assert!(crate::fhir::is_valid_id(&a.id));
+        assert_eq!(a.identifier[0].value, "cuff-1/2026-11-22T10:00:00.000Z/http://loinc.org|8867-4");
+        assert_eq!(observation_id(&a.identifier[0].value), a.id);
+        let first = Subject { delivery: Some("trace-1"), ..subject() };
+        let second = Subject { delivery: Some("trace-2"), ..subject() };
+        assert_ne!(measured(&hr, &first).id, measured(&hr, &second).id, "two deliveries without a device time are two readings");
+        assert_eq!(measured(&hr, &first).id, measured(&hr, &first).id);
+    }
+
+    #[test]
+    fn the_content_hash_ignores_issued_but_not_the_value() {
+        let obs = measured(&vital(VitalSign::HeartRate, "72", "bpm"), &subject());
+        let mut reissued = obs.clone();
+        reissued.issued = "2026-11-22T11:00:00.000Z".into();
+        let mut other_value = obs.clone();
+        other_value.value_quantity.as_mut().unwrap().value = Decimal::parse("73").unwrap();
+        let hash = |o: &Observation| StoredObservation::new(o, "k".into(), "t".into()).unwrap().content_hash;
+        assert_eq!(hash(&obs), hash(&reissued));
+        assert_ne!(hash(&obs), hash(&other_value));
+    }
+
+    #[test]
+    fn panels_carry_components_and_members() {
+        let s = subject();
+        let bp = blood_pressure(&Decimal::parse("120").unwrap(), &Decimal::parse("80").unwrap(), &s);
+        assert!(bp.value_quantity.is_none());
+        assert_eq!(bp.component.len(), 2);
+        assert_eq!(bp.component[0].value_quantity.code.as_deref(), Some("mm[Hg]"));
+        let hr = measured(&vital(VitalSign::HeartRate, "72", "bpm"), &s);
+        let group = vital_signs_panel([hr.id.as_str(), bp.id.as_str()], &s);
+        assert_eq!(group.has_member, [Reference::to("Observation", &hr.id), Reference::to("Observation", &bp.id)]);
+        assert_eq!(group.meta.unwrap().profile[1], "http://hl7.org/fhir/StructureDefinition/vitalspanel");
+    }
+}

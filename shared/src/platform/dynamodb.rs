@@ -1,0 +1,61 @@
+//! Small helpers for DynamoDB items, shared by the adapters.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::StoreError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Inserts a string attribute only when there is a value (sparse GSIs rely on absence).
+pub fn put_opt(item: &mut Item, name: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        item.insert(name.to_owned(), s(v));
+    }
+}
+
+pub fn opt_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+pub fn req_s(item: &Item, name: &str, operation: &'static str) -> Result<String, StoreError> {
+    opt_s(item, name).ok_or_else(|| StoreError::new(operation, format!("item has no string attribute `{name}`")))
+}
+
+pub fn opt_bool(item: &Item, name: &str) -> Option<bool> {
+    item.get(name).and_then(|v| v.as_bool().ok()).copied()
+}
+
+pub fn opt_u64(item: &Item, name: &str) -> Option<u64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
+}
+
+/// Whether an SDK error is DynamoDB's "the condition of this write failed".
+pub fn is_condition_failed<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// Sends a conditional put; `Ok(false)` when the condition failed (for a guard against
+/// overwriting: the item exists already, which at-least-once delivery makes ordinary).
+pub async fn put_if_absent(
+    request: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    operation: &'static str,
+) -> Result<bool, StoreError> {
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failed(&e) => Ok(false),
+        Err(e) => Err(StoreError::sdk(operation, &e)),
+    }
+}

@@ -1,0 +1,187 @@
+//! HTTP API plumbing shared by every route: one error type mapped once to a status and a JSON
+//! body, the authorizer's context, and request helpers.
+//!
+//! Error body: `{"error": {"code": "...", "message": "...", "field"?: "..."}}`.
+
+use std::collections::HashMap;
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::StoreError;
+
+/// Everything a route can answer other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{field}: {message}")]
+    BadRequest { field: String, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn bad(field: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { field: field.to_owned(), message: message.into() }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Unauthenticated(_) => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::BadRequest { .. } => 400,
+            ApiError::Conflict(_) => 409,
+            ApiError::Store(_) => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::BadRequest { .. } => "BAD_REQUEST",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::Store(_) => "UNAVAILABLE",
+        }
+    }
+
+    /// The response; storage details stay in the logs, not in the body.
+    pub fn into_response(self) -> Response<Body> {
+        let message = match &self {
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "storage failure");
+                "the service is temporarily unavailable; retry later".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({"error": {"code": self.code(), "message": message}});
+        if let ApiError::BadRequest { field, .. } = &self {
+            body["error"]["field"] = json!(field);
+        }
+        json_response(self.status(), &body, &[])
+    }
+}
+
+/// A route's success: status and JSON body.
+pub type Reply = (u16, Value);
+
+/// What a route function answers; turned into the response in one place.
+pub trait HttpAnswer {
+    fn into_response(self) -> Response<Body>;
+}
+
+impl HttpAnswer for Result<Reply, ApiError> {
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Ok((status, body)) => json_response(status, &body, &[]),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+impl HttpAnswer for Response<Body> {
+    fn into_response(self) -> Response<Body> {
+        self
+    }
+}
+
+/// A JSON response with extra headers.
+pub fn json_response(status: u16, body: &Value, headers: &[(&'static str, String)]) -> Response<Body> {
+    let mut builder = Response::builder().status(status).header("content-type", "application/json");
+    for (k, v) in headers {
+        builder = builder.header(*k, v);
+    }
+    builder.body(Body::Text(body.to_string())).unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// The `authorizer` function's context for this request (`requestContext.authorizer.lambda`).
+pub fn authorizer_context(request: &Request) -> HashMap<String, Value> {
+    match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.authorizer.as_ref().map(|a| a.fields.clone()).unwrap_or_default()
+        }
+        _ => HashMap::new(),
+    }
+}
+
+/// Where a request came from, for the activity and audit logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub request_id: String,
+    pub source_ip: String,
+    pub user_agent: String,
+    pub method: String,
+    pub path: String,
+}
+
+impl RequestInfo {
+    pub fn of(request: &Request) -> Self {
+        let (request_id, source_ip) = match request.request_context_ref() {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => {
+                (c.request_id.clone().unwrap_or_default(), c.http.source_ip.clone().unwrap_or_default())
+            }
+            _ => (String::new(), String::new()),
+        };
+        Self {
+            request_id,
+            source_ip,
+            user_agent: request.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+            method: request.method().as_str().to_owned(),
+            path: request.uri().path().to_owned(),
+        }
+    }
+}
+
+/// A path parameter of the route.
+pub fn path_param(request: &Request, name: &str) -> Result<String, ApiError> {
+    request
+        .path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::bad(name, "missing path parameter"))
+}
+
+/// A query parameter, if given.
+pub fn query_param(request: &Request, name: &str) -> Option<String> {
+    request.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+}
+
+/// The body's bytes (empty when there is none).
+pub fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// The JSON body as `T`; a 400 naming the problem otherwise.
+pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let bytes = body_bytes(request);
+    if bytes.is_empty() {
+        return Err(ApiError::bad("body", "a JSON body is required"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad("body", e.to_string()))
+}
+
+/// `limit` query parameter: 1 to `max`, default `default`.
+pub fn limit_param(request: &Request, default: i32, max: i32) -> Result<i32, ApiError> {
+    match query_param(request, "limit") {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<i32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| ApiError::bad("limit", format!("must be a whole number from 1 to {max}"))),
+    }
+}

@@ -1,0 +1,138 @@
+//! The DynamoDB tables: key schemas the adapters rely on, and where each function finds a
+//! table's name (an environment variable set from `template.yaml`).
+//!
+//! `template.yaml` is the source of truth for the tables; these specs are what the code assumes
+//! of them, and a test fails when the two drift apart.
+
+/// A global secondary index the adapters query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: Option<&'static str>,
+}
+
+/// What the code assumes of one table (all key attributes are strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Logical id of the `AWS::DynamoDB::Table` in `template.yaml`.
+    pub logical_id: &'static str,
+    /// Environment variable that carries the table's physical name.
+    pub env_var: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: Option<&'static str>,
+    pub indexes: &'static [IndexSpec],
+}
+
+pub const DEVICES_BY_SERIAL_NUMBER: IndexSpec =
+    IndexSpec { name: "bySerialNumber", partition_key: "serialKey", sort_key: None };
+pub const DEVICES_BY_PATIENT: IndexSpec =
+    IndexSpec { name: "byPatient", partition_key: "patientId", sort_key: Some("thingName") };
+
+/// Devices, by thing name; by (manufacturer, serial number); by assigned patient.
+pub const DEVICES: TableSpec = TableSpec {
+    logical_id: "DevicesTable",
+    env_var: "DEVICES_TABLE",
+    partition_key: "thingName",
+    sort_key: None,
+    indexes: &[DEVICES_BY_SERIAL_NUMBER, DEVICES_BY_PATIENT],
+};
+
+pub const OBSERVATIONS_BY_PATIENT_CODE: IndexSpec =
+    IndexSpec { name: "byPatientCode", partition_key: "patientCode", sort_key: Some("effectiveAt") };
+pub const OBSERVATIONS_BY_DEVICE: IndexSpec =
+    IndexSpec { name: "byDevice", partition_key: "deviceId", sort_key: Some("effectiveAt") };
+
+/// Observations, by id; by patient and code over time; by device over time.
+pub const OBSERVATIONS: TableSpec = TableSpec {
+    logical_id: "ObservationsTable",
+    env_var: "OBSERVATIONS_TABLE",
+    partition_key: "id",
+    sort_key: None,
+    indexes: &[OBSERVATIONS_BY_PATIENT_CODE, OBSERVATIONS_BY_DEVICE],
+};
+
+pub const DEAD_LETTERS_BY_THING: IndexSpec =
+    IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("sortKey") };
+
+/// Rejected messages, by source newest first; by thing.
+pub const DEAD_LETTERS: TableSpec = TableSpec {
+    logical_id: "DeadLettersTable",
+    env_var: "DEAD_LETTERS_TABLE",
+    partition_key: "source",
+    sort_key: Some("sortKey"),
+    indexes: &[DEAD_LETTERS_BY_THING],
+};
+
+pub const UPLOADS_BY_THING: IndexSpec = IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("requestedAt") };
+
+/// Device file uploads, by object key; a device's uploads newest first.
+pub const UPLOADS: TableSpec = TableSpec {
+    logical_id: "UploadsTable",
+    env_var: "UPLOADS_TABLE",
+    partition_key: "objectKey",
+    sort_key: None,
+    indexes: &[UPLOADS_BY_THING],
+};
+
+/// Firmware images, by id.
+pub const FIRMWARE: TableSpec = TableSpec {
+    logical_id: "FirmwareTable",
+    env_var: "FIRMWARE_TABLE",
+    partition_key: "firmwareId",
+    sort_key: None,
+    indexes: &[],
+};
+
+/// Firmware deployments: the deployment (`sk = DEPLOYMENT`) and each device (`THING#<name>`).
+pub const DEPLOYMENTS: TableSpec = TableSpec {
+    logical_id: "DeploymentsTable",
+    env_var: "DEPLOYMENTS_TABLE",
+    partition_key: "deploymentId",
+    sort_key: Some("sk"),
+    indexes: &[],
+};
+
+pub const API_KEYS_BY_THING: IndexSpec = IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("createdAt") };
+
+/// Device API keys (hashes only), by key id; a device's keys newest first.
+pub const API_KEYS: TableSpec = TableSpec {
+    logical_id: "ApiKeysTable",
+    env_var: "API_KEYS_TABLE",
+    partition_key: "keyId",
+    sort_key: None,
+    indexes: &[API_KEYS_BY_THING],
+};
+
+/// Per-key request counters: `window` = `minute#<epoch minute>` (rate limit) or
+/// `day#<YYYY-MM-DD>` (daily use), expired by TTL.
+pub const API_KEY_USAGE: TableSpec = TableSpec {
+    logical_id: "ApiKeyUsageTable",
+    env_var: "API_KEY_USAGE_TABLE",
+    partition_key: "keyId",
+    sort_key: Some("window"),
+    indexes: &[],
+};
+
+/// The vitals API's activity log: a device's requests, newest first, expired by TTL.
+pub const ACTIVITY: TableSpec = TableSpec {
+    logical_id: "ActivityTable",
+    env_var: "ACTIVITY_TABLE",
+    partition_key: "deviceId",
+    sort_key: Some("sortKey"),
+    indexes: &[],
+};
+
+/// Clinical alerts by patient (`sortKey` = `ALERT#<raisedAt>#<id>`), and the open-alert
+/// markers that de-duplicate them (`OPEN#<kind>`).
+pub const ALERTS: TableSpec = TableSpec {
+    logical_id: "AlertsTable",
+    env_var: "ALERTS_TABLE",
+    partition_key: "patientId",
+    sort_key: Some("sortKey"),
+    indexes: &[],
+};
+
+/// Every table the platform uses.
+pub const ALL: &[TableSpec] =
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS];

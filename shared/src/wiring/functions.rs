@@ -1,0 +1,320 @@
+//! The registry: every Lambda function of the platform, its trigger, its handler, and the AWS
+//! adapters its dependencies are built from. One `static` per function, so that a function's
+//! binary links only its own entry; [`ALL`] lists them for the local platform and the tests.
+//!
+//! To add a function: write its handler in its domain, add its entry here and to [`ALL`], its
+//! resource (environment, least-privilege policy, event) to `template.yaml`, its route to
+//! `docs/openapi.yaml` if it has one, and its three-line binary to `functions/src/bin/`.
+//! `tests/registry.rs` fails until the template, the binaries and the registry agree.
+
+use std::convert::Infallible;
+
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use aws_lambda_events::s3::S3Event;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::{event, http, FunctionSpec, Route, Trigger};
+use crate::access::authorizer::{self, AuthorizerDeps};
+use crate::access::dynamodb::{DynamoActivityLog, DynamoApiKeyStore};
+use crate::access::http::ApiKeyAdminDeps;
+use crate::access::secrets::SecretsManagerPepper;
+use crate::clinical::DynamoAlertStore;
+use crate::dead_letters::DynamoDeadLetterStore;
+use crate::devices::http::StatusDeps as DeviceStatusDeps;
+use crate::devices::provisioning::{self, HookDeps, HookRequest};
+use crate::devices::{DynamoDeviceRegistry, IotCertificateControl};
+use crate::files::registration::{self, RegistrationDeps};
+use crate::files::{self, DynamoUploadStore, IotDataPublisher, S3ObjectReader, S3UploadSigner, UploadLinkDeps};
+use crate::firmware::http::{DeploymentDeps, FirmwareDeps, JobDeps};
+use crate::firmware::job_events::{self, JobEventDeps};
+use crate::firmware::{DynamoDeploymentStore, DynamoFirmwareStore, IotJobControl};
+use crate::ingest::http::{StatusDeps, VitalsDeps};
+use crate::ingest::inbox::{self, InboxDeps, S3Inbox};
+use crate::ingest::rule::{self, IngestDeps};
+use crate::observations::http::DeviceReadDeps;
+use crate::observations::DynamoObservationStore;
+use crate::platform::http::HttpAnswer;
+
+/// Wraps a route function `(Request, &Deps) -> impl HttpAnswer` as a registry route.
+macro_rules! route {
+    ($handler:path) => {
+        |request, deps| Box::pin(async move { HttpAnswer::into_response($handler(request, deps).await) })
+    };
+}
+
+type Devices = DynamoDeviceRegistry;
+type Vitals = VitalsDeps<Devices, DynamoObservationStore, DynamoAlertStore, DynamoApiKeyStore, DynamoActivityLog, DynamoDeadLetterStore>;
+type ApiKeyAdmin = ApiKeyAdminDeps<Devices, DynamoApiKeyStore, SecretsManagerPepper>;
+type Jobs = JobDeps<DynamoDeploymentStore, IotJobControl>;
+
+/// The trigger of one HTTP API route.
+macro_rules! one {
+    ($method:literal, $path:literal) => {
+        Trigger::Http(&[Route { method: $method, path: $path }])
+    };
+}
+
+// ---------------------------------------------------------------- devices
+
+pub static PROVISIONING_HOOK: FunctionSpec = FunctionSpec {
+    name: "provisioning-hook",
+    trigger: Trigger::ProvisioningHook,
+    build: |w| {
+        event::<HookDeps<Devices, DynamoDeadLetterStore>, HookRequest, _, _>(w, |request, deps| Box::pin(async move { provisioning::handle(&request, deps).await }))
+    },
+};
+
+pub static ADMIN_DEVICES_REGISTER: FunctionSpec = FunctionSpec {
+    name: "admin-devices-register",
+    trigger: one!("POST", "/admin/devices"),
+    build: |w| http::<Devices>(w, route!(crate::devices::http::register)),
+};
+
+pub static ADMIN_DEVICES_LIST: FunctionSpec = FunctionSpec {
+    name: "admin-devices-list",
+    trigger: one!("GET", "/admin/devices"),
+    build: |w| http::<Devices>(w, route!(crate::devices::http::list)),
+};
+
+pub static ADMIN_DEVICES_GET: FunctionSpec = FunctionSpec {
+    name: "admin-devices-get",
+    trigger: one!("GET", "/admin/devices/{thingName}"),
+    build: |w| http::<Devices>(w, route!(crate::devices::http::get)),
+};
+
+pub static ADMIN_DEVICES_ASSIGN: FunctionSpec = FunctionSpec {
+    name: "admin-devices-assign",
+    trigger: one!("PUT", "/admin/devices/{thingName}/patient"),
+    build: |w| http::<Devices>(w, route!(crate::devices::http::assign_patient)),
+};
+
+pub static ADMIN_DEVICES_UNASSIGN: FunctionSpec = FunctionSpec {
+    name: "admin-devices-unassign",
+    trigger: one!("DELETE", "/admin/devices/{thingName}/patient"),
+    build: |w| http::<Devices>(w, route!(crate::devices::http::unassign_patient)),
+};
+
+pub static ADMIN_DEVICES_STATUS: FunctionSpec = FunctionSpec {
+    name: "admin-devices-status",
+    trigger: one!("PUT", "/admin/devices/{thingName}/status"),
+    build: |w| http::<DeviceStatusDeps<Devices, IotCertificateControl>>(w, route!(crate::devices::http::set_status)),
+};
+
+pub static ADMIN_DEAD_LETTERS: FunctionSpec = FunctionSpec {
+    name: "admin-dead-letters",
+    trigger: one!("GET", "/admin/dead-letters"),
+    build: |w| http::<DynamoDeadLetterStore>(w, route!(crate::dead_letters::http::list)),
+};
+
+// ---------------------------------------------------------------- readings
+
+pub static FHIR_INGEST: FunctionSpec = FunctionSpec {
+    name: "fhir-ingest",
+    trigger: Trigger::IotRule("FHIRIngest"),
+    build: |w| {
+        event::<IngestDeps<Devices, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore>, Box<RawValue>, _, _>(w, |e, deps| {
+            Box::pin(async move { rule::handle(&e, deps).await })
+        })
+    },
+};
+
+pub static IOT_VITALS: FunctionSpec = FunctionSpec {
+    name: "iot-vitals",
+    trigger: Trigger::Http(&[Route { method: "POST", path: "/api/iot/vitals" }, Route { method: "POST", path: "/api/iot/vitals/" }]),
+    build: |w| http::<Vitals>(w, route!(crate::ingest::http::submit)),
+};
+
+pub static IOT_VITALS_BATCH: FunctionSpec = FunctionSpec {
+    name: "iot-vitals-batch",
+    trigger: Trigger::Http(&[
+        Route { method: "POST", path: "/api/iot/vitals/batch" },
+        Route { method: "POST", path: "/api/iot/vitals/batch/" },
+    ]),
+    build: |w| http::<Vitals>(w, route!(crate::ingest::http::submit_batch)),
+};
+
+pub static IOT_STATUS: FunctionSpec = FunctionSpec {
+    name: "iot-status",
+    trigger: Trigger::Http(&[Route { method: "GET", path: "/api/iot/status" }, Route { method: "GET", path: "/api/iot/status/" }]),
+    build: |w| {
+        http::<StatusDeps<Devices, DynamoObservationStore, DynamoApiKeyStore, DynamoActivityLog>>(w, route!(crate::ingest::http::status))
+    },
+};
+
+pub static INBOX_PROCESSOR: FunctionSpec = FunctionSpec {
+    name: "inbox-processor",
+    trigger: Trigger::S3ObjectCreated { bucket: "InboxBucket", prefix: inbox::INBOX_PREFIX },
+    build: |w| {
+        event::<InboxDeps<S3Inbox, Devices, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore>, S3Event, _, _>(w, |e, deps| {
+            Box::pin(async move { inbox::handle(&e, deps).await })
+        })
+    },
+};
+
+pub static DEVICE_OBSERVATIONS: FunctionSpec = FunctionSpec {
+    name: "device-observations",
+    trigger: one!("GET", "/devices/{thingName}/observations"),
+    build: |w| http::<DeviceReadDeps<Devices, DynamoObservationStore>>(w, route!(crate::observations::http::device_observations)),
+};
+
+// ---------------------------------------------------------------- alerts
+
+pub static PATIENT_ALERTS: FunctionSpec = FunctionSpec {
+    name: "patient-alerts",
+    trigger: one!("GET", "/patients/{patientId}/alerts"),
+    build: |w| http::<DynamoAlertStore>(w, route!(crate::clinical::http::list)),
+};
+
+pub static PATIENT_ALERTS_CLOSE: FunctionSpec = FunctionSpec {
+    name: "patient-alerts-close",
+    trigger: one!("POST", "/patients/{patientId}/alerts/{alertId}/close"),
+    build: |w| http::<DynamoAlertStore>(w, route!(crate::clinical::http::close)),
+};
+
+// ---------------------------------------------------------------- files
+
+pub static UPLOAD_LINK: FunctionSpec = FunctionSpec {
+    name: "upload-link",
+    trigger: Trigger::IotRule("CreateFileUploadLink"),
+    build: |w| {
+        event::<UploadLinkDeps<S3UploadSigner, IotDataPublisher, DynamoUploadStore, DynamoDeadLetterStore>, Value, _, _>(w, |e, deps| {
+            Box::pin(async move { files::handle(&e, deps).await })
+        })
+    },
+};
+
+pub static UPLOAD_REGISTERED: FunctionSpec = FunctionSpec {
+    name: "upload-registered",
+    trigger: Trigger::S3ObjectCreated { bucket: "DeviceFilesBucket", prefix: "uploads/" },
+    build: |w| {
+        event::<RegistrationDeps<DynamoUploadStore, S3ObjectReader, Devices, DynamoDeadLetterStore>, S3Event, _, _>(w, |e, deps| {
+            Box::pin(async move { registration::handle(&e, deps).await })
+        })
+    },
+};
+
+pub static DEVICE_DOCUMENTS: FunctionSpec = FunctionSpec {
+    name: "device-documents",
+    trigger: one!("GET", "/devices/{thingName}/documents"),
+    build: |w| http::<DeviceReadDeps<Devices, DynamoUploadStore>>(w, route!(crate::files::http::device_documents)),
+};
+
+// ---------------------------------------------------------------- firmware
+
+pub static ADMIN_FIRMWARE_REGISTER: FunctionSpec = FunctionSpec {
+    name: "admin-firmware-register",
+    trigger: one!("POST", "/admin/firmware"),
+    build: |w| http::<FirmwareDeps<DynamoFirmwareStore, S3UploadSigner>>(w, route!(crate::firmware::http::register)),
+};
+
+pub static ADMIN_FIRMWARE_LIST: FunctionSpec = FunctionSpec {
+    name: "admin-firmware-list",
+    trigger: one!("GET", "/admin/firmware"),
+    build: |w| http::<DynamoFirmwareStore>(w, route!(crate::firmware::http::list)),
+};
+
+pub static ADMIN_DEPLOYMENTS_CREATE: FunctionSpec = FunctionSpec {
+    name: "admin-deployments-create",
+    trigger: one!("POST", "/admin/firmware/deployments"),
+    build: |w| {
+        http::<DeploymentDeps<DynamoFirmwareStore, Devices, DynamoDeploymentStore, IotJobControl>>(w, route!(crate::firmware::http::create))
+    },
+};
+
+pub static ADMIN_DEPLOYMENTS_GET: FunctionSpec = FunctionSpec {
+    name: "admin-deployments-get",
+    trigger: one!("GET", "/admin/firmware/deployments/{deploymentId}"),
+    build: |w| http::<Jobs>(w, route!(crate::firmware::http::get)),
+};
+
+pub static ADMIN_DEPLOYMENTS_CANCEL: FunctionSpec = FunctionSpec {
+    name: "admin-deployments-cancel",
+    trigger: one!("POST", "/admin/firmware/deployments/{deploymentId}/cancel"),
+    build: |w| http::<Jobs>(w, route!(crate::firmware::http::cancel)),
+};
+
+pub static JOB_EVENTS: FunctionSpec = FunctionSpec {
+    name: "job-events",
+    trigger: Trigger::IotRule("VitalwireJobExecutionEvents"),
+    build: |w| {
+        event::<JobEventDeps<DynamoDeploymentStore, Devices, DynamoDeadLetterStore>, Value, _, _>(w, |e, deps| {
+            Box::pin(async move { job_events::handle(&e, deps).await })
+        })
+    },
+};
+
+// ---------------------------------------------------------------- access
+
+pub static AUTHORIZER: FunctionSpec = FunctionSpec {
+    name: "authorizer",
+    trigger: Trigger::HttpAuthorizer,
+    build: |w| {
+        event::<AuthorizerDeps<DynamoApiKeyStore, SecretsManagerPepper>, ApiGatewayV2CustomAuthorizerV2Request, _, Infallible>(w, |e, deps| {
+            Box::pin(async move { Ok(authorizer::handle(&e, deps).await) })
+        })
+    },
+};
+
+pub static ADMIN_API_KEYS_CREATE: FunctionSpec = FunctionSpec {
+    name: "admin-api-keys-create",
+    trigger: one!("POST", "/admin/devices/{thingName}/api-keys"),
+    build: |w| http::<ApiKeyAdmin>(w, route!(crate::access::http::create)),
+};
+
+pub static ADMIN_API_KEYS_LIST: FunctionSpec = FunctionSpec {
+    name: "admin-api-keys-list",
+    trigger: one!("GET", "/admin/devices/{thingName}/api-keys"),
+    build: |w| http::<ApiKeyAdmin>(w, route!(crate::access::http::list)),
+};
+
+pub static ADMIN_API_KEYS_REVOKE: FunctionSpec = FunctionSpec {
+    name: "admin-api-keys-revoke",
+    trigger: one!("DELETE", "/admin/devices/{thingName}/api-keys/{keyId}"),
+    build: |w| http::<ApiKeyAdmin>(w, route!(crate::access::http::revoke)),
+};
+
+pub static ADMIN_DEVICES_ACTIVITY: FunctionSpec = FunctionSpec {
+    name: "admin-devices-activity",
+    trigger: one!("GET", "/admin/devices/{thingName}/activity"),
+    build: |w| http::<DynamoActivityLog>(w, route!(crate::access::http::activity)),
+};
+
+/// Every function of the platform.
+pub static ALL: &[&FunctionSpec] = &[
+    &PROVISIONING_HOOK,
+    &ADMIN_DEVICES_REGISTER,
+    &ADMIN_DEVICES_LIST,
+    &ADMIN_DEVICES_GET,
+    &ADMIN_DEVICES_ASSIGN,
+    &ADMIN_DEVICES_UNASSIGN,
+    &ADMIN_DEVICES_STATUS,
+    &ADMIN_DEAD_LETTERS,
+    &FHIR_INGEST,
+    &IOT_VITALS,
+    &IOT_VITALS_BATCH,
+    &IOT_STATUS,
+    &INBOX_PROCESSOR,
+    &DEVICE_OBSERVATIONS,
+    &PATIENT_ALERTS,
+    &PATIENT_ALERTS_CLOSE,
+    &UPLOAD_LINK,
+    &UPLOAD_REGISTERED,
+    &DEVICE_DOCUMENTS,
+    &ADMIN_FIRMWARE_REGISTER,
+    &ADMIN_FIRMWARE_LIST,
+    &ADMIN_DEPLOYMENTS_CREATE,
+    &ADMIN_DEPLOYMENTS_GET,
+    &ADMIN_DEPLOYMENTS_CANCEL,
+    &JOB_EVENTS,
+    &AUTHORIZER,
+    &ADMIN_API_KEYS_CREATE,
+    &ADMIN_API_KEYS_LIST,
+    &ADMIN_API_KEYS_REVOKE,
+    &ADMIN_DEVICES_ACTIVITY,
+];
+
+/// The function of this name.
+pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
+    ALL.iter().copied().find(|f| f.name == name)
+}
