@@ -23,7 +23,7 @@ def provision(args) -> dict:
     connection = mqtt_connection_builder.mtls_from_path(
         endpoint=args.endpoint, port=args.port, cert_filepath=args.claim_cert,
         pri_key_filepath=args.claim_key, ca_filepath=args.ca,
-        client_id=f"sdk-provision-{args.serial}", clean_session=True, keep_alive_secs=30)
+        client_id=f"provision_sdk-{args.serial}", clean_session=True, keep_alive_secs=30)
     connection.connect().result(TIMEOUT)
     identity = iotidentity.IotIdentityClient(connection)
     created, registered = Future(), Future()

@@ -14,7 +14,7 @@ use vitalwire_tests::{LocalGateway, MqttTestClient};
 async fn a_device_provisions_by_claim_and_its_measurement_becomes_an_observation() {
     let gw = LocalGateway::start().await;
     register(&gw, "0001", DeviceStatus::Registered).await;
-    let mut claim = claim_client(&gw, "claim-0001").await;
+    let mut claim = claim_client(&gw, "provision_0001").await;
     let (cert, key, token) = create_keys(&mut claim).await;
     let accepted = provision(&mut claim, &token, "0001").await.expect("provisioned");
     assert_eq!(accepted, json!({"thingName": "acme-medical-0001", "deviceConfiguration": {}}));
@@ -40,7 +40,7 @@ async fn refused_provisioning_gets_aws_style_rejections() {
     let gw = LocalGateway::start().await;
     register(&gw, "0002", DeviceStatus::Blocked).await;
     register(&gw, "0003", DeviceStatus::Registered).await;
-    let mut claim = claim_client(&gw, "claim-x").await;
+    let mut claim = claim_client(&gw, "provision_x").await;
 
     let (_, _, token) = create_keys(&mut claim).await;
     let unknown = provision(&mut claim, &token, "9999").await.unwrap_err();
@@ -65,7 +65,7 @@ async fn refused_provisioning_gets_aws_style_rejections() {
 async fn an_expired_ownership_token_is_refused() {
     let gw = LocalGateway::start_with(Some(Duration::from_millis(200))).await;
     register(&gw, "0004", DeviceStatus::Registered).await;
-    let mut claim = claim_client(&gw, "claim-y").await;
+    let mut claim = claim_client(&gw, "provision_y").await;
     let (_, _, token) = create_keys(&mut claim).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let expired = provision(&mut claim, &token, "0004").await.unwrap_err();
@@ -92,10 +92,30 @@ async fn a_device_acts_only_as_its_own_thing() {
     assert!(me.closed().await, "publishing as another thing must close the connection");
 
     // The claim certificate may not leave the provisioning topics either.
-    let mut claim = MqttTestClient::connect(gw.port, &ca, &gw.read("claim.pem"), &gw.read("claim.key"), "claim-z").await.unwrap();
+    let mut claim = MqttTestClient::connect(gw.port, &ca, &gw.read("claim.pem"), &gw.read("claim.key"), "provision_z").await.unwrap();
     assert_eq!(claim.subscribe(&thing).await[0], rumqttc::SubscribeReasonCode::Failure);
     claim.publish("$aws/rules/FHIRIngest", "{}").await;
     assert!(claim.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_certificate_cannot_take_a_devices_client_id() {
+    let gw = LocalGateway::start().await;
+    let (thing, cert, key) = provisioned_device(&gw, "0012").await;
+    let ca = gw.read("ca.pem");
+    let mut device = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();
+    assert!(matches!(device.subscribe(&thing).await[0], rumqttc::SubscribeReasonCode::Success(_)));
+    // Anyone holding the fleet-wide claim certificate, connecting as the device, is refused at
+    // CONNECT, so the device's own connection (one per client id) stays up.
+    let (claim_cert, claim_key) = (gw.read("claim.pem"), gw.read("claim.key"));
+    for client_id in [thing.as_str(), "acme-medical-9999", "provision-0012", "test-1234"] {
+        let taken = MqttTestClient::connect(gw.port, &ca, &claim_cert, &claim_key, client_id).await;
+        assert!(taken.is_err(), "the claim certificate connected as {client_id}");
+    }
+    assert!(device.subscribe(&format!("$aws/things/{thing}/jobs/notify")).await.iter().all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))), "the device was not kicked off");
+    // Only the provisioning prefix, which no thing name can take, connects.
+    assert!(MqttTestClient::connect(gw.port, &ca, &claim_cert, &claim_key, "provision_0012").await.is_ok());
+    assert!(vitalwire::devices::Device::thing_name_for("Provision", "_x").starts_with("provision-"), "thing names never hold '_'");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +163,7 @@ async fn twenty_devices_provision_concurrently_each_with_its_own_certificate() {
 async fn a_device_keeping_its_own_key_provisions_from_a_csr() {
     let gw = LocalGateway::start().await;
     register(&gw, "0050", DeviceStatus::Registered).await;
-    let mut claim = claim_client(&gw, "claim-csr").await;
+    let mut claim = claim_client(&gw, "provision_csr").await;
     let topic = "$aws/certificates/create-from-csr/json";
     for suffix in ["accepted", "rejected"] {
         assert!(matches!(claim.subscribe(&format!("{topic}/{suffix}")).await[0], rumqttc::SubscribeReasonCode::Success(_)));
@@ -207,8 +227,8 @@ async fn a_silent_client_is_dropped_after_one_and_a_half_keep_alives() {
         AsyncClient::new(options, 10)
     };
     // A client that keeps polling sends PINGREQs and stays connected past the limit.
-    let (_alive, mut alive_events) = connect("claim-alive");
-    let (_silent, mut silent_events) = connect("claim-silent");
+    let (_alive, mut alive_events) = connect("provision_alive");
+    let (_silent, mut silent_events) = connect("provision_silent");
     for events in [&mut alive_events, &mut silent_events] {
         assert!(matches!(events.poll().await, Ok(Event::Incoming(Packet::ConnAck(_)))));
     }

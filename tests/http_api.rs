@@ -113,7 +113,7 @@ async fn deactivating_a_device_makes_its_certificate_unusable() {
     let (status, _) = api.call(Method::PUT, &format!("/admin/devices/{thing}/status"), admin, Some(json!({"status": "REGISTERED"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // A blocked device cannot provision itself again with a new certificate either.
-    let mut claim = claim_client(&gw, "claim-again").await;
+    let mut claim = claim_client(&gw, "provision_again").await;
     let (_, _, token) = create_keys(&mut claim).await;
     assert_eq!(provision(&mut claim, &token, "0070").await.unwrap_err()["errorCode"], "AccessDenied");
     let (status, letters) = api.call(Method::GET, "/admin/dead-letters?source=provisioning-hook", admin, None).await;

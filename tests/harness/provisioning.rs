@@ -59,7 +59,7 @@ pub async fn provision(c: &mut MqttTestClient, token: &str, serial: &str) -> Res
 /// Registers and provisions a device; (thing name, certificate PEM, key PEM).
 pub async fn provisioned_device(gw: &LocalGateway, serial: &str) -> (String, String, String) {
     register(gw, serial, DeviceStatus::Registered).await;
-    let mut claim = claim_client(gw, &format!("claim-{serial}")).await;
+    let mut claim = claim_client(gw, &format!("provision_{serial}")).await;
     let (cert, key, token) = create_keys(&mut claim).await;
     let thing = provision(&mut claim, &token, serial).await.expect("provisioned")["thingName"].as_str().unwrap().to_owned();
     (thing, cert, key)

@@ -191,7 +191,7 @@ fn rejection(body: &Value) -> String {
 async fn run(cli: Cli) -> Result<(), AnyError> {
     match cli.command {
         Command::Provision { claim_cert, claim_key, serial_number, manufacturer, name, model, template, certs_dir, connection } => {
-            let client_id = format!("provision-{}", serial_number.chars().filter(char::is_ascii_alphanumeric).collect::<String>());
+            let client_id = format!("provision_{}", serial_number.chars().filter(char::is_ascii_alphanumeric).collect::<String>());
             let (client, mut events) = connect(&connection, &client_id, &claim_cert, &claim_key).await?;
             let create = "$aws/certificates/create/json";
             let provision = format!("$aws/provisioning-templates/{template}/provision/json");
