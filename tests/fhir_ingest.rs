@@ -31,6 +31,7 @@ fn device(thing: &str, status: DeviceStatus, patient: Option<&str>) -> Device {
         may_name_patient: false,
         status,
         certificate_id: None,
+            certificate_bound_at: None,
         firmware: None,
         created_at: "2026-11-01T00:00:00.000Z".into(),
         updated_at: "2026-11-01T00:00:00.000Z".into(),

@@ -289,3 +289,38 @@ async fn ordinary_topics_fan_out_to_matching_subscribers() {
     assert_eq!(other.message_on("lab/marker").await, Some(json!({})), "the first message 'other' sees is its own topic's");
     assert_eq!(one_level.topics_within(Duration::from_millis(300)).await, Vec::<String>::new(), "ward/+/spo2 does not match ward/bed-7/hr");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_register_thing_failed_after_the_hook_can_provision_again() {
+
+    let gw = LocalGateway::start().await;
+    register(&gw, "0060", DeviceStatus::Registered).await;
+    let mut claim = claim_client(&gw, "provision_0060").await;
+    // The first attempt: the hook bound certificate A, then RegisterThing failed, so A never
+    // became ACTIVE (it is still PENDING_ACTIVATION in IoT). That was a while ago.
+    claim.publish(vitalwire_tests::provisioning::CREATE, "{}").await;
+    let first = claim.message_on(&format!("{}/accepted", vitalwire_tests::provisioning::CREATE)).await.unwrap();
+    let stuck = first["certificateId"].as_str().unwrap().to_owned();
+    let registry: DynamoDeviceRegistry = gw.stack.deps("provisioning-hook");
+    let mut device = registry.get("acme-medical-0060").await.unwrap().unwrap();
+    device.certificate_id = Some(stuck.clone());
+    device.certificate_bound_at = Some(vitalwire::platform::time::format_utc(chrono::Utc::now() - chrono::Duration::minutes(10)));
+    device.status = DeviceStatus::Active;
+    registry.put(&device).await.unwrap();
+
+    // The retry, with a new certificate, is allowed and the new certificate connects.
+    let (cert, key, token) = create_keys(&mut claim).await;
+    let thing = provision(&mut claim, &token, "0060").await.expect("provisioned again")["thingName"].as_str().unwrap().to_owned();
+    let bound = registry.get(&thing).await.unwrap().unwrap().certificate_id.unwrap();
+    assert_ne!(bound, stuck, "the stuck certificate was replaced");
+    assert!(MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await.is_ok());
+
+    // Now its certificate is ACTIVE: nobody replaces it, however long ago it was bound.
+    let mut device = registry.get(&thing).await.unwrap().unwrap();
+    device.certificate_bound_at = Some(vitalwire::platform::time::format_utc(chrono::Utc::now() - chrono::Duration::hours(5)));
+    registry.put(&device).await.unwrap();
+    let (_, _, token) = create_keys(&mut claim).await;
+    let refused = provision(&mut claim, &token, "0060").await.unwrap_err();
+    assert_eq!(refused["statusCode"], 403, "{refused}");
+    assert_eq!(registry.get(&thing).await.unwrap().unwrap().certificate_id.unwrap(), bound);
+}

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vitalwire::dead_letters::{DeadLetterStore, DynamoDeadLetterStore};
-use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
+use vitalwire::devices::{Device, DeviceRegistry, DeviceStatus, DynamoDeviceRegistry, IotCertificateControl};
 use vitalwire::devices::provisioning::{self, HookDeps, HookRequest, HookResponse};
 use vitalwire::platform::tables::DEAD_LETTERS;
 use tokio::task::JoinSet;
 use vitalwire_local::runtime_api::RuntimeApi;
 use vitalwire_tests::{emulator_environment, function_binary, repo_root, TestStack};
 
-type Deps = HookDeps<DynamoDeviceRegistry, DynamoDeadLetterStore>;
+type Deps = HookDeps<DynamoDeviceRegistry, IotCertificateControl, DynamoDeadLetterStore>;
 
 fn deps(t: &TestStack) -> Deps {
     t.deps("provisioning-hook")

@@ -300,6 +300,7 @@ async fn seed_devices(registry: &DynamoDeviceRegistry, path: &Path) -> Result<Ve
             may_name_patient: d.get("mayNamePatient").and_then(Value::as_bool).unwrap_or(false),
             status: DeviceStatus::parse(&status).ok_or_else(|| format!("unknown status {status}"))?,
             certificate_id: None,
+            certificate_bound_at: None,
             firmware: None,
             created_at: now.clone(),
             updated_at: now.clone(),

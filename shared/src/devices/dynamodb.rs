@@ -56,6 +56,7 @@ fn to_item(d: &Device) -> Item {
     item.insert("mayNamePatient".into(), AttributeValue::Bool(d.may_name_patient));
     item.insert("status".into(), s(d.status.as_str()));
     put_opt(&mut item, "certificateId", d.certificate_id.as_deref());
+    put_opt(&mut item, "certificateBoundAt", d.certificate_bound_at.as_deref());
     if let Some(f) = &d.firmware {
         item.insert("firmware".into(), firmware_value(f));
     }
@@ -87,6 +88,7 @@ fn from_item(item: &Item) -> Result<Device, StoreError> {
         status: DeviceStatus::parse(&status)
             .ok_or_else(|| StoreError::new(OP, format!("unknown device status `{status}`")))?,
         certificate_id: opt_s(item, "certificateId"),
+        certificate_bound_at: opt_s(item, "certificateBoundAt"),
         firmware: item.get("firmware").and_then(|v| v.as_m().ok()).and_then(|m| {
             Some(InstalledFirmware {
                 firmware_id: opt_s(m, "firmwareId")?,
@@ -212,19 +214,30 @@ impl DeviceRegistry for DynamoDeviceRegistry {
         }
     }
 
-    async fn bind_certificate(&self, thing_name: &str, certificate_id: &str, at: &str) -> Result<CertificateBinding, StoreError> {
+    async fn bind_certificate(
+        &self,
+        thing_name: &str,
+        certificate_id: &str,
+        replacing: Option<&str>,
+        at: &str,
+    ) -> Result<CertificateBinding, StoreError> {
+        // A certificate bound again (a retried RegisterThing) keeps its first binding time; a
+        // replacing one starts its own.
+        let bound_at = if replacing.is_some() { ":at" } else { "if_not_exists(certificateBoundAt, :at)" };
         let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("thingName", s(thing_name))
-            .update_expression("SET certificateId = :cert, #status = :active, updatedAt = :at")
+            .update_expression(format!("SET #status = :active, updatedAt = :at, certificateBoundAt = {bound_at}, certificateId = :cert"))
             .condition_expression(
-                "attribute_exists(thingName) AND (attribute_not_exists(certificateId) OR certificateId = :cert) \
+                "attribute_exists(thingName) AND (attribute_not_exists(certificateId) OR certificateId IN (:cert, :replacing)) \
                  AND #status IN (:registered, :active)",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":cert", s(certificate_id))
+            // Without a certificate to replace, only the new one itself matches.
+            .expression_attribute_values(":replacing", s(replacing.unwrap_or(certificate_id)))
             .expression_attribute_values(":active", s(DeviceStatus::Active.as_str()))
             .expression_attribute_values(":registered", s(DeviceStatus::Registered.as_str()))
             .expression_attribute_values(":at", s(at))

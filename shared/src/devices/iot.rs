@@ -35,4 +35,15 @@ impl CertificateControl for IotCertificateControl {
             .map_err(|e| StoreError::sdk("update certificate", &e))?;
         Ok(())
     }
+
+    async fn is_active(&self, certificate_id: &str) -> Result<bool, StoreError> {
+        match self.client.describe_certificate().certificate_id(certificate_id).send().await {
+            Ok(out) => Ok(out
+                .certificate_description()
+                .and_then(|d| d.status())
+                .is_some_and(|s| *s == aws_sdk_iot::types::CertificateStatus::Active)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(false),
+            Err(e) => Err(StoreError::sdk("describe certificate", &e)),
+        }
+    }
 }

@@ -83,15 +83,24 @@ impl DeviceRegistry for MemoryDevices {
             .cloned())
     }
 
-    async fn bind_certificate(&self, thing_name: &str, certificate_id: &str, at: &str) -> Result<CertificateBinding, StoreError> {
+    async fn bind_certificate(
+        &self,
+        thing_name: &str,
+        certificate_id: &str,
+        replacing: Option<&str>,
+        at: &str,
+    ) -> Result<CertificateBinding, StoreError> {
         let mut devices = self.0.lock().expect("lock");
         let Some(d) = devices.get_mut(thing_name) else { return Ok(CertificateBinding::Missing) };
         if !provisionable(d.status) {
             return Ok(CertificateBinding::NotProvisionable(d.status));
         }
         match &d.certificate_id {
-            Some(other) if other != certificate_id => Ok(CertificateBinding::TakenBy(other.clone())),
+            Some(other) if other != certificate_id && Some(other.as_str()) != replacing => Ok(CertificateBinding::TakenBy(other.clone())),
             _ => {
+                if replacing.is_some() || d.certificate_bound_at.is_none() {
+                    d.certificate_bound_at = Some(at.to_owned());
+                }
                 d.certificate_id = Some(certificate_id.to_owned());
                 d.status = DeviceStatus::Active;
                 d.updated_at = at.to_owned();
@@ -102,5 +111,31 @@ impl DeviceRegistry for MemoryDevices {
 
     async fn set_firmware(&self, thing_name: &str, firmware: &InstalledFirmware) -> Result<bool, StoreError> {
         Ok(self.0.lock().expect("lock").get_mut(thing_name).map(|d| d.firmware = Some(firmware.clone())).is_some())
+    }
+}
+
+/// Certificates in memory: their ids and whether each is active.
+#[derive(Default)]
+pub struct MemoryCertificates(pub Mutex<BTreeMap<String, bool>>);
+
+impl MemoryCertificates {
+    pub fn with(certificates: &[(&str, bool)]) -> Self {
+        Self(Mutex::new(certificates.iter().map(|(id, active)| ((*id).to_owned(), *active)).collect()))
+    }
+}
+
+impl super::CertificateControl for MemoryCertificates {
+    async fn set_active(&self, certificate_id: &str, active: bool) -> Result<(), StoreError> {
+        match self.0.lock().expect("lock").get_mut(certificate_id) {
+            Some(a) => {
+                *a = active;
+                Ok(())
+            }
+            None => Err(StoreError::new("update certificate", "ResourceNotFoundException")),
+        }
+    }
+
+    async fn is_active(&self, certificate_id: &str) -> Result<bool, StoreError> {
+        Ok(self.0.lock().expect("lock").get(certificate_id).copied().unwrap_or(false))
     }
 }

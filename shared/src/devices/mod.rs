@@ -59,6 +59,8 @@ pub struct Device {
     pub may_name_patient: bool,
     pub status: DeviceStatus,
     pub certificate_id: Option<String>,
+    /// When the provisioning hook bound `certificate_id`.
+    pub certificate_bound_at: Option<String>,
     /// The firmware the device last reported installing (a succeeded firmware deployment).
     pub firmware: Option<InstalledFirmware>,
     pub created_at: String,
@@ -79,6 +81,7 @@ impl Device {
             may_name_patient: false,
             status: DeviceStatus::Registered,
             certificate_id: None,
+            certificate_bound_at: None,
             firmware: None,
             created_at: at.to_owned(),
             updated_at: at.to_owned(),
@@ -186,12 +189,14 @@ pub trait DeviceRegistry: Send + Sync {
     ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
 
     /// Records that the device uses this certificate and is active, unless it is bound to
-    /// another certificate or is blocked or inactive; atomic, so two concurrent claims of one
-    /// device cannot both win.
+    /// another certificate (other than `replacing`, a bound certificate that never became
+    /// usable) or is blocked or inactive; atomic, so two concurrent claims of one device cannot
+    /// both win.
     fn bind_certificate(
         &self,
         thing_name: &str,
         certificate_id: &str,
+        replacing: Option<&str>,
         at: &str,
     ) -> impl Future<Output = Result<CertificateBinding, StoreError>> + Send;
 
@@ -203,10 +208,13 @@ pub trait DeviceRegistry: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Switches a device certificate on or off in the IoT registry (`UpdateCertificate`), so a
-/// deactivated or blocked device can no longer connect.
+/// Device certificates in the IoT registry.
 pub trait CertificateControl: Send + Sync {
+    /// Switches a certificate on or off (`UpdateCertificate`), so a deactivated or blocked
+    /// device can no longer connect.
     fn set_active(&self, certificate_id: &str, active: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether the certificate is ACTIVE (`DescribeCertificate`); false when it does not exist.
+    fn is_active(&self, certificate_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Whether a device in this status may be given a certificate.

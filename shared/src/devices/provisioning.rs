@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{CertificateBinding, DeviceRegistry};
+use super::{CertificateBinding, CertificateControl, DeviceRegistry};
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -84,22 +84,24 @@ impl Refusal {
 }
 
 /// What the hook needs.
-pub struct HookDeps<D, L> {
+pub struct HookDeps<D, C, L> {
     pub devices: D,
+    /// To tell a bound certificate that never became usable from one in use.
+    pub certificates: C,
     pub dead_letters: L,
 }
 
-impl<D: FromWiring, L: FromWiring> FromWiring for HookDeps<D, L> {
+impl<D: FromWiring, C: FromWiring, L: FromWiring> FromWiring for HookDeps<D, C, L> {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { devices: w.build()?, dead_letters: w.build()? })
+        Ok(Self { devices: w.build()?, certificates: w.build()?, dead_letters: w.build()? })
     }
 }
 
 /// Decides one provisioning request. A storage failure is an error: IoT Core then refuses the
 /// device, which may simply try again.
-pub async fn handle<D: DeviceRegistry, L: DeadLetterStore>(
+pub async fn handle<D: DeviceRegistry, C: CertificateControl, L: DeadLetterStore>(
     request: &HookRequest,
-    deps: &HookDeps<D, L>,
+    deps: &HookDeps<D, C, L>,
 ) -> Result<HookResponse, StoreError> {
     let now = format_utc(Utc::now());
     match decide(request, deps, &now).await? {
@@ -119,9 +121,30 @@ pub async fn handle<D: DeviceRegistry, L: DeadLetterStore>(
     }
 }
 
-async fn decide<D: DeviceRegistry, L: DeadLetterStore>(
+/// How long after the hook bound a certificate RegisterThing has to activate it: the hook has
+/// five seconds and activation follows at once, so a certificate still inactive after this is
+/// from a RegisterThing that failed. Within it, a second claim of the device is a concurrent one
+/// and is refused, so that one certificate alone owns a device.
+pub const REBIND_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Whether the device's bound certificate is old enough to be replaced if it never became active.
+fn may_replace(device: &crate::devices::Device, now: &str) -> bool {
+    let parse = crate::platform::time::parse_with_offset;
+    match (device.certificate_bound_at.as_deref().and_then(parse), parse(now)) {
+        (Some(bound), Some(now)) => now - bound >= REBIND_AFTER,
+        // Bound before binding times were kept: long ago.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+/// A device whose RegisterThing failed after this hook bound its certificate holds a
+/// certificate that never became ACTIVE: once [`REBIND_AFTER`] has passed it may provision again,
+/// replacing it. A bound certificate in use (or switched off by an operator, with its device)
+/// is never replaced.
+async fn decide<D: DeviceRegistry, C: CertificateControl, L>(
     request: &HookRequest,
-    deps: &HookDeps<D, L>,
+    deps: &HookDeps<D, C, L>,
     now: &str,
 ) -> Result<Result<String, Refusal>, StoreError> {
     let param = |name: &'static str| {
@@ -134,9 +157,20 @@ async fn decide<D: DeviceRegistry, L: DeadLetterStore>(
     let Some(device) = deps.devices.find_by_serial(manufacturer, serial).await? else {
         return Ok(Err(Refusal::NotRegistered { manufacturer: manufacturer.to_owned(), serial: serial.to_owned() }));
     };
-    let thing = device.thing_name;
-    Ok(match deps.devices.bind_certificate(&thing, &request.certificate_id, now).await? {
-        CertificateBinding::Bound => Ok(thing),
+    let thing = device.thing_name.clone();
+    let replacing = match &device.certificate_id {
+        Some(bound) if *bound != request.certificate_id && may_replace(&device, now) && !deps.certificates.is_active(bound).await? => {
+            Some(bound.as_str())
+        }
+        _ => None,
+    };
+    Ok(match deps.devices.bind_certificate(&thing, &request.certificate_id, replacing, now).await? {
+        CertificateBinding::Bound => {
+            if let Some(old) = replacing {
+                tracing::info!(thing_name = %thing, replaced = old, "a certificate that never became active was replaced");
+            }
+            Ok(thing)
+        }
         CertificateBinding::TakenBy(certificate) => Err(Refusal::AlreadyProvisioned { thing, certificate }),
         CertificateBinding::NotProvisionable(status) => Err(Refusal::NotProvisionable { thing, status: status.as_str() }),
         CertificateBinding::Missing => Err(Refusal::Removed(thing)),
@@ -147,7 +181,7 @@ async fn decide<D: DeviceRegistry, L: DeadLetterStore>(
 mod tests {
     use super::*;
     use crate::dead_letters::memory::MemoryDeadLetters;
-    use crate::devices::memory::MemoryDevices;
+    use crate::devices::memory::{MemoryCertificates, MemoryDevices};
     use crate::devices::{Device, DeviceStatus};
 
     fn registered(serial: &str, status: DeviceStatus, cert: Option<&str>) -> Device {
@@ -171,11 +205,14 @@ mod tests {
         }
     }
 
-    fn deps(devices: Vec<Device>) -> HookDeps<MemoryDevices, MemoryDeadLetters> {
-        HookDeps { devices: MemoryDevices::with(devices), dead_letters: MemoryDeadLetters::default() }
+    type Deps = HookDeps<MemoryDevices, MemoryCertificates, MemoryDeadLetters>;
+
+    fn deps(devices: Vec<Device>) -> Deps {
+        let certificates = MemoryCertificates::with(&[("cert-old", true), ("cert-pending", false)]);
+        HookDeps { devices: MemoryDevices::with(devices), certificates, dead_letters: MemoryDeadLetters::default() }
     }
 
-    fn reason(d: &HookDeps<MemoryDevices, MemoryDeadLetters>) -> Vec<String> {
+    fn reason(d: &Deps) -> Vec<String> {
         d.dead_letters.all().into_iter().map(|l| l.reason_code).collect()
     }
 
@@ -211,5 +248,29 @@ mod tests {
         let blocked = d.dead_letters.all().into_iter().find(|l| l.reason.contains("0002")).unwrap();
         assert_eq!(blocked.reason, "device 'acme-medical-0002' is BLOCKED");
         assert_eq!(d.devices.get("acme-medical-0004").await.unwrap().unwrap().certificate_id.as_deref(), Some("cert-old"));
+    }
+
+    #[tokio::test]
+    async fn a_bound_certificate_that_never_became_active_is_replaced_but_one_in_use_is_not() {
+        let long_ago = |mut d: Device| {
+            d.certificate_bound_at = Some("2026-11-01T00:00:00.000Z".into());
+            d
+        };
+        let mut just_now = registered("0009", DeviceStatus::Active, Some("cert-pending"));
+        just_now.certificate_bound_at = Some(format_utc(Utc::now()));
+        let d = deps(vec![
+            long_ago(registered("0006", DeviceStatus::Active, Some("cert-pending"))),
+            long_ago(registered("0007", DeviceStatus::Active, Some("cert-old"))),
+            long_ago(registered("0008", DeviceStatus::Active, Some("cert-gone"))),
+            just_now,
+        ]);
+        assert!(handle(&request("Acme Medical", "0006", "cert-retry"), &d).await.unwrap().allow_provisioning);
+        let device = d.devices.get("acme-medical-0006").await.unwrap().unwrap();
+        assert_eq!(device.certificate_id.as_deref(), Some("cert-retry"));
+        assert!(!handle(&request("Acme Medical", "0007", "cert-thief"), &d).await.unwrap().allow_provisioning, "an active certificate stays");
+        assert_eq!(d.devices.get("acme-medical-0007").await.unwrap().unwrap().certificate_id.as_deref(), Some("cert-old"));
+        assert!(handle(&request("Acme Medical", "0008", "cert-new"), &d).await.unwrap().allow_provisioning, "a deleted certificate is not in use");
+        let concurrent = handle(&request("Acme Medical", "0009", "cert-concurrent"), &d).await.unwrap();
+        assert!(!concurrent.allow_provisioning, "a claim while the first one may still be activating is refused");
     }
 }

@@ -190,6 +190,7 @@ mod tests {
             may_name_patient: may_name,
             status,
             certificate_id: None,
+            certificate_bound_at: None,
             firmware: None,
             created_at: String::new(),
             updated_at: String::new(),

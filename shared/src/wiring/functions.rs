@@ -61,7 +61,7 @@ pub static PROVISIONING_HOOK: FunctionSpec = FunctionSpec {
     name: "provisioning-hook",
     trigger: Trigger::ProvisioningHook,
     build: |w| {
-        event::<HookDeps<Devices, DynamoDeadLetterStore>, HookRequest, _, _>(w, |request, deps| Box::pin(async move { provisioning::handle(&request, deps).await }))
+        event::<HookDeps<Devices, IotCertificateControl, DynamoDeadLetterStore>, HookRequest, _, _>(w, |request, deps| Box::pin(async move { provisioning::handle(&request, deps).await }))
     },
 };
 
