@@ -4,8 +4,9 @@
 //! - data plane `Publish`: `POST /topics/{topic}?qos=` delivers to subscribed devices;
 //! - control plane `UpdateCertificate` (`PUT /certificates/{id}?newStatus=`) and
 //!   `DescribeCertificate` (`GET /certificates/{id}`);
-//! - control plane IoT Jobs: `CreateJob` (`PUT /jobs/{id}`), `CancelJob`
-//!   (`PUT /jobs/{id}/cancel?force=`) and `ListJobExecutionsForJob` (`GET /jobs/{id}/things`).
+//! - control plane IoT Jobs: `CreateJob` (`PUT /jobs/{id}`), `DescribeJob` (`GET /jobs/{id}`),
+//!   `CancelJob` (`PUT /jobs/{id}/cancel?force=`) and `ListJobExecutionsForJob`
+//!   (`GET /jobs/{id}/things`).
 //!
 //! Requests are not signature-checked: this serves one developer's machine on loopback.
 
@@ -135,6 +136,19 @@ async fn cancel_job(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>, 
     }
 }
 
+async fn describe_job(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>) -> Response {
+    match gw.jobs.job_status(&job_id) {
+        None => aws_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", format!("job {job_id} does not exist")),
+        Some((status, created_at)) => Json(json!({"job": {
+            "jobId": job_id,
+            "jobArn": format!("{}:job/{job_id}", super::policy::ARN_PREFIX),
+            "status": status,
+            "createdAt": created_at,
+        }}))
+        .into_response(),
+    }
+}
+
 async fn list_job_executions(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>) -> Response {
     match gw.jobs.list_executions(&job_id) {
         Ok(reply) => Json(reply).into_response(),
@@ -147,7 +161,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/topics/{*topic}", post(publish))
         .route("/certificates/{id}", get(describe_certificate).put(update_certificate))
-        .route("/jobs/{id}", put(create_job))
+        .route("/jobs/{id}", put(create_job).get(describe_job))
         .route("/jobs/{id}/cancel", put(cancel_job))
         .route("/jobs/{id}/things", get(list_job_executions))
         .with_state(gateway)

@@ -83,6 +83,8 @@ impl ExecutionStatus {
 /// Where a deployment is as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeploymentStatus {
+    /// Recorded, its IoT Job being created (or interrupted while it was: see [`resume`]).
+    Starting,
     InProgress,
     /// Every device reached a terminal status.
     Completed,
@@ -94,6 +96,7 @@ pub enum DeploymentStatus {
 impl DeploymentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Starting => "STARTING",
             Self::InProgress => "IN_PROGRESS",
             Self::Completed => "COMPLETED",
             Self::Canceled => "CANCELED",
@@ -102,7 +105,7 @@ impl DeploymentStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::InProgress, Self::Completed, Self::Canceled, Self::FailedToStart].into_iter().find(|s| s.as_str() == text)
+        [Self::Starting, Self::InProgress, Self::Completed, Self::Canceled, Self::FailedToStart].into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -247,7 +250,10 @@ pub struct JobRequest {
 
 /// The IoT Jobs control plane.
 pub trait JobControl: Send + Sync {
+    /// Creates the job; a job of this id that exists already counts as created (a retry).
     fn create_job(&self, job: &JobRequest) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether a job of this id exists (`DescribeJob`).
+    fn job_exists(&self, job_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Cancels the job: queued executions are cancelled, started ones may finish.
     fn cancel_job(&self, job_id: &str, comment: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The live status of every execution of the job, by thing name.
@@ -268,6 +274,59 @@ pub fn job_document(deployment_id: &str, image: &FirmwareImage, bucket_url: &str
         "sha256": image.sha256,
         "sizeBytes": image.size_bytes,
     })
+}
+
+/// How long a deployment may stay STARTING: the create function's time limit and then some.
+/// Past it without an IoT Job, its creation was interrupted.
+pub const START_DEADLINE: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Creates a recorded (STARTING) deployment's IoT Job and marks it IN_PROGRESS, or
+/// FAILED_TO_START with the reason. All or nothing as far as anyone sees: a deployment is
+/// followed (IN_PROGRESS) only once its job exists; a creation cut short half-way is finished
+/// by [`resume`].
+pub async fn start<S: DeploymentStore, J: JobControl>(
+    deployments: &S,
+    jobs: &J,
+    deployment: &mut Deployment,
+    job: &JobRequest,
+    at: &str,
+) -> Result<(), StoreError> {
+    if let Err(e) = jobs.create_job(job).await {
+        let reason = format!("the IoT Job could not be created: {}", e.message);
+        deployments.set_status(&deployment.deployment_id, DeploymentStatus::FailedToStart, Some(&reason), at).await?;
+        return Err(e);
+    }
+    deployments.set_status(&deployment.deployment_id, DeploymentStatus::InProgress, None, at).await?;
+    deployment.status = DeploymentStatus::InProgress;
+    deployment.updated_at = at.to_owned();
+    Ok(())
+}
+
+/// Finishes a deployment left STARTING by an interrupted creation: IN_PROGRESS when its IoT Job
+/// exists, FAILED_TO_START once [`START_DEADLINE`] has passed without one.
+pub async fn resume<S: DeploymentStore, J: JobControl>(
+    deployments: &S,
+    jobs: &J,
+    deployment: &mut Deployment,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    if deployment.status != DeploymentStatus::Starting {
+        return Ok(());
+    }
+    let at = crate::platform::time::format_utc(now);
+    if jobs.job_exists(&deployment.deployment_id).await? {
+        deployments.set_status(&deployment.deployment_id, DeploymentStatus::InProgress, None, &at).await?;
+        deployment.status = DeploymentStatus::InProgress;
+    } else if crate::platform::time::parse_with_offset(&deployment.created_at).is_none_or(|created| now - created > START_DEADLINE) {
+        let reason = "its creation was interrupted before the IoT Job was created";
+        deployments.set_status(&deployment.deployment_id, DeploymentStatus::FailedToStart, Some(reason), &at).await?;
+        deployment.status = DeploymentStatus::FailedToStart;
+        deployment.status_reason = Some(reason.to_owned());
+    } else {
+        return Ok(());
+    }
+    deployment.updated_at = at;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -332,4 +391,70 @@ mod tests {
         assert_eq!(doc["sha256"], image.sha256);
     }
 
+
+    fn job(d: &Deployment) -> JobRequest {
+        JobRequest {
+            job_id: d.deployment_id.clone(),
+            thing_names: d.devices.iter().map(|e| e.thing_name.clone()).collect(),
+            document: "{}".into(),
+            description: String::new(),
+            settings: d.settings,
+        }
+    }
+
+    fn starting(created_at: &str) -> Deployment {
+        let mut d = deployment(&[ExecutionStatus::Queued]);
+        d.status = DeploymentStatus::Starting;
+        d.created_at = created_at.into();
+        d
+    }
+
+    #[tokio::test]
+    async fn a_deployment_is_followed_only_once_its_job_exists() {
+        use crate::firmware::memory::{MemoryDeployments, MemoryJobs};
+        let (store, jobs) = (MemoryDeployments::default(), MemoryJobs::default());
+        let now = chrono::Utc::now();
+        let at = crate::platform::time::format_utc(now);
+        let mut d = starting(&at);
+        store.create(&d).await.unwrap();
+        let request = job(&d);
+        start(&store, &jobs, &mut d, &request, &at).await.unwrap();
+        assert_eq!((d.status, store.status("fw-1")), (DeploymentStatus::InProgress, Some(DeploymentStatus::InProgress)));
+
+        // The job cannot be created: FAILED_TO_START with the reason, and the error.
+        let mut failed = starting(&at);
+        failed.deployment_id = "fw-2".into();
+        store.create(&failed).await.unwrap();
+        jobs.fail_next_create.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(start(&store, &jobs, &mut failed.clone(), &job(&failed), &at).await.is_err());
+        assert_eq!(store.status("fw-2"), Some(DeploymentStatus::FailedToStart));
+        assert!(store.get("fw-2").await.unwrap().unwrap().status_reason.unwrap().contains("IoT Job could not be created"));
+    }
+
+    #[tokio::test]
+    async fn a_creation_cut_short_half_way_is_finished_when_next_read() {
+        use crate::firmware::memory::{MemoryDeployments, MemoryJobs};
+        let (store, jobs) = (MemoryDeployments::default(), MemoryJobs::default());
+        let now = chrono::Utc::now();
+        let at = crate::platform::time::format_utc(now);
+        // The job was created, then recording IN_PROGRESS failed.
+        let d = starting(&at);
+        store.create(&d).await.unwrap();
+        store.fail_next_status.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(start(&store, &jobs, &mut d.clone(), &job(&d), &at).await.is_err());
+        assert_eq!(store.status("fw-1"), Some(DeploymentStatus::Starting));
+        let mut read = store.get("fw-1").await.unwrap().unwrap();
+        resume(&store, &jobs, &mut read, now).await.unwrap();
+        assert_eq!((read.status, store.status("fw-1")), (DeploymentStatus::InProgress, Some(DeploymentStatus::InProgress)));
+
+        // The function died before the job: STARTING until the deadline, then FAILED_TO_START.
+        let mut orphan = starting(&at);
+        orphan.deployment_id = "fw-3".into();
+        store.insert(orphan.clone());
+        resume(&store, &jobs, &mut orphan, now).await.unwrap();
+        assert_eq!(orphan.status, DeploymentStatus::Starting, "it may still be on its way");
+        resume(&store, &jobs, &mut orphan, now + START_DEADLINE + chrono::Duration::seconds(1)).await.unwrap();
+        assert_eq!(store.status("fw-3"), Some(DeploymentStatus::FailedToStart));
+        assert!(orphan.status_reason.unwrap().contains("interrupted"));
+    }
 }

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{json, Map};
 
 use super::deployments::{
-    job_document, Deployment, DeploymentStatus, DeploymentStore, DeviceExecution, ExecutionStatus, JobControl, JobRequest,
-    RolloutSettings, MAX_TARGETS,
+    job_document, resume, start, Deployment, DeploymentStatus, DeploymentStore, DeviceExecution, ExecutionStatus, JobControl,
+    JobRequest, RolloutSettings, MAX_TARGETS,
 };
 use super::{FirmwareImage, FirmwareStore, MAX_FIRMWARE_BYTES};
 use crate::access::{require, Role};
@@ -269,7 +269,7 @@ pub async fn create<F: FirmwareStore, D: DeviceRegistry, S: DeploymentStore, J: 
         firmware_id: image.firmware_id.clone(),
         version: image.version.clone(),
         device_model: image.device_model.clone(),
-        status: DeploymentStatus::InProgress,
+        status: DeploymentStatus::Starting,
         status_reason: None,
         settings,
         created_at: now.clone(),
@@ -284,7 +284,8 @@ pub async fn create<F: FirmwareStore, D: DeviceRegistry, S: DeploymentStore, J: 
             })
             .collect(),
     };
-    // Recorded before the job exists, so that no job event can arrive for an unknown deployment.
+    // Recorded (STARTING) before the job exists, so that no job event can arrive for an unknown
+    // deployment; followed only once the job exists.
     if !deps.deployments.create(&deployment).await? {
         return Err(ApiError::Conflict(format!("deployment {} exists", deployment.deployment_id)));
     }
@@ -295,13 +296,8 @@ pub async fn create<F: FirmwareStore, D: DeviceRegistry, S: DeploymentStore, J: 
         description: format!("firmware {} {}", image.device_model, image.version),
         settings,
     };
-    if let Err(e) = deps.jobs.create_job(&job).await {
-        let reason = format!("the IoT Job could not be created: {}", e.message);
-        deps.deployments.set_status(&deployment.deployment_id, DeploymentStatus::FailedToStart, Some(&reason), &now).await?;
-        return Err(ApiError::Store(e));
-    }
+    start(&deps.deployments, &deps.jobs, &mut deployment, &job, &now).await?;
     tracing::info!(deployment_id = %deployment.deployment_id, devices = deployment.devices.len(), "deployment created");
-    deployment.updated_at = now;
     Ok((201, deployment.to_json()))
 }
 
@@ -314,8 +310,9 @@ async fn load<S: DeploymentStore>(store: &S, id: &str) -> Result<Deployment, Api
 pub async fn get<S: DeploymentStore, J: JobControl>(request: Request, deps: &JobDeps<S, J>) -> Result<Reply, ApiError> {
     require(&request, &[Role::Admin])?;
     let mut deployment = load(&deps.deployments, &path_param(&request, "deploymentId")?).await?;
+    resume(&deps.deployments, &deps.jobs, &mut deployment, Utc::now()).await?;
     let pending = deployment.devices.iter().any(|d| !d.status.is_terminal());
-    if pending && deployment.status != DeploymentStatus::FailedToStart {
+    if pending && deployment.status == DeploymentStatus::InProgress {
         match deps.jobs.execution_statuses(&deployment.deployment_id).await {
             Ok(live) => {
                 for d in deployment.devices.iter_mut().filter(|d| !d.status.is_terminal()) {
@@ -336,7 +333,8 @@ pub async fn get<S: DeploymentStore, J: JobControl>(request: Request, deps: &Job
 pub async fn cancel<S: DeploymentStore, J: JobControl>(request: Request, deps: &JobDeps<S, J>) -> Result<Reply, ApiError> {
     let who = require(&request, &[Role::Admin])?;
     let id = path_param(&request, "deploymentId")?;
-    let deployment = load(&deps.deployments, &id).await?;
+    let mut deployment = load(&deps.deployments, &id).await?;
+    resume(&deps.deployments, &deps.jobs, &mut deployment, Utc::now()).await?;
     match deployment.effective_status() {
         DeploymentStatus::Canceled => return Ok((200, deployment.to_json())),
         DeploymentStatus::InProgress => {}

@@ -48,7 +48,8 @@ impl JobControl for IotJobControl {
             .min_number_of_executed_things(i32::try_from(job.settings.abort_min_executed).unwrap_or(i32::MAX))
             .build()
             .map_err(bad)?;
-        self.client
+        let created = self
+            .client
             .create_job()
             .job_id(&job.job_id)
             .set_targets(Some(job.thing_names.iter().map(|t| format!("{}{t}", self.thing_arn_prefix)).collect()))
@@ -66,9 +67,21 @@ impl JobControl for IotJobControl {
             .abort_config(AbortConfig::builder().criteria_list(abort).build().map_err(bad)?)
             .timeout_config(TimeoutConfig::builder().in_progress_timeout_in_minutes(i64::from(job.settings.timeout_minutes)).build())
             .send()
-            .await
-            .map_err(|e| StoreError::sdk(OP, &e))?;
-        Ok(())
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Created by an earlier attempt that did not live to record it.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception()) => Ok(()),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
+    }
+
+    async fn job_exists(&self, job_id: &str) -> Result<bool, StoreError> {
+        match self.client.describe_job().job_id(job_id).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(false),
+            Err(e) => Err(StoreError::sdk("describe IoT job", &e)),
+        }
     }
 
     async fn cancel_job(&self, job_id: &str, comment: &str) -> Result<(), StoreError> {

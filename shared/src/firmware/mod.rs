@@ -10,6 +10,8 @@ mod dynamodb;
 pub mod http;
 mod iot;
 pub mod job_events;
+#[cfg(test)]
+pub(crate) mod memory;
 
 use serde_json::{json, Value};
 
