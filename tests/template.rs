@@ -159,3 +159,52 @@ fn devices_reach_only_the_device_rules_and_job_events_come_from_iot_topics() {
     rule_resources.sort();
     assert_eq!(rule_resources, ["CreateFileUploadLink", "CreateFileUploadLink/*", "FHIRIngest", "FHIRIngest/*"]);
 }
+
+#[test]
+fn failed_events_are_kept_and_someone_hears_of_them() {
+    let template = template();
+    let functions = template.functions();
+    // Functions invoked asynchronously (IoT rules, S3 events) keep what they could not process.
+    let rule_functions: Vec<String> = template.topic_rules().into_iter().map(|r| r.function).collect();
+    for f in functions.iter().filter(|f| !f.s3_events.is_empty() || rule_functions.contains(&f.logical_id)) {
+        let props = template.properties_json(&f.logical_id).unwrap();
+        assert_eq!(props["DeadLetterQueue"]["Type"], "SQS", "{} has no dead-letter queue", f.logical_id);
+        assert_eq!(props["DeadLetterQueue"]["TargetArn"]["!GetAtt"], "FailedEventsQueue.Arn", "{}", f.logical_id);
+    }
+    let alarm = template.properties_json("FailedEventsAlarm").expect("an alarm on the failed events");
+    assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(alarm["Dimensions"][0]["Value"]["!GetAtt"], "FailedEventsQueue.QueueName");
+    assert_eq!(alarm["AlarmActions"][0]["!Ref"], "OperatorAlarmsTopic");
+}
+
+#[test]
+fn buckets_refuse_plain_http_and_expire_old_versions() {
+    let template = template();
+    for bucket in template.buckets() {
+        let props = template.properties_json(&bucket).unwrap();
+        assert_eq!(props["VersioningConfiguration"]["Status"], "Enabled", "{bucket}");
+        let rules = props["LifecycleConfiguration"]["Rules"].as_array().unwrap_or_else(|| panic!("{bucket} has no lifecycle rules"));
+        assert!(rules.iter().any(|r| r["NoncurrentVersionExpiration"]["NoncurrentDays"].is_number()), "{bucket} keeps old versions forever");
+        let policy = template.properties_json(&format!("{bucket}TlsOnly")).unwrap_or_else(|| panic!("{bucket} has no TLS-only policy"));
+        assert_eq!(policy["Bucket"]["!Ref"], bucket.as_str());
+        let deny = &policy["PolicyDocument"]["Statement"][0];
+        assert_eq!((deny["Effect"].as_str(), deny["Condition"]["Bool"]["aws:SecureTransport"].as_str()), (Some("Deny"), Some("false")));
+    }
+}
+
+#[test]
+fn dead_letters_expire_after_the_configured_retention() {
+    let template = template();
+    let table = template.properties_json("DeadLettersTable").unwrap();
+    assert_eq!(table["TimeToLiveSpecification"], serde_json::json!({"AttributeName": "expiresAt", "Enabled": true}));
+    for f in template.functions() {
+        if f.environment.contains_key("DEAD_LETTERS_TABLE") {
+            assert_eq!(
+                f.environment.get("DEAD_LETTER_RETENTION_DAYS"),
+                Some(&EnvValue::Ref("DeadLetterRetentionDays".into())),
+                "{} keeps dead letters without the retention setting",
+                f.logical_id
+            );
+        }
+    }
+}

@@ -1,27 +1,41 @@
 use aws_sdk_dynamodb::Client;
 
-use super::{DeadLetter, DeadLetterPage, DeadLetterStore};
-use crate::platform::dynamodb::{opt_s, put_if_absent, put_opt, req_s, s, Item};
-use crate::platform::tables::DEAD_LETTERS;
+use super::{DeadLetter, DeadLetterPage, DeadLetterStore, DEFAULT_RETENTION_DAYS};
+use crate::platform::dynamodb::{n, opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::tables::{DEAD_LETTERS, DEAD_LETTERS_BY_THING};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
-/// Dead letters in the `DeadLettersTable`, keyed by source and `<receivedAt>#<id>`.
+/// Dead letters in the `DeadLettersTable`, keyed by source and `<receivedAt>#<id>` (index
+/// `byThing` by thing), expired by a TTL (`expiresAt`) after the retention period.
 #[derive(Debug, Clone)]
 pub struct DynamoDeadLetterStore {
     client: Client,
     table: String,
+    retention_days: i64,
 }
 
 impl DynamoDeadLetterStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+    pub fn new(client: Client, table: impl Into<String>, retention_days: i64) -> Self {
+        Self { client, table: table.into(), retention_days }
+    }
+
+    async fn page(
+        &self,
+        operation: &'static str,
+        request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<DeadLetterPage, StoreError> {
+        let out = request.table_name(&self.table).scan_index_forward(false).send().await.map_err(|e| StoreError::sdk(operation, &e))?;
+        let items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
+        Ok(DeadLetterPage { items, next })
     }
 }
 
 impl FromWiring for DynamoDeadLetterStore {
+    /// The table and `DEAD_LETTER_RETENTION_DAYS` (365 unless set).
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self::new(w.aws.dynamodb(), w.table(&DEAD_LETTERS)?))
+        Ok(Self::new(w.aws.dynamodb(), w.table(&DEAD_LETTERS)?, w.settings.parsed("DEAD_LETTER_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?))
     }
 }
 
@@ -60,11 +74,13 @@ fn from_item(item: &Item) -> Result<DeadLetter, StoreError> {
 
 impl DeadLetterStore for DynamoDeadLetterStore {
     async fn record(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let mut item = to_item(letter);
+        item.insert("expiresAt".into(), n(chrono::Utc::now().timestamp() + self.retention_days * 86_400));
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(letter)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(sortKey)");
         // `false`: already kept by an earlier delivery of the same message.
         put_if_absent(put, "record dead letter").await.map(|_| ())
@@ -74,20 +90,37 @@ impl DeadLetterStore for DynamoDeadLetterStore {
         let mut request = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("#source = :source")
             .expression_attribute_names("#source", "source")
             .expression_attribute_values(":source", s(source))
-            .scan_index_forward(false)
             .limit(limit);
         if let Some(after) = after {
-            request = request
-                .exclusive_start_key("source", s(source))
-                .exclusive_start_key("sortKey", s(after));
+            request = request.exclusive_start_key("source", s(source)).exclusive_start_key("sortKey", s(after));
         }
-        let out = request.send().await.map_err(|e| StoreError::sdk("list dead letters", &e))?;
-        let items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
-        let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
-        Ok(DeadLetterPage { items, next })
+        self.page("list dead letters", request).await
+    }
+
+    async fn for_thing(&self, thing_name: &str, limit: i32, after: Option<&str>) -> Result<DeadLetterPage, StoreError> {
+        let mut request = self
+            .client
+            .query()
+            .index_name(DEAD_LETTERS_BY_THING.name)
+            .key_condition_expression("thingName = :t")
+            .expression_attribute_values(":t", s(thing_name))
+            .limit(limit);
+        if let Some(after) = after {
+            // An index page resumes from the index key and the table key of its last item.
+            let (sort_key, source) = after.rsplit_once('|').unwrap_or((after, ""));
+            request = request
+                .exclusive_start_key("thingName", s(thing_name))
+                .exclusive_start_key("sortKey", s(sort_key))
+                .exclusive_start_key("source", s(source));
+        }
+        let mut page = self.page("list a device's dead letters", request).await?;
+        // The cursor carries the source too: the table's key is (source, sortKey).
+        if let (Some(next), Some(last)) = (&page.next, page.items.last()) {
+            page.next = Some(format!("{next}|{}", last.source));
+        }
+        Ok(page)
     }
 }

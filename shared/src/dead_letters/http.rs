@@ -1,5 +1,5 @@
-//! `GET /admin/dead-letters?source=&limit=&next=` (`admin-dead-letters`, role `admin`): refused
-//! messages of one source, newest first.
+//! `GET /admin/dead-letters?source=&thingName=&limit=&next=` (`admin-dead-letters`, role
+//! `admin`): refused messages of one source, or of one device across sources, newest first.
 
 use lambda_http::Request;
 use serde_json::{json, Value};
@@ -18,11 +18,15 @@ fn dead_letter_json(l: &DeadLetter) -> Value {
 /// The source listed when none is asked for.
 pub const DEFAULT_SOURCE: &str = "fhir-ingest";
 
-/// `GET /admin/dead-letters?source=fhir-ingest&limit=&next=`
+/// `GET /admin/dead-letters?source=fhir-ingest&limit=&next=`, or `?thingName=` for one device.
 pub async fn list<L: DeadLetterStore>(request: Request, dead_letters: &L) -> Result<Reply, ApiError> {
     require(&request, &[Role::Admin])?;
-    let source = query_param(&request, "source").unwrap_or_else(|| DEFAULT_SOURCE.to_owned());
     let limit = limit_param(&request, 25, 100)?;
-    let page = dead_letters.list(&source, limit, query_param(&request, "next").as_deref()).await?;
+    let next = query_param(&request, "next");
+    let page = match (query_param(&request, "thingName"), query_param(&request, "source")) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("thingName", "give either thingName or source")),
+        (Some(thing), None) => dead_letters.for_thing(&thing, limit, next.as_deref()).await?,
+        (None, source) => dead_letters.list(source.as_deref().unwrap_or(DEFAULT_SOURCE), limit, next.as_deref()).await?,
+    };
     Ok((200, json!({"deadLetters": page.items.iter().map(dead_letter_json).collect::<Vec<_>>(), "next": page.next})))
 }

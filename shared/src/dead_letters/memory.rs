@@ -42,4 +42,16 @@ impl DeadLetterStore for MemoryDeadLetters {
         });
         Ok(DeadLetterPage { items, next: next.flatten() })
     }
+
+    async fn for_thing(&self, thing_name: &str, limit: i32, after: Option<&str>) -> Result<DeadLetterPage, StoreError> {
+        let all = self.0.lock().expect("lock");
+        let mut items: Vec<_> = all.values().filter(|l| l.thing_name.as_deref() == Some(thing_name)).cloned().collect();
+        let key = |l: &DeadLetter| format!("{}#{}|{}", l.received_at, l.id, l.source);
+        items.sort_by_key(|l| std::cmp::Reverse(key(l)));
+        items.retain(|l| after.is_none_or(|a| key(l).as_str() < a));
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next = (items.len() > limit && limit > 0).then(|| key(&items[limit - 1]));
+        items.truncate(limit);
+        Ok(DeadLetterPage { items, next })
+    }
 }

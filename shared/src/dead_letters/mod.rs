@@ -13,6 +13,9 @@ pub use dynamodb::DynamoDeadLetterStore;
 
 use crate::StoreError;
 
+/// Days a refused message is kept unless `DEAD_LETTER_RETENTION_DAYS` says otherwise.
+pub const DEFAULT_RETENTION_DAYS: i64 = 365;
+
 /// A refused message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -82,6 +85,14 @@ pub trait DeadLetterStore: Send + Sync {
     fn list(
         &self,
         source: &str,
+        limit: i32,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<DeadLetterPage, StoreError>> + Send;
+
+    /// Lists a device's dead letters of every source, newest first, after the cursor `after`.
+    fn for_thing(
+        &self,
+        thing_name: &str,
         limit: i32,
         after: Option<&str>,
     ) -> impl Future<Output = Result<DeadLetterPage, StoreError>> + Send;
