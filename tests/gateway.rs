@@ -36,6 +36,30 @@ async fn a_device_provisions_by_claim_and_its_measurement_becomes_an_observation
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_readings_without_a_device_time_loses_none_and_a_republished_message_is_one() {
+    use vitalwire::platform::tables::DEAD_LETTERS;
+    let gw = LocalGateway::start().await;
+    let (thing, cert, key) = provisioned_device(&gw, "0070").await;
+    let device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();
+    let heart_rate = |value: u32| format!(r#"{{"value": {value}, "unit": "bpm", "coding": [{{"system": "http://loinc.org", "code": "8867-4"}}]}}"#);
+    // Five different heart rates back to back over one connection, none with a device time:
+    // they may share a receipt millisecond, and are five readings all the same.
+    for value in [70, 71, 72, 73, 74] {
+        device.publish("$aws/rules/FHIRIngest", heart_rate(value)).await;
+    }
+    assert_eq!(gw.stack.wait_for_count(&OBSERVATIONS, 5).await, 5, "every reading filed");
+    // A device that names its messages has a re-publish (after a lost PUBACK) recognised.
+    let named = r#"{"value": 80, "unit": "bpm", "coding": [{"system": "http://loinc.org", "code": "8867-4"}], "messageId": "hr-0070-42"}"#;
+    device.publish("$aws/rules/FHIRIngest", named).await;
+    assert_eq!(gw.stack.wait_for_count(&OBSERVATIONS, 6).await, 6);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    device.publish("$aws/rules/FHIRIngest", named).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 6, "the re-published message is the same reading");
+    assert_eq!(gw.stack.count(&DEAD_LETTERS).await, 0, "and nothing was refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_provisioning_gets_aws_style_rejections() {
     let gw = LocalGateway::start().await;
     register(&gw, "0002", DeviceStatus::Blocked).await;

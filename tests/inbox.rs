@@ -136,6 +136,15 @@ async fn bad_readings_and_malformed_files_move_to_failed_with_a_report_and_good_
     assert_eq!((report["errors"][0]["index"].as_u64(), report["errors"][0]["field"].as_str()), (Some(1), Some("heart_rate")));
     assert_eq!((report["errors"][1]["index"].as_u64(), report["errors"][1]["field"].as_str()), (Some(3), Some("device_id")));
     assert_eq!(gw.stack.count(&OBSERVATIONS).await, 4, "the two good readings, each with its set");
+    // Each bad reading is kept for the operator too, with its reason and its text.
+    let (status, page) = api.call(Method::GET, &format!("/admin/dead-letters?thingName={thing}"), Some(&api.token(Role::Admin, None)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let letters = page["deadLetters"].as_array().unwrap();
+    assert_eq!(letters.len(), 2, "both bad readings, under the batch's device: {page}");
+    assert!(letters.iter().all(|l| l["source"] == "inbox-processor" && l["reasonCode"] == "INVALID_READING"), "{page}");
+    let kept: Vec<Value> = letters.iter().map(|l| serde_json::from_str(l["rawPayload"].as_str().unwrap()).unwrap()).collect();
+    assert!(kept.contains(&batch["readings"][1]) && kept.contains(&batch["readings"][3]), "the readings as written: {kept:?}");
+    assert!(letters.iter().any(|l| l["reason"] == "heart_rate 900 bpm is outside the physiological range 20–300 bpm"), "{page}");
 
     inbox.drop_file("broken.json", "{\"device_id\": \"x\", \"heart_rate\": ").await;
     let (_, failed) = inbox.moved("broken.json").await;
@@ -156,7 +165,7 @@ async fn redelivered_events_change_nothing() {
     inbox.drop_file("once.json", body.clone()).await;
     inbox.moved("once.json").await;
     let stored = gw.stack.count(&OBSERVATIONS).await;
-    let event = vitalwire_local::s3_events::object_created_event(&inbox.bucket, "inbox/once.json", None, body.len() as i64, "e1");
+    let event = vitalwire_local::s3_events::object_created_event(&inbox.bucket, "inbox/once.json", None, body.len() as i64, "e1", chrono::Utc::now());
     let event: S3Event = serde_json::from_value(event).unwrap();
     let outcome = inbox::handle(&event, &inbox.deps()).await.unwrap();
     assert_eq!(outcome, [InboxOutcome::AlreadyProcessed { key: "inbox/once.json".into() }]);
@@ -166,7 +175,7 @@ async fn redelivered_events_change_nothing() {
     let quiet = format!("{}-quiet", inbox.bucket);
     inbox.s3.create_bucket().bucket(&quiet).send().await.unwrap();
     inbox.s3.put_object().bucket(&quiet).key("inbox/twice.json").body(body.clone().into_bytes().into()).send().await.unwrap();
-    let event = vitalwire_local::s3_events::object_created_event(&quiet, "inbox/twice.json", None, body.len() as i64, "e2");
+    let event = vitalwire_local::s3_events::object_created_event(&quiet, "inbox/twice.json", None, body.len() as i64, "e2", chrono::Utc::now());
     let event: S3Event = serde_json::from_value(event).unwrap();
     let first = inbox::handle(&event, &inbox.deps()).await.unwrap();
     inbox.s3.put_object().bucket(&quiet).key("inbox/twice.json").body(body.into_bytes().into()).send().await.unwrap();
@@ -178,6 +187,42 @@ async fn redelivered_events_change_nothing() {
     use vitalwire::ingest::inbox::InboxObjects;
     let moved = inbox::ObjectRef { bucket: quiet.clone(), key: "inbox/twice.json".into(), version: None };
     assert!(!inbox.deps().objects.copy(&moved, "archive/elsewhere.json").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_twice_under_one_key_is_two_files_and_names_never_collide() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let thing = device(&api, "DEV105").await;
+    let inbox = Inbox::new(&gw);
+    let reading = |minute: u32| json!({"device_id": thing, "timestamp": format!("2025-11-17T10:{minute:02}:00Z"), "heart_rate": 70 + minute}).to_string();
+    // Two gateways' files under one key, one right after the other: two versions of the object.
+    inbox.drop_file("same.json", reading(1)).await;
+    inbox.drop_file("same.json", reading(2)).await;
+    // Two names that fold into one, dropped together.
+    inbox.drop_file("a/b.json", reading(3)).await;
+    inbox.drop_file("a_b.ndjson", reading(4)).await;
+    for name in ["same.json", "a/b.json", "a_b.ndjson"] {
+        inbox.moved(name).await;
+    }
+    let mut archived = Vec::new();
+    for _ in 0..50 {
+        archived = inbox.keys("archive/").await;
+        if archived.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(archived.len(), 4, "four files, four archived copies: {archived:?}");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8, "four readings, each with its grouping panel: none lost");
+    let mut texts = Vec::new();
+    for key in &archived {
+        texts.push(inbox.text(key).await);
+    }
+    texts.sort();
+    let mut expected: Vec<String> = (1..=4).map(reading).collect();
+    expected.sort();
+    assert_eq!(texts, expected, "each archived file is one of the files as written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,14 +78,14 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
 
     // Redelivery changes nothing.
     let event: aws_lambda_events::s3::S3Event =
-        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, keys[0], None, 19, "x")).unwrap();
+        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, keys[0], None, 19, "x", chrono::Utc::now())).unwrap();
     let again = vitalwire::files::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
     assert_eq!(again, [vitalwire::files::registration::Registration::AlreadyRegistered { key: keys[0].to_owned() }]);
 
     // An object nobody asked a link for is flagged, not registered.
     s3.put_object().bucket(bucket).key(format!("uploads/{thing}/sneaky file.bin")).body(b"x".to_vec().into()).send().await.unwrap();
     let event: aws_lambda_events::s3::S3Event =
-        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, &format!("uploads/{thing}/sneaky file.bin"), None, 1, "y")).unwrap();
+        serde_json::from_value(vitalwire_local::s3_events::object_created_event(bucket, &format!("uploads/{thing}/sneaky file.bin"), None, 1, "y", chrono::Utc::now())).unwrap();
     let flagged = vitalwire::files::registration::handle(&event, &registration_deps(&gw)).await.unwrap();
     assert_eq!(flagged, [vitalwire::files::registration::Registration::Unrequested { key: format!("uploads/{thing}/sneaky file.bin") }]);
 

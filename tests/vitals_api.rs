@@ -241,6 +241,82 @@ async fn batches_file_their_valid_readings_and_report_each_bad_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_readings_are_kept_with_their_reason_and_text_for_the_operator() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    let thing = gateway_device(&api, "DEV009").await;
+    let key = new_key(&api, &thing, json!({"name": "k"})).await["apiKey"].as_str().unwrap().to_owned();
+    let bad = json!({"device_id": thing, "timestamp": "2025-11-17T10:30:00Z", "heart_rate": 900});
+    let (status, _, _) = with_key(&api, Method::POST, "/api/iot/vitals", &key, Some(&bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let batch = json!({"device_id": thing, "readings": [
+        {"timestamp": "2025-11-17T10:00:00Z", "heart_rate": 75},
+        {"timestamp": "2025-11-17T10:05:00Z", "oxygen_saturation": 20},
+    ]});
+    let (status, _, _) = with_key(&api, Method::POST, "/api/iot/vitals/batch", &key, Some(&batch)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let listed = |query: String| {
+        let (api, admin) = (&api, &admin);
+        async move {
+            let (status, page) = api.call(Method::GET, &format!("/admin/dead-letters?{query}"), Some(admin), None).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page["deadLetters"].as_array().unwrap().clone()
+        }
+    };
+    let single = listed("source=iot-vitals".into()).await;
+    assert_eq!(single.len(), 1, "{single:?}");
+    assert_eq!((single[0]["reasonCode"].as_str(), single[0]["thingName"].as_str()), (Some("INVALID_READING"), Some(thing.as_str())));
+    assert!(single[0]["reason"].as_str().unwrap().contains("physiological range"), "{}", single[0]);
+    assert_eq!(serde_json::from_str::<Value>(single[0]["rawPayload"].as_str().unwrap()).unwrap(), bad, "the reading as sent");
+    let from_batch = listed("source=iot-vitals-batch".into()).await;
+    assert_eq!(from_batch.len(), 1, "only the bad reading of the batch");
+    assert_eq!(serde_json::from_str::<Value>(from_batch[0]["rawPayload"].as_str().unwrap()).unwrap(), batch["readings"][1]);
+    let of_device = listed(format!("thingName={thing}&limit=1")).await;
+    assert_eq!(of_device.len(), 1, "paged");
+    assert_eq!(listed(format!("thingName={thing}")).await.len(), 2, "the device's refused readings from every source");
+
+    // A device that may not file at all is refused once for a batch, not once per reading.
+    let (status, _) = api.call(Method::PUT, &format!("/admin/devices/{thing}/status"), Some(&admin), Some(json!({"status": "INACTIVE"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = with_key(&api, Method::POST, "/api/iot/vitals/batch", &key, Some(&batch)).await;
+    assert_eq!((status, body["success"].as_bool()), (StatusCode::FORBIDDEN, Some(false)), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("INACTIVE"), "{body}");
+    let inactive: Vec<_> = listed("source=iot-vitals-batch".into()).await.into_iter().filter(|l| l["reasonCode"] == "DEVICE_NOT_ACTIVE").collect();
+    assert_eq!(inactive.len(), 1);
+    assert_eq!(serde_json::from_str::<Value>(inactive[0]["rawPayload"].as_str().unwrap()).unwrap(), batch, "the whole batch, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_device_files_two_patients_measured_at_once_and_a_conflict_writes_nothing() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    let body = json!({"serialNumber": "W1", "manufacturer": "InHealth", "model": "Ward", "mayNamePatient": true});
+    let (status, device) = api.call(Method::POST, "/admin/devices", Some(&admin), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{device}");
+    let thing = device["thingName"].as_str().unwrap().to_owned();
+    let key = new_key(&api, &thing, json!({"name": "ward"})).await["apiKey"].as_str().unwrap().to_owned();
+    let batch = json!({"device_id": thing, "readings": [
+        {"patient_id": "P1", "timestamp": "2025-11-17T10:00:00Z", "heart_rate": 75},
+        {"patient_id": "P2", "timestamp": "2025-11-17T10:00:00Z", "heart_rate": 80},
+    ]});
+    let (status, _, answer) = with_key(&api, Method::POST, "/api/iot/vitals/batch", &key, Some(&batch)).await;
+    assert_eq!((status, answer["processed"].as_u64()), (StatusCode::OK, Some(2)), "{answer}");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 4, "two heart rates and their panels");
+    // Without a patient it names none: this device has no assigned patient.
+    let (status, _, answer) = with_key(&api, Method::POST, "/api/iot/vitals", &key, Some(&json!({"device_id": thing, "timestamp": "2025-11-17T10:01:00Z", "heart_rate": 70}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    // The same instant and patient with one more vital sign: a different reading under the
+    // same key. It is refused whole; its oxygen saturation is not filed alone.
+    let more = json!({"device_id": thing, "patient_id": "P1", "timestamp": "2025-11-17T10:00:00Z", "heart_rate": 75, "oxygen_saturation": 97});
+    let (status, _, answer) = with_key(&api, Method::POST, "/api/iot/vitals", &key, Some(&more)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 4, "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_holds_under_concurrent_requests() {
     let gw = LocalGateway::start().await;
     let api = Api::new(&gw);

@@ -12,17 +12,17 @@ use serde_json::json;
 
 use crate::functions::LocalFunctions;
 
-/// An S3 `ObjectCreated:Put` event for one object version, as S3 sends it (key URL-encoded).
-pub fn object_created_event(bucket: &str, key: &str, version: Option<&str>, size: i64, etag: &str) -> serde_json::Value {
+/// An S3 `ObjectCreated:Put` event for one object version written at `at`, as S3 sends it (key
+/// URL-encoded). A redelivery of it carries the same time, as S3's does.
+pub fn object_created_event(bucket: &str, key: &str, version: Option<&str>, size: i64, etag: &str, at: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
     let encoded: String = form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>().replace("%2F", "/");
-    let now = chrono::Utc::now();
-    let mut object = json!({"key": encoded, "size": size, "eTag": etag.trim_matches('"'), "sequencer": format!("{:016X}", now.timestamp_micros())});
+    let mut object = json!({"key": encoded, "size": size, "eTag": etag.trim_matches('"'), "sequencer": format!("{:016X}", at.timestamp_micros())});
     if let Some(v) = version {
         object["versionId"] = json!(v);
     }
     json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "eventTime": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "eventName": "ObjectCreated:Put",
         "userIdentity": {"principalId": "AWS:LOCAL"},
         "requestParameters": {"sourceIPAddress": "127.0.0.1"},
@@ -69,7 +69,11 @@ pub fn watch(
                     if !seen.insert(id.clone()) {
                         continue;
                     }
-                    let event = object_created_event(&bucket, key, version_id, version.size().unwrap_or(0), etag);
+                    let written = version
+                        .last_modified()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                        .unwrap_or_else(chrono::Utc::now);
+                    let event = object_created_event(&bucket, key, version_id, version.size().unwrap_or(0), etag, written);
                     if let Err(e) = functions.invoke(function, &event.to_string()).await {
                         tracing::error!(error = %e, key, "S3 event handling failed; will retry");
                         seen.remove(&id);

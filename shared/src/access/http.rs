@@ -105,11 +105,12 @@ pub async fn create<D: DeviceRegistry, S: ApiKeyStore, P: PepperSource>(request:
         revoked_at: None,
         last_used_at: None,
     };
+    // A key is the device's credential, as a certificate is: a REGISTERED device now may send.
+    // Activated first, so that a failure leaves no key whose secret nobody was shown.
+    deps.devices.activate_registered(&thing, &key.created_at).await?;
     if !deps.keys.create(&key).await? {
         return Err(ApiError::Conflict("a key with this id exists; try again".into()));
     }
-    // A key is the device's credential, as a certificate is: a REGISTERED device now may send.
-    deps.devices.activate_registered(&thing, &key.created_at).await?;
     tracing::info!(thing_name = %thing, key_id = %key.key_id, "API key created");
     let mut body = key.to_json(now);
     body["apiKey"] = json!(generated.text());

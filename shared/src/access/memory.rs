@@ -107,7 +107,8 @@ impl ActivityLog for MemoryActivity {
             .collect();
         items.sort_by_key(|a| std::cmp::Reverse(key(a)));
         let limit = usize::try_from(limit).unwrap_or(0);
-        let next = (items.len() > limit).then(|| key(&items[limit - 1]));
+        // As DynamoDB does: a full page has a cursor, even when nothing follows it.
+        let next = (items.len() >= limit && limit > 0).then(|| key(&items[limit - 1]));
         items.truncate(limit);
         Ok((items, next))
     }

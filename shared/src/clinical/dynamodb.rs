@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, put_if_absent, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, only_conditions_failed, opt_s, put_if_absent, s, Item};
 use crate::platform::tables::ALERTS;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -101,7 +101,9 @@ impl AlertStore for DynamoAlertStore {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_transaction_canceled_exception()) => Ok(false),
+            // Only a failed condition means "not raised"; a conflict with a concurrent raise or
+            // close is retried by the caller's retry (the invocation fails).
+            Err(e) if only_conditions_failed(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk(OP, &e)),
         }
     }

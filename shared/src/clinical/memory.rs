@@ -64,7 +64,8 @@ impl AlertStore for MemoryAlerts {
             .map(|((_, k), a)| (k.clone(), a.clone()))
             .collect();
         let limit = usize::try_from(limit).unwrap_or(0);
-        let next = (items.len() > limit && limit > 0).then(|| format!("ALERT#{}", items[limit - 1].0));
+        // As DynamoDB does: a full page has a cursor, even when nothing follows it.
+        let next = (items.len() >= limit && limit > 0).then(|| format!("ALERT#{}", items[limit - 1].0));
         items.truncate(limit);
         Ok(AlertPage { items: items.into_iter().map(|(_, a)| a).collect(), next })
     }

@@ -125,7 +125,8 @@ impl Parameter {
     }
 }
 
-/// A reading that contributed to an alert: its value and unit as the device sent them.
+/// A reading that contributed to an alert: its value as the device sent it, and its unit (the
+/// UCUM code, or the device's text where there is none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contribution {
     pub parameter: Parameter,
@@ -273,9 +274,23 @@ fn value_of(vital: VitalSign, resource: &Value) -> Option<MeasuredValue> {
     }
 }
 
-/// The patient's newest value of `vital` within the window.
-async fn latest<O: ObservationStore>(store: &O, patient: &str, vital: VitalSign, from: &str, to: &str) -> Result<Option<(StoredObservation, MeasuredValue)>, StoreError> {
-    let found = store.for_patient_code(patient, &vital.code_key(), from, to).await?;
+/// The patient's newest value of `vital` within the window: from the store, and from the set
+/// just filed (the store's index may not show it yet).
+async fn latest<O: ObservationStore>(
+    store: &O,
+    set: &ReadingSet<'_>,
+    vital: VitalSign,
+    from: &str,
+    to: &str,
+) -> Result<Option<(StoredObservation, MeasuredValue)>, StoreError> {
+    let code_key = vital.code_key();
+    let mut found = store.for_patient_code(set.patient_id, &code_key, from, to).await?;
+    for o in set.observations.iter().filter(|o| o.code_key == code_key && o.patient_id == set.patient_id) {
+        if (from..=to).contains(&o.effective_at.as_str()) && !found.iter().any(|f| f.id == o.id) {
+            found.push(o.clone());
+        }
+    }
+    found.sort_by(|a, b| a.effective_at.cmp(&b.effective_at));
     Ok(found.into_iter().rev().find_map(|o| {
         let resource = serde_json::from_str::<Value>(&o.resource).ok()?;
         value_of(vital, &resource).map(|v| (o, v))
@@ -283,17 +298,29 @@ async fn latest<O: ObservationStore>(store: &O, patient: &str, vital: VitalSign,
 }
 
 /// What was measured within the window: the newest value of each NEWS2 parameter (over every
-/// vital sign that feeds it) and of glucose.
+/// vital sign that feeds it) and of glucose (in either unit).
 struct Window {
     news2: Vec<(news2::Parameter, StoredObservation, MeasuredValue)>,
-    glucose: Option<(StoredObservation, MeasuredValue)>,
+    glucose: Option<(VitalSign, StoredObservation, MeasuredValue)>,
 }
 
-async fn window<O: ObservationStore>(observations: &O, patient: &str, from: &str, to: &str) -> Result<Window, StoreError> {
+async fn window<O: ObservationStore>(observations: &O, set: &ReadingSet<'_>, from: &str, to: &str) -> Result<Window, StoreError> {
     let mut news2: Vec<(news2::Parameter, StoredObservation, MeasuredValue)> = Vec::new();
+    let mut glucose: Option<(VitalSign, StoredObservation, MeasuredValue)> = None;
     for vital in VitalSign::ALL {
-        let Some(parameter) = vital.news2() else { continue };
-        let Some((o, v)) = latest(observations, patient, vital, from, to).await? else { continue };
+        let glucose_vital = matches!(vital, VitalSign::BloodGlucose | VitalSign::BloodGlucoseMolar);
+        let parameter = vital.news2();
+        if parameter.is_none() && !glucose_vital {
+            continue;
+        }
+        let Some((o, v)) = latest(observations, set, vital, from, to).await? else { continue };
+        if glucose_vital {
+            if glucose.as_ref().is_none_or(|(_, g, _)| g.effective_at < o.effective_at) {
+                glucose = Some((vital, o, v));
+            }
+            continue;
+        }
+        let Some(parameter) = parameter else { continue };
         match news2.iter_mut().find(|(p, _, _)| *p == parameter) {
             Some(slot) if slot.1.effective_at < o.effective_at => *slot = (parameter, o, v),
             Some(_) => {}
@@ -301,8 +328,23 @@ async fn window<O: ObservationStore>(observations: &O, patient: &str, from: &str
         }
     }
     news2.sort_by_key(|(p, _, _)| *p);
-    let glucose = latest(observations, patient, VitalSign::BloodGlucose, from, to).await?;
     Ok(Window { news2, glucose })
+}
+
+/// Whether the set just filed measured a NEWS2 parameter: only such a set re-scores NEWS2
+/// (a weight, or a battery level, does not raise again what a clinician closed).
+fn measures_news2(set: &ReadingSet<'_>) -> bool {
+    set.observations.iter().any(|o| VitalSign::ALL.iter().any(|v| v.news2().is_some() && v.code_key() == o.code_key))
+}
+
+/// Glucose in mg/dL, the unit of the thresholds (for the comparison only: the reading keeps
+/// its unit). 1 mmol/L of glucose is 18.016 mg/dL.
+fn glucose_mg_dl(vital: VitalSign, value: f64) -> f64 {
+    if vital == VitalSign::BloodGlucoseMolar {
+        value * 18.016
+    } else {
+        value
+    }
 }
 
 /// The NEWS2 alert the window calls for, if any.
@@ -338,12 +380,13 @@ fn news2_alert(window: &Window) -> Option<(AlertKind, news2::Score, Vec<Contribu
 /// The glucose alert of the reading just filed (at `at`), if its glucose is out of range.
 fn glucose_alert(window: &Window, settings: &AlertSettings, at: &str) -> Option<(AlertKind, Severity, Contribution)> {
     // Only the reading just filed raises a glucose alert, not an older one in the window.
-    let (o, v) = window.glucose.as_ref().filter(|(o, _)| o.effective_at == at)?;
+    let (vital, o, v) = window.glucose.as_ref().filter(|(_, o, _)| o.effective_at == at)?;
+    let mg_dl = glucose_mg_dl(*vital, v.number);
     // Below 54 mg/dL is level-2 hypoglycaemia (ADA); above 400 mg/dL needs urgent review.
-    let (kind, severity) = if v.number < settings.glucose_low_mg_dl {
-        (AlertKind::GlucoseLow, if v.number < 54.0 { Severity::High } else { Severity::Medium })
-    } else if v.number > settings.glucose_high_mg_dl {
-        (AlertKind::GlucoseHigh, if v.number > 400.0 { Severity::High } else { Severity::Medium })
+    let (kind, severity) = if mg_dl < settings.glucose_low_mg_dl {
+        (AlertKind::GlucoseLow, if mg_dl < 54.0 { Severity::High } else { Severity::Medium })
+    } else if mg_dl > settings.glucose_high_mg_dl {
+        (AlertKind::GlucoseHigh, if mg_dl > 400.0 { Severity::High } else { Severity::Medium })
     } else {
         return None;
     };
@@ -373,6 +416,8 @@ pub struct ReadingSet<'a> {
     pub set_id: &'a str,
     /// When it was measured.
     pub at: DateTime<Utc>,
+    /// Its Observations, as just filed.
+    pub observations: &'a [StoredObservation],
 }
 
 /// Evaluates the patient's alerts after a reading set was filed; returns the alerts raised
@@ -385,7 +430,7 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
 ) -> Result<Vec<Alert>, StoreError> {
     let to = format_utc(set.at);
     let from = format_utc(set.at - Duration::minutes(settings.window_minutes));
-    let window = window(observations, set.patient_id, &from, &to).await?;
+    let window = window(observations, &set, &from, &to).await?;
     let now = format_utc(Utc::now());
     let alert = |kind: AlertKind, score: Option<u8>, severity: Severity, partial: bool, contributions: Vec<Contribution>| Alert {
         alert_id: alert_id(set.patient_id, kind, set.set_id),
@@ -403,7 +448,7 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
         closed_by: None,
     };
     let mut candidates = Vec::new();
-    if let Some((kind, score, contributions)) = news2_alert(&window) {
+    if let Some((kind, score, contributions)) = news2_alert(&window).filter(|_| measures_news2(&set)) {
         candidates.push(alert(kind, Some(score.overall), score.severity, score.partial, contributions));
     }
     if let Some((kind, severity, contribution)) = glucose_alert(&window, settings, &to) {
@@ -418,4 +463,114 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
         }
     }
     Ok(raised)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryAlerts;
+    use super::*;
+    use crate::ingest::readings;
+    use crate::observations::memory::MemoryObservations;
+    use crate::observations::{Fingerprint, Inserted};
+
+    /// An Observation store whose patient/code index has not caught up yet (DynamoDB's global
+    /// indexes are eventually consistent): it finds nothing.
+    #[derive(Default)]
+    struct LaggingIndex(MemoryObservations);
+
+    impl ObservationStore for LaggingIndex {
+        async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
+            self.0.insert_set(set).await
+        }
+        async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
+            self.0.get(id).await
+        }
+        async fn for_patient_code(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Vec<StoredObservation>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
+            self.0.for_device(device_id, limit).await
+        }
+    }
+
+    /// Files a vitals-format reading for `P1` into the store; its set id and Observations.
+    async fn file<O: ObservationStore>(store: &O, body: &str) -> (String, Vec<StoredObservation>, DateTime<Utc>) {
+        let now = crate::platform::time::parse_with_offset("2026-11-22T12:00:00Z").unwrap();
+        let reading = readings::parse(body, Some("dev-1"), now).unwrap().reading;
+        let built = reading.observations("P1", "2026-11-22T12:00:00.000Z");
+        let at = reading.timing.at();
+        let stored: Vec<_> = built
+            .iter()
+            .map(|(o, key)| StoredObservation::new(o, key.clone(), format_utc(at), Fingerprint::WithTime).unwrap())
+            .collect();
+        store.insert_set(&stored).await.unwrap();
+        (reading.set_id(&built), stored, at)
+    }
+
+    async fn evaluate_after<O: ObservationStore>(store: &O, alerts: &MemoryAlerts, body: &str) -> Vec<Alert> {
+        let (set_id, stored, at) = file(store, body).await;
+        let set = ReadingSet { patient_id: "P1", device_id: "dev-1", set_id: &set_id, at, observations: &stored };
+        evaluate(store, alerts, &AlertSettings::default(), set).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_news2_alert_is_raised_once_and_not_again_after_it_was_closed() {
+        let (store, alerts) = (MemoryObservations::default(), MemoryAlerts::default());
+        let body = r#"{"timestamp": "2026-11-22T11:00:00Z", "heart_rate": 140, "respiratory_rate": 16}"#;
+        let raised = evaluate_after(&store, &alerts, body).await;
+        assert_eq!(raised.len(), 1);
+        let alert = &raised[0];
+        assert_eq!((alert.kind, alert.severity, alert.score, alert.partial), (AlertKind::News2, Severity::LowMedium, Some(3), true));
+        let hr = alert.contributions.iter().find(|c| c.parameter == Parameter::News2(news2::Parameter::HeartRate)).unwrap();
+        assert_eq!((hr.value.as_str(), hr.score), ("140", Some(3)));
+        assert!(evaluate_after(&store, &alerts, body).await.is_empty(), "a redelivered reading raises nothing");
+        alerts.close("P1", &alert.alert_id, "nurse", "2026-11-22T11:30:00.000Z").await.unwrap();
+        assert!(evaluate_after(&store, &alerts, body).await.is_empty(), "nor does it after the alert was closed");
+        assert_eq!(alerts.len(), 1);
+        // A weight taken later does not re-score the closed NEWS2 alert.
+        let weight = r#"{"timestamp": "2026-11-22T11:10:00Z", "weight": 70, "weight_unit": "kg"}"#;
+        assert!(evaluate_after(&store, &alerts, weight).await.is_empty());
+        // A new vital sign does, on the window's latest values.
+        let rr = r#"{"timestamp": "2026-11-22T11:20:00Z", "respiratory_rate": 26}"#;
+        let raised = evaluate_after(&store, &alerts, rr).await;
+        assert_eq!(raised.len(), 1, "heart rate 140 and respiratory rate 26 score 3 each");
+        assert_eq!(raised[0].score, Some(6));
+    }
+
+    #[tokio::test]
+    async fn the_reading_just_filed_counts_even_before_the_index_shows_it() {
+        let (store, alerts) = (LaggingIndex::default(), MemoryAlerts::default());
+        let raised = evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:00:00Z", "glucose": 45}"#).await;
+        assert_eq!(raised.len(), 1, "glucose 45 mg/dL");
+        assert_eq!((raised[0].kind, raised[0].severity), (AlertKind::GlucoseLow, Severity::High));
+        let raised = evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:01:00Z", "heart_rate": 30}"#).await;
+        assert_eq!(raised.first().map(|a| a.kind), Some(AlertKind::News2), "heart rate 30 scores 3");
+    }
+
+    #[test]
+    fn glucose_thresholds_hold_in_either_unit_without_changing_the_reading() {
+        assert!((glucose_mg_dl(VitalSign::BloodGlucoseMolar, 3.0) - 54.048).abs() < 1e-9);
+        assert_eq!(glucose_mg_dl(VitalSign::BloodGlucose, 95.0), 95.0);
+        let window = |vital: VitalSign, value: f64| Window {
+            news2: Vec::new(),
+            glucose: Some((
+                vital,
+                StoredObservation {
+                    id: "g".into(),
+                    patient_id: "P1".into(),
+                    device_id: "d".into(),
+                    code_key: vital.code_key(),
+                    effective_at: "t".into(),
+                    content_hash: String::new(),
+                    resource: String::new(),
+                },
+                MeasuredValue { number: value, text: value.to_string(), unit: "mmol/L".into() },
+            )),
+        };
+        let low = glucose_alert(&window(VitalSign::BloodGlucoseMolar, 3.5), &AlertSettings::default(), "t").unwrap();
+        assert_eq!((low.0, low.1, low.2.value.as_str(), low.2.unit.as_str()), (AlertKind::GlucoseLow, Severity::Medium, "3.5", "mmol/L"));
+        assert!(glucose_alert(&window(VitalSign::BloodGlucoseMolar, 5.5), &AlertSettings::default(), "t").is_none());
+        let high = glucose_alert(&window(VitalSign::BloodGlucoseMolar, 25.0), &AlertSettings::default(), "t").unwrap();
+        assert_eq!((high.0, high.1), (AlertKind::GlucoseHigh, Severity::High), "25 mmol/L is 450 mg/dL");
+    }
 }

@@ -51,6 +51,7 @@ fn to_item(l: &DeadLetter) -> Item {
         ("reasonCode".to_owned(), s(&l.reason_code)),
         ("reason".to_owned(), s(&l.reason)),
         ("rawPayload".to_owned(), s(&l.raw_payload)),
+        ("rawBytes".to_owned(), n(l.raw_bytes)),
         ("receivedAt".to_owned(), s(&l.received_at)),
         ("recordedAt".to_owned(), s(&l.recorded_at)),
     ]);
@@ -66,6 +67,9 @@ fn from_item(item: &Item) -> Result<DeadLetter, StoreError> {
         thing_name: opt_s(item, "thingName"),
         reason_code: req_s(item, "reasonCode", OP)?,
         reason: req_s(item, "reason", OP)?,
+        raw_bytes: crate::platform::dynamodb::opt_u64(item, "rawBytes")
+            .and_then(|b| usize::try_from(b).ok())
+            .unwrap_or_else(|| opt_s(item, "rawPayload").map_or(0, |r| r.len())),
         raw_payload: req_s(item, "rawPayload", OP)?,
         received_at: req_s(item, "receivedAt", OP)?,
         recorded_at: req_s(item, "recordedAt", OP)?,

@@ -11,7 +11,8 @@ use crate::platform::http::{limit_param, query_param, ApiError, Reply};
 fn dead_letter_json(l: &DeadLetter) -> Value {
     json!({
         "id": l.id, "source": l.source, "thingName": l.thing_name, "reasonCode": l.reason_code,
-        "reason": l.reason, "rawPayload": l.raw_payload, "receivedAt": l.received_at, "recordedAt": l.recorded_at,
+        "reason": l.reason, "rawPayload": l.raw_payload, "rawPayloadBytes": l.raw_bytes, "rawPayloadTruncated": l.is_truncated(),
+        "receivedAt": l.received_at, "recordedAt": l.recorded_at,
     })
 }
 

@@ -36,11 +36,10 @@ impl DeadLetterStore for MemoryDeadLetters {
             .map(|(_, l)| l.clone())
             .collect();
         let limit = usize::try_from(limit).unwrap_or(0);
-        let next = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            items.last().map(|l| format!("{}#{}", l.received_at, l.id))
-        });
-        Ok(DeadLetterPage { items, next: next.flatten() })
+        // As DynamoDB does: a full page has a cursor, even when nothing follows it.
+        let next = (items.len() >= limit && limit > 0).then(|| format!("{}#{}", items[limit - 1].received_at, items[limit - 1].id));
+        items.truncate(limit);
+        Ok(DeadLetterPage { items, next })
     }
 
     async fn for_thing(&self, thing_name: &str, limit: i32, after: Option<&str>) -> Result<DeadLetterPage, StoreError> {
@@ -50,7 +49,8 @@ impl DeadLetterStore for MemoryDeadLetters {
         items.sort_by_key(|l| std::cmp::Reverse(key(l)));
         items.retain(|l| after.is_none_or(|a| key(l).as_str() < a));
         let limit = usize::try_from(limit).unwrap_or(0);
-        let next = (items.len() > limit && limit > 0).then(|| key(&items[limit - 1]));
+        // As DynamoDB does: a full page has a cursor, even when nothing follows it.
+        let next = (items.len() >= limit && limit > 0).then(|| key(&items[limit - 1]));
         items.truncate(limit);
         Ok(DeadLetterPage { items, next })
     }

@@ -16,6 +16,10 @@ use crate::StoreError;
 /// Days a refused message is kept unless `DEAD_LETTER_RETENTION_DAYS` says otherwise.
 pub const DEFAULT_RETENTION_DAYS: i64 = 365;
 
+/// The most of a refused message kept: a DynamoDB item holds 400 KB, and a REST body may be
+/// 1 MB. A longer message keeps its first bytes, and says so.
+pub const MAX_RAW_PAYLOAD_BYTES: usize = 256 * 1024;
+
 /// A refused message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -28,8 +32,10 @@ pub struct DeadLetter {
     pub reason_code: String,
     /// The reason in words, naming the field at fault.
     pub reason: String,
-    /// The message exactly as received.
+    /// The message exactly as received (its first [`MAX_RAW_PAYLOAD_BYTES`] when longer).
     pub raw_payload: String,
+    /// The message's whole length in bytes.
+    pub raw_bytes: usize,
     /// When the platform received the message (UTC, `time::format_utc`).
     pub received_at: String,
     /// When it was refused.
@@ -46,16 +52,32 @@ impl DeadLetter {
         raw_payload: String,
         received_at: String,
     ) -> Self {
+        let id = Self::id_for(source, thing_name, &received_at, &raw_payload);
+        let raw_bytes = raw_payload.len();
+        let mut raw_payload = raw_payload;
+        if raw_bytes > MAX_RAW_PAYLOAD_BYTES {
+            let mut end = MAX_RAW_PAYLOAD_BYTES;
+            while !raw_payload.is_char_boundary(end) {
+                end -= 1;
+            }
+            raw_payload.truncate(end);
+        }
         Self {
-            id: Self::id_for(source, thing_name, &received_at, &raw_payload),
+            id,
             source: source.to_owned(),
             thing_name: thing_name.map(str::to_owned),
             reason_code: reason_code.to_owned(),
             reason,
             raw_payload,
+            raw_bytes,
             received_at,
             recorded_at: crate::platform::time::format_utc(chrono::Utc::now()),
         }
+    }
+
+    /// Whether `raw_payload` holds only the start of the message.
+    pub fn is_truncated(&self) -> bool {
+        self.raw_payload.len() < self.raw_bytes
     }
 
     /// The id of a dead letter for a message: same source, thing, arrival and bytes, same id.
@@ -96,4 +118,21 @@ pub trait DeadLetterStore: Send + Sync {
         limit: i32,
         after: Option<&str>,
     ) -> impl Future<Output = Result<DeadLetterPage, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_message_keeps_its_start_and_says_so() {
+        let long = format!("{{\"notes\": \"{}é\"}}", "x".repeat(MAX_RAW_PAYLOAD_BYTES));
+        let letter = DeadLetter::refused("iot-vitals", Some("d"), "INVALID_READING", "notes too long".into(), long.clone(), "t".into());
+        assert!(letter.is_truncated());
+        assert_eq!(letter.raw_bytes, long.len());
+        assert!(letter.raw_payload.len() <= MAX_RAW_PAYLOAD_BYTES && long.starts_with(&letter.raw_payload));
+        assert_eq!(letter.id, DeadLetter::id_for("iot-vitals", Some("d"), "t", &long), "identified by the whole message");
+        let short = DeadLetter::refused("iot-vitals", None, "X", String::new(), "{}".into(), "t".into());
+        assert!(!short.is_truncated());
+    }
 }

@@ -40,7 +40,8 @@ impl DeviceRegistry for MemoryDevices {
         let devices = self.0.lock().expect("lock");
         let limit = usize::try_from(limit).unwrap_or(0);
         let mut page: Vec<Device> = devices.values().filter(|d| after.is_none_or(|a| d.thing_name.as_str() > a)).cloned().collect();
-        let more = page.len() > limit;
+        // As a DynamoDB scan does: a full page has a cursor, even when nothing follows it.
+        let more = page.len() >= limit && limit > 0;
         page.truncate(limit);
         let next = more.then(|| page.last().map(|d| d.thing_name.clone())).flatten();
         Ok((page, next))

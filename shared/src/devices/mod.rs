@@ -153,7 +153,8 @@ pub trait DeviceRegistry: Send + Sync {
     /// Creates a device record unless its thing name is taken; false when it is.
     fn create(&self, device: &Device) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// A page of devices in thing-name order, after the cursor `after`; and the next cursor.
+    /// A page of devices in the store's order (a scan: not sorted), after the cursor `after`;
+    /// and the next cursor (a full page has one, even when nothing follows).
     fn list(
         &self,
         limit: i32,
@@ -253,6 +254,15 @@ impl AdmissionRefusal {
     }
 }
 
+/// Whether `thing` may file readings at all: it exists and is ACTIVE (see [`admit`]).
+pub fn admit_device(device: Option<Device>, thing: &str) -> Result<Device, AdmissionRefusal> {
+    let device = device.ok_or_else(|| AdmissionRefusal::UnknownDevice(thing.to_owned()))?;
+    if device.status != DeviceStatus::Active {
+        return Err(AdmissionRefusal::NotActive { thing: thing.to_owned(), status: device.status });
+    }
+    Ok(device)
+}
+
 /// Whether `thing` may file a reading, and for which patient: the one rule for every path
 /// (MQTT, the vitals API, the inbox, connectors).
 ///
@@ -262,10 +272,7 @@ impl AdmissionRefusal {
 /// patient only when it names that one, or when the device may name patients (a shared
 /// clinic device).
 pub fn admit(device: Option<Device>, thing: &str, named_patient: Option<&str>) -> Result<Admitted, AdmissionRefusal> {
-    let device = device.ok_or_else(|| AdmissionRefusal::UnknownDevice(thing.to_owned()))?;
-    if device.status != DeviceStatus::Active {
-        return Err(AdmissionRefusal::NotActive { thing: thing.to_owned(), status: device.status });
-    }
+    let device = admit_device(device, thing)?;
     let patient_id = match (named_patient, &device.patient_id) {
         (Some(named), _) if device.may_name_patient => named.to_owned(),
         (Some(named), Some(assigned)) if named == assigned => named.to_owned(),

@@ -246,11 +246,6 @@ impl VitalSign {
         self.units().iter().find(|u| u.spellings.iter().any(|s| s.eq_ignore_ascii_case(wanted)))
     }
 
-    /// The unit with this UCUM code.
-    pub fn ucum_unit(self, ucum: &str) -> Option<&'static Unit> {
-        self.units().iter().find(|u| u.ucum == ucum)
-    }
-
     /// The UCUM codes this vital sign accepts, for error messages.
     pub fn ucum_codes(self) -> Vec<&'static str> {
         self.units().iter().map(|u| u.ucum).collect()

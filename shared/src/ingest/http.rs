@@ -6,10 +6,11 @@
 //! | `POST /api/iot/vitals/batch` | `iot-vitals-batch` | `write_vitals` |
 //! | `GET /api/iot/status` | `iot-status` | `read_status` |
 //!
-//! Every request with a key the caller holds (even a revoked or expired one) is rate limited
-//! per key (429 with `Retry-After` and `X-RateLimit-*`), counted as the key's use, and written to
-//! the activity log; a request naming no such key is answered 401 without a write (the HTTP API
-//! access log keeps it). Errors are `{"success": false, "error", "field"?, "errors"?}`: 401
+//! Every request with a valid key is rate limited per key (429 with `Retry-After` and
+//! `X-RateLimit-*`), counted as the key's use, and written to the activity log; a revoked or
+//! expired key whose secret is right is answered 401 and logged against that key; a request
+//! naming no key the platform knows is answered 401 without a write (the HTTP API access log
+//! keeps it). Errors are `{"success": false, "error", "field"?, "errors"?}`: 401
 //! missing/malformed/unknown/expired/revoked key, 403 another device, a device that is not
 //! active, a patient it may not name, or a missing permission, 400 invalid reading (each problem
 //! with its field) or an unknown or unassigned device, 409 a different reading already filed
@@ -342,7 +343,7 @@ where
                 "message": if filed.duplicate { "Vital signs already received" } else { "Vital signs received successfully" },
                 "vital_sign_id": filed.set_id,
                 "alerts_triggered": filed.alerts_raised,
-                "timestamp": parsed.timestamp(),
+                "timestamp": parsed.timestamp,
             }),
         )
     })
@@ -392,14 +393,19 @@ where
             let problem = FieldError::new("readings", format!("must hold 1 to {MAX_BATCH} readings"));
             return Answer::refused("INVALID_READING", Failure::invalid(vec![problem]), text);
         }
-        file_batch(deps, &device_id, &list).await
+        file_batch(deps, &device_id, &list, text).await
     })
     .await
     .keeping(&deps.dead_letters, BATCH_SOURCE)
     .await
 }
 
-async fn file_batch<'t, D, O, A, K, G, L>(deps: &VitalsDeps<D, O, A, K, G, L>, device_id: &str, list: &[&'t RawValue]) -> Answer<'t>
+async fn file_batch<'t, D, O, A, K, G, L>(
+    deps: &VitalsDeps<D, O, A, K, G, L>,
+    device_id: &str,
+    list: &[&'t RawValue],
+    text: &'t str,
+) -> Answer<'t>
 where
     D: DeviceRegistry,
     O: ObservationStore,
@@ -407,6 +413,12 @@ where
 {
     let now = Utc::now();
     let mut filing = Filing::new(&deps.filing);
+    // A device that may not file at all is refused once, for the whole batch.
+    match filing.admit_device(device_id).await {
+        Err(e) => return Failure::from(e).into(),
+        Ok(Err(refusal)) => return Answer::refused(refusal.code(), refused(&refusal), text),
+        Ok(Ok(())) => {}
+    }
     let (mut created, mut errors, mut refused_readings, mut alerts) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for (index, raw) in list.iter().enumerate() {
         let outcome = match readings::parse(raw.get(), Some(device_id), now) {
@@ -430,9 +442,12 @@ where
     }
     let (processed, failed) = (created.len(), errors.len());
     tracing::info!(thing_name = %device_id, processed, failed, "batch filed");
+    // The activity log says why by reason code, never with the readings' values.
     let summary = (failed > 0).then(|| {
-        let first = refused_readings.first().map(|r| r.failure.error.as_str()).unwrap_or_default();
-        format!("{failed} of {} readings refused; the first: {first}", list.len())
+        let mut codes: Vec<&str> = refused_readings.iter().map(|r| r.code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        format!("{failed} of {} readings refused: {}", list.len(), codes.join(", "))
     });
     let body = json!({
         "success": failed == 0,

@@ -30,7 +30,7 @@ use crate::clinical::{self, AlertSettings, AlertStore};
 use crate::devices::{self, AdmissionRefusal, Device, DeviceRegistry};
 use crate::fhir::{Decimal, Observation};
 use crate::fhir::vitals::VitalSign;
-use crate::observations::{self, Inserted, Measurement, ObservationStore, StoredObservation, Subject};
+use crate::observations::{self, Fingerprint, Inserted, Measurement, ObservationStore, StoredObservation, Subject};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -70,15 +70,24 @@ pub fn check_time(at: DateTime<Utc>, received: DateTime<Utc>) -> Result<(), Time
     }
 }
 
+/// What identifies a delivery that carries no device time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The device's own id of the message: a re-publish of it is the same reading.
+    Message(String),
+    /// The IoT rule's `traceid()`, which Lambda's retries of one event repeat; each publish has
+    /// its own, so a re-publish without a message id is a second reading.
+    Trace(String),
+}
+
 /// When a reading was measured, and so what makes two deliveries of it the same.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Timing {
     /// The device's own time: a reading is the same as another of the same device, time and code.
     Device(Effective),
-    /// No device time: the time of receipt, and the delivery's id (the device's `messageId`, or
-    /// the IoT rule's `traceid()`, which Lambda's retries repeat), so that two readings received
-    /// in the same millisecond stay two readings.
-    Received { at: DateTime<Utc>, delivery: String },
+    /// No device time: the time of receipt, and what identifies the delivery, so that two
+    /// readings received in the same millisecond stay two readings.
+    Received { at: DateTime<Utc>, delivery: Delivery },
 }
 
 impl Timing {
@@ -86,6 +95,15 @@ impl Timing {
         match self {
             Timing::Device(e) => e.at,
             Timing::Received { at, .. } => *at,
+        }
+    }
+
+    /// What identifies the reading among the device's, for its Observations' keys.
+    fn identity(&self) -> String {
+        match self {
+            Timing::Device(e) => format_utc(e.at),
+            Timing::Received { delivery: Delivery::Message(id), .. } => format!("message:{id}"),
+            Timing::Received { at, delivery: Delivery::Trace(trace) } => format!("{}#{trace}", format_utc(*at)),
         }
     }
 }
@@ -108,17 +126,17 @@ impl Reading {
     /// The reading's FHIR Observations for `patient`, each with its code key: one per
     /// measurement, the blood-pressure panel, and the grouping panel last when grouped.
     pub fn observations(&self, patient: &str, issued: &str) -> Vec<(Observation, String)> {
-        let effective_utc = format_utc(self.timing.at());
-        let (effective, delivery) = match &self.timing {
-            Timing::Device(e) => (e.text.clone(), None),
-            Timing::Received { delivery, .. } => (effective_utc.clone(), Some(delivery.as_str())),
+        let effective = match &self.timing {
+            Timing::Device(e) => e.text.clone(),
+            Timing::Received { at, .. } => format_utc(*at),
         };
+        let identity = self.timing.identity();
         let subject = Subject {
             thing_name: &self.device_id,
             patient_id: patient,
             effective: &effective,
-            effective_utc: &effective_utc,
-            delivery,
+            identity: &identity,
+            named_patient: self.named_patient.is_some(),
             issued,
         };
         let mut built: Vec<(Observation, String)> =
@@ -206,6 +224,12 @@ impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O,
         Ok(found)
     }
 
+    /// Whether the device may file readings at all (a batch asks once, before its readings).
+    pub async fn admit_device(&mut self, thing: &str) -> Result<Result<(), Refusal>, StoreError> {
+        let device = self.device(thing).await?;
+        Ok(devices::admit_device(device, thing).map(|_| ()).map_err(Refusal::from))
+    }
+
     /// Admits, files and scores one reading. `Err` is a storage failure (retry); `Ok(Err)` a
     /// refusal the reading's sender must hear of.
     pub async fn file(&mut self, reading: &Reading) -> Result<Result<Filed, Refusal>, StoreError> {
@@ -218,26 +242,36 @@ impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O,
         let issued = format_utc(Utc::now());
         let effective_utc = format_utc(reading.timing.at());
         let built = reading.observations(patient, &issued);
-        let mut duplicate = true;
-        for (observation, code_key) in &built {
-            let stored = StoredObservation::new(observation, code_key.clone(), effective_utc.clone())
-                .map_err(|e| StoreError::new("serialize observation", e))?;
-            match self.deps.observations.insert(&stored).await? {
-                Inserted::New => duplicate = false,
-                Inserted::AlreadyExists { content_hash } if content_hash == stored.content_hash => {}
-                Inserted::AlreadyExists { .. } => {
-                    let at = match &reading.timing {
-                        Timing::Device(e) => e.text.clone(),
-                        Timing::Received { .. } => effective_utc.clone(),
-                    };
-                    return Ok(Err(Refusal::Conflict { device: reading.device_id.clone(), at }));
-                }
+        let fingerprint = match reading.timing {
+            Timing::Device(_) => Fingerprint::WithTime,
+            Timing::Received { .. } => Fingerprint::WithoutTime,
+        };
+        let stored = built
+            .iter()
+            .map(|(o, code_key)| StoredObservation::new(o, code_key.clone(), effective_utc.clone(), fingerprint))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::new("serialize observation", e))?;
+        let duplicate = match self.deps.observations.insert_set(&stored).await? {
+            Inserted::New => false,
+            Inserted::Duplicate => true,
+            Inserted::Conflict => {
+                let at = match &reading.timing {
+                    Timing::Device(e) => e.text.clone(),
+                    Timing::Received { .. } => effective_utc.clone(),
+                };
+                return Ok(Err(Refusal::Conflict { device: reading.device_id.clone(), at }));
             }
-        }
+        };
         let set_id = reading.set_id(&built);
         // Evaluated for a redelivery too: if the first delivery failed after filing, its alert is
         // raised now; an alert already raised is not raised again.
-        let set = clinical::ReadingSet { patient_id: patient, device_id: &reading.device_id, set_id: &set_id, at: reading.timing.at() };
+        let set = clinical::ReadingSet {
+            patient_id: patient,
+            device_id: &reading.device_id,
+            set_id: &set_id,
+            at: reading.timing.at(),
+            observations: &stored,
+        };
         let raised = clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, set).await?;
         Ok(Ok(Filed { set_id, patient_id: admitted.patient_id, duplicate, alerts_raised: raised.len() }))
     }
@@ -299,13 +333,33 @@ mod tests {
         let mut filing = Filing::new(&deps);
         let received = crate::platform::time::parse_with_offset("2026-11-22T10:00:00.123Z").unwrap();
         for (i, value) in ["70", "71", "72", "73", "74"].iter().enumerate() {
-            let timing = Timing::Received { at: received, delivery: format!("trace-{i}") };
+            let timing = Timing::Received { at: received, delivery: Delivery::Trace(format!("trace-{i}")) };
             assert!(!filing.file(&heart_rate(value, timing)).await.unwrap().unwrap().duplicate);
         }
         assert_eq!(deps.observations.len(), 5, "five readings in one millisecond are five readings");
-        let retried = Timing::Received { at: received, delivery: "trace-2".into() };
+        let retried = Timing::Received { at: received, delivery: Delivery::Trace("trace-2".into()) };
         assert!(filing.file(&heart_rate("72", retried)).await.unwrap().unwrap().duplicate, "a Lambda retry repeats the trace id");
         assert_eq!(deps.observations.len(), 5);
+        // A device's message id makes a re-publish, received later, the same reading.
+        let message = |at| Timing::Received { at, delivery: Delivery::Message("m-1".into()) };
+        assert!(!filing.file(&heart_rate("80", message(received))).await.unwrap().unwrap().duplicate);
+        let later = received + Duration::seconds(3);
+        assert!(filing.file(&heart_rate("80", message(later))).await.unwrap().unwrap().duplicate, "a re-publish of message m-1");
+        assert_eq!(deps.observations.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_reading_that_conflicts_in_part_writes_nothing() {
+        let deps = deps(DeviceStatus::Active);
+        let mut filing = Filing::new(&deps);
+        let parse = |text: &str| super::readings::parse(text, None, crate::platform::time::parse_with_offset("2026-11-22T10:01:00Z").unwrap()).unwrap().reading;
+        let first = parse(r#"{"device_id": "acme-1", "timestamp": "2026-11-22T10:00:00Z", "heart_rate": 72}"#);
+        filing.file(&first).await.unwrap().unwrap();
+        assert_eq!(deps.observations.len(), 2, "the heart rate and its grouping panel");
+        // The same time, the same heart rate, and an SpO2: the grouping panel differs.
+        let second = parse(r#"{"device_id": "acme-1", "timestamp": "2026-11-22T10:00:00Z", "heart_rate": 72, "oxygen_saturation": 97}"#);
+        assert_eq!(filing.file(&second).await.unwrap().unwrap_err().code(), "CONFLICTING_DUPLICATE");
+        assert_eq!(deps.observations.len(), 2, "the SpO2 was not filed outside its reading");
     }
 
     #[tokio::test]

@@ -44,28 +44,16 @@ impl std::fmt::Display for FieldError {
 }
 
 /// A validated reading of the vitals format, and the fields of it that are not measurements.
+/// (`notes`, `signal_quality` and `battery_level` are checked, not yet filed: see the README.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct VitalsReading {
     pub reading: Reading,
+    /// The reading's `timestamp` as the device wrote it.
+    pub timestamp: String,
     /// Free text from the device; never logged.
     pub notes: Option<String>,
     pub signal_quality: Option<Decimal>,
     pub battery_level: Option<Decimal>,
-}
-
-impl VitalsReading {
-    /// How many measurements the reading holds (blood pressure counts once).
-    pub fn measurement_count(&self) -> usize {
-        self.reading.measurements.len() + usize::from(self.reading.blood_pressure.is_some())
-    }
-
-    /// The time the device gave, as it gave it.
-    pub fn timestamp(&self) -> &str {
-        match &self.reading.timing {
-            Timing::Device(e) => &e.text,
-            Timing::Received { .. } => "",
-        }
-    }
 }
 
 /// Fields a reading may carry.
@@ -314,6 +302,7 @@ pub fn parse(text: &str, batch_device: Option<&str>, now: DateTime<Utc>) -> Resu
     }
     match (f.errors.is_empty(), timestamp) {
         (true, Some(timestamp)) => Ok(VitalsReading {
+            timestamp: timestamp.text.clone(),
             reading: Reading { device_id, named_patient, timing: Timing::Device(timestamp), measurements, blood_pressure, grouped: true },
             notes,
             signal_quality,
@@ -351,14 +340,14 @@ mod tests {
     fn the_seed_reading_is_valid_and_keeps_the_devices_text() {
         let r = parse(SEED, None, now()).unwrap();
         assert_eq!(r.reading.device_id, "DEV001");
-        assert_eq!(r.measurement_count(), 7);
+        assert_eq!((r.reading.measurements.len(), r.reading.blood_pressure.is_some()), (6, true), "six vitals and blood pressure");
         let temp = vital(&r, VitalSign::BodyTemperature);
         assert_eq!((temp.value.as_str(), temp.unit.as_str(), temp.ucum), ("98.6", "F", Some("[degF]")));
         assert_eq!(vital(&r, VitalSign::OxygenSaturation).value.as_str(), "98.0", "not rounded to 98");
         let bp = r.reading.blood_pressure.as_ref().map(|(s, d)| (s.as_str(), d.as_str()));
         assert_eq!(bp, Some(("120", "80")));
         assert_eq!(r.notes.as_deref(), Some("Morning reading"));
-        assert_eq!(r.timestamp(), "2025-11-17T10:30:00Z");
+        assert_eq!(r.timestamp, "2025-11-17T10:30:00Z");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::measurement::{self, PayloadError};
-use super::{Filing, FilingDeps, Reading, Refusal, Timing};
+use super::{Delivery, Filing, FilingDeps, Reading, Refusal, Timing};
 use crate::clinical::AlertStore;
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::devices::DeviceRegistry;
@@ -109,7 +109,11 @@ fn reading(raw: &str, rule: &RuleEvent) -> Result<Reading, Rejection> {
     let timing = match payload.effective {
         Some(e) => Timing::Device(e),
         None => {
-            let delivery = payload.message_id.or_else(|| rule.trace_id.clone()).ok_or(Rejection::RuleField("traceId"))?;
+            let delivery = match (payload.message_id, &rule.trace_id) {
+                (Some(id), _) => Delivery::Message(id),
+                (None, Some(trace)) => Delivery::Trace(trace.clone()),
+                (None, None) => return Err(Rejection::RuleField("traceId")),
+            };
             Timing::Received { at: rule.received_at, delivery }
         }
     };

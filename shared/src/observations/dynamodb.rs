@@ -1,6 +1,8 @@
 use aws_sdk_dynamodb::Client;
 
-use super::{Inserted, ObservationStore, StoredObservation};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+
+use super::{judge, Inserted, ObservationStore, StoredObservation};
 use crate::platform::dynamodb::{put_if_absent, req_s, s, Item};
 use crate::platform::tables::{OBSERVATIONS, OBSERVATIONS_BY_DEVICE, OBSERVATIONS_BY_PATIENT_CODE};
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -20,6 +22,31 @@ impl FromWiring for DynamoObservationStore {
 }
 
 impl DynamoObservationStore {
+    /// Writes each Observation if its id is free, all in one transaction (one alone as a
+    /// conditional put); false when a condition failed and nothing was written.
+    async fn write_all_or_none(&self, set: &[&StoredObservation]) -> Result<bool, StoreError> {
+        const OP: &str = "insert observations";
+        if let [one] = set {
+            let put = self.client.put_item().table_name(&self.table).set_item(Some(to_item(one))).condition_expression("attribute_not_exists(id)");
+            return put_if_absent(put, OP).await;
+        }
+        let mut request = self.client.transact_write_items();
+        for o in set {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(o)))
+                .condition_expression("attribute_not_exists(id)")
+                .build()
+                .map_err(|e| StoreError::new(OP, e))?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if crate::platform::dynamodb::only_conditions_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
@@ -78,21 +105,30 @@ fn from_item(item: &Item) -> Result<StoredObservation, StoreError> {
 }
 
 impl ObservationStore for DynamoObservationStore {
-    async fn insert(&self, obs: &StoredObservation) -> Result<Inserted, StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(obs)))
-            .condition_expression("attribute_not_exists(id)");
-        if put_if_absent(put, "insert observation").await? {
-            return Ok(Inserted::New);
+    async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
+        const OP: &str = "insert observations";
+        // Only the ones not there yet (after an interrupted write, some are).
+        let mut missing: Vec<&StoredObservation> = set.iter().collect();
+        for _ in 0..3 {
+            if missing.is_empty() {
+                break;
+            }
+            if self.write_all_or_none(&missing).await? {
+                return Ok(Inserted::New);
+            }
+            // A condition failed: some exist. Compare them, then write only what is missing.
+            let mut existing = Vec::new();
+            for o in set {
+                if let Some(found) = self.get(&o.id).await? {
+                    existing.push(found);
+                }
+            }
+            match judge(set, &existing) {
+                Inserted::New => missing = set.iter().filter(|o| !existing.iter().any(|e| e.id == o.id)).collect(),
+                verdict => return Ok(verdict),
+            }
         }
-        let existing = self
-            .get(&obs.id)
-            .await?
-            .ok_or_else(|| StoreError::new("insert observation", "conditional write failed but no item exists"))?;
-        Ok(Inserted::AlreadyExists { content_hash: existing.content_hash })
+        Err(StoreError::new(OP, "the set kept changing while it was written"))
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {

@@ -1,5 +1,5 @@
-//! Observations in memory for unit tests: write-once by id, like the DynamoDB store's
-//! conditional put, and queried the way its indexes are.
+//! Observations in memory for unit tests: a set written all or none, each id once, like the
+//! DynamoDB store's transaction of conditional puts, and queried the way its indexes are.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,16 +30,19 @@ impl MemoryObservations {
 }
 
 impl ObservationStore for MemoryObservations {
-    async fn insert(&self, obs: &StoredObservation) -> Result<Inserted, StoreError> {
+    async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
         if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::new("insert observation", "simulated throttling"));
+            return Err(StoreError::new("insert observations", "simulated throttling"));
         }
         let mut items = self.items.lock().expect("lock");
-        if let Some(existing) = items.get(&obs.id) {
-            return Ok(Inserted::AlreadyExists { content_hash: existing.content_hash.clone() });
+        let existing: Vec<StoredObservation> = set.iter().filter_map(|o| items.get(&o.id).cloned()).collect();
+        let verdict = super::judge(set, &existing);
+        if verdict == Inserted::New {
+            for o in set {
+                items.entry(o.id.clone()).or_insert_with(|| o.clone());
+            }
         }
-        items.insert(obs.id.clone(), obs.clone());
-        Ok(Inserted::New)
+        Ok(verdict)
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {

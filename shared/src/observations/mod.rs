@@ -1,9 +1,12 @@
 //! Observations: what a device measured as FHIR R4 Observations, and where they are kept.
 //!
-//! Ids are deterministic: an Observation's natural key is (device, effective time, code), plus
-//! the delivery's id when the device sent no time of its own, and its id derives from that key,
-//! so a redelivered reading maps to the same id and a write-once store tells a redelivery from
-//! a different reading under the same key.
+//! Ids are deterministic: an Observation's natural key is (device, what identifies the reading,
+//! code), and its id derives from that key, so a redelivered reading maps to the same id and a
+//! write-once store tells a redelivery from a different reading under the same key. A reading
+//! is identified by the device's time; without one, by the device's message id, or else by the
+//! time of receipt and the delivery's trace id. A reading that names its patient (a shared
+//! clinic device) has the patient in its key too: two patients measured at one instant are two
+//! readings.
 
 mod dynamodb;
 pub mod http;
@@ -72,27 +75,28 @@ pub struct Subject<'a> {
     pub patient_id: &'a str,
     /// `effectiveDateTime` as the device sent it, or the time the platform received it.
     pub effective: &'a str,
-    /// The effective time in UTC (`time::format_utc`), for keys and sorting.
-    pub effective_utc: &'a str,
-    /// The delivery's id, when the effective time is only the time of receipt: two readings
-    /// received in the same millisecond are two readings.
-    pub delivery: Option<&'a str>,
+    /// What identifies the reading among the device's: its UTC time (`time::format_utc`), or
+    /// `message:<id>`, or `<receipt time>#<trace id>`.
+    pub identity: &'a str,
+    /// Whether the reading named its patient, who is then part of the key.
+    pub named_patient: bool,
     pub issued: &'a str,
 }
 
 impl Subject<'_> {
     /// The natural key of one code measured for this subject.
     pub fn natural_key(&self, code_key: &str) -> String {
-        natural_key(self.thing_name, self.effective_utc, code_key, self.delivery)
+        let patient = self.named_patient.then_some(self.patient_id);
+        natural_key(self.thing_name, self.identity, code_key, patient)
     }
 }
 
-/// The natural key of a measurement: one device measures one thing at one instant once (or,
-/// without a device time, once per delivery).
-pub fn natural_key(thing_name: &str, effective_utc: &str, code_key: &str, delivery: Option<&str>) -> String {
-    match delivery {
-        None => format!("{thing_name}/{effective_utc}/{code_key}"),
-        Some(d) => format!("{thing_name}/{effective_utc}/{code_key}/{d}"),
+/// The natural key of a measurement: one device measures one thing in one reading once (for
+/// one patient, when the reading names them).
+pub fn natural_key(thing_name: &str, identity: &str, code_key: &str, named_patient: Option<&str>) -> String {
+    match named_patient {
+        None => format!("{thing_name}/{identity}/{code_key}"),
+        Some(p) => format!("{thing_name}/{identity}/{code_key}/patient/{p}"),
     }
 }
 
@@ -201,11 +205,24 @@ pub struct StoredObservation {
     pub resource: String,
 }
 
+/// What an Observation's fingerprint covers besides what was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fingerprint {
+    /// Its effective time is the device's: part of what was measured.
+    WithTime,
+    /// Its effective time is only when the platform received it (no device time): a re-publish
+    /// of the same message, received later, is the same reading.
+    WithoutTime,
+}
+
 impl StoredObservation {
     /// Wraps a built Observation for storage.
-    pub fn new(obs: &Observation, code_key: String, effective_at: String) -> Result<Self, serde_json::Error> {
+    pub fn new(obs: &Observation, code_key: String, effective_at: String, fingerprint: Fingerprint) -> Result<Self, serde_json::Error> {
         let mut unissued = obs.clone();
         unissued.issued.clear();
+        if fingerprint == Fingerprint::WithoutTime {
+            unissued.effective_date_time.clear();
+        }
         let content = serde_json::to_vec(&unissued)?;
         Ok(Self {
             id: obs.id.clone(),
@@ -219,18 +236,36 @@ impl StoredObservation {
     }
 }
 
-/// What an insert did.
+/// What writing a reading's Observations did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
+    /// Written (all of them, or the ones an earlier partial write had not).
     New,
-    /// An observation with this id exists already; its content hash.
-    AlreadyExists { content_hash: String },
+    /// Every one exists already with the same content: a redelivery; nothing written.
+    Duplicate,
+    /// One exists with different content: another reading holds the key; nothing written.
+    Conflict,
+}
+
+/// Tells, from the Observations of a set that exist already, what writing the set means.
+pub fn judge(set: &[StoredObservation], existing: &[StoredObservation]) -> Inserted {
+    let differs = existing.iter().any(|e| set.iter().any(|o| o.id == e.id && o.content_hash != e.content_hash));
+    if differs {
+        Inserted::Conflict
+    } else if existing.len() == set.len() {
+        Inserted::Duplicate
+    } else {
+        Inserted::New
+    }
 }
 
 /// The observation store port.
 pub trait ObservationStore: Send + Sync {
-    /// Writes the observation unless one with its id exists (a conditional write).
-    fn insert(&self, obs: &StoredObservation) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+    /// Writes a reading's Observations, all or none, each only where its id is free: a set
+    /// that exists with the same content is a [`Inserted::Duplicate`], one whose key holds
+    /// different content a [`Inserted::Conflict`], and neither writes anything. (A set only
+    /// partly there, from an interrupted write, gets the rest.)
+    fn insert_set(&self, set: &[StoredObservation]) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
 
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredObservation>, StoreError>> + Send;
 
@@ -256,8 +291,8 @@ mod tests {
             thing_name: "cuff-1",
             patient_id: "pat-1",
             effective: "2026-11-22T10:00:00.000Z",
-            effective_utc: "2026-11-22T10:00:00.000Z",
-            delivery: None,
+            identity: "2026-11-22T10:00:00.000Z",
+            named_patient: false,
             issued: "2026-11-22T10:00:01.000Z",
         }
     }
@@ -320,10 +355,13 @@ mod tests {
         assert!(crate::fhir::is_valid_id(&a.id));
         assert_eq!(a.identifier[0].value, "cuff-1/2026-11-22T10:00:00.000Z/http://loinc.org|8867-4");
         assert_eq!(observation_id(&a.identifier[0].value), a.id);
-        let first = Subject { delivery: Some("trace-1"), ..subject() };
-        let second = Subject { delivery: Some("trace-2"), ..subject() };
+        let first = Subject { identity: "2026-11-22T10:00:00.000Z#trace-1", ..subject() };
+        let second = Subject { identity: "2026-11-22T10:00:00.000Z#trace-2", ..subject() };
         assert_ne!(measured(&hr, &first).id, measured(&hr, &second).id, "two deliveries without a device time are two readings");
         assert_eq!(measured(&hr, &first).id, measured(&hr, &first).id);
+        let for_two = |patient| Subject { patient_id: patient, named_patient: true, ..subject() };
+        assert_ne!(measured(&hr, &for_two("p1")).id, measured(&hr, &for_two("p2")).id, "two patients measured at one instant");
+        assert_eq!(measured(&hr, &for_two("p1")).identifier[0].value, "cuff-1/2026-11-22T10:00:00.000Z/http://loinc.org|8867-4/patient/p1");
     }
 
     #[test]
@@ -333,7 +371,7 @@ mod tests {
         reissued.issued = "2026-11-22T11:00:00.000Z".into();
         let mut other_value = obs.clone();
         other_value.value_quantity.as_mut().unwrap().value = Decimal::parse("73").unwrap();
-        let hash = |o: &Observation| StoredObservation::new(o, "k".into(), "t".into()).unwrap().content_hash;
+        let hash = |o: &Observation| StoredObservation::new(o, "k".into(), "t".into(), Fingerprint::WithTime).unwrap().content_hash;
         assert_eq!(hash(&obs), hash(&reissued));
         assert_ne!(hash(&obs), hash(&other_value));
     }

@@ -47,6 +47,19 @@ where
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// Whether a transaction was cancelled only because conditions failed (and not, say, because
+/// it conflicted with another transaction on the same items, which is worth a retry).
+pub fn only_conditions_failed<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
+    match err.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let reasons = e.cancellation_reasons();
+            !reasons.is_empty() && reasons.iter().all(|r| matches!(r.code(), None | Some("None") | Some("ConditionalCheckFailed")))
+                && reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+        }
+        _ => false,
+    }
+}
+
 /// Sends a conditional put; `Ok(false)` when the condition failed (for a guard against
 /// overwriting: the item exists already, which at-least-once delivery makes ordinary).
 pub async fn put_if_absent(

@@ -240,7 +240,7 @@ where
                     }
                 }
             };
-            let reason = problem.reason.clone();
+            let reason = format!("{} {}", problem.field, problem.reason);
             if tally.note(problem) && !raw.is_empty() {
                 let letter = DeadLetter::refused(SOURCE, device.as_deref(), code, reason, raw, received.to_owned());
                 deps.dead_letters.record(&letter).await?;
