@@ -148,6 +148,24 @@ async fn observations_are_read_back_as_a_fhir_bundle_by_who_may_see_them() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = api.call(Method::GET, &path, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Every read of the patient's data, and the refused attempt, is in the patient's audit log.
+    let admin = api.token(Role::Admin, None);
+    let (status, log) = api.call(Method::GET, "/admin/patients/patient-123/audit", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let mut seen: Vec<(String, u64)> = log["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["path"], path.as_str());
+            (r["role"].as_str().unwrap().to_owned(), r["status"].as_u64().unwrap())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [("clinician".to_owned(), 200), ("patient".to_owned(), 200), ("patient".to_owned(), 404)]);
+    let (status, _) = api.call(Method::GET, "/admin/patients/patient-123/audit", Some(&api.token(Role::Clinician, None)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,11 +102,8 @@ async fn every_function_builds_from_its_template_settings_and_reads_them_all() {
     let mut problems = Vec::new();
     for spec in ALL {
         let definition = t.stack.function(spec.name).expect("in the template");
-        // The authorizer's issuer names the Cognito user pool, which only AWS has.
-        let overrides = [("JWT_ISSUER", "https://issuer"), ("JWT_AUDIENCE", "app"), ("JWKS_URL", "https://issuer/jwks.json")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        // The authorizer's issuers name the Cognito user pools, which only AWS has.
+        let overrides = vitalwire_local::http_api::LocalAuth::authorizer_settings("http://127.0.0.1:1").into_iter().collect();
         let settings = t.stack.function_env_with(&definition, &overrides).unwrap_or_else(|e| panic!("{e}"));
         let given: BTreeSet<String> = settings.iter().map(|(k, _)| k.clone()).collect();
         let wiring = Wiring::new(aws.clone(), Settings::from_map(settings));

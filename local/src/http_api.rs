@@ -20,14 +20,16 @@ use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
-use vitalwire::access::jwt::JwtVerifier;
+use vitalwire::access::jwt::{Issuer, JwtVerifier, PATIENT_ROLES, STAFF_ROLES};
 use vitalwire::access::Role;
 use vitalwire::wiring::Trigger;
 
 use crate::functions::LocalFunctions;
 
-/// Issuer and audience of locally minted tokens.
-pub const LOCAL_ISSUER: &str = "vitalwire-local";
+/// Issuers and audience of locally minted tokens: one for staff (admins, clinicians), one for
+/// patients, as the two Cognito user pools on AWS.
+pub const LOCAL_STAFF_ISSUER: &str = "vitalwire-local-staff";
+pub const LOCAL_PATIENT_ISSUER: &str = "vitalwire-local-patients";
 pub const LOCAL_AUDIENCE: &str = "vitalwire-local-app";
 
 /// The local signing key and its JWKS.
@@ -68,13 +70,34 @@ impl LocalAuth {
     /// A verifier for the tokens this key signs.
     pub fn verifier(&self) -> Result<JwtVerifier, String> {
         let set: JwkSet = serde_json::from_value(self.jwks.clone()).map_err(|e| e.to_string())?;
-        Ok(JwtVerifier::with_keys(LOCAL_ISSUER, LOCAL_AUDIENCE, set))
+        Ok(JwtVerifier::new(vec![
+            Issuer::with_keys(LOCAL_STAFF_ISSUER, LOCAL_AUDIENCE, STAFF_ROLES, set.clone()),
+            Issuer::with_keys(LOCAL_PATIENT_ISSUER, LOCAL_AUDIENCE, PATIENT_ROLES, set),
+        ]))
+    }
+
+    /// The settings that make the authorizer trust these tokens, fetching the keys from the
+    /// local HTTP API at `api_url`, as it fetches Cognito's on AWS.
+    pub fn authorizer_settings(api_url: &str) -> Vec<(String, String)> {
+        let jwks = format!("{api_url}/.well-known/jwks.json");
+        [
+            ("STAFF_JWT_ISSUER", LOCAL_STAFF_ISSUER),
+            ("STAFF_JWT_AUDIENCE", LOCAL_AUDIENCE),
+            ("STAFF_JWKS_URL", &jwks),
+            ("PATIENT_JWT_ISSUER", LOCAL_PATIENT_ISSUER),
+            ("PATIENT_JWT_AUDIENCE", LOCAL_AUDIENCE),
+            ("PATIENT_JWKS_URL", &jwks),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
     }
 
     /// A token with Cognito's claim names, valid for `minutes`.
     pub fn mint(&self, subject: &str, role: Role, patient_id: Option<&str>, minutes: i64) -> Result<String, String> {
         let mut claims = json!({
-            "sub": subject, "iss": LOCAL_ISSUER, "aud": LOCAL_AUDIENCE, "token_use": "id",
+            "sub": subject, "iss": if role == Role::Patient { LOCAL_PATIENT_ISSUER } else { LOCAL_STAFF_ISSUER },
+            "aud": LOCAL_AUDIENCE, "token_use": "id",
             "iat": chrono::Utc::now().timestamp(), "exp": chrono::Utc::now().timestamp() + minutes * 60,
             "cognito:groups": [role.as_str()],
         });

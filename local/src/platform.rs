@@ -20,7 +20,7 @@ use vitalwire::wiring::Trigger;
 use crate::functions::LocalFunctions;
 use crate::gateway::pki::PkiFiles;
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::http_api::{LocalApi, LocalAuth, LOCAL_AUDIENCE, LOCAL_ISSUER};
+use crate::http_api::{LocalApi, LocalAuth};
 use crate::stack::LocalStack;
 
 /// The bucket gateways drop reading files into (logical id in `template.yaml`).
@@ -84,11 +84,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
 
     let aws = AwsClients::new(config.clone(), Some(iot_endpoint.clone()));
     // The settings whose template values name what exists only on AWS (the Cognito user pool).
-    let overrides = BTreeMap::from([
-        ("JWT_ISSUER".to_owned(), LOCAL_ISSUER.to_owned()),
-        ("JWT_AUDIENCE".to_owned(), LOCAL_AUDIENCE.to_owned()),
-        ("JWKS_URL".to_owned(), format!("{api_url}/.well-known/jwks.json")),
-    ]);
+    let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url).into_iter().collect();
     let functions = LocalFunctions::build(stack, &aws, &overrides)?;
 
     let gateway = Gateway::new(

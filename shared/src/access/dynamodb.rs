@@ -8,9 +8,10 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::activity::{Activity, ActivityLog, DEFAULT_RETENTION_DAYS};
+use super::audit::{AuditLog, AuditRecord};
 use super::api_keys::{ApiKey, ApiKeyStore, Permission, DEFAULT_RATE_LIMIT_PER_MINUTE};
 use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, put_opt, req_s, s, Item};
-use crate::platform::tables::{ACTIVITY, API_KEYS, API_KEYS_BY_THING, API_KEY_USAGE};
+use crate::platform::tables::{ACTIVITY, API_KEYS, API_KEYS_BY_THING, API_KEY_USAGE, AUDIT};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
@@ -288,5 +289,86 @@ impl ActivityLog for DynamoActivityLog {
             .collect();
         let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
         Ok((items, next))
+    }
+}
+
+/// [`AuditLog`] in the `AuditTable` (`patientId`, `sortKey` = `<at>#<requestId>#<subject>`, TTL).
+#[derive(Debug, Clone)]
+pub struct DynamoAuditLog {
+    client: Client,
+    table: String,
+    retention_days: i64,
+}
+
+impl DynamoAuditLog {
+    pub fn new(client: Client, table: impl Into<String>, retention_days: i64) -> Self {
+        Self { client, table: table.into(), retention_days }
+    }
+}
+
+impl FromWiring for DynamoAuditLog {
+    /// The table and `AUDIT_RETENTION_DAYS` (six years unless set).
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        let days = w.settings.parsed("AUDIT_RETENTION_DAYS", super::audit::DEFAULT_RETENTION_DAYS)?;
+        Ok(Self::new(w.aws.dynamodb(), w.table(&AUDIT)?, days))
+    }
+}
+
+impl AuditLog for DynamoAuditLog {
+    async fn record(&self, r: &AuditRecord) -> Result<(), StoreError> {
+        let expires = Utc::now().timestamp() + self.retention_days * 86_400;
+        let item = Item::from([
+            ("patientId".into(), s(&r.patient_id)),
+            ("sortKey".into(), s(format!("{}#{}#{}", r.at, r.request_id, r.subject))),
+            ("at".into(), s(&r.at)),
+            ("requestId".into(), s(&r.request_id)),
+            ("subject".into(), s(&r.subject)),
+            ("role".into(), s(&r.role)),
+            ("method".into(), s(&r.method)),
+            ("path".into(), s(&r.path)),
+            ("sourceIp".into(), s(&r.source_ip)),
+            ("status".into(), n(r.status)),
+            ("expiresAt".into(), n(expires)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("record audit", &e))?;
+        Ok(())
+    }
+
+    async fn for_patient(&self, patient_id: &str, limit: i32, after: Option<&str>) -> Result<(Vec<AuditRecord>, Option<String>), StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("patientId = :p")
+            .expression_attribute_values(":p", s(patient_id))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.exclusive_start_key("patientId", s(patient_id)).exclusive_start_key("sortKey", s(after));
+        }
+        let out = query.send().await.map_err(|e| StoreError::sdk("list audit records", &e))?;
+        let records = out
+            .items()
+            .iter()
+            .map(|i| AuditRecord {
+                patient_id: patient_id.to_owned(),
+                at: opt_s(i, "at").unwrap_or_default(),
+                request_id: opt_s(i, "requestId").unwrap_or_default(),
+                subject: opt_s(i, "subject").unwrap_or_default(),
+                role: opt_s(i, "role").unwrap_or_default(),
+                method: opt_s(i, "method").unwrap_or_default(),
+                path: opt_s(i, "path").unwrap_or_default(),
+                source_ip: opt_s(i, "sourceIp").unwrap_or_default(),
+                status: opt_u64(i, "status").and_then(|s| u16::try_from(s).ok()).unwrap_or(0),
+            })
+            .collect();
+        let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
+        Ok((records, next))
     }
 }

@@ -6,6 +6,7 @@
 //! | `GET /admin/devices/{thingName}/api-keys` | `admin-api-keys-list` |
 //! | `DELETE /admin/devices/{thingName}/api-keys/{keyId}` | `admin-api-keys-revoke` |
 //! | `GET /admin/devices/{thingName}/activity` | `admin-devices-activity` |
+//! | `GET /admin/patients/{patientId}/audit` | `admin-patient-audit` |
 
 use chrono::Utc;
 use lambda_http::Request;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::activity::{Activity, ActivityLog};
+use super::audit::{AuditLog, AuditRecord};
 use super::api_keys::{ApiKey, ApiKeyStore, GeneratedKey, Permission, DEFAULT_RATE_LIMIT_PER_MINUTE};
 use super::secrets::PepperSource;
 use super::{require, Role};
@@ -157,4 +159,14 @@ pub async fn activity<A: ActivityLog>(request: Request, log: &A) -> Result<Reply
     let limit = limit_param(&request, 50, 200)?;
     let (items, next) = log.for_device(&thing, limit, query_param(&request, "next").as_deref()).await?;
     Ok((200, json!({"activity": items.iter().map(Activity::to_json).collect::<Vec<_>>(), "next": next})))
+}
+
+/// `GET /admin/patients/{patientId}/audit?limit=&next=`: who read the patient's data (and who
+/// tried to and was refused), newest first.
+pub async fn patient_audit<L: AuditLog>(request: Request, log: &L) -> Result<Reply, ApiError> {
+    require(&request, &[Role::Admin])?;
+    let patient = path_param(&request, "patientId")?;
+    let limit = limit_param(&request, 50, 200)?;
+    let (records, next) = log.for_patient(&patient, limit, query_param(&request, "next").as_deref()).await?;
+    Ok((200, json!({"audit": records.iter().map(AuditRecord::to_json).collect::<Vec<_>>(), "next": next})))
 }

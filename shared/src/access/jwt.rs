@@ -1,10 +1,19 @@
 //! JWT verification for people: Cognito user pools on AWS; locally, tokens signed by a key the
 //! local platform creates.
 //!
-//! The verifier accepts RS256 (Cognito) and ES256 (local) tokens whose key is in the issuer's
-//! JWKS, whose issuer is the configured one and whose audience (`aud` of an ID token, or
-//! `client_id` of an access token) is the configured app client. Roles come from the
-//! `cognito:groups` claim; a patient's own id from `custom:patientId`.
+//! People sign in to one of two pools: staff (admins and clinicians), where MFA is required,
+//! and patients. Each is a trusted [`Issuer`] with its app client and the roles its tokens may
+//! carry, so a clinician role can only come from the pool that enforced MFA. The verifier
+//! accepts RS256 (Cognito) and ES256 (local) tokens whose key is in the issuer's JWKS, whose
+//! `token_use` is `id` (then `aud` is the app client) or `access` (then `client_id` is), and
+//! whose role is one the issuer may grant. Roles come from the `cognito:groups` claim; a
+//! patient's own id from `custom:patientId`.
+//!
+//! The issuer's keys are fetched on first use (not at cold start), with a timeout, and again
+//! when a token names a key not seen yet (key rotation), but at most once a minute: a stream of
+//! tokens with made-up key ids does not become a stream of fetches.
+
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -13,6 +22,13 @@ use tokio::sync::RwLock;
 
 use super::{Principal, Role};
 use crate::wiring::{Settings, WiringError};
+
+/// How long a JWKS fetch may take.
+pub const JWKS_TIMEOUT: Duration = Duration::from_secs(3);
+/// The least time between two JWKS fetches.
+pub const JWKS_MIN_REFETCH: Duration = Duration::from_secs(60);
+/// The least time between a failed JWKS fetch and the next.
+pub const JWKS_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// Why a token was not accepted (each a 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,16 +39,22 @@ pub enum AuthError {
     Malformed,
     #[error("the token is signed with an unsupported algorithm")]
     Algorithm,
+    #[error("the token's issuer is not trusted")]
+    UnknownIssuer,
     #[error("the token's signing key is unknown")]
     UnknownKey,
     #[error("the token is not valid: {0}")]
     Invalid(String),
     #[error("the token has expired")]
     Expired,
+    #[error("the token is neither an ID token nor an access token (token_use)")]
+    TokenUse,
     #[error("the token was issued for another application")]
     Audience,
     #[error("the token carries no role (admin, clinician or patient)")]
     NoRole,
+    #[error("the token's issuer may not grant the role {0}")]
+    RoleNotFromIssuer(&'static str),
     #[error("a patient token needs custom:patientId")]
     NoPatientId,
     #[error("the issuer's keys could not be fetched: {0}")]
@@ -42,6 +64,8 @@ pub enum AuthError {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    #[serde(default)]
+    token_use: Option<String>,
     #[serde(default)]
     aud: Option<Audience>,
     #[serde(default)]
@@ -59,57 +83,139 @@ enum Audience {
     Many(Vec<String>),
 }
 
-/// Where the verifier gets the issuer's public keys.
-enum KeySource {
-    Fixed(JwkSet),
-    Url { url: String, http: reqwest::Client, cached: RwLock<Option<JwkSet>> },
+impl Audience {
+    fn contains(&self, wanted: &str) -> bool {
+        match self {
+            Audience::One(a) => a == wanted,
+            Audience::Many(all) => all.iter().any(|a| a == wanted),
+        }
+    }
 }
 
-/// Verifies bearer tokens of one issuer and audience.
-pub struct JwtVerifier {
+/// Where an issuer's public keys come from.
+enum KeySource {
+    Fixed(JwkSet),
+    Url { url: String, http: reqwest::Client, min_refetch: Duration, cached: RwLock<Option<Fetched>> },
+}
+
+/// The last JWKS fetch: the keys it got (kept from before when it failed), when, and why it
+/// failed if it did.
+struct Fetched {
+    keys: JwkSet,
+    at: Instant,
+    failure: Option<String>,
+}
+
+/// One trusted token issuer: a user pool and its app client.
+pub struct Issuer {
     issuer: String,
     audience: String,
+    /// The roles its tokens may carry.
+    roles: &'static [Role],
     keys: KeySource,
 }
 
-impl JwtVerifier {
-    /// A verifier with the issuer's keys at hand (the local platform, tests).
-    pub fn with_keys(issuer: &str, audience: &str, keys: JwkSet) -> Self {
-        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), keys: KeySource::Fixed(keys) }
+impl Issuer {
+    /// An issuer whose keys are at hand (the local platform, tests).
+    pub fn with_keys(issuer: &str, audience: &str, roles: &'static [Role], keys: JwkSet) -> Self {
+        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), roles, keys: KeySource::Fixed(keys) }
     }
 
-    /// From the settings `JWT_ISSUER`, `JWT_AUDIENCE` and `JWKS_URL`. The keys are fetched on first use, not
-    /// at cold start, and again when a token names a key not seen yet (key rotation).
-    pub fn from_settings(settings: &Settings) -> Result<Self, WiringError> {
-        Ok(Self {
-            issuer: settings.required("JWT_ISSUER")?,
-            audience: settings.required("JWT_AUDIENCE")?,
-            keys: KeySource::Url { url: settings.required("JWKS_URL")?, http: reqwest::Client::new(), cached: RwLock::new(None) },
-        })
+    /// An issuer whose keys are fetched from `jwks_url` on first use.
+    pub fn with_jwks_url(issuer: &str, audience: &str, roles: &'static [Role], jwks_url: &str, timeout: Duration, min_refetch: Duration) -> Self {
+        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        let keys = KeySource::Url { url: jwks_url.to_owned(), http, min_refetch, cached: RwLock::new(None) };
+        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), roles, keys }
+    }
+
+    /// From the settings `<PREFIX>_JWT_ISSUER`, `<PREFIX>_JWT_AUDIENCE`, `<PREFIX>_JWKS_URL`.
+    fn from_settings(settings: &Settings, names: [&'static str; 3], roles: &'static [Role]) -> Result<Self, WiringError> {
+        let [issuer, audience, url] = names.map(|n| settings.required(n));
+        Ok(Self::with_jwks_url(&issuer?, &audience?, roles, &url?, JWKS_TIMEOUT, JWKS_MIN_REFETCH))
     }
 
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, AuthError> {
         let from = |set: &JwkSet| set.find(kid).map(|jwk| DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Invalid(e.to_string())));
         match &self.keys {
             KeySource::Fixed(set) => from(set).ok_or(AuthError::UnknownKey)?,
-            KeySource::Url { url, http, cached } => {
-                if let Some(key) = cached.read().await.as_ref().and_then(from) {
-                    return key;
+            KeySource::Url { url, http, min_refetch, cached } => {
+                if let Some(last) = cached.read().await.as_ref() {
+                    if let Some(key) = from(&last.keys) {
+                        return key;
+                    }
+                    let wait = if last.failure.is_some() { JWKS_RETRY_AFTER_FAILURE.min(*min_refetch) } else { *min_refetch };
+                    if last.at.elapsed() < wait {
+                        return Err(last.failure.clone().map_or(AuthError::UnknownKey, AuthError::Keys));
+                    }
                 }
-                let fetched: JwkSet = http
-                    .get(url)
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(|e| AuthError::Keys(e.to_string()))?
-                    .json()
-                    .await
-                    .map_err(|e| AuthError::Keys(e.to_string()))?;
-                let key = from(&fetched);
-                *cached.write().await = Some(fetched);
-                key.ok_or(AuthError::UnknownKey)?
+                let fetched: Result<JwkSet, AuthError> = async {
+                    http.get(url)
+                        .send()
+                        .await
+                        .and_then(reqwest::Response::error_for_status)
+                        .map_err(|e| AuthError::Keys(e.to_string()))?
+                        .json()
+                        .await
+                        .map_err(|e| AuthError::Keys(e.to_string()))
+                }
+                .await;
+                match fetched {
+                    Ok(keys) => {
+                        let key = from(&keys);
+                        *cached.write().await = Some(Fetched { keys, at: Instant::now(), failure: None });
+                        key.ok_or(AuthError::UnknownKey)?
+                    }
+                    Err(e) => {
+                        // A failed fetch counts too: the next try waits a few seconds.
+                        let mut cached = cached.write().await;
+                        let keys = cached.take().map_or(JwkSet { keys: Vec::new() }, |last| last.keys);
+                        let failure = match &e {
+                            AuthError::Keys(why) => why.clone(),
+                            other => other.to_string(),
+                        };
+                        *cached = Some(Fetched { keys, at: Instant::now(), failure: Some(failure) });
+                        Err(e)
+                    }
+                }
             }
         }
+    }
+}
+
+/// Verifies bearer tokens of the trusted issuers.
+pub struct JwtVerifier {
+    issuers: Vec<Issuer>,
+}
+
+/// The roles of staff (the pool that requires MFA), and of patients.
+pub const STAFF_ROLES: &[Role] = &[Role::Admin, Role::Clinician];
+pub const PATIENT_ROLES: &[Role] = &[Role::Patient];
+
+impl JwtVerifier {
+    pub fn new(issuers: Vec<Issuer>) -> Self {
+        Self { issuers }
+    }
+
+    /// The staff pool (`STAFF_JWT_ISSUER`, `STAFF_JWT_AUDIENCE`, `STAFF_JWKS_URL`) and the
+    /// patient pool (`PATIENT_JWT_ISSUER`, ...).
+    pub fn from_settings(settings: &Settings) -> Result<Self, WiringError> {
+        Ok(Self::new(vec![
+            Issuer::from_settings(settings, ["STAFF_JWT_ISSUER", "STAFF_JWT_AUDIENCE", "STAFF_JWKS_URL"], STAFF_ROLES)?,
+            Issuer::from_settings(settings, ["PATIENT_JWT_ISSUER", "PATIENT_JWT_AUDIENCE", "PATIENT_JWKS_URL"], PATIENT_ROLES)?,
+        ]))
+    }
+
+    /// The trusted issuer the token names (read before verifying, to know which keys verify it).
+    fn issuer_of(&self, token: &str) -> Result<&Issuer, AuthError> {
+        use base64::Engine;
+        #[derive(Deserialize)]
+        struct Iss {
+            iss: Option<String>,
+        }
+        let payload = token.split('.').nth(1).ok_or(AuthError::Malformed)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| AuthError::Malformed)?;
+        let iss = serde_json::from_slice::<Iss>(&bytes).map_err(|_| AuthError::Malformed)?.iss.ok_or(AuthError::UnknownIssuer)?;
+        self.issuers.iter().find(|i| i.issuer == iss).ok_or(AuthError::UnknownIssuer)
     }
 
     /// Verifies a bearer token and returns who it stands for.
@@ -118,10 +224,11 @@ impl JwtVerifier {
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(AuthError::Algorithm);
         }
+        let issuer = self.issuer_of(token)?;
         let kid = header.kid.ok_or(AuthError::UnknownKey)?;
-        let key = self.key_for(&kid).await?;
+        let key = issuer.key_for(&kid).await?;
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
+        validation.set_issuer(&[&issuer.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.validate_aud = false;
         let claims = decode::<Claims>(token, &key, &validation)
@@ -130,19 +237,19 @@ impl JwtVerifier {
                 _ => AuthError::Invalid(e.to_string()),
             })?
             .claims;
-        let audience_ok = match (&claims.aud, &claims.client_id) {
-            (Some(Audience::One(a)), _) => *a == self.audience,
-            (Some(Audience::Many(all)), _) => all.iter().any(|a| *a == self.audience),
-            (None, Some(client)) => *client == self.audience,
-            (None, None) => false,
+        // Cognito: an ID token names its app client in `aud`, an access token in `client_id`.
+        let audience_ok = match claims.token_use.as_deref() {
+            Some("id") => claims.aud.as_ref().is_some_and(|a| a.contains(&issuer.audience)),
+            Some("access") => claims.client_id.as_deref() == Some(issuer.audience.as_str()),
+            _ => return Err(AuthError::TokenUse),
         };
         if !audience_ok {
             return Err(AuthError::Audience);
         }
-        let role = [Role::Admin, Role::Clinician, Role::Patient]
-            .into_iter()
-            .find(|r| claims.groups.iter().any(|g| g == r.as_str()))
-            .ok_or(AuthError::NoRole)?;
+        let role = Role::ALL.into_iter().find(|r| claims.groups.iter().any(|g| g == r.as_str())).ok_or(AuthError::NoRole)?;
+        if !issuer.roles.contains(&role) {
+            return Err(AuthError::RoleNotFromIssuer(role.as_str()));
+        }
         let patient_id = claims.patient_id.filter(|p| !p.is_empty());
         if role == Role::Patient && patient_id.is_none() {
             return Err(AuthError::NoPatientId);
@@ -187,43 +294,131 @@ pub(crate) mod tests {
         encode(&header, &claims, key).unwrap()
     }
 
-    fn claims(groups: &[&str], exp_offset: i64) -> serde_json::Value {
-        json!({"sub": "u1", "iss": "https://issuer", "aud": "app", "exp": chrono::Utc::now().timestamp() + exp_offset,
+    const STAFF: &str = "https://staff";
+    const PATIENTS: &str = "https://patients";
+
+    fn claims(iss: &str, groups: &[&str], exp_offset: i64) -> serde_json::Value {
+        json!({"sub": "u1", "iss": iss, "aud": "app", "token_use": "id", "exp": chrono::Utc::now().timestamp() + exp_offset,
                "cognito:groups": groups, "custom:patientId": "pat-1"})
+    }
+
+    fn verifier(jwks: &JwkSet) -> JwtVerifier {
+        JwtVerifier::new(vec![
+            Issuer::with_keys(STAFF, "app", STAFF_ROLES, jwks.clone()),
+            Issuer::with_keys(PATIENTS, "app", PATIENT_ROLES, jwks.clone()),
+        ])
     }
 
     #[tokio::test]
     async fn valid_tokens_give_the_role_and_patient() {
         let (key, jwks) = signer();
-        let v = JwtVerifier::with_keys("https://issuer", "app", jwks);
-        let p = v.verify(&token(&key, claims(&["admin"], 600))).await.unwrap();
+        let v = verifier(&jwks);
+        let p = v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await.unwrap();
         assert_eq!((p.subject.as_str(), p.role), ("u1", Role::Admin));
-        let p = v.verify(&token(&key, claims(&["patient"], 600))).await.unwrap();
+        let p = v.verify(&token(&key, claims(PATIENTS, &["patient"], 600))).await.unwrap();
         assert_eq!(p.patient_id.as_deref(), Some("pat-1"));
         // An access token names its app in client_id.
-        let mut access = claims(&["clinician"], 600);
+        let mut access = claims(STAFF, &["clinician"], 600);
         access.as_object_mut().unwrap().remove("aud");
         access["client_id"] = json!("app");
+        access["token_use"] = json!("access");
         assert_eq!(v.verify(&token(&key, access)).await.unwrap().role, Role::Clinician);
+    }
+
+    #[tokio::test]
+    async fn a_staff_role_comes_only_from_the_pool_that_requires_mfa() {
+        let (key, jwks) = signer();
+        let v = verifier(&jwks);
+        for staff in ["admin", "clinician"] {
+            let from_patients = v.verify(&token(&key, claims(PATIENTS, &[staff], 600))).await;
+            assert!(matches!(from_patients, Err(AuthError::RoleNotFromIssuer(_))), "{staff}: {from_patients:?}");
+        }
+        assert_eq!(v.verify(&token(&key, claims(STAFF, &["patient"], 600))).await, Err(AuthError::RoleNotFromIssuer("patient")));
     }
 
     #[tokio::test]
     async fn bad_tokens_are_refused_with_the_reason() {
         let (key, jwks) = signer();
         let (other_key, _) = signer();
-        let v = JwtVerifier::with_keys("https://issuer", "app", jwks);
-        assert_eq!(v.verify(&token(&key, claims(&["admin"], -120))).await, Err(AuthError::Expired));
-        assert_eq!(v.verify(&token(&key, claims(&[], 600))).await, Err(AuthError::NoRole));
-        assert!(matches!(v.verify(&token(&other_key, claims(&["admin"], 600))).await, Err(AuthError::Invalid(_))));
-        let mut wrong_aud = claims(&["admin"], 600);
+        let v = verifier(&jwks);
+        assert_eq!(v.verify(&token(&key, claims(STAFF, &["admin"], -120))).await, Err(AuthError::Expired));
+        assert_eq!(v.verify(&token(&key, claims(STAFF, &[], 600))).await, Err(AuthError::NoRole));
+        assert!(matches!(v.verify(&token(&other_key, claims(STAFF, &["admin"], 600))).await, Err(AuthError::Invalid(_))));
+        let mut wrong_aud = claims(STAFF, &["admin"], 600);
         wrong_aud["aud"] = json!("other-app");
         assert_eq!(v.verify(&token(&key, wrong_aud)).await, Err(AuthError::Audience));
-        let mut wrong_iss = claims(&["admin"], 600);
-        wrong_iss["iss"] = json!("https://evil");
-        assert!(matches!(v.verify(&token(&key, wrong_iss)).await, Err(AuthError::Invalid(_))));
+        assert_eq!(v.verify(&token(&key, claims("https://evil", &["admin"], 600))).await, Err(AuthError::UnknownIssuer));
         assert_eq!(v.verify("not.a.jwt").await, Err(AuthError::Malformed));
-        let hs = encode(&Header::new(Algorithm::HS256), &claims(&["admin"], 600), &EncodingKey::from_secret(b"s")).unwrap();
+        let hs = encode(&Header::new(Algorithm::HS256), &claims(STAFF, &["admin"], 600), &EncodingKey::from_secret(b"s")).unwrap();
         assert_eq!(v.verify(&hs).await, Err(AuthError::Algorithm));
+        // token_use must say which kind of token it is, and the audience claim must match it.
+        let mut no_use = claims(STAFF, &["admin"], 600);
+        no_use.as_object_mut().unwrap().remove("token_use");
+        assert_eq!(v.verify(&token(&key, no_use)).await, Err(AuthError::TokenUse));
+        let mut refresh = claims(STAFF, &["admin"], 600);
+        refresh["token_use"] = json!("refresh");
+        assert_eq!(v.verify(&token(&key, refresh)).await, Err(AuthError::TokenUse));
+        let mut access_with_aud_only = claims(STAFF, &["admin"], 600);
+        access_with_aud_only["token_use"] = json!("access");
+        assert_eq!(v.verify(&token(&key, access_with_aud_only)).await, Err(AuthError::Audience), "an access token names its client in client_id");
+    }
+
+    /// A JWKS endpoint on loopback that counts its requests; `stall` makes it never answer.
+    async fn jwks_server(jwks: JwkSet, stall: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let body = serde_json::to_string(&jwks).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    if stall {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_once_and_made_up_key_ids_do_not_cause_fetches() {
+        let (key, jwks) = signer();
+        let (url, hits) = jwks_server(jwks, false).await;
+        let v = JwtVerifier::new(vec![Issuer::with_jwks_url(STAFF, "app", STAFF_ROLES, &url, Duration::from_secs(2), Duration::from_secs(60))]);
+        assert!(v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await.is_ok());
+        assert!(v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await.is_ok());
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "the keys are kept");
+        for i in 0..5 {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(format!("made-up-{i}"));
+            let forged = encode(&header, &claims(STAFF, &["admin"], 600), &key).unwrap();
+            assert_eq!(v.verify(&forged).await, Err(AuthError::UnknownKey));
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "unknown key ids within a minute fetch nothing");
+    }
+
+    #[tokio::test]
+    async fn a_jwks_endpoint_that_does_not_answer_times_out() {
+        let (key, jwks) = signer();
+        let (url, _) = jwks_server(jwks, true).await;
+        let v = JwtVerifier::new(vec![Issuer::with_jwks_url(STAFF, "app", STAFF_ROLES, &url, Duration::from_millis(300), Duration::from_secs(60))]);
+        let started = std::time::Instant::now();
+        assert!(matches!(v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await, Err(AuthError::Keys(_))));
+        assert!(started.elapsed() < Duration::from_secs(5), "the fetch gave up");
+        // And the next token does not wait on it again at once: it hears why, a few seconds long.
+        let started = std::time::Instant::now();
+        assert!(matches!(v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await, Err(AuthError::Keys(_))));
+        assert!(started.elapsed() < Duration::from_millis(200));
     }
 
     #[test]

@@ -113,3 +113,36 @@ impl ActivityLog for MemoryActivity {
         Ok((items, next))
     }
 }
+
+/// The audit log in memory.
+#[derive(Default)]
+pub struct MemoryAudit(pub Mutex<Vec<super::audit::AuditRecord>>);
+
+impl MemoryAudit {
+    pub fn all(&self) -> Vec<super::audit::AuditRecord> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl super::audit::AuditLog for MemoryAudit {
+    async fn record(&self, record: &super::audit::AuditRecord) -> Result<(), StoreError> {
+        self.0.lock().expect("lock").push(record.clone());
+        Ok(())
+    }
+
+    async fn for_patient(
+        &self,
+        patient_id: &str,
+        limit: i32,
+        after: Option<&str>,
+    ) -> Result<(Vec<super::audit::AuditRecord>, Option<String>), StoreError> {
+        let key = |r: &super::audit::AuditRecord| format!("{}#{}#{}", r.at, r.request_id, r.subject);
+        let mut items: Vec<_> =
+            self.0.lock().expect("lock").iter().filter(|r| r.patient_id == patient_id && after.is_none_or(|a| key(r).as_str() < a)).cloned().collect();
+        items.sort_by_key(|r| std::cmp::Reverse(key(r)));
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next = (items.len() >= limit && limit > 0).then(|| key(&items[limit - 1]));
+        items.truncate(limit);
+        Ok((items, next))
+    }
+}

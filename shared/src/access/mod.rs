@@ -1,5 +1,6 @@
 //! Who may call, and what is kept of who did: people's tokens (JWTs with roles), devices' API
-//! keys, the HTTP API's authorizer that checks both, and the vitals API's activity log.
+//! keys, the HTTP API's authorizer that checks both, the vitals API's activity log, and the
+//! audit log of who read which patient's data.
 //!
 //! The authorizer never denies (an HTTP API turns a denial into a bare 403): it hands the
 //! routes a context saying who the caller is or why they are not anyone, and every route
@@ -8,6 +9,7 @@
 
 pub mod activity;
 pub mod api_keys;
+pub mod audit;
 pub mod authorizer;
 pub mod dynamodb;
 pub mod http;

@@ -133,6 +133,16 @@ pub const ALERTS: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// Who read which patient's data: a patient's records newest first (`sortKey` =
+/// `<at>#<requestId>#<subject>`), expired by TTL.
+pub const AUDIT: TableSpec = TableSpec {
+    logical_id: "AuditTable",
+    env_var: "AUDIT_TABLE",
+    partition_key: "patientId",
+    sort_key: Some("sortKey"),
+    indexes: &[],
+};
+
 /// Every table the platform uses.
 pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS];
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT];

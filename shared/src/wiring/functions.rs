@@ -16,9 +16,10 @@ use serde_json::Value;
 
 use super::{event, http, FunctionSpec, Route, Trigger};
 use crate::access::authorizer::{self, AuthorizerDeps};
-use crate::access::dynamodb::{DynamoActivityLog, DynamoApiKeyStore};
+use crate::access::dynamodb::{DynamoActivityLog, DynamoApiKeyStore, DynamoAuditLog};
 use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
+use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
 use crate::dead_letters::DynamoDeadLetterStore;
 use crate::devices::http::StatusDeps as DeviceStatusDeps;
@@ -155,7 +156,7 @@ pub static INBOX_PROCESSOR: FunctionSpec = FunctionSpec {
 pub static DEVICE_OBSERVATIONS: FunctionSpec = FunctionSpec {
     name: "device-observations",
     trigger: one!("GET", "/devices/{thingName}/observations"),
-    build: |w| http::<DeviceReadDeps<Devices, DynamoObservationStore>>(w, route!(crate::observations::http::device_observations)),
+    build: |w| http::<DeviceReadDeps<Devices, DynamoObservationStore, DynamoAuditLog>>(w, route!(crate::observations::http::device_observations)),
 };
 
 // ---------------------------------------------------------------- alerts
@@ -163,13 +164,13 @@ pub static DEVICE_OBSERVATIONS: FunctionSpec = FunctionSpec {
 pub static PATIENT_ALERTS: FunctionSpec = FunctionSpec {
     name: "patient-alerts",
     trigger: one!("GET", "/patients/{patientId}/alerts"),
-    build: |w| http::<DynamoAlertStore>(w, route!(crate::clinical::http::list)),
+    build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog>>(w, route!(crate::clinical::http::list)),
 };
 
 pub static PATIENT_ALERTS_CLOSE: FunctionSpec = FunctionSpec {
     name: "patient-alerts-close",
     trigger: one!("POST", "/patients/{patientId}/alerts/{alertId}/close"),
-    build: |w| http::<DynamoAlertStore>(w, route!(crate::clinical::http::close)),
+    build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog>>(w, route!(crate::clinical::http::close)),
 };
 
 // ---------------------------------------------------------------- files
@@ -197,7 +198,7 @@ pub static UPLOAD_REGISTERED: FunctionSpec = FunctionSpec {
 pub static DEVICE_DOCUMENTS: FunctionSpec = FunctionSpec {
     name: "device-documents",
     trigger: one!("GET", "/devices/{thingName}/documents"),
-    build: |w| http::<DeviceReadDeps<Devices, DynamoUploadStore>>(w, route!(crate::files::http::device_documents)),
+    build: |w| http::<DeviceReadDeps<Devices, DynamoUploadStore, DynamoAuditLog>>(w, route!(crate::files::http::device_documents)),
 };
 
 // ---------------------------------------------------------------- firmware
@@ -280,6 +281,12 @@ pub static ADMIN_DEVICES_ACTIVITY: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoActivityLog>(w, route!(crate::access::http::activity)),
 };
 
+pub static ADMIN_PATIENT_AUDIT: FunctionSpec = FunctionSpec {
+    name: "admin-patient-audit",
+    trigger: one!("GET", "/admin/patients/{patientId}/audit"),
+    build: |w| http::<DynamoAuditLog>(w, route!(crate::access::http::patient_audit)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -312,6 +319,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &ADMIN_API_KEYS_LIST,
     &ADMIN_API_KEYS_REVOKE,
     &ADMIN_DEVICES_ACTIVITY,
+    &ADMIN_PATIENT_AUDIT,
 ];
 
 /// The function of this name.
