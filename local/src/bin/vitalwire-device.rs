@@ -222,7 +222,8 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             let key = certs_dir.join(format!("{device_name}.key"));
             let (client, mut events) = connect(&connection, &device_name, &cert, &key).await?;
             client.subscribe(&device_name, QoS::AtLeastOnce).await?;
-            let request = json!({"fileName": file_name, "contentType": content_type});
+            // Announcing the size binds it into the link: S3 then takes exactly these bytes.
+            let request = json!({"fileName": file_name, "contentType": content_type, "fileSize": body.len()});
             let mut requested = false;
             let deadline = tokio::time::Instant::now() + TIMEOUT;
             let reply: Value = loop {

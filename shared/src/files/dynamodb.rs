@@ -4,8 +4,8 @@ use aws_sdk_dynamodb::Client;
 use chrono::Utc;
 
 use super::registration::ObjectFacts;
-use super::{PendingUpload, UploadRecord, UploadRecordStore, UploadStore};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, put_if_absent, req_s, s};
+use super::{PendingUpload, UploadRecord, UploadRecordStore, UploadStatus, UploadStore};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, req_s, s};
 use crate::platform::tables::{UPLOADS, UPLOADS_BY_THING};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -58,7 +58,7 @@ impl UploadRecordStore for DynamoUploadStore {
     }
 
     async fn get(&self, object_key: &str) -> Result<Option<UploadRecord>, StoreError> {
-                const OP: &str = "read upload";
+        const OP: &str = "read upload";
         let out = self
             .client
             .get_item()
@@ -74,29 +74,34 @@ impl UploadRecordStore for DynamoUploadStore {
             thing_name: req_s(&item, "thingName", OP)?,
             file_name: opt_s(&item, "fileName").unwrap_or_default(),
             content_type: opt_s(&item, "contentType").unwrap_or_default(),
+            declared_size: opt_u64(&item, "declaredSize"),
             requested_at: opt_s(&item, "requestedAt").unwrap_or_default(),
-            status: req_s(&item, "status", OP)?,
+            status: UploadStatus::parse(&req_s(&item, "status", OP)?)
+                .ok_or_else(|| StoreError::new(OP, format!("unknown status of upload {object_key}")))?,
+            version_id: opt_s(&item, "versionId"),
         }))
     }
 
-    async fn complete(&self, object_key: &str, facts: &ObjectFacts, document: &str) -> Result<bool, StoreError> {
-                let update = self
+    async fn complete(&self, object_key: &str, version_id: Option<&str>, facts: &ObjectFacts, document: &str) -> Result<bool, StoreError> {
+        let mut set = "SET #status = :done, sizeBytes = :size, sha256 = :sha, documentReference = :doc, completedAt = :at".to_owned();
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("objectKey", s(object_key))
-            .update_expression("SET #status = :done, sizeBytes = :size, sha256 = :sha, documentReference = :doc, completedAt = :at")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":done", s("COMPLETED"))
-            .expression_attribute_values(":pending", s("PENDING"))
+            .expression_attribute_values(":done", s(UploadStatus::Completed.as_str()))
+            .expression_attribute_values(":pending", s(UploadStatus::Pending.as_str()))
             .expression_attribute_values(":size", n(facts.size))
             .expression_attribute_values(":sha", s(&facts.sha256))
             .expression_attribute_values(":doc", s(document))
-            .expression_attribute_values(":at", s(format_utc(Utc::now())))
-            .send()
-            .await;
-        match update {
+            .expression_attribute_values(":at", s(format_utc(Utc::now())));
+        if let Some(version) = version_id {
+            set.push_str(", versionId = :version");
+            update = update.expression_attribute_values(":version", s(version));
+        }
+        match update.update_expression(set).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk("complete upload", &e)),
@@ -104,10 +109,9 @@ impl UploadRecordStore for DynamoUploadStore {
     }
 }
 
-
 impl UploadStore for DynamoUploadStore {
     async fn record_pending(&self, u: &PendingUpload) -> Result<(), StoreError> {
-                let put = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -115,12 +119,41 @@ impl UploadStore for DynamoUploadStore {
             .item("thingName", s(&u.thing_name))
             .item("fileName", s(&u.file_name))
             .item("contentType", s(&u.content_type))
-            .item("status", s("PENDING"))
+            .item("status", s(UploadStatus::Pending.as_str()))
             .item("requestedAt", s(&u.requested_at))
             .item("expiresAt", s(&u.expires_at))
             .condition_expression("attribute_not_exists(objectKey)");
+        if let Some(size) = u.declared_size {
+            put = put.item("declaredSize", n(size));
+        }
         // `false`: a redelivered request, recorded already.
         put_if_absent(put, "record pending upload").await.map(|_| ())
     }
-}
 
+    async fn links_since(&self, thing_name: &str, since: &str, except_key: &str, at_most: u32) -> Result<u32, StoreError> {
+        // Counting reads at most `at_most + 1` index entries (one may be the request itself).
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(UPLOADS_BY_THING.name)
+            .key_condition_expression("thingName = :t AND requestedAt >= :since")
+            .filter_expression("objectKey <> :k")
+            .expression_attribute_values(":t", s(thing_name))
+            .expression_attribute_values(":since", s(since))
+            .expression_attribute_values(":k", s(except_key))
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .limit(i32::try_from(at_most.saturating_add(1)).unwrap_or(i32::MAX))
+            .into_paginator()
+            .send();
+        let mut count = 0u32;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::sdk("count upload links", &e))?;
+            count = count.saturating_add(u32::try_from(page.count()).unwrap_or(0));
+            if count >= at_most {
+                break;
+            }
+        }
+        Ok(count)
+    }
+}

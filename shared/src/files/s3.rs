@@ -1,7 +1,9 @@
-//! The device-files bucket over S3: presigned PUT URLs, and streamed reads of uploaded objects.
+//! The device-files bucket over S3: presigned PUT URLs, streamed reads of uploaded object
+//! versions, and setting aside versions that are refused.
 
-use super::registration::{Hasher, ObjectFacts, ObjectReader};
+use super::registration::{Hasher, ObjectRead, UploadedObjects, REFUSED_PREFIX};
 use super::{UploadSigner, LINK_LIFETIME};
+use crate::platform::aws::{copy_source, object_gone};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
@@ -30,15 +32,17 @@ impl FromWiring for S3UploadSigner {
 }
 
 impl UploadSigner for S3UploadSigner {
-    async fn presign_put(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+    async fn presign_put(&self, key: &str, content_type: &str, content_length: Option<u64>) -> Result<String, StoreError> {
         const OP: &str = "presign upload";
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(LINK_LIFETIME).map_err(|e| StoreError::new(OP, e))?;
+        let length = content_length.map(i64::try_from).transpose().map_err(|e| StoreError::new(OP, e))?;
         let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .set_content_length(length)
             .presigned(config)
             .await
             .map_err(|e| StoreError::sdk(OP, &e))?;
@@ -46,37 +50,66 @@ impl UploadSigner for S3UploadSigner {
     }
 }
 
-/// [`ObjectReader`] over S3 `GetObject`, streaming (the bucket comes with each event).
+/// [`UploadedObjects`] over S3 `GetObject` (streamed), `CopyObject` and `DeleteObject` on
+/// versions (the bucket comes with each event).
 #[derive(Debug, Clone)]
-pub struct S3ObjectReader {
+pub struct S3UploadedObjects {
     client: aws_sdk_s3::Client,
 }
 
-impl S3ObjectReader {
+impl S3UploadedObjects {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         Self { client }
     }
 }
 
-impl FromWiring for S3ObjectReader {
+impl FromWiring for S3UploadedObjects {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
         Ok(Self::new(w.aws.s3()))
     }
 }
 
-impl ObjectReader for S3ObjectReader {
-    async fn facts(&self, bucket: &str, key: &str) -> Result<Option<ObjectFacts>, StoreError> {
+impl UploadedObjects for S3UploadedObjects {
+    async fn read(&self, bucket: &str, key: &str, version_id: Option<&str>, max_bytes: u64) -> Result<ObjectRead, StoreError> {
         const OP: &str = "read upload";
-        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+        let get = self.client.get_object().bucket(bucket).key(key).set_version_id(version_id.map(str::to_owned));
+        let out = match get.send().await {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) if object_gone(&e) => return Ok(ObjectRead::Missing),
             Err(e) => return Err(StoreError::sdk(OP, &e)),
         };
+        let length = out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
+        if length > max_bytes {
+            return Ok(ObjectRead::TooLarge(length));
+        }
         let mut body = out.body;
         let mut hasher = Hasher::default();
         while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::new(OP, e))? {
             hasher.update(&chunk);
+            if hasher.size() > max_bytes {
+                return Ok(ObjectRead::TooLarge(hasher.size()));
+            }
         }
-        Ok(Some(hasher.finish()))
+        Ok(ObjectRead::Facts(hasher.finish()))
+    }
+
+    async fn set_aside(&self, bucket: &str, key: &str, version_id: &str) -> Result<String, StoreError> {
+        let kept = format!("{REFUSED_PREFIX}{key}/{version_id}");
+        let source = copy_source(bucket, key, Some(version_id));
+        match self.client.copy_object().bucket(bucket).key(&kept).copy_source(source).send().await {
+            Ok(_) => {}
+            // Set aside and deleted by an earlier delivery of the same event.
+            Err(e) if object_gone(&e) => return Ok(kept),
+            Err(e) => return Err(StoreError::sdk("set refused upload aside", &e)),
+        }
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("delete refused upload version", &e))?;
+        Ok(kept)
     }
 }

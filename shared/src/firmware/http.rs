@@ -88,7 +88,8 @@ pub async fn register<F: FirmwareStore, S: UploadSigner>(request: Request, deps:
     if !deps.images.create(&image).await? {
         return Err(ApiError::Conflict(format!("firmware {} {} is already registered", image.device_model, image.version)));
     }
-    let upload_url = deps.signer.presign_put(&image.object_key, "application/octet-stream").await?;
+    // The link takes exactly the registered size: S3 refuses a body of any other length.
+    let upload_url = deps.signer.presign_put(&image.object_key, "application/octet-stream", Some(image.size_bytes)).await?;
     let mut body = image.to_json();
     body["uploadUrl"] = json!(upload_url);
     Ok((201, body))

@@ -119,3 +119,25 @@ impl AwsClients {
 pub fn decoded_key(raw: &str) -> String {
     percent_encoding::percent_decode_str(&raw.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
+
+/// The `CopySource` of an object version: `bucket/key?versionId=`, the key URL-encoded.
+pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+    let key = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+    match version_id {
+        Some(v) => format!("{bucket}/{key}?versionId={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)),
+        None => format!("{bucket}/{key}"),
+    }
+}
+
+/// Whether an S3 call failed because the object (or the version named) no longer exists.
+pub fn object_gone<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    let code = e.as_service_error().and_then(|s| s.code());
+    match code {
+        Some("NoSuchKey" | "NoSuchVersion" | "NotFound") => true,
+        Some("NoSuchBucket") => false,
+        // CopyObject's 404 for a missing source can come without a parsed code.
+        _ => e.raw_response().is_some_and(|r| r.status().as_u16() == 404),
+    }
+}

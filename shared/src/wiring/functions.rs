@@ -26,7 +26,7 @@ use crate::devices::http::StatusDeps as DeviceStatusDeps;
 use crate::devices::provisioning::{self, HookDeps, HookRequest};
 use crate::devices::{DynamoDeviceRegistry, IotCertificateControl};
 use crate::files::registration::{self, RegistrationDeps};
-use crate::files::{self, DynamoUploadStore, IotDataPublisher, S3ObjectReader, S3UploadSigner, UploadLinkDeps};
+use crate::files::{self, DynamoUploadStore, IotDataPublisher, S3UploadedObjects, S3UploadSigner, UploadLinkDeps};
 use crate::firmware::http::{DeploymentDeps, FirmwareDeps, JobDeps};
 use crate::firmware::job_events::{self, JobEventDeps};
 use crate::firmware::{DynamoDeploymentStore, DynamoFirmwareStore, IotJobControl};
@@ -189,7 +189,7 @@ pub static UPLOAD_REGISTERED: FunctionSpec = FunctionSpec {
     name: "upload-registered",
     trigger: Trigger::S3ObjectCreated { bucket: "DeviceFilesBucket", prefix: "uploads/" },
     build: |w| {
-        event::<RegistrationDeps<DynamoUploadStore, S3ObjectReader, Devices, DynamoDeadLetterStore>, S3Event, _, _>(w, |e, deps| {
+        event::<RegistrationDeps<DynamoUploadStore, S3UploadedObjects, Devices, DynamoDeadLetterStore>, S3Event, _, _>(w, |e, deps| {
             Box::pin(async move { registration::handle(&e, deps).await })
         })
     },

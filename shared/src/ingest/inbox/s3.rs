@@ -3,6 +3,7 @@
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{InboxObjects, ObjectRef};
+use crate::platform::aws::{copy_source, object_gone};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
@@ -24,33 +25,21 @@ impl FromWiring for S3Inbox {
     }
 }
 
-fn gone<E: aws_sdk_s3::error::ProvideErrorMetadata, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
-where
-    R: std::fmt::Debug,
-{
-    let code = e.as_service_error().and_then(|s| s.code());
-    matches!(code, Some("NoSuchKey" | "NoSuchVersion" | "NotFound"))
-}
-
 impl InboxObjects for S3Inbox {
     async fn open(&self, object: &ObjectRef) -> Result<Option<ByteStream>, StoreError> {
         let request = self.client.get_object().bucket(&object.bucket).key(&object.key).set_version_id(object.version.clone());
         match request.send().await {
             Ok(out) => Ok(Some(out.body)),
-            Err(e) if gone(&e) => Ok(None),
+            Err(e) if object_gone(&e) => Ok(None),
             Err(e) => Err(StoreError::sdk("read inbox file", &e)),
         }
     }
 
     async fn copy(&self, object: &ObjectRef, to: &str) -> Result<bool, StoreError> {
-        let key = percent_encoding::utf8_percent_encode(&object.key, percent_encoding::NON_ALPHANUMERIC);
-        let source = match &object.version {
-            Some(v) => format!("{}/{key}?versionId={v}", object.bucket),
-            None => format!("{}/{key}", object.bucket),
-        };
+        let source = copy_source(&object.bucket, &object.key, object.version.as_deref());
         match self.client.copy_object().bucket(&object.bucket).key(to).copy_source(source).send().await {
             Ok(_) => Ok(true),
-            Err(e) if gone(&e) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) if object_gone(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk("copy inbox file", &e)),
         }
     }
