@@ -136,3 +136,21 @@ async fn the_function_binary_answers_the_sample_hook_event() {
     let answer: Value = serde_json::from_slice(&api.invoke(event, Duration::from_secs(30)).await.unwrap()).unwrap();
     assert_eq!(answer, serde_json::json!({"allowProvisioning": true, "parameterOverrides": {"ThingName": "acme-medical-0001"}}));
 }
+
+#[tokio::test]
+async fn the_registry_keeps_a_blocked_device_blocked_whatever_change_races_it() {
+    let t = TestStack::new().await;
+    let d = deps(&t);
+    d.devices.put(&registered("0090", DeviceStatus::Active)).await.unwrap();
+    let thing = "acme-medical-0090";
+    let at = "2026-12-01T12:00:00.000Z";
+    let inactive = d.devices.set_status(thing, DeviceStatus::Inactive, at).await.unwrap().unwrap();
+    assert_eq!(inactive.status, DeviceStatus::Inactive);
+    d.devices.set_status(thing, DeviceStatus::Blocked, at).await.unwrap();
+    // An activation decided before the block landed is refused by the conditional write.
+    for status in [DeviceStatus::Active, DeviceStatus::Inactive] {
+        let now = d.devices.set_status(thing, status, "2026-12-01T12:00:01.000Z").await.unwrap().unwrap();
+        assert_eq!((now.status, now.updated_at.as_str()), (DeviceStatus::Blocked, at), "{status:?}");
+    }
+    assert!(d.devices.set_status("acme-medical-none", DeviceStatus::Active, at).await.unwrap().is_none());
+}

@@ -86,3 +86,54 @@ pub async fn record_read<L: AuditLog, P: AsRef<str> + Sync>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::memory::MemoryAudit;
+    use crate::access::Role;
+    use crate::platform::testing::{ApiRequest, SOURCE_IP};
+    use crate::time::parse_with_offset;
+
+    #[tokio::test]
+    async fn a_read_is_recorded_once_per_patient_with_the_request_and_the_caller() {
+        let log = MemoryAudit::default();
+        let request = ApiRequest::new("GET /devices/{thingName}/observations").path("thingName", "acme-1").request_id("req-7").build();
+        let caller = Principal { subject: "nurse-1".into(), role: Role::Clinician, patient_id: None };
+        let before = chrono::Utc::now();
+        record_read(&log, &request, &caller, &["pat-1", "pat-2", "pat-1"], 200).await.unwrap();
+        let after = chrono::Utc::now();
+        let records = log.all();
+        assert_eq!(records.iter().map(|r| r.patient_id.as_str()).collect::<Vec<_>>(), ["pat-1", "pat-2"]);
+        for r in &records {
+            let at = parse_with_offset(&r.at).unwrap();
+            // Millisecond precision: `at` may be up to 1 ms before `before`.
+            assert!(before - chrono::Duration::milliseconds(1) <= at && at <= after, "{}", r.at);
+            let expected = AuditRecord {
+                patient_id: r.patient_id.clone(),
+                at: r.at.clone(),
+                request_id: "req-7".into(),
+                subject: "nurse-1".into(),
+                role: "clinician".into(),
+                method: "GET".into(),
+                path: "/devices/acme-1/observations".into(),
+                source_ip: SOURCE_IP.into(),
+                status: 200,
+            };
+            assert_eq!(r, &expected);
+        }
+        assert_eq!(records[0].at, records[1].at, "one read, one time");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_recorded_with_its_status_and_no_patient_means_no_record() {
+        let log = MemoryAudit::default();
+        let request = ApiRequest::new("GET /patients/{patientId}/alerts").path("patientId", "pat-2").build();
+        let caller = Principal { subject: "pat-1-sub".into(), role: Role::Patient, patient_id: Some("pat-1".into()) };
+        record_read(&log, &request, &caller, &["pat-2"], 404).await.unwrap();
+        record_read::<_, &str>(&log, &request, &caller, &[], 200).await.unwrap();
+        let records = log.all();
+        assert_eq!(records.len(), 1);
+        assert_eq!((records[0].patient_id.as_str(), records[0].role.as_str(), records[0].status), ("pat-2", "patient", 404));
+    }
+}

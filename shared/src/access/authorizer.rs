@@ -94,3 +94,149 @@ pub async fn handle<S: ApiKeyStore, P: PepperSource>(
     response.context = context;
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::access::api_keys::{ApiKey, GeneratedKey, KeyHasher, Permission};
+    use crate::access::jwt::tests::{signer, token};
+    use crate::access::jwt::{Issuer, JwtVerifier, PATIENT_ROLES, STAFF_ROLES};
+    use crate::access::memory::MemoryApiKeys;
+    use crate::access::{device_caller, principal, KeyCaller, NoValidKey, Principal, Role};
+    use crate::platform::testing::{self, ApiRequest};
+    use crate::time::format_utc;
+
+    const PEPPER: &[u8] = b"unit-test-pepper-of-32-bytes-or-more";
+
+    fn deps(verifier: JwtVerifier) -> AuthorizerDeps<MemoryApiKeys, KeyHasher> {
+        AuthorizerDeps { verifier, keys: MemoryApiKeys::default(), pepper: KeyHasher::new(PEPPER) }
+    }
+
+    /// Stores a key of `thing`, changed by `adjust`; the key as stored and its full text.
+    async fn stored_key(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher>, thing: &str, adjust: impl FnOnce(&mut ApiKey)) -> (ApiKey, String) {
+        let generated = GeneratedKey::new().unwrap();
+        let mut key = ApiKey {
+            key_id: generated.key_id.clone(),
+            thing_name: thing.to_owned(),
+            name: "gateway".into(),
+            secret_hash: deps.pepper.hash(&generated.secret),
+            permissions: vec![Permission::WriteVitals],
+            rate_limit_per_minute: 60,
+            created_at: format_utc(Utc::now() - Duration::days(1)),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        adjust(&mut key);
+        assert!(deps.keys.create(&key).await.unwrap());
+        (key, generated.text())
+    }
+
+    /// The authorizer's event for a request with this `Authorization` header.
+    fn event(authorization: &str) -> ApiGatewayV2CustomAuthorizerV2Request {
+        serde_json::from_value(json!({
+            "version": "2.0", "type": "REQUEST", "routeKey": "POST /api/iot/vitals", "rawPath": "/api/iot/vitals",
+            "rawQueryString": "", "identitySource": [authorization], "headers": {"authorization": authorization},
+            "requestContext": {"http": {"method": "POST", "path": "/api/iot/vitals"}},
+        }))
+        .unwrap()
+    }
+
+    /// The authorizer's context for this header; it never denies.
+    async fn context(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher>, authorization: &str) -> Value {
+        let answer = handle(&event(authorization), deps).await;
+        assert!(answer.is_authorized, "the authorizer never denies: the routes answer 401 with the reason");
+        answer.context
+    }
+
+    /// The device a vitals route sees behind this context.
+    fn device_seen_by_routes(context: &Value) -> Result<KeyCaller, NoValidKey> {
+        device_caller(&ApiRequest::new("POST /api/iot/vitals").caller(context.clone()).build())
+    }
+
+    #[tokio::test]
+    async fn a_valid_key_hands_its_device_permissions_and_limit_to_the_routes() {
+        let deps = deps(JwtVerifier::new(Vec::new()));
+        let (key, text) = stored_key(&deps, "acme-gw-1", |k| {
+            k.permissions = vec![Permission::ReadStatus, Permission::WriteVitals];
+            k.rate_limit_per_minute = 30;
+            k.expires_at = Some(format_utc(Utc::now() + Duration::days(1)));
+        })
+        .await;
+        let context = context(&deps, &format!("Bearer {text}")).await;
+        let caller = device_seen_by_routes(&context).unwrap();
+        assert_eq!(
+            caller,
+            KeyCaller { device_id: "acme-gw-1".into(), key_id: key.key_id.clone(), permissions: key.permissions.clone(), rate_limit_per_minute: 30 }
+        );
+        // The route tests' stand-in for this context says the same.
+        assert_eq!(context, testing::device_key("acme-gw-1", &key.key_id, &key.permissions, 30));
+        // A device key is not a person: the people's routes refuse it.
+        let as_person = principal(&ApiRequest::new("GET /admin/devices").caller(context).build()).unwrap_err();
+        assert_eq!(as_person.status(), 403);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_or_expired_key_is_refused_naming_the_key() {
+        let deps = deps(JwtVerifier::new(Vec::new()));
+        let yesterday = format_utc(Utc::now() - Duration::days(1));
+        let (revoked, revoked_text) = stored_key(&deps, "acme-gw-1", |k| k.revoked_at = Some(yesterday.clone())).await;
+        let (expired, expired_text) = stored_key(&deps, "acme-gw-2", |k| k.expires_at = Some(yesterday.clone())).await;
+        for (key, text, reason) in [(&revoked, &revoked_text, "the API key has been revoked"), (&expired, &expired_text, "the API key has expired")] {
+            let context = context(&deps, &format!("Bearer {text}")).await;
+            assert_eq!(context["authenticated"], json!(false));
+            assert_eq!(context["error"], json!(reason));
+            let refused = device_seen_by_routes(&context).unwrap_err();
+            assert_eq!(refused, NoValidKey { reason: reason.into(), known_key: Some((key.thing_name.clone(), key.key_id.clone())) });
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_or_a_wrong_secret_names_no_key() {
+        let deps = deps(JwtVerifier::new(Vec::new()));
+        let (key, _) = stored_key(&deps, "acme-gw-1", |_| {}).await;
+        let never_stored = GeneratedKey::new().unwrap().text();
+        let wrong_secret = format!("vwk_{}_{}", key.key_id, GeneratedKey::new().unwrap().secret);
+        for presented in [never_stored, wrong_secret] {
+            let context = context(&deps, &format!("Bearer {presented}")).await;
+            assert_eq!(context, json!({"authenticated": false, "error": "the API key is unknown"}), "{presented}");
+            assert_eq!(device_seen_by_routes(&context).unwrap_err().known_key, None);
+        }
+        let malformed = context(&deps, "Bearer vwk_0123").await;
+        assert_eq!(malformed, json!({"authenticated": false, "error": "the API key is malformed"}));
+        let not_bearer = context(&deps, "Basic dXNlcjpwYXNz").await;
+        assert_eq!(not_bearer["authenticated"], json!(false));
+        assert_eq!(device_seen_by_routes(&not_bearer).unwrap_err().known_key, None);
+    }
+
+    #[tokio::test]
+    async fn a_persons_token_gives_their_role_and_patient_and_no_device() {
+        let (signing_key, jwks) = signer();
+        let verifier = JwtVerifier::new(vec![
+            Issuer::with_keys("https://staff", "app", STAFF_ROLES, jwks.clone()),
+            Issuer::with_keys("https://patients", "app", PATIENT_ROLES, jwks),
+        ]);
+        let deps = deps(verifier);
+        let exp = Utc::now().timestamp() + 600;
+        let claims = |iss: &str, group: &str| json!({"sub": "u-1", "iss": iss, "aud": "app", "token_use": "id", "exp": exp, "cognito:groups": [group], "custom:patientId": "pat-1"});
+        let patient = context(&deps, &format!("Bearer {}", token(&signing_key, claims("https://patients", "patient")))).await;
+        let request = ApiRequest::new("GET /patients/{patientId}/alerts").path("patientId", "pat-1").caller(patient.clone()).build();
+        assert_eq!(principal(&request).unwrap(), Principal { subject: "u-1".into(), role: Role::Patient, patient_id: Some("pat-1".into()) });
+        assert!(device_seen_by_routes(&patient).unwrap_err().reason.contains("device API key"), "a person may not call the device routes");
+
+        let mut clinician_claims = claims("https://staff", "clinician");
+        clinician_claims.as_object_mut().unwrap().remove("custom:patientId");
+        let clinician = context(&deps, &format!("Bearer {}", token(&signing_key, clinician_claims))).await;
+        assert_eq!(clinician.get("patientId"), None, "context values may not be null: absent instead");
+        let request = ApiRequest::new("GET /admin/devices").caller(clinician).build();
+        assert_eq!(principal(&request).unwrap().role, Role::Clinician);
+
+        let expired = json!({"sub": "u-1", "iss": "https://staff", "aud": "app", "token_use": "id", "exp": exp - 1200, "cognito:groups": ["admin"]});
+        let refused = context(&deps, &format!("Bearer {}", token(&signing_key, expired))).await;
+        let answer = principal(&ApiRequest::new("GET /admin/devices").caller(refused).build()).unwrap_err();
+        assert_eq!((answer.status(), answer.to_string()), (401, "the token has expired".to_owned()));
+    }
+}

@@ -1,6 +1,7 @@
 //! In-memory API keys and activity log for unit tests, with the DynamoDB adapters' conditions:
 //! a key id is created once, a key is revoked only through its own device and keeps its first
-//! revocation time, uses are counted per UTC minute and day.
+//! revocation time, uses are counted per UTC minute and day (the last 31 days read back); an
+//! activity or audit record is one item per key, a second write of it replaces the first.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -76,6 +77,8 @@ impl ApiKeyStore for MemoryApiKeys {
             .map(|((_, w), n)| (w.trim_start_matches("day#").to_owned(), *n))
             .collect();
         days.sort_by(|a, b| b.0.cmp(&a.0));
+        // The DynamoDB query reads one page of at most 31 days.
+        days.truncate(31);
         Ok(days)
     }
 }
@@ -90,8 +93,14 @@ impl MemoryActivity {
 }
 
 impl ActivityLog for MemoryActivity {
+    /// As the DynamoDB put: one item per (device, `<at>#<requestId>`), a second put replaces
+    /// it; the user agent is kept to 512 characters.
     async fn record(&self, activity: &Activity) -> Result<(), StoreError> {
-        self.0.lock().expect("lock").push(activity.clone());
+        let mut kept = activity.clone();
+        kept.user_agent = kept.user_agent.chars().take(512).collect();
+        let mut all = self.0.lock().expect("lock");
+        all.retain(|a| (&a.device_id, &a.at, &a.request_id) != (&kept.device_id, &kept.at, &kept.request_id));
+        all.push(kept);
         Ok(())
     }
 
@@ -125,8 +134,13 @@ impl MemoryAudit {
 }
 
 impl super::audit::AuditLog for MemoryAudit {
+    /// As the DynamoDB put: one item per (patient, `<at>#<requestId>#<subject>`), a second put
+    /// replaces it.
     async fn record(&self, record: &super::audit::AuditRecord) -> Result<(), StoreError> {
-        self.0.lock().expect("lock").push(record.clone());
+        let key = |r: &super::audit::AuditRecord| (r.patient_id.clone(), r.at.clone(), r.request_id.clone(), r.subject.clone());
+        let mut all = self.0.lock().expect("lock");
+        all.retain(|r| key(r) != key(record));
+        all.push(record.clone());
         Ok(())
     }
 

@@ -58,3 +58,164 @@ pub async fn list<A: AlertStore, L: AuditLog>(request: Request, deps: &AlertDeps
     record_read(&deps.audit, &request, &who, &[patient.as_str()], 200).await?;
     Ok((200, json!({"alerts": page.items.iter().map(Alert::to_json).collect::<Vec<_>>(), "next": page.next})))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::access::memory::MemoryAudit;
+    use crate::clinical::memory::MemoryAlerts;
+    use crate::clinical::news2::Severity;
+    use crate::clinical::{AlertKind, AlertStatus};
+    use crate::platform::testing::{self, answered, Answered, ApiRequest};
+
+    type Deps = AlertDeps<MemoryAlerts, MemoryAudit>;
+
+    fn alert(patient: &str, id: &str, set_at: &str, kind: AlertKind, severity: Severity) -> Alert {
+        Alert {
+            alert_id: id.into(),
+            patient_id: patient.into(),
+            device_id: "acme-1".into(),
+            kind,
+            score: None,
+            severity,
+            partial: true,
+            contributions: Vec::new(),
+            set_at: set_at.into(),
+            raised_at: set_at.into(),
+            status: AlertStatus::Open,
+            closed_at: None,
+            closed_by: None,
+        }
+    }
+
+    /// pat-1 has a glucose alert and two NEWS2 alerts (medium, then high), pat-2 one.
+    async fn deps() -> Deps {
+        let deps = AlertDeps { alerts: MemoryAlerts::default(), audit: MemoryAudit::default() };
+        for a in [
+            alert("pat-1", "glucose-1", "2026-11-22T09:00:00.000Z", AlertKind::GlucoseLow, Severity::Medium),
+            alert("pat-1", "news2-medium", "2026-11-22T10:00:00.000Z", AlertKind::News2, Severity::Medium),
+            alert("pat-1", "news2-high", "2026-11-22T11:00:00.000Z", AlertKind::News2, Severity::High),
+            alert("pat-2", "news2-other", "2026-11-22T12:00:00.000Z", AlertKind::News2, Severity::High),
+        ] {
+            assert!(deps.alerts.raise(&a).await.unwrap(), "{}", a.alert_id);
+        }
+        deps
+    }
+
+    fn list_request(patient: &str, caller: Value) -> ApiRequest {
+        ApiRequest::new("GET /patients/{patientId}/alerts").path("patientId", patient).caller(caller)
+    }
+
+    fn close_request(patient: &str, alert_id: &str, caller: Value) -> ApiRequest {
+        ApiRequest::new("POST /patients/{patientId}/alerts/{alertId}/close").path("patientId", patient).path("alertId", alert_id).caller(caller)
+    }
+
+    fn alert_ids(answer: &Answered) -> Vec<&str> {
+        answer.body["alerts"].as_array().unwrap().iter().map(|a| a["alertId"].as_str().unwrap()).collect()
+    }
+
+    /// The audit log as (patient, subject, role, status).
+    fn audited(deps: &Deps) -> Vec<(String, String, String, u16)> {
+        deps.audit.all().into_iter().map(|r| (r.patient_id, r.subject, r.role, r.status)).collect()
+    }
+
+    fn entry(patient: &str, subject: &str, role: &str, status: u16) -> (String, String, String, u16) {
+        (patient.into(), subject.into(), role.into(), status)
+    }
+
+    #[tokio::test]
+    async fn staff_and_the_patient_list_the_patients_alerts_and_every_read_is_audited() {
+        let deps = deps().await;
+        for (caller, subject, role) in [
+            (testing::clinician(), "clinician-sub", "clinician"),
+            (testing::admin(), "admin-sub", "admin"),
+            (testing::patient("pat-1"), "pat-1-sub", "patient"),
+        ] {
+            let answer = answered(list(list_request("pat-1", caller).build(), &deps).await);
+            assert_eq!(answer.status, 200, "{role}");
+            assert_eq!(alert_ids(&answer), ["news2-high", "news2-medium", "glucose-1"], "{role}: pat-1's, newest first");
+            assert_eq!(deps.audit.all().last().map(|r| (r.subject.clone(), r.role.clone(), r.status)), Some((subject.into(), role.into(), 200)));
+        }
+        assert_eq!(deps.audit.all().len(), 3);
+        assert!(deps.audit.all().iter().all(|r| r.patient_id == "pat-1" && r.path == "/patients/pat-1/alerts" && r.method == "GET"));
+    }
+
+    #[tokio::test]
+    async fn another_patient_is_told_nothing_and_the_attempt_is_audited() {
+        let deps = deps().await;
+        let answer = answered(list(list_request("pat-1", testing::patient("pat-2")).build(), &deps).await);
+        assert_eq!((answer.status, answer.error_code()), (404, Some("NOT_FOUND")));
+        assert_eq!(answer.body.get("alerts"), None);
+        assert_eq!(audited(&deps), [entry("pat-1", "pat-2-sub", "patient", 404)]);
+        // Without a valid token there is no one to audit.
+        let anonymous = answered(list(list_request("pat-1", testing::refused_token("no bearer token")).build(), &deps).await);
+        assert_eq!(anonymous.status, 401);
+        assert_eq!(deps.audit.all().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn alerts_page_with_the_next_cursor() {
+        let deps = deps().await;
+        let first = answered(list(list_request("pat-1", testing::clinician()).query("limit", "2").build(), &deps).await);
+        assert_eq!(alert_ids(&first), ["news2-high", "news2-medium"]);
+        let next = first.body["next"].as_str().unwrap();
+        let second = answered(list(list_request("pat-1", testing::clinician()).query("limit", "2").query("next", next).build(), &deps).await);
+        assert_eq!(alert_ids(&second), ["glucose-1"]);
+        assert_eq!(second.body["next"], Value::Null);
+        let bad = answered(list(list_request("pat-1", testing::clinician()).query("limit", "0").build(), &deps).await);
+        assert_eq!((bad.status, bad.error_field()), (400, Some("limit")));
+    }
+
+    #[tokio::test]
+    async fn closing_an_alert_hands_its_kind_to_the_next_open_one_and_closing_again_changes_nothing() {
+        let deps = deps().await;
+        assert_eq!(deps.alerts.marker("pat-1", AlertKind::News2).as_deref(), Some("news2-high"));
+        let closed = answered(close(close_request("pat-1", "news2-high", testing::clinician()).build(), &deps).await);
+        assert_eq!(closed.status, 200, "{}", closed.body);
+        assert_eq!((closed.body["status"].as_str(), closed.body["closedBy"].as_str()), (Some("closed"), Some("clinician-sub")));
+        let closed_at = closed.body["closedAt"].as_str().unwrap().to_owned();
+        assert_eq!(deps.alerts.marker("pat-1", AlertKind::News2).as_deref(), Some("news2-medium"), "the medium alert is still open");
+
+        let again = answered(close(close_request("pat-1", "news2-high", testing::admin()).build(), &deps).await);
+        assert_eq!(again.status, 200);
+        assert_eq!(
+            (again.body["closedAt"].as_str(), again.body["closedBy"].as_str()),
+            (Some(closed_at.as_str()), Some("clinician-sub")),
+            "the first close stays"
+        );
+
+        answered(close(close_request("pat-1", "news2-medium", testing::admin()).build(), &deps).await);
+        assert_eq!(deps.alerts.marker("pat-1", AlertKind::News2), None, "no NEWS2 alert of pat-1 is open");
+        assert_eq!(deps.alerts.marker("pat-2", AlertKind::News2).as_deref(), Some("news2-other"), "another patient's stays");
+        let low = alert("pat-1", "news2-low", "2026-11-22T13:00:00.000Z", AlertKind::News2, Severity::Low);
+        assert!(deps.alerts.raise(&low).await.unwrap(), "the kind may be raised again");
+        assert_eq!(
+            audited(&deps),
+            [entry("pat-1", "clinician-sub", "clinician", 200), entry("pat-1", "admin-sub", "admin", 200), entry("pat-1", "admin-sub", "admin", 200)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_alert_is_closed_only_by_staff_and_only_under_its_patient() {
+        let deps = deps().await;
+        let by_patient = answered(close(close_request("pat-1", "news2-high", testing::patient("pat-1")).build(), &deps).await);
+        assert_eq!((by_patient.status, by_patient.error_code()), (403, Some("FORBIDDEN")));
+        let wrong_patient = answered(close(close_request("pat-2", "news2-high", testing::clinician()).build(), &deps).await);
+        assert_eq!((wrong_patient.status, wrong_patient.error_code()), (404, Some("NOT_FOUND")));
+        let unknown = answered(close(close_request("pat-1", "no-such-alert", testing::clinician()).build(), &deps).await);
+        assert_eq!(unknown.status, 404);
+        let open = answered(list(list_request("pat-1", testing::admin()).build(), &deps).await);
+        assert!(open.body["alerts"].as_array().unwrap().iter().all(|a| a["status"] == "open"), "nothing was closed");
+        assert_eq!(
+            audited(&deps),
+            [
+                entry("pat-2", "clinician-sub", "clinician", 404),
+                entry("pat-1", "clinician-sub", "clinician", 404),
+                entry("pat-1", "admin-sub", "admin", 200)
+            ],
+            "refused closes are audited; a patient's attempt is refused before it reaches any data"
+        );
+    }
+}

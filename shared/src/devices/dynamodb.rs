@@ -183,16 +183,26 @@ impl DeviceRegistry for DynamoDeviceRegistry {
     }
 
     async fn set_status(&self, thing_name: &str, status: DeviceStatus, at: &str) -> Result<Option<Device>, StoreError> {
-        let request = self
+        let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("thingName", s(thing_name))
             .update_expression("SET #status = :s, updatedAt = :at")
+            .condition_expression("attribute_exists(thingName) AND (#status <> :blocked OR :s = :blocked)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":s", s(status.as_str()))
-            .expression_attribute_values(":at", s(at));
-        self.update("set status", request).await
+            .expression_attribute_values(":blocked", s(DeviceStatus::Blocked.as_str()))
+            .expression_attribute_values(":at", s(at))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
+            // Absent, or blocked meanwhile: say which by reading it.
+            Err(e) if is_condition_failed(&e) => self.get(thing_name).await,
+            Err(e) => Err(StoreError::sdk("set status", &e)),
+        }
     }
 
     async fn find_by_serial(&self, manufacturer: &str, serial_number: &str) -> Result<Option<Device>, StoreError> {

@@ -3,17 +3,18 @@
 //! provisionable device without another certificate.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus, InstalledFirmware};
 use crate::StoreError;
 
-#[derive(Default)]
-pub struct MemoryDevices(Mutex<BTreeMap<String, Device>>);
+/// Clones share one registry (a test can change it behind a handler's back).
+#[derive(Default, Clone)]
+pub struct MemoryDevices(Arc<Mutex<BTreeMap<String, Device>>>);
 
 impl MemoryDevices {
     pub fn with(devices: Vec<Device>) -> Self {
-        Self(Mutex::new(devices.into_iter().map(|d| (d.thing_name.clone(), d)).collect()))
+        Self(Arc::new(Mutex::new(devices.into_iter().map(|d| (d.thing_name.clone(), d)).collect())))
     }
 }
 
@@ -67,21 +68,25 @@ impl DeviceRegistry for MemoryDevices {
 
     async fn set_status(&self, thing_name: &str, status: DeviceStatus, at: &str) -> Result<Option<Device>, StoreError> {
         Ok(self.0.lock().expect("lock").get_mut(thing_name).map(|d| {
-            d.status = status;
-            d.updated_at = at.to_owned();
+            // As the DynamoDB adapter's condition: blocking is final.
+            if d.status != DeviceStatus::Blocked || status == DeviceStatus::Blocked {
+                d.status = status;
+                d.updated_at = at.to_owned();
+            }
             d.clone()
         }))
     }
 
     async fn find_by_serial(&self, manufacturer: &str, serial_number: &str) -> Result<Option<Device>, StoreError> {
         let key = Device::serial_key(manufacturer, serial_number);
-        Ok(self
-            .0
-            .lock()
-            .expect("lock")
-            .values()
-            .find(|d| Device::serial_key(&d.manufacturer, &d.serial_number) == key)
-            .cloned())
+        let devices = self.0.lock().expect("lock");
+        let found: Vec<&Device> = devices.values().filter(|d| Device::serial_key(&d.manufacturer, &d.serial_number) == key).collect();
+        // As the DynamoDB adapter, which reads two index items to tell.
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            _ => Err(StoreError::new("find device by serial number", "two devices share a serial number")),
+        }
     }
 
     async fn bind_certificate(
@@ -111,7 +116,16 @@ impl DeviceRegistry for MemoryDevices {
     }
 
     async fn set_firmware(&self, thing_name: &str, firmware: &InstalledFirmware) -> Result<bool, StoreError> {
-        Ok(self.0.lock().expect("lock").get_mut(thing_name).map(|d| d.firmware = Some(firmware.clone())).is_some())
+        Ok(self
+            .0
+            .lock()
+            .expect("lock")
+            .get_mut(thing_name)
+            .map(|d| {
+                d.firmware = Some(firmware.clone());
+                d.updated_at = firmware.installed_at.clone();
+            })
+            .is_some())
     }
 }
 

@@ -174,7 +174,9 @@ pub trait DeviceRegistry: Send + Sync {
     /// if it does not exist.
     fn activate_registered(&self, thing_name: &str, at: &str) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
 
-    /// Sets the status; the updated device, or `None` if it does not exist.
+    /// Sets the status, in one conditional write, unless the device is BLOCKED (blocking is
+    /// final, also against a change racing it): the device as it is now (unchanged when
+    /// blocked), or `None` if it does not exist.
     fn set_status(
         &self,
         thing_name: &str,

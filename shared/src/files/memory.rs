@@ -1,12 +1,13 @@
 //! Uploads and uploaded objects in memory for unit tests, with the real stores' conditions: a
 //! pending upload is recorded once per object key and completed only while pending; objects are
-//! versioned like the device-files bucket.
+//! versioned like the device-files bucket. Upload links are signed by naming what they are
+//! bound to.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::registration::{Hasher, ObjectFacts, ObjectRead, UploadedObjects, REFUSED_PREFIX};
-use super::{PendingUpload, UploadRecord, UploadRecordStore, UploadStatus, UploadStore};
+use super::{PendingUpload, UploadRecord, UploadRecordStore, UploadSigner, UploadStatus, UploadStore};
 use crate::StoreError;
 
 #[derive(Debug, Clone)]
@@ -78,9 +79,12 @@ impl UploadRecordStore for MemoryUploads {
     }
 }
 
-/// A versioned bucket: each key's versions, oldest first, as `(version id, bytes)`.
+/// One object version: its id and bytes.
+type Version = (String, Vec<u8>);
+
+/// A versioned bucket: each key's versions, oldest first.
 #[derive(Default)]
-pub struct MemoryObjects(Mutex<BTreeMap<String, Vec<(String, Vec<u8>)>>>);
+pub struct MemoryObjects(Mutex<BTreeMap<String, Vec<Version>>>);
 
 impl MemoryObjects {
     /// Writes a new version and returns its id.
@@ -124,5 +128,14 @@ impl UploadedObjects for MemoryObjects {
             all.entry(kept.clone()).or_default().push(("v1".to_owned(), bytes));
         }
         Ok(kept)
+    }
+}
+
+/// Signs by naming what it signed, so that tests see what a link is bound to.
+pub struct NamingSigner;
+
+impl UploadSigner for NamingSigner {
+    async fn presign_put(&self, key: &str, content_type: &str, length: Option<u64>) -> Result<String, StoreError> {
+        Ok(format!("https://bucket/{key}?type={content_type}&length={length:?}"))
     }
 }

@@ -345,18 +345,9 @@ pub fn content_types(settings: &crate::wiring::Settings) -> Vec<String> {
 mod tests {
     use std::sync::Mutex;
 
-    use super::memory::MemoryUploads;
+    use super::memory::{MemoryUploads, NamingSigner};
     use super::*;
     use crate::dead_letters::memory::MemoryDeadLetters;
-
-    /// Signs by naming what it signed, so that tests see what the link is bound to.
-    struct NamingSigner;
-
-    impl UploadSigner for NamingSigner {
-        async fn presign_put(&self, key: &str, content_type: &str, length: Option<u64>) -> Result<String, StoreError> {
-            Ok(format!("https://bucket/{key}?type={content_type}&length={length:?}"))
-        }
-    }
 
     #[derive(Default)]
     struct Topics(Mutex<Vec<(String, Value)>>);

@@ -164,7 +164,7 @@ impl Deployment {
         let finished = self.devices.iter().filter(|d| d.status.is_terminal()).count();
         let mut progress: Map<String, Value> = counts.into_iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
         progress.insert("total".into(), json!(total));
-        progress.insert("percentComplete".into(), json!(if total == 0 { 0 } else { finished * 100 / total }));
+        progress.insert("percentComplete".into(), json!((finished * 100).checked_div(total).unwrap_or(0)));
         Value::Object(progress)
     }
 

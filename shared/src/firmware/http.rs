@@ -64,7 +64,8 @@ pub async fn register<F: FirmwareStore, S: UploadSigner>(request: Request, deps:
         return Err(ApiError::bad("version", "must be 1-64 of letters, digits, '.', '-', '_' or '+'"));
     }
     let model = r.device_model.trim();
-    if model.is_empty() || model.len() > 128 {
+    // Counted in characters, as the device registry counts a device's model.
+    if model.is_empty() || model.chars().count() > 128 {
         return Err(ApiError::bad("deviceModel", "must be 1-128 characters"));
     }
     let sha256 = r.sha256.to_ascii_lowercase();
@@ -349,7 +350,239 @@ pub async fn cancel<S: DeploymentStore, J: JobControl>(request: Request, deps: &
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    use serde_json::Value;
+
     use super::*;
+    use crate::devices::memory::MemoryDevices;
+    use crate::devices::Device;
+    use crate::files::memory::NamingSigner;
+    use crate::firmware::memory::{MemoryDeployments, MemoryFirmware, MemoryJobs};
+    use crate::platform::testing::{self, answered, Answered, ApiRequest};
+
+    const SHA256: &str = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+
+    fn registration(version: &str, model: &str, sha256: &str, size: Value) -> ApiRequest {
+        ApiRequest::new("POST /admin/firmware")
+            .json(json!({"version": version, "deviceModel": model, "sha256": sha256, "sizeBytes": size}))
+            .caller(testing::admin())
+    }
+
+    fn firmware_deps() -> FirmwareDeps<MemoryFirmware, NamingSigner> {
+        FirmwareDeps { images: MemoryFirmware::default(), signer: NamingSigner }
+    }
+
+    #[tokio::test]
+    async fn an_image_is_registered_once_with_an_upload_link_for_exactly_its_size() {
+        let deps = firmware_deps();
+        let answer = answered(register(registration("1.2.0", " BP 200 ", SHA256, json!(1000)).build(), &deps).await);
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        assert_eq!(answer.body["firmwareId"], json!("bp-200-1.2.0"));
+        assert_eq!(answer.body["deviceModel"], json!("BP 200"), "trimmed");
+        assert_eq!(answer.body["sha256"], json!(SHA256.to_ascii_lowercase()));
+        let stored = deps.images.get("bp-200-1.2.0").await.unwrap().unwrap();
+        assert_eq!(stored.object_key, "firmware/bp-200/1.2.0/bp-200-1.2.0.bin");
+        let expected_link = NamingSigner.presign_put(&stored.object_key, "application/octet-stream", Some(1000)).await.unwrap();
+        assert_eq!(answer.body["uploadUrl"], json!(expected_link));
+        let mut shown = answer.body.clone();
+        shown.as_object_mut().unwrap().remove("uploadUrl");
+        assert_eq!(shown, stored.to_json());
+
+        let other_sha = "0".repeat(64);
+        for (version, model) in [("1.2.0", "BP 200"), ("1.2.0", "bp-200"), ("1.2.0", "BP  200!")] {
+            let again = answered(register(registration(version, model, &other_sha, json!(2000)).build(), &deps).await);
+            assert_eq!((again.status, again.error_code()), (409, Some("CONFLICT")), "{model} {version}");
+        }
+        assert_eq!(deps.images.get("bp-200-1.2.0").await.unwrap().unwrap(), stored, "the first registration stays");
+    }
+
+    #[tokio::test]
+    async fn a_bad_registration_names_its_field_and_registers_nothing() {
+        let deps = firmware_deps();
+        let cases = [
+            registration("", "BP", SHA256, json!(1)),
+            registration("1 2", "BP", SHA256, json!(1)),
+            registration(&"1".repeat(65), "BP", SHA256, json!(1)),
+            registration("1.0", "   ", SHA256, json!(1)),
+            registration("1.0", &"m".repeat(129), SHA256, json!(1)),
+            registration("1.0", &"é".repeat(129), SHA256, json!(1)),
+            registration("1.0", "BP", &SHA256[1..], json!(1)),
+            registration("1.0", "BP", &format!("{}g", &SHA256[1..]), json!(1)),
+            registration("1.0", "BP", SHA256, json!(0)),
+            registration("1.0", "BP", SHA256, json!(MAX_FIRMWARE_BYTES + 1)),
+            registration("1.0", "BP", SHA256, json!(-1)),
+            ApiRequest::new("POST /admin/firmware").json(json!({"version": "1.0", "deviceModel": "BP", "sha256": SHA256})).caller(testing::admin()),
+        ];
+        let fields = [
+            "version",
+            "version",
+            "version",
+            "deviceModel",
+            "deviceModel",
+            "deviceModel",
+            "sha256",
+            "sha256",
+            "sizeBytes",
+            "sizeBytes",
+            "body",
+            "body",
+        ];
+        for (request, field) in cases.into_iter().zip(fields) {
+            let answer = answered(register(request.build(), &deps).await);
+            assert_eq!((answer.status, answer.error_field()), (400, Some(field)), "{}", answer.body);
+        }
+        assert!(deps.images.list(None).await.unwrap().is_empty());
+        // A model the device registry accepts (128 characters, not bytes) takes firmware too.
+        let long_model = format!("Oxímetro {}", "é".repeat(119));
+        assert_eq!(long_model.chars().count(), 128);
+        assert_eq!(answered(register(registration("1.0", &long_model, SHA256, json!(1)).build(), &deps).await).status, 201);
+    }
+
+    #[tokio::test]
+    async fn images_are_listed_by_model_and_time_and_filtered_by_model() {
+        let deps = firmware_deps();
+        for (version, model) in [("2.0", "BP 200"), ("1.0", "Oximeter"), ("1.0", "BP 200")] {
+            assert_eq!(answered(register(registration(version, model, SHA256, json!(10)).build(), &deps).await).status, 201);
+            // Registered in turn: a later image has a later createdAt.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let ids =
+            |a: &Answered| a.body["firmware"].as_array().unwrap().iter().map(|i| i["firmwareId"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let all = answered(list(ApiRequest::new("GET /admin/firmware").caller(testing::admin()).build(), &deps.images).await);
+        assert_eq!(all.status, 200);
+        assert_eq!(ids(&all), ["bp-200-2.0", "bp-200-1.0", "oximeter-1.0"], "by model, then in the order registered");
+        let bp = answered(
+            list(ApiRequest::new("GET /admin/firmware").query("deviceModel", "BP 200").caller(testing::admin()).build(), &deps.images).await,
+        );
+        assert_eq!(ids(&bp), ["bp-200-2.0", "bp-200-1.0"]);
+        let none = answered(
+            list(ApiRequest::new("GET /admin/firmware").query("deviceModel", "bp-200").caller(testing::admin()).build(), &deps.images).await,
+        );
+        assert_eq!(ids(&none), Vec::<String>::new(), "the model as registered, not its slug");
+    }
+
+    #[tokio::test]
+    async fn only_admins_register_and_list_firmware() {
+        let deps = firmware_deps();
+        for (caller, status) in [(testing::clinician(), 403), (testing::patient("pat-1"), 403), (json!({}), 401)] {
+            let registered = answered(register(registration("1.0", "BP", SHA256, json!(1)).caller(caller.clone()).build(), &deps).await);
+            let listed = answered(list(ApiRequest::new("GET /admin/firmware").caller(caller.clone()).build(), &deps.images).await);
+            assert_eq!((registered.status, listed.status), (status, status), "{caller}");
+        }
+        assert!(deps.images.list(None).await.unwrap().is_empty());
+    }
+
+    type Deploying = DeploymentDeps<MemoryFirmware, MemoryDevices, MemoryDeployments, MemoryJobs>;
+
+    fn device(serial: &str, model: &str, status: DeviceStatus) -> Device {
+        let mut d = Device::registered("Acme", serial, model, "", "2026-11-01T00:00:00.000Z");
+        d.status = status;
+        d
+    }
+
+    /// Image `bp-1.0` of model BP; acme-1 an active BP, acme-2 an active oximeter, acme-3 an inactive BP.
+    async fn deploying() -> Deploying {
+        let deps = DeploymentDeps {
+            images: MemoryFirmware::default(),
+            devices: MemoryDevices::with(vec![
+                device("1", "BP", DeviceStatus::Active),
+                device("2", "Oximeter", DeviceStatus::Active),
+                device("3", "BP", DeviceStatus::Inactive),
+            ]),
+            deployments: MemoryDeployments::default(),
+            jobs: MemoryJobs::default(),
+            bucket_url: "https://s3.eu-west-1.amazonaws.com/device-files".into(),
+        };
+        let image = FirmwareImage {
+            firmware_id: "bp-1.0".into(),
+            version: "1.0".into(),
+            device_model: "BP".into(),
+            sha256: SHA256.to_ascii_lowercase(),
+            size_bytes: 10,
+            object_key: "firmware/bp/1.0/bp-1.0.bin".into(),
+            created_at: "2026-11-01T00:00:00.000Z".into(),
+        };
+        assert!(deps.images.create(&image).await.unwrap());
+        deps
+    }
+
+    async fn deploy(deps: &Deploying, body: Value) -> Answered {
+        answered(create(ApiRequest::new("POST /admin/firmware/deployments").json(body).caller(testing::admin()).build(), deps).await)
+    }
+
+    fn targets_of(answer: &Answered) -> Vec<&str> {
+        answer.body["devices"].as_array().unwrap().iter().map(|d| d["thingName"].as_str().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_deployment_reaches_only_active_devices_of_the_images_model() {
+        let deps = deploying().await;
+        let listed = deploy(&deps, json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1"]})).await;
+        assert_eq!(listed.status, 201, "{}", listed.body);
+        assert_eq!((listed.body["status"].as_str(), targets_of(&listed)), (Some("IN_PROGRESS"), vec!["acme-1"]));
+        let id = listed.body["deploymentId"].as_str().unwrap();
+        assert!(deps.jobs.job_exists(id).await.unwrap(), "its IoT Job exists");
+        assert_eq!(deps.deployments.status(id), Some(DeploymentStatus::InProgress));
+
+        let whole_model = deploy(&deps, json!({"firmwareId": "bp-1.0", "allDevicesOfModel": true})).await;
+        assert_eq!((whole_model.status, targets_of(&whole_model)), (201, vec!["acme-1"]), "not the oximeter, not the inactive BP");
+        assert_eq!(deps.jobs.jobs.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_deployment_that_could_brick_or_miss_a_device_is_refused_before_anything_starts() {
+        let deps = deploying().await;
+        let cases = [
+            (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-2"]}), "thingNames"),
+            (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-3"]}), "thingNames"),
+            (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1", "acme-1"]}), "thingNames"),
+            (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-9"]}), "thingNames"),
+            (json!({"firmwareId": "bp-1.0", "thingNames": []}), "thingNames"),
+            (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1"], "allDevicesOfModel": true}), "thingNames"),
+            (json!({"firmwareId": "bp-1.0"}), "thingNames"),
+            (json!({"firmwareId": "bp-9.9", "thingNames": ["acme-1"]}), "firmwareId"),
+            (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1"], "rollout": {"maximumPerMinute": 0}}), "rollout.maximumPerMinute"),
+        ];
+        for (body, field) in cases {
+            let answer = deploy(&deps, body.clone()).await;
+            assert_eq!((answer.status, answer.error_field()), (400, Some(field)), "{body}: {}", answer.body);
+        }
+        assert!(deps.jobs.jobs.lock().unwrap().is_empty(), "no job was created");
+    }
+
+    #[tokio::test]
+    async fn a_deployment_whose_job_cannot_be_created_failed_to_start() {
+        let deps = deploying().await;
+        deps.jobs.fail_next_create.store(true, Ordering::SeqCst);
+        let answer = deploy(&deps, json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1"]})).await;
+        assert_eq!((answer.status, answer.error_code()), (503, Some("UNAVAILABLE")));
+        assert!(deps.jobs.jobs.lock().unwrap().is_empty());
+        let recorded = deps.deployments.all();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].status, DeploymentStatus::FailedToStart, "never followed");
+        assert!(recorded[0].status_reason.as_deref().is_some_and(|r| r.contains("could not be created")), "{:?}", recorded[0].status_reason);
+    }
+
+    #[tokio::test]
+    async fn a_deployment_is_read_and_cancelled_once() {
+        let deps = deploying().await;
+        let created = deploy(&deps, json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1"]})).await;
+        let id = created.body["deploymentId"].as_str().unwrap().to_owned();
+        let jobs = JobDeps { deployments: deps.deployments, jobs: deps.jobs };
+        let on = |route: &str, id: &str| ApiRequest::new(route).path("deploymentId", id).caller(testing::admin()).build();
+        let read = answered(get(on("GET /admin/firmware/deployments/{deploymentId}", &id), &jobs).await);
+        assert_eq!((read.status, read.body["status"].as_str()), (200, Some("IN_PROGRESS")));
+        for _ in 0..2 {
+            let cancelled = answered(cancel(on("POST /admin/firmware/deployments/{deploymentId}/cancel", &id), &jobs).await);
+            assert_eq!((cancelled.status, cancelled.body["status"].as_str()), (200, Some("CANCELED")));
+        }
+        assert_eq!(jobs.deployments.status(&id), Some(DeploymentStatus::Canceled));
+        assert_eq!(answered(get(on("GET /admin/firmware/deployments/{deploymentId}", "fw-none"), &jobs).await).status, 404);
+        let by_clinician =
+            ApiRequest::new("POST /admin/firmware/deployments/{deploymentId}/cancel").path("deploymentId", &id).caller(testing::clinician());
+        assert_eq!(answered(cancel(by_clinician.build(), &jobs).await).status, 403);
+    }
 
     #[test]
     fn rollout_settings_are_checked_against_the_iot_ranges() {

@@ -46,6 +46,11 @@ impl MemoryDeployments {
         self.all.lock().expect("lock").get(id).map(|d| d.status)
     }
 
+    /// Every deployment recorded, by id.
+    pub fn all(&self) -> Vec<Deployment> {
+        self.all.lock().expect("lock").values().cloned().collect()
+    }
+
     pub fn insert(&self, deployment: Deployment) {
         self.all.lock().expect("lock").insert(deployment.deployment_id.clone(), deployment);
     }

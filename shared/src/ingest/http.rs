@@ -504,3 +504,383 @@ where
     .await
     .response
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, SecondsFormat};
+
+    use super::*;
+    use crate::access::api_keys::{ApiKey, KeyHasher};
+    use crate::access::memory::{MemoryActivity, MemoryApiKeys};
+    use crate::clinical::memory::MemoryAlerts;
+    use crate::clinical::{AlertKind, AlertSettings};
+    use crate::dead_letters::memory::MemoryDeadLetters;
+    use crate::devices::memory::MemoryDevices;
+    use crate::devices::Device;
+    use crate::observations::memory::MemoryObservations;
+    use crate::platform::testing::{self, answered, Answered, ApiRequest};
+
+    type Vitals = VitalsDeps<MemoryDevices, MemoryObservations, MemoryAlerts, MemoryApiKeys, MemoryActivity, MemoryDeadLetters>;
+    type Status = StatusDeps<MemoryDevices, MemoryObservations, MemoryApiKeys, MemoryActivity>;
+
+    /// acme-1: ACTIVE, for pat-1; acme-2: INACTIVE; acme-3: REGISTERED; acme-4: BLOCKED.
+    fn devices() -> MemoryDevices {
+        let device = |serial: &str, status: DeviceStatus, patient: Option<&str>| {
+            let mut d = Device::registered("Acme", serial, "BP-200", "Home cuff", "2026-11-01T00:00:00.000Z");
+            d.status = status;
+            d.patient_id = patient.map(Into::into);
+            d
+        };
+        MemoryDevices::with(vec![
+            device("1", DeviceStatus::Active, Some("pat-1")),
+            device("2", DeviceStatus::Inactive, Some("pat-2")),
+            device("3", DeviceStatus::Registered, Some("pat-3")),
+            device("4", DeviceStatus::Blocked, None),
+        ])
+    }
+
+    fn vitals() -> Vitals {
+        VitalsDeps {
+            filing: FilingDeps {
+                devices: devices(),
+                observations: MemoryObservations::default(),
+                alerts: MemoryAlerts::default(),
+                alert_settings: AlertSettings::default(),
+            },
+            access: KeyAccess { keys: MemoryApiKeys::default(), activity: MemoryActivity::default() },
+            dead_letters: MemoryDeadLetters::default(),
+        }
+    }
+
+    /// Stores a key of `thing` and answers the authorizer's context for it.
+    async fn key(keys: &MemoryApiKeys, thing: &str, permissions: &[Permission], rate_limit_per_minute: u32) -> Value {
+        let key_id = format!("{:0>16}", thing.replace('-', ""));
+        let key = ApiKey {
+            key_id: key_id.clone(),
+            thing_name: thing.into(),
+            name: "gateway".into(),
+            secret_hash: KeyHasher::new(b"unit-test-pepper-of-32-bytes-or-more".to_vec()).hash("not presented here"),
+            permissions: permissions.to_vec(),
+            rate_limit_per_minute,
+            created_at: "2026-11-01T00:00:00.000Z".into(),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        assert!(keys.create(&key).await.unwrap());
+        testing::device_key(thing, &key_id, permissions, rate_limit_per_minute)
+    }
+
+    /// A time the platform accepts: `minutes` ago, as a device writes it.
+    fn minutes_ago(minutes: i64) -> String {
+        (Utc::now() - Duration::minutes(minutes)).to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    async fn submit_as(deps: &Vitals, caller: &Value, body: &str) -> Answered {
+        answered(submit(ApiRequest::new("POST /api/iot/vitals").body_text(body).caller(caller.clone()).build(), deps).await)
+    }
+
+    async fn batch_as(deps: &Vitals, caller: &Value, body: &str) -> Answered {
+        answered(submit_batch(ApiRequest::new("POST /api/iot/vitals/batch").body_text(body).caller(caller.clone()).build(), deps).await)
+    }
+
+    /// The dead letters as (source, thing, reason code, the message as received).
+    fn dead_letters(deps: &Vitals) -> Vec<(String, Option<String>, String, String)> {
+        let mut all: Vec<_> = deps.dead_letters.all().into_iter().map(|l| (l.source, l.thing_name, l.reason_code, l.raw_payload)).collect();
+        all.sort();
+        all
+    }
+
+    #[tokio::test]
+    async fn a_valid_reading_is_filed_once_counted_and_logged() {
+        let deps = vitals();
+        let caller = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        let at = minutes_ago(10);
+        let body = json!({"device_id": "acme-1", "timestamp": at, "heart_rate": 72, "oxygen_saturation": 97}).to_string();
+        let filed = submit_as(&deps, &caller, &body).await;
+        assert_eq!(filed.status, 201, "{}", filed.body);
+        assert_eq!((filed.body["success"].as_bool(), filed.body["alerts_triggered"].as_u64()), (Some(true), Some(0)));
+        assert_eq!(filed.body["timestamp"], json!(at), "as the device wrote it");
+        let set_id = filed.body["vital_sign_id"].as_str().unwrap().to_owned();
+        let panel = deps.filing.observations.get_sync(&set_id).unwrap();
+        assert_eq!((panel.patient_id.as_str(), panel.device_id.as_str()), ("pat-1", "acme-1"));
+        assert_eq!(deps.filing.observations.len(), 3, "heart rate, SpO2 and their panel");
+        assert_eq!(filed.header("X-RateLimit-Limit"), Some("60"));
+        assert_eq!(filed.header("X-RateLimit-Remaining"), Some("59"));
+
+        let again = submit_as(&deps, &caller, &body).await;
+        assert_eq!((again.status, again.body["vital_sign_id"].as_str()), (200, Some(set_id.as_str())), "a resent reading is no new reading");
+        assert_eq!(again.body["message"], json!("Vital signs already received"));
+        assert_eq!(deps.filing.observations.len(), 3);
+
+        let key_id = caller["keyId"].as_str().unwrap();
+        let log = deps.access.activity.all();
+        assert_eq!(log.iter().map(|a| a.status).collect::<Vec<_>>(), [201, 200]);
+        let first = &log[0];
+        assert_eq!((first.device_id.as_str(), first.key_id.as_deref(), first.error.as_deref()), ("acme-1", Some(key_id), None));
+        assert_eq!((first.route.as_str(), first.method.as_str()), ("/api/iot/vitals", "POST"));
+        assert_eq!((first.source_ip.as_str(), first.user_agent.as_str()), (testing::SOURCE_IP, testing::USER_AGENT));
+        let used = deps.access.keys.get(key_id).await.unwrap().unwrap();
+        assert!(used.last_used_at.is_some());
+        assert_eq!(deps.access.keys.daily_counts(key_id).await.unwrap().first().map(|(_, n)| *n), Some(2));
+        assert!(deps.dead_letters.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reading_that_raises_an_alert_says_so() {
+        let deps = vitals();
+        let caller = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        let filed = submit_as(&deps, &caller, &json!({"device_id": "acme-1", "timestamp": minutes_ago(1), "glucose": 45}).to_string()).await;
+        assert_eq!((filed.status, filed.body["alerts_triggered"].as_u64()), (201, Some(1)));
+        let alerts = deps.filing.alerts.for_patient("pat-1", 10, None).await.unwrap().items;
+        assert_eq!(alerts.iter().map(|a| a.kind).collect::<Vec<_>>(), [AlertKind::GlucoseLow]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_reading_is_answered_with_its_reason_and_kept_as_a_dead_letter() {
+        let deps = vitals();
+        let acme_1 = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        let acme_2 = key(&deps.access.keys, "acme-2", &[Permission::WriteVitals], 60).await;
+        let unregistered = key(&deps.access.keys, "acme-9", &[Permission::WriteVitals], 60).await;
+        let at = minutes_ago(5);
+        assert_eq!(submit_as(&deps, &acme_1, &json!({"device_id": "acme-1", "timestamp": at, "heart_rate": 72}).to_string()).await.status, 201);
+        let cases = [
+            (&acme_1, json!({"device_id": "acme-1", "timestamp": at, "heart_rate": 350}), 400, Some("heart_rate"), "INVALID_READING"),
+            (&acme_1, json!({"device_id": "acme-2", "timestamp": at, "heart_rate": 72}), 403, Some("device_id"), "NOT_THIS_KEYS_DEVICE"),
+            (&acme_2, json!({"device_id": "acme-2", "timestamp": at, "heart_rate": 72}), 403, None, "DEVICE_NOT_ACTIVE"),
+            (&acme_1, json!({"device_id": "acme-1", "patient_id": "pat-9", "timestamp": at, "heart_rate": 72}), 403, None, "PATIENT_NOT_ALLOWED"),
+            (&unregistered, json!({"device_id": "acme-9", "timestamp": at, "heart_rate": 72}), 400, None, "UNKNOWN_DEVICE"),
+            (&acme_1, json!({"device_id": "acme-1", "timestamp": at, "heart_rate": 73}), 409, None, "CONFLICTING_DUPLICATE"),
+        ];
+        let mut expected_letters = Vec::new();
+        for (caller, body, status, field, code) in cases {
+            let text = body.to_string();
+            let answer = submit_as(&deps, caller, &text).await;
+            assert_eq!((answer.status, answer.body["success"].as_bool()), (status, Some(false)), "{code}: {}", answer.body);
+            assert_eq!(answer.body["field"].as_str(), field, "{code}");
+            let logged = deps.access.activity.all().pop().unwrap();
+            assert_eq!((logged.status, logged.error.as_deref()), (status, answer.body["error"].as_str()), "{code}");
+            expected_letters.push((SOURCE.to_owned(), caller["deviceId"].as_str().map(str::to_owned), code.to_owned(), text));
+        }
+        expected_letters.sort();
+        assert_eq!(dead_letters(&deps), expected_letters);
+        assert_eq!(deps.filing.observations.len(), 2, "only the first reading and its panel");
+    }
+
+    #[tokio::test]
+    async fn every_problem_of_an_invalid_reading_is_named() {
+        let deps = vitals();
+        let caller = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        let answer = submit_as(&deps, &caller, &json!({"device_id": "acme-1", "heart_rate": 350, "colour": "red"}).to_string()).await;
+        assert_eq!(answer.status, 400);
+        let mut fields: Vec<&str> = answer.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["colour", "heart_rate", "timestamp"]);
+        assert!(fields.contains(&answer.body["field"].as_str().unwrap()), "the first problem's field");
+        let not_json = submit_as(&deps, &caller, "heart_rate=72").await;
+        assert_eq!((not_json.status, not_json.body["field"].as_str()), (400, Some("body")));
+    }
+
+    #[tokio::test]
+    async fn a_key_without_the_permission_or_with_too_big_a_body_files_nothing() {
+        let deps = vitals();
+        let status_only = key(&deps.access.keys, "acme-1", &[Permission::ReadStatus], 60).await;
+        let reading = json!({"device_id": "acme-1", "timestamp": minutes_ago(1), "heart_rate": 72}).to_string();
+        let refused = submit_as(&deps, &status_only, &reading).await;
+        assert_eq!(refused.status, 403);
+        assert!(refused.body["error"].as_str().unwrap().contains("write_vitals"), "{}", refused.body);
+        assert_eq!(batch_as(&deps, &status_only, &reading).await.status, 403);
+
+        let writer = key(&deps.access.keys, "acme-2", &[Permission::WriteVitals], 60).await;
+        let huge = format!("{reading}{}", " ".repeat(MAX_BODY_BYTES));
+        assert_eq!(submit_as(&deps, &writer, &huge).await.status, 413);
+        assert_eq!(deps.filing.observations.len(), 0);
+        assert!(deps.dead_letters.all().is_empty(), "refused before the reading was read");
+        assert_eq!(deps.access.activity.all().iter().map(|a| a.status).collect::<Vec<_>>(), [403, 403, 413]);
+    }
+
+    #[tokio::test]
+    async fn a_key_over_its_rate_limit_is_told_when_to_retry() {
+        // Counted per UTC minute: run again if the minute turned during the requests.
+        for _ in 0..3 {
+            let deps = vitals();
+            let caller = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 2).await;
+            let minute = Utc::now().timestamp().div_euclid(60);
+            let mut answers = Vec::new();
+            for seconds in 1..=3 {
+                let reading = json!({"device_id": "acme-1", "timestamp": minutes_ago(seconds), "heart_rate": 72});
+                answers.push(submit_as(&deps, &caller, &reading.to_string()).await);
+            }
+            if Utc::now().timestamp().div_euclid(60) != minute {
+                continue;
+            }
+            assert_eq!(answers.iter().map(|a| a.status).collect::<Vec<_>>(), [201, 201, 429]);
+            let limited = &answers[2];
+            assert_eq!(limited.header("X-RateLimit-Remaining"), Some("0"));
+            let retry: i64 = limited.header("Retry-After").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            assert_eq!(answers[1].header("Retry-After"), None);
+            assert_eq!(deps.filing.observations.len(), 4, "two readings of two Observations each");
+            assert_eq!(deps.access.activity.all().last().map(|a| a.status), Some(429));
+            return;
+        }
+        panic!("the minute turned during every attempt");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_key_is_answered_401_and_logged_only_against_a_key_the_caller_holds() {
+        let deps = vitals();
+        let reading = json!({"device_id": "acme-1", "timestamp": minutes_ago(1), "heart_rate": 72}).to_string();
+        let revoked = json!({"authenticated": false, "error": "the API key has been revoked", "deviceId": "acme-1", "keyId": "0000000000acme1"});
+        let answer = submit_as(&deps, &revoked, &reading).await;
+        assert_eq!((answer.status, &answer.body), (401, &json!({"success": false, "error": "the API key has been revoked"})));
+        let logged = deps.access.activity.all();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(
+            (logged[0].key_id.as_deref(), logged[0].status, logged[0].error.as_deref()),
+            (Some("0000000000acme1"), 401, Some("the API key has been revoked"))
+        );
+
+        for caller in [testing::refused_token("the API key is unknown"), testing::clinician(), json!({})] {
+            let answer = submit_as(&deps, &caller, &reading).await;
+            assert_eq!(answer.status, 401, "{caller}");
+            assert_eq!(answer.header("X-RateLimit-Limit"), None);
+        }
+        assert_eq!(deps.access.activity.all().len(), 1, "no key the platform knows: nothing to log it against");
+        assert_eq!(deps.filing.observations.len(), 0);
+        assert!(deps.dead_letters.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_files_each_valid_reading_and_reports_and_keeps_each_refused_one() {
+        let deps = vitals();
+        let caller = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        let t1 = minutes_ago(30);
+        let readings = [
+            json!({"timestamp": t1, "heart_rate": 70}).to_string(),
+            json!({"timestamp": minutes_ago(20), "heart_rate": 350}).to_string(),
+            json!({"device_id": "acme-1", "timestamp": minutes_ago(10), "heart_rate": 71}).to_string(),
+            json!({"device_id": "acme-2", "timestamp": minutes_ago(5), "heart_rate": 72}).to_string(),
+            json!({"timestamp": t1, "heart_rate": 99}).to_string(),
+        ];
+        let body = format!(r#"{{"device_id": "acme-1", "readings": [{}]}}"#, readings.join(", "));
+        let answer = batch_as(&deps, &caller, &body).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(
+            (
+                answer.body["success"].as_bool(),
+                answer.body["total_readings"].as_u64(),
+                answer.body["processed"].as_u64(),
+                answer.body["failed"].as_u64()
+            ),
+            (Some(false), Some(5), Some(2), Some(3))
+        );
+        let refusals: Vec<(u64, u64, Option<&str>)> = answer.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["index"].as_u64().unwrap(), e["status"].as_u64().unwrap(), e["field"].as_str()))
+            .collect();
+        assert_eq!(refusals, [(1, 400, Some("heart_rate")), (3, 400, Some("device_id")), (4, 409, None)]);
+        for id in answer.body["vitals_created"].as_array().unwrap() {
+            assert!(deps.filing.observations.get_sync(id.as_str().unwrap()).is_some(), "{id}");
+        }
+        let mut expected = vec![
+            (BATCH_SOURCE.to_owned(), Some("acme-1".to_owned()), "INVALID_READING".to_owned(), readings[1].clone()),
+            (BATCH_SOURCE.to_owned(), Some("acme-1".to_owned()), "INVALID_READING".to_owned(), readings[3].clone()),
+            (BATCH_SOURCE.to_owned(), Some("acme-1".to_owned()), "CONFLICTING_DUPLICATE".to_owned(), readings[4].clone()),
+        ];
+        expected.sort();
+        assert_eq!(dead_letters(&deps), expected, "each refused reading as it was in the batch");
+        let logged = deps.access.activity.all().pop().unwrap();
+        assert_eq!((logged.status, logged.error.as_deref()), (200, Some("3 of 5 readings refused: CONFLICTING_DUPLICATE, INVALID_READING")));
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_no_valid_reading_is_a_400() {
+        let deps = vitals();
+        let caller = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        let body = json!({"device_id": "acme-1", "readings": [{"heart_rate": 72}]}).to_string();
+        let answer = batch_as(&deps, &caller, &body).await;
+        assert_eq!((answer.status, answer.body["processed"].as_u64(), answer.body["failed"].as_u64()), (400, Some(0), Some(1)));
+        assert_eq!(deps.dead_letters.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_device_may_not_send_is_refused_once_as_a_whole() {
+        let deps = vitals();
+        let acme_1 = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        let inactive = key(&deps.access.keys, "acme-2", &[Permission::WriteVitals], 60).await;
+        let one = json!({"timestamp": minutes_ago(1), "heart_rate": 72});
+        let too_many = json!({"device_id": "acme-1", "readings": vec![one.clone(); MAX_BATCH + 1]});
+        let cases = [
+            (&inactive, json!({"device_id": "acme-2", "readings": [one, one]}).to_string(), 403, None, "DEVICE_NOT_ACTIVE"),
+            (&acme_1, json!({"device_id": "acme-2", "readings": [one]}).to_string(), 403, Some("device_id"), "NOT_THIS_KEYS_DEVICE"),
+            (&acme_1, json!({"readings": [one]}).to_string(), 400, Some("device_id"), "INVALID_READING"),
+            (&acme_1, json!({"device_id": "acme-1", "readings": []}).to_string(), 400, Some("readings"), "INVALID_READING"),
+            (&acme_1, too_many.to_string(), 400, Some("readings"), "INVALID_READING"),
+            (&acme_1, "[1, 2]".to_owned(), 400, Some("body"), "INVALID_READING"),
+        ];
+        let mut expected = Vec::new();
+        for (caller, body, status, field, code) in cases {
+            let answer = batch_as(&deps, caller, &body).await;
+            assert_eq!((answer.status, answer.body["field"].as_str()), (status, field), "{code}: {}", answer.body);
+            expected.push((BATCH_SOURCE.to_owned(), caller["deviceId"].as_str().map(str::to_owned), code.to_owned(), body));
+        }
+        expected.sort();
+        assert_eq!(dead_letters(&deps), expected, "one dead letter per batch, with the whole batch");
+        assert_eq!(deps.filing.observations.len(), 0);
+    }
+
+    fn status_deps(vitals: Vitals) -> Status {
+        StatusDeps { devices: vitals.filing.devices, observations: vitals.filing.observations, access: vitals.access }
+    }
+
+    async fn status_as(deps: &Status, caller: &Value) -> Answered {
+        answered(status(ApiRequest::new("GET /api/iot/status").caller(caller.clone()).build(), deps).await)
+    }
+
+    #[tokio::test]
+    async fn the_status_says_whether_the_device_may_send_and_its_last_reading() {
+        let filed = vitals();
+        let writer = key(&filed.access.keys, "acme-1", &[Permission::WriteVitals, Permission::ReadStatus], 60).await;
+        let (older, newer) = (minutes_ago(20), minutes_ago(10));
+        for at in [&newer, &older] {
+            let reading = json!({"device_id": "acme-1", "timestamp": at, "heart_rate": 72}).to_string();
+            assert_eq!(submit_as(&filed, &writer, &reading).await.status, 201);
+        }
+        let deps = status_deps(filed);
+        let active = status_as(&deps, &writer).await;
+        assert_eq!(active.status, 200, "{}", active.body);
+        assert_eq!(
+            (active.body["device_id"].as_str(), active.body["status"].as_str(), active.body["is_active"].as_bool()),
+            (Some("acme-1"), Some("ACTIVE"), Some(true))
+        );
+        assert_eq!((active.body["patient_assigned"].as_bool(), active.body["patient_id"].as_str()), (Some(true), Some("pat-1")));
+        let newest = crate::platform::time::parse_with_offset(&newer).map(format_utc);
+        assert_eq!(active.body["last_reading"].as_str(), newest.as_deref());
+
+        for (thing, status) in [("acme-2", "INACTIVE"), ("acme-3", "REGISTERED"), ("acme-4", "BLOCKED")] {
+            let caller = key(&deps.access.keys, thing, &[Permission::ReadStatus], 60).await;
+            let answer = status_as(&deps, &caller).await;
+            assert_eq!(
+                (answer.status, answer.body["status"].as_str(), answer.body["is_active"].as_bool()),
+                (200, Some(status), Some(false)),
+                "{thing}"
+            );
+            assert_eq!(answer.body["last_reading"], Value::Null);
+        }
+        let logged = deps.access.activity.all().pop().unwrap();
+        assert_eq!((logged.route.as_str(), logged.method.as_str(), logged.status), ("/api/iot/status", "GET", 200));
+    }
+
+    #[tokio::test]
+    async fn the_status_needs_read_status_and_a_registered_device() {
+        let deps = status_deps(vitals());
+        let writer = key(&deps.access.keys, "acme-1", &[Permission::WriteVitals], 60).await;
+        assert_eq!(status_as(&deps, &writer).await.status, 403);
+        let unregistered = key(&deps.access.keys, "acme-9", &[Permission::ReadStatus], 60).await;
+        assert_eq!(status_as(&deps, &unregistered).await.status, 400);
+        assert_eq!(status_as(&deps, &testing::admin()).await.status, 401, "a person's token is no device key");
+    }
+}

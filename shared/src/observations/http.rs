@@ -83,3 +83,144 @@ fn full_url(id: &str) -> String {
         format!("Observation/{id}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, SecondsFormat, Utc};
+
+    use super::*;
+    use crate::access::audit::AuditRecord;
+    use crate::access::memory::MemoryAudit;
+    use crate::clinical::memory::MemoryAlerts;
+    use crate::clinical::AlertSettings;
+    use crate::devices::memory::MemoryDevices;
+    use crate::devices::{Device, DeviceStatus};
+    use crate::ingest::{readings, Filing, FilingDeps};
+    use crate::observations::memory::MemoryObservations;
+    use crate::platform::testing::{self, answered, Answered, ApiRequest};
+
+    type Deps = DeviceReadDeps<MemoryDevices, MemoryObservations, MemoryAudit>;
+
+    /// acme-1 took a reading for pat-1, then was handed to pat-2 and took one for them; acme-2
+    /// has no patient; acme-3 is pat-3's and took nothing.
+    async fn deps() -> Deps {
+        let device = |serial: &str, patient: Option<&str>| {
+            let mut d = Device::registered("Acme", serial, "BP-200", "", "2026-11-01T00:00:00.000Z");
+            d.status = DeviceStatus::Active;
+            d.patient_id = patient.map(Into::into);
+            d
+        };
+        let filing = FilingDeps {
+            devices: MemoryDevices::with(vec![device("1", Some("pat-1")), device("2", None), device("3", Some("pat-3"))]),
+            observations: MemoryObservations::default(),
+            alerts: MemoryAlerts::default(),
+            alert_settings: AlertSettings::default(),
+        };
+        let file = |minutes_ago: i64| {
+            let at = (Utc::now() - Duration::minutes(minutes_ago)).to_rfc3339_opts(SecondsFormat::Secs, true);
+            readings::parse(&json!({"device_id": "acme-1", "timestamp": at, "heart_rate": 72}).to_string(), None, Utc::now()).unwrap().reading
+        };
+        Filing::new(&filing).file(&file(20)).await.unwrap().unwrap();
+        filing.devices.set_patient("acme-1", Some("pat-2"), "2026-11-02T00:00:00.000Z").await.unwrap().unwrap();
+        Filing::new(&filing).file(&file(10)).await.unwrap().unwrap();
+        DeviceReadDeps { devices: filing.devices, store: filing.observations, audit: MemoryAudit::default() }
+    }
+
+    fn read(thing: &str, caller: Value) -> ApiRequest {
+        ApiRequest::new("GET /devices/{thingName}/observations").path("thingName", thing).caller(caller)
+    }
+
+    /// The patient of each entry, in the Bundle's order.
+    fn patients_of(answer: &Answered) -> Vec<String> {
+        answer.body["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["subject"]["reference"].as_str().unwrap().trim_start_matches("Patient/").to_owned())
+            .collect()
+    }
+
+    /// The audit log as (patient, subject, status).
+    fn audited(deps: &Deps) -> Vec<(String, String, u16)> {
+        deps.audit.all().into_iter().map(|r: AuditRecord| (r.patient_id, r.subject, r.status)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_clinician_reads_every_observation_of_a_device_as_stored_newest_first() {
+        let deps = deps().await;
+        let answer = answered(device_observations(read("acme-1", testing::clinician()).build(), &deps).await);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!((answer.body["resourceType"].as_str(), answer.body["type"].as_str()), (Some("Bundle"), Some("searchset")));
+        let stored = deps.store.for_device("acme-1", 50).await.unwrap();
+        assert_eq!(stored.len(), 4, "a heart rate and its panel per reading");
+        assert_eq!(answer.body["total"], json!(stored.len()));
+        for (entry, o) in answer.body["entry"].as_array().unwrap().iter().zip(&stored) {
+            assert_eq!(entry["resource"], serde_json::from_str::<Value>(&o.resource).unwrap(), "exactly as stored");
+            assert_eq!(entry["fullUrl"], json!(full_url(&o.id)));
+            assert!(entry["fullUrl"].as_str().unwrap().starts_with("urn:uuid:"));
+        }
+        assert_eq!(patients_of(&answer), ["pat-2", "pat-2", "pat-1", "pat-1"], "newest first");
+        let mut records = audited(&deps);
+        records.sort();
+        assert_eq!(
+            records,
+            [("pat-1".into(), "clinician-sub".into(), 200), ("pat-2".into(), "clinician-sub".into(), 200)],
+            "one record per patient shown"
+        );
+        let one = answered(device_observations(read("acme-1", testing::clinician()).query("limit", "1").build(), &deps).await);
+        assert_eq!(patients_of(&one), ["pat-2"]);
+        let bad = answered(device_observations(read("acme-1", testing::clinician()).query("limit", "0").build(), &deps).await);
+        assert_eq!((bad.status, bad.error_field()), (400, Some("limit")));
+    }
+
+    #[tokio::test]
+    async fn the_devices_patient_reads_only_their_own_observations() {
+        let deps = deps().await;
+        let answer = answered(device_observations(read("acme-1", testing::patient("pat-2")).build(), &deps).await);
+        assert_eq!(answer.status, 200);
+        assert_eq!(patients_of(&answer), ["pat-2", "pat-2"], "not the former patient's");
+        assert_eq!(answer.body["total"], json!(2));
+        assert_eq!(audited(&deps), [("pat-2".into(), "pat-2-sub".into(), 200)]);
+    }
+
+    #[tokio::test]
+    async fn another_patient_learns_nothing_and_the_attempt_is_audited_against_the_devices_patient() {
+        let deps = deps().await;
+        for (thing, reader) in [("acme-1", "pat-1"), ("acme-3", "pat-1"), ("acme-2", "pat-1"), ("acme-9", "pat-1")] {
+            let answer = answered(device_observations(read(thing, testing::patient(reader)).build(), &deps).await);
+            assert_eq!((answer.status, answer.error_code()), (404, Some("NOT_FOUND")), "{thing}");
+            assert_eq!(answer.body["error"]["message"], json!(format!("no device {thing}")), "as if it did not exist");
+        }
+        assert_eq!(
+            audited(&deps),
+            [("pat-2".into(), "pat-1-sub".into(), 404), ("pat-3".into(), "pat-1-sub".into(), 404)],
+            "the former patient's and a stranger's attempts; a device without a patient or none at all concerns no one"
+        );
+        let unknown = answered(device_observations(read("acme-9", testing::clinician()).build(), &deps).await);
+        assert_eq!(unknown.status, 404);
+        let anonymous = answered(device_observations(read("acme-1", json!({})).build(), &deps).await);
+        assert_eq!(anonymous.status, 401);
+        assert_eq!(deps.audit.all().len(), 2);
+    }
+
+    /// An audit log that cannot be written.
+    struct UnavailableAudit;
+
+    impl AuditLog for UnavailableAudit {
+        async fn record(&self, _: &AuditRecord) -> Result<(), StoreError> {
+            Err(StoreError::new("record audit", "simulated throttling"))
+        }
+        async fn for_patient(&self, _: &str, _: i32, _: Option<&str>) -> Result<(Vec<AuditRecord>, Option<String>), StoreError> {
+            Err(StoreError::new("list audit records", "simulated throttling"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_that_cannot_be_audited_shows_nothing() {
+        let filed = deps().await;
+        let deps = DeviceReadDeps { devices: filed.devices, store: filed.store, audit: UnavailableAudit };
+        let answer = answered(device_observations(read("acme-1", testing::clinician()).build(), &deps).await);
+        assert_eq!((answer.status, answer.error_code()), (503, Some("UNAVAILABLE")));
+        assert_eq!(answer.body.get("entry"), None);
+    }
+}

@@ -153,7 +153,8 @@ pub fn path_param(request: &Request, name: &str) -> Result<String, ApiError> {
 
 /// A query parameter, if given.
 pub fn query_param(request: &Request, name: &str) -> Option<String> {
-    request.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+    // `?next=` is no cursor: an empty value is absent (DynamoDB refuses empty key values).
+    request.query_string_parameters_ref().and_then(|q| q.first(name)).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
 /// The body's bytes (empty when there is none).

@@ -8,6 +8,8 @@ pub mod http;
 pub mod stack;
 pub mod tables;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod time;
 
 /// A storage or AWS call failed for a reason that may pass (throttling, network, service).
