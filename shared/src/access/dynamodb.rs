@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::activity::{Activity, ActivityLog, DEFAULT_RETENTION_DAYS};
 use super::audit::{AuditLog, AuditRecord};
 use super::api_keys::{ApiKey, ApiKeyStore, Permission, DEFAULT_RATE_LIMIT_PER_MINUTE};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, newest_first_page, put_opt, req_s, s, Item};
 use crate::platform::tables::{ACTIVITY, API_KEYS, API_KEYS_BY_THING, API_KEY_USAGE, AUDIT};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -258,20 +258,14 @@ impl ActivityLog for DynamoActivityLog {
     }
 
     async fn for_device(&self, device_id: &str, limit: i32, after: Option<&str>) -> Result<(Vec<Activity>, Option<String>), StoreError> {
-        let mut query = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("deviceId = :d")
-            .expression_attribute_values(":d", s(device_id))
-            .scan_index_forward(false)
-            .limit(limit);
-        if let Some(after) = after {
-            query = query.exclusive_start_key("deviceId", s(device_id)).exclusive_start_key("sortKey", s(after));
-        }
-        let out = query.send().await.map_err(|e| StoreError::sdk("list activity", &e))?;
-        let items = out
-            .items()
+            .expression_attribute_values(":d", s(device_id));
+        let (items, next) = newest_first_page(query, ("deviceId", device_id), limit, after, "list activity").await?;
+        let items = items
             .iter()
             .map(|i| Activity {
                 device_id: device_id.to_owned(),
@@ -287,7 +281,6 @@ impl ActivityLog for DynamoActivityLog {
                 error: opt_s(i, "error"),
             })
             .collect();
-        let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
         Ok((items, next))
     }
 }
@@ -341,20 +334,14 @@ impl AuditLog for DynamoAuditLog {
     }
 
     async fn for_patient(&self, patient_id: &str, limit: i32, after: Option<&str>) -> Result<(Vec<AuditRecord>, Option<String>), StoreError> {
-        let mut query = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("patientId = :p")
-            .expression_attribute_values(":p", s(patient_id))
-            .scan_index_forward(false)
-            .limit(limit);
-        if let Some(after) = after {
-            query = query.exclusive_start_key("patientId", s(patient_id)).exclusive_start_key("sortKey", s(after));
-        }
-        let out = query.send().await.map_err(|e| StoreError::sdk("list audit records", &e))?;
-        let records = out
-            .items()
+            .expression_attribute_values(":p", s(patient_id));
+        let (items, next) = newest_first_page(query, ("patientId", patient_id), limit, after, "list audit records").await?;
+        let records = items
             .iter()
             .map(|i| AuditRecord {
                 patient_id: patient_id.to_owned(),
@@ -368,7 +355,6 @@ impl AuditLog for DynamoAuditLog {
                 status: opt_u64(i, "status").and_then(|s| u16::try_from(s).ok()).unwrap_or(0),
             })
             .collect();
-        let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
         Ok((records, next))
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
-use crate::platform::dynamodb::{is_condition_failed, n, only_conditions_failed, opt_s, put_if_absent, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, newest_first_page, only_conditions_failed, opt_s, put_if_absent, s, Item};
 use crate::platform::tables::ALERTS;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -109,22 +109,15 @@ impl AlertStore for DynamoAlertStore {
     }
 
     async fn for_patient(&self, patient_id: &str, limit: i32, after: Option<&str>) -> Result<AlertPage, StoreError> {
-        let mut query = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("patientId = :p AND begins_with(sortKey, :a)")
             .expression_attribute_values(":p", s(patient_id))
-            .expression_attribute_values(":a", s("ALERT#"))
-            .scan_index_forward(false)
-            .limit(limit);
-        if let Some(after) = after {
-            query = query.exclusive_start_key("patientId", s(patient_id)).exclusive_start_key("sortKey", s(after));
-        }
-        let out = query.send().await.map_err(|e| StoreError::sdk("list alerts", &e))?;
-        let items = out.items().iter().filter_map(alert_of).collect();
-        let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
-        Ok(AlertPage { items, next })
+            .expression_attribute_values(":a", s("ALERT#"));
+        let (items, next) = newest_first_page(query, ("patientId", patient_id), limit, after, "list alerts").await?;
+        Ok(AlertPage { items: items.iter().filter_map(alert_of).collect(), next })
     }
 
     async fn close(&self, patient_id: &str, alert_id: &str, closed_by: &str, at: &str) -> Result<Option<Alert>, StoreError> {

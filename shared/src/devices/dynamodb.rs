@@ -42,6 +42,21 @@ impl DynamoDeviceRegistry {
             Err(e) => Err(StoreError::sdk(operation, &e)),
         }
     }
+
+    /// Runs a conditional update: the updated device, or when the condition failed the device
+    /// as it is (`None` if it does not exist).
+    async fn update_or_as_is(
+        &self,
+        thing_name: &str,
+        operation: &'static str,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<Option<Device>, StoreError> {
+        match request.return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew).send().await {
+            Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
+            Err(e) if is_condition_failed(&e) => self.get(thing_name).await,
+            Err(e) => Err(StoreError::sdk(operation, &e)),
+        }
+    }
 }
 
 fn to_item(d: &Device) -> Item {
@@ -160,7 +175,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
     }
 
     async fn activate_registered(&self, thing_name: &str, at: &str) -> Result<Option<Device>, StoreError> {
-        let out = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -170,20 +185,13 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":active", s(DeviceStatus::Active.as_str()))
             .expression_attribute_values(":registered", s(DeviceStatus::Registered.as_str()))
-            .expression_attribute_values(":at", s(at))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match out {
-            Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
-            // Not REGISTERED (or gone): as it is.
-            Err(e) if is_condition_failed(&e) => self.get(thing_name).await,
-            Err(e) => Err(StoreError::sdk("activate device", &e)),
-        }
+            .expression_attribute_values(":at", s(at));
+        // Not REGISTERED (or gone): as it is.
+        self.update_or_as_is(thing_name, "activate device", request).await
     }
 
     async fn set_status(&self, thing_name: &str, status: DeviceStatus, at: &str) -> Result<Option<Device>, StoreError> {
-        let out = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -193,16 +201,9 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":s", s(status.as_str()))
             .expression_attribute_values(":blocked", s(DeviceStatus::Blocked.as_str()))
-            .expression_attribute_values(":at", s(at))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match out {
-            Ok(out) => out.attributes.as_ref().map(from_item).transpose(),
-            // Absent, or blocked meanwhile: say which by reading it.
-            Err(e) if is_condition_failed(&e) => self.get(thing_name).await,
-            Err(e) => Err(StoreError::sdk("set status", &e)),
-        }
+            .expression_attribute_values(":at", s(at));
+        // Absent, or blocked meanwhile: as it is.
+        self.update_or_as_is(thing_name, "set status", request).await
     }
 
     async fn find_by_serial(&self, manufacturer: &str, serial_number: &str) -> Result<Option<Device>, StoreError> {

@@ -72,3 +72,23 @@ pub async fn put_if_absent(
         Err(e) => Err(StoreError::sdk(operation, &e)),
     }
 }
+
+/// One page of a partition's items, newest (highest `sortKey`) first: `query` names the table
+/// and the key condition on `partition` (name, value); `after` is the previous page's cursor
+/// (its last `sortKey`). Answers the items and the next page's cursor (set when the page is
+/// full, as DynamoDB does, even if nothing follows).
+pub async fn newest_first_page(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    partition: (&str, &str),
+    limit: i32,
+    after: Option<&str>,
+    operation: &'static str,
+) -> Result<(Vec<Item>, Option<String>), StoreError> {
+    let mut query = query.scan_index_forward(false).limit(limit);
+    if let Some(after) = after {
+        query = query.exclusive_start_key(partition.0, s(partition.1)).exclusive_start_key("sortKey", s(after));
+    }
+    let out = query.send().await.map_err(|e| StoreError::sdk(operation, &e))?;
+    let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
+    Ok((out.items.unwrap_or_default(), next))
+}
