@@ -473,6 +473,8 @@ async fn the_alert_store_deduplicates_against_the_highest_alert_still_open() {
     let closed = store.close("P1", "a", "nurse", "2025-11-17T11:05:00.000Z").await.unwrap().unwrap();
     assert_eq!((closed.status, closed.closed_by.as_deref()), (AlertStatus::Closed, Some("nurse")));
     assert!(!store.raise(&alert("cc", Severity::High)).await.unwrap(), "a retried reading set does not raise its closed alert again");
+    let republished = Alert { set_at: "2025-11-17T10:03:00.000Z".into(), ..alert("cc", Severity::High) };
+    assert!(!store.raise(&republished).await.unwrap(), "nor a set re-published later without a device time (same id, later readingsAt)");
     assert!(store.raise(&alert("ddd", Severity::LowMedium)).await.unwrap(), "nothing open any more");
     assert!(store.close("P1", "nope", "nurse", "x").await.unwrap().is_none());
     let listed = store.for_patient("P1", 50, None).await.unwrap().items;

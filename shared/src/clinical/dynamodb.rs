@@ -1,6 +1,8 @@
 //! [`AlertStore`] in the `AlertsTable`: `patientId`, `sortKey` = `ALERT#<readingsAt>#<alertId>`
-//! for alerts (deterministic, so a redelivered reading finds its alert), `OPEN#<kind>` for the
-//! de-duplication marker (the highest open alert of that kind and its rank).
+//! for alerts (listed newest first by the readings' time), `ID#<alertId>` for the guard that
+//! makes raising idempotent by id (a reading re-published later, without a device time, has
+//! another `readingsAt` but the same alert id), and `OPEN#<kind>` for the de-duplication
+//! marker (the highest open alert of that kind and its rank).
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -25,6 +27,10 @@ impl DynamoAlertStore {
 
     fn record_key(alert: &Alert) -> String {
         format!("ALERT#{}#{}", alert.set_at, alert.alert_id)
+    }
+
+    fn guard_key(alert: &Alert) -> String {
+        format!("ID#{}", alert.alert_id)
     }
 
     fn marker_key(kind: AlertKind) -> String {
@@ -88,7 +94,16 @@ impl AlertStore for DynamoAlertStore {
             .item("sortKey", s(Self::record_key(alert)))
             .item("alertId", s(&alert.alert_id))
             .item("alert", s(alert.to_json().to_string()))
-            // Once per alert id: a retried reading set does not raise its alert again.
+            .condition_expression("attribute_not_exists(sortKey)")
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        // Once per alert id, whatever its readings time: a retried or re-published reading set
+        // does not raise its alert again, also after it was closed.
+        let guard = Put::builder()
+            .table_name(&self.table)
+            .item("patientId", s(&alert.patient_id))
+            .item("sortKey", s(Self::guard_key(alert)))
+            .item("alertId", s(&alert.alert_id))
             .condition_expression("attribute_not_exists(sortKey)")
             .build()
             .map_err(|e| StoreError::new(OP, e))?;
@@ -97,6 +112,7 @@ impl AlertStore for DynamoAlertStore {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(marker).build())
             .transact_items(TransactWriteItem::builder().put(record).build())
+            .transact_items(TransactWriteItem::builder().put(guard).build())
             .send()
             .await;
         match out {

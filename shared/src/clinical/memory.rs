@@ -1,5 +1,5 @@
 //! Alerts in memory for unit tests, with the DynamoDB store's conditions: a record is written
-//! once per (patient, readings time, alert id), together with the `OPEN#<kind>` marker, which
+//! once per (patient, alert id), whatever its readings time, together with the `OPEN#<kind>` marker, which
 //! is taken only by a higher rank than the open alert it stands for; closing moves the marker
 //! to the highest alert of the kind still open, or removes it.
 
@@ -44,7 +44,8 @@ impl AlertStore for MemoryAlerts {
         let mut table = self.0.lock().expect("lock");
         let marker = marker_key(&alert.patient_id, alert.kind);
         let marker_ok = table.markers.get(&marker).is_none_or(|(_, rank)| *rank < alert.rank());
-        let record_ok = !table.records.contains_key(&record_key(alert));
+        // The `ID#<alertId>` guard: once per alert id, whatever its readings time.
+        let record_ok = !table.records.values().any(|a| a.patient_id == alert.patient_id && a.alert_id == alert.alert_id);
         // One transaction: both or neither.
         if !(marker_ok && record_ok) {
             return Ok(false);

@@ -538,6 +538,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_set_re_published_later_without_a_device_time_does_not_raise_its_closed_alert_again() {
+        let (store, alerts) = (MemoryObservations::default(), MemoryAlerts::default());
+        let body = r#"{"timestamp": "2026-11-22T11:00:00Z", "heart_rate": 140}"#;
+        let (set_id, stored, at) = file(&store, body).await;
+        let set = |at| ReadingSet { patient_id: "P1", device_id: "dev-1", set_id: &set_id, at, observations: &stored };
+        let raised = evaluate(&store, &alerts, &AlertSettings::default(), set(at)).await.unwrap();
+        alerts.close("P1", &raised[0].alert_id, "nurse", "2026-11-22T11:01:00.000Z").await.unwrap();
+        // The same message (same set id) received again three minutes later: another readings
+        // time, the same alert.
+        let again = evaluate(&store, &alerts, &AlertSettings::default(), set(at + Duration::minutes(3))).await.unwrap();
+        assert!(again.is_empty());
+        assert_eq!(alerts.len(), 1, "one record per alert id");
+    }
+
+    #[tokio::test]
     async fn the_reading_just_filed_counts_even_before_the_index_shows_it() {
         let (store, alerts) = (LaggingIndex::default(), MemoryAlerts::default());
         let raised = evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:00:00Z", "glucose": 45}"#).await;
