@@ -292,9 +292,17 @@ pub async fn start<S: DeploymentStore, J: JobControl>(
     at: &str,
 ) -> Result<(), StoreError> {
     if let Err(e) = jobs.create_job(job).await {
-        let reason = format!("the IoT Job could not be created: {}", e.message);
-        deployments.set_status(&deployment.deployment_id, DeploymentStatus::FailedToStart, Some(&reason), at).await?;
-        return Err(e);
+        // A timeout or a throttled answer may come after IoT created the job: ask before saying
+        // it failed, and when even that cannot be told, leave it STARTING for `resume`.
+        match jobs.job_exists(&deployment.deployment_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let reason = format!("the IoT Job could not be created: {}", e.message);
+                deployments.set_status(&deployment.deployment_id, DeploymentStatus::FailedToStart, Some(&reason), at).await?;
+                return Err(e);
+            }
+            Err(_) => return Err(e),
+        }
     }
     deployments.set_status(&deployment.deployment_id, DeploymentStatus::InProgress, None, at).await?;
     deployment.status = DeploymentStatus::InProgress;
@@ -429,6 +437,15 @@ mod tests {
         assert!(start(&store, &jobs, &mut failed.clone(), &job(&failed), &at).await.is_err());
         assert_eq!(store.status("fw-2"), Some(DeploymentStatus::FailedToStart));
         assert!(store.get("fw-2").await.unwrap().unwrap().status_reason.unwrap().contains("IoT Job could not be created"));
+
+        // The job was created but the answer was lost: it is running, so it is followed.
+        let mut lost = starting(&at);
+        lost.deployment_id = "fw-4".into();
+        store.create(&lost).await.unwrap();
+        jobs.lose_next_answer.store(true, std::sync::atomic::Ordering::SeqCst);
+        let request = job(&lost);
+        start(&store, &jobs, &mut lost, &request, &at).await.unwrap();
+        assert_eq!((lost.status, store.status("fw-4")), (DeploymentStatus::InProgress, Some(DeploymentStatus::InProgress)));
     }
 
     #[tokio::test]

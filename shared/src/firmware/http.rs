@@ -211,6 +211,10 @@ async fn targets<D: DeviceRegistry>(input: &CreateInput, image: &FirmwareImage, 
                 if device.status != DeviceStatus::Active {
                     return Err(ApiError::bad("thingNames", format!("{name} is {}, not ACTIVE", device.status.as_str())));
                 }
+                // An API key or an operator activates a gateway that has no IoT thing to run a job.
+                if device.certificate_id.is_none() {
+                    return Err(ApiError::bad("thingNames", format!("{name} has not provisioned with IoT Core: it has no thing to update")));
+                }
                 unique.push(name.clone());
             }
             Ok(unique)
@@ -222,7 +226,7 @@ async fn targets<D: DeviceRegistry>(input: &CreateInput, image: &FirmwareImage, 
                 let (page, next) = devices.list(100, after.as_deref()).await?;
                 names.extend(
                     page.into_iter()
-                        .filter(|d| d.model == image.device_model && d.status == DeviceStatus::Active)
+                        .filter(|d| d.model == image.device_model && d.status == DeviceStatus::Active && d.certificate_id.is_some())
                         .map(|d| d.thing_name),
                 );
                 match next {
@@ -231,7 +235,7 @@ async fn targets<D: DeviceRegistry>(input: &CreateInput, image: &FirmwareImage, 
                 }
             }
             if names.is_empty() {
-                return Err(ApiError::bad("allDevicesOfModel", format!("no ACTIVE device of model {}", image.device_model)));
+                return Err(ApiError::bad("allDevicesOfModel", format!("no ACTIVE provisioned device of model {}", image.device_model)));
             }
             if names.len() > MAX_TARGETS {
                 return Err(ApiError::bad(
@@ -475,13 +479,16 @@ mod tests {
 
     type Deploying = DeploymentDeps<MemoryFirmware, MemoryDevices, MemoryDeployments, MemoryJobs>;
 
+    /// A provisioned device (it has a certificate, so an IoT thing).
     fn device(serial: &str, model: &str, status: DeviceStatus) -> Device {
         let mut d = Device::registered("Acme", serial, model, "", "2026-11-01T00:00:00.000Z");
         d.status = status;
+        d.certificate_id = Some(format!("cert-{serial}"));
         d
     }
 
-    /// Image `bp-1.0` of model BP; acme-1 an active BP, acme-2 an active oximeter, acme-3 an inactive BP.
+    /// Image `bp-1.0` of model BP; acme-1 an active BP, acme-2 an active oximeter, acme-3 an
+    /// inactive BP, acme-4 an active BP gateway that only has an API key (no IoT thing).
     async fn deploying() -> Deploying {
         let deps = DeploymentDeps {
             images: MemoryFirmware::default(),
@@ -489,6 +496,7 @@ mod tests {
                 device("1", "BP", DeviceStatus::Active),
                 device("2", "Oximeter", DeviceStatus::Active),
                 device("3", "BP", DeviceStatus::Inactive),
+                Device { certificate_id: None, ..device("4", "BP", DeviceStatus::Active) },
             ]),
             deployments: MemoryDeployments::default(),
             jobs: MemoryJobs::default(),
@@ -526,7 +534,11 @@ mod tests {
         assert_eq!(deps.deployments.status(id), Some(DeploymentStatus::InProgress));
 
         let whole_model = deploy(&deps, json!({"firmwareId": "bp-1.0", "allDevicesOfModel": true})).await;
-        assert_eq!((whole_model.status, targets_of(&whole_model)), (201, vec!["acme-1"]), "not the oximeter, not the inactive BP");
+        assert_eq!(
+            (whole_model.status, targets_of(&whole_model)),
+            (201, vec!["acme-1"]),
+            "not the oximeter, not the inactive BP, not the keyed gateway without a thing"
+        );
         assert_eq!(deps.jobs.jobs.lock().unwrap().len(), 2);
     }
 
@@ -536,6 +548,7 @@ mod tests {
         let cases = [
             (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-2"]}), "thingNames"),
             (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-3"]}), "thingNames"),
+            (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-4"]}), "thingNames"),
             (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1", "acme-1"]}), "thingNames"),
             (json!({"firmwareId": "bp-1.0", "thingNames": ["acme-9"]}), "thingNames"),
             (json!({"firmwareId": "bp-1.0", "thingNames": []}), "thingNames"),

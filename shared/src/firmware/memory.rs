@@ -111,6 +111,8 @@ impl DeploymentStore for MemoryDeployments {
 pub struct MemoryJobs {
     pub jobs: Mutex<BTreeSet<String>>,
     pub fail_next_create: AtomicBool,
+    /// The next creation succeeds but its answer is lost (a timeout after IoT created the job).
+    pub lose_next_answer: AtomicBool,
 }
 
 impl JobControl for MemoryJobs {
@@ -120,6 +122,9 @@ impl JobControl for MemoryJobs {
         }
         // A job that exists already counts as created, as the IoT adapter treats it.
         self.jobs.lock().expect("lock").insert(job.job_id.clone());
+        if self.lose_next_answer.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::new("create IoT job", "dispatch failure: timeout"));
+        }
         Ok(())
     }
 
