@@ -153,6 +153,12 @@ async fn bad_readings_and_malformed_files_move_to_failed_with_a_report_and_good_
     assert_eq!(report["errors"][0]["field"], "file");
     assert!(report["errors"][0]["reason"].as_str().unwrap().starts_with("malformed JSON"), "{report}");
     assert!(failed.iter().any(|k| k.contains("/broken_") && !k.ends_with(".errors.json")), "the file itself is kept");
+    // A file that is no readings at all is in the dead-letter API too, saying where it went.
+    let (_, page) = api.call(Method::GET, "/admin/dead-letters?source=inbox-processor", Some(&api.token(Role::Admin, None)), None).await;
+    let letter = page["deadLetters"].as_array().unwrap().iter().find(|l| l["reasonCode"] == "INVALID_FILE").expect("the broken file's dead letter");
+    let raw: Value = serde_json::from_str(letter["rawPayload"].as_str().unwrap()).unwrap();
+    assert_eq!((raw["file"].as_str(), raw["report"].as_str()), (Some("inbox/broken.json"), Some(report_key.as_str())));
+    assert!(letter["reason"].as_str().unwrap().contains("malformed JSON"), "{letter}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

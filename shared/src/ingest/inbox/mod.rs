@@ -299,6 +299,15 @@ where
         "errorsListed": tally.problems.len(),
         "errors": tally.problems,
     });
+    // A file that is not readings at all (malformed JSON, nothing in it) has no reading to keep
+    // as a dead letter: the file itself is, and where it went (each bad reading is kept above).
+    let file_problems: Vec<&Problem> = tally.problems.iter().filter(|p| p.index.is_none()).collect();
+    if !file_problems.is_empty() {
+        let reason = file_problems.iter().map(|p| p.reason.as_str()).collect::<Vec<_>>().join("; ");
+        let raw = json!({"file": key, "version": object.version, "movedTo": to, "report": report, "errors": file_problems});
+        let letter = DeadLetter::refused(SOURCE, None, "INVALID_FILE", format!("{key}: {reason}"), raw.to_string(), format_utc(at));
+        deps.dead_letters.record(&letter).await?;
+    }
     // The report first, then the copy: the original stays until both exist.
     let report_bytes = serde_json::to_vec_pretty(&body).map_err(|e| StoreError::new("write inbox report", e))?;
     deps.objects.put_json(&object.bucket, &report, report_bytes).await?;
