@@ -208,3 +208,40 @@ fn dead_letters_expire_after_the_configured_retention() {
         }
     }
 }
+
+/// The statements of a function's inline policy that allow `action`, as JSON text.
+fn statements_allowing(template: &Template, function: &str, action: &str) -> Vec<String> {
+    let props = template.properties_json(function).unwrap_or_else(|| panic!("no {function}"));
+    let policies = props["Policies"].as_array().cloned().unwrap_or_default();
+    policies
+        .iter()
+        .flat_map(|p| p["Statement"].as_array().cloned().unwrap_or_default())
+        .filter(|st| st["Action"] == action || st["Action"].as_array().is_some_and(|a| a.iter().any(|x| x == action)))
+        .map(|st| st["Resource"].to_string())
+        .collect()
+}
+
+#[test]
+fn functions_may_query_the_indexes_their_adapters_query() {
+    // Each adapter method that queries an index, and the functions whose dependencies call it:
+    // IAM grants a table's indexes apart from the table, and the emulator does not enforce IAM.
+    let uses = [
+        ("AdminDeadLettersFunction", "${DeadLettersTable.Arn}/index/byThing"),
+        ("FhirIngestFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
+        ("IotVitalsFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
+        ("IotVitalsBatchFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
+        ("InboxProcessorFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
+        ("DeviceObservationsFunction", "${ObservationsTable.Arn}/index/byDevice"),
+        ("IotStatusFunction", "${ObservationsTable.Arn}/index/byDevice"),
+        ("AdminApiKeysListFunction", "${ApiKeysTable.Arn}/index/byThing"),
+        ("UploadLinkFunction", "${UploadsTable.Arn}/index/byThing"),
+        ("DeviceDocumentsFunction", "${UploadsTable.Arn}/index/byThing"),
+        ("ProvisioningHookFunction", "${DevicesTable.Arn}/index/bySerialNumber"),
+        ("AdminDevicesRegisterFunction", "${DevicesTable.Arn}/index/bySerialNumber"),
+    ];
+    let template = template();
+    for (function, index) in uses {
+        let resources = statements_allowing(&template, function, "dynamodb:Query");
+        assert!(resources.iter().any(|r| r.contains(&format!("\"{index}\""))), "{function} may not query {index}: {resources:?}");
+    }
+}

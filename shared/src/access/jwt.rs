@@ -121,17 +121,26 @@ impl Issuer {
         Self { issuer: issuer.to_owned(), audience: audience.to_owned(), roles, keys: KeySource::Fixed(keys) }
     }
 
-    /// An issuer whose keys are fetched from `jwks_url` on first use.
-    pub fn with_jwks_url(issuer: &str, audience: &str, roles: &'static [Role], jwks_url: &str, timeout: Duration, min_refetch: Duration) -> Self {
-        let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+    /// An issuer whose keys are fetched from `jwks_url` on first use, each fetch bounded by
+    /// `timeout`. Fails only if no HTTP client can be built (never one without the timeout).
+    pub fn with_jwks_url(
+        issuer: &str,
+        audience: &str,
+        roles: &'static [Role],
+        jwks_url: &str,
+        timeout: Duration,
+        min_refetch: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
         let keys = KeySource::Url { url: jwks_url.to_owned(), http, min_refetch, cached: RwLock::new(None) };
-        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), roles, keys }
+        Ok(Self { issuer: issuer.to_owned(), audience: audience.to_owned(), roles, keys })
     }
 
     /// From the settings `<PREFIX>_JWT_ISSUER`, `<PREFIX>_JWT_AUDIENCE`, `<PREFIX>_JWKS_URL`.
     fn from_settings(settings: &Settings, names: [&'static str; 3], roles: &'static [Role]) -> Result<Self, WiringError> {
         let [issuer, audience, url] = names.map(|n| settings.required(n));
-        Ok(Self::with_jwks_url(&issuer?, &audience?, roles, &url?, JWKS_TIMEOUT, JWKS_MIN_REFETCH))
+        Self::with_jwks_url(&issuer?, &audience?, roles, &url?, JWKS_TIMEOUT, JWKS_MIN_REFETCH)
+            .map_err(|e| WiringError::Other(format!("JWKS client: {e}")))
     }
 
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, AuthError> {
@@ -394,7 +403,7 @@ pub(crate) mod tests {
     async fn keys_are_fetched_once_and_made_up_key_ids_do_not_cause_fetches() {
         let (key, jwks) = signer();
         let (url, hits) = jwks_server(jwks, false).await;
-        let v = JwtVerifier::new(vec![Issuer::with_jwks_url(STAFF, "app", STAFF_ROLES, &url, Duration::from_secs(2), Duration::from_secs(60))]);
+        let v = JwtVerifier::new(vec![Issuer::with_jwks_url(STAFF, "app", STAFF_ROLES, &url, Duration::from_secs(2), Duration::from_secs(60)).unwrap()]);
         assert!(v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await.is_ok());
         assert!(v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await.is_ok());
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "the keys are kept");
@@ -411,7 +420,7 @@ pub(crate) mod tests {
     async fn a_jwks_endpoint_that_does_not_answer_times_out() {
         let (key, jwks) = signer();
         let (url, _) = jwks_server(jwks, true).await;
-        let v = JwtVerifier::new(vec![Issuer::with_jwks_url(STAFF, "app", STAFF_ROLES, &url, Duration::from_millis(300), Duration::from_secs(60))]);
+        let v = JwtVerifier::new(vec![Issuer::with_jwks_url(STAFF, "app", STAFF_ROLES, &url, Duration::from_millis(300), Duration::from_secs(60)).unwrap()]);
         let started = std::time::Instant::now();
         assert!(matches!(v.verify(&token(&key, claims(STAFF, &["admin"], 600))).await, Err(AuthError::Keys(_))));
         assert!(started.elapsed() < Duration::from_secs(5), "the fetch gave up");
