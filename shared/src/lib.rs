@@ -26,6 +26,7 @@ pub mod fhir;
 pub mod files;
 pub mod firmware;
 pub mod ingest;
+pub mod mapping;
 pub mod observations;
 pub mod platform;
 pub mod wiring;

@@ -1,0 +1,9 @@
+//! IoMT mapping (issue 10, in progress): device-mapping templates turn any device JSON into
+//! normalized measurements, and FHIR-mapping templates turn those into FHIR R4 Observations,
+//! with the semantics of the open-source IoMT FHIR connector (microsoft/iomt-fhir), so that
+//! the templates its users wrote for Azure's MedTech service run unchanged. A pure domain: no
+//! AWS calls. What the connector does, with its source files, is in `docs/iomt-fhir/`.
+//!
+//! Done so far: the template envelope and template type names ([`templates`]).
+
+pub mod templates;
