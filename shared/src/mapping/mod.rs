@@ -4,6 +4,8 @@
 //! the templates its users wrote for Azure's MedTech service run unchanged. A pure domain: no
 //! AWS calls. What the connector does, with its source files, is in `docs/iomt-fhir/`.
 //!
-//! Done so far: the template envelope and template type names ([`templates`]).
+//! Done so far: the template envelope and template type names ([`templates`]); JMESPath with
+//! the connector's functions ([`jmespath`]).
 
+pub mod jmespath;
 pub mod templates;
