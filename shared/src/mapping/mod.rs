@@ -5,7 +5,9 @@
 //! AWS calls. What the connector does, with its source files, is in `docs/iomt-fhir/`.
 //!
 //! Done so far: the template envelope and template type names ([`templates`]); JMESPath with
-//! the connector's functions ([`jmespath`]).
+//! the connector's functions ([`jmespath`]); normalized measurements and the message envelope
+//! ([`measurement`]).
 
 pub mod jmespath;
+pub mod measurement;
 pub mod templates;
