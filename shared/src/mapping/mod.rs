@@ -4,10 +4,11 @@
 //! the templates its users wrote for Azure's MedTech service run unchanged. A pure domain: no
 //! AWS calls. What the connector does, with its source files, is in `docs/iomt-fhir/`.
 //!
-//! Done so far: the template envelope and template type names ([`templates`]); JMESPath with
-//! the connector's functions ([`jmespath`]); normalized measurements and the message envelope
-//! ([`measurement`]).
+//! Done so far: the template envelope and template type names ([`templates`]); JSONPath in
+//! Json.NET's dialect ([`jsonpath`]); JMESPath with the connector's functions ([`jmespath`]);
+//! normalized measurements and the message envelope ([`measurement`]).
 
 pub mod jmespath;
+pub mod jsonpath;
 pub mod measurement;
 pub mod templates;
