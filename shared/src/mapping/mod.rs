@@ -6,9 +6,11 @@
 //!
 //! Done so far: the template envelope and template type names ([`templates`]); JSONPath in
 //! Json.NET's dialect ([`jsonpath`]); JMESPath with the connector's functions ([`jmespath`]);
-//! normalized measurements and the message envelope ([`measurement`]).
+//! normalized measurements and the message envelope ([`measurement`]); values as the connector
+//! writes them ([`values`]).
 
 pub mod jmespath;
 pub mod jsonpath;
 pub mod measurement;
 pub mod templates;
+pub mod values;
