@@ -248,17 +248,8 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    /// `../shared/conformance/news2/`: under `$VITALWIRE_REFERENCE_DIR` if set, else beside the
-    /// repository (or one of its ancestors), else the workplace's `/work/shared`.
     fn vectors_dir() -> std::path::PathBuf {
-        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut candidates: Vec<std::path::PathBuf> =
-            std::env::var_os("VITALWIRE_REFERENCE_DIR").map(|d| std::path::PathBuf::from(d).join("conformance/news2")).into_iter().collect();
-        candidates.extend(here.ancestors().map(|a| a.join("shared/conformance/news2")));
-        candidates.push("/work/shared/conformance/news2".into());
-        candidates.iter().find(|p| p.is_dir()).cloned().unwrap_or_else(|| {
-            panic!("the NEWS2 conformance vectors (../shared/conformance/news2) are needed; looked in {candidates:?}")
-        })
+        crate::platform::testing::reference_dir("conformance/news2")
     }
 
     fn observations(data: &Value) -> Observations {

@@ -22,6 +22,14 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonPath {
     segments: Vec<Segment>,
+    /// The path as written.
+    source: String,
+}
+
+impl std::fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +94,7 @@ impl JsonPath {
         let mut parser = Parser { text: path, chars: path.char_indices().collect(), at: 0 };
         let parsed = parser.path(true)?;
         match parser.peek() {
-            None => Ok(parsed),
+            None => Ok(JsonPath { source: path.to_owned(), ..parsed }),
             Some(c) => Err(parser.error(format!("unexpected character '{c}'"))),
         }
     }
@@ -346,7 +354,7 @@ impl Parser<'_> {
                 Some(c) => return Err(self.error(format!("unexpected character '{c}'"))),
             }
         }
-        Ok(JsonPath { segments })
+        Ok(JsonPath { segments, source: String::new() })
     }
 
     fn ends_operand(&self, c: char, top: bool) -> bool {
@@ -564,7 +572,7 @@ pub fn compile(path: &str) -> Result<JsonPath, PathError> {
         Some(rest) if rest.starts_with('.') || rest.starts_with('[') => rest,
         _ => trimmed,
     };
-    JsonPath::parse(relative).map_err(|e| PathError { path: path.to_owned(), ..e })
+    JsonPath::parse(relative).map(|p| JsonPath { source: path.to_owned(), ..p }).map_err(|e| PathError { path: path.to_owned(), ..e })
 }
 
 #[cfg(test)]

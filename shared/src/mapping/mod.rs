@@ -4,11 +4,13 @@
 //! the templates its users wrote for Azure's MedTech service run unchanged. A pure domain: no
 //! AWS calls. What the connector does, with its source files, is in `docs/iomt-fhir/`.
 //!
-//! Done so far: the template envelope and template type names ([`templates`]); JSONPath in
+//! Done so far: device mappings of the JSONPath kinds and normalization with them
+//! ([`content`]); the template envelope and template type names ([`templates`]); JSONPath in
 //! Json.NET's dialect ([`jsonpath`]); JMESPath with the connector's functions ([`jmespath`]);
 //! normalized measurements and the message envelope ([`measurement`]); values as the connector
 //! writes them ([`values`]).
 
+pub mod content;
 pub mod jmespath;
 pub mod jsonpath;
 pub mod measurement;
