@@ -105,8 +105,18 @@ async fn a_deployment_updates_a_device_through_the_cli_and_records_its_new_versi
     assert_eq!(device["statusDetails"]["version"], "1.1.0");
     assert_eq!((done["progress"]["succeeded"].as_u64(), done["progress"]["percentComplete"].as_u64()), (Some(1), Some(100)));
 
-    let (status, record) = api.call(Method::GET, &format!("/admin/devices/{thing}"), Some(&api.token(Role::Admin, None)), None).await;
-    assert_eq!(status, StatusCode::OK);
+    // The installed version comes from the job-execution event, which job-events handles
+    // asynchronously: the deployment can read COMPLETED (from IoT) a moment before it lands.
+    let mut record = Value::Null;
+    for _ in 0..50 {
+        let (status, r) = api.call(Method::GET, &format!("/admin/devices/{thing}"), Some(&api.token(Role::Admin, None)), None).await;
+        assert_eq!(status, StatusCode::OK);
+        record = r;
+        if !record["firmware"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!((record["firmware"]["version"].as_str(), record["firmware"]["deploymentId"].as_str()), (Some("1.1.0"), Some(id.as_str())));
 
     // Nothing left to do: the CLI says so and succeeds.
