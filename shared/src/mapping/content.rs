@@ -1,10 +1,12 @@
-//! Device-mapping templates of the JSONPath kinds (`JsonPathContent`, `IotJsonPathContent`,
-//! `IotCentralJsonPathContent`) inside a `CollectionContent`, and normalization with them, as
-//! the connector's `LegacyMeasurementExtractor` does it:
+//! Device-mapping templates (`JsonPathContent`, `IotJsonPathContent`,
+//! `IotCentralJsonPathContent`, `CalculatedContent`) inside a `CollectionContent`, and
+//! normalization with them, as the connector's extractors do it:
 //!
 //! - every template of the collection runs on every message, in order; each match of its
-//!   `typeMatchExpression` is one measurement, and the match becomes `$` for its other
-//!   expressions (there is no way up to the message);
+//!   `typeMatchExpression` is one measurement; for the JSONPath kinds the match becomes `$` for
+//!   the other expressions (no way up to the message); for `CalculatedContent` they see the
+//!   message with the match added as `matchedToken`, in JSONPath or JMESPath
+//!   (`defaultExpressionLanguage`, or `{"value", "language"}` per expression);
 //! - device id and timestamp are required (IoT Hub: `SystemProperties.iothub-connection-device-id`,
 //!   `Properties.iothub-creation-time-utc` else `SystemProperties.iothub-enqueuedtime`; IoT
 //!   Central: `deviceId`, `enqueuedTime`), and so is a correlation id when its expression is set;
@@ -13,11 +15,12 @@
 //!   optional one is left out; a blank optional one is kept; an expression that selects more
 //!   than one token fails the message.
 //!
-//! Still to come (issue 10): `CalculatedContent`, line and column in template errors.
+//! Still to come (issue 10): line and column in template errors.
 
 use serde_json::{Map, Value};
 
 use super::jsonpath::{compile, JsonPath};
+use super::jmespath::runtime;
 use super::measurement::{Measurement, MeasurementProperty};
 use super::templates::{property, ContentKind, Envelope};
 use super::values::{dotnet_text, iso_date_time};
@@ -41,22 +44,101 @@ pub struct DeviceMapping {
 
 #[derive(Debug, Clone)]
 struct ContentTemplate {
+    /// `CalculatedContent`: expressions see the message with `matchedToken` added; the
+    /// JSONPath kinds: the match is `$`.
+    calculated: bool,
     type_name: String,
-    type_match: JsonPath,
-    device_id: JsonPath,
+    type_match: Expression,
+    device_id: Expression,
     /// Tried in order: the first that gives a time.
-    timestamps: Vec<JsonPath>,
-    patient_id: Option<JsonPath>,
-    encounter_id: Option<JsonPath>,
-    correlation_id: Option<JsonPath>,
+    timestamps: Vec<Expression>,
+    patient_id: Option<Expression>,
+    encounter_id: Option<Expression>,
+    correlation_id: Option<Expression>,
     values: Vec<ValueExpression>,
 }
 
 #[derive(Debug, Clone)]
 struct ValueExpression {
     name: String,
-    path: JsonPath,
+    path: Expression,
     required: bool,
+}
+
+/// A template expression: JSONPath (Json.NET's dialect) or JMESPath.
+#[derive(Clone)]
+enum Expression {
+    JsonPath(JsonPath),
+    JmesPath(jmespath::Expression<'static>),
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expression::JsonPath(p) => write!(f, "{p}"),
+            Expression::JmesPath(e) => f.write_str(e.as_str()),
+        }
+    }
+}
+
+impl Expression {
+    fn json_path(text: &str) -> Result<Self, TemplateError> {
+        compile(text).map(Expression::JsonPath).map_err(|e| template_error(e.to_string()))
+    }
+
+    fn jmes_path(text: &str) -> Result<Self, TemplateError> {
+        runtime().compile(text).map(Expression::JmesPath).map_err(|e| {
+            template_error(format!("The following JmesPath expression could not be parsed: {text}. Cause: {e}"))
+        })
+    }
+
+    /// Every token (SelectTokens): a JMESPath projection gives each element.
+    fn select(&self, token: &Value) -> Result<Vec<Value>, NormalizationError> {
+        match self {
+            Expression::JsonPath(p) => Ok(p.select(token).into_iter().cloned().collect()),
+            Expression::JmesPath(e) => {
+                let result = jmes_search(e, token)?;
+                Ok(match result {
+                    Value::Null => Vec::new(),
+                    Value::Array(items) if is_projection(e) => items,
+                    other => vec![other],
+                })
+            }
+        }
+    }
+
+    /// At most one token (SelectToken).
+    fn select_one(&self, token: &Value) -> Result<Option<Value>, NormalizationError> {
+        match self {
+            Expression::JsonPath(p) => single(p, token).map(|v| v.cloned()),
+            Expression::JmesPath(e) => match jmes_search(e, token)? {
+                Value::Null => Ok(None),
+                Value::Array(items) if is_projection(e) => match items.len() {
+                    0 => Ok(None),
+                    1 => Ok(items.into_iter().next().filter(|v| !v.is_null())),
+                    _ => Err(NormalizationError::MultipleTokens(e.as_str().to_owned())),
+                },
+                other => Ok(Some(other)),
+            },
+        }
+    }
+}
+
+fn jmes_search(e: &jmespath::Expression<'static>, token: &Value) -> Result<Value, NormalizationError> {
+    let data = jmespath::Variable::from_serializable(token).map_err(|err| NormalizationError::Expression(e.as_str().to_owned(), err.to_string()))?;
+    let out = e.search(data).map_err(|err| NormalizationError::Expression(e.as_str().to_owned(), err.to_string()))?;
+    serde_json::to_value(&*out).map_err(|err| NormalizationError::Expression(e.as_str().to_owned(), err.to_string()))
+}
+
+/// Whether a JMESPath result is a projection (JmesPath.Net yields its elements one by one).
+fn is_projection(e: &jmespath::Expression<'static>) -> bool {
+    matches!(e.as_ast(), jmespath::ast::Ast::Projection { .. } | jmespath::ast::Ast::Flatten { .. } | jmespath::ast::Ast::ObjectValues { .. })
 }
 
 /// Why a message could not be normalized (the connector fails the whole message).
@@ -70,6 +152,8 @@ pub enum NormalizationError {
     MultipleTokens(String),
     #[error("the value for [{0}] is not a date-time")]
     NotATime(String),
+    #[error("the expression {0} failed: {1}")]
+    Expression(String, String),
 }
 
 impl DeviceMapping {
@@ -103,8 +187,18 @@ impl DeviceMapping {
     pub fn normalize(&self, message: &Value) -> Result<Vec<Measurement>, NormalizationError> {
         let mut out = Vec::new();
         for template in &self.templates {
-            for matched in template.type_match.select(message) {
-                out.push(template.measurement(matched)?);
+            for matched in template.type_match.select(message)? {
+                let scope = if template.calculated {
+                    // The message with the match added as `matchedToken` (replacing any).
+                    let mut scope = message.clone();
+                    if let Some(o) = scope.as_object_mut() {
+                        o.insert("matchedToken".into(), matched);
+                    }
+                    scope
+                } else {
+                    matched
+                };
+                out.push(template.measurement(&scope)?);
             }
         }
         Ok(out)
@@ -115,8 +209,7 @@ impl ContentTemplate {
     fn from_json(item: &Value) -> Result<Self, Vec<TemplateError>> {
         let envelope = Envelope::of(item).ok_or_else(|| vec![template_error("a template is a JSON object with templateType and template")])?;
         let kind = match envelope.template_type.and_then(ContentKind::named) {
-            Some(k @ (ContentKind::JsonPath | ContentKind::IotJsonPath | ContentKind::IotCentralJsonPath)) => k,
-            Some(ContentKind::Calculated) => return Err(vec![template_error("CalculatedContent templates are not supported yet")]),
+            Some(k @ (ContentKind::JsonPath | ContentKind::IotJsonPath | ContentKind::IotCentralJsonPath | ContentKind::Calculated)) => k,
             _ => return Err(vec![template_error(format!("No match found for template type {}.", envelope.template_type.unwrap_or("")))]),
         };
         let Some(Value::Object(body)) = envelope.template else {
@@ -127,34 +220,68 @@ impl ContentTemplate {
 
     fn from_body(kind: ContentKind, body: &Map<String, Value>) -> Result<Self, Vec<TemplateError>> {
         let class = kind.connector_name();
+        let calculated = kind == ContentKind::Calculated;
         let mut errors = Vec::new();
         // The members of the connector's class for this kind (unknown ones are errors, as with
         // Json.NET's MissingMemberHandling.Error); IoT kinds fix the device id and time.
         let mut members = vec!["typeName", "typeMatchExpression", "patientIdExpression", "encounterIdExpression", "correlationIdExpression", "values"];
-        if kind == ContentKind::JsonPath {
+        if matches!(kind, ContentKind::JsonPath | ContentKind::Calculated) {
             members.extend(["deviceIdExpression", "timestampExpression"]);
+        }
+        if calculated {
+            members.push("defaultExpressionLanguage");
         }
         for key in body.keys() {
             if !members.iter().any(|m| m.eq_ignore_ascii_case(key)) {
                 errors.push(template_error(format!("Could not find member '{key}' on object of type '{class}'. ")));
             }
         }
-        let text = |name: &str| property(body, name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
-        let path = |name: &'static str, pascal: &str, required: bool, errors: &mut Vec<TemplateError>| match text(name) {
-            Some(p) => compile(p).map_err(|e| errors.push(template_error(e.to_string()))).ok(),
-            None => {
-                if required {
-                    errors.push(template_error(format!("Required property '{pascal}' not found in JSON. ")));
-                }
-                None
+        let default_jmes = match property(body, "defaultExpressionLanguage").and_then(Value::as_str) {
+            None => false,
+            Some(l) if l.eq_ignore_ascii_case("JsonPath") => false,
+            Some(l) if l.eq_ignore_ascii_case("JmesPath") => true,
+            Some(l) => {
+                errors.push(template_error(format!("Requested value '{l}' was not found (defaultExpressionLanguage: JsonPath or JmesPath).")));
+                false
             }
         };
-        let type_name = text("typeName").map(str::to_owned);
+        // An expression: a string in the default language, or (CalculatedContent) an object
+        // `{"value", "language"}`. A blank string is no expression.
+        let expression = |value: Option<&Value>, errors: &mut Vec<TemplateError>| -> Option<Expression> {
+            let (text, jmes) = match value? {
+                Value::String(t) => (t.trim(), default_jmes),
+                Value::Object(o) if calculated => {
+                    let text = property(o, "value").and_then(Value::as_str).map(str::trim).unwrap_or("");
+                    let jmes = match property(o, "language").and_then(Value::as_str) {
+                        None => default_jmes,
+                        Some(l) => l.eq_ignore_ascii_case("JmesPath"),
+                    };
+                    (text, jmes)
+                }
+                other => {
+                    errors.push(template_error(format!("an expression is a string, not {other}")));
+                    return None;
+                }
+            };
+            if text.is_empty() {
+                return None;
+            }
+            let compiled = if jmes { Expression::jmes_path(text) } else { Expression::json_path(text) };
+            compiled.map_err(|e| errors.push(e)).ok()
+        };
+        let path = |name: &'static str, pascal: &str, required: bool, errors: &mut Vec<TemplateError>| {
+            let found = expression(property(body, name), errors);
+            if found.is_none() && required && property(body, name).is_none_or(|v| v.as_str().is_some_and(|t| t.trim().is_empty())) {
+                errors.push(template_error(format!("Required property '{pascal}' not found in JSON. ")));
+            }
+            found
+        };
+        let type_name = property(body, "typeName").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         if type_name.is_none() {
             errors.push(template_error("Required property 'TypeName' not found in JSON. "));
         }
         let type_match = path("typeMatchExpression", "TypeMatchExpression", true, &mut errors);
-        let fixed = |p: &str| compile(p).map_err(|e| vec![template_error(e.to_string())]);
+        let fixed = |p: &str| Expression::json_path(p).map_err(|e| vec![e]);
         let (device_id, timestamps) = match kind {
             ContentKind::IotJsonPath => (
                 Some(fixed("$.SystemProperties.iothub-connection-device-id")?),
@@ -176,7 +303,6 @@ impl ContentTemplate {
                 continue;
             };
             let name = property(v, "valueName").and_then(Value::as_str).map(str::to_owned);
-            let expression = property(v, "valueExpression").and_then(Value::as_str);
             // Json.NET coerces "true" to true.
             let required = match property(v, "required") {
                 None | Some(Value::Null) => false,
@@ -188,18 +314,20 @@ impl ContentTemplate {
                     false
                 }
             };
-            match (name, expression) {
-                (Some(name), Some(expression)) => match compile(expression) {
-                    Ok(path) => values.push(ValueExpression { name, path, required }),
-                    Err(e) => errors.push(template_error(e.to_string())),
-                },
+            let value_expression = property(v, "valueExpression");
+            match (name, value_expression.is_some()) {
+                (Some(name), true) => {
+                    if let Some(path) = expression(value_expression, &mut errors) {
+                        values.push(ValueExpression { name, path, required });
+                    }
+                }
                 (None, _) => errors.push(template_error("Required property 'ValueName' not found in JSON. ")),
-                (_, None) => errors.push(template_error("Required property 'ValueExpression' not found in JSON. ")),
+                (_, false) => errors.push(template_error("Required property 'ValueExpression' not found in JSON. ")),
             }
         }
         match (type_name, type_match, device_id, errors.is_empty()) {
             (Some(type_name), Some(type_match), Some(device_id), true) => {
-                Ok(Self { type_name, type_match, device_id, timestamps, patient_id, encounter_id, correlation_id, values })
+                Ok(Self { calculated, type_name, type_match, device_id, timestamps, patient_id, encounter_id, correlation_id, values })
             }
             _ => Err(errors),
         }
@@ -209,7 +337,7 @@ impl ContentTemplate {
         let device_id = required_text(&self.device_id, matched, "DeviceIdExpression")?;
         let occurrence = self.timestamp(matched)?;
         let correlation_id = self.correlation_id.as_ref().map(|p| required_text(p, matched, "CorrelationIdExpression")).transpose()?;
-        let optional = |p: &Option<JsonPath>, name: &str| p.as_ref().map(|p| optional_text(p, matched, name)).transpose().map(Option::flatten);
+        let optional = |p: &Option<Expression>, name: &str| p.as_ref().map(|p| optional_text(p, matched, name)).transpose().map(Option::flatten);
         let patient_id = optional(&self.patient_id, "PatientIdExpression")?;
         let encounter_id = optional(&self.encounter_id, "EncounterIdExpression")?;
         let mut properties = Vec::new();
@@ -232,7 +360,7 @@ impl ContentTemplate {
     /// The first timestamp expression that gives a time, as Json.NET writes a UTC date.
     fn timestamp(&self, matched: &Value) -> Result<String, NormalizationError> {
         for path in &self.timestamps {
-            match single(path, matched)? {
+            match path.select_one(matched)?.as_ref() {
                 Some(Value::String(s)) if !s.trim().is_empty() => {
                     return iso_date_time(s).map(json_net_utc).ok_or_else(|| NormalizationError::NotATime("TimestampExpression".into()));
                 }
@@ -255,8 +383,8 @@ fn single<'a>(path: &JsonPath, token: &'a Value) -> Result<Option<&'a Value>, No
     }
 }
 
-fn required_text(path: &JsonPath, token: &Value, name: &str) -> Result<String, NormalizationError> {
-    match single(path, token)? {
+fn required_text(path: &Expression, token: &Value, name: &str) -> Result<String, NormalizationError> {
+    match path.select_one(token)?.as_ref() {
         None => Err(NormalizationError::MissingRequired(name.to_owned())),
         Some(v) => match dotnet_text(v) {
             Some(text) if !text.trim().is_empty() => Ok(text),
@@ -267,8 +395,8 @@ fn required_text(path: &JsonPath, token: &Value, name: &str) -> Result<String, N
     }
 }
 
-fn optional_text(path: &JsonPath, token: &Value, _name: &str) -> Result<Option<String>, NormalizationError> {
-    Ok(single(path, token)?.and_then(dotnet_text))
+fn optional_text(path: &Expression, token: &Value, _name: &str) -> Result<Option<String>, NormalizationError> {
+    Ok(path.select_one(token)?.as_ref().and_then(dotnet_text))
 }
 
 /// A UTC instant as Json.NET writes dates: ISO 8601, up to seven fraction digits, trailing
@@ -311,6 +439,55 @@ mod tests {
         let want_props: Vec<[&str; 2]> =
             want["Properties"].as_array().unwrap().iter().map(|p| [p[0].as_str().unwrap(), p[1].as_str().unwrap()]).collect();
         assert_eq!(props, want_props);
+    }
+
+    #[test]
+    fn every_normalization_conformance_case_passes() {
+        let expected = conformance("expected.json");
+        for case in expected["normalization_cases"].as_array().unwrap() {
+            let template = match case.get("template_inline") {
+                Some(inline) => inline.clone(),
+                None => conformance(case["template"].as_str().unwrap()),
+            };
+            let mapping = DeviceMapping::from_json(&template).unwrap_or_else(|e| panic!("{}: {e:?}", case["id"]));
+            let got = mapping.normalize(&conformance(case["payload"].as_str().unwrap())).unwrap();
+            let want = case["expected"].as_array().unwrap();
+            assert_eq!(got.len(), want.len(), "{}", case["id"]);
+            for (m, w) in got.iter().zip(want) {
+                assert_eq!(m.device_id, w["DeviceId"].as_str().unwrap(), "{}", case["id"]);
+                if let Some(t) = w["Type"].as_str() {
+                    assert_eq!(m.type_name, t);
+                }
+                match (w["ts"].as_str(), w["ts_exact"].as_str()) {
+                    (Some(ts), _) => assert_eq!(&m.occurrence_time_utc[..19], ts, "{}: to the second", case["id"]),
+                    (_, Some(exact)) => assert_eq!(m.occurrence_time_utc, exact.split(' ').next().unwrap()),
+                    _ => panic!("{}: no time expected", case["id"]),
+                }
+                let props: Vec<[&str; 2]> = m.properties.iter().map(|p| [p.name.as_str(), p.value.as_str()]).collect();
+                let want_props: Vec<[&str; 2]> =
+                    w["Properties"].as_array().unwrap().iter().map(|p| [p[0].as_str().unwrap(), p[1].as_str().unwrap()]).collect();
+                assert_eq!(props, want_props, "{}", case["id"]);
+            }
+        }
+    }
+
+    #[test]
+    fn calculated_content_takes_jmespath_by_default_or_per_expression() {
+        let mapping = DeviceMapping::from_json(&json!({"templateType": "CollectionContent", "template": [{"templateType": "CalculatedContent", "template": {
+            "typeName": "height", "defaultExpressionLanguage": "JmesPath",
+            "typeMatchExpression": "to_array(@)[?Body.inches]",
+            "deviceIdExpression": "matchedToken.Body.device",
+            "timestampExpression": {"value": "$.matchedToken.Body.at", "language": "JsonPath"},
+            "values": [{"valueName": "m", "valueExpression": "multiply(to_number(matchedToken.Body.inches), `0.0254`)", "required": true}]}}]}))
+        .unwrap();
+        let ms = mapping.normalize(&super::super::measurement::wrap(json!({"inches": "78", "device": "d9", "at": "2021-07-13T17:29:01Z"}))).unwrap();
+        assert_eq!(ms.len(), 1);
+        assert_eq!((ms[0].device_id.as_str(), ms[0].occurrence_time_utc.as_str()), ("d9", "2021-07-13T17:29:01Z"));
+        assert_eq!(ms[0].properties[0].value, "1.9811999999999999", "the connector's own doc example");
+        let bad = DeviceMapping::from_json(&json!({"templateType": "CollectionContent", "template": [{"templateType": "CalculatedContent", "template": {
+            "typeName": "x", "defaultExpressionLanguage": "JmesPath", "typeMatchExpression": "[?", "deviceIdExpression": "a", "timestampExpression": "b"}}]}))
+        .unwrap_err();
+        assert!(bad[0].message.starts_with("The following JmesPath expression could not be parsed: [?."), "{bad:?}");
     }
 
     #[test]
