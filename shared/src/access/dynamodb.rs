@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::activity::{Activity, ActivityLog, DEFAULT_RETENTION_DAYS};
 use super::audit::{AuditLog, AuditRecord};
 use super::api_keys::{ApiKey, ApiKeyStore, Permission, DEFAULT_RATE_LIMIT_PER_MINUTE};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, newest_first_page, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, expires_in_days, newest_first_page, put_opt, req_s, s, Item};
 use crate::platform::tables::{ACTIVITY, API_KEYS, API_KEYS_BY_THING, API_KEY_USAGE, AUDIT};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -231,7 +231,6 @@ impl FromWiring for DynamoActivityLog {
 
 impl ActivityLog for DynamoActivityLog {
     async fn record(&self, a: &Activity) -> Result<(), StoreError> {
-        let expires = Utc::now().timestamp() + self.retention_days * 86_400;
         let mut item = Item::from([
             ("deviceId".into(), s(&a.device_id)),
             ("sortKey".into(), s(format!("{}#{}", a.at, a.request_id))),
@@ -243,7 +242,7 @@ impl ActivityLog for DynamoActivityLog {
             ("method".into(), s(&a.method)),
             ("status".into(), n(a.status)),
             ("latencyMs".into(), n(a.latency_ms)),
-            ("expiresAt".into(), n(expires)),
+            ("expiresAt".into(), expires_in_days(self.retention_days)),
         ]);
         put_opt(&mut item, "keyId", a.key_id.as_deref());
         put_opt(&mut item, "error", a.error.as_deref());
@@ -309,7 +308,6 @@ impl FromWiring for DynamoAuditLog {
 
 impl AuditLog for DynamoAuditLog {
     async fn record(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        let expires = Utc::now().timestamp() + self.retention_days * 86_400;
         let item = Item::from([
             ("patientId".into(), s(&r.patient_id)),
             ("sortKey".into(), s(format!("{}#{}#{}", r.at, r.request_id, r.subject))),
@@ -321,7 +319,7 @@ impl AuditLog for DynamoAuditLog {
             ("path".into(), s(&r.path)),
             ("sourceIp".into(), s(&r.source_ip)),
             ("status".into(), n(r.status)),
-            ("expiresAt".into(), n(expires)),
+            ("expiresAt".into(), expires_in_days(self.retention_days)),
         ]);
         self.client
             .put_item()

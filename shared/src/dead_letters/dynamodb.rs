@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::Client;
 
 use super::{DeadLetter, DeadLetterPage, DeadLetterStore, DEFAULT_RETENTION_DAYS};
-use crate::platform::dynamodb::{n, opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{expires_in_days, n, opt_s, put_if_absent, put_opt, req_s, s, Item};
 use crate::platform::tables::{DEAD_LETTERS, DEAD_LETTERS_BY_THING};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -79,7 +79,7 @@ fn from_item(item: &Item) -> Result<DeadLetter, StoreError> {
 impl DeadLetterStore for DynamoDeadLetterStore {
     async fn record(&self, letter: &DeadLetter) -> Result<(), StoreError> {
         let mut item = to_item(letter);
-        item.insert("expiresAt".into(), n(chrono::Utc::now().timestamp() + self.retention_days * 86_400));
+        item.insert("expiresAt".into(), expires_in_days(self.retention_days));
         let put = self
             .client
             .put_item()

@@ -92,3 +92,8 @@ pub async fn newest_first_page(
     let next = out.last_evaluated_key().and_then(|k| k.get("sortKey")).and_then(|v| v.as_s().ok()).cloned();
     Ok((out.items.unwrap_or_default(), next))
 }
+
+/// A TTL attribute (epoch seconds) for an item written now and kept `days` days.
+pub fn expires_in_days(days: i64) -> AttributeValue {
+    n(chrono::Utc::now().timestamp() + days * 86_400)
+}
