@@ -22,19 +22,9 @@ use serde_json::{Map, Value};
 use super::jsonpath::{compile, JsonPath};
 use super::jmespath::runtime;
 use super::measurement::{Measurement, MeasurementProperty};
-use super::templates::{property, ContentKind, Envelope};
+use super::locate::segment;
+use super::templates::{error_at, load, member, property, ContentKind, Envelope, TemplateError};
 use super::values::{dotnet_text, iso_date_time};
-
-/// A template problem, worded as the connector words it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct TemplateError {
-    pub message: String,
-}
-
-fn template_error(message: impl Into<String>) -> TemplateError {
-    TemplateError { message: message.into() }
-}
 
 /// A device mapping: the templates of a `CollectionContent`, in order.
 #[derive(Debug, Clone)]
@@ -88,13 +78,13 @@ impl std::fmt::Display for Expression {
 }
 
 impl Expression {
-    fn json_path(text: &str) -> Result<Self, TemplateError> {
-        compile(text).map(Expression::JsonPath).map_err(|e| template_error(e.to_string()))
+    fn json_path(text: &str, pointer: &str) -> Result<Self, TemplateError> {
+        compile(text).map(Expression::JsonPath).map_err(|e| error_at(pointer, e.to_string()))
     }
 
-    fn jmes_path(text: &str) -> Result<Self, TemplateError> {
+    fn jmes_path(text: &str, pointer: &str) -> Result<Self, TemplateError> {
         runtime().compile(text).map(Expression::JmesPath).map_err(|e| {
-            template_error(format!("The following JmesPath expression could not be parsed: {text}. Cause: {e}"))
+            error_at(pointer, format!("The following JmesPath expression could not be parsed: {text}. Cause: {e}"))
         })
     }
 
@@ -157,24 +147,31 @@ pub enum NormalizationError {
 }
 
 impl DeviceMapping {
+    /// A device mapping from the text of its file: every problem of every template, each with
+    /// its line and column, or the mapping.
+    pub fn parse(text: &str) -> Result<Self, Vec<TemplateError>> {
+        load(text, Self::from_json)
+    }
+
     /// A device mapping from its JSON: every problem of every template, or the mapping.
     pub fn from_json(value: &Value) -> Result<Self, Vec<TemplateError>> {
         let Some(envelope) = Envelope::of(value) else {
-            return Err(vec![template_error("a device mapping is a JSON object with templateType and template")]);
+            return Err(vec![error_at("", "A device mapping is a JSON object with templateType and template.")]);
         };
         if envelope.template_type.and_then(ContentKind::named) != Some(ContentKind::Collection) {
-            return Err(vec![template_error(format!(
-                "Expected TemplateType value CollectionContentTemplate, actual {}.",
-                envelope.template_type.unwrap_or("Not Found")
-            ))]);
+            return Err(vec![error_at(
+                "/templateType",
+                format!("Expected TemplateType value CollectionContentTemplate, actual {}.", envelope.template_type.unwrap_or("Not Found")),
+            )]);
         }
+        let list = format!("/{}", envelope.template_key);
         let Some(Value::Array(items)) = envelope.template else {
-            return Err(vec![template_error("Expected an array for the template property value for template type CollectionContentTemplate.")]);
+            return Err(vec![error_at(list, "Expected an array for the template property value for template type CollectionContentTemplate.")]);
         };
         let mut templates = Vec::new();
         let mut errors = Vec::new();
-        for item in items {
-            match ContentTemplate::from_json(item) {
+        for (i, item) in items.iter().enumerate() {
+            match ContentTemplate::from_json(item, &format!("{list}/{i}")) {
                 Ok(t) => templates.push(t),
                 Err(mut e) => errors.append(&mut e),
             }
@@ -206,19 +203,25 @@ impl DeviceMapping {
 }
 
 impl ContentTemplate {
-    fn from_json(item: &Value) -> Result<Self, Vec<TemplateError>> {
-        let envelope = Envelope::of(item).ok_or_else(|| vec![template_error("a template is a JSON object with templateType and template")])?;
+    fn from_json(item: &Value, at: &str) -> Result<Self, Vec<TemplateError>> {
+        let envelope = Envelope::of(item).ok_or_else(|| vec![error_at(at, "A template is a JSON object with templateType and template.")])?;
         let kind = match envelope.template_type.and_then(ContentKind::named) {
             Some(k @ (ContentKind::JsonPath | ContentKind::IotJsonPath | ContentKind::IotCentralJsonPath | ContentKind::Calculated)) => k,
-            _ => return Err(vec![template_error(format!("No match found for template type {}.", envelope.template_type.unwrap_or("")))]),
+            _ => {
+                return Err(vec![error_at(format!("{at}/templateType"), format!("No match found for template type {}.", envelope.template_type.unwrap_or("")))]);
+            }
         };
+        let at = format!("{at}/{}", envelope.template_key);
         let Some(Value::Object(body)) = envelope.template else {
-            return Err(vec![template_error(format!("Expected an object for the template property value for template type {}.", kind.connector_name()))]);
+            return Err(vec![error_at(at, format!("Expected an object for the template property value for template type {}.", kind.connector_name()))]);
         };
-        Self::from_body(kind, body)
+        Self::from_body(kind, body, &at)
     }
 
-    fn from_body(kind: ContentKind, body: &Map<String, Value>) -> Result<Self, Vec<TemplateError>> {
+    /// `at`: the JSON pointer of the template's body, for error positions.
+    fn from_body(kind: ContentKind, body: &Map<String, Value>, at: &str) -> Result<Self, Vec<TemplateError>> {
+        // Where a member is (as the file spells it), or where it would be.
+        let member_at = |name: &str| format!("{at}/{}", segment(member(body, name).map_or(name, |(k, _)| k.as_str())));
         let class = kind.connector_name();
         let calculated = kind == ContentKind::Calculated;
         let mut errors = Vec::new();
@@ -233,7 +236,7 @@ impl ContentTemplate {
         }
         for key in body.keys() {
             if !members.iter().any(|m| m.eq_ignore_ascii_case(key)) {
-                errors.push(template_error(format!("Could not find member '{key}' on object of type '{class}'. ")));
+                errors.push(error_at(format!("{at}/{}", segment(key)), format!("Could not find member '{key}' on object of type '{class}'. ")));
             }
         }
         let default_jmes = match property(body, "defaultExpressionLanguage").and_then(Value::as_str) {
@@ -241,13 +244,13 @@ impl ContentTemplate {
             Some(l) if l.eq_ignore_ascii_case("JsonPath") => false,
             Some(l) if l.eq_ignore_ascii_case("JmesPath") => true,
             Some(l) => {
-                errors.push(template_error(format!("Requested value '{l}' was not found (defaultExpressionLanguage: JsonPath or JmesPath).")));
+                errors.push(error_at(member_at("defaultExpressionLanguage"), format!("Requested value '{l}' was not found (defaultExpressionLanguage: JsonPath or JmesPath).")));
                 false
             }
         };
         // An expression: a string in the default language, or (CalculatedContent) an object
         // `{"value", "language"}`. A blank string is no expression.
-        let expression = |value: Option<&Value>, errors: &mut Vec<TemplateError>| -> Option<Expression> {
+        let expression = |value: Option<&Value>, pointer: &str, errors: &mut Vec<TemplateError>| -> Option<Expression> {
             let (text, jmes) = match value? {
                 Value::String(t) => (t.trim(), default_jmes),
                 Value::Object(o) if calculated => {
@@ -259,29 +262,29 @@ impl ContentTemplate {
                     (text, jmes)
                 }
                 other => {
-                    errors.push(template_error(format!("an expression is a string, not {other}")));
+                    errors.push(error_at(pointer, format!("An expression is a string, not {other}.")));
                     return None;
                 }
             };
             if text.is_empty() {
                 return None;
             }
-            let compiled = if jmes { Expression::jmes_path(text) } else { Expression::json_path(text) };
+            let compiled = if jmes { Expression::jmes_path(text, pointer) } else { Expression::json_path(text, pointer) };
             compiled.map_err(|e| errors.push(e)).ok()
         };
         let path = |name: &'static str, pascal: &str, required: bool, errors: &mut Vec<TemplateError>| {
-            let found = expression(property(body, name), errors);
+            let found = expression(property(body, name), &member_at(name), errors);
             if found.is_none() && required && property(body, name).is_none_or(|v| v.as_str().is_some_and(|t| t.trim().is_empty())) {
-                errors.push(template_error(format!("Required property '{pascal}' not found in JSON. ")));
+                errors.push(error_at(member_at(name), format!("Required property '{pascal}' not found in JSON. ")));
             }
             found
         };
         let type_name = property(body, "typeName").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         if type_name.is_none() {
-            errors.push(template_error("Required property 'TypeName' not found in JSON. "));
+            errors.push(error_at(member_at("typeName"), "Required property 'TypeName' not found in JSON. "));
         }
         let type_match = path("typeMatchExpression", "TypeMatchExpression", true, &mut errors);
-        let fixed = |p: &str| Expression::json_path(p).map_err(|e| vec![e]);
+        let fixed = |p: &str| Expression::json_path(p, at).map_err(|e| vec![e]);
         let (device_id, timestamps) = match kind {
             ContentKind::IotJsonPath => (
                 Some(fixed("$.SystemProperties.iothub-connection-device-id")?),
@@ -297,11 +300,14 @@ impl ContentTemplate {
         let encounter_id = path("encounterIdExpression", "EncounterIdExpression", false, &mut errors);
         let correlation_id = path("correlationIdExpression", "CorrelationIdExpression", false, &mut errors);
         let mut values = Vec::new();
-        for v in property(body, "values").and_then(Value::as_array).into_iter().flatten() {
+        let values_at = member_at("values");
+        for (i, v) in property(body, "values").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let value_at = format!("{values_at}/{i}");
             let Some(v) = v.as_object() else {
-                errors.push(template_error("a value is a JSON object with valueName and valueExpression"));
+                errors.push(error_at(value_at, "A value is a JSON object with valueName and valueExpression."));
                 continue;
             };
+            let value_member_at = |name: &str| format!("{value_at}/{}", segment(member(v, name).map_or(name, |(k, _)| k.as_str())));
             let name = property(v, "valueName").and_then(Value::as_str).map(str::to_owned);
             // Json.NET coerces "true" to true.
             let required = match property(v, "required") {
@@ -310,19 +316,19 @@ impl ContentTemplate {
                 Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
                 Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
                 Some(other) => {
-                    errors.push(template_error(format!("required must be true or false, not {other}")));
+                    errors.push(error_at(value_member_at("required"), format!("Could not convert {other} to a boolean (required: true or false).")));
                     false
                 }
             };
             let value_expression = property(v, "valueExpression");
             match (name, value_expression.is_some()) {
                 (Some(name), true) => {
-                    if let Some(path) = expression(value_expression, &mut errors) {
+                    if let Some(path) = expression(value_expression, &value_member_at("valueExpression"), &mut errors) {
                         values.push(ValueExpression { name, path, required });
                     }
                 }
-                (None, _) => errors.push(template_error("Required property 'ValueName' not found in JSON. ")),
-                (_, false) => errors.push(template_error("Required property 'ValueExpression' not found in JSON. ")),
+                (None, _) => errors.push(error_at(value_member_at("valueName"), "Required property 'ValueName' not found in JSON. ")),
+                (_, false) => errors.push(error_at(value_member_at("valueExpression"), "Required property 'ValueExpression' not found in JSON. ")),
             }
         }
         match (type_name, type_match, device_id, errors.is_empty()) {
@@ -534,5 +540,19 @@ mod tests {
         assert!(messages.contains(&"Required property 'TypeName' not found in JSON. "), "{messages:?}");
         assert!(messages.contains(&"Required property 'DeviceIdExpression' not found in JSON. "), "{messages:?}");
         assert!(messages.contains(&"No match found for template type NoSuchContent."), "{messages:?}");
+    }
+
+    #[test]
+    fn template_errors_say_where_they_are_in_the_file() {
+        let text = "\u{feff}{\r\n  \"templateType\": \"CollectionContent\",\r\n  \"template\": [\r\n    {\r\n      \"templateType\": \"JsonPathContent\",\r\n      \"template\": {\r\n        \"typeMatchExpression\": \"$..[?(@hr)]\",\r\n        \"bogus\": 1,\r\n        \"deviceIdExpression\": \"$.[\",\r\n        \"timestampExpression\": \"$.t\"\r\n      }\r\n    }\r\n  ]\r\n}";
+        let errors = DeviceMapping::parse(text).unwrap_err();
+        let found: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.contains(&"line 8, column 9: Could not find member 'bogus' on object of type 'JsonPathContentTemplate'.".to_owned()), "{found:?}");
+        assert!(found.iter().any(|e| e.starts_with("line 9, column 9: ")), "the bad device id expression: {found:?}");
+        assert!(found.contains(&"line 6, column 7: Required property 'TypeName' not found in JSON.".to_owned()), "a missing property: its template: {found:?}");
+        let not_json = DeviceMapping::parse("{\n  \"templateType\": }").unwrap_err();
+        assert_eq!(not_json[0].position.map(|p| p.line), Some(2), "{not_json:?}");
+        assert!(not_json[0].message.starts_with("The file is not valid JSON: "), "{not_json:?}");
     }
 }

@@ -13,6 +13,7 @@
 pub mod content;
 pub mod jmespath;
 pub mod jsonpath;
+pub mod locate;
 pub mod measurement;
 pub mod templates;
 pub mod values;

@@ -8,6 +8,8 @@
 
 use serde_json::Value;
 
+use super::locate::{segment, Positions, Position};
+
 /// The device-mapping (normalization) template types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentKind {
@@ -76,15 +78,19 @@ fn names(expected: &str, template_type: &str) -> bool {
 pub struct Envelope<'a> {
     pub template_type: Option<&'a str>,
     pub template: Option<&'a Value>,
+    /// The JSON pointer segment of `template` as the file spells it.
+    pub template_key: String,
 }
 
 impl<'a> Envelope<'a> {
     /// The envelope of a JSON value; `None` when it is not an object.
     pub fn of(value: &'a Value) -> Option<Self> {
         let object = value.as_object()?;
+        let template = member(object, "template");
         Some(Self {
             template_type: property(object, "templateType").and_then(Value::as_str),
-            template: property(object, "template"),
+            template: template.map(|(_, v)| v),
+            template_key: segment(template.map_or("template", |(k, _)| k.as_str())),
         })
     }
 }
@@ -92,7 +98,56 @@ impl<'a> Envelope<'a> {
 /// An object's property by name, matched exactly first and then ignoring ASCII case, as
 /// Json.NET's contract resolver does.
 pub fn property<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    member(object, name).map(|(_, v)| v)
+}
+
+/// [`property`] with the name as the file spells it.
+pub fn member<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<(&'a String, &'a Value)> {
+    object.get_key_value(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+}
+
+/// A template problem, worded as the connector words it, with where it is: a JSON pointer
+/// into the file and, once [`load`] has located it, the line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub message: String,
+    pub pointer: String,
+    pub position: Option<Position>,
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some(at) => write!(f, "{at}: {}", self.message.trim_end()),
+            None => f.write_str(self.message.trim_end()),
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// A template error at a JSON pointer.
+pub fn error_at(pointer: impl Into<String>, message: impl Into<String>) -> TemplateError {
+    TemplateError { message: message.into(), pointer: pointer.into(), position: None }
+}
+
+/// Builds a mapping from the text of its file (a BOM and CRLF line ends accepted): every
+/// error, each with its line and column.
+pub fn load<T>(text: &str, build: impl FnOnce(&Value) -> Result<T, Vec<TemplateError>>) -> Result<T, Vec<TemplateError>> {
+    let text = without_bom(text);
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        vec![TemplateError {
+            message: format!("The file is not valid JSON: {message}."),
+            pointer: String::new(),
+            position: Some(Position { line: e.line(), column: e.column() }),
+        }]
+    })?;
+    build(&value).map_err(|errors| {
+        let positions = Positions::of(text);
+        errors.into_iter().map(|e| TemplateError { position: positions.at(&e.pointer), ..e }).collect()
+    })
 }
 
 /// The text of a template file as JSON parsers take it: without a UTF-8 byte-order mark.
@@ -142,6 +197,6 @@ mod tests {
         let both = json!({"template": 1, "Template": 2});
         assert_eq!(Envelope::of(&both).unwrap().template, Some(&json!(1)));
         assert_eq!(Envelope::of(&json!([])), None);
-        assert_eq!(Envelope::of(&json!({})).unwrap(), Envelope { template_type: None, template: None });
+        assert_eq!(Envelope::of(&json!({})).unwrap(), Envelope { template_type: None, template: None, template_key: "template".into() });
     }
 }
