@@ -11,6 +11,7 @@
 //! writes them ([`values`]).
 
 pub mod content;
+pub mod fhir_templates;
 pub mod jmespath;
 pub mod jsonpath;
 pub mod locate;
