@@ -12,9 +12,11 @@
 
 pub mod content;
 pub mod fhir_templates;
+pub mod grouping;
 pub mod jmespath;
 pub mod jsonpath;
 pub mod locate;
 pub mod measurement;
+pub mod sampled_data;
 pub mod templates;
 pub mod values;
