@@ -17,6 +17,7 @@ pub mod jmespath;
 pub mod jsonpath;
 pub mod locate;
 pub mod measurement;
+pub mod observation;
 pub mod sampled_data;
 pub mod templates;
 pub mod values;
