@@ -13,6 +13,7 @@
 pub mod content;
 pub mod fhir_templates;
 pub mod grouping;
+pub mod identity;
 pub mod jmespath;
 pub mod jsonpath;
 pub mod locate;
