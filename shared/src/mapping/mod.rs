@@ -11,6 +11,7 @@
 //! writes them ([`values`]).
 
 pub mod content;
+pub mod convert;
 pub mod fhir_templates;
 pub mod grouping;
 pub mod identity;
