@@ -202,6 +202,43 @@ impl DeviceMapping {
     }
 }
 
+/// How one template of a mapping saw one message (the debugger's diagnostics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateTrace {
+    /// The template's place in the collection, from 0.
+    pub index: usize,
+    pub type_name: String,
+    /// The template's `typeMatchExpression`.
+    pub type_match: String,
+    /// How many tokens it matched (each is one measurement), or why it could not be evaluated.
+    pub matches: Result<usize, NormalizationError>,
+}
+
+impl DeviceMapping {
+    /// Which templates matched a message, and how often: what an operator needs when a
+    /// message makes no measurement.
+    pub fn trace(&self, message: &Value) -> Vec<TemplateTrace> {
+        self.templates
+            .iter()
+            .enumerate()
+            .map(|(index, t)| TemplateTrace {
+                index,
+                type_name: t.type_name.clone(),
+                type_match: t.type_match.to_string(),
+                matches: t.type_match.select(message).map(|found| found.len()),
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+}
+
 impl ContentTemplate {
     fn from_json(item: &Value, at: &str) -> Result<Self, Vec<TemplateError>> {
         let envelope = Envelope::of(item).ok_or_else(|| vec![error_at(at, "A template is a JSON object with templateType and template.")])?;
@@ -507,6 +544,11 @@ mod tests {
         let kinds: Vec<(&str, &str, Option<&str>)> = ms.iter().map(|m| (m.type_name.as_str(), m.occurrence_time_utc.as_str(), m.patient_id.as_deref())).collect();
         assert_eq!(kinds, [("heartrate", "2019-02-01T22:46:01.875Z", Some("p1")), ("steps", "2019-02-01T22:47:01Z", None)]);
         assert_eq!(ms[1].properties, [MeasurementProperty { name: "steps".into(), value: "120".into() }]);
+        let trace = mapping.trace(&message);
+        let seen: Vec<(&str, Result<usize, NormalizationError>)> = trace.iter().map(|t| (t.type_name.as_str(), t.matches.clone())).collect();
+        assert_eq!(seen[..3], [("heartrate", Ok(1)), ("steps", Ok(1)), ("bloodpressure", Ok(0))]);
+        assert_eq!(seen.len(), mapping.len(), "every template is traced");
+        assert_eq!(mapping.trace(&json!({"pulse": 1}))[0].matches, Ok(0));
     }
 
     #[test]
