@@ -230,6 +230,12 @@ impl DeviceMapping {
             .collect()
     }
 
+    /// Each template's type name and value names, in order (for checking a FHIR mapping
+    /// against the device mapping).
+    pub fn value_names(&self) -> Vec<(&str, Vec<&str>)> {
+        self.templates.iter().map(|t| (t.type_name.as_str(), t.values.iter().map(|v| v.name.as_str()).collect())).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.templates.len()
     }
