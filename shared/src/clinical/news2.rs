@@ -249,7 +249,7 @@ mod tests {
     use serde_json::Value;
 
     fn vectors_dir() -> std::path::PathBuf {
-        crate::platform::testing::reference_dir("conformance/news2")
+        crate::platform::reference_dir("conformance/news2")
     }
 
     fn observations(data: &Value) -> Observations {

@@ -467,7 +467,7 @@ mod tests {
     use serde_json::json;
 
     fn conformance(name: &str) -> Value {
-        let dir = crate::platform::testing::reference_dir("conformance/iomt-fhir");
+        let dir = crate::platform::reference_dir("conformance/iomt-fhir");
         let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         serde_json::from_str(super::super::templates::without_bom(&text)).unwrap()
     }

@@ -359,7 +359,7 @@ mod tests {
     use serde_json::json;
 
     fn conformance(name: &str) -> String {
-        let dir = crate::platform::testing::reference_dir("conformance/iomt-fhir");
+        let dir = crate::platform::reference_dir("conformance/iomt-fhir");
         std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 

@@ -12,6 +12,19 @@ pub mod telemetry;
 pub(crate) mod testing;
 pub mod time;
 
+/// A folder of the reference material beside the project (`../shared/<sub>`, e.g.
+/// `conformance/news2`): under `$VITALWIRE_REFERENCE_DIR` if set, else beside the repository
+/// (or one of its ancestors), else the workplace's `/work/shared`. For tests only.
+#[cfg(any(test, feature = "stack"))]
+pub fn reference_dir(sub: &str) -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut candidates: Vec<std::path::PathBuf> =
+        std::env::var_os("VITALWIRE_REFERENCE_DIR").map(|d| std::path::PathBuf::from(d).join(sub)).into_iter().collect();
+    candidates.extend(here.ancestors().map(|a| a.join("shared").join(sub)));
+    candidates.push(std::path::Path::new("/work/shared").join(sub));
+    candidates.iter().find(|p| p.is_dir()).cloned().unwrap_or_else(|| panic!("the reference material ../shared/{sub} is needed; looked in {candidates:?}"))
+}
+
 /// A storage or AWS call failed for a reason that may pass (throttling, network, service).
 ///
 /// Handlers let it fail the invocation so the event source retries or keeps the event.

@@ -27,18 +27,6 @@ pub const SOURCE_IP: &str = "198.51.100.7";
 /// characters (RFC 3986).
 const ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-/// A folder of the reference material beside the project (`../shared/<sub>`, e.g.
-/// `conformance/news2`): under `$VITALWIRE_REFERENCE_DIR` if set, else beside the repository
-/// (or one of its ancestors), else the workplace's `/work/shared`.
-pub fn reference_dir(sub: &str) -> std::path::PathBuf {
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut candidates: Vec<std::path::PathBuf> =
-        std::env::var_os("VITALWIRE_REFERENCE_DIR").map(|d| std::path::PathBuf::from(d).join(sub)).into_iter().collect();
-    candidates.extend(here.ancestors().map(|a| a.join("shared").join(sub)));
-    candidates.push(std::path::Path::new("/work/shared").join(sub));
-    candidates.iter().find(|p| p.is_dir()).cloned().unwrap_or_else(|| panic!("the reference material ../shared/{sub} is needed; looked in {candidates:?}"))
-}
-
 /// A request id of its own for every request, as API Gateway gives (logs key records by it).
 fn next_request_id() -> String {
     static COUNT: AtomicU64 = AtomicU64::new(0);
