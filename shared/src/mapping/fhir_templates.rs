@@ -196,7 +196,7 @@ fn code_value_template(item: &Value, at: &str) -> Result<CodeValueTemplate, Vec<
         Some(v) => read_codes(v, &o.member_at("codes"), &mut errors),
     };
     let category = list(property(body, "category"), &o.member_at("category"), &mut errors, |v, at, errors| {
-        let Some(c) = object(v, at, "FhirCodeableConcept", errors) else { return None };
+        let c = object(v, at, "FhirCodeableConcept", errors)?;
         c.only(&["text", "codes"], errors);
         Some(TemplateConcept { text: c.text("text", errors), codes: property(c.body, "codes").map(|v| read_codes(v, &c.member_at("codes"), errors)).unwrap_or_default() })
     });

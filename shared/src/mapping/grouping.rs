@@ -146,7 +146,7 @@ pub fn boundary(at: DateTime<Utc>, interval: PeriodInterval) -> (DateTime<Utc>, 
     }
 }
 
-fn id_segment(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+pub(super) fn id_segment(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
     format!("{}.{}", start.format("%Y%m%d%H%M%SZ"), end.format("%Y%m%d%H%M%SZ"))
 }
 

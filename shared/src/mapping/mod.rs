@@ -23,3 +23,6 @@ pub mod observation;
 pub mod sampled_data;
 pub mod templates;
 pub mod values;
+
+#[cfg(test)]
+mod ported;

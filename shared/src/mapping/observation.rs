@@ -303,10 +303,10 @@ fn concept(c: &TemplateConcept) -> CodeableConcept {
     CodeableConcept { coding: c.codes.iter().map(coding).collect(), text: c.text.clone() }
 }
 
-type Span = (DateTime<Utc>, DateTime<Utc>);
+pub(super) type Span = (DateTime<Utc>, DateTime<Utc>);
 
 /// A value from a group's samples over the Observation's period.
-fn create_value(template: &ValueTemplate, samples: &[(DateTime<Utc>, &str)], (start, end): Span) -> Result<Value, ObservationError> {
+pub(super) fn create_value(template: &ValueTemplate, samples: &[(DateTime<Utc>, &str)], (start, end): Span) -> Result<Value, ObservationError> {
     Ok(match &template.kind {
         ValueKind::Quantity { unit, system, code } => {
             let [(_, text)] = samples else { return Err(ObservationError::NotOneValue(samples.len())) };
@@ -342,7 +342,7 @@ fn sampled_period(default_period: &Option<Decimal>) -> Result<(&Decimal, chrono:
 
 /// A value merged into the existing one: SampledData streams merge (new samples win at the same
 /// time, rebuilt over both periods); the other kinds are replaced. The kind may not change.
-fn merge_value(template: &ValueTemplate, samples: &[(DateTime<Utc>, &str)], data: Span, observed: Span, existing: &Value) -> Result<Value, ObservationError> {
+pub(super) fn merge_value(template: &ValueTemplate, samples: &[(DateTime<Utc>, &str)], data: Span, observed: Span, existing: &Value) -> Result<Value, ObservationError> {
     let expected = match template.kind {
         ValueKind::Quantity { .. } => "Quantity",
         ValueKind::SampledData { .. } => "SampledData",
@@ -397,6 +397,38 @@ impl MappedObservation {
     /// "shell" Observation the connector also writes.
     pub fn has_value(&self) -> bool {
         !self.value().is_empty()
+    }
+}
+
+/// `value[x]` alone as JSON, for the ported connector tests.
+#[cfg(test)]
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ValueFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_quantity: Option<Quantity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_sampled_data: Option<SampledData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_codeable_concept: Option<CodeableConcept>,
+}
+
+#[cfg(test)]
+impl Value {
+    pub(super) fn json_text(&self) -> String {
+        let v = self.clone();
+        let fields = ValueFields { value_quantity: v.value_quantity, value_sampled_data: v.value_sampled_data, value_string: v.value_string, value_codeable_concept: v.value_codeable_concept };
+        serde_json::to_string(&fields).unwrap_or_default()
+    }
+
+    /// The value of a JSON object's value[x] fields (none that parse: none).
+    pub(super) fn from_json_text(text: &str) -> Self {
+        match serde_json::from_str::<ValueFields>(text) {
+            Ok(f) => Value { value_quantity: f.value_quantity, value_sampled_data: f.value_sampled_data, value_string: f.value_string, value_codeable_concept: f.value_codeable_concept },
+            Err(_) => Value::default(),
+        }
     }
 }
 

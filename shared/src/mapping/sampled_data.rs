@@ -25,7 +25,7 @@ pub enum SampledDataError {
 /// as .NET's `AddMilliseconds`).
 pub fn period(ms: f64) -> Result<Duration, SampledDataError> {
     let ticks = (ms * 10_000.0).round();
-    if !(ticks >= 1.0 && ticks < 1e15) {
+    if !(1.0..1e15).contains(&ticks) {
         return Err(SampledDataError::NoPeriod);
     }
     Ok(Duration::nanoseconds(ticks as i64 * 100))
