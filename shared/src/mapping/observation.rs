@@ -580,4 +580,25 @@ mod tests {
             assert_eq!(&serde_json::from_str::<serde_json::Value>(&serde_json::to_string(&o).unwrap()).unwrap()[key], value, "{type_name}");
         }
     }
+
+    #[test]
+    fn merging_resets_the_category_to_the_templates_and_keeps_a_wider_period() {
+        let with_category = bp_mapping(60, "SampledData");
+        let template = with_category.template("bloodpressure").unwrap();
+        let first = observations(&with_category, &[reading("2019-01-01T10:00:00Z", "120", "80")]).remove(0);
+        assert_eq!(first.category[0].text.as_deref(), Some("Vital Signs"));
+        let mut without = template.clone();
+        without.category.clear();
+        let later = [reading("2019-01-01T10:05:00Z", "121", "81")];
+        let groups = measurement_groups(&later).unwrap();
+        let group = &observation_groups(&groups[0], PeriodInterval::Hourly).unwrap()[0];
+        assert!(merge(&without, group, &first).unwrap().category.is_empty(), "a template without category removes it");
+        let mut wider = first.clone();
+        wider.effective_period = Period { start: "2019-01-01T09:00:00.0000000Z".into(), end: "2019-01-01T12:00:00.0000000Z".into() };
+        let merged = merge(template, group, &wider).unwrap();
+        assert_eq!(merged.effective_period, wider.effective_period, "data inside the period leaves it as it is");
+        let data = &merged.component[1].value_sampled_data.as_ref().unwrap().data;
+        assert_eq!(data.split(' ').count(), 3 * 60 + 1, "rebuilt over the Observation's own period");
+        assert_eq!(data.split(' ').nth(65), Some("121"), "decoded from the Observation's start: 10:05 is slot 65");
+    }
 }
