@@ -198,3 +198,30 @@ fn a_message_that_makes_nothing_says_why() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("#1: refused: Unable to extract required value for [DeviceIdExpression]"));
 }
+
+#[test]
+fn every_template_of_the_sample_gives_valid_observations() {
+    let dir = conformance();
+    let at = "2024-05-01T10:15:00Z";
+    let bodies = [
+        json!({"heartrate": "78", "deviceid": "band-7", "patientid": "mrn-1", "measurementdatetime": at}),
+        json!({"steps": "120", "deviceid": "band-7", "patientid": "mrn-1", "measurementdatetime": at}),
+        json!({"systolic": "120", "diastolic": "80", "deviceid": "band-7", "patientid": "mrn-1", "measurementdatetime": at}),
+        json!({"hrv": "42.50", "deviceid": "band-7", "patientid": "mrn-1", "measurementdatetime": at}),
+        json!({"deviceWorn": "true", "deviceid": "band-7", "patientid": "mrn-1", "measurementdatetime": at}),
+        json!({"deviceRemoved": "true", "deviceid": "band-7", "patientid": "mrn-1", "measurementdatetime": at}),
+    ];
+    let messages = write("sample-all.json", &Value::Array(bodies.to_vec()));
+    let out = cli(&["convert", "--device-mapping", s(&dir.join("devicecontent.json")), "--fhir-mapping", s(&dir.join("fhirmapping.json")), "--wrap", s(&messages)]);
+    let bundle = stdout_json(&out);
+    let observations: Vec<Value> = bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).collect();
+    assert_eq!(observations.len(), 6, "{}", String::from_utf8_lossy(&out.stderr));
+    let kinds: Vec<&str> = observations
+        .iter()
+        .map(|o| ["valueSampledData", "valueCodeableConcept", "component"].into_iter().find(|k| o.get(*k).is_some()).unwrap_or("none"))
+        .collect();
+    assert_eq!(kinds, ["valueSampledData", "valueSampledData", "component", "valueSampledData", "valueCodeableConcept", "valueCodeableConcept"]);
+    assert!(observations[3]["valueSampledData"]["data"].as_str().unwrap().split(' ').any(|t| t == "42.50"), "the device's digits are kept");
+    assert!(observations[3]["valueSampledData"]["origin"].get("unit").is_none(), "the template's empty unit is no unit");
+    assert_valid_fhir(&serde_json::to_string(&observations).unwrap());
+}

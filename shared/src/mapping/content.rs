@@ -14,8 +14,6 @@
 //! - a required value that is missing, null or blank fails the message; a missing or null
 //!   optional one is left out; a blank optional one is kept; an expression that selects more
 //!   than one token fails the message.
-//!
-//! Still to come (issue 10): line and column in template errors.
 
 use serde_json::{Map, Value};
 

@@ -250,9 +250,11 @@ impl Object<'_> {
         }
     }
 
-    /// An optional string member.
+    /// An optional string member; an empty one is absent (FHIR has no empty strings, and
+    /// templates use `""` for "none", e.g. a unitless SampledData).
     fn text(&self, name: &str, errors: &mut Vec<TemplateError>) -> Option<String> {
         match property(self.body, name)? {
+            Value::String(s) if s.is_empty() => None,
             Value::String(s) => Some(s.clone()),
             Value::Null => None,
             // Json.NET reads scalars into string members as their text.
@@ -369,6 +371,8 @@ mod tests {
         let hr = sample.template("HEARTRATE").expect("type names are looked up ignoring case");
         assert_eq!(hr.period_interval, PeriodInterval::Hourly);
         assert!(matches!(&hr.value, Some(ValueTemplate { name, kind: ValueKind::SampledData { default_period: Some(p), .. } }) if name == "hr" && p.as_str() == "1000"));
+        let hrv = sample.template("hrv").unwrap();
+        assert!(matches!(&hrv.value, Some(ValueTemplate { kind: ValueKind::SampledData { unit: None, .. }, .. })), "an empty unit is no unit");
         let bp = FhirMapping::parse(&conformance("data_CodeValueFhirTemplate_Quantity.json"));
         // That file is a single CodeValueFhir template, not a collection.
         assert!(bp.is_err());

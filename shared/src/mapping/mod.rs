@@ -1,14 +1,16 @@
-//! IoMT mapping (issue 10, in progress): device-mapping templates turn any device JSON into
-//! normalized measurements, and FHIR-mapping templates turn those into FHIR R4 Observations,
-//! with the semantics of the open-source IoMT FHIR connector (microsoft/iomt-fhir), so that
-//! the templates its users wrote for Azure's MedTech service run unchanged. A pure domain: no
-//! AWS calls. What the connector does, with its source files, is in `docs/iomt-fhir/`.
+//! IoMT mapping (issue 10): device-mapping templates turn any device JSON into normalized
+//! measurements, and FHIR-mapping templates turn those into FHIR R4 Observations, with the
+//! semantics of the open-source IoMT FHIR connector (microsoft/iomt-fhir), so that the
+//! templates its users wrote for Azure's MedTech service run unchanged. A pure domain: no AWS
+//! calls. What the connector does, with its source files, is in `docs/iomt-fhir/`.
 //!
-//! Done so far: device mappings of the JSONPath kinds and normalization with them
-//! ([`content`]); the template envelope and template type names ([`templates`]); JSONPath in
-//! Json.NET's dialect ([`jsonpath`]); JMESPath with the connector's functions ([`jmespath`]);
-//! normalized measurements and the message envelope ([`measurement`]); values as the connector
-//! writes them ([`values`]).
+//! - loading: the template envelope and type names ([`templates`]), error positions
+//!   ([`locate`]), device mappings ([`content`]) and FHIR mappings ([`fhir_templates`]);
+//! - normalization ([`content`]): JSONPath in Json.NET's dialect ([`jsonpath`]), JMESPath with
+//!   the connector's functions ([`jmespath`]), values as .NET writes them ([`values`]),
+//!   measurements ([`measurement`]);
+//! - conversion ([`convert`]): grouping ([`grouping`]), identity resolution over a registry
+//!   port ([`identity`]), Observations created and merged ([`observation`], [`sampled_data`]).
 
 pub mod content;
 pub mod convert;
