@@ -21,7 +21,7 @@ use super::jsonpath::{compile, JsonPath};
 use super::jmespath::runtime;
 use super::measurement::{Measurement, MeasurementProperty};
 use super::locate::segment;
-use super::templates::{error_at, load, member, property, ContentKind, Envelope, TemplateError};
+use super::templates::{collection, error_at, load, member, property, ContentKind, Envelope, TemplateError};
 use super::values::{dotnet_text, iso_date_time};
 
 /// A device mapping: the templates of a `CollectionContent`, in order.
@@ -153,23 +153,11 @@ impl DeviceMapping {
 
     /// A device mapping from its JSON: every problem of every template, or the mapping.
     pub fn from_json(value: &Value) -> Result<Self, Vec<TemplateError>> {
-        let Some(envelope) = Envelope::of(value) else {
-            return Err(vec![error_at("", "A device mapping is a JSON object with templateType and template.")]);
-        };
-        if envelope.template_type.and_then(ContentKind::named) != Some(ContentKind::Collection) {
-            return Err(vec![error_at(
-                "/templateType",
-                format!("Expected TemplateType value CollectionContentTemplate, actual {}.", envelope.template_type.unwrap_or("Not Found")),
-            )]);
-        }
-        let list = format!("/{}", envelope.template_key);
-        let Some(Value::Array(items)) = envelope.template else {
-            return Err(vec![error_at(list, "Expected an array for the template property value for template type CollectionContentTemplate.")]);
-        };
+        let items = collection(value, "CollectionContentTemplate", |t| ContentKind::named(t) == Some(ContentKind::Collection))?;
         let mut templates = Vec::new();
         let mut errors = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match ContentTemplate::from_json(item, &format!("{list}/{i}")) {
+        for (at, item) in items {
+            match ContentTemplate::from_json(item, &at) {
                 Ok(t) => templates.push(t),
                 Err(mut e) => errors.append(&mut e),
             }

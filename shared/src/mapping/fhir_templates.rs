@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::fhir::Decimal;
 
 use super::locate::segment;
-use super::templates::{error_at, load, member, property, Envelope, FhirKind, TemplateError};
+use super::templates::{collection, error_at, load, member, property, Envelope, FhirKind, TemplateError};
 
 /// How measurements are gathered into one Observation (`ObservationPeriodInterval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,23 +120,10 @@ impl FhirMapping {
 
     /// A FHIR mapping from its JSON: every problem of every template, or the mapping.
     pub fn from_json(value: &Value) -> Result<Self, Vec<TemplateError>> {
-        let Some(envelope) = Envelope::of(value) else {
-            return Err(vec![error_at("", "A FHIR mapping is a JSON object with templateType and template.")]);
-        };
-        if envelope.template_type.and_then(FhirKind::named) != Some(FhirKind::Collection) {
-            return Err(vec![error_at(
-                "/templateType",
-                format!("Expected TemplateType value CollectionFhirTemplate, actual {}.", envelope.template_type.unwrap_or("Not Found")),
-            )]);
-        }
-        let list = format!("/{}", envelope.template_key);
-        let Some(Value::Array(items)) = envelope.template else {
-            return Err(vec![error_at(list, "Expected an array for the template property value for template type CollectionFhirTemplate.")]);
-        };
+        let items = collection(value, "CollectionFhirTemplate", |t| FhirKind::named(t) == Some(FhirKind::Collection))?;
         let mut templates: Vec<CodeValueTemplate> = Vec::new();
         let mut errors = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let at = format!("{list}/{i}");
+        for (at, item) in items {
             match code_value_template(item, &at) {
                 Ok(t) if templates.iter().any(|known| known.type_name.eq_ignore_ascii_case(&t.type_name)) => {
                     errors.push(error_at(at, format!("Duplicate template defined for type name: '{}'", t.type_name)));

@@ -126,6 +126,23 @@ impl std::fmt::Display for TemplateError {
 
 impl std::error::Error for TemplateError {}
 
+/// The elements of a collection template (`CollectionContent`, `CollectionFhir`), each with
+/// its JSON pointer, or why the file is not one: `is_collection` says whether a `templateType`
+/// names the collection, `name` is the connector's name for it.
+pub fn collection<'a>(value: &'a Value, name: &str, is_collection: impl Fn(&str) -> bool) -> Result<Vec<(String, &'a Value)>, Vec<TemplateError>> {
+    let Some(envelope) = Envelope::of(value) else {
+        return Err(vec![error_at("", "A mapping is a JSON object with templateType and template.")]);
+    };
+    if !envelope.template_type.is_some_and(is_collection) {
+        return Err(vec![error_at("/templateType", format!("Expected TemplateType value {name}, actual {}.", envelope.template_type.unwrap_or("Not Found")))]);
+    }
+    let list = format!("/{}", envelope.template_key);
+    let Some(Value::Array(items)) = envelope.template else {
+        return Err(vec![error_at(list, format!("Expected an array for the template property value for template type {name}."))]);
+    };
+    Ok(items.iter().enumerate().map(|(i, item)| (format!("{list}/{i}"), item)).collect())
+}
+
 /// A template error at a JSON pointer.
 pub fn error_at(pointer: impl Into<String>, message: impl Into<String>) -> TemplateError {
     TemplateError { message: message.into(), pointer: pointer.into(), position: None }
