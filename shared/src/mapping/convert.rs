@@ -215,4 +215,37 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert_eq!(set.observations()[0].subject.reference, "Patient/pat-1", "Lookup: the device's patient, not the measurement's");
     }
+
+    #[tokio::test]
+    async fn the_end_to_end_conformance_case_passes_through_the_library() {
+        use crate::mapping::content::DeviceMapping;
+        use crate::mapping::measurement::wrap;
+        let dir = crate::platform::reference_dir("conformance/iomt-fhir");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(&read("expected.json")).unwrap();
+        let case = expected["end_to_end_cases"].as_array().unwrap().iter().find(|c| c["id"] == "validator_bp_sampleddata").unwrap();
+        let device = DeviceMapping::parse(&read(case["device_mapping"].as_str().unwrap())).unwrap();
+        let fhir = FhirMapping::parse(&read(case["fhir_mapping"].as_str().unwrap())).unwrap();
+        let mut body = case["payload_inline"].clone();
+        body["date"] = json!("2024-05-01T10:15:30Z");
+        let measurements = device.normalize(&wrap(body)).unwrap();
+        let want = &case["expected_measurements"][0];
+        assert_eq!(measurements.len(), 1);
+        let m = &measurements[0];
+        assert_eq!((m.type_name.as_str(), m.device_id.as_str(), m.patient_id.as_deref()), (want["Type"].as_str().unwrap(), want["DeviceId"].as_str().unwrap(), want["PatientId"].as_str()));
+        let props: Vec<[&str; 2]> = m.properties.iter().map(|p| [p.name.as_str(), p.value.as_str()]).collect();
+        assert_eq!(props, [["systolic", "60"], ["diastolic", "80"]]);
+        let options = IdentityOptions { mode: IdentityMode::Create, device_system: None };
+        let mut set = ObservationSet::default();
+        convert(&fhir, &measurements, &options, &MemoryRegistry::default(), Utc::now(), &mut set).await.unwrap();
+        let o = &set.observations()[0];
+        let expect = &case["expected_observation"];
+        assert_eq!(o.code.text.as_deref(), expect["code.text"].as_str());
+        for i in 0..2 {
+            let want = &expect[format!("component[{i}]")];
+            assert_eq!(o.component[i].code.text.as_deref(), want["code.text"].as_str(), "components in template order");
+            let data = &o.component[i].value_sampled_data.as_ref().unwrap().data;
+            assert!(data.split(' ').any(|t| Some(t) == want["valueSampledData.data contains"].as_str()));
+        }
+    }
 }
