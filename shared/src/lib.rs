@@ -20,6 +20,7 @@
 
 pub mod access;
 pub mod clinical;
+pub mod connectors;
 pub mod dead_letters;
 pub mod devices;
 pub mod fhir;

@@ -143,6 +143,16 @@ pub const AUDIT: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// IoMT connectors, one partition each: the connector (`item = CONNECTOR`), its connections
+/// and mappings.
+pub const CONNECTORS: TableSpec = TableSpec {
+    logical_id: "ConnectorsTable",
+    env_var: "CONNECTORS_TABLE",
+    partition_key: "connectorName",
+    sort_key: Some("item"),
+    indexes: &[],
+};
+
 /// Every table the platform uses.
 pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT];
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS];

@@ -81,6 +81,12 @@ impl ApiRequest {
         self
     }
 
+    /// A request header (names are lower case, as API Gateway passes them).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.insert(name.to_ascii_lowercase(), json!(value));
+        self
+    }
+
     /// A JSON body.
     pub fn json(self, body: Value) -> Self {
         self.body_text(&body.to_string())

@@ -21,6 +21,7 @@ use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
+use crate::connectors::DynamoConnectorStore;
 use crate::dead_letters::DynamoDeadLetterStore;
 use crate::devices::http::StatusDeps as DeviceStatusDeps;
 use crate::devices::provisioning::{self, HookDeps, HookRequest};
@@ -288,6 +289,32 @@ pub static ADMIN_PATIENT_AUDIT: FunctionSpec = FunctionSpec {
 };
 
 /// Every function of the platform.
+// ---------------------------------------------------------------- IoMT connectors
+
+pub static CONNECTORS_LIST: FunctionSpec = FunctionSpec {
+    name: "connectors-list",
+    trigger: one!("GET", "/connectors"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::list)),
+};
+
+pub static CONNECTORS_GET: FunctionSpec = FunctionSpec {
+    name: "connectors-get",
+    trigger: one!("GET", "/connectors/{connectorName}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::get)),
+};
+
+pub static CONNECTORS_PUT: FunctionSpec = FunctionSpec {
+    name: "connectors-put",
+    trigger: one!("PUT", "/connectors/{connectorName}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::put)),
+};
+
+pub static CONNECTORS_DELETE: FunctionSpec = FunctionSpec {
+    name: "connectors-delete",
+    trigger: one!("DELETE", "/connectors/{connectorName}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::delete)),
+};
+
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
     &ADMIN_DEVICES_REGISTER,
@@ -320,6 +347,10 @@ pub static ALL: &[&FunctionSpec] = &[
     &ADMIN_API_KEYS_REVOKE,
     &ADMIN_DEVICES_ACTIVITY,
     &ADMIN_PATIENT_AUDIT,
+    &CONNECTORS_LIST,
+    &CONNECTORS_GET,
+    &CONNECTORS_PUT,
+    &CONNECTORS_DELETE,
 ];
 
 /// The function of this name.

@@ -1,0 +1,185 @@
+//! Connectors in the `ConnectorsTable`: one partition per connector (`connectorName`), the
+//! connector itself at `item = CONNECTOR` and everything under it (connections, mappings) at
+//! other `item` values, so a delete finds it all with one query.
+
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+
+use super::{Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_bool, opt_u64, req_s, s, Item};
+use crate::platform::tables::CONNECTORS;
+use crate::wiring::{FromWiring, Wiring, WiringError};
+use crate::StoreError;
+
+/// The sort key of the connector's own item.
+const CONNECTOR_ITEM: &str = "CONNECTOR";
+
+/// [`ConnectorStore`] in the `ConnectorsTable`.
+#[derive(Debug, Clone)]
+pub struct DynamoConnectorStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoConnectorStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Deletes every item of a connector's partition but its own (25 per batch, the most
+    /// DynamoDB takes); how many there were.
+    async fn delete_children(&self, name: &str) -> Result<usize, StoreError> {
+        const OP: &str = "delete a connector's connections and mappings";
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("connectorName = :c")
+            .expression_attribute_values(":c", s(name))
+            .projection_expression("connectorName, #i")
+            .expression_attribute_names("#i", "item")
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
+            for item in page.items() {
+                let sort = req_s(item, "item", OP)?;
+                if sort != CONNECTOR_ITEM {
+                    keys.push(sort);
+                }
+            }
+        }
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = Vec::with_capacity(chunk.len());
+            for sort in chunk {
+                let delete = DeleteRequest::builder().key("connectorName", s(name)).key("item", s(sort)).build().map_err(|e| StoreError::new(OP, e))?;
+                requests.push(WriteRequest::builder().delete_request(delete).build());
+            }
+            let mut pending = Some(requests);
+            // Unprocessed items (throttling) are sent again until none are left.
+            while let Some(batch) = pending.take().filter(|b| !b.is_empty()) {
+                let out = self.client.batch_write_item().request_items(&self.table, batch).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+                pending = out.unprocessed_items().and_then(|u| u.get(&self.table)).cloned();
+            }
+        }
+        Ok(keys.len())
+    }
+}
+
+impl FromWiring for DynamoConnectorStore {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self::new(w.aws.dynamodb(), w.table(&CONNECTORS)?))
+    }
+}
+
+fn connector_from(item: &Item, op: &'static str) -> Result<Connector, StoreError> {
+    let bad = |what: &str| StoreError::new(op, format!("stored connector has no valid {what}"));
+    Ok(Connector {
+        name: req_s(item, "connectorName", op)?,
+        identity_resolution_type: IdentityResolutionType::named(&req_s(item, "identityResolutionType", op)?).ok_or_else(|| bad("identityResolutionType"))?,
+        destination: Destination::named(&req_s(item, "destination", op)?).ok_or_else(|| bad("destination"))?,
+        enabled: opt_bool(item, "enabled").ok_or_else(|| bad("enabled"))?,
+        provisioning_state: ProvisioningState::Succeeded,
+        created_at: req_s(item, "createdAt", op)?,
+        updated_at: req_s(item, "updatedAt", op)?,
+        version: opt_u64(item, "version").ok_or_else(|| bad("version"))?,
+    })
+}
+
+impl ConnectorStore for DynamoConnectorStore {
+    async fn list(&self) -> Result<Vec<Connector>, StoreError> {
+        const OP: &str = "list connectors";
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#i = :c")
+            .expression_attribute_names("#i", "item")
+            .expression_attribute_values(":c", s(CONNECTOR_ITEM))
+            .into_paginator()
+            .send();
+        let mut all = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
+            for item in page.items() {
+                all.push(connector_from(item, OP)?);
+            }
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Connector>, StoreError> {
+        const OP: &str = "read a connector";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("connectorName", s(name))
+            .key("item", s(CONNECTOR_ITEM))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(OP, &e))?;
+        out.item().map(|i| connector_from(i, OP)).transpose()
+    }
+
+    async fn put(&self, c: &Connector, expected: Option<u64>) -> Result<bool, StoreError> {
+        const OP: &str = "write a connector";
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("connectorName", s(&c.name))
+            .item("item", s(CONNECTOR_ITEM))
+            .item("identityResolutionType", s(c.identity_resolution_type.as_str()))
+            .item("destination", s(c.destination.as_str()))
+            .item("enabled", aws_sdk_dynamodb::types::AttributeValue::Bool(c.enabled))
+            .item("createdAt", s(&c.created_at))
+            .item("updatedAt", s(&c.updated_at))
+            .item("version", n(c.version));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(connectorName)"),
+            Some(v) => put.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
+    }
+
+    async fn delete(&self, name: &str, expected: Option<u64>) -> Result<Deleted, StoreError> {
+        const OP: &str = "delete a connector";
+        // The connector goes first: its connections' keys stop working with it, whatever
+        // happens to the rest.
+        let mut delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("connectorName", s(name))
+            .key("item", s(CONNECTOR_ITEM))
+            .condition_expression(match expected {
+                None => "attribute_exists(connectorName)",
+                Some(_) => "version = :v",
+            });
+        if let Some(v) = expected {
+            delete = delete.expression_attribute_values(":v", n(v));
+        }
+        let outcome = match delete.send().await {
+            Ok(_) => Deleted::Removed { with: 0 },
+            Err(e) if is_condition_failed(&e) => match self.get(name).await? {
+                None => Deleted::NotFound,
+                Some(_) => return Ok(Deleted::Changed),
+            },
+            Err(e) => return Err(StoreError::sdk(OP, &e)),
+        };
+        // Also after NotFound: a delete that stopped half-way is finished by the next one.
+        let with = self.delete_children(name).await?;
+        Ok(match outcome {
+            Deleted::Removed { .. } => Deleted::Removed { with },
+            other => other,
+        })
+    }
+}
