@@ -288,7 +288,6 @@ pub static ADMIN_PATIENT_AUDIT: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoAuditLog>(w, route!(crate::access::http::patient_audit)),
 };
 
-/// Every function of the platform.
 // ---------------------------------------------------------------- IoMT connectors
 
 pub static CONNECTORS_LIST: FunctionSpec = FunctionSpec {
@@ -315,6 +314,7 @@ pub static CONNECTORS_DELETE: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::delete)),
 };
 
+/// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
     &ADMIN_DEVICES_REGISTER,
