@@ -82,3 +82,60 @@ async fn connectors_are_created_listed_updated_and_deleted_with_etags() {
     let (_, _, listed) = send(&api, Method::GET, "/connectors", &admin, &[], None).await;
     assert_eq!(listed["connectors"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_get_keys_kept_encrypted_with_kms_that_rotate_one_at_a_time() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    let (status, _, _) = send(&api, Method::PUT, "/connectors/ward-7/connections/gw-1", &admin, &[], Some(json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no connector yet");
+    send(&api, Method::PUT, "/connectors/ward-7", &admin, &[], Some(json!({}))).await;
+    let (status, etag, created) = send(&api, Method::PUT, "/connectors/ward-7/connections/gw-1", &admin, &[], Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+
+    let keys = "/connectors/ward-7/connections/gw-1/listKeys";
+    let (status, _, first) = send(&api, Method::POST, keys, &admin, &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let primary = first["primaryKey"].as_str().unwrap().to_owned();
+    let secondary = first["secondaryKey"].as_str().unwrap().to_owned();
+    assert!(primary.starts_with("vwc_gw-1_") && secondary.starts_with("vwc_gw-1_") && primary != secondary);
+    assert!(first["primaryConnectionString"].as_str().unwrap().contains(&format!("/connectors/ward-7/messages;ConnectorName=ward-7;ConnectionName=gw-1;SharedAccessKey={primary}")));
+    let (_, _, again) = send(&api, Method::POST, keys, &admin, &[], None).await;
+    assert_eq!(again, first, "the same keys, decrypted again");
+
+    // Nothing in the table holds a key in clear.
+    let table = gw.stack.table(&CONNECTORS);
+    let db = vitalwire::platform::aws::dynamodb(&gw.stack.config);
+    let items = db.scan().table_name(&table).send().await.unwrap();
+    let dump = format!("{:?}", items.items());
+    for key in [&primary, &secondary] {
+        let secret = key.rsplit('_').next().unwrap();
+        assert!(!dump.contains(secret), "a key's secret is stored in clear");
+    }
+
+    let (status, _, rotated) = send(&api, Method::POST, "/connectors/ward-7/connections/gw-1/regenerateKey", &admin, &[], Some(json!({"keyName": "secondary"}))).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(rotated["primaryKey"].as_str(), Some(primary.as_str()), "the primary keeps working");
+    assert_ne!(rotated["secondaryKey"].as_str(), Some(secondary.as_str()));
+    let (status, _, refused) = send(&api, Method::POST, "/connectors/ward-7/connections/gw-1/regenerateKey", &admin, &[], Some(json!({"keyName": "both"}))).await;
+    assert_eq!((status, refused["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("keyName")));
+
+    let (status, _, listed) = send(&api, Method::GET, "/connectors/ward-7/connections", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["connections"][0]["name"], "gw-1");
+    assert!(!listed.to_string().contains("vwc_"), "no keys in a listing");
+    let (status, _, _) = send(&api, Method::GET, "/connectors/ward-7/connections/gw-1", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let clinician = api.token(Role::Clinician, None);
+    let (status, _, _) = send(&api, Method::POST, keys, &clinician, &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admins see keys");
+
+    // Deleting the connector takes the connection and its keys.
+    let (status, _, _) = send(&api, Method::DELETE, "/connectors/ward-7", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, gone) = send(&api, Method::POST, keys, &admin, &[], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+    assert!(gone["error"]["message"].as_str().unwrap().contains("no connector ward-7"));
+}

@@ -20,6 +20,8 @@ pub struct LocalStack {
     pub buckets: BTreeMap<String, String>,
     /// Logical id → secret name.
     pub secrets: BTreeMap<String, String>,
+    /// Logical id → KMS key id.
+    pub kms_keys: BTreeMap<String, String>,
 }
 
 /// A function's environment could not be resolved.
@@ -39,7 +41,7 @@ impl LocalStack {
 
     /// Creates every table of the template, named `<prefix><LogicalId>`, every bucket, named
     /// `<prefix><logicalid>` in lower case, and every secret, named `<prefix><LogicalId>`, with a
-    /// random value as `GenerateSecretString` makes one.
+    /// random value as `GenerateSecretString` makes one, and every KMS key.
     pub async fn create(config: &aws_config::SdkConfig, template: Template, prefix: &str) -> Result<Self, StackError> {
         let client = &vitalwire::platform::aws::dynamodb(config);
         let s3 = &vitalwire::platform::aws::s3(config);
@@ -87,7 +89,15 @@ impl LocalStack {
                 .map_err(|e| failed(vitalwire::platform::describe(&e)))?;
             secrets.insert(logical, name);
         }
-        Ok(Self { template, tables, buckets, secrets })
+        let mut kms_keys = BTreeMap::new();
+        let kms = aws_sdk_kms::Client::new(config);
+        for logical in template.kms_keys() {
+            let failed = |message: String| StackError::Create { table: logical.clone(), message };
+            let out = kms.create_key().description(format!("{prefix}{logical}")).send().await.map_err(|e| failed(vitalwire::platform::describe(&e)))?;
+            let id = out.key_metadata().map(|m| m.key_id().to_owned()).ok_or_else(|| failed("KMS answered no key id".into()))?;
+            kms_keys.insert(logical, id);
+        }
+        Ok(Self { template, tables, buckets, secrets, kms_keys })
     }
 
     /// The name of a bucket by its logical id.
@@ -147,6 +157,7 @@ impl LocalStack {
                 .table(target)
                 .or_else(|| self.bucket(target))
                 .or_else(|| self.secrets.get(target).map(String::as_str))
+                .or_else(|| self.kms_keys.get(target).map(String::as_str))
                 .map(str::to_owned)
                 .or_else(|| self.template.parameter_default(target)),
         }

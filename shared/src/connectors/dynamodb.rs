@@ -2,17 +2,24 @@
 //! connector itself at `item = CONNECTOR` and everything under it (connections, mappings) at
 //! other `item` values, so a delete finds it all with one query.
 
-use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, DeleteRequest, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
+use super::connections::{Connection, ConnectionStore, StoredKey, Written};
 use super::{Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_bool, opt_u64, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, only_conditions_failed, opt_bool, opt_u64, req_s, s, Item};
 use crate::platform::tables::CONNECTORS;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
 /// The sort key of the connector's own item.
 const CONNECTOR_ITEM: &str = "CONNECTOR";
+
+/// The sort key of a connection's item.
+fn connection_item(name: &str) -> String {
+    format!("CONNECTION#{name}")
+}
 
 /// [`ConnectorStore`] in the `ConnectorsTable`.
 #[derive(Debug, Clone)]
@@ -135,7 +142,7 @@ impl ConnectorStore for DynamoConnectorStore {
             .item("item", s(CONNECTOR_ITEM))
             .item("identityResolutionType", s(c.identity_resolution_type.as_str()))
             .item("destination", s(c.destination.as_str()))
-            .item("enabled", aws_sdk_dynamodb::types::AttributeValue::Bool(c.enabled))
+            .item("enabled", AttributeValue::Bool(c.enabled))
             .item("createdAt", s(&c.created_at))
             .item("updatedAt", s(&c.updated_at))
             .item("version", n(c.version));
@@ -181,5 +188,125 @@ impl ConnectorStore for DynamoConnectorStore {
             Deleted::Removed { .. } => Deleted::Removed { with },
             other => other,
         })
+    }
+}
+
+fn key_from(item: &Item, slot: &str, op: &'static str) -> Result<StoredKey, StoreError> {
+    let ciphertext = item
+        .get(&format!("{slot}Ciphertext"))
+        .and_then(|v| v.as_b().ok())
+        .map(|b| b.as_ref().to_vec())
+        .ok_or_else(|| StoreError::new(op, format!("stored connection has no {slot} key")))?;
+    Ok(StoredKey { hash: req_s(item, &format!("{slot}Hash"), op)?, ciphertext })
+}
+
+fn connection_from(item: &Item, op: &'static str) -> Result<Connection, StoreError> {
+    Ok(Connection {
+        connector: req_s(item, "connectorName", op)?,
+        name: req_s(item, "connectionName", op)?,
+        created_at: req_s(item, "createdAt", op)?,
+        updated_at: req_s(item, "updatedAt", op)?,
+        version: opt_u64(item, "version").ok_or_else(|| StoreError::new(op, "stored connection has no version"))?,
+        primary: key_from(item, "primary", op)?,
+        secondary: key_from(item, "secondary", op)?,
+    })
+}
+
+impl ConnectionStore for DynamoConnectorStore {
+    async fn connections(&self, connector: &str) -> Result<Vec<Connection>, StoreError> {
+        const OP: &str = "list connections";
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("connectorName = :c AND begins_with(#i, :p)")
+            .expression_attribute_names("#i", "item")
+            .expression_attribute_values(":c", s(connector))
+            .expression_attribute_values(":p", s("CONNECTION#"))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut all = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
+            for item in page.items() {
+                all.push(connection_from(item, OP)?);
+            }
+        }
+        Ok(all)
+    }
+
+    async fn connection(&self, connector: &str, name: &str) -> Result<Option<Connection>, StoreError> {
+        const OP: &str = "read a connection";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("connectorName", s(connector))
+            .key("item", s(connection_item(name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(OP, &e))?;
+        out.item().map(|i| connection_from(i, OP)).transpose()
+    }
+
+    async fn put_connection(&self, c: &Connection, expected: Option<u64>) -> Result<Written, StoreError> {
+        const OP: &str = "write a connection";
+        // One transaction: the connector must exist, and the connection be as it was read.
+        let connector = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("connectorName", s(&c.connector))
+            .key("item", s(CONNECTOR_ITEM))
+            .condition_expression("attribute_exists(connectorName)")
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .item("connectorName", s(&c.connector))
+            .item("item", s(connection_item(&c.name)))
+            .item("connectionName", s(&c.name))
+            .item("createdAt", s(&c.created_at))
+            .item("updatedAt", s(&c.updated_at))
+            .item("version", n(c.version))
+            .item("primaryHash", s(&c.primary.hash))
+            .item("primaryCiphertext", AttributeValue::B(Blob::new(c.primary.ciphertext.clone())))
+            .item("secondaryHash", s(&c.secondary.hash))
+            .item("secondaryCiphertext", AttributeValue::B(Blob::new(c.secondary.ciphertext.clone())));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(connectorName)"),
+            Some(v) => put.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+        };
+        let put = put.build().map_err(|e| StoreError::new(OP, e))?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(connector).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Written::Done),
+            Err(e) if only_conditions_failed(&e) => Ok(if self.get(&c.connector).await?.is_none() { Written::NoConnector } else { Written::Changed }),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
+    }
+
+    async fn delete_connection(&self, connector: &str, name: &str) -> Result<bool, StoreError> {
+        const OP: &str = "delete a connection";
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("connectorName", s(connector))
+            .key("item", s(connection_item(name)))
+            .condition_expression("attribute_exists(connectorName)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
     }
 }

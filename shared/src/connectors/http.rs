@@ -6,21 +6,35 @@
 //! | `GET /connectors/{connectorName}` | `connectors-get` |
 //! | `PUT /connectors/{connectorName}` | `connectors-put` |
 //! | `DELETE /connectors/{connectorName}` | `connectors-delete` |
+//! | `GET /connectors/{c}/connections` | `connections-list` |
+//! | `GET /connectors/{c}/connections/{connectionName}` | `connections-get` |
+//! | `PUT /connectors/{c}/connections/{connectionName}` | `connections-put` |
+//! | `DELETE /connectors/{c}/connections/{connectionName}` | `connections-delete` |
+//! | `POST /connectors/{c}/connections/{connectionName}/listKeys` | `connections-list-keys` |
+//! | `POST /connectors/{c}/connections/{connectionName}/regenerateKey` | `connections-regenerate-key` |
 //!
 //! `PUT` creates (201) or updates (200) from `{"identityResolutionType", "destination",
 //! "enabled"}` (defaults `Lookup`, `vitalwire`, `true`); the read-only properties a `GET`
 //! answers may be sent back and are ignored. Answers carry an `ETag`; `PUT` and `DELETE` honour
 //! `If-Match` (`*`: any existing connector) and `PUT` `If-None-Match: *` (create only): a
 //! mismatch is 409. `DELETE` takes the connector's connections and mappings with it.
+//!
+//! A connection is created (201, `PUT` with `{}`) with two fresh keys; `listKeys` shows them
+//! with their connection strings, `regenerateKey` `{"keyName": "primary" | "secondary"}`
+//! replaces one while the other keeps working. Keys never appear anywhere else.
 
 use chrono::Utc;
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::connections::{new_key, Connection, ConnectionStore, Written};
+use super::keys::{KeyCipher, KeyPlace, KeySlot};
 use super::{name_ok, Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
+use crate::access::secrets::PepperSource;
 use crate::access::{require, Role};
-use crate::platform::http::{json_body, json_response, path_param, ApiError};
+use crate::platform::http::{body_bytes, json_body, json_response, path_param, ApiError};
+use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::platform::time::format_utc;
 
 /// A `PUT` body. Read-only properties are accepted and ignored, so a `GET` answer can be edited
@@ -219,6 +233,241 @@ pub async fn delete<S: ConnectorStore>(request: Request, store: &S) -> Response<
     )
 }
 
+// ---------------------------------------------------------------- connections
+
+/// What making and showing connection keys needs.
+pub struct KeyDeps<S, P, C> {
+    pub store: S,
+    pub pepper: P,
+    pub cipher: C,
+}
+
+impl<S: FromWiring, P: FromWiring, C: FromWiring> FromWiring for KeyDeps<S, P, C> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { store: w.build()?, pepper: w.build()?, cipher: w.build()? })
+    }
+}
+
+/// What showing connection keys needs (no pepper: nothing is hashed).
+pub struct ShowKeyDeps<S, C> {
+    pub store: S,
+    pub cipher: C,
+}
+
+impl<S: FromWiring, C: FromWiring> FromWiring for ShowKeyDeps<S, C> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { store: w.build()?, cipher: w.build()? })
+    }
+}
+
+fn connection_name(request: &Request) -> Result<String, ApiError> {
+    let name = path_param(request, "connectionName")?;
+    if !name_ok(&name) {
+        return Err(ApiError::bad("connectionName", "must be 3-64 of letters, digits and '-', starting with a letter or digit"));
+    }
+    Ok(name)
+}
+
+/// The connection named by the path, or 404 naming what is missing.
+async fn existing_connection<S: ConnectorStore + ConnectionStore>(request: &Request, store: &S) -> Result<Connection, ApiError> {
+    let connector = connector_name(request)?;
+    let name = connection_name(request)?;
+    match store.connection(&connector, &name).await? {
+        Some(c) => Ok(c),
+        None if store.get(&connector).await?.is_none() => Err(ApiError::NotFound(format!("no connector {connector}"))),
+        None => Err(ApiError::NotFound(format!("no connection {name} in connector {connector}"))),
+    }
+}
+
+fn connection_answer(status: u16, c: &Connection) -> Response<Body> {
+    json_response(status, &c.to_json(), &[("etag", c.etag())])
+}
+
+/// `GET /connectors/{c}/connections`
+pub async fn list_connections<S: ConnectorStore + ConnectionStore>(request: Request, store: &S) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let connector = connector_name(&request)?;
+            if store.get(&connector).await?.is_none() {
+                return Err(ApiError::NotFound(format!("no connector {connector}")));
+            }
+            let all = store.connections(&connector).await?;
+            Ok(json_response(200, &json!({"connections": all.iter().map(Connection::to_json).collect::<Vec<_>>()}), &[]))
+        }
+        .await,
+    )
+}
+
+/// `GET /connectors/{c}/connections/{connectionName}`
+pub async fn get_connection<S: ConnectorStore + ConnectionStore>(request: Request, store: &S) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            Ok(connection_answer(200, &existing_connection(&request, store).await?))
+        }
+        .await,
+    )
+}
+
+/// `PUT /connectors/{c}/connections/{connectionName}`: 201 with two fresh keys, or 200 for an
+/// existing connection (which keeps its keys).
+pub async fn put_connection<S: ConnectorStore + ConnectionStore, P: PepperSource, C: KeyCipher>(request: Request, deps: &KeyDeps<S, P, C>) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let connector = connector_name(&request)?;
+            let name = connection_name(&request)?;
+            // A connection has no settable properties yet: an empty body or `{}`, or a GET
+            // answer sent back.
+            if !body_bytes(&request).is_empty() {
+                let _: ConnectionProperties = json_body(&request)?;
+            }
+            if store_connector(&deps.store, &connector).await?.is_none() {
+                return Err(ApiError::NotFound(format!("no connector {connector}")));
+            }
+            let wanted = precondition(&request);
+            let existing = deps.store.connection(&connector, &name).await?;
+            let found_etag = existing.as_ref().map(Connection::etag);
+            let holds = match (&wanted, &found_etag) {
+                (Precondition::None, _) => true,
+                (Precondition::Exists, found) => found.is_some(),
+                (Precondition::Absent, found) => found.is_none(),
+                (Precondition::Matches(tags), Some(tag)) => tags.contains(tag),
+                (Precondition::Matches(_), None) => false,
+            };
+            if !holds {
+                return Err(ApiError::Conflict(format!("connection {name} does not match the request's If-Match / If-None-Match")));
+            }
+            let now = format_utc(Utc::now());
+            let (next, status) = match &existing {
+                Some(c) => (Connection { updated_at: now, version: c.version + 1, ..c.clone() }, 200),
+                None => {
+                    let hasher = deps.pepper.hasher().await?;
+                    let (_, primary) = new_key(&connector, &name, KeySlot::Primary, hasher, &deps.cipher).await?;
+                    let (_, secondary) = new_key(&connector, &name, KeySlot::Secondary, hasher, &deps.cipher).await?;
+                    (Connection { connector: connector.clone(), name: name.clone(), created_at: now.clone(), updated_at: now, version: 1, primary, secondary }, 201)
+                }
+            };
+            match deps.store.put_connection(&next, existing.as_ref().map(|c| c.version)).await? {
+                Written::Done => Ok(connection_answer(status, &next)),
+                Written::NoConnector => Err(ApiError::NotFound(format!("no connector {connector}"))),
+                Written::Changed => Err(ApiError::Conflict(format!("connection {name} changed meanwhile; read it again and retry"))),
+            }
+        }
+        .await,
+    )
+}
+
+async fn store_connector<S: ConnectorStore>(store: &S, name: &str) -> Result<Option<Connector>, ApiError> {
+    Ok(store.get(name).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectionProperties {
+    #[serde(rename = "name")]
+    _name: Option<Value>,
+    #[serde(rename = "connectorName")]
+    _connector_name: Option<Value>,
+    #[serde(rename = "createdAt")]
+    _created_at: Option<Value>,
+    #[serde(rename = "updatedAt")]
+    _updated_at: Option<Value>,
+    #[serde(rename = "etag")]
+    _etag: Option<Value>,
+}
+
+/// `DELETE /connectors/{c}/connections/{connectionName}`: 204; its keys stop working at once.
+pub async fn delete_connection<S: ConnectorStore + ConnectionStore>(request: Request, store: &S) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let c = existing_connection(&request, store).await?;
+            if !store.delete_connection(&c.connector, &c.name).await? {
+                return Err(ApiError::NotFound(format!("no connection {} in connector {}", c.name, c.connector)));
+            }
+            tracing::info!(connector = %c.connector, connection = %c.name, "connection deleted");
+            Ok(Response::builder().status(204).body(Body::Empty).unwrap_or_else(|_| Response::new(Body::Empty)))
+        }
+        .await,
+    )
+}
+
+/// The keys of a connection and their connection strings.
+async fn keys_answer<C: KeyCipher>(request: &Request, c: &Connection, cipher: &C) -> Result<Response<Body>, ApiError> {
+    let endpoint = endpoint(request, &c.connector);
+    let mut body = json!({});
+    for slot in [KeySlot::Primary, KeySlot::Secondary] {
+        let key = cipher.decrypt(&c.key(slot).ciphertext, KeyPlace { connector: &c.connector, connection: &c.name, slot }).await?;
+        body[format!("{}Key", slot.as_str())] = json!(key);
+        body[format!("{}ConnectionString", slot.as_str())] =
+            json!(format!("Endpoint={endpoint};ConnectorName={};ConnectionName={};SharedAccessKey={key}", c.connector, c.name));
+    }
+    // Secrets: never cached by a client or a proxy.
+    Ok(json_response(200, &body, &[("cache-control", "no-store".to_owned())]))
+}
+
+/// Where the connector's messages go: this API's `POST /connectors/{c}/messages`.
+fn endpoint(request: &Request, connector: &str) -> String {
+    use lambda_http::RequestExt;
+    let host = match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.domain_name.clone(),
+        _ => None,
+    }
+    .or_else(|| request.headers().get("host").and_then(|h| h.to_str().ok()).map(str::to_owned))
+    .unwrap_or_default();
+    let scheme = if host.starts_with("127.0.0.1") || host.starts_with("localhost") { "http" } else { "https" };
+    format!("{scheme}://{host}/connectors/{connector}/messages")
+}
+
+/// `POST /connectors/{c}/connections/{connectionName}/listKeys`
+pub async fn list_keys<S: ConnectorStore + ConnectionStore, C: KeyCipher>(request: Request, deps: &ShowKeyDeps<S, C>) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let c = existing_connection(&request, &deps.store).await?;
+            tracing::info!(connector = %c.connector, connection = %c.name, "connection keys listed");
+            keys_answer(&request, &c, &deps.cipher).await
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Regenerate {
+    key_name: String,
+}
+
+/// `POST /connectors/{c}/connections/{connectionName}/regenerateKey` with `{"keyName"}`: the
+/// named key is replaced (the old one stops working), the other is kept; answers both keys.
+pub async fn regenerate_key<S: ConnectorStore + ConnectionStore, P: PepperSource, C: KeyCipher>(request: Request, deps: &KeyDeps<S, P, C>) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let body: Regenerate = json_body(&request)?;
+            let slot = KeySlot::named(&body.key_name).ok_or_else(|| ApiError::bad("keyName", "must be primary or secondary"))?;
+            let c = existing_connection(&request, &deps.store).await?;
+            let (_, fresh) = new_key(&c.connector, &c.name, slot, deps.pepper.hasher().await?, &deps.cipher).await?;
+            let mut next = Connection { updated_at: format_utc(Utc::now()), version: c.version + 1, ..c.clone() };
+            match slot {
+                KeySlot::Primary => next.primary = fresh,
+                KeySlot::Secondary => next.secondary = fresh,
+            }
+            match deps.store.put_connection(&next, Some(c.version)).await? {
+                Written::Done => {
+                    tracing::info!(connector = %c.connector, connection = %c.name, key = slot.as_str(), "connection key regenerated");
+                    keys_answer(&request, &next, &deps.cipher).await
+                }
+                Written::NoConnector => Err(ApiError::NotFound(format!("no connector {}", c.connector))),
+                Written::Changed => Err(ApiError::Conflict(format!("connection {} changed meanwhile; retry", c.name))),
+            }
+        }
+        .await,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +550,82 @@ mod tests {
         assert!(!store.children.lock().unwrap().contains_key("hr1"), "connections and mappings went with it");
         assert_eq!(answered(delete(at(DELETE, "hr1").build(), &store).await).status, 404);
         assert_eq!(answered(get(at(GET, "hr1").build(), &store).await).status, 404);
+    }
+
+    fn keyed(store: MemoryConnectors) -> KeyDeps<MemoryConnectors, crate::access::api_keys::KeyHasher, crate::connectors::memory::MemoryCipher> {
+        KeyDeps { store, pepper: crate::access::api_keys::KeyHasher::new(b"pepper-pepper-pepper-pepper-pepper".to_vec()), cipher: crate::connectors::memory::MemoryCipher }
+    }
+
+    const CONNECTION: &str = "PUT /connectors/{connectorName}/connections/{connectionName}";
+
+    fn conn(route: &str, connector: &str, connection: &str) -> ApiRequest {
+        ApiRequest::new(route).path("connectorName", connector).path("connectionName", connection).caller(admin())
+    }
+
+    #[tokio::test]
+    async fn connections_get_two_keys_that_rotate_one_at_a_time() {
+        let deps = keyed(MemoryConnectors::default());
+        let no_parent = answered(put_connection(conn(CONNECTION, "ward-7", "gw-1").json(json!({})).build(), &deps).await);
+        assert_eq!(no_parent.status, 404, "no connector yet");
+        assert_eq!(answered(put(at(PUT, "ward-7").json(json!({})).build(), &deps.store).await).status, 201);
+        let created = answered(put_connection(conn(CONNECTION, "ward-7", "gw-1").build(), &deps).await);
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        assert_eq!((created.body["connectorName"].as_str(), created.body["etag"].as_str()), (Some("ward-7"), Some("\"1\"")));
+        assert!(created.body.get("primaryKey").is_none(), "keys only through listKeys");
+        let again = answered(put_connection(conn(CONNECTION, "ward-7", "gw-1").json(created.body.clone()).build(), &deps).await);
+        assert_eq!(again.status, 200);
+
+        let show = |deps: &KeyDeps<_, _, _>| ShowKeyDeps { store: clone_store(&deps.store), cipher: crate::connectors::memory::MemoryCipher };
+        let keys = answered(list_keys(conn("POST /connectors/{connectorName}/connections/{connectionName}/listKeys", "ward-7", "gw-1").build(), &show(&deps)).await);
+        assert_eq!(keys.status, 200, "{:?}", keys.body);
+        assert_eq!(keys.header("cache-control"), Some("no-store"));
+        let primary = keys.body["primaryKey"].as_str().unwrap().to_owned();
+        let secondary = keys.body["secondaryKey"].as_str().unwrap().to_owned();
+        assert_ne!(primary, secondary);
+        assert!(keys.body["primaryConnectionString"].as_str().unwrap().ends_with(&format!(";ConnectorName=ward-7;ConnectionName=gw-1;SharedAccessKey={primary}")));
+        let secret = |k: &str| crate::connectors::keys::split(k).unwrap().1.to_owned();
+        let stored = || deps.store.connections.lock().unwrap().values().next().cloned().unwrap();
+        let hasher = &deps.pepper;
+        assert!(stored().accepts(&secret(&primary), hasher) && stored().accepts(&secret(&secondary), hasher));
+
+        let regenerate = |name: &str| conn("POST /connectors/{connectorName}/connections/{connectionName}/regenerateKey", "ward-7", "gw-1").json(json!({"keyName": name})).build();
+        let rotated = answered(regenerate_key(regenerate("primary"), &deps).await);
+        assert_eq!(rotated.status, 200);
+        let new_primary = rotated.body["primaryKey"].as_str().unwrap().to_owned();
+        assert_ne!(new_primary, primary);
+        assert_eq!(rotated.body["secondaryKey"].as_str(), Some(secondary.as_str()), "the other key is kept");
+        assert!(!stored().accepts(&secret(&primary), hasher), "the old primary stops working");
+        assert!(stored().accepts(&secret(&secondary), hasher) && stored().accepts(&secret(&new_primary), hasher));
+        assert_eq!(answered(regenerate_key(regenerate("tertiary"), &deps).await).error_field(), Some("keyName"));
+
+        let listed = answered(list_connections(ApiRequest::new("GET /connectors/{connectorName}/connections").path("connectorName", "ward-7").caller(admin()).build(), &deps.store).await);
+        assert_eq!(listed.body["connections"].as_array().unwrap().len(), 1);
+        assert!(!listed.body.to_string().contains(&secret(&secondary)), "no key in a listing");
+        let gone = answered(delete_connection(conn("DELETE /connectors/{connectorName}/connections/{connectionName}", "ward-7", "gw-1").build(), &deps.store).await);
+        assert_eq!(gone.status, 204);
+        let missing = answered(get_connection(conn("GET /connectors/{connectorName}/connections/{connectionName}", "ward-7", "gw-1").build(), &deps.store).await);
+        assert_eq!(missing.status, 404);
+        assert!(missing.body["error"]["message"].as_str().unwrap().contains("no connection gw-1"));
+    }
+
+    #[tokio::test]
+    async fn deleting_a_connector_takes_its_connections() {
+        let deps = keyed(MemoryConnectors::default());
+        answered(put(at(PUT, "ward-7").json(json!({})).build(), &deps.store).await);
+        for name in ["gw-1", "gw-2"] {
+            assert_eq!(answered(put_connection(conn(CONNECTION, "ward-7", name).json(json!({})).build(), &deps).await).status, 201);
+        }
+        assert_eq!(answered(delete(at(DELETE, "ward-7").build(), &deps.store).await).status, 204);
+        assert!(deps.store.connections.lock().unwrap().is_empty());
+        let after = answered(put_connection(conn(CONNECTION, "ward-7", "gw-3").json(json!({})).build(), &deps).await);
+        assert_eq!(after.status, 404, "no connection under a deleted connector");
+    }
+
+    fn clone_store(store: &MemoryConnectors) -> MemoryConnectors {
+        MemoryConnectors {
+            connectors: std::sync::Mutex::new(store.connectors.lock().unwrap().clone()),
+            children: Default::default(),
+            connections: std::sync::Mutex::new(store.connections.lock().unwrap().clone()),
+        }
     }
 }

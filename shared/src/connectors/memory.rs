@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::connections::{Connection, ConnectionStore, Written};
 use super::{Connector, ConnectorStore, Deleted};
 use crate::StoreError;
 
@@ -13,6 +14,8 @@ pub struct MemoryConnectors {
     /// Items under each connector (connections, mappings), by connector name: what a delete
     /// must take with it.
     pub children: Mutex<BTreeMap<String, usize>>,
+    /// By (connector, connection).
+    pub connections: Mutex<BTreeMap<(String, String), Connection>>,
 }
 
 impl ConnectorStore for MemoryConnectors {
@@ -40,9 +43,60 @@ impl ConnectorStore for MemoryConnectors {
             Some(c) if expected.is_some_and(|v| v != c.version) => Ok(Deleted::Changed),
             Some(_) => {
                 all.remove(name);
-                let with = self.children.lock().expect("lock").remove(name).unwrap_or(0);
+                let mut connections = self.connections.lock().expect("lock");
+                let before = connections.len();
+                connections.retain(|(c, _), _| c != name);
+                let with = self.children.lock().expect("lock").remove(name).unwrap_or(0) + before - connections.len();
                 Ok(Deleted::Removed { with })
             }
         }
+    }
+}
+
+impl ConnectionStore for MemoryConnectors {
+    async fn connections(&self, connector: &str) -> Result<Vec<Connection>, StoreError> {
+        Ok(self.connections.lock().expect("lock").values().filter(|c| c.connector == connector).cloned().collect())
+    }
+
+    async fn connection(&self, connector: &str, name: &str) -> Result<Option<Connection>, StoreError> {
+        Ok(self.connections.lock().expect("lock").get(&(connector.to_owned(), name.to_owned())).cloned())
+    }
+
+    async fn put_connection(&self, connection: &Connection, expected: Option<u64>) -> Result<Written, StoreError> {
+        // The connector is checked under its own lock, as a transaction's condition check would.
+        let connectors = self.connectors.lock().expect("lock");
+        if !connectors.contains_key(&connection.connector) {
+            return Ok(Written::NoConnector);
+        }
+        let mut all = self.connections.lock().expect("lock");
+        let key = (connection.connector.clone(), connection.name.clone());
+        if all.get(&key).map(|c| c.version) != expected {
+            return Ok(Written::Changed);
+        }
+        all.insert(key, connection.clone());
+        Ok(Written::Done)
+    }
+
+    async fn delete_connection(&self, connector: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(self.connections.lock().expect("lock").remove(&(connector.to_owned(), name.to_owned())).is_some())
+    }
+}
+
+/// A stand-in for KMS: a "ciphertext" opens only at the place it was made for.
+#[derive(Default)]
+pub struct MemoryCipher;
+
+fn context(place: super::keys::KeyPlace<'_>) -> String {
+    format!("{}/{}/{}:", place.connector, place.connection, place.slot.as_str())
+}
+
+impl super::keys::KeyCipher for MemoryCipher {
+    async fn encrypt(&self, key: &str, place: super::keys::KeyPlace<'_>) -> Result<Vec<u8>, StoreError> {
+        Ok(format!("{}{key}", context(place)).into_bytes().into_iter().rev().collect())
+    }
+
+    async fn decrypt(&self, ciphertext: &[u8], place: super::keys::KeyPlace<'_>) -> Result<String, StoreError> {
+        let text = String::from_utf8(ciphertext.iter().rev().copied().collect()).map_err(|e| StoreError::new("decrypt", e))?;
+        text.strip_prefix(&context(place)).map(str::to_owned).ok_or_else(|| StoreError::new("decrypt", "the ciphertext was made for another key"))
     }
 }

@@ -9,8 +9,11 @@
 
 use std::future::Future;
 
+pub mod connections;
 mod dynamodb;
 pub mod http;
+pub mod keys;
+mod kms;
 #[cfg(test)]
 pub(crate) mod memory;
 
@@ -18,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub use dynamodb::DynamoConnectorStore;
+pub use kms::KmsKeyCipher;
 
 use crate::mapping::identity::IdentityMode;
 use crate::StoreError;

@@ -46,6 +46,7 @@ struct Clients {
     iot: OnceLock<aws_sdk_iot::Client>,
     iot_data: OnceLock<aws_sdk_iotdataplane::Client>,
     secrets: OnceLock<aws_sdk_secretsmanager::Client>,
+    kms: OnceLock<aws_sdk_kms::Client>,
 }
 
 impl AwsClients {
@@ -64,6 +65,7 @@ impl AwsClients {
             iot: OnceLock::new(),
             iot_data: OnceLock::new(),
             secrets: OnceLock::new(),
+            kms: OnceLock::new(),
         }))
     }
 
@@ -112,6 +114,10 @@ impl AwsClients {
 
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
         self.0.secrets.get_or_init(|| aws_sdk_secretsmanager::Client::new(&self.0.config)).clone()
+    }
+
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        self.0.kms.get_or_init(|| aws_sdk_kms::Client::new(&self.0.config)).clone()
     }
 }
 

@@ -252,6 +252,11 @@ impl Template {
         self.resources_of("AWS::S3::Bucket").map(|(id, _)| id).collect()
     }
 
+    /// The logical ids of every `AWS::KMS::Key`.
+    pub fn kms_keys(&self) -> Vec<String> {
+        self.resources_of("AWS::KMS::Key").map(|(id, _)| id).collect()
+    }
+
     /// The logical ids of every `AWS::SecretsManager::Secret`.
     pub fn secrets(&self) -> Vec<String> {
         self.resources_of("AWS::SecretsManager::Secret").map(|(id, _)| id).collect()

@@ -21,7 +21,8 @@ use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
-use crate::connectors::DynamoConnectorStore;
+use crate::connectors::http::{KeyDeps, ShowKeyDeps};
+use crate::connectors::{DynamoConnectorStore, KmsKeyCipher};
 use crate::dead_letters::DynamoDeadLetterStore;
 use crate::devices::http::StatusDeps as DeviceStatusDeps;
 use crate::devices::provisioning::{self, HookDeps, HookRequest};
@@ -314,6 +315,44 @@ pub static CONNECTORS_DELETE: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::delete)),
 };
 
+type Keys = KeyDeps<DynamoConnectorStore, SecretsManagerPepper, KmsKeyCipher>;
+
+pub static CONNECTIONS_LIST: FunctionSpec = FunctionSpec {
+    name: "connections-list",
+    trigger: one!("GET", "/connectors/{connectorName}/connections"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::list_connections)),
+};
+
+pub static CONNECTIONS_GET: FunctionSpec = FunctionSpec {
+    name: "connections-get",
+    trigger: one!("GET", "/connectors/{connectorName}/connections/{connectionName}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::get_connection)),
+};
+
+pub static CONNECTIONS_PUT: FunctionSpec = FunctionSpec {
+    name: "connections-put",
+    trigger: one!("PUT", "/connectors/{connectorName}/connections/{connectionName}"),
+    build: |w| http::<Keys>(w, route!(crate::connectors::http::put_connection)),
+};
+
+pub static CONNECTIONS_DELETE: FunctionSpec = FunctionSpec {
+    name: "connections-delete",
+    trigger: one!("DELETE", "/connectors/{connectorName}/connections/{connectionName}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::delete_connection)),
+};
+
+pub static CONNECTIONS_LIST_KEYS: FunctionSpec = FunctionSpec {
+    name: "connections-list-keys",
+    trigger: one!("POST", "/connectors/{connectorName}/connections/{connectionName}/listKeys"),
+    build: |w| http::<ShowKeyDeps<DynamoConnectorStore, KmsKeyCipher>>(w, route!(crate::connectors::http::list_keys)),
+};
+
+pub static CONNECTIONS_REGENERATE_KEY: FunctionSpec = FunctionSpec {
+    name: "connections-regenerate-key",
+    trigger: one!("POST", "/connectors/{connectorName}/connections/{connectionName}/regenerateKey"),
+    build: |w| http::<Keys>(w, route!(crate::connectors::http::regenerate_key)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -351,6 +390,12 @@ pub static ALL: &[&FunctionSpec] = &[
     &CONNECTORS_GET,
     &CONNECTORS_PUT,
     &CONNECTORS_DELETE,
+    &CONNECTIONS_LIST,
+    &CONNECTIONS_GET,
+    &CONNECTIONS_PUT,
+    &CONNECTIONS_DELETE,
+    &CONNECTIONS_LIST_KEYS,
+    &CONNECTIONS_REGENERATE_KEY,
 ];
 
 /// The function of this name.

@@ -1,0 +1,2 @@
+//! `connections-delete`: `DELETE /connectors/{connectorName}/connections/{connectionName}` (`vitalwire::connectors::http::delete_connection`).
+vitalwire_functions::lambda_function!(CONNECTIONS_DELETE);
