@@ -139,3 +139,42 @@ async fn connections_get_keys_kept_encrypted_with_kms_that_rotate_one_at_a_time(
     assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
     assert!(gone["error"]["message"].as_str().unwrap().contains("no connector ward-7"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_mappings_are_uploaded_validated_and_versioned() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    send(&api, Method::PUT, "/connectors/ward-7", &admin, &[], Some(json!({}))).await;
+    let dir = vitalwire::platform::reference_dir("conformance/iomt-fhir");
+    let put_file = |kind: &'static str, file: &'static str| {
+        let text = std::fs::read(dir.join(file)).unwrap();
+        let url = format!("{}/connectors/ward-7/mappings/{kind}", gw.api_url);
+        let request = api.http.put(url).header("authorization", format!("Bearer {admin}")).header("content-type", "application/json").body(text);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // Files as their authors keep them: with a BOM and CRLF line ends.
+    let (status, device) = put_file("device", "data_Documentation_CalculatedFunction_HeartRate_Template.json").await;
+    assert_eq!(status, StatusCode::CREATED, "{device}");
+    let (status, _) = put_file("device", "devicecontent.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, fhir) = put_file("fhir", "fhirmapping.json").await;
+    assert_eq!((status, fhir["version"].as_u64()), (StatusCode::CREATED, Some(1)));
+    let (status, refused) = put_file("fhir", "devicecontent.json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["errors"][0]["line"], 2, "{refused}");
+
+    let latest = api.http.get(format!("{}/connectors/ward-7/mappings/device", gw.api_url)).header("authorization", format!("Bearer {admin}")).send().await.unwrap();
+    assert_eq!(latest.headers()["x-mapping-version"], "2");
+    let text = latest.text().await.unwrap();
+    assert_eq!(text, std::fs::read_to_string(dir.join("devicecontent.json")).unwrap().trim_start_matches('\u{feff}'), "as written");
+    let (status, _, listed) = send(&api, Method::GET, "/connectors/ward-7/mappings", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let versions: Vec<(String, u64)> = listed["mappings"].as_array().unwrap().iter().map(|m| (m["kind"].as_str().unwrap().to_owned(), m["version"].as_u64().unwrap())).collect();
+    assert_eq!(versions, [("device".to_owned(), 2), ("fhir".to_owned(), 1)]);
+    let (status, _, _) = send(&api, Method::GET, "/connectors/ward-7/mappings/device?version=1", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::OK, "the previous version is kept");
+}

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, DeleteRequest, Put
 use aws_sdk_dynamodb::Client;
 
 use super::connections::{Connection, ConnectionStore, StoredKey, Written};
+use super::mappings::{MappingKind, MappingStore, StoredMapping};
 use super::{Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
 use crate::platform::dynamodb::{is_condition_failed, n, only_conditions_failed, opt_bool, opt_u64, req_s, s, Item};
 use crate::platform::tables::CONNECTORS;
@@ -15,6 +16,11 @@ use crate::StoreError;
 
 /// The sort key of the connector's own item.
 const CONNECTOR_ITEM: &str = "CONNECTOR";
+
+/// The sort key of a mapping version's item: versions sort as numbers.
+fn mapping_item(kind: MappingKind, version: u64) -> String {
+    format!("MAPPING#{}#{version:010}", kind.as_str())
+}
 
 /// The sort key of a connection's item.
 fn connection_item(name: &str) -> String {
@@ -306,6 +312,84 @@ impl ConnectionStore for DynamoConnectorStore {
         match out {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
+    }
+}
+
+fn mapping_from(item: &Item, kind: MappingKind, op: &'static str) -> Result<StoredMapping, StoreError> {
+    Ok(StoredMapping {
+        connector: req_s(item, "connectorName", op)?,
+        kind,
+        version: opt_u64(item, "version").ok_or_else(|| StoreError::new(op, "stored mapping has no version"))?,
+        text: req_s(item, "text", op)?,
+        updated_at: req_s(item, "updatedAt", op)?,
+    })
+}
+
+impl MappingStore for DynamoConnectorStore {
+    async fn mapping(&self, connector: &str, kind: MappingKind, version: Option<u64>) -> Result<Option<StoredMapping>, StoreError> {
+        const OP: &str = "read a mapping";
+        if let Some(v) = version {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("connectorName", s(connector))
+                .key("item", s(mapping_item(kind, v)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk(OP, &e))?;
+            return out.item().map(|i| mapping_from(i, kind, OP)).transpose();
+        }
+        // The latest: the highest version of the kind.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("connectorName = :c AND begins_with(#i, :p)")
+            .expression_attribute_names("#i", "item")
+            .expression_attribute_values(":c", s(connector))
+            .expression_attribute_values(":p", s(format!("MAPPING#{}#", kind.as_str())))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(OP, &e))?;
+        out.items().first().map(|i| mapping_from(i, kind, OP)).transpose()
+    }
+
+    async fn put_mapping(&self, m: &StoredMapping) -> Result<Written, StoreError> {
+        const OP: &str = "write a mapping";
+        let connector = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("connectorName", s(&m.connector))
+            .key("item", s(CONNECTOR_ITEM))
+            .condition_expression("attribute_exists(connectorName)")
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("connectorName", s(&m.connector))
+            .item("item", s(mapping_item(m.kind, m.version)))
+            .item("version", n(m.version))
+            .item("text", s(&m.text))
+            .item("updatedAt", s(&m.updated_at))
+            .condition_expression("attribute_not_exists(connectorName)")
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(connector).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Written::Done),
+            Err(e) if only_conditions_failed(&e) => Ok(if self.get(&m.connector).await?.is_none() { Written::NoConnector } else { Written::Changed }),
             Err(e) => Err(StoreError::sdk(OP, &e)),
         }
     }

@@ -12,6 +12,9 @@
 //! | `DELETE /connectors/{c}/connections/{connectionName}` | `connections-delete` |
 //! | `POST /connectors/{c}/connections/{connectionName}/listKeys` | `connections-list-keys` |
 //! | `POST /connectors/{c}/connections/{connectionName}/regenerateKey` | `connections-regenerate-key` |
+//! | `GET /connectors/{c}/mappings` | `mappings-list` |
+//! | `GET /connectors/{c}/mappings/{mappingKind}` (`device` or `fhir`, `?version=`) | `mappings-get` |
+//! | `PUT /connectors/{c}/mappings/{mappingKind}` | `mappings-put` |
 //!
 //! `PUT` creates (201) or updates (200) from `{"identityResolutionType", "destination",
 //! "enabled"}` (defaults `Lookup`, `vitalwire`, `true`); the read-only properties a `GET`
@@ -22,6 +25,10 @@
 //! A connection is created (201, `PUT` with `{}`) with two fresh keys; `listKeys` shows them
 //! with their connection strings, `regenerateKey` `{"keyName": "primary" | "secondary"}`
 //! replaces one while the other keeps working. Keys never appear anywhere else.
+//!
+//! A mapping is the template file itself: `PUT` takes it as the body (validated: 400 with
+//! every error's line and column), `GET` answers it as written; each write is a new version
+//! (`ETag` and `X-Mapping-Version`), and `?version=N` reads an earlier one.
 
 use chrono::Utc;
 use lambda_http::{Body, Request, Response};
@@ -30,10 +37,12 @@ use serde_json::{json, Value};
 
 use super::connections::{new_key, Connection, ConnectionStore, Written};
 use super::keys::{KeyCipher, KeyPlace, KeySlot};
+use super::mappings::{MappingKind, MappingStore, StoredMapping, MAX_MAPPING_BYTES};
 use super::{name_ok, Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
 use crate::access::secrets::PepperSource;
 use crate::access::{require, Role};
-use crate::platform::http::{body_bytes, json_body, json_response, path_param, ApiError};
+use crate::mapping::templates::without_bom;
+use crate::platform::http::{body_bytes, json_body, json_response, path_param, query_param, ApiError};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::platform::time::format_utc;
 
@@ -468,6 +477,138 @@ pub async fn regenerate_key<S: ConnectorStore + ConnectionStore, P: PepperSource
     )
 }
 
+// ---------------------------------------------------------------- mappings
+
+fn mapping_kind(request: &Request) -> Result<MappingKind, ApiError> {
+    let kind = path_param(request, "mappingKind")?;
+    MappingKind::named(&kind).ok_or_else(|| ApiError::bad("mappingKind", "must be device or fhir"))
+}
+
+async fn existing_connector<S: ConnectorStore>(request: &Request, store: &S) -> Result<String, ApiError> {
+    let name = connector_name(request)?;
+    match store.get(&name).await? {
+        Some(_) => Ok(name),
+        None => Err(ApiError::NotFound(format!("no connector {name}"))),
+    }
+}
+
+fn mapping_summary(m: &StoredMapping) -> Value {
+    json!({"kind": m.kind.as_str(), "version": m.version, "updatedAt": m.updated_at, "etag": m.etag()})
+}
+
+/// `GET /connectors/{c}/mappings`: the latest version of each mapping the connector has.
+pub async fn list_mappings<S: ConnectorStore + MappingStore>(request: Request, store: &S) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let connector = existing_connector(&request, store).await?;
+            let mut all = Vec::new();
+            for kind in MappingKind::ALL {
+                all.extend(store.mapping(&connector, kind, None).await?.as_ref().map(mapping_summary));
+            }
+            Ok(json_response(200, &json!({"mappings": all}), &[]))
+        }
+        .await,
+    )
+}
+
+/// `GET /connectors/{c}/mappings/{mappingKind}[?version=N]`: the template file as written.
+pub async fn get_mapping<S: ConnectorStore + MappingStore>(request: Request, store: &S) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let kind = mapping_kind(&request)?;
+            let version = match query_param(&request, "version") {
+                None => None,
+                Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::bad("version", "must be a version number from 1"))?),
+            };
+            let connector = existing_connector(&request, store).await?;
+            let m = store.mapping(&connector, kind, version).await?.ok_or_else(|| match version {
+                Some(v) => ApiError::NotFound(format!("connector {connector} has no {} mapping version {v}", kind.as_str())),
+                None => ApiError::NotFound(format!("connector {connector} has no {} mapping yet", kind.as_str())),
+            })?;
+            Ok(Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .header("etag", m.etag())
+                .header("x-mapping-version", m.version.to_string())
+                .body(Body::Text(m.text))
+                .unwrap_or_else(|_| Response::new(Body::Empty)))
+        }
+        .await,
+    )
+}
+
+/// `PUT /connectors/{c}/mappings/{mappingKind}` with the template file: 201 for the first
+/// version, 200 for a later one; 400 with every error's line and column.
+pub async fn put_mapping<S: ConnectorStore + MappingStore>(request: Request, store: &S) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let kind = mapping_kind(&request)?;
+            let bytes = body_bytes(&request);
+            if bytes.is_empty() {
+                return Err(ApiError::bad("body", "the body is the mapping's template file"));
+            }
+            if bytes.len() > MAX_MAPPING_BYTES {
+                return Err(ApiError::bad("body", format!("a mapping file may have at most {MAX_MAPPING_BYTES} bytes")));
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad("body", "a mapping file is UTF-8 text"))?;
+            let text = without_bom(text);
+            let problems = kind.problems(text);
+            if !problems.is_empty() {
+                return Ok(refused_mapping(kind, &problems));
+            }
+            let connector = existing_connector(&request, store).await?;
+            let latest = store.mapping(&connector, kind, None).await?;
+            let wanted = precondition(&request);
+            let holds = match (&wanted, &latest) {
+                (Precondition::None, _) => true,
+                (Precondition::Exists, found) => found.is_some(),
+                (Precondition::Absent, found) => found.is_none(),
+                (Precondition::Matches(tags), Some(m)) => tags.contains(&m.etag()),
+                (Precondition::Matches(_), None) => false,
+            };
+            if !holds {
+                return Err(ApiError::Conflict(format!(
+                    "the {} mapping does not match the request's If-Match / If-None-Match (its etag is {})",
+                    kind.as_str(),
+                    latest.as_ref().map_or("none".to_owned(), StoredMapping::etag)
+                )));
+            }
+            let next = StoredMapping {
+                connector: connector.clone(),
+                kind,
+                version: latest.as_ref().map_or(1, |m| m.version + 1),
+                text: text.to_owned(),
+                updated_at: format_utc(Utc::now()),
+            };
+            match store.put_mapping(&next).await? {
+                Written::Done => {
+                    let status = if next.version == 1 { 201 } else { 200 };
+                    Ok(json_response(status, &mapping_summary(&next), &[("etag", next.etag()), ("x-mapping-version", next.version.to_string())]))
+                }
+                Written::NoConnector => Err(ApiError::NotFound(format!("no connector {connector}"))),
+                Written::Changed => Err(ApiError::Conflict(format!("another write made version {} of the {} mapping first; read it and retry", next.version, kind.as_str()))),
+            }
+        }
+        .await,
+    )
+}
+
+/// 400 with every problem of a refused mapping, each with line and column.
+fn refused_mapping(kind: MappingKind, problems: &[crate::mapping::templates::TemplateError]) -> Response<Body> {
+    let errors: Vec<Value> = problems
+        .iter()
+        .map(|e| json!({"line": e.position.map(|p| p.line), "column": e.position.map(|p| p.column), "pointer": e.pointer, "message": e.message.trim_end()}))
+        .collect();
+    let body = json!({
+        "error": {"code": "BAD_REQUEST", "field": "body", "message": format!("the {} mapping has {} error(s); nothing was saved", kind.as_str(), errors.len())},
+        "errors": errors,
+    });
+    json_response(400, &body, &[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +767,54 @@ mod tests {
             connectors: std::sync::Mutex::new(store.connectors.lock().unwrap().clone()),
             children: Default::default(),
             connections: std::sync::Mutex::new(store.connections.lock().unwrap().clone()),
+            mappings: Default::default(),
         }
+    }
+
+    const MAPPING: &str = "PUT /connectors/{connectorName}/mappings/{mappingKind}";
+
+    fn mapping(route: &str, connector: &str, kind: &str) -> ApiRequest {
+        ApiRequest::new(route).path("connectorName", connector).path("mappingKind", kind).caller(admin())
+    }
+
+    #[tokio::test]
+    async fn mappings_are_validated_versioned_and_read_back_as_written() {
+        let store = MemoryConnectors::default();
+        let device = r#"{"templateType": "CollectionContent", "template": []}"#;
+        assert_eq!(answered(put_mapping(mapping(MAPPING, "ward-7", "device").body_text(device).build(), &store).await).status, 404, "no connector");
+        answered(put(at(PUT, "ward-7").json(json!({})).build(), &store).await);
+        let first = answered(put_mapping(mapping(MAPPING, "ward-7", "device").body_text(device).build(), &store).await);
+        assert_eq!((first.status, first.body["version"].as_u64(), first.header("etag")), (201, Some(1), Some("\"1\"")));
+        let second_text = "\u{feff}{\r\n  \"templateType\": \"CollectionContent\",\r\n  \"template\": []\r\n}";
+        let second = answered(put_mapping(mapping(MAPPING, "ward-7", "device").header("if-match", "\"1\"").body_text(second_text).build(), &store).await);
+        assert_eq!((second.status, second.body["version"].as_u64()), (200, Some(2)));
+        let stale = answered(put_mapping(mapping(MAPPING, "ward-7", "device").header("if-match", "\"1\"").body_text(device).build(), &store).await);
+        assert_eq!(stale.status, 409);
+
+        let bad = "{\n  \"templateType\": \"CollectionContent\",\n  \"template\": [{\"templateType\": \"JsonPathContent\", \"template\": {\"typeName\": \"hr\", \"bogus\": 1}}]\n}";
+        let refused = answered(put_mapping(mapping(MAPPING, "ward-7", "device").body_text(bad).build(), &store).await);
+        assert_eq!(refused.status, 400);
+        let errors = refused.body["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 4, "unknown member and three missing expressions: {errors:?}");
+        assert!(errors.iter().all(|e| e["line"] == 3), "{errors:?}");
+        assert!(errors.iter().any(|e| e["message"] == "Could not find member 'bogus' on object of type 'JsonPathContentTemplate'."));
+        let wrong_kind = answered(put_mapping(mapping(MAPPING, "ward-7", "fhir").body_text(device).build(), &store).await);
+        assert_eq!(wrong_kind.status, 400, "a device mapping is not a FHIR mapping");
+        assert_eq!(answered(put_mapping(mapping(MAPPING, "ward-7", "other").body_text(device).build(), &store).await).error_field(), Some("mappingKind"));
+
+        let get_route = "GET /connectors/{connectorName}/mappings/{mappingKind}";
+        let latest = get_mapping(mapping(get_route, "ward-7", "device").build(), &store).await;
+        assert_eq!(latest.headers()["x-mapping-version"], "2");
+        match latest.body() {
+            Body::Text(t) => assert_eq!(t, &second_text['\u{feff}'.len_utf8()..], "as written, without the BOM"),
+            other => panic!("{other:?}"),
+        }
+        let earlier = get_mapping(mapping(get_route, "ward-7", "device").query("version", "1").build(), &store).await;
+        assert!(matches!(earlier.body(), Body::Text(t) if t == device), "the previous version is kept");
+        assert_eq!(answered(get_mapping(mapping(get_route, "ward-7", "fhir").build(), &store).await).status, 404);
+        let listed = answered(list_mappings(ApiRequest::new("GET /connectors/{connectorName}/mappings").path("connectorName", "ward-7").caller(admin()).build(), &store).await);
+        assert_eq!(listed.body["mappings"], json!([{"kind": "device", "version": 2, "updatedAt": second.body["updatedAt"], "etag": "\"2\""}]));
+        assert_eq!(answered(delete(at(DELETE, "ward-7").build(), &store).await).status, 204);
+        assert!(store.mappings.lock().unwrap().is_empty(), "mappings go with their connector");
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::connections::{Connection, ConnectionStore, Written};
+use super::mappings::{MappingKind, MappingStore, StoredMapping};
 use super::{Connector, ConnectorStore, Deleted};
 use crate::StoreError;
 
@@ -16,6 +17,8 @@ pub struct MemoryConnectors {
     pub children: Mutex<BTreeMap<String, usize>>,
     /// By (connector, connection).
     pub connections: Mutex<BTreeMap<(String, String), Connection>>,
+    /// By (connector, kind, version).
+    pub mappings: Mutex<BTreeMap<(String, &'static str, u64), StoredMapping>>,
 }
 
 impl ConnectorStore for MemoryConnectors {
@@ -46,7 +49,10 @@ impl ConnectorStore for MemoryConnectors {
                 let mut connections = self.connections.lock().expect("lock");
                 let before = connections.len();
                 connections.retain(|(c, _), _| c != name);
-                let with = self.children.lock().expect("lock").remove(name).unwrap_or(0) + before - connections.len();
+                let mut mappings = self.mappings.lock().expect("lock");
+                let mappings_before = mappings.len();
+                mappings.retain(|(c, _, _), _| c != name);
+                let with = self.children.lock().expect("lock").remove(name).unwrap_or(0) + before - connections.len() + mappings_before - mappings.len();
                 Ok(Deleted::Removed { with })
             }
         }
@@ -79,6 +85,31 @@ impl ConnectionStore for MemoryConnectors {
 
     async fn delete_connection(&self, connector: &str, name: &str) -> Result<bool, StoreError> {
         Ok(self.connections.lock().expect("lock").remove(&(connector.to_owned(), name.to_owned())).is_some())
+    }
+}
+
+impl MappingStore for MemoryConnectors {
+    async fn mapping(&self, connector: &str, kind: MappingKind, version: Option<u64>) -> Result<Option<StoredMapping>, StoreError> {
+        let all = self.mappings.lock().expect("lock");
+        let mut versions = all.values().filter(|m| m.connector == connector && m.kind == kind);
+        Ok(match version {
+            Some(v) => versions.find(|m| m.version == v).cloned(),
+            None => versions.max_by_key(|m| m.version).cloned(),
+        })
+    }
+
+    async fn put_mapping(&self, mapping: &StoredMapping) -> Result<Written, StoreError> {
+        let connectors = self.connectors.lock().expect("lock");
+        if !connectors.contains_key(&mapping.connector) {
+            return Ok(Written::NoConnector);
+        }
+        let mut all = self.mappings.lock().expect("lock");
+        let key = (mapping.connector.clone(), mapping.kind.as_str(), mapping.version);
+        if all.contains_key(&key) {
+            return Ok(Written::Changed);
+        }
+        all.insert(key, mapping.clone());
+        Ok(Written::Done)
     }
 }
 

@@ -14,6 +14,7 @@ mod dynamodb;
 pub mod http;
 pub mod keys;
 mod kms;
+pub mod mappings;
 #[cfg(test)]
 pub(crate) mod memory;
 

@@ -353,6 +353,24 @@ pub static CONNECTIONS_REGENERATE_KEY: FunctionSpec = FunctionSpec {
     build: |w| http::<Keys>(w, route!(crate::connectors::http::regenerate_key)),
 };
 
+pub static MAPPINGS_LIST: FunctionSpec = FunctionSpec {
+    name: "mappings-list",
+    trigger: one!("GET", "/connectors/{connectorName}/mappings"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::list_mappings)),
+};
+
+pub static MAPPINGS_GET: FunctionSpec = FunctionSpec {
+    name: "mappings-get",
+    trigger: one!("GET", "/connectors/{connectorName}/mappings/{mappingKind}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::get_mapping)),
+};
+
+pub static MAPPINGS_PUT: FunctionSpec = FunctionSpec {
+    name: "mappings-put",
+    trigger: one!("PUT", "/connectors/{connectorName}/mappings/{mappingKind}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::put_mapping)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -396,6 +414,9 @@ pub static ALL: &[&FunctionSpec] = &[
     &CONNECTIONS_DELETE,
     &CONNECTIONS_LIST_KEYS,
     &CONNECTIONS_REGENERATE_KEY,
+    &MAPPINGS_LIST,
+    &MAPPINGS_GET,
+    &MAPPINGS_PUT,
 ];
 
 /// The function of this name.
