@@ -178,3 +178,26 @@ async fn the_conformance_mappings_are_uploaded_validated_and_versioned() {
     let (status, _, _) = send(&api, Method::GET, "/connectors/ward-7/mappings/device?version=1", &admin, &[], None).await;
     assert_eq!(status, StatusCode::OK, "the previous version is kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debug_route_runs_the_saved_conformance_mappings() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    send(&api, Method::PUT, "/connectors/ward-7", &admin, &[], Some(json!({}))).await;
+    let dir = vitalwire::platform::reference_dir("conformance/iomt-fhir");
+    for (kind, file) in [("device", "data_CollectionContentTemplateHrAndBloodPressureValid.json"), ("fhir", "data_CollectionFhirTemplateValid.json")] {
+        let response = api.http.put(format!("{}/connectors/ward-7/mappings/{kind}", gw.api_url)).header("authorization", format!("Bearer {admin}"))
+            .body(std::fs::read(dir.join(file)).unwrap()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let message = json!({"systolic": "60", "diastolic": "80", "device": "abc", "date": "2024-05-01T10:15:30Z", "session": "abcdefg", "patient": "patient123"});
+    let (status, _, ran) = send(&api, Method::POST, "/connectors/ward-7/mappings/debug", &admin, &[], Some(json!({"messages": [message], "wrap": true}))).await;
+    assert_eq!(status, StatusCode::OK, "{ran}");
+    assert_eq!(ran["measurements"][0]["Type"], "bloodpressure");
+    let observation = &ran["bundle"]["entry"][0]["resource"];
+    assert_eq!((observation["component"][0]["code"]["text"].as_str(), observation["component"][1]["code"]["text"].as_str()), (Some("diastolic"), Some("systolic")));
+    vitalwire_tests::assert_valid_fhir(&observation.to_string());
+    let (_, _, listed) = send(&api, Method::GET, "/connectors/ward-7/mappings", &admin, &[], None).await;
+    assert_eq!(listed["mappings"].as_array().unwrap().len(), 2, "debugging stores nothing new");
+}

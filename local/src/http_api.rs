@@ -205,7 +205,8 @@ fn headers_json(headers: &HeaderMap) -> Map<String, Value> {
 
 async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path();
-    let Some((route, params)) = api.routes.iter().find_map(|r| r.matches(method.as_str(), path).map(|p| (r, p))) else {
+    // The most specific route, as API Gateway chooses: literal segments win over parameters.
+    let Some((route, params)) = api.routes.iter().filter_map(|r| r.matches(method.as_str(), path).map(|p| (r, p))).min_by_key(|(_, p)| p.len()) else {
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
     };
     // API Gateway answers 401 itself when the identity source is missing.

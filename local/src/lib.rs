@@ -11,7 +11,6 @@ pub mod emulator;
 pub mod functions;
 pub mod gateway;
 pub mod http_api;
-pub mod mapping_debugger;
 pub mod platform;
 pub mod runtime_api;
 pub mod s3_events;

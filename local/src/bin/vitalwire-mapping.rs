@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use vitalwire_local::mapping_debugger::{self as debugger, ConvertOptions, Message, Report};
+use vitalwire::mapping::debugger::{self, ConvertOptions, Message, Report};
 
 #[derive(Parser)]
 #[command(version, about = "Try IoMT FHIR connector (MedTech) mapping templates on messages, offline")]

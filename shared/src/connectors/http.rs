@@ -15,6 +15,7 @@
 //! | `GET /connectors/{c}/mappings` | `mappings-list` |
 //! | `GET /connectors/{c}/mappings/{mappingKind}` (`device` or `fhir`, `?version=`) | `mappings-get` |
 //! | `PUT /connectors/{c}/mappings/{mappingKind}` | `mappings-put` |
+//! | `POST /connectors/{c}/mappings/debug` | `mappings-debug` |
 //!
 //! `PUT` creates (201) or updates (200) from `{"identityResolutionType", "destination",
 //! "enabled"}` (defaults `Lookup`, `vitalwire`, `true`); the read-only properties a `GET`
@@ -28,7 +29,9 @@
 //!
 //! A mapping is the template file itself: `PUT` takes it as the body (validated: 400 with
 //! every error's line and column), `GET` answers it as written; each write is a new version
-//! (`ETag` and `X-Mapping-Version`), and `?version=N` reads an earlier one.
+//! (`ETag` and `X-Mapping-Version`), and `?version=N` reads an earlier one. `debug` runs sample
+//! messages through the saved mappings (or mappings in the body) and answers measurements,
+//! Observations and diagnostics; nothing is stored.
 
 use chrono::Utc;
 use lambda_http::{Body, Request, Response};
@@ -596,6 +599,71 @@ pub async fn put_mapping<S: ConnectorStore + MappingStore>(request: Request, sto
     )
 }
 
+/// At most this many sample messages per debugging run.
+pub const MAX_DEBUG_MESSAGES: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DebugRequest {
+    messages: Vec<Value>,
+    #[serde(default)]
+    wrap: bool,
+    device_mapping: Option<Value>,
+    fhir_mapping: Option<Value>,
+    patient_id: Option<String>,
+}
+
+/// A mapping for a debugging run: the one in the body (positions refer to it pretty-printed),
+/// else the connector's latest.
+async fn debug_mapping<S: MappingStore>(store: &S, connector: &str, kind: MappingKind, given: Option<&Value>) -> Result<Option<String>, ApiError> {
+    match given {
+        Some(v) => Ok(Some(serde_json::to_string_pretty(v).map_err(|e| ApiError::bad("body", e.to_string()))?)),
+        None => Ok(store.mapping(connector, kind, None).await?.map(|m| m.text)),
+    }
+}
+
+/// `POST /connectors/{c}/mappings/debug` with `{"messages": [...], "wrap"?, "deviceMapping"?,
+/// "fhirMapping"?, "patientId"?}`: `{"measurements", "bundle", "diagnostics", "failed"}`.
+pub async fn debug_mappings<S: ConnectorStore + MappingStore>(request: Request, store: &S) -> Response<Body> {
+    use crate::mapping::content::DeviceMapping;
+    use crate::mapping::debugger::{self, ConvertOptions, Message};
+    use crate::mapping::fhir_templates::FhirMapping;
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let body: DebugRequest = json_body(&request)?;
+            if body.messages.is_empty() || body.messages.len() > MAX_DEBUG_MESSAGES {
+                return Err(ApiError::bad("messages", format!("give 1 to {MAX_DEBUG_MESSAGES} sample messages")));
+            }
+            let connector = existing_connector(&request, store).await?;
+            let device_text = debug_mapping(store, &connector, MappingKind::Device, body.device_mapping.as_ref())
+                .await?
+                .ok_or_else(|| ApiError::bad("deviceMapping", format!("connector {connector} has no device mapping: give one as deviceMapping")))?;
+            let device = match DeviceMapping::parse(&device_text) {
+                Ok(m) => m,
+                Err(problems) => return Ok(refused_mapping(MappingKind::Device, &problems)),
+            };
+            let fhir = match debug_mapping(store, &connector, MappingKind::Fhir, body.fhir_mapping.as_ref()).await? {
+                None => None,
+                Some(text) => match FhirMapping::parse(&text) {
+                    Ok(m) => Some(m),
+                    Err(problems) => return Ok(refused_mapping(MappingKind::Fhir, &problems)),
+                },
+            };
+            let messages: Vec<Message> = body
+                .messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| Message { label: format!("message#{}", i + 1), message: if body.wrap { crate::mapping::measurement::wrap(m) } else { m } })
+                .collect();
+            let options = ConvertOptions { patient_id: body.patient_id, device_system: None, issued: Utc::now() };
+            let answer = debugger::run(&device, fhir.as_ref(), &messages, &options).await;
+            Ok(Response::builder().status(200).header("content-type", "application/json").body(Body::Text(answer)).unwrap_or_else(|_| Response::new(Body::Empty)))
+        }
+        .await,
+    )
+}
+
 /// 400 with every problem of a refused mapping, each with line and column.
 fn refused_mapping(kind: MappingKind, problems: &[crate::mapping::templates::TemplateError]) -> Response<Body> {
     let errors: Vec<Value> = problems
@@ -816,5 +884,34 @@ mod tests {
         assert_eq!(listed.body["mappings"], json!([{"kind": "device", "version": 2, "updatedAt": second.body["updatedAt"], "etag": "\"2\""}]));
         assert_eq!(answered(delete(at(DELETE, "ward-7").build(), &store).await).status, 204);
         assert!(store.mappings.lock().unwrap().is_empty(), "mappings go with their connector");
+    }
+
+    #[tokio::test]
+    async fn the_debugger_runs_saved_or_given_mappings_and_stores_nothing() {
+        let store = MemoryConnectors::default();
+        answered(put(at(PUT, "ward-7").json(json!({})).build(), &store).await);
+        let debug = |body: Value| ApiRequest::new("POST /connectors/{connectorName}/mappings/debug").path("connectorName", "ward-7").caller(admin()).json(body).build();
+        let hr = json!({"templateType": "CollectionContent", "template": [{"templateType": "JsonPathContent", "template": {
+            "typeName": "heartrate", "typeMatchExpression": "$..[?(@hr)]", "deviceIdExpression": "$.device", "timestampExpression": "$.at",
+            "values": [{"valueName": "hr", "valueExpression": "$.hr", "required": true}]}}]});
+        let fhir = json!({"templateType": "CollectionFhir", "template": [{"templateType": "CodeValueFhir", "template": {
+            "typeName": "heartrate", "codes": [{"code": "8867-4", "system": "http://loinc.org"}],
+            "value": {"valueName": "hr", "valueType": "Quantity", "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}}]});
+        let none = answered(debug_mappings(debug(json!({"messages": [{}]})), &store).await);
+        assert_eq!(none.error_field(), Some("deviceMapping"), "no saved mapping, none given");
+        let ran = answered(debug_mappings(debug(json!({"messages": [{"hr": 72.50, "device": "band-1", "at": "2024-05-01T10:00:00Z"}, {"pulse": 1}], "wrap": true, "deviceMapping": hr, "fhirMapping": fhir, "patientId": "pat-1"})), &store).await);
+        assert_eq!(ran.status, 200, "{:?}", ran.body);
+        assert_eq!(ran.body["measurements"][0]["Properties"][0]["Value"], "72.5", "as Json.NET reads a JSON number");
+        let o = &ran.body["bundle"]["entry"][0]["resource"];
+        assert_eq!((o["valueQuantity"]["value"].as_f64(), o["subject"]["reference"].as_str()), (Some(72.5), Some("Patient/pat-1")));
+        let diagnostics: Vec<&str> = ran.body["diagnostics"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+        assert!(diagnostics.iter().any(|d| d.starts_with("message#2: no measurement")), "{diagnostics:?}");
+        assert_eq!(ran.body["failed"], false);
+
+        let bad = answered(debug_mappings(debug(json!({"messages": [{}], "deviceMapping": {"templateType": "CollectionContent", "template": [{"templateType": "Nope", "template": {}}]}})), &store).await);
+        assert_eq!(bad.status, 400);
+        assert_eq!(bad.body["errors"][0]["pointer"], "/template/0/templateType");
+        assert_eq!(answered(debug_mappings(debug(json!({"messages": []})), &store).await).error_field(), Some("messages"));
+        assert!(store.mappings.lock().unwrap().is_empty(), "nothing stored");
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod content;
 pub mod convert;
+pub mod debugger;
 pub mod fhir_templates;
 pub mod grouping;
 pub mod identity;

@@ -371,6 +371,12 @@ pub static MAPPINGS_PUT: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::put_mapping)),
 };
 
+pub static MAPPINGS_DEBUG: FunctionSpec = FunctionSpec {
+    name: "mappings-debug",
+    trigger: one!("POST", "/connectors/{connectorName}/mappings/debug"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::debug_mappings)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -417,6 +423,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &MAPPINGS_LIST,
     &MAPPINGS_GET,
     &MAPPINGS_PUT,
+    &MAPPINGS_DEBUG,
 ];
 
 /// The function of this name.

@@ -1,6 +1,6 @@
-//! The mapping debugger behind `vitalwire-mapping`: IoMT device and FHIR mapping templates
-//! tried offline on message files, with diagnostics that say which template matched which
-//! message and why a message made nothing.
+//! The mapping debugger behind `vitalwire-mapping` and `POST /connectors/{c}/mappings/debug`:
+//! IoMT device and FHIR mapping templates tried on sample messages, with diagnostics that say
+//! which template matched which message and why a message made nothing. Nothing is stored.
 //!
 //! Every function returns a [`Report`]: what goes to stdout (JSON), the diagnostics for
 //! stderr, and whether anything failed (exit status 1).
@@ -9,13 +9,13 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use vitalwire::mapping::content::DeviceMapping;
-use vitalwire::mapping::convert::{convert, ConversionError, IdentityOptions, ObservationSet, Written};
-use vitalwire::mapping::fhir_templates::FhirMapping;
-use vitalwire::mapping::identity::{IdentityMode, MemoryRegistry};
-use vitalwire::mapping::measurement::{wrap, Measurement};
-use vitalwire::mapping::observation::{hash_id, MappedObservation};
-use vitalwire::mapping::templates::{without_bom, TemplateError};
+use super::content::DeviceMapping;
+use super::convert::{convert, ConversionError, IdentityOptions, ObservationSet, Written};
+use super::fhir_templates::FhirMapping;
+use super::identity::{IdentityMode, MemoryRegistry};
+use super::measurement::{wrap, Measurement};
+use super::observation::{hash_id, MappedObservation};
+use super::templates::{without_bom, TemplateError};
 
 /// The outcome of a command.
 #[derive(Debug, Default)]
@@ -247,6 +247,24 @@ pub async fn convert_measurements(fhir: &FhirMapping, measurements: &[Measuremen
         report.fail(format!("convert: the Bundle could not be written: {e}"));
         String::new()
     })
+}
+
+/// One run over sample messages, as the debug route answers it: `{"measurements", "bundle"
+/// (without a FHIR mapping: null), "diagnostics", "failed"}`, as JSON text (so Observations'
+/// decimals keep the device's digits).
+pub async fn run(device: &DeviceMapping, fhir: Option<&FhirMapping>, messages: &[Message], options: &ConvertOptions) -> String {
+    let mut report = Report::default();
+    let measurements = normalize(device, messages, &mut report);
+    let bundle = match fhir {
+        Some(fhir) => convert_measurements(fhir, &measurements, options, &mut report).await,
+        None => "null".to_owned(),
+    };
+    let measurements = serde_json::to_string(&measurements).unwrap_or_else(|_| "[]".to_owned());
+    format!(
+        r#"{{"measurements":{measurements},"bundle":{bundle},"diagnostics":{},"failed":{}}}"#,
+        Value::from(report.diagnostics.clone()),
+        report.failed
+    )
 }
 
 #[cfg(test)]
