@@ -101,7 +101,8 @@ async fn connections_get_keys_kept_encrypted_with_kms_that_rotate_one_at_a_time(
     let primary = first["primaryKey"].as_str().unwrap().to_owned();
     let secondary = first["secondaryKey"].as_str().unwrap().to_owned();
     assert!(primary.starts_with("vwc_gw-1_") && secondary.starts_with("vwc_gw-1_") && primary != secondary);
-    assert!(first["primaryConnectionString"].as_str().unwrap().contains(&format!("/connectors/ward-7/messages;ConnectorName=ward-7;ConnectionName=gw-1;SharedAccessKey={primary}")));
+    let endpoint = format!("Endpoint={}/connectors/ward-7/messages;", gw.api_url);
+    assert_eq!(first["primaryConnectionString"].as_str().unwrap(), format!("{endpoint}ConnectorName=ward-7;ConnectionName=gw-1;SharedAccessKey={primary}"), "the endpoint the client called");
     let (_, _, again) = send(&api, Method::POST, keys, &admin, &[], None).await;
     assert_eq!(again, first, "the same keys, decrypted again");
 

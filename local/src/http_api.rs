@@ -238,7 +238,7 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
         "queryStringParameters": query,
         "pathParameters": params,
         "requestContext": {
-            "accountId": "000000000000", "apiId": "local", "domainName": "localhost", "domainPrefix": "localhost",
+            "accountId": "000000000000", "apiId": "local", "domainName": headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost"), "domainPrefix": "localhost",
             "requestId": format!("local-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()),
             "routeKey": route_key, "stage": "$default", "time": chrono::Utc::now().to_rfc2822(),
             "timeEpoch": chrono::Utc::now().timestamp_millis(),
