@@ -80,6 +80,32 @@ impl DynamoConnectorStore {
     }
 }
 
+impl DynamoConnectorStore {
+    /// Writes an item of a connector's partition in one transaction with a check that the
+    /// connector exists, so nothing is ever written under a deleted connector.
+    async fn put_under_connector(&self, connector: &str, put: Put, op: &'static str) -> Result<Written, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("connectorName", s(connector))
+            .key("item", s(CONNECTOR_ITEM))
+            .condition_expression("attribute_exists(connectorName)")
+            .build()
+            .map_err(|e| StoreError::new(op, e))?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Written::Done),
+            Err(e) if only_conditions_failed(&e) => Ok(if self.get(connector).await?.is_none() { Written::NoConnector } else { Written::Changed }),
+            Err(e) => Err(StoreError::sdk(op, &e)),
+        }
+    }
+}
+
 impl FromWiring for DynamoConnectorStore {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
         Ok(Self::new(w.aws.dynamodb(), w.table(&CONNECTORS)?))
@@ -259,14 +285,7 @@ impl ConnectionStore for DynamoConnectorStore {
 
     async fn put_connection(&self, c: &Connection, expected: Option<u64>) -> Result<Written, StoreError> {
         const OP: &str = "write a connection";
-        // One transaction: the connector must exist, and the connection be as it was read.
-        let connector = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key("connectorName", s(&c.connector))
-            .key("item", s(CONNECTOR_ITEM))
-            .condition_expression("attribute_exists(connectorName)")
-            .build()
-            .map_err(|e| StoreError::new(OP, e))?;
+        // The connection must be as it was read.
         let mut put = Put::builder()
             .table_name(&self.table)
             .item("connectorName", s(&c.connector))
@@ -284,18 +303,7 @@ impl ConnectionStore for DynamoConnectorStore {
             Some(v) => put.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
         };
         let put = put.build().map_err(|e| StoreError::new(OP, e))?;
-        let sent = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(connector).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(Written::Done),
-            Err(e) if only_conditions_failed(&e) => Ok(if self.get(&c.connector).await?.is_none() { Written::NoConnector } else { Written::Changed }),
-            Err(e) => Err(StoreError::sdk(OP, &e)),
-        }
+        self.put_under_connector(&c.connector, put, OP).await
     }
 
     async fn delete_connection(&self, connector: &str, name: &str) -> Result<bool, StoreError> {
@@ -363,13 +371,6 @@ impl MappingStore for DynamoConnectorStore {
 
     async fn put_mapping(&self, m: &StoredMapping) -> Result<Written, StoreError> {
         const OP: &str = "write a mapping";
-        let connector = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key("connectorName", s(&m.connector))
-            .key("item", s(CONNECTOR_ITEM))
-            .condition_expression("attribute_exists(connectorName)")
-            .build()
-            .map_err(|e| StoreError::new(OP, e))?;
         let put = Put::builder()
             .table_name(&self.table)
             .item("connectorName", s(&m.connector))
@@ -380,17 +381,6 @@ impl MappingStore for DynamoConnectorStore {
             .condition_expression("attribute_not_exists(connectorName)")
             .build()
             .map_err(|e| StoreError::new(OP, e))?;
-        let sent = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(connector).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(Written::Done),
-            Err(e) if only_conditions_failed(&e) => Ok(if self.get(&m.connector).await?.is_none() { Written::NoConnector } else { Written::Changed }),
-            Err(e) => Err(StoreError::sdk(OP, &e)),
-        }
+        self.put_under_connector(&m.connector, put, OP).await
     }
 }

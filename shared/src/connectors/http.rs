@@ -95,13 +95,13 @@ fn precondition(request: &Request) -> Precondition {
 }
 
 impl Precondition {
-    /// Whether the stored connector (or its absence) satisfies it.
-    fn holds(&self, existing: Option<&Connector>) -> bool {
-        match (self, existing) {
+    /// Whether the stored item (its etag, or `None` when there is none) satisfies it.
+    fn holds(&self, etag: Option<&str>) -> bool {
+        match (self, etag) {
             (Precondition::None, _) => true,
             (Precondition::Exists, found) => found.is_some(),
             (Precondition::Absent, found) => found.is_none(),
-            (Precondition::Matches(tags), Some(c)) => tags.contains(&c.etag()),
+            (Precondition::Matches(tags), Some(tag)) => tags.iter().any(|t| t == tag),
             (Precondition::Matches(_), None) => false,
         }
     }
@@ -177,7 +177,7 @@ async fn put_connector<S: ConnectorStore>(request: &Request, store: &S) -> Resul
     };
     let wanted = precondition(request);
     let existing = store.get(&name).await?;
-    if !wanted.holds(existing.as_ref()) {
+    if !wanted.holds(existing.as_ref().map(Connector::etag).as_deref()) {
         return Err(mismatch(&name, existing.as_ref()));
     }
     let now = format_utc(Utc::now());
@@ -340,15 +340,7 @@ pub async fn put_connection<S: ConnectorStore + ConnectionStore, P: PepperSource
             }
             let wanted = precondition(&request);
             let existing = deps.store.connection(&connector, &name).await?;
-            let found_etag = existing.as_ref().map(Connection::etag);
-            let holds = match (&wanted, &found_etag) {
-                (Precondition::None, _) => true,
-                (Precondition::Exists, found) => found.is_some(),
-                (Precondition::Absent, found) => found.is_none(),
-                (Precondition::Matches(tags), Some(tag)) => tags.contains(tag),
-                (Precondition::Matches(_), None) => false,
-            };
-            if !holds {
+            if !wanted.holds(existing.as_ref().map(Connection::etag).as_deref()) {
                 return Err(ApiError::Conflict(format!("connection {name} does not match the request's If-Match / If-None-Match")));
             }
             let now = format_utc(Utc::now());
@@ -565,14 +557,7 @@ pub async fn put_mapping<S: ConnectorStore + MappingStore>(request: Request, sto
             let connector = existing_connector(&request, store).await?;
             let latest = store.mapping(&connector, kind, None).await?;
             let wanted = precondition(&request);
-            let holds = match (&wanted, &latest) {
-                (Precondition::None, _) => true,
-                (Precondition::Exists, found) => found.is_some(),
-                (Precondition::Absent, found) => found.is_none(),
-                (Precondition::Matches(tags), Some(m)) => tags.contains(&m.etag()),
-                (Precondition::Matches(_), None) => false,
-            };
-            if !holds {
+            if !wanted.holds(latest.as_ref().map(StoredMapping::etag).as_deref()) {
                 return Err(ApiError::Conflict(format!(
                     "the {} mapping does not match the request's If-Match / If-None-Match (its etag is {})",
                     kind.as_str(),

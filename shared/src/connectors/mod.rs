@@ -15,6 +15,7 @@ pub mod http;
 pub mod keys;
 mod kms;
 pub mod mappings;
+pub mod messages;
 #[cfg(test)]
 pub(crate) mod memory;
 

@@ -13,9 +13,9 @@ use super::content::DeviceMapping;
 use super::convert::{convert, ConversionError, IdentityOptions, ObservationSet, Written};
 use super::fhir_templates::FhirMapping;
 use super::identity::{IdentityMode, MemoryRegistry};
-use super::measurement::{wrap, Measurement};
+use super::measurement::{split_messages, wrap, Measurement};
 use super::observation::{hash_id, MappedObservation};
-use super::templates::{without_bom, TemplateError};
+use super::templates::TemplateError;
 
 /// The outcome of a command.
 #[derive(Debug, Default)]
@@ -48,24 +48,7 @@ pub struct Message {
 /// line). With `wrap`, each is bare device JSON and becomes `{"Body": ...}`.
 pub fn read_messages(path: &Path, text: &str, wrap_bodies: bool) -> Result<Vec<Message>, String> {
     let name = path.display();
-    let text = without_bom(text);
-    let values: Vec<Value> = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(items)) => items,
-        Ok(one) => vec![one],
-        Err(whole) => {
-            let mut values = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                match serde_json::from_str(line) {
-                    Ok(v) => values.push(v),
-                    // Not NDJSON either: the whole-file error is the useful one, unless the
-                    // file clearly has one message per line.
-                    Err(e) if i > 0 && !values.is_empty() => return Err(format!("{name}:{}:{}: not valid JSON: {e}", i + 1, e.column())),
-                    Err(_) => return Err(format!("{name}:{}:{}: not valid JSON: {whole}", whole.line(), whole.column())),
-                }
-            }
-            values
-        }
-    };
+    let values = split_messages(text).map_err(|e| format!("{name}:{}:{}: not valid JSON: {}", e.line, e.column, e.message))?;
     Ok(values
         .into_iter()
         .enumerate()

@@ -48,6 +48,43 @@ pub fn wrap(body: Value) -> Value {
     envelope(body, json!({}), json!({}))
 }
 
+/// Why a body of messages is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: not valid JSON: {message}")]
+pub struct NotJson {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// The messages of a body: one JSON value, a JSON array of them, or NDJSON (one per line,
+/// blank lines skipped). A BOM is ignored.
+pub fn split_messages(text: &str) -> Result<Vec<Value>, NotJson> {
+    let text = super::templates::without_bom(text);
+    let located = |e: &serde_json::Error, line: usize| NotJson { line, column: e.column(), message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned() };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(one) => Ok(vec![one]),
+        Err(whole) => {
+            let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+            // One value spread over lines is not NDJSON: its own error is the useful one.
+            if lines.len() < 2 {
+                return Err(located(&whole, whole.line()));
+            }
+            let mut values = Vec::with_capacity(lines.len());
+            for (i, line) in lines {
+                match serde_json::from_str(line) {
+                    Ok(v) => values.push(v),
+                    // The first line alone is not JSON: the text was meant as one value.
+                    Err(_) if values.is_empty() => return Err(located(&whole, whole.line())),
+                    Err(e) => return Err(located(&e, i + 1)),
+                }
+            }
+            Ok(values)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +112,15 @@ mod tests {
     #[test]
     fn bare_device_json_is_wrapped_as_a_message() {
         assert_eq!(wrap(json!({"hr": 78})), json!({"Body": {"hr": 78}, "Properties": {}, "SystemProperties": {}}));
+    }
+
+    #[test]
+    fn bodies_hold_one_message_an_array_or_ndjson() {
+        assert_eq!(split_messages(r#"{"Body": {"hr": 1}}"#).unwrap().len(), 1);
+        assert_eq!(split_messages("\u{feff}[{\"hr\": 1}, {\"hr\": 2}]").unwrap().len(), 2);
+        assert_eq!(split_messages("{\"hr\": 1}\n\n{\"hr\": 2}\r\n").unwrap(), vec![json!({"hr": 1}), json!({"hr": 2})]);
+        assert_eq!(split_messages("{\"hr\": 1}\n{\"hr\": }\n").unwrap_err().line, 2);
+        assert_eq!(split_messages("{\"hr\": \n").unwrap_err().line, 2);
+        assert_eq!(split_messages("").unwrap_err().line, 1);
     }
 }
