@@ -202,3 +202,62 @@ async fn the_debug_route_runs_the_saved_conformance_mappings() {
     let (_, _, listed) = send(&api, Method::GET, "/connectors/ward-7/mappings", &admin, &[], None).await;
     assert_eq!(listed["mappings"].as_array().unwrap().len(), 2, "debugging stores nothing new");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_with_a_connection_key_are_queued_in_the_connector_envelope() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    send(&api, Method::PUT, "/connectors/ward-7", &admin, &[], Some(json!({}))).await;
+    send(&api, Method::PUT, "/connectors/ward-7/connections/gw-1", &admin, &[], Some(json!({}))).await;
+    let (_, _, keys) = send(&api, Method::POST, "/connectors/ward-7/connections/gw-1/listKeys", &admin, &[], None).await;
+    let key = keys["primaryKey"].as_str().unwrap().to_owned();
+    let post = |auth: String, body: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let mut request = api.http.post(format!("{}/connectors/ward-7/messages", gw.api_url)).header("authorization", auth).header("content-type", "application/x-ndjson").body(body);
+        for (k, v) in extra {
+            request = request.header(*k, *v);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let ndjson = "{\"heartrate\": \"78\", \"deviceid\": \"band-7\", \"measurementdatetime\": \"2024-05-01T10:15:00Z\"}\n{\"heartrate\": \"80\", \"deviceid\": \"band-7\", \"measurementdatetime\": \"2024-05-01T10:15:01Z\"}\n";
+    let (status, answer) = post(format!("SharedAccessKey {key}"), ndjson, &[("x-vitalwire-property-unit", "count/min"), ("x-vitalwire-message-id", "batch-1")]).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (StatusCode::ACCEPTED, Some(2)), "{answer}");
+    assert_eq!(answer["messageIds"], json!(["batch-1", "batch-1#1"]));
+    // A retry of the same request is dropped by the queue.
+    let (status, _) = post(format!("SharedAccessKey {key}"), ndjson, &[("x-vitalwire-message-id", "batch-1")]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let (status, refused) = post("SharedAccessKey vwc_gw-1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(), ndjson, &[]).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
+    let (status, _) = post(format!("Bearer {admin}"), ndjson, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a person's token is not a connection key");
+    let (status, _) = post(format!("SharedAccessKey {key}"), "{\"heartrate\": ", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, _, letters) = send(&api, Method::GET, "/admin/dead-letters?source=connector%2Fward-7", &admin, &[], None).await;
+    assert_eq!(letters["deadLetters"][0]["reasonCode"], "NOT_JSON", "{letters}");
+
+    let sqs = aws_sdk_sqs::Client::new(&gw.stack.config);
+    let url = gw.stack.stack.queues["ConnectorMessagesQueue"].clone();
+    let mut bodies: Vec<Value> = Vec::new();
+    for _ in 0..5 {
+        let out = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        for m in out.messages() {
+            bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message().queue_url(&url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+        if bodies.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(bodies.len(), 2, "two messages, the retry dropped: {bodies:?}");
+    assert_eq!(bodies[0]["Body"]["heartrate"], "78", "in order");
+    assert_eq!(bodies[0]["Properties"]["unit"], "count/min");
+    assert_eq!(bodies[0]["SystemProperties"]["x-vitalwire-connection"], "gw-1");
+    assert_eq!(bodies[1]["SystemProperties"]["message-id"], "batch-1#1");
+    // The conformance sample mapping makes its measurements from the queued envelope.
+    let mapping = vitalwire::mapping::content::DeviceMapping::parse(&std::fs::read_to_string(vitalwire::platform::reference_dir("conformance/iomt-fhir").join("devicecontent.json")).unwrap()).unwrap();
+    assert_eq!(mapping.normalize(&bodies[0]).unwrap()[0].properties[0].value, "78");
+}

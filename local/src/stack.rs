@@ -22,6 +22,8 @@ pub struct LocalStack {
     pub secrets: BTreeMap<String, String>,
     /// Logical id → KMS key id.
     pub kms_keys: BTreeMap<String, String>,
+    /// Logical id → queue URL.
+    pub queues: BTreeMap<String, String>,
 }
 
 /// A function's environment could not be resolved.
@@ -41,7 +43,7 @@ impl LocalStack {
 
     /// Creates every table of the template, named `<prefix><LogicalId>`, every bucket, named
     /// `<prefix><logicalid>` in lower case, and every secret, named `<prefix><LogicalId>`, with a
-    /// random value as `GenerateSecretString` makes one, and every KMS key.
+    /// random value as `GenerateSecretString` makes one, every KMS key and every SQS queue.
     pub async fn create(config: &aws_config::SdkConfig, template: Template, prefix: &str) -> Result<Self, StackError> {
         let client = &vitalwire::platform::aws::dynamodb(config);
         let s3 = &vitalwire::platform::aws::s3(config);
@@ -97,7 +99,20 @@ impl LocalStack {
             let id = out.key_metadata().map(|m| m.key_id().to_owned()).ok_or_else(|| failed("KMS answered no key id".into()))?;
             kms_keys.insert(logical, id);
         }
-        Ok(Self { template, tables, buckets, secrets, kms_keys })
+        let mut queues = BTreeMap::new();
+        let sqs = aws_sdk_sqs::Client::new(config);
+        for (logical, fifo) in template.queues() {
+            // A FIFO queue's name must end in `.fifo`.
+            let name = if fifo { format!("{prefix}{logical}.fifo") } else { format!("{prefix}{logical}") };
+            let failed = |message: String| StackError::Create { table: name.clone(), message };
+            let mut request = sqs.create_queue().queue_name(&name);
+            if fifo {
+                request = request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+            }
+            let out = request.send().await.map_err(|e| failed(vitalwire::platform::describe(&e)))?;
+            queues.insert(logical, out.queue_url().unwrap_or_default().to_owned());
+        }
+        Ok(Self { template, tables, buckets, secrets, kms_keys, queues })
     }
 
     /// The name of a bucket by its logical id.
@@ -158,6 +173,7 @@ impl LocalStack {
                 .or_else(|| self.bucket(target))
                 .or_else(|| self.secrets.get(target).map(String::as_str))
                 .or_else(|| self.kms_keys.get(target).map(String::as_str))
+                .or_else(|| self.queues.get(target).map(String::as_str))
                 .map(str::to_owned)
                 .or_else(|| self.template.parameter_default(target)),
         }

@@ -16,6 +16,7 @@
 //! | `GET /connectors/{c}/mappings/{mappingKind}` (`device` or `fhir`, `?version=`) | `mappings-get` |
 //! | `PUT /connectors/{c}/mappings/{mappingKind}` | `mappings-put` |
 //! | `POST /connectors/{c}/mappings/debug` | `mappings-debug` |
+//! | `POST /connectors/{c}/messages` (a connection key, not a token) | `connector-messages-receive` |
 //!
 //! `PUT` creates (201) or updates (200) from `{"identityResolutionType", "destination",
 //! "enabled"}` (defaults `Lookup`, `vitalwire`, `true`); the read-only properties a `GET`
@@ -662,6 +663,97 @@ fn refused_mapping(kind: MappingKind, problems: &[crate::mapping::templates::Tem
     json_response(400, &body, &[])
 }
 
+// ---------------------------------------------------------------- messages (data plane)
+
+/// What receiving messages needs.
+pub struct ReceiveDeps<S, P, Q, D> {
+    pub store: S,
+    pub pepper: P,
+    pub queue: Q,
+    pub dead_letters: D,
+}
+
+impl<S: FromWiring, P: FromWiring, Q: FromWiring, D: FromWiring> FromWiring for ReceiveDeps<S, P, Q, D> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { store: w.build()?, pepper: w.build()?, queue: w.build()?, dead_letters: w.build()? })
+    }
+}
+
+/// The dead-letter source of a connector's refused messages.
+pub fn dead_letter_source(connector: &str) -> String {
+    format!("connector/{connector}")
+}
+
+/// `POST /connectors/{c}/messages` with `Authorization: SharedAccessKey <key>`: one JSON
+/// message, a JSON array or NDJSON, each queued in the connector envelope; 202 with the count
+/// and ids. A body that is too large or not JSON is refused (413, 400) and kept as a dead letter
+/// of the connector with the raw body.
+pub async fn receive_messages<S, P, Q, D>(request: Request, deps: &ReceiveDeps<S, P, Q, D>) -> Response<Body>
+where
+    S: ConnectorStore + ConnectionStore,
+    P: PepperSource,
+    Q: super::queue::MessageQueue,
+    D: crate::dead_letters::DeadLetterStore,
+{
+    use super::messages::{authenticate, envelope, fresh_message_id, given_message_id, presented_key, properties, KeyRefusal, Sender, MAX_BODY_BYTES};
+    use super::queue::Queued;
+    respond(
+        async {
+            let connector = connector_name(&request)?;
+            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+            let key = presented_key(header("authorization")).map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+            let (_, connection) = match authenticate(&connector, key, &deps.store, &deps.pepper).await? {
+                Ok(found) => found,
+                Err(refusal @ KeyRefusal::Disabled) => return Err(ApiError::Forbidden(refusal.to_string())),
+                Err(refusal) => return Err(ApiError::Unauthenticated(refusal.to_string())),
+            };
+            let received_at = format_utc(Utc::now());
+            let bytes = body_bytes(&request);
+            let (source, at) = (dead_letter_source(&connector), &received_at);
+            let source = &source;
+            let refuse = |code: &'static str, error: ApiError| async move {
+                let raw = String::from_utf8_lossy(bytes).into_owned();
+                let letter = crate::dead_letters::DeadLetter::refused(source, None, code, error.to_string(), raw, at.clone());
+                if let Err(e) = deps.dead_letters.record(&letter).await {
+                    tracing::error!(error = %e, reason_code = code, "refused connector message not kept");
+                }
+                Err(error)
+            };
+            if bytes.len() > MAX_BODY_BYTES {
+                return refuse("BODY_TOO_LARGE", ApiError::TooLarge(format!("the body is over {MAX_BODY_BYTES} bytes: send fewer messages per request"))).await;
+            }
+            let text = match std::str::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => return refuse("NOT_JSON", ApiError::bad("body", "the body is not UTF-8 text")).await,
+            };
+            let messages = match crate::mapping::measurement::split_messages(text) {
+                Ok(m) if !m.is_empty() => m,
+                Ok(_) => return refuse("NO_MESSAGES", ApiError::bad("body", "the body holds no message")).await,
+                Err(e) => return refuse("NOT_JSON", ApiError::bad("body", e.to_string())).await,
+            };
+            let props = properties(request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))));
+            let given = given_message_id(header("x-vitalwire-message-id"));
+            let sender = Sender::Connection(&connection.name);
+            let mut queued = Vec::with_capacity(messages.len());
+            for (i, body) in messages.into_iter().enumerate() {
+                // A sender's id names the request; each of its messages gets its place in it.
+                let id = match given {
+                    Some(g) if i == 0 => g.to_owned(),
+                    Some(g) => format!("{g}#{i}"),
+                    None => fresh_message_id()?,
+                };
+                let message = envelope(&connector, &sender, body, props.clone(), &received_at, &id);
+                queued.push(Queued { group: format!("{connector}/{}", connection.name), message_id: id, body: message.to_string() });
+            }
+            deps.queue.send(&queued).await?;
+            tracing::info!(connector = %connector, connection = %connection.name, messages = queued.len(), "messages received");
+            let ids: Vec<&str> = queued.iter().map(|q| q.message_id.as_str()).collect();
+            Ok(json_response(202, &json!({"accepted": queued.len(), "messageIds": ids}), &[]))
+        }
+        .await,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,5 +990,46 @@ mod tests {
         assert_eq!(bad.body["errors"][0]["pointer"], "/template/0/templateType");
         assert_eq!(answered(debug_mappings(debug(json!({"messages": []})), &store).await).error_field(), Some("messages"));
         assert!(store.mappings.lock().unwrap().is_empty(), "nothing stored");
+    }
+
+    #[tokio::test]
+    async fn messages_are_received_with_a_connection_key_and_refusals_are_kept() {
+        use crate::connectors::memory::MemoryQueue;
+        use crate::dead_letters::memory::MemoryDeadLetters;
+        let keys = keyed(MemoryConnectors::default());
+        answered(put(at(PUT, "ward-7").json(json!({})).build(), &keys.store).await);
+        answered(put_connection(conn(CONNECTION, "ward-7", "gw-1").json(json!({})).build(), &keys).await);
+        let show = ShowKeyDeps { store: clone_store(&keys.store), cipher: crate::connectors::memory::MemoryCipher };
+        let listed = answered(list_keys(conn("POST /connectors/{connectorName}/connections/{connectionName}/listKeys", "ward-7", "gw-1").build(), &show).await);
+        let key = listed.body["secondaryKey"].as_str().unwrap().to_owned();
+        let deps = ReceiveDeps { store: clone_store(&keys.store), pepper: keys.pepper.clone(), queue: MemoryQueue::default(), dead_letters: MemoryDeadLetters::default() };
+        let post = |auth: &str, body: &str| {
+            ApiRequest::new("POST /connectors/{connectorName}/messages").path("connectorName", "ward-7").header("authorization", auth).body_text(body).build()
+        };
+        let auth = format!("SharedAccessKey {key}");
+        let ok = answered(receive_messages(post(&auth, "{\"hr\": 70}\n{\"hr\": 71}"), &deps).await);
+        assert_eq!((ok.status, ok.body["accepted"].as_u64()), (202, Some(2)), "{:?}", ok.body);
+        let sent = deps.queue.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].group, "ward-7/gw-1");
+        let first: Value = serde_json::from_str(&sent[0].body).unwrap();
+        assert_eq!((first["Body"]["hr"].as_i64(), first["SystemProperties"]["x-vitalwire-connection"].as_str()), (Some(70), Some("gw-1")));
+        assert_ne!(sent[0].message_id, sent[1].message_id);
+
+        assert_eq!(answered(receive_messages(post("Bearer x", "{}"), &deps).await).status, 401);
+        let forged = crate::connectors::keys::generate("gw-1").unwrap();
+        assert_eq!(answered(receive_messages(post(&format!("SharedAccessKey {forged}"), "{}"), &deps).await).status, 401);
+        let not_json = answered(receive_messages(post(&auth, "{\"hr\": "), &deps).await);
+        assert_eq!((not_json.status, not_json.error_field()), (400, Some("body")));
+        let huge = format!("[{}0]", "0,".repeat(crate::connectors::messages::MAX_BODY_BYTES));
+        assert_eq!(answered(receive_messages(post(&auth, &huge), &deps).await).status, 413);
+        let kept = deps.dead_letters.all();
+        assert_eq!(kept.iter().map(|l| l.reason_code.as_str()).collect::<Vec<_>>(), ["NOT_JSON", "BODY_TOO_LARGE"]);
+        assert!(kept.iter().all(|l| l.source == "connector/ward-7"));
+        assert_eq!(kept[0].raw_payload, "{\"hr\": ", "the raw body is kept");
+        assert_eq!(deps.queue.0.lock().unwrap().len(), 2, "nothing refused was queued");
+
+        deps.store.connectors.lock().unwrap().get_mut("ward-7").unwrap().enabled = false;
+        assert_eq!(answered(receive_messages(post(&auth, "{}"), &deps).await).status, 403, "a disabled connector takes nothing");
     }
 }

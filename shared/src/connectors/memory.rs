@@ -131,3 +131,14 @@ impl super::keys::KeyCipher for MemoryCipher {
         text.strip_prefix(&context(place)).map(str::to_owned).ok_or_else(|| StoreError::new("decrypt", "the ciphertext was made for another key"))
     }
 }
+
+/// A queue in memory: what was sent, in order.
+#[derive(Default)]
+pub struct MemoryQueue(pub Mutex<Vec<super::queue::Queued>>);
+
+impl super::queue::MessageQueue for MemoryQueue {
+    async fn send(&self, messages: &[super::queue::Queued]) -> Result<(), StoreError> {
+        self.0.lock().expect("lock").extend_from_slice(messages);
+        Ok(())
+    }
+}

@@ -16,6 +16,7 @@ pub mod keys;
 mod kms;
 pub mod mappings;
 pub mod messages;
+pub mod queue;
 #[cfg(test)]
 pub(crate) mod memory;
 
@@ -24,6 +25,7 @@ use serde_json::{json, Value};
 
 pub use dynamodb::DynamoConnectorStore;
 pub use kms::KmsKeyCipher;
+pub use queue::SqsMessageQueue;
 
 use crate::mapping::identity::IdentityMode;
 use crate::StoreError;

@@ -47,6 +47,7 @@ struct Clients {
     iot_data: OnceLock<aws_sdk_iotdataplane::Client>,
     secrets: OnceLock<aws_sdk_secretsmanager::Client>,
     kms: OnceLock<aws_sdk_kms::Client>,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
 }
 
 impl AwsClients {
@@ -66,6 +67,7 @@ impl AwsClients {
             iot_data: OnceLock::new(),
             secrets: OnceLock::new(),
             kms: OnceLock::new(),
+            sqs: OnceLock::new(),
         }))
     }
 
@@ -118,6 +120,10 @@ impl AwsClients {
 
     pub fn kms(&self) -> aws_sdk_kms::Client {
         self.0.kms.get_or_init(|| aws_sdk_kms::Client::new(&self.0.config)).clone()
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        self.0.sqs.get_or_init(|| aws_sdk_sqs::Client::new(&self.0.config)).clone()
     }
 }
 

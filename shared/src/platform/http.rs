@@ -24,6 +24,8 @@ pub enum ApiError {
     BadRequest { field: String, message: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,6 +42,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::BadRequest { .. } => 400,
             ApiError::Conflict(_) => 409,
+            ApiError::TooLarge(_) => 413,
             ApiError::Store(_) => 503,
         }
     }
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::BadRequest { .. } => "BAD_REQUEST",
             ApiError::Conflict(_) => "CONFLICT",
+            ApiError::TooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::Store(_) => "UNAVAILABLE",
         }
     }

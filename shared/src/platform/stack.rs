@@ -252,6 +252,14 @@ impl Template {
         self.resources_of("AWS::S3::Bucket").map(|(id, _)| id).collect()
     }
 
+    /// The logical ids of every `AWS::SQS::Queue`, each with whether it is a FIFO queue.
+    pub fn queues(&self) -> Vec<(String, bool)> {
+        self.resources_of("AWS::SQS::Queue").map(|(id, _)| id).map(|id| {
+            let fifo = self.properties_json(&id).is_some_and(|p| p["FifoQueue"] == true);
+            (id, fifo)
+        }).collect()
+    }
+
     /// The logical ids of every `AWS::KMS::Key`.
     pub fn kms_keys(&self) -> Vec<String> {
         self.resources_of("AWS::KMS::Key").map(|(id, _)| id).collect()

@@ -21,8 +21,8 @@ use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
-use crate::connectors::http::{KeyDeps, ShowKeyDeps};
-use crate::connectors::{DynamoConnectorStore, KmsKeyCipher};
+use crate::connectors::http::{KeyDeps, ReceiveDeps, ShowKeyDeps};
+use crate::connectors::{DynamoConnectorStore, KmsKeyCipher, SqsMessageQueue};
 use crate::dead_letters::DynamoDeadLetterStore;
 use crate::devices::http::StatusDeps as DeviceStatusDeps;
 use crate::devices::provisioning::{self, HookDeps, HookRequest};
@@ -377,6 +377,14 @@ pub static MAPPINGS_DEBUG: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::debug_mappings)),
 };
 
+pub static CONNECTOR_MESSAGES_RECEIVE: FunctionSpec = FunctionSpec {
+    name: "connector-messages-receive",
+    trigger: one!("POST", "/connectors/{connectorName}/messages"),
+    build: |w| {
+        http::<ReceiveDeps<DynamoConnectorStore, SecretsManagerPepper, SqsMessageQueue, DynamoDeadLetterStore>>(w, route!(crate::connectors::http::receive_messages))
+    },
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -424,6 +432,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &MAPPINGS_GET,
     &MAPPINGS_PUT,
     &MAPPINGS_DEBUG,
+    &CONNECTOR_MESSAGES_RECEIVE,
 ];
 
 /// The function of this name.
