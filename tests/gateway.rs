@@ -228,9 +228,8 @@ async fn mqtt5_clients_get_a_not_authorized_puback_instead_of_a_disconnect() {
     client.publish("$aws/rules/FHIRIngest", QoS::AtLeastOnce, false, "{}").await.unwrap();
     let mut reasons = Vec::new();
     while reasons.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await.expect("no PUBACK").expect("connection") {
-            Event::Incoming(Packet::PubAck(ack)) => reasons.push(ack.reason),
-            _ => {}
+        if let Event::Incoming(Packet::PubAck(ack)) = tokio::time::timeout(Duration::from_secs(10), events.poll()).await.expect("no PUBACK").expect("connection") {
+            reasons.push(ack.reason);
         }
     }
     assert_eq!(reasons, [PubAckReason::NotAuthorized, PubAckReason::Success], "the connection stays open");

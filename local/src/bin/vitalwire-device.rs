@@ -400,7 +400,7 @@ async fn download_and_apply(
     while let Some(chunk) = response.chunk().await.map_err(|e| format!("download failed: {e}"))? {
         hasher.update(&chunk);
         image.extend_from_slice(&chunk);
-        let percent = if total == 0 { 100 } else { (image.len() as u64 * 100 / total).min(100) };
+        let percent = (image.len() as u64 * 100).checked_div(total).map_or(100, |p| p.min(100));
         if percent >= reported + 25 || (percent == 100 && reported < 100) {
             reported = percent - percent % 25;
             println!("[4/6] Downloading: {percent}% ({} of {total} bytes)", image.len());
