@@ -238,6 +238,10 @@ async fn messages_sent_with_a_connection_key_are_queued_in_the_connector_envelop
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (_, _, letters) = send(&api, Method::GET, "/admin/dead-letters?source=connector%2Fward-7", &admin, &[], None).await;
     assert_eq!(letters["deadLetters"][0]["reasonCode"], "NOT_JSON", "{letters}");
+    let (status, _, errors) = send(&api, Method::GET, "/connectors/ward-7/errors", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((errors["errors"][0]["type"].as_str(), errors["errors"][0]["stage"].as_str()), (Some("NOT_JSON"), Some("receive")));
+    assert_eq!(errors["errors"][0]["rawPayload"], "{\"heartrate\": ", "the raw body, for the operator");
 
     let sqs = aws_sdk_sqs::Client::new(&gw.stack.config);
     let url = gw.stack.stack.queues["ConnectorMessagesQueue"].clone();

@@ -17,6 +17,7 @@
 //! | `PUT /connectors/{c}/mappings/{mappingKind}` | `mappings-put` |
 //! | `POST /connectors/{c}/mappings/debug` | `mappings-debug` |
 //! | `POST /connectors/{c}/messages` (a connection key, not a token) | `connector-messages-receive` |
+//! | `GET /connectors/{c}/errors?limit=&next=` | `connector-errors` |
 //!
 //! `PUT` creates (201) or updates (200) from `{"identityResolutionType", "destination",
 //! "enabled"}` (defaults `Lookup`, `vitalwire`, `true`); the read-only properties a `GET`
@@ -754,6 +755,53 @@ where
     )
 }
 
+/// What listing a connector's errors needs.
+pub struct ErrorDeps<S, D> {
+    pub store: S,
+    pub dead_letters: D,
+}
+
+impl<S: FromWiring, D: FromWiring> FromWiring for ErrorDeps<S, D> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { store: w.build()?, dead_letters: w.build()? })
+    }
+}
+
+/// The stage a refusal happened at, by its reason code.
+pub fn stage_of(reason_code: &str) -> &'static str {
+    match reason_code {
+        "BODY_TOO_LARGE" | "NOT_JSON" | "NO_MESSAGES" => "receive",
+        _ => "processing",
+    }
+}
+
+/// `GET /connectors/{c}/errors?limit=&next=`: the connector's refused messages, newest first,
+/// each with its stage, type, reason and the raw message.
+pub async fn list_errors<S: ConnectorStore, D: crate::dead_letters::DeadLetterStore>(request: Request, deps: &ErrorDeps<S, D>) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let connector = existing_connector(&request, &deps.store).await?;
+            let limit = crate::platform::http::limit_param(&request, 25, 100)?;
+            let page = deps.dead_letters.list(&dead_letter_source(&connector), limit, query_param(&request, "next").as_deref()).await?;
+            let errors: Vec<Value> = page
+                .items
+                .iter()
+                .map(|l| {
+                    let mut e = crate::dead_letters::http::dead_letter_json(l);
+                    e["type"] = json!(l.reason_code);
+                    e["stage"] = json!(stage_of(&l.reason_code));
+                    // A receive-stage refusal is the whole request: every message in it was refused.
+                    e["blocks"] = json!("message");
+                    e
+                })
+                .collect();
+            Ok(json_response(200, &json!({"errors": errors, "next": page.next}), &[]))
+        }
+        .await,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1031,5 +1079,14 @@ mod tests {
 
         deps.store.connectors.lock().unwrap().get_mut("ward-7").unwrap().enabled = false;
         assert_eq!(answered(receive_messages(post(&auth, "{}"), &deps).await).status, 403, "a disabled connector takes nothing");
+
+        let errors = ErrorDeps { store: clone_store(&deps.store), dead_letters: deps.dead_letters };
+        let listed = answered(list_errors(ApiRequest::new("GET /connectors/{connectorName}/errors").path("connectorName", "ward-7").caller(admin()).build(), &errors).await);
+        assert_eq!(listed.status, 200);
+        let types: Vec<(&str, &str)> = listed.body["errors"].as_array().unwrap().iter().map(|e| (e["type"].as_str().unwrap(), e["stage"].as_str().unwrap())).collect();
+        assert_eq!(types.len(), 2);
+        assert!(types.contains(&("NOT_JSON", "receive")) && types.contains(&("BODY_TOO_LARGE", "receive")), "{types:?}");
+        let other = answered(list_errors(ApiRequest::new("GET /connectors/{connectorName}/errors").path("connectorName", "ward-9").caller(admin()).build(), &errors).await);
+        assert_eq!(other.status, 404);
     }
 }

@@ -8,7 +8,8 @@ use super::{DeadLetter, DeadLetterStore};
 use crate::access::{require, Role};
 use crate::platform::http::{limit_param, query_param, ApiError, Reply};
 
-fn dead_letter_json(l: &DeadLetter) -> Value {
+/// A dead letter as the API shows it.
+pub fn dead_letter_json(l: &DeadLetter) -> Value {
     json!({
         "id": l.id, "source": l.source, "thingName": l.thing_name, "reasonCode": l.reason_code,
         "reason": l.reason, "rawPayload": l.raw_payload, "rawPayloadBytes": l.raw_bytes, "rawPayloadTruncated": l.is_truncated(),

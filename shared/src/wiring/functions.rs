@@ -21,7 +21,7 @@ use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
-use crate::connectors::http::{KeyDeps, ReceiveDeps, ShowKeyDeps};
+use crate::connectors::http::{ErrorDeps, KeyDeps, ReceiveDeps, ShowKeyDeps};
 use crate::connectors::{DynamoConnectorStore, KmsKeyCipher, SqsMessageQueue};
 use crate::dead_letters::DynamoDeadLetterStore;
 use crate::devices::http::StatusDeps as DeviceStatusDeps;
@@ -385,6 +385,12 @@ pub static CONNECTOR_MESSAGES_RECEIVE: FunctionSpec = FunctionSpec {
     },
 };
 
+pub static CONNECTOR_ERRORS: FunctionSpec = FunctionSpec {
+    name: "connector-errors",
+    trigger: one!("GET", "/connectors/{connectorName}/errors"),
+    build: |w| http::<ErrorDeps<DynamoConnectorStore, DynamoDeadLetterStore>>(w, route!(crate::connectors::http::list_errors)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -433,6 +439,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &MAPPINGS_PUT,
     &MAPPINGS_DEBUG,
     &CONNECTOR_MESSAGES_RECEIVE,
+    &CONNECTOR_ERRORS,
 ];
 
 /// The function of this name.
