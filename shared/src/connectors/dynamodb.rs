@@ -81,6 +81,21 @@ impl DynamoConnectorStore {
 }
 
 impl DynamoConnectorStore {
+    /// One item of a connector's partition, read consistently.
+    async fn item(&self, connector: &str, sort: String, op: &'static str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("connectorName", s(connector))
+            .key("item", s(sort))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(op, &e))?;
+        Ok(out.item)
+    }
+
     /// Writes an item of a connector's partition in one transaction with a check that the
     /// connector exists, so nothing is ever written under a deleted connector.
     async fn put_under_connector(&self, connector: &str, put: Put, op: &'static str) -> Result<Written, StoreError> {
@@ -151,17 +166,7 @@ impl ConnectorStore for DynamoConnectorStore {
 
     async fn get(&self, name: &str) -> Result<Option<Connector>, StoreError> {
         const OP: &str = "read a connector";
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("connectorName", s(name))
-            .key("item", s(CONNECTOR_ITEM))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk(OP, &e))?;
-        out.item().map(|i| connector_from(i, OP)).transpose()
+        self.item(name, CONNECTOR_ITEM.to_owned(), OP).await?.map(|i| connector_from(&i, OP)).transpose()
     }
 
     async fn put(&self, c: &Connector, expected: Option<u64>) -> Result<bool, StoreError> {
@@ -270,17 +275,7 @@ impl ConnectionStore for DynamoConnectorStore {
 
     async fn connection(&self, connector: &str, name: &str) -> Result<Option<Connection>, StoreError> {
         const OP: &str = "read a connection";
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("connectorName", s(connector))
-            .key("item", s(connection_item(name)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk(OP, &e))?;
-        out.item().map(|i| connection_from(i, OP)).transpose()
+        self.item(connector, connection_item(name), OP).await?.map(|i| connection_from(&i, OP)).transpose()
     }
 
     async fn put_connection(&self, c: &Connection, expected: Option<u64>) -> Result<Written, StoreError> {
@@ -339,17 +334,7 @@ impl MappingStore for DynamoConnectorStore {
     async fn mapping(&self, connector: &str, kind: MappingKind, version: Option<u64>) -> Result<Option<StoredMapping>, StoreError> {
         const OP: &str = "read a mapping";
         if let Some(v) = version {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("connectorName", s(connector))
-                .key("item", s(mapping_item(kind, v)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| StoreError::sdk(OP, &e))?;
-            return out.item().map(|i| mapping_from(i, kind, OP)).transpose();
+            return self.item(connector, mapping_item(kind, v), OP).await?.map(|i| mapping_from(&i, kind, OP)).transpose();
         }
         // The latest: the highest version of the kind.
         let out = self
