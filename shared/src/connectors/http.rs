@@ -337,9 +337,7 @@ pub async fn put_connection<S: ConnectorStore + ConnectionStore, P: PepperSource
             if !body_bytes(&request).is_empty() {
                 let _: ConnectionProperties = json_body(&request)?;
             }
-            if store_connector(&deps.store, &connector).await?.is_none() {
-                return Err(ApiError::NotFound(format!("no connector {connector}")));
-            }
+            existing_connector(&request, &deps.store).await?;
             let wanted = precondition(&request);
             let existing = deps.store.connection(&connector, &name).await?;
             if !wanted.holds(existing.as_ref().map(Connection::etag).as_deref()) {
@@ -363,10 +361,6 @@ pub async fn put_connection<S: ConnectorStore + ConnectionStore, P: PepperSource
         }
         .await,
     )
-}
-
-async fn store_connector<S: ConnectorStore>(store: &S, name: &str) -> Result<Option<Connector>, ApiError> {
-    Ok(store.get(name).await?)
 }
 
 #[derive(Deserialize)]
