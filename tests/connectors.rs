@@ -178,6 +178,13 @@ async fn the_conformance_mappings_are_uploaded_validated_and_versioned() {
     assert_eq!(versions, [("device".to_owned(), 2), ("fhir".to_owned(), 1)]);
     let (status, _, _) = send(&api, Method::GET, "/connectors/ward-7/mappings/device?version=1", &admin, &[], None).await;
     assert_eq!(status, StatusCode::OK, "the previous version is kept");
+    // Removing a mapping (the seed's scenario 8: added, updated, removed).
+    let (status, _, _) = send(&api, Method::DELETE, "/connectors/ward-7/mappings/device", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = send(&api, Method::GET, "/connectors/ward-7/mappings/device?version=1", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "with all its versions");
+    let (_, _, listed) = send(&api, Method::GET, "/connectors/ward-7/mappings", &admin, &[], None).await;
+    assert_eq!(listed["mappings"].as_array().unwrap().len(), 1, "the FHIR mapping stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,20 +39,23 @@ impl DynamoConnectorStore {
         Self { client, table: table.into() }
     }
 
-    /// Deletes every item of a connector's partition but its own (25 per batch, the most
-    /// DynamoDB takes); how many there were.
-    async fn delete_children(&self, name: &str) -> Result<usize, StoreError> {
+    /// Deletes the items of a connector's partition whose `item` starts with `prefix` (all but
+    /// the connector's own when `None`), 25 per batch (the most DynamoDB takes); how many
+    /// there were.
+    async fn delete_items(&self, name: &str, prefix: Option<&str>) -> Result<usize, StoreError> {
         const OP: &str = "delete a connector's connections and mappings";
-        let mut pages = self
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("connectorName = :c")
             .expression_attribute_values(":c", s(name))
             .projection_expression("connectorName, #i")
-            .expression_attribute_names("#i", "item")
-            .into_paginator()
-            .send();
+            .expression_attribute_names("#i", "item");
+        query = match prefix {
+            Some(p) => query.key_condition_expression("connectorName = :c AND begins_with(#i, :p)").expression_attribute_values(":p", s(p)),
+            None => query.key_condition_expression("connectorName = :c"),
+        };
+        let mut pages = query.into_paginator().send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
@@ -220,7 +223,7 @@ impl ConnectorStore for DynamoConnectorStore {
             Err(e) => return Err(StoreError::sdk(OP, &e)),
         };
         // Also after NotFound: a delete that stopped half-way is finished by the next one.
-        let with = self.delete_children(name).await?;
+        let with = self.delete_items(name, None).await?;
         Ok(match outcome {
             Deleted::Removed { .. } => Deleted::Removed { with },
             other => other,
@@ -352,6 +355,10 @@ impl MappingStore for DynamoConnectorStore {
             .await
             .map_err(|e| StoreError::sdk(OP, &e))?;
         out.items().first().map(|i| mapping_from(i, kind, OP)).transpose()
+    }
+
+    async fn delete_mapping(&self, connector: &str, kind: MappingKind) -> Result<usize, StoreError> {
+        self.delete_items(connector, Some(&format!("MAPPING#{}#", kind.as_str()))).await
     }
 
     async fn put_mapping(&self, m: &StoredMapping) -> Result<Written, StoreError> {

@@ -15,6 +15,7 @@
 //! | `GET /connectors/{c}/mappings` | `mappings-list` |
 //! | `GET /connectors/{c}/mappings/{mappingKind}` (`device` or `fhir`, `?version=`) | `mappings-get` |
 //! | `PUT /connectors/{c}/mappings/{mappingKind}` | `mappings-put` |
+//! | `DELETE /connectors/{c}/mappings/{mappingKind}` (every version) | `mappings-delete` |
 //! | `POST /connectors/{c}/mappings/debug` | `mappings-debug` |
 //! | `POST /connectors/{c}/messages` (a connection key, not a token) | `connector-messages-receive` |
 //! | `GET /connectors/{c}/errors?limit=&next=` | `connector-errors` |
@@ -645,6 +646,25 @@ pub async fn debug_mappings<S: ConnectorStore + MappingStore>(request: Request, 
     )
 }
 
+/// `DELETE /connectors/{c}/mappings/{mappingKind}`: 204; the mapping goes with all its versions.
+pub async fn delete_mapping<S: ConnectorStore + MappingStore>(request: Request, store: &S) -> Response<Body> {
+    respond(
+        async {
+            require(&request, &[Role::Admin])?;
+            let kind = mapping_kind(&request)?;
+            let connector = existing_connector(&request, store).await?;
+            match store.delete_mapping(&connector, kind).await? {
+                0 => Err(ApiError::NotFound(format!("connector {connector} has no {} mapping", kind.as_str()))),
+                versions => {
+                    tracing::info!(connector = %connector, kind = kind.as_str(), versions, "mapping deleted");
+                    Ok(Response::builder().status(204).body(Body::Empty).unwrap_or_else(|_| Response::new(Body::Empty)))
+                }
+            }
+        }
+        .await,
+    )
+}
+
 /// 400 with every problem of a refused mapping, each with line and column.
 fn refused_mapping(kind: MappingKind, problems: &[crate::mapping::templates::TemplateError]) -> Response<Body> {
     let errors: Vec<Value> = problems
@@ -1001,6 +1021,11 @@ mod tests {
         assert_eq!(answered(get_mapping(mapping(get_route, "ward-7", "fhir").build(), &store).await).status, 404);
         let listed = answered(list_mappings(ApiRequest::new("GET /connectors/{connectorName}/mappings").path("connectorName", "ward-7").caller(admin()).build(), &store).await);
         assert_eq!(listed.body["mappings"], json!([{"kind": "device", "version": 2, "updatedAt": second.body["updatedAt"], "etag": "\"2\""}]));
+        let remove = || mapping("DELETE /connectors/{connectorName}/mappings/{mappingKind}", "ward-7", "device").build();
+        assert_eq!(answered(delete_mapping(remove(), &store).await).status, 204);
+        assert_eq!(answered(get_mapping(mapping(get_route, "ward-7", "device").query("version", "1").build(), &store).await).status, 404, "every version goes");
+        assert_eq!(answered(delete_mapping(remove(), &store).await).status, 404);
+        answered(put_mapping(mapping(MAPPING, "ward-7", "device").body_text(device).build(), &store).await);
         assert_eq!(answered(delete(at(DELETE, "ward-7").build(), &store).await).status, 204);
         assert!(store.mappings.lock().unwrap().is_empty(), "mappings go with their connector");
     }

@@ -71,6 +71,8 @@ pub trait MappingStore: Send + Sync {
     /// Adds a version if its connector exists and the version is not taken (`Changed`: another
     /// write took it first).
     fn put_mapping(&self, mapping: &StoredMapping) -> impl Future<Output = Result<Written, StoreError>> + Send;
+    /// Removes a mapping with all its versions; how many there were.
+    fn delete_mapping(&self, connector: &str, kind: MappingKind) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -98,6 +98,13 @@ impl MappingStore for MemoryConnectors {
         })
     }
 
+    async fn delete_mapping(&self, connector: &str, kind: MappingKind) -> Result<usize, StoreError> {
+        let mut all = self.mappings.lock().expect("lock");
+        let before = all.len();
+        all.retain(|(c, k, _), _| !(c == connector && *k == kind.as_str()));
+        Ok(before - all.len())
+    }
+
     async fn put_mapping(&self, mapping: &StoredMapping) -> Result<Written, StoreError> {
         let connectors = self.connectors.lock().expect("lock");
         if !connectors.contains_key(&mapping.connector) {

@@ -371,6 +371,12 @@ pub static MAPPINGS_PUT: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::put_mapping)),
 };
 
+pub static MAPPINGS_DELETE: FunctionSpec = FunctionSpec {
+    name: "mappings-delete",
+    trigger: one!("DELETE", "/connectors/{connectorName}/mappings/{mappingKind}"),
+    build: |w| http::<DynamoConnectorStore>(w, route!(crate::connectors::http::delete_mapping)),
+};
+
 pub static MAPPINGS_DEBUG: FunctionSpec = FunctionSpec {
     name: "mappings-debug",
     trigger: one!("POST", "/connectors/{connectorName}/mappings/debug"),
@@ -437,6 +443,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &MAPPINGS_LIST,
     &MAPPINGS_GET,
     &MAPPINGS_PUT,
+    &MAPPINGS_DELETE,
     &MAPPINGS_DEBUG,
     &CONNECTOR_MESSAGES_RECEIVE,
     &CONNECTOR_ERRORS,
