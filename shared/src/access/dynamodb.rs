@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::activity::{Activity, ActivityLog, DEFAULT_RETENTION_DAYS};
 use super::audit::{AuditLog, AuditRecord};
 use super::api_keys::{ApiKey, ApiKeyStore, Permission, DEFAULT_RATE_LIMIT_PER_MINUTE};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, expires_in_days, newest_first_page, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, expires_in_days, newest_first_page, put, put_opt, req_s, s, Item};
 use crate::platform::tables::{ACTIVITY, API_KEYS, API_KEYS_BY_THING, API_KEY_USAGE, AUDIT};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -246,14 +246,7 @@ impl ActivityLog for DynamoActivityLog {
         ]);
         put_opt(&mut item, "keyId", a.key_id.as_deref());
         put_opt(&mut item, "error", a.error.as_deref());
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("record activity", &e))?;
-        Ok(())
+        put(&self.client, &self.table, item, "record activity").await
     }
 
     async fn for_device(&self, device_id: &str, limit: i32, after: Option<&str>) -> Result<(Vec<Activity>, Option<String>), StoreError> {
@@ -321,14 +314,7 @@ impl AuditLog for DynamoAuditLog {
             ("status".into(), n(r.status)),
             ("expiresAt".into(), expires_in_days(self.retention_days)),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("record audit", &e))?;
-        Ok(())
+        put(&self.client, &self.table, item, "record audit").await
     }
 
     async fn for_patient(&self, patient_id: &str, limit: i32, after: Option<&str>) -> Result<(Vec<AuditRecord>, Option<String>), StoreError> {

@@ -48,7 +48,7 @@ use super::{name_ok, Connector, ConnectorStore, Deleted, Destination, IdentityRe
 use crate::access::secrets::PepperSource;
 use crate::access::{require, Role};
 use crate::mapping::templates::without_bom;
-use crate::platform::http::{body_bytes, json_body, json_response, path_param, query_param, ApiError};
+use crate::platform::http::{body_bytes, json_body, json_response, no_content, path_param, query_param, ApiError};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::platform::time::format_utc;
 
@@ -238,7 +238,7 @@ pub async fn delete<S: ConnectorStore>(request: Request, store: &S) -> Response<
             match store.delete(&name, expected).await? {
                 Deleted::Removed { with } => {
                     tracing::info!(connector = %name, items = with, "connector deleted");
-                    Ok(Response::builder().status(204).body(Body::Empty).unwrap_or_else(|_| Response::new(Body::Empty)))
+                    Ok(no_content())
                 }
                 Deleted::NotFound => Err(ApiError::NotFound(format!("no connector {name}"))),
                 Deleted::Changed => Err(mismatch(&name, store.get(&name).await?.as_ref())),
@@ -389,7 +389,7 @@ pub async fn delete_connection<S: ConnectorStore + ConnectionStore>(request: Req
                 return Err(ApiError::NotFound(format!("no connection {} in connector {}", c.name, c.connector)));
             }
             tracing::info!(connector = %c.connector, connection = %c.name, "connection deleted");
-            Ok(Response::builder().status(204).body(Body::Empty).unwrap_or_else(|_| Response::new(Body::Empty)))
+            Ok(no_content())
         }
         .await,
     )
@@ -657,7 +657,7 @@ pub async fn delete_mapping<S: ConnectorStore + MappingStore>(request: Request, 
                 0 => Err(ApiError::NotFound(format!("connector {connector} has no {} mapping", kind.as_str()))),
                 versions => {
                     tracing::info!(connector = %connector, kind = kind.as_str(), versions, "mapping deleted");
-                    Ok(Response::builder().status(204).body(Body::Empty).unwrap_or_else(|_| Response::new(Body::Empty)))
+                    Ok(no_content())
                 }
             }
         }

@@ -60,6 +60,13 @@ pub fn only_conditions_failed<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk
     }
 }
 
+/// Writes an item whatever is there (a record with its own unique key: an activity or audit
+/// entry).
+pub async fn put(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, operation: &'static str) -> Result<(), StoreError> {
+    client.put_item().table_name(table).set_item(Some(item)).send().await.map_err(|e| StoreError::sdk(operation, &e))?;
+    Ok(())
+}
+
 /// Sends a conditional put; `Ok(false)` when the condition failed (for a guard against
 /// overwriting: the item exists already, which at-least-once delivery makes ordinary).
 pub async fn put_if_absent(

@@ -99,6 +99,11 @@ impl HttpAnswer for Response<Body> {
     }
 }
 
+/// `204 No Content`.
+pub fn no_content() -> Response<Body> {
+    Response::builder().status(204).body(Body::Empty).unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
 /// A JSON response with extra headers.
 pub fn json_response(status: u16, body: &Value, headers: &[(&'static str, String)]) -> Response<Body> {
     let mut builder = Response::builder().status(status).header("content-type", "application/json");
