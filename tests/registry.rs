@@ -18,6 +18,7 @@ fn template_triggers(template: &Template, logical_id: &str) -> Vec<String> {
     let definition = template.functions().into_iter().find(|f| f.logical_id == logical_id).expect("function");
     let mut triggers: Vec<String> = definition.http_routes.iter().map(|(m, p)| format!("http {m} {p}")).collect();
     triggers.extend(definition.s3_events.iter().map(|(bucket, prefix)| format!("s3 {bucket} {prefix}")));
+    triggers.extend(definition.sqs_events.iter().map(|queue| format!("sqs {queue}")));
     triggers.extend(template.topic_rules().into_iter().filter(|r| r.function == logical_id).map(|r| format!("rule {}", r.name)));
     if template.http_authorizer_function().as_deref() == Some(logical_id) {
         triggers.push("authorizer".into());
@@ -37,6 +38,7 @@ fn registry_triggers(trigger: &Trigger) -> Vec<String> {
         Trigger::IotRule(rule) => vec![format!("rule {rule}")],
         Trigger::ProvisioningHook => vec!["provisioning hook".into()],
         Trigger::S3ObjectCreated { bucket, prefix } => vec![format!("s3 {bucket} {prefix}")],
+        Trigger::Sqs { queue } => vec![format!("sqs {queue}")],
     };
     triggers.sort();
     triggers

@@ -126,5 +126,11 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         let bucket = stack.bucket(bucket).map(str::to_owned).ok_or_else(|| format!("template.yaml has no bucket {bucket}"))?;
         tasks.push(crate::s3_events::watch(aws.s3(), bucket, prefix, functions.clone(), spec.name, settings.upload_poll));
     }
+    // SQS event sources: each function's queue, polled as Lambda's event source mapping does.
+    for spec in functions.triggered_by(|t| matches!(t, Trigger::Sqs { .. })) {
+        let Trigger::Sqs { queue } = spec.trigger else { continue };
+        let url = stack.queues.get(queue).cloned().ok_or_else(|| format!("template.yaml has no queue {queue}"))?;
+        tasks.push(crate::sqs_events::poll(aws.sqs(), url, functions.clone(), spec.name, settings.upload_poll.max(Duration::from_secs(1))));
+    }
     Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, files, tasks })
 }

@@ -9,7 +9,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::{json, Value};
 use vitalwire::mapping::content::DeviceMapping;
-use vitalwire::mapping::convert::{convert, IdentityOptions, ObservationSet};
+use vitalwire::mapping::convert::{convert, IdentityOptions, NoPrior, ObservationSet, Sources};
 use vitalwire::mapping::fhir_templates::FhirMapping;
 use vitalwire::mapping::identity::{IdentityMode, MemoryRegistry};
 use vitalwire::mapping::measurement::wrap;
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
                 let measurements: Vec<_> = batch.iter().flat_map(|m| heart_rate.normalize(m).unwrap()).collect();
                 let registry = MemoryRegistry::default();
                 let mut set = ObservationSet::default();
-                runtime.block_on(convert(&fhir, &measurements, &options, &registry, issued, &mut set)).unwrap();
+                runtime.block_on(convert(&fhir, &measurements, &options, Sources { registry: &registry, prior: &NoPrior }, issued, &mut set)).unwrap();
                 set
             })
         });

@@ -6,6 +6,9 @@
 //!   its ways in: the `FHIRIngest` rule, the vitals REST API, the S3 inbox;
 //! - [`observations`]: readings as FHIR R4 Observations, and their store;
 //! - [`clinical`]: NEWS2 and alerts;
+//! - [`patients`]: patient records (those connectors create);
+//! - [`connectors`]: IoMT connectors: control plane, data plane, and the consumer that files their Observations;
+//! - [`mapping`]: the IoMT mapping engine (device and FHIR mapping templates);
 //! - [`files`]: device uploads (upload links, registration as DocumentReferences);
 //! - [`firmware`]: firmware images and deployments through IoT Jobs;
 //! - [`access`]: people's tokens, device API keys, the HTTP API's authorizer, the activity log;
@@ -29,6 +32,7 @@ pub mod firmware;
 pub mod ingest;
 pub mod mapping;
 pub mod observations;
+pub mod patients;
 pub mod platform;
 pub mod wiring;
 

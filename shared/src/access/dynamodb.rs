@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::activity::{Activity, ActivityLog, DEFAULT_RETENTION_DAYS};
 use super::audit::{AuditLog, AuditRecord};
 use super::api_keys::{ApiKey, ApiKeyStore, Permission, DEFAULT_RATE_LIMIT_PER_MINUTE};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, expires_in_days, newest_first_page, put, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, conditional_put, expires_in_days, newest_first_page, put, put_opt, req_s, s, Item};
 use crate::platform::tables::{ACTIVITY, API_KEYS, API_KEYS_BY_THING, API_KEY_USAGE, AUDIT};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -103,7 +103,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
             .table_name(&self.keys_table)
             .set_item(Some(to_item(key)))
             .condition_expression("attribute_not_exists(keyId)");
-        put_if_absent(put, "create API key").await
+        conditional_put(put, "create API key").await
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
-use crate::platform::dynamodb::{is_condition_failed, n, newest_first_page, only_conditions_failed, opt_s, put_if_absent, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, newest_first_page, only_conditions_failed, opt_s, conditional_put, s, Item};
 use crate::platform::tables::ALERTS;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -169,7 +169,7 @@ impl AlertStore for DynamoAlertStore {
                     .item("rank", n(open.rank()))
                     .condition_expression("alertId = :closed")
                     .expression_attribute_values(":closed", s(alert_id));
-                put_if_absent(put, OP).await?;
+                conditional_put(put, OP).await?;
             }
             None => {
                 let removed = self

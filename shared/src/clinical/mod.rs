@@ -482,6 +482,9 @@ mod tests {
         async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
             self.0.insert_set(set).await
         }
+        async fn replace(&self, o: &StoredObservation, previous_hash: &str) -> Result<bool, StoreError> {
+            self.0.replace(o, previous_hash).await
+        }
         async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
             self.0.get(id).await
         }

@@ -781,36 +781,46 @@ impl<S: FromWiring, D: FromWiring> FromWiring for ErrorDeps<S, D> {
     }
 }
 
-/// The stage a refusal happened at, by its reason code.
-pub fn stage_of(reason_code: &str) -> &'static str {
-    match reason_code {
-        "BODY_TOO_LARGE" | "NOT_JSON" | "NO_MESSAGES" => "receive",
-        _ => "processing",
-    }
-}
+/// Pages of dead letters read at most for one answer filtered by `type` (each a DynamoDB
+/// query of up to `limit` items), so a rare type cannot make one request read the whole table.
+const MAX_FILTERED_PAGES: usize = 10;
 
-/// `GET /connectors/{c}/errors?limit=&next=`: the connector's refused messages, newest first,
-/// each with its stage, type, reason and the raw message.
+/// `GET /connectors/{c}/errors?type=&limit=&next=`: the connector's refused messages, newest
+/// first, each with its type, stage, what it blocks, reason and raw message. With `type`, only
+/// that error type (an answer may then hold fewer than `limit` with a `next` to go on from).
 pub async fn list_errors<S: ConnectorStore, D: crate::dead_letters::DeadLetterStore>(request: Request, deps: &ErrorDeps<S, D>) -> Response<Body> {
+    use super::errors::{classify, ERROR_TYPES};
     respond(
         async {
             require(&request, &[Role::Admin])?;
             let connector = existing_connector(&request, &deps.store).await?;
             let limit = crate::platform::http::limit_param(&request, 25, 100)?;
-            let page = deps.dead_letters.list(&dead_letter_source(&connector), limit, query_param(&request, "next").as_deref()).await?;
-            let errors: Vec<Value> = page
-                .items
-                .iter()
-                .map(|l| {
+            let wanted = query_param(&request, "type");
+            if let Some(t) = &wanted {
+                if !ERROR_TYPES.iter().any(|(name, _, _)| name == t) {
+                    let known: Vec<&str> = ERROR_TYPES.iter().map(|(name, _, _)| *name).collect();
+                    return Err(ApiError::bad("type", format!("unknown error type {t:?}; the types are {}", known.join(", "))));
+                }
+            }
+            let source = dead_letter_source(&connector);
+            let mut next = query_param(&request, "next");
+            let mut errors = Vec::new();
+            for _ in 0..MAX_FILTERED_PAGES {
+                let page = deps.dead_letters.list(&source, limit, next.as_deref()).await?;
+                next = page.next;
+                for l in page.items.iter().filter(|l| wanted.as_deref().is_none_or(|t| t == l.reason_code)) {
+                    let (stage, blocks) = classify(&l.reason_code);
                     let mut e = crate::dead_letters::http::dead_letter_json(l);
                     e["type"] = json!(l.reason_code);
-                    e["stage"] = json!(stage_of(&l.reason_code));
-                    // A receive-stage refusal is the whole request: every message in it was refused.
-                    e["blocks"] = json!("message");
-                    e
-                })
-                .collect();
-            Ok(json_response(200, &json!({"errors": errors, "next": page.next}), &[]))
+                    e["stage"] = json!(stage.as_str());
+                    e["blocks"] = json!(blocks.as_str());
+                    errors.push(e);
+                }
+                if wanted.is_none() || !errors.is_empty() || next.is_none() {
+                    break;
+                }
+            }
+            Ok(json_response(200, &json!({"errors": errors, "next": next}), &[]))
         }
         .await,
     )
@@ -1105,6 +1115,12 @@ mod tests {
         let types: Vec<(&str, &str)> = listed.body["errors"].as_array().unwrap().iter().map(|e| (e["type"].as_str().unwrap(), e["stage"].as_str().unwrap())).collect();
         assert_eq!(types.len(), 2);
         assert!(types.contains(&("NOT_JSON", "receive")) && types.contains(&("BODY_TOO_LARGE", "receive")), "{types:?}");
+        let errors_of = |t: &str| ApiRequest::new("GET /connectors/{connectorName}/errors").path("connectorName", "ward-7").query("type", t).caller(admin()).build();
+        let only = answered(list_errors(errors_of("NOT_JSON"), &errors).await);
+        assert_eq!(only.body["errors"].as_array().unwrap().len(), 1);
+        assert_eq!((only.body["errors"][0]["type"].as_str(), only.body["errors"][0]["blocks"].as_str()), (Some("NOT_JSON"), Some("message")));
+        let unknown = answered(list_errors(errors_of("NOPE"), &errors).await);
+        assert_eq!((unknown.status, unknown.error_field()), (400, Some("type")));
         let other = answered(list_errors(ApiRequest::new("GET /connectors/{connectorName}/errors").path("connectorName", "ward-9").caller(admin()).build(), &errors).await);
         assert_eq!(other.status, 404);
     }

@@ -10,8 +10,11 @@
 use std::future::Future;
 
 pub mod connections;
+pub mod consumer;
 mod dynamodb;
+pub mod errors;
 pub mod http;
+pub mod identity;
 pub mod keys;
 mod kms;
 pub mod mappings;

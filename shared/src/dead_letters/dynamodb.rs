@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::Client;
 
 use super::{DeadLetter, DeadLetterPage, DeadLetterStore, DEFAULT_RETENTION_DAYS};
-use crate::platform::dynamodb::{expires_in_days, n, opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{expires_in_days, n, opt_s, conditional_put, put_opt, req_s, s, Item};
 use crate::platform::tables::{DEAD_LETTERS, DEAD_LETTERS_BY_THING};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -87,7 +87,7 @@ impl DeadLetterStore for DynamoDeadLetterStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(sortKey)");
         // `false`: already kept by an earlier delivery of the same message.
-        put_if_absent(put, "record dead letter").await.map(|_| ())
+        conditional_put(put, "record dead letter").await.map(|_| ())
     }
 
     async fn list(&self, source: &str, limit: i32, after: Option<&str>) -> Result<DeadLetterPage, StoreError> {

@@ -2,7 +2,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::{provisionable, CertificateBinding, Device, DeviceRegistry, DeviceStatus, InstalledFirmware};
-use crate::platform::dynamodb::{is_condition_failed, opt_bool, opt_s, put_if_absent, put_opt, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, opt_bool, opt_s, conditional_put, put_opt, req_s, s, Item};
 use crate::platform::tables::{DEVICES, DEVICES_BY_SERIAL_NUMBER};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -148,7 +148,7 @@ impl DeviceRegistry for DynamoDeviceRegistry {
             .table_name(&self.table)
             .set_item(Some(to_item(device)))
             .condition_expression("attribute_not_exists(thingName)");
-        put_if_absent(put, "create device").await
+        conditional_put(put, "create device").await
     }
 
     async fn list(&self, limit: i32, after: Option<&str>) -> Result<(Vec<Device>, Option<String>), StoreError> {

@@ -5,7 +5,7 @@ use chrono::Utc;
 
 use super::registration::ObjectFacts;
 use super::{PendingUpload, UploadRecord, UploadRecordStore, UploadStatus, UploadStore};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, req_s, s};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, conditional_put, req_s, s};
 use crate::platform::tables::{UPLOADS, UPLOADS_BY_THING};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -127,7 +127,7 @@ impl UploadStore for DynamoUploadStore {
             put = put.item("declaredSize", n(size));
         }
         // `false`: a redelivered request, recorded already.
-        put_if_absent(put, "record pending upload").await.map(|_| ())
+        conditional_put(put, "record pending upload").await.map(|_| ())
     }
 
     async fn links_since(&self, thing_name: &str, since: &str, except_key: &str, at_most: u32) -> Result<u32, StoreError> {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::deployments::{Deployment, DeploymentStatus, DeploymentStore, DeviceExecution, ExecutionStatus, Recorded, RolloutSettings};
 use super::{FirmwareImage, FirmwareStore};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, put_if_absent, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, conditional_put, req_s, s, Item};
 use crate::platform::tables::{DEPLOYMENTS, FIRMWARE};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -47,7 +47,7 @@ impl FirmwareStore for DynamoFirmwareStore {
             .item("objectKey", s(&i.object_key))
             .item("createdAt", s(&i.created_at))
             .condition_expression("attribute_not_exists(firmwareId)");
-        put_if_absent(put, "register firmware").await
+        conditional_put(put, "register firmware").await
     }
 
     async fn get(&self, firmware_id: &str) -> Result<Option<FirmwareImage>, StoreError> {
@@ -158,7 +158,7 @@ impl DeploymentStore for DynamoDeploymentStore {
             .table_name(&self.table)
             .set_item(Some(header_item(d)))
             .condition_expression("attribute_not_exists(deploymentId)");
-        if !put_if_absent(header, OP).await? {
+        if !conditional_put(header, OP).await? {
             return Ok(false);
         }
         for chunk in d.devices.chunks(25) {

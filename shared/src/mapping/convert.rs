@@ -8,6 +8,7 @@
 //! refusals where an operator finds them (the debugger prints them; connectors dead-letter them).
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
@@ -61,6 +62,22 @@ impl ObservationSet {
     }
 }
 
+/// Where the Observations made by earlier batches are found, to merge into (the connector
+/// searches its FHIR server by identifier; the platform reads its Observation store by id).
+pub trait PriorObservations: Send + Sync {
+    fn prior(&self, id: &str) -> impl Future<Output = Result<Option<MappedObservation>, String>> + Send;
+}
+
+/// No earlier batches: every Observation not in the set is new (the debugger).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPrior;
+
+impl PriorObservations for NoPrior {
+    async fn prior(&self, _: &str) -> Result<Option<MappedObservation>, String> {
+        Ok(None)
+    }
+}
+
 /// What became of an Observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -82,6 +99,16 @@ pub enum ConversionError {
     Grouping(#[from] GroupingError),
     #[error(transparent)]
     Observation(#[from] ObservationError),
+    #[error("the Observation store failed: {0}")]
+    Store(String),
+}
+
+impl ConversionError {
+    /// Whether trying again may succeed: a store or registry that failed to answer, as opposed
+    /// to measurements that cannot be converted as they are.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Identity(IdentityError::Registry(_)))
+    }
 }
 
 /// The outcome of one measurement group.
@@ -94,19 +121,35 @@ pub struct GroupOutcome {
     pub result: Result<Vec<(String, Written)>, ConversionError>,
 }
 
-/// Converts a batch of measurements into `set`, merging with what it holds.
-pub async fn convert<R: IdentityRegistry>(
+/// The stores a conversion reads: identities, and the Observations earlier batches made.
+pub struct Sources<'a, R, P> {
+    pub registry: &'a R,
+    pub prior: &'a P,
+}
+
+// By hand: a derive would ask `R: Copy` and `P: Copy` of what is only borrowed.
+impl<R, P> Clone for Sources<'_, R, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R, P> Copy for Sources<'_, R, P> {}
+
+/// Converts a batch of measurements into `set`, merging with what it holds or, failing that,
+/// with the prior Observation of the same id.
+pub async fn convert<R: IdentityRegistry, P: PriorObservations>(
     mapping: &FhirMapping,
     measurements: &[Measurement],
     identity: &IdentityOptions,
-    registry: &R,
+    sources: Sources<'_, R, P>,
     issued: DateTime<Utc>,
     set: &mut ObservationSet,
 ) -> Result<Vec<GroupOutcome>, GroupingError> {
     let groups = measurement_groups(measurements)?;
     let mut outcomes = Vec::with_capacity(groups.len());
     for group in &groups {
-        let result = convert_group(mapping, group, identity, registry, issued, set).await;
+        let result = convert_group(mapping, group, identity, sources, issued, set).await;
         outcomes.push(GroupOutcome {
             device_id: group.device_id.to_owned(),
             type_name: group.type_name.to_owned(),
@@ -117,28 +160,32 @@ pub async fn convert<R: IdentityRegistry>(
     Ok(outcomes)
 }
 
-async fn convert_group<R: IdentityRegistry>(
+async fn convert_group<R: IdentityRegistry, P: PriorObservations>(
     mapping: &FhirMapping,
     group: &MeasurementGroup<'_>,
     identity: &IdentityOptions,
-    registry: &R,
+    sources: Sources<'_, R, P>,
     issued: DateTime<Utc>,
     set: &mut ObservationSet,
 ) -> Result<Vec<(String, Written)>, ConversionError> {
     let measured = MeasuredIdentity { device_id: group.device_id, patient_id: group.patient_id, encounter_id: group.encounter_id };
-    let ids = resolve(registry, identity.mode, identity.device_system.as_deref(), measured).await?;
+    let ids = resolve(sources.registry, identity.mode, identity.device_system.as_deref(), measured).await?;
     let template = mapping.template(group.type_name).ok_or_else(|| ConversionError::TemplateNotFound(group.type_name.to_owned()))?;
     // All of a group's Observations are made before any is kept: a group is converted whole
     // or refused whole.
     let mut made = Vec::new();
     for og in observation_groups(group, template.period_interval)? {
         let (_, id) = identifier(&og, &ids);
-        let previous = made.iter().rev().find(|(o, _): &&(MappedObservation, Written)| o.id == id).map(|(o, _)| o).or_else(|| set.get(&id));
+        let known = made.iter().rev().find(|(o, _): &&(MappedObservation, Written)| o.id == id).map(|(o, _)| o).or_else(|| set.get(&id)).cloned();
+        let previous = match known {
+            Some(o) => Some(o),
+            None => sources.prior.prior(&id).await.map_err(ConversionError::Store)?,
+        };
         let next = match previous {
             None => (create(template, &og, &ids, issued)?, Written::Created),
             Some(existing) => {
-                let merged = merge(template, &og, existing)?;
-                let written = if &merged == existing { Written::Unchanged } else { Written::Amended };
+                let merged = merge(template, &og, &existing)?;
+                let written = if merged == existing { Written::Unchanged } else { Written::Amended };
                 (merged, written)
             }
         };
@@ -185,15 +232,15 @@ mod tests {
         let options = IdentityOptions { mode: IdentityMode::Create, device_system: None };
         let now = Utc::now();
         let mut set = ObservationSet::default();
-        let first = convert(&mapping(), &[hr("2019-01-01T10:00:00Z", "70")], &options, &registry, now, &mut set).await.unwrap();
-        let second = convert(&mapping(), &[hr("2019-01-01T10:01:00Z", "71"), hr("2019-01-01T11:00:00Z", "90")], &options, &registry, now, &mut set).await.unwrap();
+        let first = convert(&mapping(), &[hr("2019-01-01T10:00:00Z", "70")], &options, Sources { registry: &registry, prior: &NoPrior }, now, &mut set).await.unwrap();
+        let second = convert(&mapping(), &[hr("2019-01-01T10:01:00Z", "71"), hr("2019-01-01T11:00:00Z", "90")], &options, Sources { registry: &registry, prior: &NoPrior }, now, &mut set).await.unwrap();
         assert!(matches!(&first[0].result, Ok(w) if w[0].1 == Written::Created));
         let written = second[0].result.as_ref().unwrap();
         assert_eq!(written.iter().map(|(_, w)| *w).collect::<Vec<_>>(), [Written::Amended, Written::Created], "same hour merged, next hour new");
         assert_eq!(set.len(), 2);
         let data = set.observations()[0].value_sampled_data.as_ref().unwrap().data.clone();
         assert!(data.starts_with("70 71 E"), "{data}");
-        let replay = convert(&mapping(), &[hr("2019-01-01T10:01:00Z", "71")], &options, &registry, now, &mut set).await.unwrap();
+        let replay = convert(&mapping(), &[hr("2019-01-01T10:01:00Z", "71")], &options, Sources { registry: &registry, prior: &NoPrior }, now, &mut set).await.unwrap();
         assert_eq!(replay[0].result.as_ref().unwrap()[0].1, Written::Unchanged, "at-least-once delivery creates nothing new");
         assert_eq!(set.len(), 2);
     }
@@ -208,7 +255,7 @@ mod tests {
         let mut stranger = hr("2019-01-01T10:00:00Z", "5");
         stranger.device_id = "unknown".into();
         let mut set = ObservationSet::default();
-        let outcomes = convert(&mapping(), &[hr("2019-01-01T10:00:00Z", "70"), steps, stranger], &options, &registry, Utc::now(), &mut set).await.unwrap();
+        let outcomes = convert(&mapping(), &[hr("2019-01-01T10:00:00Z", "70"), steps, stranger], &options, Sources { registry: &registry, prior: &NoPrior }, Utc::now(), &mut set).await.unwrap();
         assert!(outcomes[0].result.is_ok());
         assert_eq!(outcomes[1].result, Err(ConversionError::TemplateNotFound("steps".into())));
         assert_eq!(outcomes[2].result, Err(ConversionError::Identity(IdentityError::DeviceNotFound("unknown".into()))));
@@ -237,7 +284,7 @@ mod tests {
         assert_eq!(props, [["systolic", "60"], ["diastolic", "80"]]);
         let options = IdentityOptions { mode: IdentityMode::Create, device_system: None };
         let mut set = ObservationSet::default();
-        convert(&fhir, &measurements, &options, &MemoryRegistry::default(), Utc::now(), &mut set).await.unwrap();
+        convert(&fhir, &measurements, &options, Sources { registry: &MemoryRegistry::default(), prior: &NoPrior }, Utc::now(), &mut set).await.unwrap();
         let o = &set.observations()[0];
         let expect = &case["expected_observation"];
         assert_eq!(o.code.text.as_deref(), expect["code.text"].as_str());

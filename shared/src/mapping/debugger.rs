@@ -10,7 +10,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use super::content::DeviceMapping;
-use super::convert::{convert, ConversionError, IdentityOptions, ObservationSet, Written};
+use super::convert::{convert, ConversionError, IdentityOptions, NoPrior, ObservationSet, Sources, Written};
 use super::fhir_templates::FhirMapping;
 use super::identity::{IdentityMode, MemoryRegistry};
 use super::measurement::{split_messages, wrap, Measurement};
@@ -197,7 +197,7 @@ pub async fn convert_measurements(fhir: &FhirMapping, measurements: &[Measuremen
     };
     let identity = IdentityOptions { mode, device_system: options.device_system.clone() };
     let mut set = ObservationSet::default();
-    match convert(fhir, measurements, &identity, &registry, options.issued, &mut set).await {
+    match convert(fhir, measurements, &identity, Sources { registry: &registry, prior: &NoPrior }, options.issued, &mut set).await {
         Err(e) => report.fail(format!("convert: {e}")),
         Ok(outcomes) => {
             for o in outcomes {

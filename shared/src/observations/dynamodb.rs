@@ -3,7 +3,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::{judge, Inserted, ObservationStore, StoredObservation};
-use crate::platform::dynamodb::{put_if_absent, req_s, s, Item};
+use crate::platform::dynamodb::{conditional_put, req_s, s, Item};
 use crate::platform::tables::{OBSERVATIONS, OBSERVATIONS_BY_DEVICE, OBSERVATIONS_BY_PATIENT_CODE};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -28,7 +28,7 @@ impl DynamoObservationStore {
         const OP: &str = "insert observations";
         if let [one] = set {
             let put = self.client.put_item().table_name(&self.table).set_item(Some(to_item(one))).condition_expression("attribute_not_exists(id)");
-            return put_if_absent(put, OP).await;
+            return conditional_put(put, OP).await;
         }
         let mut request = self.client.transact_write_items();
         for o in set {
@@ -105,6 +105,17 @@ fn from_item(item: &Item) -> Result<StoredObservation, StoreError> {
 }
 
 impl ObservationStore for DynamoObservationStore {
+    async fn replace(&self, observation: &StoredObservation, previous_hash: &str) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(observation)))
+            .condition_expression("contentHash = :previous")
+            .expression_attribute_values(":previous", s(previous_hash));
+        conditional_put(put, "replace observation").await
+    }
+
     async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
         const OP: &str = "insert observations";
         // Only the ones not there yet (after an interrupted write, some are).

@@ -49,6 +49,17 @@ impl ObservationStore for MemoryObservations {
         Ok(self.get_sync(id))
     }
 
+    async fn replace(&self, observation: &StoredObservation, previous_hash: &str) -> Result<bool, StoreError> {
+        let mut items = self.items.lock().expect("lock");
+        match items.get_mut(&observation.id) {
+            Some(current) if current.content_hash == previous_hash => {
+                *current = observation.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn for_patient_code(
         &self,
         patient_id: &str,

@@ -216,6 +216,28 @@ pub enum Fingerprint {
 }
 
 impl StoredObservation {
+    /// Wraps an Observation a connector's mapping made: found by its first LOINC coding (its
+    /// first coding without one) and the start of its period; fingerprinted whole but for
+    /// `issued`, which a merge changes and a replay does not.
+    pub fn mapped(obs: &crate::mapping::observation::MappedObservation) -> Result<Self, MappedStorageError> {
+        let codings = &obs.code.coding;
+        let primary = codings.iter().find(|c| c.system.as_deref() == Some(LOINC)).or(codings.first()).ok_or(MappedStorageError::NoCoding)?;
+        let code_key = format!("{}|{}", primary.system.as_deref().unwrap_or(""), primary.code.as_deref().unwrap_or(""));
+        let start = crate::platform::time::parse_with_offset(&obs.effective_period.start).ok_or_else(|| MappedStorageError::Period(obs.effective_period.start.clone()))?;
+        let mut unissued = obs.clone();
+        unissued.issued.clear();
+        let content = serde_json::to_vec(&unissued).map_err(|e| MappedStorageError::Json(e.to_string()))?;
+        Ok(Self {
+            id: obs.id.clone(),
+            patient_id: obs.subject.reference.trim_start_matches("Patient/").to_owned(),
+            device_id: obs.device.reference.trim_start_matches("Device/").to_owned(),
+            code_key,
+            effective_at: crate::platform::time::format_utc(start),
+            content_hash: hex::encode(Sha256::digest(&content)),
+            resource: serde_json::to_string(obs).map_err(|e| MappedStorageError::Json(e.to_string()))?,
+        })
+    }
+
     /// Wraps a built Observation for storage.
     pub fn new(obs: &Observation, code_key: String, effective_at: String, fingerprint: Fingerprint) -> Result<Self, serde_json::Error> {
         let mut unissued = obs.clone();
@@ -234,6 +256,17 @@ impl StoredObservation {
             resource: serde_json::to_string(obs)?,
         })
     }
+}
+
+/// Why a mapped Observation cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappedStorageError {
+    #[error("the Observation has no code coding to be found by: give the FHIR template's `codes` a code")]
+    NoCoding,
+    #[error("the Observation's period starts at {0:?}, which is not a date-time with an offset")]
+    Period(String),
+    #[error("the Observation could not be written as JSON: {0}")]
+    Json(String),
 }
 
 /// What writing a reading's Observations did.
@@ -268,6 +301,11 @@ pub trait ObservationStore: Send + Sync {
     fn insert_set(&self, set: &[StoredObservation]) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
 
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredObservation>, StoreError>> + Send;
+
+    /// Replaces an Observation if it still has the content `previous_hash` (one merged from a
+    /// later batch, as a connector amends a SampledData window); false when it changed in the
+    /// meantime (or is gone), and nothing is written: the caller merges again.
+    fn replace(&self, observation: &StoredObservation, previous_hash: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// A patient's observations of one code, oldest first, with `from <= effective_at <= to`.
     fn for_patient_code(

@@ -67,9 +67,9 @@ pub async fn put(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, ope
     Ok(())
 }
 
-/// Sends a conditional put; `Ok(false)` when the condition failed (for a guard against
-/// overwriting: the item exists already, which at-least-once delivery makes ordinary).
-pub async fn put_if_absent(
+/// Sends a conditional put; `Ok(false)` when the condition failed (the item exists already,
+/// which at-least-once delivery makes ordinary, or changed since it was read).
+pub async fn conditional_put(
     request: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
     operation: &'static str,
 ) -> Result<bool, StoreError> {

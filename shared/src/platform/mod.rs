@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod dynamodb;
 pub mod http;
+pub mod metrics;
 #[cfg(feature = "stack")]
 pub mod stack;
 pub mod tables;

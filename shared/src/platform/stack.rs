@@ -80,6 +80,8 @@ pub struct FunctionDefinition {
     pub http_routes: Vec<(String, String)>,
     /// Its `S3` events: (bucket logical id, key prefix).
     pub s3_events: Vec<(String, String)>,
+    /// Its `SQS` events: the queue's logical id.
+    pub sqs_events: Vec<String>,
 }
 
 /// An `AWS::IoT::TopicRule` with a Lambda action.
@@ -310,7 +312,8 @@ impl Template {
                         Some((bucket, prefix))
                     })
                     .collect();
-                FunctionDefinition { logical_id, binary, environment, http_routes, s3_events }
+                let sqs_events = of_type("SQS").filter_map(|e| tagged(field(field(e, "Properties")?, "Queue")?, "GetAtt").map(|q| q.trim_end_matches(".Arn").to_owned())).collect();
+                FunctionDefinition { logical_id, binary, environment, http_routes, s3_events, sqs_events }
             })
             .collect()
     }

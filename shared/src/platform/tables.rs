@@ -153,6 +153,15 @@ pub const CONNECTORS: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// Patient records, by id (those a connector created in `Create` mode).
+pub const PATIENTS: TableSpec = TableSpec {
+    logical_id: "PatientsTable",
+    env_var: "PATIENTS_TABLE",
+    partition_key: "patientId",
+    sort_key: None,
+    indexes: &[],
+};
+
 /// Every table the platform uses.
 pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS];
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS];

@@ -11,6 +11,7 @@ use std::convert::Infallible;
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use aws_lambda_events::s3::S3Event;
+use aws_lambda_events::sqs::SqsEvent;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -21,6 +22,7 @@ use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
+use crate::connectors::consumer::ConsumerDeps;
 use crate::connectors::http::{ErrorDeps, KeyDeps, ReceiveDeps, ShowKeyDeps};
 use crate::connectors::{DynamoConnectorStore, KmsKeyCipher, SqsMessageQueue};
 use crate::dead_letters::DynamoDeadLetterStore;
@@ -37,7 +39,9 @@ use crate::ingest::inbox::{self, InboxDeps, S3Inbox};
 use crate::ingest::rule::{self, IngestDeps};
 use crate::observations::http::DeviceReadDeps;
 use crate::observations::DynamoObservationStore;
+use crate::patients::DynamoPatientStore;
 use crate::platform::http::HttpAnswer;
+use crate::platform::metrics::EmfLog;
 
 /// Wraps a route function `(Request, &Deps) -> impl HttpAnswer` as a registry route.
 macro_rules! route {
@@ -50,6 +54,8 @@ type Devices = DynamoDeviceRegistry;
 type Vitals = VitalsDeps<Devices, DynamoObservationStore, DynamoAlertStore, DynamoApiKeyStore, DynamoActivityLog, DynamoDeadLetterStore>;
 type ApiKeyAdmin = ApiKeyAdminDeps<Devices, DynamoApiKeyStore, SecretsManagerPepper>;
 type Jobs = JobDeps<DynamoDeploymentStore, IotJobControl>;
+type ConnectorConsumer =
+    ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, EmfLog>;
 
 /// The trigger of one HTTP API route.
 macro_rules! one {
@@ -397,6 +403,14 @@ pub static CONNECTOR_ERRORS: FunctionSpec = FunctionSpec {
     build: |w| http::<ErrorDeps<DynamoConnectorStore, DynamoDeadLetterStore>>(w, route!(crate::connectors::http::list_errors)),
 };
 
+pub static CONNECTOR_MESSAGES: FunctionSpec = FunctionSpec {
+    name: "connector-messages",
+    trigger: Trigger::Sqs { queue: "ConnectorMessagesQueue" },
+    build: |w| {
+        event::<ConnectorConsumer, SqsEvent, _, _>(w, |e, deps| Box::pin(async move { crate::connectors::consumer::handle(e, deps).await }))
+    },
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -447,6 +461,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &MAPPINGS_DEBUG,
     &CONNECTOR_MESSAGES_RECEIVE,
     &CONNECTOR_ERRORS,
+    &CONNECTOR_MESSAGES,
 ];
 
 /// The function of this name.

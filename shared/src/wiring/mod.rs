@@ -156,6 +156,8 @@ pub enum Trigger {
     ProvisioningHook,
     /// S3 `ObjectCreated` events of a bucket (template logical id) under a key prefix.
     S3ObjectCreated { bucket: &'static str, prefix: &'static str },
+    /// Batches of an SQS queue (template logical id), reporting partial batch failures.
+    Sqs { queue: &'static str },
 }
 
 /// One function of the registry.

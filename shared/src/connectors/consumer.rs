@@ -1,0 +1,588 @@
+//! `connector-messages`: the consumer of the connectors' SQS FIFO queue. Each batch's messages
+//! go through their connector's device mapping (normalization), its FHIR mapping (conversion,
+//! merging into the Observations earlier batches made), identity resolution over the platform's
+//! registries, the Observation store and alert evaluation.
+//!
+//! A message that cannot be filed as it is (no mapping, a template that matches nothing, an
+//! unknown device...) is kept as a dead letter of its connector with its error type and raw
+//! envelope, and counts as handled: it is never retried, so it never blocks the others. Only a
+//! failure that may pass (a store that did not answer, an Observation changed by a concurrent
+//! writer) is reported back as a batch item failure, with every later message of the same
+//! message group, so that SQS delivers them again in their order while the other groups go on.
+//!
+//! Redelivery files nothing twice: Observation ids derive from the device, patient, type and
+//! time window, a merge that adds nothing writes nothing, and dead letters are keyed by message.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::Utc;
+use serde_json::Value;
+
+use super::errors::conversion_error_type;
+use super::identity::PlatformIdentities;
+use super::mappings::{MappingKind, MappingStore};
+use super::{Connector, ConnectorStore};
+use crate::clinical::{self, AlertSettings, AlertStore};
+use crate::dead_letters::{DeadLetter, DeadLetterStore};
+use crate::devices::{DeviceRegistry, DeviceStatus};
+use crate::mapping::content::DeviceMapping;
+use crate::mapping::convert::{convert, IdentityOptions, ObservationSet, PriorObservations, Sources, Written};
+use crate::mapping::fhir_templates::FhirMapping;
+use crate::mapping::observation::MappedObservation;
+use crate::observations::{Inserted, ObservationStore, StoredObservation};
+use crate::patients::PatientStore;
+use crate::platform::metrics::{Counts, Metrics};
+use crate::platform::time::{format_utc, parse_with_offset};
+use crate::wiring::{FromWiring, Wiring, WiringError};
+use crate::StoreError;
+
+/// What the consumer needs.
+pub struct ConsumerDeps<S, D, P, O, A, L, M> {
+    /// Connectors and their mappings.
+    pub store: S,
+    pub devices: D,
+    pub patients: P,
+    pub observations: O,
+    pub alerts: A,
+    pub alert_settings: AlertSettings,
+    pub dead_letters: L,
+    pub metrics: M,
+}
+
+impl<S: FromWiring, D: FromWiring, P: FromWiring, O: FromWiring, A: FromWiring, L: FromWiring, M: FromWiring> FromWiring
+    for ConsumerDeps<S, D, P, O, A, L, M>
+{
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self {
+            store: w.build()?,
+            devices: w.build()?,
+            patients: w.build()?,
+            observations: w.build()?,
+            alerts: w.build()?,
+            alert_settings: w.build()?,
+            dead_letters: w.build()?,
+            metrics: w.build()?,
+        })
+    }
+}
+
+/// A connector with its mappings as loaded for one batch (a mapping that cannot be used says why).
+struct Loaded {
+    connector: Connector,
+    device: Result<DeviceMapping, String>,
+    fhir: Result<FhirMapping, String>,
+}
+
+async fn load<S: ConnectorStore + MappingStore>(store: &S, name: &str) -> Result<Option<Loaded>, StoreError> {
+    let Some(connector) = store.get(name).await? else { return Ok(None) };
+    let mut texts = Vec::with_capacity(2);
+    for kind in MappingKind::ALL {
+        texts.push(store.mapping(name, kind, None).await?.map(|m| m.text).ok_or_else(|| {
+            format!("the connector has no {kind} mapping: PUT /connectors/{name}/mappings/{kind}", kind = kind.as_str())
+        }));
+    }
+    let unusable = |errors: Vec<crate::mapping::templates::TemplateError>| {
+        format!("the saved mapping does not load: {}", errors.iter().map(|e| e.message.trim_end()).collect::<Vec<_>>().join("; "))
+    };
+    let mut texts = texts.into_iter();
+    let device = texts.next().unwrap_or_else(|| Err(String::new())).and_then(|t| DeviceMapping::parse(&t).map_err(unusable));
+    let fhir = texts.next().unwrap_or_else(|| Err(String::new())).and_then(|t| FhirMapping::parse(&t).map_err(unusable));
+    Ok(Some(Loaded { connector, device, fhir }))
+}
+
+/// A connector's counts over one batch.
+#[derive(Debug, Default)]
+struct Tally {
+    messages: u64,
+    measurements: u64,
+    observations: u64,
+    errors: BTreeMap<&'static str, u64>,
+}
+
+/// The earlier Observations a conversion merges into, read from the store, with the content
+/// each had: a replacement is written only over that content.
+struct StorePrior<'a, O> {
+    store: &'a O,
+    read: Mutex<HashMap<String, String>>,
+}
+
+impl<O: ObservationStore> PriorObservations for StorePrior<'_, O> {
+    async fn prior(&self, id: &str) -> Result<Option<MappedObservation>, String> {
+        let Some(stored) = self.store.get(id).await.map_err(|e| e.to_string())? else { return Ok(None) };
+        let observation: MappedObservation = serde_json::from_str(&stored.resource)
+            .map_err(|e| format!("Observation {id} is stored but is not one a mapping made: {e}"))?;
+        self.read.lock().map_err(|_| "lock poisoned".to_owned())?.insert(id.to_owned(), stored.content_hash);
+        Ok(Some(observation))
+    }
+}
+
+/// A refusal of part or all of a message.
+struct Refusal {
+    device: Option<String>,
+    error_type: &'static str,
+    reason: String,
+}
+
+impl Refusal {
+    fn whole(error_type: &'static str, reason: impl Into<String>) -> Self {
+        Self { device: None, error_type, reason: reason.into() }
+    }
+}
+
+/// One message taken from the queue.
+struct Message<'a> {
+    raw: &'a str,
+    /// `connector/<name>`, where its dead letters go.
+    source: String,
+    received_at: String,
+}
+
+/// Handles one batch; the messages to deliver again.
+pub async fn handle<S, D, P, O, A, L, M>(event: SqsEvent, deps: &ConsumerDeps<S, D, P, O, A, L, M>) -> Result<SqsBatchResponse, Infallible>
+where
+    S: ConnectorStore + MappingStore,
+    D: DeviceRegistry,
+    P: PatientStore,
+    O: ObservationStore,
+    A: AlertStore,
+    L: DeadLetterStore,
+    M: Metrics,
+{
+    let mut response = SqsBatchResponse::default();
+    let mut failed_groups: HashSet<String> = HashSet::new();
+    let mut connectors: HashMap<String, Option<Arc<Loaded>>> = HashMap::new();
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    for record in &event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
+        // A FIFO group stays in order: after one of its messages fails, the rest wait for it.
+        if failed_groups.contains(&group) {
+            response.add_failure(id);
+            continue;
+        }
+        let body = record.body.as_deref().unwrap_or_default();
+        if let Err(e) = one_message(body, deps, &mut connectors, &mut tallies).await {
+            tracing::warn!(error = %e, message_id = %id, "connector message not filed; it will be delivered again");
+            failed_groups.insert(group);
+            response.add_failure(id);
+        }
+    }
+    let counts: Vec<Counts> = tallies
+        .iter()
+        .flat_map(|(connector, t)| {
+            let totals = Counts {
+                dimensions: vec![("Connector", connector.clone())],
+                counts: vec![("Messages", t.messages), ("Measurements", t.measurements), ("ObservationsWritten", t.observations), ("Errors", t.errors.values().sum())],
+            };
+            let by_type = t.errors.iter().map(move |(error_type, n)| Counts {
+                dimensions: vec![("Connector", connector.clone()), ("ErrorType", (*error_type).to_owned())],
+                counts: vec![("Errors", *n)],
+            });
+            std::iter::once(totals).chain(by_type)
+        })
+        .collect();
+    deps.metrics.record(&counts);
+    Ok(response)
+}
+
+/// Files one message; `Err` when it should be delivered again.
+async fn one_message<S, D, P, O, A, L, M>(
+    raw: &str,
+    deps: &ConsumerDeps<S, D, P, O, A, L, M>,
+    connectors: &mut HashMap<String, Option<Arc<Loaded>>>,
+    tallies: &mut BTreeMap<String, Tally>,
+) -> Result<(), StoreError>
+where
+    S: ConnectorStore + MappingStore,
+    D: DeviceRegistry,
+    P: PatientStore,
+    O: ObservationStore,
+    A: AlertStore,
+    L: DeadLetterStore,
+{
+    let envelope: Option<Value> = serde_json::from_str(raw).ok().filter(Value::is_object);
+    let system = envelope.as_ref().map(|e| &e["SystemProperties"]);
+    let received_at = system
+        .and_then(|s| s["iothub-enqueuedtime"].as_str())
+        .and_then(parse_with_offset)
+        .map_or_else(|| format_utc(Utc::now()), format_utc);
+    let (Some(envelope), Some(name)) = (envelope.as_ref(), system.and_then(|s| s["x-vitalwire-connector"].as_str())) else {
+        let message = Message { raw, source: "connectors".into(), received_at };
+        return keep(deps, &message, vec![Refusal::whole("NOT_AN_ENVELOPE", "the queued message is not a connector envelope (Body, Properties, SystemProperties with x-vitalwire-connector)")]).await;
+    };
+    let message = Message { raw, source: super::http::dead_letter_source(name), received_at };
+    let loaded = match connectors.get(name) {
+        Some(found) => found.clone(),
+        None => {
+            let found = load(&deps.store, name).await?.map(Arc::new);
+            connectors.insert(name.to_owned(), found.clone());
+            found
+        }
+    };
+    let tally = tallies.entry(name.to_owned()).or_default();
+    let Some(loaded) = loaded else {
+        // Its dead letters stay readable by the operator even so (GET /admin/dead-letters).
+        return keep(deps, &message, vec![Refusal::whole("CONNECTOR_DELETED", format!("connector {name} was deleted after the message was received"))])
+            .await
+            .inspect(|()| tally.count_error("CONNECTOR_DELETED"));
+    };
+    tally.messages += 1;
+    let refusals = file_message(envelope, &loaded, &message, deps, tally).await?;
+    for r in &refusals {
+        tally.count_error(r.error_type);
+    }
+    keep(deps, &message, refusals).await
+}
+
+impl Tally {
+    fn count_error(&mut self, error_type: &'static str) {
+        *self.errors.entry(error_type).or_default() += 1;
+    }
+}
+
+/// Normalizes, converts and files one message; what of it was refused.
+async fn file_message<S, D, P, O, A, L, M>(
+    envelope: &Value,
+    loaded: &Loaded,
+    message: &Message<'_>,
+    deps: &ConsumerDeps<S, D, P, O, A, L, M>,
+    tally: &mut Tally,
+) -> Result<Vec<Refusal>, StoreError>
+where
+    D: DeviceRegistry,
+    P: PatientStore,
+    O: ObservationStore,
+    A: AlertStore,
+{
+    let device_mapping = match &loaded.device {
+        Ok(m) => m,
+        Err(why) => return Ok(vec![Refusal::whole("NO_DEVICE_MAPPING", why.clone())]),
+    };
+    let measurements = match device_mapping.normalize(envelope) {
+        Ok(m) if m.is_empty() => {
+            let tried: Vec<String> = device_mapping.trace(envelope).iter().map(|t| format!("template {} ({}) {}", t.index, t.type_name, t.type_match)).collect();
+            return Ok(vec![Refusal::whole("NO_MEASUREMENT", format!("no device template's typeMatchExpression matched the message (tried: {})", tried.join("; ")))]);
+        }
+        Ok(m) => m,
+        Err(e) => return Ok(vec![Refusal::whole("NORMALIZATION_FAILED", e.to_string())]),
+    };
+    tally.measurements += measurements.len() as u64;
+    let fhir = match &loaded.fhir {
+        Ok(f) => f,
+        Err(why) => return Ok(vec![Refusal::whole("NO_FHIR_MAPPING", why.clone())]),
+    };
+    let now = Utc::now();
+    let at = format_utc(now);
+    let registry = PlatformIdentities { devices: &deps.devices, patients: &deps.patients, creator: &message.source, at: &at };
+    let prior = StorePrior { store: &deps.observations, read: Mutex::new(HashMap::new()) };
+    let identity = IdentityOptions { mode: loaded.connector.identity_resolution_type.mode(), device_system: None };
+    let mut set = ObservationSet::default();
+    let outcomes = match convert(fhir, &measurements, &identity, Sources { registry: &registry, prior: &prior }, now, &mut set).await {
+        Ok(o) => o,
+        Err(e) => return Ok(vec![Refusal::whole("CONVERSION_FAILED", e.to_string())]),
+    };
+    let mut refusals = Vec::new();
+    // Each Observation is written once, as the set holds it after every group merged into it.
+    let mut to_write: Vec<&str> = Vec::new();
+    for outcome in &outcomes {
+        let refuse = |error_type, reason: String| Refusal { device: Some(outcome.device_id.clone()), error_type, reason: format!("{} ({}): {reason}", outcome.type_name, outcome.device_id) };
+        let written = match &outcome.result {
+            Ok(w) => w,
+            Err(e) if e.is_transient() => return Err(StoreError::new("convert connector measurements", e.to_string())),
+            Err(e) => {
+                refusals.push(refuse(conversion_error_type(e), e.to_string()));
+                continue;
+            }
+        };
+        let Some(device_id) = written.first().and_then(|(id, _)| set.get(id)).map(|o| o.device.reference.trim_start_matches("Device/").to_owned()) else { continue };
+        if let Some(why) = inadmissible(&deps.devices, &device_id, &at).await? {
+            refusals.push(refuse("DEVICE_NOT_ACTIVE", why));
+            continue;
+        }
+        for (id, how) in written {
+            if *how != Written::Unchanged && !to_write.contains(&id.as_str()) {
+                to_write.push(id);
+            }
+        }
+    }
+    let read = prior.read.lock().map_err(|_| StoreError::new("file connector observations", "lock poisoned"))?.clone();
+    let mut filed: Vec<StoredObservation> = Vec::with_capacity(to_write.len());
+    for id in to_write {
+        let Some(observation) = set.get(id) else { continue };
+        let stored = match StoredObservation::mapped(observation) {
+            Ok(s) => s,
+            Err(e) => {
+                refusals.push(Refusal { device: Some(observation.device.reference.trim_start_matches("Device/").to_owned()), error_type: "NOT_STORABLE", reason: e.to_string() });
+                continue;
+            }
+        };
+        let written = match read.get(id) {
+            Some(previous) => deps.observations.replace(&stored, previous).await?,
+            None => deps.observations.insert_set(std::slice::from_ref(&stored)).await? != Inserted::Conflict,
+        };
+        if !written {
+            // Another worker wrote it since it was read: merge again over what it wrote.
+            return Err(StoreError::new("file connector observations", format!("Observation {id} changed while it was merged")));
+        }
+        filed.push(stored);
+    }
+    tally.observations += filed.len() as u64;
+    evaluate_alerts(deps, &filed).await?;
+    Ok(refusals)
+}
+
+/// Why a device may not file (an operator switched it off), if it may not. A REGISTERED device
+/// becomes ACTIVE: the connection key it sends with is its credential, as an API key is.
+async fn inadmissible<D: DeviceRegistry>(devices: &D, thing: &str, at: &str) -> Result<Option<String>, StoreError> {
+    let Some(device) = devices.get(thing).await? else { return Ok(Some(format!("device '{thing}' is not registered"))) };
+    let status = match device.status {
+        DeviceStatus::Registered => devices.activate_registered(thing, at).await?.map_or(DeviceStatus::Registered, |d| d.status),
+        status => status,
+    };
+    Ok((status != DeviceStatus::Active).then(|| format!("device '{thing}' is {}, not ACTIVE", status.as_str())))
+}
+
+/// Raises the alerts the filed Observations call for, once per patient and device.
+async fn evaluate_alerts<S, D, P, O, A, L, M>(deps: &ConsumerDeps<S, D, P, O, A, L, M>, filed: &[StoredObservation]) -> Result<(), StoreError>
+where
+    O: ObservationStore,
+    A: AlertStore,
+{
+    let mut sets: BTreeMap<(&str, &str), Vec<StoredObservation>> = BTreeMap::new();
+    for o in filed {
+        sets.entry((o.patient_id.as_str(), o.device_id.as_str())).or_default().push(o.clone());
+    }
+    for ((patient_id, device_id), observations) in &sets {
+        let Some(latest) = observations.iter().max_by(|a, b| a.effective_at.cmp(&b.effective_at)) else { continue };
+        let Some(at) = parse_with_offset(&latest.effective_at) else { continue };
+        let set = clinical::ReadingSet { patient_id, device_id, set_id: &latest.id, at, observations };
+        clinical::evaluate(&deps.observations, &deps.alerts, &deps.alert_settings, set).await?;
+    }
+    Ok(())
+}
+
+/// Keeps a message's refusals as dead letters, one per device (the same device refused twice in
+/// one message is one record, with both reasons).
+async fn keep<S, D, P, O, A, L, M>(deps: &ConsumerDeps<S, D, P, O, A, L, M>, message: &Message<'_>, refusals: Vec<Refusal>) -> Result<(), StoreError>
+where
+    L: DeadLetterStore,
+{
+    let mut by_device: BTreeMap<Option<String>, (&'static str, Vec<String>)> = BTreeMap::new();
+    for r in refusals {
+        by_device.entry(r.device).or_insert((r.error_type, Vec::new())).1.push(r.reason);
+    }
+    for (device, (error_type, reasons)) in by_device {
+        let letter = DeadLetter::refused(&message.source, device.as_deref(), error_type, reasons.join("; "), message.raw.to_owned(), message.received_at.clone());
+        deps.dead_letters.record(&letter).await?;
+        tracing::info!(source = %message.source, reason_code = error_type, "connector message refused");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clinical::memory::MemoryAlerts;
+    use crate::connectors::mappings::StoredMapping;
+    use crate::connectors::memory::MemoryConnectors;
+    use crate::connectors::messages::{envelope, Sender};
+    use crate::connectors::{Destination, IdentityResolutionType, ProvisioningState};
+    use crate::dead_letters::memory::MemoryDeadLetters;
+    use crate::devices::memory::MemoryDevices;
+    use crate::devices::Device;
+    use crate::observations::memory::MemoryObservations;
+    use crate::patients::memory::MemoryPatients;
+    use crate::platform::metrics::MemoryMetrics;
+    use serde_json::json;
+
+    type Deps = ConsumerDeps<MemoryConnectors, MemoryDevices, MemoryPatients, MemoryObservations, MemoryAlerts, MemoryDeadLetters, MemoryMetrics>;
+
+    const DEVICE_MAPPING: &str = r#"{"templateType": "CollectionContent", "template": [{"templateType": "JsonPathContent", "template": {
+        "typeName": "heartrate", "typeMatchExpression": "$..[?(@heartrate)]", "deviceIdExpression": "$.deviceid",
+        "patientIdExpression": "$.patientid", "timestampExpression": "$.measurementdatetime",
+        "values": [{"required": true, "valueExpression": "$.heartrate", "valueName": "hr"}]}},
+        {"templateType": "JsonPathContent", "template": {
+        "typeName": "ecg", "typeMatchExpression": "$..[?(@ecg)]", "deviceIdExpression": "$.deviceid",
+        "patientIdExpression": "$.patientid", "timestampExpression": "$.measurementdatetime",
+        "values": [{"required": true, "valueExpression": "$.ecg", "valueName": "ecg"}]}}]}"#;
+
+    const FHIR_MAPPING: &str = r#"{"templateType": "CollectionFhir", "template": [{"templateType": "CodeValueFhir", "template": {
+        "typeName": "heartrate", "periodInterval": 0, "codes": [{"code": "8867-4", "system": "http://loinc.org", "display": "Heart rate"}],
+        "value": {"valueName": "hr", "valueType": "Quantity", "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}},
+        {"templateType": "CodeValueFhir", "template": {
+        "typeName": "ecg", "periodInterval": 60, "codes": [{"code": "131328", "system": "urn:oid:2.16.840.1.113883.6.24"}],
+        "value": {"valueName": "ecg", "valueType": "SampledData", "defaultPeriod": 1000, "unit": "mV"}}}]}"#;
+
+    fn deps(mode: IdentityResolutionType) -> Deps {
+        let store = MemoryConnectors::default();
+        let connector = Connector {
+            name: "ward-7".into(),
+            identity_resolution_type: mode,
+            destination: Destination::Platform,
+            enabled: true,
+            provisioning_state: ProvisioningState::Succeeded,
+            created_at: String::new(),
+            updated_at: String::new(),
+            version: 1,
+        };
+        store.connectors.lock().unwrap().insert("ward-7".into(), connector);
+        for (kind, text) in [(MappingKind::Device, DEVICE_MAPPING), (MappingKind::Fhir, FHIR_MAPPING)] {
+            let m = StoredMapping { connector: "ward-7".into(), kind, version: 1, text: text.into(), updated_at: String::new() };
+            store.mappings.lock().unwrap().insert(("ward-7".into(), kind.as_str(), 1), m);
+        }
+        let mut band = Device::registered("Acme", "band 7", "HR", "", "");
+        band.status = DeviceStatus::Active;
+        band.patient_id = Some("pat-1".into());
+        ConsumerDeps {
+            store,
+            devices: MemoryDevices::with(vec![band]),
+            patients: MemoryPatients::default(),
+            observations: MemoryObservations::default(),
+            alerts: MemoryAlerts::default(),
+            alert_settings: AlertSettings::default(),
+            dead_letters: MemoryDeadLetters::default(),
+            metrics: MemoryMetrics::default(),
+        }
+    }
+
+    /// A queued message as the front door enqueues it: (message group, message id, device JSON).
+    fn batch(messages: &[(&str, &str, Value)]) -> SqsEvent {
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|(group, id, body)| {
+                let e = envelope("ward-7", &Sender::Connection("gw-1"), body.clone(), serde_json::Map::new(), "2026-12-01T10:00:05.000Z", id);
+                json!({"messageId": id, "body": e.to_string(), "attributes": {"MessageGroupId": group}, "messageAttributes": {}})
+            })
+            .collect();
+        serde_json::from_value(json!({"Records": records})).unwrap()
+    }
+
+    fn hr(value: &str, time: &str) -> Value {
+        json!({"heartrate": value, "deviceid": "acme-band-7", "patientid": "mrn-1", "measurementdatetime": time})
+    }
+
+    fn failures(r: &SqsBatchResponse) -> Vec<&str> {
+        r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_poison_message_is_kept_with_its_reason_and_the_others_are_filed_once() {
+        let deps = deps(IdentityResolutionType::Lookup);
+        let event = batch(&[
+            ("ward-7/gw-1", "m-1", hr("72", "2026-12-01T10:00:00Z")),
+            ("ward-7/gw-1", "m-2", json!({"temperature": 37})),
+            ("ward-7/gw-1", "m-3", hr("not a number", "2026-12-01T10:00:01Z")),
+            ("ward-7/gw-1", "m-4", hr("74", "2026-12-01T10:00:02Z")),
+        ]);
+        let answer = handle(event.clone(), &deps).await.unwrap();
+        assert!(failures(&answer).is_empty(), "refused messages are handled, never retried");
+        assert_eq!(deps.observations.len(), 2);
+        let letters = deps.dead_letters.all();
+        let mut types: Vec<&str> = letters.iter().map(|l| l.reason_code.as_str()).collect();
+        types.sort_unstable();
+        assert_eq!(types, ["CONVERSION_FAILED", "NO_MEASUREMENT"]);
+        assert!(letters.iter().all(|l| l.source == "connector/ward-7" && l.raw_payload.contains("\"Body\"")), "kept with the raw envelope");
+        let not_a_number = letters.iter().find(|l| l.reason_code == "CONVERSION_FAILED").unwrap();
+        assert_eq!(not_a_number.thing_name.as_deref(), Some("acme-band-7"));
+        assert_eq!(deps.metrics.total("Messages", ("Connector", "ward-7")), 4);
+        assert_eq!(deps.metrics.total("ObservationsWritten", ("Connector", "ward-7")), 2);
+        assert_eq!(deps.metrics.total("Errors", ("ErrorType", "NO_MEASUREMENT")), 1);
+
+        // The whole batch again (a visibility timeout that lapsed): nothing new anywhere.
+        let again = handle(event, &deps).await.unwrap();
+        assert!(failures(&again).is_empty());
+        assert_eq!((deps.observations.len(), deps.dead_letters.len()), (2, 2));
+        assert_eq!(deps.metrics.total("ObservationsWritten", ("Connector", "ward-7")), 2, "a redelivery writes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_may_pass_retries_its_message_and_the_rest_of_its_group_only() {
+        let deps = deps(IdentityResolutionType::Lookup);
+        deps.observations.fail_next();
+        let event = batch(&[
+            ("ward-7/gw-1", "m-1", hr("72", "2026-12-01T10:00:00Z")),
+            ("ward-7/gw-2", "m-2", hr("73", "2026-12-01T10:00:01Z")),
+            ("ward-7/gw-1", "m-3", hr("74", "2026-12-01T10:00:02Z")),
+        ]);
+        let answer = handle(event, &deps).await.unwrap();
+        assert_eq!(failures(&answer), ["m-1", "m-3"], "m-3 waits for m-1, as its FIFO group must");
+        assert_eq!(deps.observations.len(), 1, "the other group went on");
+        assert_eq!(deps.dead_letters.len(), 0, "a transient failure is not a refusal");
+    }
+
+    #[tokio::test]
+    async fn sampled_data_windows_merge_across_batches_and_vital_signs_raise_alerts() {
+        let deps = deps(IdentityResolutionType::Lookup);
+        let ecg = |v: &str, t: &str| json!({"ecg": v, "deviceid": "acme-band-7", "measurementdatetime": t});
+        handle(batch(&[("g", "e-1", ecg("0.1", "2026-12-01T10:00:00Z"))]), &deps).await.unwrap();
+        handle(batch(&[("g", "e-2", ecg("0.3", "2026-12-01T10:00:02Z"))]), &deps).await.unwrap();
+        assert_eq!(deps.observations.len(), 1, "one window, one Observation");
+        let stored = deps.observations.for_device("acme-band-7", 10).await.unwrap();
+        let o: Value = serde_json::from_str(&stored[0].resource).unwrap();
+        assert_eq!(o["status"], "amended");
+        let data = o["valueSampledData"]["data"].as_str().unwrap();
+        assert!(data.starts_with("0.1 E 0.3 E"), "one slot a second over the hour's window, the missing ones E");
+        assert_eq!(data.split(' ').count(), 3600);
+        assert_eq!(o["subject"]["reference"], "Patient/pat-1");
+
+        // A heart rate of 135/min scores 3 in NEWS2: an alert, like any other reading of it.
+        handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))]), &deps).await.unwrap();
+        assert_eq!(deps.alerts.len(), 1);
+        handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))]), &deps).await.unwrap();
+        assert_eq!(deps.alerts.len(), 1, "redelivered: not raised twice");
+    }
+
+    #[tokio::test]
+    async fn create_mode_makes_the_patient_and_device_once_and_finds_them_after() {
+        let deps = deps(IdentityResolutionType::Create);
+        let new = |v: &str, t: &str| json!({"heartrate": v, "deviceid": "band-new", "patientid": "mrn-9", "measurementdatetime": t});
+        for (i, body) in [new("70", "2026-12-01T10:00:00Z"), new("71", "2026-12-01T10:00:01Z")].into_iter().enumerate() {
+            let answer = handle(batch(&[("g", &i.to_string(), body)]), &deps).await.unwrap();
+            assert!(answer.batch_item_failures.is_empty());
+        }
+        assert_eq!(deps.patients.0.lock().unwrap().len(), 1);
+        assert_eq!(deps.devices.list(10, None).await.unwrap().0.len(), 2, "the registered band and one created device");
+        assert_eq!(deps.observations.len(), 2);
+        let without_patient = json!({"heartrate": "72", "deviceid": "band-other", "measurementdatetime": "2026-12-01T10:00:02Z"});
+        handle(batch(&[("g", "3", without_patient)]), &deps).await.unwrap();
+        assert_eq!(deps.dead_letters.all()[0].reason_code, "PATIENT_ID_NOT_DEFINED");
+    }
+
+    #[tokio::test]
+    async fn devices_an_operator_switched_off_file_nothing_and_registered_ones_are_activated() {
+        let deps = deps(IdentityResolutionType::Lookup);
+        let mut off = Device::registered("Acme", "off", "HR", "", "");
+        off.status = DeviceStatus::Inactive;
+        off.patient_id = Some("pat-2".into());
+        let mut fresh = Device::registered("Acme", "fresh", "HR", "", "");
+        fresh.patient_id = Some("pat-3".into());
+        deps.devices.put(&off).await.unwrap();
+        deps.devices.put(&fresh).await.unwrap();
+        let from = |device: &str| json!({"heartrate": "70", "deviceid": device, "measurementdatetime": "2026-12-01T10:00:00Z"});
+        handle(batch(&[("g", "1", from("acme-off")), ("g", "2", from("acme-fresh")), ("g", "3", from("nobody"))]), &deps).await.unwrap();
+        assert_eq!(deps.observations.len(), 1);
+        assert_eq!(deps.devices.get("acme-fresh").await.unwrap().unwrap().status, DeviceStatus::Active);
+        let mut types: Vec<String> = deps.dead_letters.all().into_iter().map(|l| l.reason_code).collect();
+        types.sort_unstable();
+        assert_eq!(types, ["DEVICE_NOT_ACTIVE", "DEVICE_NOT_FOUND"]);
+    }
+
+    #[tokio::test]
+    async fn messages_of_a_deleted_connector_or_without_mappings_are_kept() {
+        let deps = deps(IdentityResolutionType::Lookup);
+        deps.store.mappings.lock().unwrap().retain(|(_, kind, _), _| *kind != "fhir");
+        handle(batch(&[("g", "1", hr("70", "2026-12-01T10:00:00Z"))]), &deps).await.unwrap();
+        deps.store.connectors.lock().unwrap().clear();
+        handle(batch(&[("g", "2", hr("71", "2026-12-01T10:00:01Z"))]), &deps).await.unwrap();
+        let not_an_envelope: SqsEvent = serde_json::from_value(json!({"Records": [{"messageId": "3", "body": "[1]", "attributes": {}}]})).unwrap();
+        handle(not_an_envelope, &deps).await.unwrap();
+        let letters = deps.dead_letters.all();
+        let mut kept: Vec<(&str, &str)> = letters.iter().map(|l| (l.source.as_str(), l.reason_code.as_str())).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [("connector/ward-7", "CONNECTOR_DELETED"), ("connector/ward-7", "NO_FHIR_MAPPING"), ("connectors", "NOT_AN_ENVELOPE")]);
+        assert_eq!(deps.observations.len(), 0);
+    }
+}
