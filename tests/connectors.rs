@@ -112,7 +112,8 @@ async fn connections_get_keys_kept_encrypted_with_kms_that_rotate_one_at_a_time(
     let items = db.scan().table_name(&table).send().await.unwrap();
     let dump = format!("{:?}", items.items());
     for key in [&primary, &secondary] {
-        let secret = key.rsplit('_').next().unwrap();
+        // The secret is base64url, which has `_` in it too: everything after the connection's name.
+        let secret = key.strip_prefix("vwc_gw-1_").unwrap();
         assert!(!dump.contains(secret), "a key's secret is stored in clear");
     }
 
@@ -250,25 +251,215 @@ async fn messages_sent_with_a_connection_key_are_queued_in_the_connector_envelop
     assert_eq!((errors["errors"][0]["type"].as_str(), errors["errors"][0]["stage"].as_str()), (Some("NOT_JSON"), Some("receive")));
     assert_eq!(errors["errors"][0]["rawPayload"], "{\"heartrate\": ", "the raw body, for the operator");
 
-    let sqs = aws_sdk_sqs::Client::new(&gw.stack.config);
-    let url = gw.stack.stack.queues["ConnectorMessagesQueue"].clone();
-    let mut bodies: Vec<Value> = Vec::new();
-    for _ in 0..5 {
-        let out = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
-        for m in out.messages() {
-            bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message().queue_url(&url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
-        }
-        if bodies.len() >= 2 {
-            break;
-        }
-    }
-    assert_eq!(bodies.len(), 2, "two messages, the retry dropped: {bodies:?}");
-    assert_eq!(bodies[0]["Body"]["heartrate"], "78", "in order");
+    // The consumer takes them from the queue; with no mappings yet, it keeps each with its
+    // envelope as the consumer received it.
+    let letters = wait_for_errors(&api, &admin, "ward-7", "NO_DEVICE_MAPPING", 2).await;
+    assert_eq!(letters.len(), 2, "two messages, the retry dropped by the queue: {letters:?}");
+    let mut bodies: Vec<Value> = letters.iter().map(|e| serde_json::from_str(e["rawPayload"].as_str().unwrap()).unwrap()).collect();
+    bodies.sort_by_key(|b| b["SystemProperties"]["message-id"].as_str().unwrap().to_owned());
+    assert_eq!(bodies[0]["Body"]["heartrate"], "78");
     assert_eq!(bodies[0]["Properties"]["unit"], "count/min");
     assert_eq!(bodies[0]["SystemProperties"]["x-vitalwire-connection"], "gw-1");
     assert_eq!(bodies[1]["SystemProperties"]["message-id"], "batch-1#1");
+    assert_eq!((letters[0]["stage"].as_str(), letters[0]["blocks"].as_str()), (Some("normalization"), Some("message")));
     // The conformance sample mapping makes its measurements from the queued envelope.
     let mapping = vitalwire::mapping::content::DeviceMapping::parse(&std::fs::read_to_string(vitalwire::platform::reference_dir("conformance/iomt-fhir").join("devicecontent.json")).unwrap()).unwrap();
     assert_eq!(mapping.normalize(&bodies[0]).unwrap()[0].properties[0].value, "78");
+}
+
+/// The connector's errors of one type, once there are at least `count` (the consumer runs
+/// behind the queue).
+async fn wait_for_errors(api: &Api<'_>, token: &str, connector: &str, error_type: &str, count: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        let (_, _, answer) = send(api, Method::GET, &format!("/connectors/{connector}/errors?type={error_type}"), token, &[], None).await;
+        found = answer["errors"].as_array().cloned().unwrap_or_default();
+        if found.len() >= count {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    found
+}
+
+/// Waits until the connectors' queue holds nothing, in flight or waiting.
+async fn drained(gw: &LocalGateway) {
+    use aws_sdk_sqs::types::QueueAttributeName::{ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible};
+    let sqs = aws_sdk_sqs::Client::new(&gw.stack.config);
+    let url = gw.stack.stack.queues["ConnectorMessagesQueue"].clone();
+    let mut quiet = 0;
+    for _ in 0..150 {
+        let out = sqs.get_queue_attributes().queue_url(&url).attribute_names(ApproximateNumberOfMessages).attribute_names(ApproximateNumberOfMessagesNotVisible).send().await.unwrap();
+        let count = |name| out.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // Twice in a row: a batch taken between two reads is in flight, not gone.
+        quiet = if count(ApproximateNumberOfMessages) + count(ApproximateNumberOfMessagesNotVisible) == 0 { quiet + 1 } else { 0 };
+        if quiet == 2 {
+            // The last batch's delete comes after its filing: both are done.
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the connectors' queue did not drain");
+}
+
+/// A connector with both mappings and a connection; the connection's primary key.
+async fn connector_with_mappings(api: &Api<'_>, admin: &str, name: &str, mode: &str, device: &[u8], fhir: &[u8]) -> String {
+    let (status, _, body) = send(api, Method::PUT, &format!("/connectors/{name}"), admin, &[], Some(json!({"identityResolutionType": mode}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for (kind, text) in [("device", device), ("fhir", fhir)] {
+        let response = api.http.put(format!("{}/connectors/{name}/mappings/{kind}", api.gw.api_url)).header("authorization", format!("Bearer {admin}")).body(text.to_vec()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    send(api, Method::PUT, &format!("/connectors/{name}/connections/gw-1"), admin, &[], Some(json!({}))).await;
+    let (_, _, keys) = send(api, Method::POST, &format!("/connectors/{name}/connections/gw-1/listKeys"), admin, &[], None).await;
+    keys["primaryKey"].as_str().unwrap().to_owned()
+}
+
+async fn post_messages(api: &Api<'_>, connector: &str, key: &str, body: String) -> (StatusCode, Value) {
+    let response = api.http.post(format!("{}/connectors/{connector}/messages", api.gw.api_url)).header("authorization", format!("SharedAccessKey {key}")).body(body).send().await.unwrap();
+    (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_templates_turn_https_messages_into_valid_observations_once() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    let dir = vitalwire::platform::reference_dir("conformance/iomt-fhir");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let key = connector_with_mappings(&api, &admin, "home-care", "Create", &read("devicecontent.json"), &read("fhirmapping.json")).await;
+    let messages = std::fs::read_to_string(vitalwire_tests::repo_root().join("docs/iomt-fhir/examples/messages.ndjson")).unwrap();
+    let (status, answer) = post_messages(&api, "home-care", &key, messages.clone()).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (StatusCode::ACCEPTED, Some(4)), "{answer}");
+    drained(&gw).await;
+
+    // Create mode: the device and patient made from the messages' identifiers.
+    let device = vitalwire::mapping::observation::hash_id("", "band-7");
+    let (status, bundle) = api.call(Method::GET, &format!("/devices/{device}/observations"), Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let resources: Vec<Value> = bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).collect();
+    assert_eq!(resources.len(), 2, "heart rate (two messages, one window) and steps: {bundle}");
+    let heart = resources.iter().find(|o| o["code"]["coding"][0]["code"] == "8867-4").expect("heart rate");
+    assert_eq!(heart["status"], "amended", "the second message merged into the window the first made");
+    let data = heart["valueSampledData"]["data"].as_str().unwrap();
+    // An hour's window of one-second slots: 10:15:00 and 10:15:01 are slots 900 and 901.
+    let slots: Vec<&str> = data.split(' ').collect();
+    assert_eq!((slots.len(), slots[900], slots[901]), (3600, "78", "80"));
+    assert_eq!(heart["subject"]["reference"], format!("Patient/{}", vitalwire::mapping::observation::hash_id("", "mrn-1")));
+    vitalwire_tests::assert_valid_fhir(&Value::Array(resources.clone()).to_string());
+    let unmatched = wait_for_errors(&api, &admin, "home-care", "NO_MEASUREMENT", 1).await;
+    assert_eq!(unmatched.len(), 1, "the pulse message matches no template and is kept");
+    assert!(unmatched[0]["rawPayload"].as_str().unwrap().contains("\"pulse\""));
+
+    // The same file again (new message ids: the sender did not give its own): nothing changes.
+    post_messages(&api, "home-care", &key, messages).await;
+    drained(&gw).await;
+    let (_, again) = api.call(Method::GET, &format!("/devices/{device}/observations"), Some(&admin), None).await;
+    let again: Vec<Value> = again["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).collect();
+    assert_eq!(again, resources, "redelivered readings write nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_devices_vital_signs_raise_alerts_and_a_poison_message_blocks_nothing() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    let (status, device) = api.call(Method::POST, "/admin/devices", Some(&admin), Some(json!({"manufacturer": "Acme", "serialNumber": "band 7"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{device}");
+    let thing = device["thingName"].as_str().unwrap().to_owned();
+    let (status, _) = api.call(Method::PUT, &format!("/admin/devices/{thing}/patient"), Some(&admin), Some(json!({"patientId": "pat-1"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let device_mapping = json!({"templateType": "CollectionContent", "template": [{"templateType": "IotJsonPathContent", "template": {
+        "typeName": "heartrate", "typeMatchExpression": "$..[?(@Body.hr)]",
+        "values": [{"required": true, "valueExpression": "$.Body.hr", "valueName": "hr"}]}}]});
+    let fhir_mapping = json!({"templateType": "CollectionFhir", "template": [{"templateType": "CodeValueFhir", "template": {
+        "typeName": "heartrate", "codes": [{"code": "8867-4", "system": "http://loinc.org", "display": "Heart rate"}],
+        "value": {"valueName": "hr", "valueType": "Quantity", "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}}]});
+    let key = connector_with_mappings(&api, &admin, "ward-7", "Lookup", device_mapping.to_string().as_bytes(), fhir_mapping.to_string().as_bytes()).await;
+    // An IoT Hub template reads the device from the system properties: a gateway names it
+    // with X-Vitalwire-Device-Id, and the time is when the platform received the message.
+    for hr in ["72", "seventy", "135"] {
+        let response = api.http.post(format!("{}/connectors/ward-7/messages", gw.api_url)).header("authorization", format!("SharedAccessKey {key}"))
+            .header("x-vitalwire-device-id", &thing).json(&json!({"hr": hr})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        // The connector's Observation identifiers have a resolution of one second: readings
+        // of one device and type within a second are one Observation (the last value wins).
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    drained(&gw).await;
+    let (_, bundle) = api.call(Method::GET, &format!("/devices/{thing}/observations"), Some(&admin), None).await;
+    let mut values: Vec<String> = bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["valueQuantity"]["value"].to_string()).collect();
+    values.sort();
+    assert_eq!(values, ["135", "72"], "the two good readings, the poison one between them kept aside: {bundle}");
+    assert!(bundle["entry"].as_array().unwrap().iter().all(|e| e["resource"]["subject"]["reference"] == "Patient/pat-1"), "Lookup: the device's assigned patient");
+    vitalwire_tests::assert_valid_fhir(&Value::Array(bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).collect()).to_string());
+    let poison = wait_for_errors(&api, &admin, "ward-7", "CONVERSION_FAILED", 1).await;
+    assert_eq!(poison.len(), 1);
+    assert!(poison[0]["reason"].as_str().unwrap().contains("seventy"), "{poison:?}");
+    assert_eq!((poison[0]["stage"].as_str(), poison[0]["thingName"].as_str()), (Some("fhirConversion"), Some(thing.as_str())));
+    // 135/min scores 3 in NEWS2: an alert for the device's patient, as any reading of it raises.
+    let (status, alerts) = api.call(Method::GET, "/patients/pat-1/alerts", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{alerts}");
+    assert_eq!(alerts["alerts"].as_array().map(Vec::len), Some(1), "{alerts}");
+    assert_eq!(alerts["alerts"][0]["kind"], "news2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_create_mode_batches_for_one_new_device_make_one_patient_and_one_device() {
+    let t = vitalwire_tests::TestStack::new().await;
+    let spec = vitalwire::wiring::functions::by_name("connector-messages").unwrap();
+    let aws = vitalwire::platform::aws::AwsClients::new(t.config.clone(), None);
+    let settings = t.stack.function_env(&t.stack.function(spec.name).unwrap()).unwrap();
+    let wiring = vitalwire::wiring::Wiring::new(aws, vitalwire::wiring::Settings::from_map(settings));
+    let consumer = (spec.build)(&wiring).unwrap().event().unwrap().clone();
+
+    // The connector and its mappings, as the control plane writes them.
+    use vitalwire::connectors::mappings::{MappingKind, MappingStore, StoredMapping};
+    use vitalwire::connectors::ConnectorStore;
+    let store: vitalwire::connectors::DynamoConnectorStore = wiring.build().unwrap();
+    let connector = vitalwire::connectors::Connector {
+        name: "ward-7".into(),
+        identity_resolution_type: vitalwire::connectors::IdentityResolutionType::Create,
+        destination: vitalwire::connectors::Destination::Platform,
+        enabled: true,
+        provisioning_state: vitalwire::connectors::ProvisioningState::Succeeded,
+        created_at: "2026-12-01T10:00:00.000Z".into(),
+        updated_at: "2026-12-01T10:00:00.000Z".into(),
+        version: 1,
+    };
+    assert!(store.put(&connector, None).await.unwrap());
+    let dir = vitalwire::platform::reference_dir("conformance/iomt-fhir");
+    for (kind, file) in [(MappingKind::Device, "devicecontent.json"), (MappingKind::Fhir, "fhirmapping.json")] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap().trim_start_matches('\u{feff}').to_owned();
+        store.put_mapping(&StoredMapping { connector: "ward-7".into(), kind, version: 1, text, updated_at: String::new() }).await.unwrap();
+    }
+    // Eight batches at once, each from its own connection, all for one device nobody created.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let body = json!({"Body": {"heartrate": format!("{}", 70 + i), "deviceid": "band-new", "patientid": "mrn-9", "measurementdatetime": format!("2024-05-01T10:{:02}:00Z", i)},
+            "Properties": {}, "SystemProperties": {"x-vitalwire-connector": "ward-7", "iothub-enqueuedtime": "2024-05-01T11:00:00Z", "message-id": format!("m-{i}")}});
+        let event = json!({"Records": [{"messageId": format!("m-{i}"), "body": body.to_string(), "attributes": {"MessageGroupId": format!("ward-7/gw-{i}")}}]}).to_string();
+        let consumer = consumer.clone();
+        tasks.push(tokio::spawn(async move { consumer.call(&event).await.map(|a| a.get().to_owned()).map_err(|e| e.to_string()) }));
+    }
+    let mut retried = 0;
+    for task in tasks {
+        let answer: Value = serde_json::from_str(&task.await.unwrap().unwrap()).unwrap();
+        retried += answer["batchItemFailures"].as_array().unwrap().len();
+    }
+    let db = vitalwire::platform::aws::dynamodb(&t.config);
+    let count = |table: String| {
+        let db = db.clone();
+        async move { db.scan().table_name(table).send().await.unwrap().count() }
+    };
+    assert_eq!(count(t.table(&vitalwire::platform::tables::PATIENTS)).await, 1, "one Patient");
+    assert_eq!(count(t.table(&vitalwire::platform::tables::DEVICES)).await, 1, "one Device");
+    // Each minute is its own hour-window slot of one Observation: merged by writers racing,
+    // none lost. A writer that lost a race is retried by SQS; here it is reported.
+    let observations = db.scan().table_name(t.table(&vitalwire::platform::tables::OBSERVATIONS)).send().await.unwrap();
+    assert_eq!(observations.count(), 1, "one heart-rate window");
+    let resource: Value = serde_json::from_str(observations.items()[0]["resource"].as_s().unwrap()).unwrap();
+    let data = resource["valueSampledData"]["data"].as_str().unwrap();
+    let present = data.split(' ').filter(|v| *v != "E").count();
+    assert_eq!(present + retried, 8, "every reading is in the window or was handed back to be retried: {retried} retried");
 }

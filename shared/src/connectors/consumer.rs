@@ -453,7 +453,7 @@ mod tests {
         let records: Vec<Value> = messages
             .iter()
             .map(|(group, id, body)| {
-                let e = envelope("ward-7", &Sender::Connection("gw-1"), body.clone(), serde_json::Map::new(), "2026-12-01T10:00:05.000Z", id);
+                let e = envelope("ward-7", &Sender::Connection { name: "gw-1", device: None }, body.clone(), serde_json::Map::new(), "2026-12-01T10:00:05.000Z", id);
                 json!({"messageId": id, "body": e.to_string(), "attributes": {"MessageGroupId": group}, "messageAttributes": {}})
             })
             .collect();

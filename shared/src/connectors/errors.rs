@@ -55,6 +55,7 @@ pub const ERROR_TYPES: &[(&str, Stage, Blocks)] = &[
     ("BODY_TOO_LARGE", Stage::Receive, Blocks::Message),
     ("NOT_JSON", Stage::Receive, Blocks::Message),
     ("NO_MESSAGES", Stage::Receive, Blocks::Message),
+    ("BAD_DEVICE_ID", Stage::Receive, Blocks::Message),
     ("NOT_AN_ENVELOPE", Stage::Receive, Blocks::Message),
     ("CONNECTOR_DELETED", Stage::Receive, Blocks::Message),
     ("NO_DEVICE_MAPPING", Stage::Normalization, Blocks::Message),

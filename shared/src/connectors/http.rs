@@ -710,7 +710,7 @@ where
     Q: super::queue::MessageQueue,
     D: crate::dead_letters::DeadLetterStore,
 {
-    use super::messages::{authenticate, envelope, fresh_message_id, given_message_id, presented_key, properties, KeyRefusal, Sender, MAX_BODY_BYTES};
+    use super::messages::{authenticate, envelope, fresh_message_id, given_message_id, presented_key, properties, KeyRefusal, Sender, DEVICE_HEADER, MAX_BODY_BYTES};
     use super::queue::Queued;
     respond(
         async {
@@ -748,7 +748,12 @@ where
             };
             let props = properties(request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))));
             let given = given_message_id(header("x-vitalwire-message-id"));
-            let sender = Sender::Connection(&connection.name);
+            let device = match header(DEVICE_HEADER).map(str::trim) {
+                None => None,
+                Some(d) if !d.is_empty() && d.len() <= 128 && d.bytes().all(|b| b.is_ascii_graphic()) => Some(d),
+                Some(_) => return refuse("BAD_DEVICE_ID", ApiError::bad(DEVICE_HEADER, "a device id is 1 to 128 printable ASCII characters")).await,
+            };
+            let sender = Sender::Connection { name: &connection.name, device };
             let mut queued = Vec::with_capacity(messages.len());
             for (i, body) in messages.into_iter().enumerate() {
                 // A sender's id names the request; each of its messages gets its place in it.

@@ -68,11 +68,15 @@ pub async fn authenticate<S: ConnectorStore + ConnectionStore, P: PepperSource>(
     Ok(Ok((owner, found)))
 }
 
+/// The header a gateway names the device of its messages with (HTTPS): it becomes
+/// `SystemProperties.iothub-connection-device-id`, where IoT Hub templates read the device.
+pub const DEVICE_HEADER: &str = "x-vitalwire-device-id";
+
 /// How a message arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sender<'a> {
-    /// HTTPS, with a connection's key.
-    Connection(&'a str),
+    /// HTTPS, with a connection's key, for the device the sender named (if it did).
+    Connection { name: &'a str, device: Option<&'a str> },
     /// MQTT, as an IoT Core thing.
     Thing(&'a str),
 }
@@ -81,11 +85,17 @@ pub enum Sender<'a> {
 pub fn envelope(connector: &str, sender: &Sender<'_>, body: Value, properties: Map<String, Value>, enqueued_at: &str, message_id: &str) -> Value {
     let mut system = Map::new();
     system.insert("x-vitalwire-connector".into(), json!(connector));
-    match sender {
-        Sender::Connection(name) => system.insert("x-vitalwire-connection".into(), json!(name)),
-        // Where IoT Hub puts the device: templates written for IoT Hub run unchanged.
-        Sender::Thing(thing) => system.insert("iothub-connection-device-id".into(), json!(thing)),
+    let device = match sender {
+        Sender::Connection { name, device } => {
+            system.insert("x-vitalwire-connection".into(), json!(name));
+            *device
+        }
+        Sender::Thing(thing) => Some(*thing),
     };
+    if let Some(device) = device {
+        // Where IoT Hub puts the device: templates written for IoT Hub run unchanged.
+        system.insert("iothub-connection-device-id".into(), json!(device));
+    }
     system.insert("iothub-enqueuedtime".into(), json!(enqueued_at));
     system.insert("message-id".into(), json!(message_id));
     json!({"Body": body, "Properties": properties, "SystemProperties": system})
@@ -180,9 +190,11 @@ mod tests {
         assert_eq!(by_thing["SystemProperties"]["iothub-connection-device-id"], "cuff-1");
         assert_eq!(by_thing["SystemProperties"]["iothub-enqueuedtime"], "2024-05-01T10:00:00Z");
         assert_eq!((by_thing["SystemProperties"]["message-id"].as_str(), by_thing["Properties"]["unit"].as_str()), (Some("m-1"), Some("bpm")));
-        let by_key = envelope("ward-7", &Sender::Connection("gw-1"), json!({"hr": 70}), Map::new(), "2024-05-01T10:00:05Z", "m-2");
+        let by_key = envelope("ward-7", &Sender::Connection { name: "gw-1", device: None }, json!({"hr": 70}), Map::new(), "2024-05-01T10:00:05Z", "m-2");
         assert_eq!(by_key["SystemProperties"]["x-vitalwire-connection"], "gw-1");
         assert!(by_key["SystemProperties"].get("iothub-connection-device-id").is_none());
+        let for_device = envelope("ward-7", &Sender::Connection { name: "gw-1", device: Some("cuff-2") }, json!({}), Map::new(), "2024-05-01T10:00:05Z", "m-3");
+        assert_eq!(for_device["SystemProperties"]["iothub-connection-device-id"], "cuff-2", "a gateway names its device");
         assert_ne!(fresh_message_id().unwrap(), fresh_message_id().unwrap(), "the same body twice is two messages");
         assert_eq!(given_message_id(Some(" retry-42 ")), Some("retry-42"));
         for bad in [None, Some(""), Some("with space"), Some("é")] {
