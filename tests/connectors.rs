@@ -359,6 +359,53 @@ async fn the_conformance_templates_turn_https_messages_into_valid_observations_o
     assert_eq!(again, resources, "redelivered readings write nothing");
 }
 
+/// An IoT Hub heart-rate template (the device from the system properties) and its Quantity
+/// FHIR template.
+fn iot_hub_heart_rate() -> (Value, Value) {
+    let device = json!({"templateType": "CollectionContent", "template": [{"templateType": "IotJsonPathContent", "template": {
+        "typeName": "heartrate", "typeMatchExpression": "$..[?(@Body.hr)]",
+        "values": [{"required": true, "valueExpression": "$.Body.hr", "valueName": "hr"}]}}]});
+    let fhir = json!({"templateType": "CollectionFhir", "template": [{"templateType": "CodeValueFhir", "template": {
+        "typeName": "heartrate", "codes": [{"code": "8867-4", "system": "http://loinc.org", "display": "Heart rate"}],
+        "value": {"valueName": "hr", "valueType": "Quantity", "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}}]});
+    (device, fhir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iot_thing_publishes_to_its_connector_topic_and_iot_hub_templates_find_it_by_thing_name() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    let (device_mapping, fhir_mapping) = iot_hub_heart_rate();
+    connector_with_mappings(&api, &admin, "ward-7", "Lookup", device_mapping.to_string().as_bytes(), fhir_mapping.to_string().as_bytes()).await;
+    let (thing, cert, key) = vitalwire_tests::provisioning::provisioned_device(&gw, "0301").await;
+    let mut device = vitalwire_tests::MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();
+    device.publish(&format!("vitalwire/connectors/ward-7/devices/{thing}/messages"), r#"{"hr": "72.50"}"#).await;
+    device.publish(&format!("vitalwire/connectors/no-such/devices/{thing}/messages"), r#"{"hr": 73}"#).await;
+    let mut entries = Vec::new();
+    for _ in 0..100 {
+        let (_, bundle) = api.call(Method::GET, &format!("/devices/{thing}/observations"), Some(&admin), None).await;
+        entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(entries.len(), 1);
+    let o = &entries[0]["resource"];
+    assert_eq!((o["device"]["reference"].as_str(), o["subject"]["reference"].as_str()), (Some(format!("Device/{thing}").as_str()), Some("Patient/patient-123")));
+    // A value sent as text keeps every digit (a JSON number is read as the connector reads it:
+    // 72.50 becomes 72.5; see the README).
+    let text = api.http.get(format!("{}/devices/{thing}/observations", gw.api_url)).header("authorization", format!("Bearer {admin}")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#""value":72.50"#), "the device's digits: {text}");
+    vitalwire_tests::assert_valid_fhir(&o.to_string());
+    let (_, _, letters) = send(&api, Method::GET, "/admin/dead-letters?source=connector%2Fno-such", &admin, &[], None).await;
+    assert_eq!(letters["deadLetters"][0]["reasonCode"], "CONNECTOR_NOT_FOUND", "{letters}");
+    // A thing publishes for itself only: another thing's connector topic closes the connection.
+    device.publish("vitalwire/connectors/ward-7/devices/acme-medical-0302/messages", r#"{"hr": 70}"#).await;
+    assert!(device.closed().await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_devices_vital_signs_raise_alerts_and_a_poison_message_blocks_nothing() {
     let gw = LocalGateway::start().await;
@@ -369,12 +416,7 @@ async fn a_registered_devices_vital_signs_raise_alerts_and_a_poison_message_bloc
     let thing = device["thingName"].as_str().unwrap().to_owned();
     let (status, _) = api.call(Method::PUT, &format!("/admin/devices/{thing}/patient"), Some(&admin), Some(json!({"patientId": "pat-1"}))).await;
     assert_eq!(status, StatusCode::OK);
-    let device_mapping = json!({"templateType": "CollectionContent", "template": [{"templateType": "IotJsonPathContent", "template": {
-        "typeName": "heartrate", "typeMatchExpression": "$..[?(@Body.hr)]",
-        "values": [{"required": true, "valueExpression": "$.Body.hr", "valueName": "hr"}]}}]});
-    let fhir_mapping = json!({"templateType": "CollectionFhir", "template": [{"templateType": "CodeValueFhir", "template": {
-        "typeName": "heartrate", "codes": [{"code": "8867-4", "system": "http://loinc.org", "display": "Heart rate"}],
-        "value": {"valueName": "hr", "valueType": "Quantity", "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}}]});
+    let (device_mapping, fhir_mapping) = iot_hub_heart_rate();
     let key = connector_with_mappings(&api, &admin, "ward-7", "Lookup", device_mapping.to_string().as_bytes(), fhir_mapping.to_string().as_bytes()).await;
     // An IoT Hub template reads the device from the system properties: a gateway names it
     // with X-Vitalwire-Device-Id, and the time is when the platform received the message.

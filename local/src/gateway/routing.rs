@@ -51,7 +51,7 @@ impl Gateway {
             ["$aws", ..] => tracing::debug!(topic, "reserved topic not served"),
             _ => {
                 self.deliver(topic, payload.clone(), qos, None);
-                self.run_topic_rules(topic, &payload);
+                self.run_topic_rules(topic, Some(&identity.client_id), &payload);
             }
         }
     }
@@ -87,7 +87,7 @@ impl Gateway {
                 jobs::Effect::Event { topic, payload } => {
                     let payload = Bytes::from(payload.to_string());
                     self.deliver(&topic, payload.clone(), 1, None);
-                    self.run_topic_rules(&topic, &payload);
+                    self.run_topic_rules(&topic, None, &payload);
                 }
             }
         }

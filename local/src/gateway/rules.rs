@@ -1,11 +1,14 @@
 //! The IoT rules of `template.yaml` that run functions: Basic Ingest rules, reached by name
-//! (`$aws/rules/<name>`), get the device's message with the fields their SQL adds; rules with a
-//! `FROM '<topic filter>'` get each matching message as published (`SELECT *`). Functions run
-//! after the PUBACK, asynchronously, as on AWS.
+//! (`$aws/rules/<name>`), and rules with a `FROM '<topic filter>'`, run for each matching
+//! message. Each rule's `SELECT` list is evaluated as IoT SQL does for the functions the
+//! template uses (`*`, `clientid()`, `timestamp()`, `traceid()`, `newuuid()`, `topic(n)`,
+//! `encode(*, 'base64')`), each with its `AS` name. Functions run after the PUBACK,
+//! asynchronously, as on AWS.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use vitalwire::platform::stack::Template;
@@ -13,49 +16,161 @@ use vitalwire::platform::stack::Template;
 use super::topics::filter_matches;
 use super::{fleet, Gateway, Identity};
 
+/// One item of a rule's `SELECT` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selected {
+    /// `*`: the message's JSON object.
+    All,
+    /// `<function> AS <name>`.
+    Field { name: String, value: SqlFunction },
+}
+
+/// The IoT SQL functions the local rules evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlFunction {
+    ClientId,
+    Timestamp,
+    TraceId,
+    NewUuid,
+    /// `topic(n)`: the n-th level of the topic, from 1.
+    Topic(usize),
+    /// `encode(*, 'base64')`: the whole payload, whatever it is.
+    PayloadBase64,
+}
+
+/// The `SELECT` list of a rule's SQL, or the item it cannot evaluate.
+pub fn select_list(sql: &str) -> Result<Vec<Selected>, String> {
+    let trimmed = sql.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let body = lower.strip_prefix("select ").ok_or_else(|| format!("not a SELECT: {sql}"))?;
+    let end = body.find(" from ").unwrap_or(body.len());
+    let list = &trimmed["select ".len().."select ".len() + end];
+    let mut items = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0, false, 0);
+    for (i, c) in list.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                items.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&list[start..]);
+    items.into_iter().map(|item| selected(item.trim())).collect()
+}
+
+fn selected(item: &str) -> Result<Selected, String> {
+    if item == "*" {
+        return Ok(Selected::All);
+    }
+    let lower = item.to_ascii_lowercase();
+    let at = lower.rfind(" as ").ok_or_else(|| format!("`{item}` has no AS name"))?;
+    let (expr, name) = (lower[..at].replace(' ', ""), item[at + 4..].trim().to_owned());
+    let value = match expr.as_str() {
+        "clientid()" => SqlFunction::ClientId,
+        "timestamp()" => SqlFunction::Timestamp,
+        "traceid()" => SqlFunction::TraceId,
+        "newuuid()" => SqlFunction::NewUuid,
+        "encode(*,'base64')" => SqlFunction::PayloadBase64,
+        e => match e.strip_prefix("topic(").and_then(|r| r.strip_suffix(')')).and_then(|n| n.parse().ok()) {
+            Some(n) if n > 0 => SqlFunction::Topic(n),
+            _ => return Err(format!("`{item}`: the local rules do not evaluate {e}")),
+        },
+    };
+    Ok(Selected::Field { name, value })
+}
+
+/// A rule: its function and what its `SELECT` gives it.
+#[derive(Debug, Clone)]
+struct Rule {
+    function: String,
+    select: Vec<Selected>,
+}
+
 /// Which function each rule runs.
 #[derive(Debug, Clone, Default)]
 pub struct RuleWiring {
-    /// Basic Ingest rule name → function.
-    basic_ingest: HashMap<String, String>,
-    /// Rules with a `FROM '<topic filter>'`: (filter, function).
-    topic_rules: Vec<(String, String)>,
+    /// Basic Ingest rule name → rule.
+    basic_ingest: HashMap<String, Rule>,
+    /// Rules with a `FROM '<topic filter>'`: (filter, rule).
+    topic_rules: Vec<(String, Rule)>,
 }
 
 impl RuleWiring {
-    /// The template's topic rules and the functions (binaries) of their Lambda actions.
+    /// The template's topic rules and the functions (binaries) of their Lambda actions. A rule
+    /// whose SQL the local rules cannot evaluate is left out, with an error in the log.
     pub fn from_template(template: &Template) -> Self {
         let functions_by_id: HashMap<_, _> = template.functions().into_iter().filter_map(|f| Some((f.logical_id, f.binary?))).collect();
-        let defined = template.topic_rules();
-        let basic_ingest = defined.iter().filter_map(|r| Some((r.name.clone(), functions_by_id.get(&r.function)?.clone()))).collect();
-        let topic_rules =
-            defined.iter().filter_map(|r| Some((r.topic_filter()?.to_owned(), functions_by_id.get(&r.function)?.clone()))).collect();
-        Self { basic_ingest, topic_rules }
+        let mut wiring = Self::default();
+        for r in template.topic_rules() {
+            let Some(function) = functions_by_id.get(&r.function).cloned() else { continue };
+            let select = match select_list(&r.sql) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(rule = %r.name, error = %e, "rule left out of the local platform");
+                    continue;
+                }
+            };
+            let rule = Rule { function, select };
+            wiring.basic_ingest.insert(r.name.clone(), rule.clone());
+            if let Some(filter) = r.topic_filter() {
+                wiring.topic_rules.push((filter.to_owned(), rule));
+            }
+        }
+        wiring
+    }
+}
+
+/// The value of one SQL function for a message.
+fn evaluate(function: SqlFunction, topic: &str, client_id: Option<&str>, payload: &[u8]) -> Value {
+    match function {
+        SqlFunction::ClientId => client_id.map_or(Value::Null, |c| Value::String(c.to_owned())),
+        SqlFunction::Timestamp => Value::from(chrono::Utc::now().timestamp_millis()),
+        SqlFunction::TraceId | SqlFunction::NewUuid => Value::String(fleet::random_hex(16).unwrap_or_default()),
+        SqlFunction::Topic(n) => topic.split('/').nth(n - 1).map_or(Value::Null, |l| Value::String(l.to_owned())),
+        SqlFunction::PayloadBase64 => Value::String(base64::engine::general_purpose::STANDARD.encode(payload)),
+    }
+}
+
+/// The event a rule's function gets for one message.
+fn rule_output(select: &[Selected], topic: &str, client_id: Option<&str>, payload: &[u8]) -> String {
+    let added: Vec<(&str, Value)> = select
+        .iter()
+        .filter_map(|s| match s {
+            Selected::Field { name, value } => Some((name.as_str(), evaluate(*value, topic, client_id, payload))),
+            Selected::All => None,
+        })
+        .collect();
+    if select.contains(&Selected::All) {
+        rule_event(payload, &added)
+    } else {
+        Value::Object(added.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).to_string()
     }
 }
 
 impl Gateway {
-    /// Runs the functions of rules whose `FROM` filter matches the topic.
-    pub(super) fn run_topic_rules(self: &Arc<Self>, topic: &str, payload: &[u8]) {
-        for (filter, function) in &self.rules.topic_rules {
+    /// Runs the functions of rules whose `FROM` filter matches the topic (`client_id`: the
+    /// publisher, none for the platform's own events).
+    pub(super) fn run_topic_rules(self: &Arc<Self>, topic: &str, client_id: Option<&str>, payload: &[u8]) {
+        for (filter, rule) in &self.rules.topic_rules {
             if filter_matches(filter, topic) {
-                self.invoke(function.clone(), String::from_utf8_lossy(payload).into_owned());
+                self.invoke(rule.function.clone(), rule_output(&rule.select, topic, client_id, payload));
             }
         }
     }
 
-    /// Runs a Basic Ingest rule's function with the fields its SQL adds.
+    /// Runs a Basic Ingest rule's function with what its SQL selects.
     pub(super) fn run_rule(self: &Arc<Self>, rule: &str, identity: &Identity, payload: Bytes) {
-        let Some(function) = self.rules.basic_ingest.get(rule).cloned() else {
+        let Some(found) = self.rules.basic_ingest.get(rule) else {
             tracing::info!(rule, "no such rule (RuleNotFound)");
             return;
         };
-        let added = [
-            ("thingName", Value::String(identity.client_id.clone())),
-            ("receivedAt", Value::from(chrono::Utc::now().timestamp_millis())),
-            ("traceId", Value::String(fleet::random_hex(16).unwrap_or_default())),
-        ];
-        self.invoke(function, rule_event(&payload, &added));
+        let topic = format!("$aws/rules/{rule}");
+        self.invoke(found.function.clone(), rule_output(&found.select, &topic, Some(&identity.client_id), &payload));
     }
 
     /// Runs a rule's function with its event, as IoT does: asynchronously, after the PUBACK.
@@ -83,6 +198,9 @@ fn rule_event(payload: &[u8], added: &[(&str, Value)]) -> String {
         map.extend(added.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         return Value::Object(map).to_string();
     };
+    if added.is_empty() {
+        return String::from_utf8_lossy(payload).into_owned();
+    }
     if added.iter().any(|(k, _)| map.contains_key(*k)) {
         map.extend(added.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         return Value::Object(map).to_string();
@@ -125,8 +243,24 @@ mod tests {
     #[test]
     fn the_templates_rules_run_their_functions() {
         let wiring = RuleWiring::from_template(&crate::stack::LocalStack::template().unwrap());
-        assert_eq!(wiring.basic_ingest.get("FHIRIngest").map(String::as_str), Some("fhir-ingest"));
-        assert_eq!(wiring.basic_ingest.get("CreateFileUploadLink").map(String::as_str), Some("upload-link"));
-        assert!(wiring.topic_rules.iter().any(|(filter, f)| filter == "$aws/events/jobExecution/+/+" && f == "job-events"));
+        assert_eq!(wiring.basic_ingest.get("FHIRIngest").map(|r| r.function.as_str()), Some("fhir-ingest"));
+        assert_eq!(wiring.basic_ingest.get("CreateFileUploadLink").map(|r| r.function.as_str()), Some("upload-link"));
+        assert!(wiring.topic_rules.iter().any(|(filter, r)| filter == "$aws/events/jobExecution/+/+" && r.function == "job-events"));
+        let template = crate::stack::LocalStack::template().unwrap();
+        for rule in template.topic_rules() {
+            assert!(select_list(&rule.sql).is_ok(), "{}: {:?}", rule.name, select_list(&rule.sql));
+        }
+    }
+
+    #[test]
+    fn select_lists_are_evaluated_as_iot_sql_does() {
+        let select = select_list("SELECT encode(*, 'base64') AS payload, topic(3) AS connector, clientid() AS clientId FROM 'a/+/b'").unwrap();
+        let out: Value = serde_json::from_str(&rule_output(&select, "vitalwire/connectors/ward-7/devices/cuff-1/messages", Some("cuff-1"), b"not json")).unwrap();
+        assert_eq!(out, json!({"payload": "bm90IGpzb24=", "connector": "ward-7", "clientId": "cuff-1"}));
+        let ingest = select_list("SELECT *, clientid() AS thingName, timestamp() AS receivedAt, traceid() AS traceId").unwrap();
+        let out: Value = serde_json::from_str(&rule_output(&ingest, "$aws/rules/FHIRIngest", Some("dev-1"), br#"{"v": 1}"#)).unwrap();
+        assert_eq!((out["v"].as_i64(), out["thingName"].as_str(), out["traceId"].as_str().map(str::len)), (Some(1), Some("dev-1"), Some(32)));
+        assert_eq!(rule_output(&select_list("SELECT * FROM 'x'").unwrap(), "x", None, br#"{"v": 1.50}"#), r#"{"v": 1.50}"#, "as published");
+        assert!(select_list("SELECT upper(x) AS y FROM 'x'").is_err(), "what it cannot evaluate is said");
     }
 }

@@ -19,6 +19,7 @@ pub mod keys;
 mod kms;
 pub mod mappings;
 pub mod messages;
+pub mod mqtt;
 pub mod queue;
 #[cfg(test)]
 pub(crate) mod memory;

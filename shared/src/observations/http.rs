@@ -12,7 +12,7 @@ use super::ObservationStore;
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Principal, Role};
 use crate::devices::DeviceRegistry;
-use crate::platform::http::{limit_param, path_param, ApiError, Reply};
+use crate::platform::http::{limit_param, path_param, ApiError};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
@@ -56,23 +56,44 @@ pub fn searchset(entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries})
 }
 
+/// A `searchset` Bundle whose resources are stored JSON embedded as they are kept: parsing
+/// them into a `Value` would turn `72.50` into `72.5`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSearchset<'a> {
+    resource_type: &'static str,
+    r#type: &'static str,
+    total: usize,
+    entry: Vec<RawEntry<'a>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEntry<'a> {
+    full_url: String,
+    resource: &'a serde_json::value::RawValue,
+    search: Value,
+}
+
 /// `GET /devices/{thingName}/observations`
 pub async fn device_observations<D: DeviceRegistry, O: ObservationStore, L: AuditLog>(
     request: Request,
     deps: &DeviceReadDeps<D, O, L>,
-) -> Result<Reply, ApiError> {
+) -> Result<lambda_http::Response<lambda_http::Body>, ApiError> {
     let (caller, thing, limit) = readable_device(&request, &deps.devices, &deps.audit).await?;
     let mut found = deps.store.for_device(&thing, limit).await?;
     // A patient sees only their own readings, even from a device that changed hands.
     found.retain(|o| caller.role != Role::Patient || Some(&o.patient_id) == caller.patient_id.as_ref());
-    let mut entries = Vec::with_capacity(found.len());
+    let mut entry = Vec::with_capacity(found.len());
     for o in &found {
-        let resource: Value = serde_json::from_str(&o.resource).map_err(|e| ApiError::Store(StoreError::new("read observation", e)))?;
-        entries.push(json!({"fullUrl": full_url(&o.id), "resource": resource, "search": {"mode": "match"}}));
+        let resource = serde_json::from_str(&o.resource).map_err(|e| ApiError::Store(StoreError::new("read observation", e)))?;
+        entry.push(RawEntry { full_url: full_url(&o.id), resource, search: json!({"mode": "match"}) });
     }
     let patients: Vec<&str> = found.iter().map(|o| o.patient_id.as_str()).collect();
     record_read(&deps.audit, &request, &caller, &patients, 200).await?;
-    Ok((200, searchset(entries)))
+    let bundle = RawSearchset { resource_type: "Bundle", r#type: "searchset", total: entry.len(), entry };
+    let text = serde_json::to_string(&bundle).map_err(|e| ApiError::Store(StoreError::new("write the bundle", e)))?;
+    Ok(crate::platform::http::json_text_response(200, text))
 }
 
 /// A Bundle entry's `fullUrl`: the 128-bit Observation id written as a `urn:uuid`.
@@ -97,6 +118,7 @@ mod tests {
     use crate::devices::{Device, DeviceStatus};
     use crate::ingest::{readings, Filing, FilingDeps};
     use crate::observations::memory::MemoryObservations;
+    use crate::observations::StoredObservation;
     use crate::platform::testing::{self, answered, Answered, ApiRequest};
 
     type Deps = DeviceReadDeps<MemoryDevices, MemoryObservations, MemoryAudit>;
@@ -143,6 +165,25 @@ mod tests {
     /// The audit log as (patient, subject, status).
     fn audited(deps: &Deps) -> Vec<(String, String, u16)> {
         deps.audit.all().into_iter().map(|r: AuditRecord| (r.patient_id, r.subject, r.status)).collect()
+    }
+
+    #[tokio::test]
+    async fn resources_are_answered_byte_for_byte_as_stored() {
+        let deps = deps().await;
+        let resource = r#"{"resourceType":"Observation","id":"t-1","status":"final","valueQuantity":{"value":36.60,"unit":"Cel"}}"#;
+        let stored = StoredObservation {
+            id: "t-1".into(),
+            patient_id: "pat-3".into(),
+            device_id: "acme-3".into(),
+            code_key: "http://loinc.org|8310-5".into(),
+            effective_at: "2026-11-22T10:00:00.000Z".into(),
+            content_hash: "h".into(),
+            resource: resource.into(),
+        };
+        deps.store.insert_set(&[stored]).await.unwrap();
+        let response = crate::platform::http::HttpAnswer::into_response(device_observations(read("acme-3", testing::clinician()).build(), &deps).await);
+        let lambda_http::Body::Text(text) = response.body() else { panic!("a text body") };
+        assert!(text.contains(resource), "36.60 must not become 36.6: {text}");
     }
 
     #[tokio::test]

@@ -93,6 +93,12 @@ impl HttpAnswer for Result<Reply, ApiError> {
     }
 }
 
+impl HttpAnswer for Result<Response<Body>, ApiError> {
+    fn into_response(self) -> Response<Body> {
+        self.unwrap_or_else(ApiError::into_response)
+    }
+}
+
 impl HttpAnswer for Response<Body> {
     fn into_response(self) -> Response<Body> {
         self
@@ -105,6 +111,11 @@ pub fn no_content() -> Response<Body> {
 }
 
 /// A JSON response with extra headers.
+/// A JSON answer already serialized (one that embeds stored JSON exactly as it is kept).
+pub fn json_text_response(status: u16, body: String) -> Response<Body> {
+    Response::builder().status(status).header("content-type", "application/json").body(Body::Text(body)).unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
 pub fn json_response(status: u16, body: &Value, headers: &[(&'static str, String)]) -> Response<Body> {
     let mut builder = Response::builder().status(status).header("content-type", "application/json");
     for (k, v) in headers {

@@ -23,6 +23,7 @@ use crate::access::secrets::SecretsManagerPepper;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
 use crate::connectors::consumer::ConsumerDeps;
+use crate::connectors::mqtt::{ConnectorPublish, MqttDeps};
 use crate::connectors::http::{ErrorDeps, KeyDeps, ReceiveDeps, ShowKeyDeps};
 use crate::connectors::{DynamoConnectorStore, KmsKeyCipher, SqsMessageQueue};
 use crate::dead_letters::DynamoDeadLetterStore;
@@ -411,6 +412,16 @@ pub static CONNECTOR_MESSAGES: FunctionSpec = FunctionSpec {
     },
 };
 
+pub static CONNECTOR_MQTT: FunctionSpec = FunctionSpec {
+    name: "connector-mqtt",
+    trigger: Trigger::IotRule("VitalwireConnectorMessages"),
+    build: |w| {
+        event::<MqttDeps<DynamoConnectorStore, SqsMessageQueue, DynamoDeadLetterStore>, ConnectorPublish, _, _>(w, |e, deps| {
+            Box::pin(async move { crate::connectors::mqtt::handle(&e, deps).await })
+        })
+    },
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -462,6 +473,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &CONNECTOR_MESSAGES_RECEIVE,
     &CONNECTOR_ERRORS,
     &CONNECTOR_MESSAGES,
+    &CONNECTOR_MQTT,
 ];
 
 /// The function of this name.
