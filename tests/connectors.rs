@@ -505,3 +505,32 @@ async fn concurrent_create_mode_batches_for_one_new_device_make_one_patient_and_
     let present = data.split(' ').filter(|v| *v != "E").count();
     assert_eq!(present + retried, 8, "every reading is in the window or was handed back to be retried: {retried} retried");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_with_encounter_ties_readings_to_the_encounter_an_operator_registered() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let admin = api.token(Role::Admin, None);
+    let (_, device) = api.call(Method::POST, "/admin/devices", Some(&admin), Some(json!({"manufacturer": "Acme", "serialNumber": "ward bed 3"}))).await;
+    let thing = device["thingName"].as_str().unwrap().to_owned();
+    api.call(Method::PUT, &format!("/admin/devices/{thing}/patient"), Some(&admin), Some(json!({"patientId": "pat-3"}))).await;
+    let (status, encounter) = api.call(Method::POST, "/admin/patients/pat-3/encounters", Some(&admin), Some(json!({"identifier": "stay-2026-117"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{encounter}");
+    let device_mapping = json!({"templateType": "CollectionContent", "template": [{"templateType": "JsonPathContent", "template": {
+        "typeName": "heartrate", "typeMatchExpression": "$..[?(@hr)]", "deviceIdExpression": "$.device", "encounterIdExpression": "$.stay",
+        "timestampExpression": "$.at", "values": [{"required": true, "valueExpression": "$.hr", "valueName": "hr"}]}}]});
+    let (_, fhir_mapping) = iot_hub_heart_rate();
+    let key = connector_with_mappings(&api, &admin, "ward-3", "LookupWithEncounter", device_mapping.to_string().as_bytes(), fhir_mapping.to_string().as_bytes()).await;
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = format!("{}\n{}\n", json!({"hr": "81", "device": thing, "stay": "stay-2026-117", "at": at}), json!({"hr": "82", "device": thing, "stay": "stay-unknown", "at": at}));
+    let (status, _) = post_messages(&api, "ward-3", &key, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    drained(&gw).await;
+    let (_, bundle) = api.call(Method::GET, &format!("/devices/{thing}/observations"), Some(&admin), None).await;
+    let entries = bundle["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{bundle}");
+    assert_eq!(entries[0]["resource"]["encounter"]["reference"], format!("Encounter/{}", encounter["id"].as_str().unwrap()));
+    vitalwire_tests::assert_valid_fhir(&entries[0]["resource"].to_string());
+    let refused = wait_for_errors(&api, &admin, "ward-3", "ENCOUNTER_NOT_FOUND", 1).await;
+    assert_eq!((refused.len(), refused[0]["stage"].as_str()), (1, Some("identityResolution")));
+}

@@ -33,18 +33,19 @@ use crate::mapping::convert::{convert, IdentityOptions, ObservationSet, PriorObs
 use crate::mapping::fhir_templates::FhirMapping;
 use crate::mapping::observation::MappedObservation;
 use crate::observations::{Inserted, ObservationStore, StoredObservation};
-use crate::patients::PatientStore;
+use crate::patients::{EncounterStore, PatientStore};
 use crate::platform::metrics::{Counts, Metrics};
 use crate::platform::time::{format_utc, parse_with_offset};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
 /// What the consumer needs.
-pub struct ConsumerDeps<S, D, P, O, A, L, M> {
+pub struct ConsumerDeps<S, D, P, E, O, A, L, M> {
     /// Connectors and their mappings.
     pub store: S,
     pub devices: D,
     pub patients: P,
+    pub encounters: E,
     pub observations: O,
     pub alerts: A,
     pub alert_settings: AlertSettings,
@@ -52,14 +53,15 @@ pub struct ConsumerDeps<S, D, P, O, A, L, M> {
     pub metrics: M,
 }
 
-impl<S: FromWiring, D: FromWiring, P: FromWiring, O: FromWiring, A: FromWiring, L: FromWiring, M: FromWiring> FromWiring
-    for ConsumerDeps<S, D, P, O, A, L, M>
+impl<S: FromWiring, D: FromWiring, P: FromWiring, E: FromWiring, O: FromWiring, A: FromWiring, L: FromWiring, M: FromWiring> FromWiring
+    for ConsumerDeps<S, D, P, E, O, A, L, M>
 {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
         Ok(Self {
             store: w.build()?,
             devices: w.build()?,
             patients: w.build()?,
+            encounters: w.build()?,
             observations: w.build()?,
             alerts: w.build()?,
             alert_settings: w.build()?,
@@ -141,11 +143,12 @@ struct Message<'a> {
 }
 
 /// Handles one batch; the messages to deliver again.
-pub async fn handle<S, D, P, O, A, L, M>(event: SqsEvent, deps: &ConsumerDeps<S, D, P, O, A, L, M>) -> Result<SqsBatchResponse, Infallible>
+pub async fn handle<S, D, P, E, O, A, L, M>(event: SqsEvent, deps: &ConsumerDeps<S, D, P, E, O, A, L, M>) -> Result<SqsBatchResponse, Infallible>
 where
     S: ConnectorStore + MappingStore,
     D: DeviceRegistry,
     P: PatientStore,
+    E: EncounterStore,
     O: ObservationStore,
     A: AlertStore,
     L: DeadLetterStore,
@@ -175,7 +178,7 @@ where
         .flat_map(|(connector, t)| {
             let totals = Counts {
                 dimensions: vec![("Connector", connector.clone())],
-                counts: vec![("Messages", t.messages), ("Measurements", t.measurements), ("ObservationsWritten", t.observations), ("Errors", t.errors.values().sum())],
+                counts: vec![("MessagesReceived", t.messages), ("Measurements", t.measurements), ("ObservationsWritten", t.observations), ("Errors", t.errors.values().sum())],
             };
             let by_type = t.errors.iter().map(move |(error_type, n)| Counts {
                 dimensions: vec![("Connector", connector.clone()), ("ErrorType", (*error_type).to_owned())],
@@ -189,9 +192,9 @@ where
 }
 
 /// Files one message; `Err` when it should be delivered again.
-async fn one_message<S, D, P, O, A, L, M>(
+async fn one_message<S, D, P, E, O, A, L, M>(
     raw: &str,
-    deps: &ConsumerDeps<S, D, P, O, A, L, M>,
+    deps: &ConsumerDeps<S, D, P, E, O, A, L, M>,
     connectors: &mut HashMap<String, Option<Arc<Loaded>>>,
     tallies: &mut BTreeMap<String, Tally>,
 ) -> Result<(), StoreError>
@@ -199,6 +202,7 @@ where
     S: ConnectorStore + MappingStore,
     D: DeviceRegistry,
     P: PatientStore,
+    E: EncounterStore,
     O: ObservationStore,
     A: AlertStore,
     L: DeadLetterStore,
@@ -244,16 +248,17 @@ impl Tally {
 }
 
 /// Normalizes, converts and files one message; what of it was refused.
-async fn file_message<S, D, P, O, A, L, M>(
+async fn file_message<S, D, P, E, O, A, L, M>(
     envelope: &Value,
     loaded: &Loaded,
     message: &Message<'_>,
-    deps: &ConsumerDeps<S, D, P, O, A, L, M>,
+    deps: &ConsumerDeps<S, D, P, E, O, A, L, M>,
     tally: &mut Tally,
 ) -> Result<Vec<Refusal>, StoreError>
 where
     D: DeviceRegistry,
     P: PatientStore,
+    E: EncounterStore,
     O: ObservationStore,
     A: AlertStore,
 {
@@ -276,7 +281,7 @@ where
     };
     let now = Utc::now();
     let at = format_utc(now);
-    let registry = PlatformIdentities { devices: &deps.devices, patients: &deps.patients, creator: &message.source, at: &at };
+    let registry = PlatformIdentities { devices: &deps.devices, patients: &deps.patients, encounters: &deps.encounters, creator: &message.source, at: &at };
     let prior = StorePrior { store: &deps.observations, read: Mutex::new(HashMap::new()) };
     let identity = IdentityOptions { mode: loaded.connector.identity_resolution_type.mode(), device_system: None };
     let mut set = ObservationSet::default();
@@ -346,7 +351,7 @@ async fn inadmissible<D: DeviceRegistry>(devices: &D, thing: &str, at: &str) -> 
 }
 
 /// Raises the alerts the filed Observations call for, once per patient and device.
-async fn evaluate_alerts<S, D, P, O, A, L, M>(deps: &ConsumerDeps<S, D, P, O, A, L, M>, filed: &[StoredObservation]) -> Result<(), StoreError>
+async fn evaluate_alerts<S, D, P, E, O, A, L, M>(deps: &ConsumerDeps<S, D, P, E, O, A, L, M>, filed: &[StoredObservation]) -> Result<(), StoreError>
 where
     O: ObservationStore,
     A: AlertStore,
@@ -366,7 +371,7 @@ where
 
 /// Keeps a message's refusals as dead letters, one per device (the same device refused twice in
 /// one message is one record, with both reasons).
-async fn keep<S, D, P, O, A, L, M>(deps: &ConsumerDeps<S, D, P, O, A, L, M>, message: &Message<'_>, refusals: Vec<Refusal>) -> Result<(), StoreError>
+async fn keep<S, D, P, E, O, A, L, M>(deps: &ConsumerDeps<S, D, P, E, O, A, L, M>, message: &Message<'_>, refusals: Vec<Refusal>) -> Result<(), StoreError>
 where
     L: DeadLetterStore,
 {
@@ -394,11 +399,11 @@ mod tests {
     use crate::devices::memory::MemoryDevices;
     use crate::devices::Device;
     use crate::observations::memory::MemoryObservations;
-    use crate::patients::memory::MemoryPatients;
+    use crate::patients::memory::{MemoryEncounters, MemoryPatients};
     use crate::platform::metrics::MemoryMetrics;
     use serde_json::json;
 
-    type Deps = ConsumerDeps<MemoryConnectors, MemoryDevices, MemoryPatients, MemoryObservations, MemoryAlerts, MemoryDeadLetters, MemoryMetrics>;
+    type Deps = ConsumerDeps<MemoryConnectors, MemoryDevices, MemoryPatients, MemoryEncounters, MemoryObservations, MemoryAlerts, MemoryDeadLetters, MemoryMetrics>;
 
     const DEVICE_MAPPING: &str = r#"{"templateType": "CollectionContent", "template": [{"templateType": "JsonPathContent", "template": {
         "typeName": "heartrate", "typeMatchExpression": "$..[?(@heartrate)]", "deviceIdExpression": "$.deviceid",
@@ -440,6 +445,7 @@ mod tests {
             store,
             devices: MemoryDevices::with(vec![band]),
             patients: MemoryPatients::default(),
+            encounters: MemoryEncounters::default(),
             observations: MemoryObservations::default(),
             alerts: MemoryAlerts::default(),
             alert_settings: AlertSettings::default(),
@@ -487,7 +493,7 @@ mod tests {
         assert!(letters.iter().all(|l| l.source == "connector/ward-7" && l.raw_payload.contains("\"Body\"")), "kept with the raw envelope");
         let not_a_number = letters.iter().find(|l| l.reason_code == "CONVERSION_FAILED").unwrap();
         assert_eq!(not_a_number.thing_name.as_deref(), Some("acme-band-7"));
-        assert_eq!(deps.metrics.total("Messages", ("Connector", "ward-7")), 4);
+        assert_eq!(deps.metrics.total("MessagesReceived", ("Connector", "ward-7")), 4);
         assert_eq!(deps.metrics.total("ObservationsWritten", ("Connector", "ward-7")), 2);
         assert_eq!(deps.metrics.total("Errors", ("ErrorType", "NO_MEASUREMENT")), 1);
 

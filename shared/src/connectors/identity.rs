@@ -10,19 +10,20 @@
 //! - A patient identifier finds the patient record created from it (`hash_id("", value)`).
 //! - Created devices and patients are written only where their id is free, so concurrent
 //!   messages of one new device make one Device and one Patient.
-//! - The platform keeps no Encounters yet: `LookupWithEncounter` refuses every measurement
-//!   with `ENCOUNTER_NOT_FOUND` (or `ENCOUNTER_ID_NOT_DEFINED`).
+//! - An encounter identifier finds the encounter an operator registered under it
+//!   (`POST /admin/patients/{patientId}/encounters`).
 
 use crate::devices::{Device, DeviceRegistry, DeviceStatus};
 use crate::mapping::identity::{IdentityRegistry, RegisteredDevice, RegistryError};
 use crate::mapping::observation::hash_id;
-use crate::patients::{Patient, PatientStore};
+use crate::patients::{EncounterStore, Patient, PatientStore};
 use crate::StoreError;
 
 /// The identity registry a connector's messages are resolved in.
-pub struct PlatformIdentities<'a, D, P> {
+pub struct PlatformIdentities<'a, D, P, E> {
     pub devices: &'a D,
     pub patients: &'a P,
+    pub encounters: &'a E,
     /// Who creates: `connector/<name>`.
     pub creator: &'a str,
     /// When (`time::format_utc`).
@@ -37,7 +38,7 @@ fn registered(d: &Device) -> RegisteredDevice {
     RegisteredDevice { id: d.thing_name.clone(), patient_reference: d.patient_id.as_ref().map(|p| format!("Patient/{p}")) }
 }
 
-impl<D: DeviceRegistry, P: PatientStore> IdentityRegistry for PlatformIdentities<'_, D, P> {
+impl<D: DeviceRegistry, P: PatientStore, E: EncounterStore> IdentityRegistry for PlatformIdentities<'_, D, P, E> {
     async fn device(&self, system: Option<&str>, value: &str) -> Result<Option<RegisteredDevice>, RegistryError> {
         if value.is_empty() {
             return Ok(None);
@@ -55,8 +56,8 @@ impl<D: DeviceRegistry, P: PatientStore> IdentityRegistry for PlatformIdentities
         Ok(self.patients.get(&hash_id("", identifier)).await.map_err(failed)?.map(|p| p.id))
     }
 
-    async fn encounter(&self, _identifier: &str) -> Result<Option<String>, RegistryError> {
-        Ok(None)
+    async fn encounter(&self, identifier: &str) -> Result<Option<String>, RegistryError> {
+        Ok(self.encounters.get(&hash_id("", identifier)).await.map_err(failed)?.map(|e| e.id))
     }
 
     async fn create_patient(&self, id: &str, identifier: &str) -> Result<String, RegistryError> {
@@ -88,7 +89,8 @@ mod tests {
     use super::*;
     use crate::devices::memory::MemoryDevices;
     use crate::mapping::identity::{resolve, IdentityError, IdentityMode, MeasuredIdentity};
-    use crate::patients::memory::MemoryPatients;
+    use crate::patients::memory::{MemoryEncounters, MemoryPatients};
+    use crate::patients::{Encounter, EncounterStatus};
 
     fn measured<'a>(device: &'a str, patient: Option<&'a str>) -> MeasuredIdentity<'a> {
         MeasuredIdentity { device_id: device, patient_id: patient, encounter_id: None }
@@ -100,7 +102,8 @@ mod tests {
         cuff.patient_id = Some("pat-1".into());
         let devices = MemoryDevices::with(vec![cuff]);
         let patients = MemoryPatients::default();
-        let registry = PlatformIdentities { devices: &devices, patients: &patients, creator: "connector/ward-7", at: "2026-12-01T10:00:00.000Z" };
+        let encounters = MemoryEncounters::default();
+        let registry = PlatformIdentities { devices: &devices, patients: &patients, encounters: &encounters, creator: "connector/ward-7", at: "2026-12-01T10:00:00.000Z" };
 
         let ids = resolve(&registry, IdentityMode::Lookup, None, measured("acme-1", Some("ignored"))).await.unwrap();
         assert_eq!((ids.device.as_str(), ids.patient.as_str()), ("acme-1", "pat-1"), "Lookup: the device's assigned patient");
@@ -121,5 +124,12 @@ mod tests {
         assert_eq!((devices.list(10, None).await.unwrap().0.len(), patients.0.lock().unwrap().len()), (2, 1));
         let lookup_with_encounter = resolve(&registry, IdentityMode::LookupWithEncounter, None, measured("band-9", None)).await.unwrap_err();
         assert_eq!(lookup_with_encounter, IdentityError::EncounterIdNotDefined);
+        let in_visit = MeasuredIdentity { device_id: "acme-1", patient_id: None, encounter_id: Some("visit-42") };
+        let unregistered = resolve(&registry, IdentityMode::LookupWithEncounter, None, in_visit).await.unwrap_err();
+        assert_eq!(unregistered, IdentityError::EncounterNotFound("visit-42".into()));
+        let visit = Encounter { id: hash_id("", "visit-42"), identifier: "visit-42".into(), patient_id: "pat-1".into(), status: EncounterStatus::InProgress, created_at: String::new() };
+        encounters.0.lock().unwrap().insert(visit.id.clone(), visit.clone());
+        let found = resolve(&registry, IdentityMode::LookupWithEncounter, None, in_visit).await.unwrap();
+        assert_eq!(found.encounter, Some(visit.id));
     }
 }

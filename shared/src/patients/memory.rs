@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Patient, PatientStore};
+use super::{Encounter, EncounterStore, Patient, PatientStore};
 use crate::StoreError;
 
 /// Clones share one store.
@@ -21,6 +21,25 @@ impl PatientStore for MemoryPatients {
             return Ok(false);
         }
         patients.insert(patient.id.clone(), patient.clone());
+        Ok(true)
+    }
+}
+
+/// Encounters in memory, created once by id.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryEncounters(pub Arc<Mutex<BTreeMap<String, Encounter>>>);
+
+impl EncounterStore for MemoryEncounters {
+    async fn get(&self, id: &str) -> Result<Option<Encounter>, StoreError> {
+        Ok(self.0.lock().expect("lock").get(id).cloned())
+    }
+
+    async fn create(&self, e: &Encounter) -> Result<bool, StoreError> {
+        let mut all = self.0.lock().expect("lock");
+        if all.contains_key(&e.id) {
+            return Ok(false);
+        }
+        all.insert(e.id.clone(), e.clone());
         Ok(true)
     }
 }

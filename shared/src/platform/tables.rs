@@ -162,6 +162,15 @@ pub const PATIENTS: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// Encounters an operator registered, by id (derived from the identifier devices send).
+pub const ENCOUNTERS: TableSpec = TableSpec {
+    logical_id: "EncountersTable",
+    env_var: "ENCOUNTERS_TABLE",
+    partition_key: "encounterId",
+    sort_key: None,
+    indexes: &[],
+};
+
 /// Every table the platform uses.
 pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS];
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS];

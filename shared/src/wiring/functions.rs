@@ -40,7 +40,7 @@ use crate::ingest::inbox::{self, InboxDeps, S3Inbox};
 use crate::ingest::rule::{self, IngestDeps};
 use crate::observations::http::DeviceReadDeps;
 use crate::observations::DynamoObservationStore;
-use crate::patients::DynamoPatientStore;
+use crate::patients::{DynamoEncounterStore, DynamoPatientStore};
 use crate::platform::http::HttpAnswer;
 use crate::platform::metrics::EmfLog;
 
@@ -56,7 +56,7 @@ type Vitals = VitalsDeps<Devices, DynamoObservationStore, DynamoAlertStore, Dyna
 type ApiKeyAdmin = ApiKeyAdminDeps<Devices, DynamoApiKeyStore, SecretsManagerPepper>;
 type Jobs = JobDeps<DynamoDeploymentStore, IotJobControl>;
 type ConnectorConsumer =
-    ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, EmfLog>;
+    ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoEncounterStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, EmfLog>;
 
 /// The trigger of one HTTP API route.
 macro_rules! one {
@@ -422,6 +422,12 @@ pub static CONNECTOR_MQTT: FunctionSpec = FunctionSpec {
     },
 };
 
+pub static ADMIN_ENCOUNTERS_REGISTER: FunctionSpec = FunctionSpec {
+    name: "admin-encounters-register",
+    trigger: one!("POST", "/admin/patients/{patientId}/encounters"),
+    build: |w| http::<DynamoEncounterStore>(w, route!(crate::patients::http::register_encounter)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -474,6 +480,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &CONNECTOR_ERRORS,
     &CONNECTOR_MESSAGES,
     &CONNECTOR_MQTT,
+    &ADMIN_ENCOUNTERS_REGISTER,
 ];
 
 /// The function of this name.
