@@ -33,6 +33,10 @@ impl MemoryAlerts {
         self.0.lock().expect("lock").records.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The marker of a kind: the alert id it stands for.
     pub fn marker(&self, patient: &str, kind: AlertKind) -> Option<String> {
         self.0.lock().expect("lock").markers.get(&marker_key(patient, kind)).map(|(id, _)| id.clone())

@@ -14,8 +14,8 @@
 
 mod dynamodb;
 pub mod http;
-#[cfg(test)]
-pub(crate) mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod news2;
 
 use std::future::Future;

@@ -21,8 +21,8 @@ pub mod mappings;
 pub mod messages;
 pub mod mqtt;
 pub mod queue;
-#[cfg(test)]
-pub(crate) mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

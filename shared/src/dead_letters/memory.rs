@@ -15,6 +15,10 @@ impl MemoryDeadLetters {
         self.0.lock().expect("lock").len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn all(&self) -> Vec<DeadLetter> {
         self.0.lock().expect("lock").values().cloned().collect()
     }

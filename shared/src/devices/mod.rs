@@ -5,8 +5,8 @@
 mod dynamodb;
 pub mod http;
 mod iot;
-#[cfg(test)]
-pub(crate) mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod provisioning;
 
 use std::future::Future;

@@ -19,6 +19,10 @@ impl MemoryObservations {
         self.items.lock().expect("lock").len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn get_sync(&self, id: &str) -> Option<StoredObservation> {
         self.items.lock().expect("lock").get(id).cloned()
     }

@@ -10,8 +10,8 @@
 
 mod dynamodb;
 pub mod http;
-#[cfg(test)]
-pub(crate) mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 
 use std::future::Future;
 
