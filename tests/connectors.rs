@@ -50,6 +50,11 @@ async fn connectors_are_created_listed_updated_and_deleted_with_etags() {
     let (status, _, stale) = send(&api, Method::PUT, "/connectors/ward-7", &admin, &[("if-match", "\"1\"")], Some(json!({"enabled": true}))).await;
     assert_eq!((status, stale["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("CONFLICT")));
 
+    // The seed's scenario 5: an update naming a FHIR service the connector does not belong to.
+    let (status, _, refused) = send(&api, Method::PUT, "/connectors/ward-7", &admin, &[], Some(json!({"destination": "other-fhir-service"}))).await;
+    assert_eq!((status, refused["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("destination")));
+    let (_, unchanged, _) = send(&api, Method::GET, "/connectors/ward-7", &admin, &[], None).await;
+    assert_eq!(unchanged.as_deref(), Some("\"2\""), "nothing written");
     let (status, _, refused) = send(&api, Method::PUT, "/connectors/ward-8", &admin, &[], Some(json!({"destination": "azure-fhir"}))).await;
     assert_eq!((status, refused["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("destination")), "an unknown FHIR destination");
     let (status, _, _) = send(&api, Method::GET, "/connectors/ward-8", &admin, &[], None).await;
@@ -133,6 +138,28 @@ async fn connections_get_keys_kept_encrypted_with_kms_that_rotate_one_at_a_time(
     let clinician = api.token(Role::Clinician, None);
     let (status, _, _) = send(&api, Method::POST, keys, &clinician, &[], None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only admins see keys");
+
+    // The seed's scenario 7: a connection added (above), updated and removed; its keys stop at once.
+    let (status, etag, _) = send(&api, Method::GET, "/connectors/ward-7/connections/gw-1", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, updated_etag, _) = send(&api, Method::PUT, "/connectors/ward-7/connections/gw-1", &admin, &[("if-match", etag.as_deref().unwrap())], Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "an update keeps the keys");
+    assert_ne!(updated_etag, etag);
+    let (_, _, kept) = send(&api, Method::POST, keys, &admin, &[], None).await;
+    assert_eq!(kept["primaryKey"], rotated["primaryKey"]);
+    send(&api, Method::PUT, "/connectors/ward-7/connections/gw-2", &admin, &[], Some(json!({}))).await;
+    let (_, _, second) = send(&api, Method::POST, "/connectors/ward-7/connections/gw-2/listKeys", &admin, &[], None).await;
+    let second_key = second["primaryKey"].as_str().unwrap().to_owned();
+    let post_with = |key: String| {
+        let request = api.http.post(format!("{}/connectors/ward-7/messages", gw.api_url)).header("authorization", format!("SharedAccessKey {key}")).body("{}");
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(post_with(second_key.clone()).await, StatusCode::ACCEPTED);
+    let (status, _, _) = send(&api, Method::DELETE, "/connectors/ward-7/connections/gw-2", &admin, &[], None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(post_with(second_key).await, StatusCode::UNAUTHORIZED, "a removed connection's keys stop at once");
+    let (_, _, listed) = send(&api, Method::GET, "/connectors/ward-7/connections", &admin, &[], None).await;
+    assert_eq!(listed["connections"].as_array().map(Vec::len), Some(1));
 
     // Deleting the connector takes the connection and its keys.
     let (status, _, _) = send(&api, Method::DELETE, "/connectors/ward-7", &admin, &[], None).await;
@@ -459,16 +486,7 @@ async fn concurrent_create_mode_batches_for_one_new_device_make_one_patient_and_
     use vitalwire::connectors::mappings::{MappingKind, MappingStore, StoredMapping};
     use vitalwire::connectors::ConnectorStore;
     let store: vitalwire::connectors::DynamoConnectorStore = wiring.build().unwrap();
-    let connector = vitalwire::connectors::Connector {
-        name: "ward-7".into(),
-        identity_resolution_type: vitalwire::connectors::IdentityResolutionType::Create,
-        destination: vitalwire::connectors::Destination::Platform,
-        enabled: true,
-        provisioning_state: vitalwire::connectors::ProvisioningState::Succeeded,
-        created_at: "2026-12-01T10:00:00.000Z".into(),
-        updated_at: "2026-12-01T10:00:00.000Z".into(),
-        version: 1,
-    };
+    let connector = vitalwire::connectors::Connector::created("ward-7", vitalwire::connectors::IdentityResolutionType::Create, "2026-12-01T10:00:00.000Z");
     assert!(store.put(&connector, None).await.unwrap());
     let dir = vitalwire::platform::reference_dir("conformance/iomt-fhir");
     for (kind, file) in [(MappingKind::Device, "devicecontent.json"), (MappingKind::Fhir, "fhirmapping.json")] {

@@ -15,7 +15,7 @@ use vitalwire::connectors::consumer::{handle, ConsumerDeps};
 use vitalwire::connectors::mappings::{MappingKind, StoredMapping};
 use vitalwire::connectors::memory::MemoryConnectors;
 use vitalwire::connectors::messages::{envelope, Sender};
-use vitalwire::connectors::{Connector, Destination, IdentityResolutionType, ProvisioningState};
+use vitalwire::connectors::{Connector, IdentityResolutionType};
 use vitalwire::dead_letters::memory::MemoryDeadLetters;
 use vitalwire::devices::memory::MemoryDevices;
 use vitalwire::devices::{Device, DeviceStatus};
@@ -42,16 +42,7 @@ fn fhir(value_type: &str) -> String {
 
 fn deps(fhir_mapping: &str) -> Deps {
     let store = MemoryConnectors::default();
-    let connector = Connector {
-        name: "ward-7".into(),
-        identity_resolution_type: IdentityResolutionType::Lookup,
-        destination: Destination::Platform,
-        enabled: true,
-        provisioning_state: ProvisioningState::Succeeded,
-        created_at: String::new(),
-        updated_at: String::new(),
-        version: 1,
-    };
+    let connector = Connector::created("ward-7", IdentityResolutionType::Lookup, "");
     store.connectors.lock().unwrap().insert("ward-7".into(), connector);
     for (kind, text) in [(MappingKind::Device, DEVICE.to_owned()), (MappingKind::Fhir, fhir_mapping.to_owned())] {
         let m = StoredMapping { connector: "ward-7".into(), kind, version: 1, text, updated_at: String::new() };

@@ -167,7 +167,7 @@ where
             continue;
         }
         let body = record.body.as_deref().unwrap_or_default();
-        if let Err(e) = one_message(body, deps, &mut connectors, &mut tallies).await {
+        if let Err(e) = deps.one_message(body, &mut connectors, &mut tallies).await {
             tracing::warn!(error = %e, message_id = %id, "connector message not filed; it will be delivered again");
             failed_groups.insert(group);
             response.add_failure(id);
@@ -191,13 +191,7 @@ where
     Ok(response)
 }
 
-/// Files one message; `Err` when it should be delivered again.
-async fn one_message<S, D, P, E, O, A, L, M>(
-    raw: &str,
-    deps: &ConsumerDeps<S, D, P, E, O, A, L, M>,
-    connectors: &mut HashMap<String, Option<Arc<Loaded>>>,
-    tallies: &mut BTreeMap<String, Tally>,
-) -> Result<(), StoreError>
+impl<S, D, P, E, O, A, L, M> ConsumerDeps<S, D, P, E, O, A, L, M>
 where
     S: ConnectorStore + MappingStore,
     D: DeviceRegistry,
@@ -207,136 +201,167 @@ where
     A: AlertStore,
     L: DeadLetterStore,
 {
-    let envelope: Option<Value> = serde_json::from_str(raw).ok().filter(Value::is_object);
-    let system = envelope.as_ref().map(|e| &e["SystemProperties"]);
-    let received_at = system
-        .and_then(|s| s["iothub-enqueuedtime"].as_str())
-        .and_then(parse_with_offset)
-        .map_or_else(|| format_utc(Utc::now()), format_utc);
-    let (Some(envelope), Some(name)) = (envelope.as_ref(), system.and_then(|s| s["x-vitalwire-connector"].as_str())) else {
-        let message = Message { raw, source: "connectors".into(), received_at };
-        return keep(deps, &message, vec![Refusal::whole("NOT_AN_ENVELOPE", "the queued message is not a connector envelope (Body, Properties, SystemProperties with x-vitalwire-connector)")]).await;
-    };
-    let message = Message { raw, source: super::http::dead_letter_source(name), received_at };
-    let loaded = match connectors.get(name) {
-        Some(found) => found.clone(),
-        None => {
-            let found = load(&deps.store, name).await?.map(Arc::new);
-            connectors.insert(name.to_owned(), found.clone());
-            found
+    /// Files one message; `Err` when it should be delivered again.
+    async fn one_message(
+        &self,
+        raw: &str,
+        connectors: &mut HashMap<String, Option<Arc<Loaded>>>,
+        tallies: &mut BTreeMap<String, Tally>,
+    ) -> Result<(), StoreError> {
+        let envelope: Option<Value> = serde_json::from_str(raw).ok().filter(Value::is_object);
+        let system = envelope.as_ref().map(|e| &e["SystemProperties"]);
+        let received_at = system
+            .and_then(|s| s["iothub-enqueuedtime"].as_str())
+            .and_then(parse_with_offset)
+            .map_or_else(|| format_utc(Utc::now()), format_utc);
+        let (Some(envelope), Some(name)) = (envelope.as_ref(), system.and_then(|s| s["x-vitalwire-connector"].as_str())) else {
+            let message = Message { raw, source: "connectors".into(), received_at };
+            return self.keep(&message, vec![Refusal::whole("NOT_AN_ENVELOPE", "the queued message is not a connector envelope (Body, Properties, SystemProperties with x-vitalwire-connector)")]).await;
+        };
+        let message = Message { raw, source: super::http::dead_letter_source(name), received_at };
+        let loaded = match connectors.get(name) {
+            Some(found) => found.clone(),
+            None => {
+                let found = load(&self.store, name).await?.map(Arc::new);
+                connectors.insert(name.to_owned(), found.clone());
+                found
+            }
+        };
+        let tally = tallies.entry(name.to_owned()).or_default();
+        let Some(loaded) = loaded else {
+            // Its dead letters stay readable by the operator even so (GET /admin/dead-letters).
+            return self.keep(&message, vec![Refusal::whole("CONNECTOR_DELETED", format!("connector {name} was deleted after the message was received"))])
+                .await
+                .inspect(|()| tally.count_error("CONNECTOR_DELETED"));
+        };
+        tally.messages += 1;
+        let refusals = self.file_message(envelope, &loaded, &message, tally).await?;
+        for r in &refusals {
+            tally.count_error(r.error_type);
         }
-    };
-    let tally = tallies.entry(name.to_owned()).or_default();
-    let Some(loaded) = loaded else {
-        // Its dead letters stay readable by the operator even so (GET /admin/dead-letters).
-        return keep(deps, &message, vec![Refusal::whole("CONNECTOR_DELETED", format!("connector {name} was deleted after the message was received"))])
-            .await
-            .inspect(|()| tally.count_error("CONNECTOR_DELETED"));
-    };
-    tally.messages += 1;
-    let refusals = file_message(envelope, &loaded, &message, deps, tally).await?;
-    for r in &refusals {
-        tally.count_error(r.error_type);
+        self.keep(&message, refusals).await
     }
-    keep(deps, &message, refusals).await
+
+    /// Normalizes, converts and files one message; what of it was refused.
+    async fn file_message(
+        &self,
+        envelope: &Value,
+        loaded: &Loaded,
+        message: &Message<'_>,
+        tally: &mut Tally,
+    ) -> Result<Vec<Refusal>, StoreError> {
+        let device_mapping = match &loaded.device {
+            Ok(m) => m,
+            Err(why) => return Ok(vec![Refusal::whole("NO_DEVICE_MAPPING", why.clone())]),
+        };
+        let measurements = match device_mapping.normalize(envelope) {
+            Ok(m) if m.is_empty() => {
+                let tried: Vec<String> = device_mapping.trace(envelope).iter().map(|t| format!("template {} ({}) {}", t.index, t.type_name, t.type_match)).collect();
+                return Ok(vec![Refusal::whole("NO_MEASUREMENT", format!("no device template's typeMatchExpression matched the message (tried: {})", tried.join("; ")))]);
+            }
+            Ok(m) => m,
+            Err(e) => return Ok(vec![Refusal::whole("NORMALIZATION_FAILED", e.to_string())]),
+        };
+        tally.measurements += measurements.len() as u64;
+        let fhir = match &loaded.fhir {
+            Ok(f) => f,
+            Err(why) => return Ok(vec![Refusal::whole("NO_FHIR_MAPPING", why.clone())]),
+        };
+        let now = Utc::now();
+        let at = format_utc(now);
+        let registry = PlatformIdentities { devices: &self.devices, patients: &self.patients, encounters: &self.encounters, creator: &message.source, at: &at };
+        let prior = StorePrior { store: &self.observations, read: Mutex::new(HashMap::new()) };
+        let identity = IdentityOptions { mode: loaded.connector.identity_resolution_type.mode(), device_system: None };
+        let mut set = ObservationSet::default();
+        let outcomes = match convert(fhir, &measurements, &identity, Sources { registry: &registry, prior: &prior }, now, &mut set).await {
+            Ok(o) => o,
+            Err(e) => return Ok(vec![Refusal::whole("CONVERSION_FAILED", e.to_string())]),
+        };
+        let mut refusals = Vec::new();
+        // Each Observation is written once, as the set holds it after every group merged into it.
+        let mut to_write: Vec<&str> = Vec::new();
+        for outcome in &outcomes {
+            let refuse = |error_type, reason: String| Refusal { device: Some(outcome.device_id.clone()), error_type, reason: format!("{} ({}): {reason}", outcome.type_name, outcome.device_id) };
+            let written = match &outcome.result {
+                Ok(w) => w,
+                Err(e) if e.is_transient() => return Err(StoreError::new("convert connector measurements", e.to_string())),
+                Err(e) => {
+                    refusals.push(refuse(conversion_error_type(e), e.to_string()));
+                    continue;
+                }
+            };
+            let Some(device_id) = written.first().and_then(|(id, _)| set.get(id)).map(|o| o.device.reference.trim_start_matches("Device/").to_owned()) else { continue };
+            if let Some(why) = inadmissible(&self.devices, &device_id, &at).await? {
+                refusals.push(refuse("DEVICE_NOT_ACTIVE", why));
+                continue;
+            }
+            for (id, how) in written {
+                if *how != Written::Unchanged && !to_write.contains(&id.as_str()) {
+                    to_write.push(id);
+                }
+            }
+        }
+        let read = prior.read.lock().map_err(|_| StoreError::new("file connector observations", "lock poisoned"))?.clone();
+        let mut filed: Vec<StoredObservation> = Vec::with_capacity(to_write.len());
+        for id in to_write {
+            let Some(observation) = set.get(id) else { continue };
+            let stored = match StoredObservation::mapped(observation) {
+                Ok(s) => s,
+                Err(e) => {
+                    refusals.push(Refusal { device: Some(observation.device.reference.trim_start_matches("Device/").to_owned()), error_type: "NOT_STORABLE", reason: e.to_string() });
+                    continue;
+                }
+            };
+            let written = match read.get(id) {
+                Some(previous) => self.observations.replace(&stored, previous).await?,
+                None => self.observations.insert_set(std::slice::from_ref(&stored)).await? != Inserted::Conflict,
+            };
+            if !written {
+                // Another worker wrote it since it was read: merge again over what it wrote.
+                return Err(StoreError::new("file connector observations", format!("Observation {id} changed while it was merged")));
+            }
+            filed.push(stored);
+        }
+        tally.observations += filed.len() as u64;
+        self.evaluate_alerts(&filed).await?;
+        Ok(refusals)
+    }
+
+    /// Raises the alerts the filed Observations call for, once per patient and device.
+    async fn evaluate_alerts(&self, filed: &[StoredObservation]) -> Result<(), StoreError> {
+        let mut sets: BTreeMap<(&str, &str), Vec<StoredObservation>> = BTreeMap::new();
+        for o in filed {
+            sets.entry((o.patient_id.as_str(), o.device_id.as_str())).or_default().push(o.clone());
+        }
+        for ((patient_id, device_id), observations) in &sets {
+            let Some(latest) = observations.iter().max_by(|a, b| a.effective_at.cmp(&b.effective_at)) else { continue };
+            let Some(at) = parse_with_offset(&latest.effective_at) else { continue };
+            let set = clinical::ReadingSet { patient_id, device_id, set_id: &latest.id, at, observations };
+            clinical::evaluate(&self.observations, &self.alerts, &self.alert_settings, set).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a message's refusals as dead letters, one per device (the same device refused twice in
+    /// one message is one record, with both reasons).
+    async fn keep(&self, message: &Message<'_>, refusals: Vec<Refusal>) -> Result<(), StoreError> {
+        let mut by_device: BTreeMap<Option<String>, (&'static str, Vec<String>)> = BTreeMap::new();
+        for r in refusals {
+            by_device.entry(r.device).or_insert((r.error_type, Vec::new())).1.push(r.reason);
+        }
+        for (device, (error_type, reasons)) in by_device {
+            let letter = DeadLetter::refused(&message.source, device.as_deref(), error_type, reasons.join("; "), message.raw.to_owned(), message.received_at.clone());
+            self.dead_letters.record(&letter).await?;
+            tracing::info!(source = %message.source, reason_code = error_type, "connector message refused");
+        }
+        Ok(())
+    }
 }
 
 impl Tally {
     fn count_error(&mut self, error_type: &'static str) {
         *self.errors.entry(error_type).or_default() += 1;
     }
-}
-
-/// Normalizes, converts and files one message; what of it was refused.
-async fn file_message<S, D, P, E, O, A, L, M>(
-    envelope: &Value,
-    loaded: &Loaded,
-    message: &Message<'_>,
-    deps: &ConsumerDeps<S, D, P, E, O, A, L, M>,
-    tally: &mut Tally,
-) -> Result<Vec<Refusal>, StoreError>
-where
-    D: DeviceRegistry,
-    P: PatientStore,
-    E: EncounterStore,
-    O: ObservationStore,
-    A: AlertStore,
-{
-    let device_mapping = match &loaded.device {
-        Ok(m) => m,
-        Err(why) => return Ok(vec![Refusal::whole("NO_DEVICE_MAPPING", why.clone())]),
-    };
-    let measurements = match device_mapping.normalize(envelope) {
-        Ok(m) if m.is_empty() => {
-            let tried: Vec<String> = device_mapping.trace(envelope).iter().map(|t| format!("template {} ({}) {}", t.index, t.type_name, t.type_match)).collect();
-            return Ok(vec![Refusal::whole("NO_MEASUREMENT", format!("no device template's typeMatchExpression matched the message (tried: {})", tried.join("; ")))]);
-        }
-        Ok(m) => m,
-        Err(e) => return Ok(vec![Refusal::whole("NORMALIZATION_FAILED", e.to_string())]),
-    };
-    tally.measurements += measurements.len() as u64;
-    let fhir = match &loaded.fhir {
-        Ok(f) => f,
-        Err(why) => return Ok(vec![Refusal::whole("NO_FHIR_MAPPING", why.clone())]),
-    };
-    let now = Utc::now();
-    let at = format_utc(now);
-    let registry = PlatformIdentities { devices: &deps.devices, patients: &deps.patients, encounters: &deps.encounters, creator: &message.source, at: &at };
-    let prior = StorePrior { store: &deps.observations, read: Mutex::new(HashMap::new()) };
-    let identity = IdentityOptions { mode: loaded.connector.identity_resolution_type.mode(), device_system: None };
-    let mut set = ObservationSet::default();
-    let outcomes = match convert(fhir, &measurements, &identity, Sources { registry: &registry, prior: &prior }, now, &mut set).await {
-        Ok(o) => o,
-        Err(e) => return Ok(vec![Refusal::whole("CONVERSION_FAILED", e.to_string())]),
-    };
-    let mut refusals = Vec::new();
-    // Each Observation is written once, as the set holds it after every group merged into it.
-    let mut to_write: Vec<&str> = Vec::new();
-    for outcome in &outcomes {
-        let refuse = |error_type, reason: String| Refusal { device: Some(outcome.device_id.clone()), error_type, reason: format!("{} ({}): {reason}", outcome.type_name, outcome.device_id) };
-        let written = match &outcome.result {
-            Ok(w) => w,
-            Err(e) if e.is_transient() => return Err(StoreError::new("convert connector measurements", e.to_string())),
-            Err(e) => {
-                refusals.push(refuse(conversion_error_type(e), e.to_string()));
-                continue;
-            }
-        };
-        let Some(device_id) = written.first().and_then(|(id, _)| set.get(id)).map(|o| o.device.reference.trim_start_matches("Device/").to_owned()) else { continue };
-        if let Some(why) = inadmissible(&deps.devices, &device_id, &at).await? {
-            refusals.push(refuse("DEVICE_NOT_ACTIVE", why));
-            continue;
-        }
-        for (id, how) in written {
-            if *how != Written::Unchanged && !to_write.contains(&id.as_str()) {
-                to_write.push(id);
-            }
-        }
-    }
-    let read = prior.read.lock().map_err(|_| StoreError::new("file connector observations", "lock poisoned"))?.clone();
-    let mut filed: Vec<StoredObservation> = Vec::with_capacity(to_write.len());
-    for id in to_write {
-        let Some(observation) = set.get(id) else { continue };
-        let stored = match StoredObservation::mapped(observation) {
-            Ok(s) => s,
-            Err(e) => {
-                refusals.push(Refusal { device: Some(observation.device.reference.trim_start_matches("Device/").to_owned()), error_type: "NOT_STORABLE", reason: e.to_string() });
-                continue;
-            }
-        };
-        let written = match read.get(id) {
-            Some(previous) => deps.observations.replace(&stored, previous).await?,
-            None => deps.observations.insert_set(std::slice::from_ref(&stored)).await? != Inserted::Conflict,
-        };
-        if !written {
-            // Another worker wrote it since it was read: merge again over what it wrote.
-            return Err(StoreError::new("file connector observations", format!("Observation {id} changed while it was merged")));
-        }
-        filed.push(stored);
-    }
-    tally.observations += filed.len() as u64;
-    evaluate_alerts(deps, &filed).await?;
-    Ok(refusals)
 }
 
 /// Why a device may not file (an operator switched it off), if it may not. A REGISTERED device
@@ -350,43 +375,6 @@ async fn inadmissible<D: DeviceRegistry>(devices: &D, thing: &str, at: &str) -> 
     Ok((status != DeviceStatus::Active).then(|| format!("device '{thing}' is {}, not ACTIVE", status.as_str())))
 }
 
-/// Raises the alerts the filed Observations call for, once per patient and device.
-async fn evaluate_alerts<S, D, P, E, O, A, L, M>(deps: &ConsumerDeps<S, D, P, E, O, A, L, M>, filed: &[StoredObservation]) -> Result<(), StoreError>
-where
-    O: ObservationStore,
-    A: AlertStore,
-{
-    let mut sets: BTreeMap<(&str, &str), Vec<StoredObservation>> = BTreeMap::new();
-    for o in filed {
-        sets.entry((o.patient_id.as_str(), o.device_id.as_str())).or_default().push(o.clone());
-    }
-    for ((patient_id, device_id), observations) in &sets {
-        let Some(latest) = observations.iter().max_by(|a, b| a.effective_at.cmp(&b.effective_at)) else { continue };
-        let Some(at) = parse_with_offset(&latest.effective_at) else { continue };
-        let set = clinical::ReadingSet { patient_id, device_id, set_id: &latest.id, at, observations };
-        clinical::evaluate(&deps.observations, &deps.alerts, &deps.alert_settings, set).await?;
-    }
-    Ok(())
-}
-
-/// Keeps a message's refusals as dead letters, one per device (the same device refused twice in
-/// one message is one record, with both reasons).
-async fn keep<S, D, P, E, O, A, L, M>(deps: &ConsumerDeps<S, D, P, E, O, A, L, M>, message: &Message<'_>, refusals: Vec<Refusal>) -> Result<(), StoreError>
-where
-    L: DeadLetterStore,
-{
-    let mut by_device: BTreeMap<Option<String>, (&'static str, Vec<String>)> = BTreeMap::new();
-    for r in refusals {
-        by_device.entry(r.device).or_insert((r.error_type, Vec::new())).1.push(r.reason);
-    }
-    for (device, (error_type, reasons)) in by_device {
-        let letter = DeadLetter::refused(&message.source, device.as_deref(), error_type, reasons.join("; "), message.raw.to_owned(), message.received_at.clone());
-        deps.dead_letters.record(&letter).await?;
-        tracing::info!(source = %message.source, reason_code = error_type, "connector message refused");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,7 +382,7 @@ mod tests {
     use crate::connectors::mappings::StoredMapping;
     use crate::connectors::memory::MemoryConnectors;
     use crate::connectors::messages::{envelope, Sender};
-    use crate::connectors::{Destination, IdentityResolutionType, ProvisioningState};
+    use crate::connectors::IdentityResolutionType;
     use crate::dead_letters::memory::MemoryDeadLetters;
     use crate::devices::memory::MemoryDevices;
     use crate::devices::Device;
@@ -423,16 +411,7 @@ mod tests {
 
     fn deps(mode: IdentityResolutionType) -> Deps {
         let store = MemoryConnectors::default();
-        let connector = Connector {
-            name: "ward-7".into(),
-            identity_resolution_type: mode,
-            destination: Destination::Platform,
-            enabled: true,
-            provisioning_state: ProvisioningState::Succeeded,
-            created_at: String::new(),
-            updated_at: String::new(),
-            version: 1,
-        };
+        let connector = Connector::created("ward-7", mode, "");
         store.connectors.lock().unwrap().insert("ward-7".into(), connector);
         for (kind, text) in [(MappingKind::Device, DEVICE_MAPPING), (MappingKind::Fhir, FHIR_MAPPING)] {
             let m = StoredMapping { connector: "ward-7".into(), kind, version: 1, text: text.into(), updated_at: String::new() };

@@ -44,7 +44,7 @@ use serde_json::{json, Value};
 use super::connections::{new_key, Connection, ConnectionStore, Written};
 use super::keys::{KeyCipher, KeyPlace, KeySlot};
 use super::mappings::{MappingKind, MappingStore, StoredMapping, MAX_MAPPING_BYTES};
-use super::{name_ok, Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
+use super::{name_ok, Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType};
 use crate::access::secrets::PepperSource;
 use crate::access::{require, Role};
 use crate::mapping::templates::without_bom;
@@ -198,14 +198,9 @@ async fn put_connector<S: ConnectorStore>(request: &Request, store: &S) -> Resul
         ),
         None => (
             Connector {
-                name: name.clone(),
-                identity_resolution_type: identity.unwrap_or(IdentityResolutionType::Lookup),
                 destination: destination.unwrap_or(Destination::Platform),
                 enabled: body.enabled.unwrap_or(true),
-                provisioning_state: ProvisioningState::Succeeded,
-                created_at: now.clone(),
-                updated_at: now,
-                version: 1,
+                ..Connector::created(&name, identity.unwrap_or(IdentityResolutionType::Lookup), &now)
             },
             201,
         ),

@@ -135,21 +135,12 @@ mod tests {
     use crate::connectors::connections::{new_key, Connection};
     use crate::connectors::keys::KeySlot;
     use crate::connectors::memory::{MemoryCipher, MemoryConnectors};
-    use crate::connectors::{Destination, IdentityResolutionType, ProvisioningState};
+    use crate::connectors::IdentityResolutionType;
 
     async fn store_with_key(enabled: bool) -> (MemoryConnectors, KeyHasher, String) {
         let hasher = KeyHasher::new(b"pepper-pepper-pepper-pepper-pepper".to_vec());
         let store = MemoryConnectors::default();
-        let connector = Connector {
-            name: "ward-7".into(),
-            identity_resolution_type: IdentityResolutionType::Lookup,
-            destination: Destination::Platform,
-            enabled,
-            provisioning_state: ProvisioningState::Succeeded,
-            created_at: String::new(),
-            updated_at: String::new(),
-            version: 1,
-        };
+        let connector = Connector { enabled, ..Connector::created("ward-7", IdentityResolutionType::Lookup, "") };
         store.connectors.lock().unwrap().insert("ward-7".into(), connector);
         let (key, primary) = new_key("ward-7", "gw-1", KeySlot::Primary, &hasher, &MemoryCipher).await.unwrap();
         let (_, secondary) = new_key("ward-7", "gw-1", KeySlot::Secondary, &hasher, &MemoryCipher).await.unwrap();

@@ -118,6 +118,20 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// A connector as first written (version 1), to the platform's store, enabled.
+    pub fn created(name: &str, identity_resolution_type: IdentityResolutionType, at: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            identity_resolution_type,
+            destination: Destination::Platform,
+            enabled: true,
+            provisioning_state: ProvisioningState::Succeeded,
+            created_at: at.to_owned(),
+            updated_at: at.to_owned(),
+            version: 1,
+        }
+    }
+
     /// The entity tag clients send back in `If-Match`.
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)

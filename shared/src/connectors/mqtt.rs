@@ -121,21 +121,12 @@ async fn queue_publish<S: ConnectorStore, Q: MessageQueue, D: DeadLetterStore>(e
 mod tests {
     use super::*;
     use crate::connectors::memory::{MemoryConnectors, MemoryQueue};
-    use crate::connectors::{Connector, Destination, IdentityResolutionType, ProvisioningState};
+    use crate::connectors::{Connector, IdentityResolutionType};
     use crate::dead_letters::memory::MemoryDeadLetters;
 
     fn deps(enabled: bool) -> MqttDeps<MemoryConnectors, MemoryQueue, MemoryDeadLetters> {
         let store = MemoryConnectors::default();
-        let c = Connector {
-            name: "ward-7".into(),
-            identity_resolution_type: IdentityResolutionType::Lookup,
-            destination: Destination::Platform,
-            enabled,
-            provisioning_state: ProvisioningState::Succeeded,
-            created_at: String::new(),
-            updated_at: String::new(),
-            version: 1,
-        };
+        let c = Connector { enabled, ..Connector::created("ward-7", IdentityResolutionType::Lookup, "") };
         store.connectors.lock().unwrap().insert("ward-7".into(), c);
         MqttDeps { store, queue: MemoryQueue::default(), dead_letters: MemoryDeadLetters::default() }
     }
