@@ -19,6 +19,7 @@ use vitalwire::connectors::{Connector, IdentityResolutionType};
 use vitalwire::dead_letters::memory::MemoryDeadLetters;
 use vitalwire::devices::memory::MemoryDevices;
 use vitalwire::devices::{Device, DeviceStatus};
+use vitalwire::ingest::FilingDeps;
 use vitalwire::observations::memory::MemoryObservations;
 use vitalwire::patients::memory::{MemoryEncounters, MemoryPatients};
 use vitalwire::platform::metrics::MemoryMetrics;
@@ -53,12 +54,14 @@ fn deps(fhir_mapping: &str) -> Deps {
     band.patient_id = Some("pat-1".into());
     ConsumerDeps {
         store,
-        devices: MemoryDevices::with(vec![band]),
+        filing: FilingDeps {
+            devices: MemoryDevices::with(vec![band]),
+            observations: MemoryObservations::default(),
+            alerts: MemoryAlerts::default(),
+            alert_settings: AlertSettings::default(),
+        },
         patients: MemoryPatients::default(),
         encounters: MemoryEncounters::default(),
-        observations: MemoryObservations::default(),
-        alerts: MemoryAlerts::default(),
-        alert_settings: AlertSettings::default(),
         dead_letters: MemoryDeadLetters::default(),
         metrics: MemoryMetrics::default(),
     }

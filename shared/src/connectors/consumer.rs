@@ -25,14 +25,15 @@ use super::errors::conversion_error_type;
 use super::identity::PlatformIdentities;
 use super::mappings::{MappingKind, MappingStore};
 use super::{Connector, ConnectorStore};
-use crate::clinical::{self, AlertSettings, AlertStore};
+use crate::clinical::AlertStore;
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
-use crate::devices::{DeviceRegistry, DeviceStatus};
+use crate::devices::DeviceRegistry;
 use crate::mapping::content::DeviceMapping;
 use crate::mapping::convert::{convert, IdentityOptions, ObservationSet, PriorObservations, Sources, Written};
 use crate::mapping::fhir_templates::FhirMapping;
 use crate::mapping::observation::MappedObservation;
-use crate::observations::{Inserted, ObservationStore, StoredObservation};
+use crate::ingest::{Filing, FilingDeps, MappedWrite};
+use crate::observations::{ObservationStore, StoredObservation};
 use crate::patients::{EncounterStore, PatientStore};
 use crate::platform::metrics::{Counts, Metrics};
 use crate::platform::time::{format_utc, parse_with_offset};
@@ -43,12 +44,10 @@ use crate::StoreError;
 pub struct ConsumerDeps<S, D, P, E, O, A, L, M> {
     /// Connectors and their mappings.
     pub store: S,
-    pub devices: D,
+    /// The platform's filing service, whose device registry identities resolve in too.
+    pub filing: FilingDeps<D, O, A>,
     pub patients: P,
     pub encounters: E,
-    pub observations: O,
-    pub alerts: A,
-    pub alert_settings: AlertSettings,
     pub dead_letters: L,
     pub metrics: M,
 }
@@ -59,12 +58,9 @@ impl<S: FromWiring, D: FromWiring, P: FromWiring, E: FromWiring, O: FromWiring, 
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
         Ok(Self {
             store: w.build()?,
-            devices: w.build()?,
+            filing: w.build()?,
             patients: w.build()?,
             encounters: w.build()?,
-            observations: w.build()?,
-            alerts: w.build()?,
-            alert_settings: w.build()?,
             dead_letters: w.build()?,
             metrics: w.build()?,
         })
@@ -269,8 +265,8 @@ where
         };
         let now = Utc::now();
         let at = format_utc(now);
-        let registry = PlatformIdentities { devices: &self.devices, patients: &self.patients, encounters: &self.encounters, creator: &message.source, at: &at };
-        let prior = StorePrior { store: &self.observations, read: Mutex::new(HashMap::new()) };
+        let registry = PlatformIdentities { devices: &self.filing.devices, patients: &self.patients, encounters: &self.encounters, creator: &message.source, at: &at };
+        let prior = StorePrior { store: &self.filing.observations, read: Mutex::new(HashMap::new()) };
         let identity = IdentityOptions { mode: loaded.connector.identity_resolution_type.mode(), device_system: None };
         let mut set = ObservationSet::default();
         let outcomes = match convert(fhir, &measurements, &identity, Sources { registry: &registry, prior: &prior }, now, &mut set).await {
@@ -278,68 +274,44 @@ where
             Err(e) => return Ok(vec![Refusal::whole("CONVERSION_FAILED", e.to_string())]),
         };
         let mut refusals = Vec::new();
-        // Each Observation is written once, as the set holds it after every group merged into it.
-        let mut to_write: Vec<&str> = Vec::new();
+        // Each Observation is written once, as the set holds it after every group merged into
+        // it, with its device's others.
+        let mut by_device: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for outcome in &outcomes {
-            let refuse = |error_type, reason: String| Refusal { device: Some(outcome.device_id.clone()), error_type, reason: format!("{} ({}): {reason}", outcome.type_name, outcome.device_id) };
             let written = match &outcome.result {
                 Ok(w) => w,
                 Err(e) if e.is_transient() => return Err(StoreError::new("convert connector measurements", e.to_string())),
                 Err(e) => {
-                    refusals.push(refuse(conversion_error_type(e), e.to_string()));
+                    let reason = format!("{} ({}): {e}", outcome.type_name, outcome.device_id);
+                    refusals.push(Refusal { device: Some(outcome.device_id.clone()), error_type: conversion_error_type(e), reason });
                     continue;
                 }
             };
-            let Some(device_id) = written.first().and_then(|(id, _)| set.get(id)).map(|o| o.device.reference.trim_start_matches("Device/").to_owned()) else { continue };
-            if let Some(why) = inadmissible(&self.devices, &device_id, &at).await? {
-                refusals.push(refuse("DEVICE_NOT_ACTIVE", why));
-                continue;
-            }
             for (id, how) in written {
-                if *how != Written::Unchanged && !to_write.contains(&id.as_str()) {
-                    to_write.push(id);
+                let Some(o) = set.get(id).filter(|_| *how != Written::Unchanged) else { continue };
+                let ids = by_device.entry(o.device.reference.trim_start_matches("Device/").to_owned()).or_default();
+                if !ids.contains(&id.as_str()) {
+                    ids.push(id);
                 }
             }
         }
         let read = prior.read.lock().map_err(|_| StoreError::new("file connector observations", "lock poisoned"))?.clone();
-        let mut filed: Vec<StoredObservation> = Vec::with_capacity(to_write.len());
-        for id in to_write {
-            let Some(observation) = set.get(id) else { continue };
-            let stored = match StoredObservation::mapped(observation) {
-                Ok(s) => s,
-                Err(e) => {
-                    refusals.push(Refusal { device: Some(observation.device.reference.trim_start_matches("Device/").to_owned()), error_type: "NOT_STORABLE", reason: e.to_string() });
-                    continue;
+        let mut filing = Filing::new(&self.filing);
+        for (device_id, ids) in by_device {
+            let mut writes = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(observation) = set.get(id) else { continue };
+                match StoredObservation::mapped(observation) {
+                    Ok(stored) => writes.push(MappedWrite { stored, replaces: read.get(id).cloned() }),
+                    Err(e) => refusals.push(Refusal { device: Some(device_id.clone()), error_type: "NOT_STORABLE", reason: e.to_string() }),
                 }
-            };
-            let written = match read.get(id) {
-                Some(previous) => self.observations.replace(&stored, previous).await?,
-                None => self.observations.insert_set(std::slice::from_ref(&stored)).await? != Inserted::Conflict,
-            };
-            if !written {
-                // Another worker wrote it since it was read: merge again over what it wrote.
-                return Err(StoreError::new("file connector observations", format!("Observation {id} changed while it was merged")));
             }
-            filed.push(stored);
+            match filing.file_mapped(&device_id, &writes).await? {
+                Ok(written) => tally.observations += written as u64,
+                Err(refusal) => refusals.push(Refusal { device: Some(device_id), error_type: "DEVICE_NOT_ACTIVE", reason: refusal.to_string() }),
+            }
         }
-        tally.observations += filed.len() as u64;
-        self.evaluate_alerts(&filed).await?;
         Ok(refusals)
-    }
-
-    /// Raises the alerts the filed Observations call for, once per patient and device.
-    async fn evaluate_alerts(&self, filed: &[StoredObservation]) -> Result<(), StoreError> {
-        let mut sets: BTreeMap<(&str, &str), Vec<StoredObservation>> = BTreeMap::new();
-        for o in filed {
-            sets.entry((o.patient_id.as_str(), o.device_id.as_str())).or_default().push(o.clone());
-        }
-        for ((patient_id, device_id), observations) in &sets {
-            let Some(latest) = observations.iter().max_by(|a, b| a.effective_at.cmp(&b.effective_at)) else { continue };
-            let Some(at) = parse_with_offset(&latest.effective_at) else { continue };
-            let set = clinical::ReadingSet { patient_id, device_id, set_id: &latest.id, at, observations };
-            clinical::evaluate(&self.observations, &self.alerts, &self.alert_settings, set).await?;
-        }
-        Ok(())
     }
 
     /// Keeps a message's refusals as dead letters, one per device (the same device refused twice in
@@ -364,17 +336,6 @@ impl Tally {
     }
 }
 
-/// Why a device may not file (an operator switched it off), if it may not. A REGISTERED device
-/// becomes ACTIVE: the connection key it sends with is its credential, as an API key is.
-async fn inadmissible<D: DeviceRegistry>(devices: &D, thing: &str, at: &str) -> Result<Option<String>, StoreError> {
-    let Some(device) = devices.get(thing).await? else { return Ok(Some(format!("device '{thing}' is not registered"))) };
-    let status = match device.status {
-        DeviceStatus::Registered => devices.activate_registered(thing, at).await?.map_or(DeviceStatus::Registered, |d| d.status),
-        status => status,
-    };
-    Ok((status != DeviceStatus::Active).then(|| format!("device '{thing}' is {}, not ACTIVE", status.as_str())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,7 +346,8 @@ mod tests {
     use crate::connectors::IdentityResolutionType;
     use crate::dead_letters::memory::MemoryDeadLetters;
     use crate::devices::memory::MemoryDevices;
-    use crate::devices::Device;
+    use crate::clinical::AlertSettings;
+    use crate::devices::{Device, DeviceStatus};
     use crate::observations::memory::MemoryObservations;
     use crate::patients::memory::{MemoryEncounters, MemoryPatients};
     use crate::platform::metrics::MemoryMetrics;
@@ -422,12 +384,14 @@ mod tests {
         band.patient_id = Some("pat-1".into());
         ConsumerDeps {
             store,
-            devices: MemoryDevices::with(vec![band]),
+            filing: FilingDeps {
+                devices: MemoryDevices::with(vec![band]),
+                observations: MemoryObservations::default(),
+                alerts: MemoryAlerts::default(),
+                alert_settings: AlertSettings::default(),
+            },
             patients: MemoryPatients::default(),
             encounters: MemoryEncounters::default(),
-            observations: MemoryObservations::default(),
-            alerts: MemoryAlerts::default(),
-            alert_settings: AlertSettings::default(),
             dead_letters: MemoryDeadLetters::default(),
             metrics: MemoryMetrics::default(),
         }
@@ -464,7 +428,7 @@ mod tests {
         ]);
         let answer = handle(event.clone(), &deps).await.unwrap();
         assert!(failures(&answer).is_empty(), "refused messages are handled, never retried");
-        assert_eq!(deps.observations.len(), 2);
+        assert_eq!(deps.filing.observations.len(), 2);
         let letters = deps.dead_letters.all();
         let mut types: Vec<&str> = letters.iter().map(|l| l.reason_code.as_str()).collect();
         types.sort_unstable();
@@ -479,14 +443,14 @@ mod tests {
         // The whole batch again (a visibility timeout that lapsed): nothing new anywhere.
         let again = handle(event, &deps).await.unwrap();
         assert!(failures(&again).is_empty());
-        assert_eq!((deps.observations.len(), deps.dead_letters.len()), (2, 2));
+        assert_eq!((deps.filing.observations.len(), deps.dead_letters.len()), (2, 2));
         assert_eq!(deps.metrics.total("ObservationsWritten", ("Connector", "ward-7")), 2, "a redelivery writes nothing");
     }
 
     #[tokio::test]
     async fn a_failure_that_may_pass_retries_its_message_and_the_rest_of_its_group_only() {
         let deps = deps(IdentityResolutionType::Lookup);
-        deps.observations.fail_next();
+        deps.filing.observations.fail_next();
         let event = batch(&[
             ("ward-7/gw-1", "m-1", hr("72", "2026-12-01T10:00:00Z")),
             ("ward-7/gw-2", "m-2", hr("73", "2026-12-01T10:00:01Z")),
@@ -494,7 +458,7 @@ mod tests {
         ]);
         let answer = handle(event, &deps).await.unwrap();
         assert_eq!(failures(&answer), ["m-1", "m-3"], "m-3 waits for m-1, as its FIFO group must");
-        assert_eq!(deps.observations.len(), 1, "the other group went on");
+        assert_eq!(deps.filing.observations.len(), 1, "the other group went on");
         assert_eq!(deps.dead_letters.len(), 0, "a transient failure is not a refusal");
     }
 
@@ -504,8 +468,8 @@ mod tests {
         let ecg = |v: &str, t: &str| json!({"ecg": v, "deviceid": "acme-band-7", "measurementdatetime": t});
         handle(batch(&[("g", "e-1", ecg("0.1", "2026-12-01T10:00:00Z"))]), &deps).await.unwrap();
         handle(batch(&[("g", "e-2", ecg("0.3", "2026-12-01T10:00:02Z"))]), &deps).await.unwrap();
-        assert_eq!(deps.observations.len(), 1, "one window, one Observation");
-        let stored = deps.observations.for_device("acme-band-7", 10).await.unwrap();
+        assert_eq!(deps.filing.observations.len(), 1, "one window, one Observation");
+        let stored = deps.filing.observations.for_device("acme-band-7", 10).await.unwrap();
         let o: Value = serde_json::from_str(&stored[0].resource).unwrap();
         assert_eq!(o["status"], "amended");
         let data = o["valueSampledData"]["data"].as_str().unwrap();
@@ -515,9 +479,9 @@ mod tests {
 
         // A heart rate of 135/min scores 3 in NEWS2: an alert, like any other reading of it.
         handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))]), &deps).await.unwrap();
-        assert_eq!(deps.alerts.len(), 1);
+        assert_eq!(deps.filing.alerts.len(), 1);
         handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))]), &deps).await.unwrap();
-        assert_eq!(deps.alerts.len(), 1, "redelivered: not raised twice");
+        assert_eq!(deps.filing.alerts.len(), 1, "redelivered: not raised twice");
     }
 
     #[tokio::test]
@@ -529,8 +493,8 @@ mod tests {
             assert!(answer.batch_item_failures.is_empty());
         }
         assert_eq!(deps.patients.0.lock().unwrap().len(), 1);
-        assert_eq!(deps.devices.list(10, None).await.unwrap().0.len(), 2, "the registered band and one created device");
-        assert_eq!(deps.observations.len(), 2);
+        assert_eq!(deps.filing.devices.list(10, None).await.unwrap().0.len(), 2, "the registered band and one created device");
+        assert_eq!(deps.filing.observations.len(), 2);
         let without_patient = json!({"heartrate": "72", "deviceid": "band-other", "measurementdatetime": "2026-12-01T10:00:02Z"});
         handle(batch(&[("g", "3", without_patient)]), &deps).await.unwrap();
         assert_eq!(deps.dead_letters.all()[0].reason_code, "PATIENT_ID_NOT_DEFINED");
@@ -544,12 +508,12 @@ mod tests {
         off.patient_id = Some("pat-2".into());
         let mut fresh = Device::registered("Acme", "fresh", "HR", "", "");
         fresh.patient_id = Some("pat-3".into());
-        deps.devices.put(&off).await.unwrap();
-        deps.devices.put(&fresh).await.unwrap();
+        deps.filing.devices.put(&off).await.unwrap();
+        deps.filing.devices.put(&fresh).await.unwrap();
         let from = |device: &str| json!({"heartrate": "70", "deviceid": device, "measurementdatetime": "2026-12-01T10:00:00Z"});
         handle(batch(&[("g", "1", from("acme-off")), ("g", "2", from("acme-fresh")), ("g", "3", from("nobody"))]), &deps).await.unwrap();
-        assert_eq!(deps.observations.len(), 1);
-        assert_eq!(deps.devices.get("acme-fresh").await.unwrap().unwrap().status, DeviceStatus::Active);
+        assert_eq!(deps.filing.observations.len(), 1);
+        assert_eq!(deps.filing.devices.get("acme-fresh").await.unwrap().unwrap().status, DeviceStatus::Active);
         let mut types: Vec<String> = deps.dead_letters.all().into_iter().map(|l| l.reason_code).collect();
         types.sort_unstable();
         assert_eq!(types, ["DEVICE_NOT_ACTIVE", "DEVICE_NOT_FOUND"]);
@@ -568,6 +532,6 @@ mod tests {
         let mut kept: Vec<(&str, &str)> = letters.iter().map(|l| (l.source.as_str(), l.reason_code.as_str())).collect();
         kept.sort_unstable();
         assert_eq!(kept, [("connector/ward-7", "CONNECTOR_DELETED"), ("connector/ward-7", "NO_FHIR_MAPPING"), ("connectors", "NOT_AN_ENVELOPE")]);
-        assert_eq!(deps.observations.len(), 0);
+        assert_eq!(deps.filing.observations.len(), 0);
     }
 }

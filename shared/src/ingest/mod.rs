@@ -1,6 +1,10 @@
 //! The filing service: the one way a reading is admitted, filed and scored, whichever way it
 //! came (the `FHIRIngest` rule, the vitals REST API, the S3 inbox, and the connectors next).
 //!
+//! Connectors are the exception to the parsers: their mappings make the Observations, and
+//! [`Filing::file_mapped`] admits the device, writes them (new, or merged over what is stored)
+//! and scores them the same way.
+//!
 //! Each way in has its own parser ([`measurement`] for the device payload of seed 000,
 //! [`readings`] for the vitals format of seed 002), which checks every field, including that a
 //! vital sign's value is physiologically plausible and that its time is neither in the future
@@ -204,6 +208,14 @@ impl<D: FromWiring, O: FromWiring, A: FromWiring> FromWiring for FilingDeps<D, O
     }
 }
 
+/// An Observation a connector's mappings made, ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedWrite {
+    pub stored: StoredObservation,
+    /// The content hash of the stored Observation it was merged into; `None` for a new one.
+    pub replaces: Option<String>,
+}
+
 /// Files readings: one per request, file or batch, so that each device's record is read once.
 pub struct Filing<'a, D, O, A> {
     deps: &'a FilingDeps<D, O, A>,
@@ -228,6 +240,45 @@ impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O,
     pub async fn admit_device(&mut self, thing: &str) -> Result<Result<(), Refusal>, StoreError> {
         let device = self.device(thing).await?;
         Ok(devices::admit_device(device, thing).map(|_| ()).map_err(Refusal::from))
+    }
+
+    /// Files the Observations a connector's mappings made for one device: the device admitted as
+    /// [`devices::admit_device`] does, except that a REGISTERED device becomes ACTIVE (the
+    /// connection key it sent with is its credential, as an API key is); each Observation
+    /// written where its id is free, or over the content it was merged from; the patients'
+    /// alerts evaluated. `Err` also when an Observation changed since it was read: another
+    /// worker wrote it, and the caller merges again. How many were written.
+    pub async fn file_mapped(&mut self, device_id: &str, writes: &[MappedWrite]) -> Result<Result<usize, Refusal>, StoreError> {
+        const OP: &str = "file connector observations";
+        let mut device = self.device(device_id).await?;
+        if let Some(d) = device.as_ref().filter(|d| d.status == devices::DeviceStatus::Registered) {
+            let now = format_utc(Utc::now());
+            device = self.deps.devices.activate_registered(&d.thing_name, &now).await?;
+            self.devices.insert(device_id.to_owned(), device.clone());
+        }
+        if let Err(refusal) = devices::admit_device(device, device_id) {
+            return Ok(Err(refusal.into()));
+        }
+        for w in writes {
+            let written = match &w.replaces {
+                Some(previous) => self.deps.observations.replace(&w.stored, previous).await?,
+                None => self.deps.observations.insert_set(std::slice::from_ref(&w.stored)).await? != Inserted::Conflict,
+            };
+            if !written {
+                return Err(StoreError::new(OP, format!("Observation {} changed while it was merged", w.stored.id)));
+            }
+        }
+        let mut by_patient: std::collections::BTreeMap<&str, Vec<StoredObservation>> = std::collections::BTreeMap::new();
+        for w in writes {
+            by_patient.entry(w.stored.patient_id.as_str()).or_default().push(w.stored.clone());
+        }
+        for (patient_id, observations) in &by_patient {
+            let Some(latest) = observations.iter().max_by(|a, b| a.effective_at.cmp(&b.effective_at)) else { continue };
+            let Some(at) = crate::platform::time::parse_with_offset(&latest.effective_at) else { continue };
+            let set = clinical::ReadingSet { patient_id, device_id, set_id: &latest.id, at, observations };
+            clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, set).await?;
+        }
+        Ok(Ok(writes.len()))
     }
 
     /// Admits, files and scores one reading. `Err` is a storage failure (retry); `Ok(Err)` a
@@ -370,6 +421,32 @@ mod tests {
             assert_eq!(refused.code(), "DEVICE_NOT_ACTIVE", "{status:?}");
             assert_eq!(deps.observations.len(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn mapped_observations_activate_a_registered_device_and_replace_only_what_they_merged() {
+        let deps = deps(DeviceStatus::Registered);
+        let stored = |value: &str| StoredObservation {
+            id: "o-1".into(),
+            patient_id: "pat-1".into(),
+            device_id: "acme-1".into(),
+            code_key: "http://loinc.org|8867-4".into(),
+            effective_at: "2026-11-22T10:00:00.000Z".into(),
+            content_hash: format!("hash-{value}"),
+            resource: format!(r#"{{"valueQuantity": {{"value": {value}}}}}"#),
+        };
+        let new = MappedWrite { stored: stored("70"), replaces: None };
+        assert_eq!(Filing::new(&deps).file_mapped("acme-1", &[new]).await.unwrap(), Ok(1));
+        assert_eq!(deps.devices.get("acme-1").await.unwrap().unwrap().status, DeviceStatus::Active, "the connection key is its credential");
+        let stale = MappedWrite { stored: stored("72"), replaces: Some("hash-71".into()) };
+        assert!(Filing::new(&deps).file_mapped("acme-1", &[stale]).await.is_err(), "merged over content that is no longer there: merge again");
+        let merged = MappedWrite { stored: stored("71"), replaces: Some("hash-70".into()) };
+        assert_eq!(Filing::new(&deps).file_mapped("acme-1", &[merged]).await.unwrap(), Ok(1));
+        assert_eq!(deps.observations.get_sync("o-1").unwrap().content_hash, "hash-71");
+        let blocked = self::deps(DeviceStatus::Blocked);
+        let refused = Filing::new(&blocked).file_mapped("acme-1", &[MappedWrite { stored: stored("70"), replaces: None }]).await.unwrap().unwrap_err();
+        assert_eq!(refused.code(), "DEVICE_NOT_ACTIVE");
+        assert!(blocked.observations.is_empty());
     }
 
     #[test]
