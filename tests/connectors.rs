@@ -452,7 +452,8 @@ async fn a_registered_devices_vital_signs_raise_alerts_and_a_poison_message_bloc
             .header("x-vitalwire-device-id", &thing).json(&json!({"hr": hr})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         // The connector's Observation identifiers have a resolution of one second: readings
-        // of one device and type within a second are one Observation (the last value wins).
+        // of one device and type within a second are one Observation (the later value wins,
+        // the earlier is kept as a VALUE_REPLACED error).
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     }
     drained(&gw).await;

@@ -122,11 +122,17 @@ struct Refusal {
     device: Option<String>,
     error_type: &'static str,
     reason: String,
+    /// What to keep instead of the message (the Observation a later reading replaced).
+    kept: Option<String>,
 }
 
 impl Refusal {
     fn whole(error_type: &'static str, reason: impl Into<String>) -> Self {
-        Self { device: None, error_type, reason: reason.into() }
+        Self { device: None, error_type, reason: reason.into(), kept: None }
+    }
+
+    fn of(device: &str, error_type: &'static str, reason: String) -> Self {
+        Self { device: Some(device.to_owned()), error_type, reason, kept: None }
     }
 }
 
@@ -283,7 +289,7 @@ where
                 Err(e) if e.is_transient() => return Err(StoreError::new("convert connector measurements", e.to_string())),
                 Err(e) => {
                     let reason = format!("{} ({}): {e}", outcome.type_name, outcome.device_id);
-                    refusals.push(Refusal { device: Some(outcome.device_id.clone()), error_type: conversion_error_type(e), reason });
+                    refusals.push(Refusal::of(&outcome.device_id, conversion_error_type(e), reason));
                     continue;
                 }
             };
@@ -303,26 +309,42 @@ where
                 let Some(observation) = set.get(id) else { continue };
                 match StoredObservation::mapped(observation) {
                     Ok(stored) => writes.push(MappedWrite { stored, replaces: read.get(id).cloned() }),
-                    Err(e) => refusals.push(Refusal { device: Some(device_id.clone()), error_type: "NOT_STORABLE", reason: e.to_string() }),
+                    Err(e) => refusals.push(Refusal::of(&device_id, "NOT_STORABLE", e.to_string())),
                 }
             }
             match filing.file_mapped(&device_id, &writes).await? {
                 Ok(written) => tally.observations += written as u64,
-                Err(refusal) => refusals.push(Refusal { device: Some(device_id), error_type: "DEVICE_NOT_ACTIVE", reason: refusal.to_string() }),
+                Err(refusal) => {
+                    refusals.push(Refusal::of(&device_id, "DEVICE_NOT_ACTIVE", refusal.to_string()));
+                    continue;
+                }
+            }
+            // As the connector does, the later of two readings in one window wins; the earlier
+            // one is kept, as the Observation it was, where the operator finds it.
+            for earlier in set.replaced().iter().filter(|o| o.device.reference.trim_start_matches("Device/") == device_id) {
+                let reason = format!(
+                    "Observation {} held another reading of the same type in the same window (its identifier has a resolution of one second); the later reading's value replaced it and the earlier Observation is kept here",
+                    earlier.id
+                );
+                let kept = serde_json::to_string(earlier).map_err(|e| StoreError::new("keep a replaced reading", e))?;
+                refusals.push(Refusal { kept: Some(kept), ..Refusal::of(&device_id, "VALUE_REPLACED", reason) });
             }
         }
         Ok(refusals)
     }
 
     /// Keeps a message's refusals as dead letters, one per device (the same device refused twice in
-    /// one message is one record, with both reasons).
+    /// one message is one record, with both reasons), and each replaced reading as its own.
     async fn keep(&self, message: &Message<'_>, refusals: Vec<Refusal>) -> Result<(), StoreError> {
-        let mut by_device: BTreeMap<Option<String>, (&'static str, Vec<String>)> = BTreeMap::new();
+        // By (device, what is kept instead of the message): the first error type, every reason.
+        type Letters = BTreeMap<(Option<String>, Option<String>), (&'static str, Vec<String>)>;
+        let mut letters = Letters::new();
         for r in refusals {
-            by_device.entry(r.device).or_insert((r.error_type, Vec::new())).1.push(r.reason);
+            letters.entry((r.device, r.kept)).or_insert((r.error_type, Vec::new())).1.push(r.reason);
         }
-        for (device, (error_type, reasons)) in by_device {
-            let letter = DeadLetter::refused(&message.source, device.as_deref(), error_type, reasons.join("; "), message.raw.to_owned(), message.received_at.clone());
+        for ((device, kept), (error_type, reasons)) in letters {
+            let raw = kept.unwrap_or_else(|| message.raw.to_owned());
+            let letter = DeadLetter::refused(&message.source, device.as_deref(), error_type, reasons.join("; "), raw, message.received_at.clone());
             self.dead_letters.record(&letter).await?;
             tracing::info!(source = %message.source, reason_code = error_type, "connector message refused");
         }
@@ -445,6 +467,25 @@ mod tests {
         assert!(failures(&again).is_empty());
         assert_eq!((deps.filing.observations.len(), deps.dead_letters.len()), (2, 2));
         assert_eq!(deps.metrics.total("ObservationsWritten", ("Connector", "ward-7")), 2, "a redelivery writes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_reading_replaced_by_a_later_one_in_the_same_second_is_kept() {
+        let deps = deps(IdentityResolutionType::Lookup);
+        let same_second = |v: &str| hr(v, "2026-12-01T10:00:00Z");
+        handle(batch(&[("g", "m-1", same_second("72"))]), &deps).await.unwrap();
+        handle(batch(&[("g", "m-2", same_second("75"))]), &deps).await.unwrap();
+        let stored = deps.filing.observations.for_device("acme-band-7", 10).await.unwrap();
+        assert_eq!(stored.len(), 1, "one identifier for one second, as in the connector");
+        let now: Value = serde_json::from_str(&stored[0].resource).unwrap();
+        assert_eq!(now["valueQuantity"]["value"], 75, "the later value wins");
+        let letters = deps.dead_letters.all();
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].reason_code.as_str(), letters[0].thing_name.as_deref()), ("VALUE_REPLACED", Some("acme-band-7")));
+        let earlier: Value = serde_json::from_str(&letters[0].raw_payload).unwrap();
+        assert_eq!((earlier["id"].clone(), earlier["valueQuantity"]["value"].clone()), (now["id"].clone(), json!(72)), "the earlier reading, kept as it was");
+        handle(batch(&[("g", "m-2", same_second("75"))]), &deps).await.unwrap();
+        assert_eq!(deps.dead_letters.len(), 1, "a redelivery replaces nothing");
     }
 
     #[tokio::test]

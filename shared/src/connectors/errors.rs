@@ -75,6 +75,7 @@ pub const ERROR_TYPES: &[(&str, Stage, Blocks)] = &[
     ("PATIENT_DEVICE_MISMATCH", Stage::IdentityResolution, Blocks::Measurements),
     ("DEVICE_NOT_ACTIVE", Stage::IdentityResolution, Blocks::Measurements),
     ("NOT_STORABLE", Stage::Storage, Blocks::Measurements),
+    ("VALUE_REPLACED", Stage::Storage, Blocks::Measurements),
 ];
 
 /// The stage and scope of an error type (an unknown one: the whole message at receive).

@@ -16,7 +16,7 @@ use super::fhir_templates::FhirMapping;
 use super::grouping::{measurement_groups, observation_groups, GroupingError, MeasurementGroup};
 use super::identity::{resolve, IdentityError, IdentityMode, IdentityRegistry, MeasuredIdentity};
 use super::measurement::Measurement;
-use super::observation::{create, identifier, merge, MappedObservation, ObservationError};
+use super::observation::{create, identifier, merge, replaces_a_reading, MappedObservation, ObservationError};
 
 /// How identities are resolved (the connector's `ResourceIdentityOptions`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub struct IdentityOptions {
 pub struct ObservationSet {
     observations: Vec<MappedObservation>,
     by_id: HashMap<String, usize>,
+    replaced: Vec<MappedObservation>,
 }
 
 impl ObservationSet {
@@ -51,6 +52,12 @@ impl ObservationSet {
 
     pub fn observations(&self) -> &[MappedObservation] {
         &self.observations
+    }
+
+    /// The Observations as they were before a merge replaced one of their values
+    /// ([`Written::Replaced`]), oldest first.
+    pub fn replaced(&self) -> &[MappedObservation] {
+        &self.replaced
     }
 
     pub fn len(&self) -> usize {
@@ -86,6 +93,9 @@ pub enum Written {
     Amended,
     /// Merged, nothing new (the connector skips the write).
     Unchanged,
+    /// Merged, replacing a value it held with another reading's (two readings in one
+    /// identifier's window, a second for instantaneous templates: the connector keeps the later).
+    Replaced,
 }
 
 /// Why a group of measurements made no Observation.
@@ -174,6 +184,7 @@ async fn convert_group<R: IdentityRegistry, P: PriorObservations>(
     // All of a group's Observations are made before any is kept: a group is converted whole
     // or refused whole.
     let mut made = Vec::new();
+    let mut replaced = Vec::new();
     for og in observation_groups(group, template.period_interval)? {
         let (_, id) = identifier(&og, &ids);
         let known = made.iter().rev().find(|(o, _): &&(MappedObservation, Written)| o.id == id).map(|(o, _)| o).or_else(|| set.get(&id)).cloned();
@@ -185,12 +196,20 @@ async fn convert_group<R: IdentityRegistry, P: PriorObservations>(
             None => (create(template, &og, &ids, issued)?, Written::Created),
             Some(existing) => {
                 let merged = merge(template, &og, &existing)?;
-                let written = if merged == existing { Written::Unchanged } else { Written::Amended };
+                let written = if merged == existing {
+                    Written::Unchanged
+                } else if replaces_a_reading(&existing, &merged) {
+                    replaced.push(existing);
+                    Written::Replaced
+                } else {
+                    Written::Amended
+                };
                 (merged, written)
             }
         };
         made.push(next);
     }
+    set.replaced.extend(replaced);
     let mut written = Vec::with_capacity(made.len());
     for (observation, how) in made {
         written.push((observation.id.clone(), how));

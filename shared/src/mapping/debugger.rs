@@ -211,6 +211,7 @@ pub async fn convert_measurements(fhir: &FhirMapping, measurements: &[Measuremen
                                     Written::Created => "created",
                                     Written::Amended => "merged",
                                     Written::Unchanged => "unchanged",
+                                    Written::Replaced => "merged, replacing the value of another reading in the same window",
                                 };
                                 format!("Observation/{id} {how}")
                             })

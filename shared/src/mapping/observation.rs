@@ -289,6 +289,17 @@ pub fn merge(template: &CodeValueTemplate, group: &ObservationGroup, existing: &
     Ok(merged)
 }
 
+/// Whether a merge replaced a value `existing` held with another reading's (a Quantity,
+/// string or CodeableConcept, of the Observation or of a component it had): two readings in one
+/// identifier's window (a second, for instantaneous templates) where only one value fits. A
+/// SampledData value keeps every sample and never counts.
+pub fn replaces_a_reading(existing: &MappedObservation, merged: &MappedObservation) -> bool {
+    let differs = |old: &Value, new: &Value| {
+        old.value_sampled_data.is_none() && !old.is_empty() && (old.value_quantity != new.value_quantity || old.value_string != new.value_string || old.value_codeable_concept != new.value_codeable_concept)
+    };
+    differs(&existing.value(), &merged.value()) || existing.component.iter().zip(&merged.component).any(|(old, new)| differs(&old.value(), &new.value()))
+}
+
 fn code(name: &str, codes: &[TemplateCode]) -> CodeableConcept {
     let mut coding: Vec<Coding> = codes.iter().map(coding).collect();
     coding.push(Coding::new(SERVICE_SYSTEM, name, Some(name)));
