@@ -1106,6 +1106,11 @@ mod tests {
         assert_eq!(kept[0].raw_payload, "{\"hr\": ", "the raw body is kept");
         assert_eq!(deps.queue.0.lock().unwrap().len(), 2, "nothing refused was queued");
 
+        deps.queue.fail_next();
+        let unavailable = answered(receive_messages(post(&auth, "{}"), &deps).await);
+        assert_eq!(unavailable.status, 503, "the sender retries: nothing was taken");
+        assert_eq!(deps.queue.0.lock().unwrap().len(), 2);
+
         deps.store.connectors.lock().unwrap().get_mut("ward-7").unwrap().enabled = false;
         assert_eq!(answered(receive_messages(post(&auth, "{}"), &deps).await).status, 403, "a disabled connector takes nothing");
 

@@ -141,10 +141,20 @@ impl super::keys::KeyCipher for MemoryCipher {
 
 /// A queue in memory: what was sent, in order.
 #[derive(Default)]
-pub struct MemoryQueue(pub Mutex<Vec<super::queue::Queued>>);
+pub struct MemoryQueue(pub Mutex<Vec<super::queue::Queued>>, pub std::sync::atomic::AtomicBool);
+
+impl MemoryQueue {
+    /// Makes the next send fail as an unreachable queue would.
+    pub fn fail_next(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 impl super::queue::MessageQueue for MemoryQueue {
     async fn send(&self, messages: &[super::queue::Queued]) -> Result<(), StoreError> {
+        if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::new("queue connector messages", "simulated outage"));
+        }
         self.0.lock().expect("lock").extend_from_slice(messages);
         Ok(())
     }

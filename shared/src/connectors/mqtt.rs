@@ -170,6 +170,8 @@ mod tests {
         assert!(letters.iter().any(|l| l.source == "connectors" && l.reason_code == "CONNECTOR_NOT_FOUND"), "no partition for a name that is none");
         assert!(letters.iter().any(|l| l.raw_payload == "{\"hr\": "), "the raw payload, decoded");
         assert!(deps.queue.0.lock().unwrap().is_empty());
+        deps.queue.fail_next();
+        assert!(handle(&publish("ward-7", "cuff-1", b"{}"), &deps).await.is_err(), "the rule's invocation is retried");
         let disabled = self::deps(false);
         assert_eq!(handle(&publish("ward-7", "cuff-1", b"{}"), &disabled).await.unwrap(), json!({"refused": "CONNECTOR_DISABLED"}));
     }
