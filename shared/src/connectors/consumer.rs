@@ -76,19 +76,18 @@ struct Loaded {
 
 async fn load<S: ConnectorStore + MappingStore>(store: &S, name: &str) -> Result<Option<Loaded>, StoreError> {
     let Some(connector) = store.get(name).await? else { return Ok(None) };
-    let mut texts = Vec::with_capacity(2);
-    for kind in MappingKind::ALL {
-        texts.push(store.mapping(name, kind, None).await?.map(|m| m.text).ok_or_else(|| {
-            format!("the connector has no {kind} mapping: PUT /connectors/{name}/mappings/{kind}", kind = kind.as_str())
-        }));
-    }
     let unusable = |errors: Vec<crate::mapping::templates::TemplateError>| {
         format!("the saved mapping does not load: {}", errors.iter().map(|e| e.message.trim_end()).collect::<Vec<_>>().join("; "))
     };
-    let mut texts = texts.into_iter();
-    let device = texts.next().unwrap_or_else(|| Err(String::new())).and_then(|t| DeviceMapping::parse(&t).map_err(unusable));
-    let fhir = texts.next().unwrap_or_else(|| Err(String::new())).and_then(|t| FhirMapping::parse(&t).map_err(unusable));
+    let device = latest_mapping(store, name, MappingKind::Device).await?.and_then(|t| DeviceMapping::parse(&t).map_err(unusable));
+    let fhir = latest_mapping(store, name, MappingKind::Fhir).await?.and_then(|t| FhirMapping::parse(&t).map_err(unusable));
     Ok(Some(Loaded { connector, device, fhir }))
+}
+
+/// The text of a connector's latest mapping of a kind, or why there is none.
+async fn latest_mapping<S: MappingStore>(store: &S, name: &str, kind: MappingKind) -> Result<Result<String, String>, StoreError> {
+    let kind_name = kind.as_str();
+    Ok(store.mapping(name, kind, None).await?.map(|m| m.text).ok_or_else(|| format!("the connector has no {kind_name} mapping: PUT /connectors/{name}/mappings/{kind_name}")))
 }
 
 /// A connector's counts over one batch.
