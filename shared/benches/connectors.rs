@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use serde_json::{json, Value};
 use vitalwire::clinical::memory::MemoryAlerts;
 use vitalwire::clinical::AlertSettings;
-use vitalwire::connectors::consumer::{handle, ConsumerDeps};
+use vitalwire::connectors::consumer::ConsumerDeps;
 use vitalwire::connectors::mappings::{MappingKind, StoredMapping};
 use vitalwire::connectors::memory::MemoryConnectors;
 use vitalwire::connectors::messages::{envelope, Sender};
@@ -90,7 +90,7 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || (deps(&mapping), batch()),
                 |(deps, event)| {
-                    let answer = runtime.block_on(handle(event, &deps)).unwrap();
+                    let answer = runtime.block_on(deps.handle(event)).unwrap();
                     assert!(answer.batch_item_failures.is_empty());
                     black_box(deps)
                 },

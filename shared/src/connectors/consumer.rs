@@ -143,8 +143,7 @@ struct Message<'a> {
     received_at: String,
 }
 
-/// Handles one batch; the messages to deliver again.
-pub async fn handle<S, D, P, E, O, A, L, M>(event: SqsEvent, deps: &ConsumerDeps<S, D, P, E, O, A, L, M>) -> Result<SqsBatchResponse, Infallible>
+impl<S, D, P, E, O, A, L, M> ConsumerDeps<S, D, P, E, O, A, L, M>
 where
     S: ConnectorStore + MappingStore,
     D: DeviceRegistry,
@@ -155,53 +154,45 @@ where
     L: DeadLetterStore,
     M: Metrics,
 {
-    let mut response = SqsBatchResponse::default();
-    let mut failed_groups: HashSet<String> = HashSet::new();
-    let mut connectors: HashMap<String, Option<Arc<Loaded>>> = HashMap::new();
-    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    for record in &event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
-        // A FIFO group stays in order: after one of its messages fails, the rest wait for it.
-        if failed_groups.contains(&group) {
-            response.add_failure(id);
-            continue;
+    /// Handles one batch; the messages to deliver again.
+    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, Infallible> {
+        let mut response = SqsBatchResponse::default();
+        let mut failed_groups: HashSet<String> = HashSet::new();
+        let mut connectors: HashMap<String, Option<Arc<Loaded>>> = HashMap::new();
+        let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+        for record in &event.records {
+            let id = record.message_id.clone().unwrap_or_default();
+            let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
+            // A FIFO group stays in order: after one of its messages fails, the rest wait for it.
+            if failed_groups.contains(&group) {
+                response.add_failure(id);
+                continue;
+            }
+            let body = record.body.as_deref().unwrap_or_default();
+            if let Err(e) = self.one_message(body, &mut connectors, &mut tallies).await {
+                tracing::warn!(error = %e, message_id = %id, "connector message not filed; it will be delivered again");
+                failed_groups.insert(group);
+                response.add_failure(id);
+            }
         }
-        let body = record.body.as_deref().unwrap_or_default();
-        if let Err(e) = deps.one_message(body, &mut connectors, &mut tallies).await {
-            tracing::warn!(error = %e, message_id = %id, "connector message not filed; it will be delivered again");
-            failed_groups.insert(group);
-            response.add_failure(id);
-        }
+        let counts: Vec<Counts> = tallies
+            .iter()
+            .flat_map(|(connector, t)| {
+                let totals = Counts {
+                    dimensions: vec![("Connector", connector.clone())],
+                    counts: vec![("MessagesReceived", t.messages), ("Measurements", t.measurements), ("ObservationsWritten", t.observations), ("Errors", t.errors.values().sum())],
+                };
+                let by_type = t.errors.iter().map(move |(error_type, n)| Counts {
+                    dimensions: vec![("Connector", connector.clone()), ("ErrorType", (*error_type).to_owned())],
+                    counts: vec![("Errors", *n)],
+                });
+                std::iter::once(totals).chain(by_type)
+            })
+            .collect();
+        self.metrics.record(&counts);
+        Ok(response)
     }
-    let counts: Vec<Counts> = tallies
-        .iter()
-        .flat_map(|(connector, t)| {
-            let totals = Counts {
-                dimensions: vec![("Connector", connector.clone())],
-                counts: vec![("MessagesReceived", t.messages), ("Measurements", t.measurements), ("ObservationsWritten", t.observations), ("Errors", t.errors.values().sum())],
-            };
-            let by_type = t.errors.iter().map(move |(error_type, n)| Counts {
-                dimensions: vec![("Connector", connector.clone()), ("ErrorType", (*error_type).to_owned())],
-                counts: vec![("Errors", *n)],
-            });
-            std::iter::once(totals).chain(by_type)
-        })
-        .collect();
-    deps.metrics.record(&counts);
-    Ok(response)
-}
 
-impl<S, D, P, E, O, A, L, M> ConsumerDeps<S, D, P, E, O, A, L, M>
-where
-    S: ConnectorStore + MappingStore,
-    D: DeviceRegistry,
-    P: PatientStore,
-    E: EncounterStore,
-    O: ObservationStore,
-    A: AlertStore,
-    L: DeadLetterStore,
-{
     /// Files one message; `Err` when it should be delivered again.
     async fn one_message(
         &self,
@@ -447,7 +438,7 @@ mod tests {
             ("ward-7/gw-1", "m-3", hr("not a number", "2026-12-01T10:00:01Z")),
             ("ward-7/gw-1", "m-4", hr("74", "2026-12-01T10:00:02Z")),
         ]);
-        let answer = handle(event.clone(), &deps).await.unwrap();
+        let answer = deps.handle(event.clone()).await.unwrap();
         assert!(failures(&answer).is_empty(), "refused messages are handled, never retried");
         assert_eq!(deps.filing.observations.len(), 2);
         let letters = deps.dead_letters.all();
@@ -462,7 +453,7 @@ mod tests {
         assert_eq!(deps.metrics.total("Errors", ("ErrorType", "NO_MEASUREMENT")), 1);
 
         // The whole batch again (a visibility timeout that lapsed): nothing new anywhere.
-        let again = handle(event, &deps).await.unwrap();
+        let again = deps.handle(event).await.unwrap();
         assert!(failures(&again).is_empty());
         assert_eq!((deps.filing.observations.len(), deps.dead_letters.len()), (2, 2));
         assert_eq!(deps.metrics.total("ObservationsWritten", ("Connector", "ward-7")), 2, "a redelivery writes nothing");
@@ -472,8 +463,8 @@ mod tests {
     async fn a_reading_replaced_by_a_later_one_in_the_same_second_is_kept() {
         let deps = deps(IdentityResolutionType::Lookup);
         let same_second = |v: &str| hr(v, "2026-12-01T10:00:00Z");
-        handle(batch(&[("g", "m-1", same_second("72"))]), &deps).await.unwrap();
-        handle(batch(&[("g", "m-2", same_second("75"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "m-1", same_second("72"))])).await.unwrap();
+        deps.handle(batch(&[("g", "m-2", same_second("75"))])).await.unwrap();
         let stored = deps.filing.observations.for_device("acme-band-7", 10).await.unwrap();
         assert_eq!(stored.len(), 1, "one identifier for one second, as in the connector");
         let now: Value = serde_json::from_str(&stored[0].resource).unwrap();
@@ -483,7 +474,7 @@ mod tests {
         assert_eq!((letters[0].reason_code.as_str(), letters[0].thing_name.as_deref()), ("VALUE_REPLACED", Some("acme-band-7")));
         let earlier: Value = serde_json::from_str(&letters[0].raw_payload).unwrap();
         assert_eq!((earlier["id"].clone(), earlier["valueQuantity"]["value"].clone()), (now["id"].clone(), json!(72)), "the earlier reading, kept as it was");
-        handle(batch(&[("g", "m-2", same_second("75"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "m-2", same_second("75"))])).await.unwrap();
         assert_eq!(deps.dead_letters.len(), 1, "a redelivery replaces nothing");
     }
 
@@ -496,7 +487,7 @@ mod tests {
             ("ward-7/gw-2", "m-2", hr("73", "2026-12-01T10:00:01Z")),
             ("ward-7/gw-1", "m-3", hr("74", "2026-12-01T10:00:02Z")),
         ]);
-        let answer = handle(event, &deps).await.unwrap();
+        let answer = deps.handle(event).await.unwrap();
         assert_eq!(failures(&answer), ["m-1", "m-3"], "m-3 waits for m-1, as its FIFO group must");
         assert_eq!(deps.filing.observations.len(), 1, "the other group went on");
         assert_eq!(deps.dead_letters.len(), 0, "a transient failure is not a refusal");
@@ -506,8 +497,8 @@ mod tests {
     async fn sampled_data_windows_merge_across_batches_and_vital_signs_raise_alerts() {
         let deps = deps(IdentityResolutionType::Lookup);
         let ecg = |v: &str, t: &str| json!({"ecg": v, "deviceid": "acme-band-7", "measurementdatetime": t});
-        handle(batch(&[("g", "e-1", ecg("0.1", "2026-12-01T10:00:00Z"))]), &deps).await.unwrap();
-        handle(batch(&[("g", "e-2", ecg("0.3", "2026-12-01T10:00:02Z"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "e-1", ecg("0.1", "2026-12-01T10:00:00Z"))])).await.unwrap();
+        deps.handle(batch(&[("g", "e-2", ecg("0.3", "2026-12-01T10:00:02Z"))])).await.unwrap();
         assert_eq!(deps.filing.observations.len(), 1, "one window, one Observation");
         let stored = deps.filing.observations.for_device("acme-band-7", 10).await.unwrap();
         let o: Value = serde_json::from_str(&stored[0].resource).unwrap();
@@ -518,9 +509,9 @@ mod tests {
         assert_eq!(o["subject"]["reference"], "Patient/pat-1");
 
         // A heart rate of 135/min scores 3 in NEWS2: an alert, like any other reading of it.
-        handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))])).await.unwrap();
         assert_eq!(deps.filing.alerts.len(), 1);
-        handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "h-1", hr("135", "2026-12-01T10:00:03Z"))])).await.unwrap();
         assert_eq!(deps.filing.alerts.len(), 1, "redelivered: not raised twice");
     }
 
@@ -529,14 +520,14 @@ mod tests {
         let deps = deps(IdentityResolutionType::Create);
         let new = |v: &str, t: &str| json!({"heartrate": v, "deviceid": "band-new", "patientid": "mrn-9", "measurementdatetime": t});
         for (i, body) in [new("70", "2026-12-01T10:00:00Z"), new("71", "2026-12-01T10:00:01Z")].into_iter().enumerate() {
-            let answer = handle(batch(&[("g", &i.to_string(), body)]), &deps).await.unwrap();
+            let answer = deps.handle(batch(&[("g", &i.to_string(), body)])).await.unwrap();
             assert!(answer.batch_item_failures.is_empty());
         }
         assert_eq!(deps.patients.0.lock().unwrap().len(), 1);
         assert_eq!(deps.filing.devices.list(10, None).await.unwrap().0.len(), 2, "the registered band and one created device");
         assert_eq!(deps.filing.observations.len(), 2);
         let without_patient = json!({"heartrate": "72", "deviceid": "band-other", "measurementdatetime": "2026-12-01T10:00:02Z"});
-        handle(batch(&[("g", "3", without_patient)]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "3", without_patient)])).await.unwrap();
         assert_eq!(deps.dead_letters.all()[0].reason_code, "PATIENT_ID_NOT_DEFINED");
     }
 
@@ -551,7 +542,7 @@ mod tests {
         deps.filing.devices.put(&off).await.unwrap();
         deps.filing.devices.put(&fresh).await.unwrap();
         let from = |device: &str| json!({"heartrate": "70", "deviceid": device, "measurementdatetime": "2026-12-01T10:00:00Z"});
-        handle(batch(&[("g", "1", from("acme-off")), ("g", "2", from("acme-fresh")), ("g", "3", from("nobody"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "1", from("acme-off")), ("g", "2", from("acme-fresh")), ("g", "3", from("nobody"))])).await.unwrap();
         assert_eq!(deps.filing.observations.len(), 1);
         assert_eq!(deps.filing.devices.get("acme-fresh").await.unwrap().unwrap().status, DeviceStatus::Active);
         let mut types: Vec<String> = deps.dead_letters.all().into_iter().map(|l| l.reason_code).collect();
@@ -563,11 +554,11 @@ mod tests {
     async fn messages_of_a_deleted_connector_or_without_mappings_are_kept() {
         let deps = deps(IdentityResolutionType::Lookup);
         deps.store.mappings.lock().unwrap().retain(|(_, kind, _), _| *kind != "fhir");
-        handle(batch(&[("g", "1", hr("70", "2026-12-01T10:00:00Z"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "1", hr("70", "2026-12-01T10:00:00Z"))])).await.unwrap();
         deps.store.connectors.lock().unwrap().clear();
-        handle(batch(&[("g", "2", hr("71", "2026-12-01T10:00:01Z"))]), &deps).await.unwrap();
+        deps.handle(batch(&[("g", "2", hr("71", "2026-12-01T10:00:01Z"))])).await.unwrap();
         let not_an_envelope: SqsEvent = serde_json::from_value(json!({"Records": [{"messageId": "3", "body": "[1]", "attributes": {}}]})).unwrap();
-        handle(not_an_envelope, &deps).await.unwrap();
+        deps.handle(not_an_envelope).await.unwrap();
         let letters = deps.dead_letters.all();
         let mut kept: Vec<(&str, &str)> = letters.iter().map(|l| (l.source.as_str(), l.reason_code.as_str())).collect();
         kept.sort_unstable();

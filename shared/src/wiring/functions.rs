@@ -408,7 +408,7 @@ pub static CONNECTOR_MESSAGES: FunctionSpec = FunctionSpec {
     name: "connector-messages",
     trigger: Trigger::Sqs { queue: "ConnectorMessagesQueue" },
     build: |w| {
-        event::<ConnectorConsumer, SqsEvent, _, _>(w, |e, deps| Box::pin(async move { crate::connectors::consumer::handle(e, deps).await }))
+        event::<ConnectorConsumer, SqsEvent, _, _>(w, |e, deps| Box::pin(async move { deps.handle(e).await }))
     },
 };
 
