@@ -428,6 +428,26 @@ async fn an_iot_thing_publishes_to_its_connector_topic_and_iot_hub_templates_fin
     vitalwire_tests::assert_valid_fhir(&o.to_string());
     let (_, _, letters) = send(&api, Method::GET, "/admin/dead-letters?source=connector%2Fno-such", &admin, &[], None).await;
     assert_eq!(letters["deadLetters"][0]["reasonCode"], "CONNECTOR_NOT_FOUND", "{letters}");
+
+    // The conformance templates over MQTT: the sample messages, as the thing sends them.
+    let dir = vitalwire::platform::reference_dir("conformance/iomt-fhir");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    connector_with_mappings(&api, &admin, "home-care", "Lookup", &read("devicecontent.json"), &read("fhirmapping.json")).await;
+    let samples = std::fs::read_to_string(vitalwire_tests::repo_root().join("docs/iomt-fhir/examples/messages.ndjson")).unwrap();
+    let topic = format!("vitalwire/connectors/home-care/devices/{thing}/messages");
+    device.publish(&topic, samples.replace("band-7", &thing)).await;
+    // A thing's message naming another device files nothing for it.
+    device.publish(&topic, r#"{"heartrate": "90", "deviceid": "band-7", "measurementdatetime": "2024-05-01T10:20:00Z"}"#).await;
+    let foreign = wait_for_errors(&api, &admin, "home-care", "FOREIGN_DEVICE", 1).await;
+    assert_eq!((foreign.len(), foreign[0]["thingName"].as_str()), (1, Some(thing.as_str())), "{foreign:?}");
+    drained(&gw).await;
+    let (_, bundle) = api.call(Method::GET, &format!("/devices/{thing}/observations"), Some(&admin), None).await;
+    let resources: Vec<Value> = bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).collect();
+    let codes: std::collections::BTreeSet<&str> = resources.iter().filter_map(|o| o["code"]["coding"][0]["code"].as_str()).collect();
+    assert_eq!(resources.len(), 3, "the first heart rate, the sample's heart-rate window and its steps: {bundle}");
+    assert!(codes.contains("8867-4") && codes.contains("55423-8"), "{codes:?}");
+    vitalwire_tests::assert_valid_fhir(&Value::Array(resources).to_string());
+
     // A thing publishes for itself only: another thing's connector topic closes the connection.
     device.publish("vitalwire/connectors/ward-7/devices/acme-medical-0302/messages", r#"{"hr": 70}"#).await;
     assert!(device.closed().await);

@@ -13,7 +13,7 @@
 //! Redelivery files nothing twice: Observation ids derive from the device, patient, type and
 //! time window, a merge that adds nothing writes nothing, and dead letters are keyed by message.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -133,6 +133,13 @@ impl Refusal {
     fn of(device: &str, error_type: &'static str, reason: String) -> Self {
         Self { device: Some(device.to_owned()), error_type, reason, kept: None }
     }
+}
+
+/// The thing that published a message over MQTT (`connector-mqtt` names it; HTTPS messages
+/// carry their connection instead).
+fn publishing_thing(envelope: &Value) -> Option<&str> {
+    let system = &envelope["SystemProperties"];
+    system.get("x-vitalwire-connection").is_none().then(|| system["iothub-connection-device-id"].as_str()).flatten()
 }
 
 /// One message taken from the queue.
@@ -255,6 +262,21 @@ where
             Err(e) => return Ok(vec![Refusal::whole("NORMALIZATION_FAILED", e.to_string())]),
         };
         tally.measurements += measurements.len() as u64;
+        let mut refusals = Vec::new();
+        // A thing (MQTT) acts only as itself, whatever device its message names.
+        let measurements = match publishing_thing(envelope) {
+            Some(thing) => {
+                let (own, others): (Vec<_>, Vec<_>) = measurements.into_iter().partition(|m| m.device_id == thing);
+                if !others.is_empty() {
+                    let named: BTreeSet<&str> = others.iter().map(|m| m.device_id.as_str()).collect();
+                    let named: Vec<&str> = named.into_iter().collect();
+                    let reason = format!("thing {thing} published measurements of other devices ({}): a thing sends only its own", named.join(", "));
+                    refusals.push(Refusal::of(thing, "FOREIGN_DEVICE", reason));
+                }
+                own
+            }
+            None => measurements,
+        };
         let fhir = match &loaded.fhir {
             Ok(f) => f,
             Err(why) => return Ok(vec![Refusal::whole("NO_FHIR_MAPPING", why.clone())]),
@@ -267,9 +289,11 @@ where
         let mut set = ObservationSet::default();
         let outcomes = match convert(fhir, &measurements, &identity, Sources { registry: &registry, prior: &prior }, now, &mut set).await {
             Ok(o) => o,
-            Err(e) => return Ok(vec![Refusal::whole("CONVERSION_FAILED", e.to_string())]),
+            Err(e) => {
+                refusals.push(Refusal::whole("CONVERSION_FAILED", e.to_string()));
+                return Ok(refusals);
+            }
         };
-        let mut refusals = Vec::new();
         // Each Observation is written once, as the set holds it after every group merged into
         // it, with its device's others.
         let mut by_device: BTreeMap<String, Vec<&str>> = BTreeMap::new();
@@ -476,6 +500,27 @@ mod tests {
         assert_eq!((earlier["id"].clone(), earlier["valueQuantity"]["value"].clone()), (now["id"].clone(), json!(72)), "the earlier reading, kept as it was");
         deps.handle(batch(&[("g", "m-2", same_second("75"))])).await.unwrap();
         assert_eq!(deps.dead_letters.len(), 1, "a redelivery replaces nothing");
+    }
+
+    #[tokio::test]
+    async fn a_thing_files_only_its_own_measurements() {
+        let deps = deps(IdentityResolutionType::Lookup);
+        let from_thing = |id: &str, body: Value| {
+            let e = envelope("ward-7", &Sender::Thing("acme-band-7"), body, serde_json::Map::new(), "2026-12-01T10:00:05.000Z", id);
+            json!({"messageId": id, "body": e.to_string(), "attributes": {"MessageGroupId": "ward-7/acme-band-7"}})
+        };
+        let mut other = Device::registered("Acme", "other", "HR", "", "");
+        other.status = DeviceStatus::Active;
+        other.patient_id = Some("pat-9".into());
+        deps.filing.devices.put(&other).await.unwrap();
+        let own = hr("72", "2026-12-01T10:00:00Z");
+        let forged = json!({"heartrate": "99", "deviceid": "acme-other", "measurementdatetime": "2026-12-01T10:00:01Z"});
+        let event: SqsEvent = serde_json::from_value(json!({"Records": [from_thing("t-1", own), from_thing("t-2", forged)]})).unwrap();
+        deps.handle(event).await.unwrap();
+        assert_eq!(deps.filing.observations.len(), 1);
+        assert!(deps.filing.observations.for_device("acme-other", 10).await.unwrap().is_empty(), "nothing filed as another device");
+        let letters = deps.dead_letters.all();
+        assert_eq!((letters.len(), letters[0].reason_code.as_str(), letters[0].thing_name.as_deref()), (1, "FOREIGN_DEVICE", Some("acme-band-7")));
     }
 
     #[tokio::test]

@@ -74,6 +74,7 @@ pub const ERROR_TYPES: &[(&str, Stage, Blocks)] = &[
     ("ENCOUNTER_ID_NOT_DEFINED", Stage::IdentityResolution, Blocks::Measurements),
     ("PATIENT_DEVICE_MISMATCH", Stage::IdentityResolution, Blocks::Measurements),
     ("DEVICE_NOT_ACTIVE", Stage::IdentityResolution, Blocks::Measurements),
+    ("FOREIGN_DEVICE", Stage::IdentityResolution, Blocks::Measurements),
     ("NOT_STORABLE", Stage::Storage, Blocks::Measurements),
     ("VALUE_REPLACED", Stage::Storage, Blocks::Measurements),
 ];
