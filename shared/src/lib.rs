@@ -9,6 +9,7 @@
 //! - [`patients`]: patient records (those connectors create);
 //! - [`connectors`]: IoMT connectors: control plane, data plane, and the consumer that files their Observations;
 //! - [`mapping`]: the IoMT mapping engine (device and FHIR mapping templates);
+//! - [`messages`]: clinician–patient messages compatible with the Polaris messages API (in progress);
 //! - [`files`]: device uploads (upload links, registration as DocumentReferences);
 //! - [`firmware`]: firmware images and deployments through IoT Jobs;
 //! - [`access`]: people's tokens, device API keys, the HTTP API's authorizer, the activity log;
@@ -31,6 +32,7 @@ pub mod files;
 pub mod firmware;
 pub mod ingest;
 pub mod mapping;
+pub mod messages;
 pub mod observations;
 pub mod patients;
 pub mod platform;
