@@ -188,6 +188,7 @@ mod tests {
             cancelled: None,
             cancelled_by: None,
             internal: None,
+            version: 1,
         }
     }
 

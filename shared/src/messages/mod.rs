@@ -10,11 +10,19 @@
 //! the Polaris-compatible tokens.
 
 pub mod access;
+mod dynamodb;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod time;
+
+use std::future::Future;
 
 use serde_json::{json, Map, Value};
 
+pub use dynamodb::DynamoMessageStore;
 pub use time::{NotIso8601, PolarisTime};
+
+use crate::StoreError;
 
 /// A message's type, by the integer value Polaris clients send (`{"value": n}`). Value 4 (an
 /// old callback type) no longer exists.
@@ -125,6 +133,22 @@ pub struct Message {
     pub cancelled: Option<PolarisTime>,
     pub cancelled_by: Option<String>,
     pub internal: Option<String>,
+    /// Counts writes from 1: a change is written only over the version it was made from.
+    pub version: u64,
+}
+
+/// Where messages are kept; every listing is served by an index (sender, receiver), newest first.
+pub trait MessageStore: Send + Sync {
+    /// Writes a new message; false if its uuid is taken.
+    fn create(&self, message: &Message) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn get(&self, uuid: &str) -> impl Future<Output = Result<Option<Message>, StoreError>> + Send;
+    /// Writes a changed message if the stored one still has version `message.version - 1`;
+    /// false when another change came first.
+    fn update(&self, message: &Message) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Every message a party sent, newest first (all of them: the reference does not page).
+    fn sent_by(&self, sender: &str) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+    /// Every message a party received, newest first.
+    fn received_by(&self, receiver: &str) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
 }
 
 impl Message {
@@ -379,6 +403,7 @@ mod tests {
             cancelled: None,
             cancelled_by: None,
             internal: new.internal.clone(),
+            version: 1,
         };
         new.changes.apply(&mut m);
         m

@@ -171,6 +171,18 @@ pub const ENCOUNTERS: TableSpec = TableSpec {
     indexes: &[],
 };
 
+pub const MESSAGES_BY_SENDER: IndexSpec = IndexSpec { name: "bySender", partition_key: "sender", sort_key: Some("createdAt") };
+pub const MESSAGES_BY_RECEIVER: IndexSpec = IndexSpec { name: "byReceiver", partition_key: "receiver", sort_key: Some("createdAt") };
+
+/// Clinician–patient messages, by uuid; a party's sent and received messages over time.
+pub const MESSAGES: TableSpec = TableSpec {
+    logical_id: "MessagesTable",
+    env_var: "MESSAGES_TABLE",
+    partition_key: "uuid",
+    sort_key: None,
+    indexes: &[MESSAGES_BY_SENDER, MESSAGES_BY_RECEIVER],
+};
+
 /// Every table the platform uses.
 pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS];
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS, MESSAGES];
