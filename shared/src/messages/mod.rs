@@ -10,6 +10,7 @@
 //! the Polaris-compatible tokens.
 
 pub mod access;
+pub mod listings;
 mod dynamodb;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
