@@ -10,28 +10,7 @@ use vitalwire_tests::TestStack;
 fn message(uuid: &str, sender: &str, receiver: &str, at: &str, content: String) -> Message {
     let new = new_message(&json!({"sender": sender, "sender_type": "clinician", "receiver": receiver, "receiver_type": "patient",
         "content": content, "message_type": {"value": 5}})).unwrap();
-    let created = PolarisTime::parse(at).unwrap();
-    Message {
-        uuid: uuid.into(),
-        created,
-        created_by: sender.into(),
-        modified: created,
-        modified_by: sender.into(),
-        sender: new.sender,
-        sender_type: new.sender_type,
-        receiver: new.receiver,
-        receiver_type: new.receiver_type,
-        content: new.content,
-        message_type: new.message_type,
-        retrieved: None,
-        confirmed: None,
-        confirmed_by: None,
-        related_message: None,
-        cancelled: None,
-        cancelled_by: None,
-        internal: None,
-        version: 1,
-    }
+    Message::from_new(uuid.into(), new, sender, PolarisTime::parse(at).unwrap())
 }
 
 #[tokio::test]

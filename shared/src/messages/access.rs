@@ -168,28 +168,8 @@ mod tests {
     }
 
     fn message(sender: (&str, &str), receiver: (&str, &str), kind: MessageType) -> Message {
-        let at = PolarisTime::parse("2022-01-01T10:00:00.000Z").unwrap();
-        Message {
-            uuid: "m".into(),
-            created: at,
-            created_by: sender.0.into(),
-            modified: at,
-            modified_by: sender.0.into(),
-            sender: sender.0.into(),
-            sender_type: sender.1.into(),
-            receiver: receiver.0.into(),
-            receiver_type: receiver.1.into(),
-            content: "x".into(),
-            message_type: kind,
-            retrieved: None,
-            confirmed: None,
-            confirmed_by: None,
-            related_message: None,
-            cancelled: None,
-            cancelled_by: None,
-            internal: None,
-            version: 1,
-        }
+        let new = new_message(&json!({"sender": sender.0, "sender_type": sender.1, "receiver": receiver.0, "receiver_type": receiver.1, "content": "x", "message_type": {"value": kind.value()}})).unwrap();
+        Message::from_new("m".into(), new, sender.0, PolarisTime::parse("2022-01-01T10:00:00.000Z").unwrap())
     }
 
     #[test]

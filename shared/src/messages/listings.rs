@@ -84,31 +84,12 @@ pub async fn open_callbacks_from<S: MessageStore>(store: &S, senders: &[String])
 mod tests {
     use super::*;
     use crate::messages::memory::MemoryMessages;
-    use crate::messages::{patch, PolarisTime};
+    use crate::messages::{new_message, patch, PolarisTime};
 
     fn message(uuid: &str, sender: (&str, &str), receiver: (&str, &str), kind: MessageType, minute: u32) -> Message {
+        let body = serde_json::json!({"sender": sender.0, "sender_type": sender.1, "receiver": receiver.0, "receiver_type": receiver.1, "content": "x", "message_type": {"value": kind.value()}});
         let at = PolarisTime::parse(&format!("2022-01-01T10:{minute:02}:00.000Z")).unwrap();
-        Message {
-            uuid: uuid.into(),
-            created: at,
-            created_by: sender.0.into(),
-            modified: at,
-            modified_by: sender.0.into(),
-            sender: sender.0.into(),
-            sender_type: sender.1.into(),
-            receiver: receiver.0.into(),
-            receiver_type: receiver.1.into(),
-            content: "x".into(),
-            message_type: kind,
-            retrieved: None,
-            confirmed: None,
-            confirmed_by: None,
-            related_message: None,
-            cancelled: None,
-            cancelled_by: None,
-            internal: None,
-            version: 1,
-        }
+        Message::from_new(uuid.into(), new_message(&body).unwrap(), sender.0, at)
     }
 
     fn caller(patient: Option<&str>, clinician: Option<&str>) -> Caller {

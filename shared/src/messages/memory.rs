@@ -61,28 +61,7 @@ mod tests {
     #[tokio::test]
     async fn the_memory_store_keeps_the_dynamodb_conditions() {
         let new = new_message(&json!({"sender": "c", "sender_type": "clinician", "receiver": "p", "receiver_type": "patient", "content": "x", "message_type": {"value": 0}})).unwrap();
-        let at = |t: &str| PolarisTime::parse(t).unwrap();
-        let m = |uuid: &str, t: &str| Message {
-            uuid: uuid.into(),
-            created: at(t),
-            created_by: "c".into(),
-            modified: at(t),
-            modified_by: "c".into(),
-            sender: new.sender.clone(),
-            sender_type: new.sender_type.clone(),
-            receiver: new.receiver.clone(),
-            receiver_type: new.receiver_type.clone(),
-            content: new.content.clone(),
-            message_type: new.message_type,
-            retrieved: None,
-            confirmed: None,
-            confirmed_by: None,
-            related_message: None,
-            cancelled: None,
-            cancelled_by: None,
-            internal: None,
-            version: 1,
-        };
+        let m = |uuid: &str, t: &str| Message::from_new(uuid.into(), new.clone(), "c", PolarisTime::parse(t).unwrap());
         let store = MemoryMessages::default();
         assert!(store.create(&m("a", "2022-01-01T10:00:00.000Z")).await.unwrap());
         assert!(!store.create(&m("a", "2022-01-01T10:00:00.000Z")).await.unwrap());

@@ -153,6 +153,34 @@ pub trait MessageStore: Send + Sync {
 }
 
 impl Message {
+    /// A new message as it is first kept: `by` created it at `at`, with the handshake fields it
+    /// came with.
+    pub fn from_new(uuid: String, new: NewMessage, by: &str, at: PolarisTime) -> Self {
+        let mut m = Self {
+            uuid,
+            created: at,
+            created_by: by.to_owned(),
+            modified: at,
+            modified_by: by.to_owned(),
+            sender: new.sender,
+            sender_type: new.sender_type,
+            receiver: new.receiver,
+            receiver_type: new.receiver_type,
+            content: new.content,
+            message_type: new.message_type,
+            retrieved: None,
+            confirmed: None,
+            confirmed_by: None,
+            related_message: None,
+            cancelled: None,
+            cancelled_by: None,
+            internal: new.internal,
+            version: 1,
+        };
+        new.changes.apply(&mut m);
+        m
+    }
+
     /// The JSON the reference answers: keys sorted, `confirmed` always there (`null` until
     /// set), the other handshake fields only once set.
     pub fn to_json(&self) -> Value {
@@ -384,30 +412,7 @@ mod tests {
     }
 
     fn message(new: &NewMessage) -> Message {
-        let at = PolarisTime::parse("2022-01-01T10:00:00.000Z").unwrap();
-        let mut m = Message {
-            uuid: "m-1".into(),
-            created: at,
-            created_by: "c-1".into(),
-            modified: at,
-            modified_by: "c-1".into(),
-            sender: new.sender.clone(),
-            sender_type: new.sender_type.clone(),
-            receiver: new.receiver.clone(),
-            receiver_type: new.receiver_type.clone(),
-            content: new.content.clone(),
-            message_type: new.message_type,
-            retrieved: None,
-            confirmed: None,
-            confirmed_by: None,
-            related_message: None,
-            cancelled: None,
-            cancelled_by: None,
-            internal: new.internal.clone(),
-            version: 1,
-        };
-        new.changes.apply(&mut m);
-        m
+        Message::from_new("m-1".into(), new.clone(), "c-1", PolarisTime::parse("2022-01-01T10:00:00.000Z").unwrap())
     }
 
     #[test]
