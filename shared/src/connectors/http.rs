@@ -48,7 +48,7 @@ use super::{name_ok, Connector, ConnectorStore, Deleted, Destination, IdentityRe
 use crate::access::secrets::PepperSource;
 use crate::access::{require, Role};
 use crate::mapping::templates::without_bom;
-use crate::platform::http::{body_bytes, json_body, json_response, no_content, path_param, query_param, ApiError};
+use crate::platform::http::{body_bytes, json_body, json_response, json_text_response, no_content, path_param, query_param, ApiError};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::platform::time::format_utc;
 
@@ -514,13 +514,8 @@ pub async fn get_mapping<S: ConnectorStore + MappingStore>(request: Request, sto
                 Some(v) => ApiError::NotFound(format!("connector {connector} has no {} mapping version {v}", kind.as_str())),
                 None => ApiError::NotFound(format!("connector {connector} has no {} mapping yet", kind.as_str())),
             })?;
-            Ok(Response::builder()
-                .status(200)
-                .header("content-type", "application/json")
-                .header("etag", m.etag())
-                .header("x-mapping-version", m.version.to_string())
-                .body(Body::Text(m.text))
-                .unwrap_or_else(|_| Response::new(Body::Empty)))
+            let headers = [("etag", m.etag()), ("x-mapping-version", m.version.to_string())];
+            Ok(json_text_response(200, m.text, &headers))
         }
         .await,
     )
@@ -635,7 +630,7 @@ pub async fn debug_mappings<S: ConnectorStore + MappingStore>(request: Request, 
                 .collect();
             let options = ConvertOptions { patient_id: body.patient_id, device_system: None, issued: Utc::now() };
             let answer = debugger::run(&device, fhir.as_ref(), &messages, &options).await;
-            Ok(Response::builder().status(200).header("content-type", "application/json").body(Body::Text(answer)).unwrap_or_else(|_| Response::new(Body::Empty)))
+            Ok(json_text_response(200, answer, &[]))
         }
         .await,
     )

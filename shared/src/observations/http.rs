@@ -93,7 +93,7 @@ pub async fn device_observations<D: DeviceRegistry, O: ObservationStore, L: Audi
     record_read(&deps.audit, &request, &caller, &patients, 200).await?;
     let bundle = RawSearchset { resource_type: "Bundle", r#type: "searchset", total: entry.len(), entry };
     let text = serde_json::to_string(&bundle).map_err(|e| ApiError::Store(StoreError::new("write the bundle", e)))?;
-    Ok(crate::platform::http::json_text_response(200, text))
+    Ok(crate::platform::http::json_text_response(200, text, &[]))
 }
 
 /// A Bundle entry's `fullUrl`: the 128-bit Observation id written as a `urn:uuid`.

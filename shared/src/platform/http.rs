@@ -111,17 +111,18 @@ pub fn no_content() -> Response<Body> {
 }
 
 /// A JSON response with extra headers.
-/// A JSON answer already serialized (one that embeds stored JSON exactly as it is kept).
-pub fn json_text_response(status: u16, body: String) -> Response<Body> {
-    Response::builder().status(status).header("content-type", "application/json").body(Body::Text(body)).unwrap_or_else(|_| Response::new(Body::Empty))
+pub fn json_response(status: u16, body: &Value, headers: &[(&'static str, String)]) -> Response<Body> {
+    json_text_response(status, body.to_string(), headers)
 }
 
-pub fn json_response(status: u16, body: &Value, headers: &[(&'static str, String)]) -> Response<Body> {
+/// A JSON answer already serialized (a stored document, or one that embeds stored JSON exactly
+/// as it is kept), with extra headers.
+pub fn json_text_response(status: u16, body: String, headers: &[(&'static str, String)]) -> Response<Body> {
     let mut builder = Response::builder().status(status).header("content-type", "application/json");
     for (k, v) in headers {
         builder = builder.header(*k, v);
     }
-    builder.body(Body::Text(body.to_string())).unwrap_or_else(|_| Response::new(Body::Empty))
+    builder.body(Body::Text(body)).unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
 /// The `authorizer` function's context for this request (`requestContext.authorizer.lambda`).
