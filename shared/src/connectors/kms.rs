@@ -1,6 +1,8 @@
 //! [`KeyCipher`] with AWS KMS: connection keys encrypted under the template's
 //! `ConnectorKeysKey`, bound by encryption context to their connector, connection and slot.
 
+use std::collections::HashMap;
+
 use aws_sdk_kms::primitives::Blob;
 
 use super::keys::{KeyCipher, KeyPlace};
@@ -27,6 +29,16 @@ impl FromWiring for KmsKeyCipher {
     }
 }
 
+/// The encryption context a key is bound to: decrypting needs the same, so a ciphertext moved
+/// to another connector, connection or slot does not decrypt.
+fn context(place: KeyPlace<'_>) -> HashMap<String, String> {
+    HashMap::from([
+        ("connector".to_owned(), place.connector.to_owned()),
+        ("connection".to_owned(), place.connection.to_owned()),
+        ("slot".to_owned(), place.slot.as_str().to_owned()),
+    ])
+}
+
 impl KeyCipher for KmsKeyCipher {
     async fn encrypt(&self, key: &str, place: KeyPlace<'_>) -> Result<Vec<u8>, StoreError> {
         const OP: &str = "encrypt a connection key";
@@ -35,9 +47,7 @@ impl KeyCipher for KmsKeyCipher {
             .encrypt()
             .key_id(&self.key_id)
             .plaintext(Blob::new(key.as_bytes()))
-            .encryption_context("connector", place.connector)
-            .encryption_context("connection", place.connection)
-            .encryption_context("slot", place.slot.as_str())
+            .set_encryption_context(Some(context(place)))
             .send()
             .await
             .map_err(|e| StoreError::sdk(OP, &e))?;
@@ -51,9 +61,7 @@ impl KeyCipher for KmsKeyCipher {
             .decrypt()
             .key_id(&self.key_id)
             .ciphertext_blob(Blob::new(ciphertext))
-            .encryption_context("connector", place.connector)
-            .encryption_context("connection", place.connection)
-            .encryption_context("slot", place.slot.as_str())
+            .set_encryption_context(Some(context(place)))
             .send()
             .await
             .map_err(|e| StoreError::sdk(OP, &e))?;
