@@ -9,22 +9,10 @@ use std::hint::black_box;
 use aws_lambda_events::sqs::SqsEvent;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
-use vitalwire::clinical::memory::MemoryAlerts;
-use vitalwire::clinical::AlertSettings;
-use vitalwire::connectors::consumer::ConsumerDeps;
-use vitalwire::connectors::mappings::{MappingKind, StoredMapping};
-use vitalwire::connectors::memory::MemoryConnectors;
+use vitalwire::connectors::memory::{consumer, MemoryConsumer};
 use vitalwire::connectors::messages::{envelope, Sender};
-use vitalwire::connectors::{Connector, IdentityResolutionType};
-use vitalwire::dead_letters::memory::MemoryDeadLetters;
-use vitalwire::devices::memory::MemoryDevices;
-use vitalwire::devices::{Device, DeviceStatus};
-use vitalwire::ingest::FilingDeps;
-use vitalwire::observations::memory::MemoryObservations;
-use vitalwire::patients::memory::{MemoryEncounters, MemoryPatients};
-use vitalwire::platform::metrics::MemoryMetrics;
+use vitalwire::connectors::IdentityResolutionType;
 
-type Deps = ConsumerDeps<MemoryConnectors, MemoryDevices, MemoryPatients, MemoryEncounters, MemoryObservations, MemoryAlerts, MemoryDeadLetters, MemoryMetrics>;
 
 const DEVICE: &str = r#"{"templateType": "CollectionContent", "template": [{"templateType": "JsonPathContent", "template": {
     "typeName": "heartrate", "typeMatchExpression": "$..[?(@heartrate)]", "deviceIdExpression": "$.deviceid",
@@ -41,30 +29,8 @@ fn fhir(value_type: &str) -> String {
     .to_string()
 }
 
-fn deps(fhir_mapping: &str) -> Deps {
-    let store = MemoryConnectors::default();
-    let connector = Connector::created("ward-7", IdentityResolutionType::Lookup, "");
-    store.connectors.lock().unwrap().insert("ward-7".into(), connector);
-    for (kind, text) in [(MappingKind::Device, DEVICE.to_owned()), (MappingKind::Fhir, fhir_mapping.to_owned())] {
-        let m = StoredMapping { connector: "ward-7".into(), kind, version: 1, text, updated_at: String::new() };
-        store.mappings.lock().unwrap().insert(("ward-7".into(), kind.as_str(), 1), m);
-    }
-    let mut band = Device::registered("Acme", "band 7", "HR", "", "");
-    band.status = DeviceStatus::Active;
-    band.patient_id = Some("pat-1".into());
-    ConsumerDeps {
-        store,
-        filing: FilingDeps {
-            devices: MemoryDevices::with(vec![band]),
-            observations: MemoryObservations::default(),
-            alerts: MemoryAlerts::default(),
-            alert_settings: AlertSettings::default(),
-        },
-        patients: MemoryPatients::default(),
-        encounters: MemoryEncounters::default(),
-        dead_letters: MemoryDeadLetters::default(),
-        metrics: MemoryMetrics::default(),
-    }
+fn deps(fhir_mapping: &str) -> MemoryConsumer {
+    consumer(IdentityResolutionType::Lookup, DEVICE, fhir_mapping)
 }
 
 /// Ten heart-rate messages a second apart, as the front door queues them.

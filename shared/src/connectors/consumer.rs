@@ -375,21 +375,12 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clinical::memory::MemoryAlerts;
-    use crate::connectors::mappings::StoredMapping;
-    use crate::connectors::memory::MemoryConnectors;
     use crate::connectors::messages::{envelope, Sender};
     use crate::connectors::IdentityResolutionType;
-    use crate::dead_letters::memory::MemoryDeadLetters;
-    use crate::devices::memory::MemoryDevices;
-    use crate::clinical::AlertSettings;
     use crate::devices::{Device, DeviceStatus};
-    use crate::observations::memory::MemoryObservations;
-    use crate::patients::memory::{MemoryEncounters, MemoryPatients};
-    use crate::platform::metrics::MemoryMetrics;
     use serde_json::json;
 
-    type Deps = ConsumerDeps<MemoryConnectors, MemoryDevices, MemoryPatients, MemoryEncounters, MemoryObservations, MemoryAlerts, MemoryDeadLetters, MemoryMetrics>;
+    type Deps = crate::connectors::memory::MemoryConsumer;
 
     const DEVICE_MAPPING: &str = r#"{"templateType": "CollectionContent", "template": [{"templateType": "JsonPathContent", "template": {
         "typeName": "heartrate", "typeMatchExpression": "$..[?(@heartrate)]", "deviceIdExpression": "$.deviceid",
@@ -408,29 +399,7 @@ mod tests {
         "value": {"valueName": "ecg", "valueType": "SampledData", "defaultPeriod": 1000, "unit": "mV"}}}]}"#;
 
     fn deps(mode: IdentityResolutionType) -> Deps {
-        let store = MemoryConnectors::default();
-        let connector = Connector::created("ward-7", mode, "");
-        store.connectors.lock().unwrap().insert("ward-7".into(), connector);
-        for (kind, text) in [(MappingKind::Device, DEVICE_MAPPING), (MappingKind::Fhir, FHIR_MAPPING)] {
-            let m = StoredMapping { connector: "ward-7".into(), kind, version: 1, text: text.into(), updated_at: String::new() };
-            store.mappings.lock().unwrap().insert(("ward-7".into(), kind.as_str(), 1), m);
-        }
-        let mut band = Device::registered("Acme", "band 7", "HR", "", "");
-        band.status = DeviceStatus::Active;
-        band.patient_id = Some("pat-1".into());
-        ConsumerDeps {
-            store,
-            filing: FilingDeps {
-                devices: MemoryDevices::with(vec![band]),
-                observations: MemoryObservations::default(),
-                alerts: MemoryAlerts::default(),
-                alert_settings: AlertSettings::default(),
-            },
-            patients: MemoryPatients::default(),
-            encounters: MemoryEncounters::default(),
-            dead_letters: MemoryDeadLetters::default(),
-            metrics: MemoryMetrics::default(),
-        }
+        crate::connectors::memory::consumer(mode, DEVICE_MAPPING, FHIR_MAPPING)
     }
 
     /// A queued message as the front door enqueues it: (message group, message id, device JSON).

@@ -159,3 +159,43 @@ impl super::queue::MessageQueue for MemoryQueue {
         Ok(())
     }
 }
+
+/// The consumer over in-memory ports.
+pub type MemoryConsumer = super::consumer::ConsumerDeps<
+    MemoryConnectors,
+    crate::devices::memory::MemoryDevices,
+    crate::patients::memory::MemoryPatients,
+    crate::patients::memory::MemoryEncounters,
+    crate::observations::memory::MemoryObservations,
+    crate::clinical::memory::MemoryAlerts,
+    crate::dead_letters::memory::MemoryDeadLetters,
+    crate::platform::metrics::MemoryMetrics,
+>;
+
+/// A consumer with connector `ward-7` (resolving identities by `mode`, with both mappings) and
+/// one registered device, `acme-band-7`, ACTIVE for patient `pat-1`.
+pub fn consumer(mode: super::IdentityResolutionType, device_mapping: &str, fhir_mapping: &str) -> MemoryConsumer {
+    use super::mappings::{MappingKind, StoredMapping};
+    let store = MemoryConnectors::default();
+    store.connectors.lock().expect("lock").insert("ward-7".into(), Connector::created("ward-7", mode, ""));
+    for (kind, text) in [(MappingKind::Device, device_mapping), (MappingKind::Fhir, fhir_mapping)] {
+        let m = StoredMapping { connector: "ward-7".into(), kind, version: 1, text: text.into(), updated_at: String::new() };
+        store.mappings.lock().expect("lock").insert(("ward-7".into(), kind.as_str(), 1), m);
+    }
+    let mut band = crate::devices::Device::registered("Acme", "band 7", "HR", "", "");
+    band.status = crate::devices::DeviceStatus::Active;
+    band.patient_id = Some("pat-1".into());
+    super::consumer::ConsumerDeps {
+        store,
+        filing: crate::ingest::FilingDeps {
+            devices: crate::devices::memory::MemoryDevices::with(vec![band]),
+            observations: Default::default(),
+            alerts: Default::default(),
+            alert_settings: Default::default(),
+        },
+        patients: Default::default(),
+        encounters: Default::default(),
+        dead_letters: Default::default(),
+        metrics: Default::default(),
+    }
+}
