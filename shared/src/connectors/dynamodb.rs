@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::Client;
 use super::connections::{Connection, ConnectionStore, StoredKey, Written};
 use super::mappings::{MappingKind, MappingStore, StoredMapping};
 use super::{Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
-use crate::platform::dynamodb::{is_condition_failed, n, only_conditions_failed, opt_bool, opt_u64, req_s, s, Item};
+use crate::platform::dynamodb::{is_condition_failed, n, only_conditions_failed, opt_bool, opt_u64, query_all, req_s, s, Item};
 use crate::platform::tables::CONNECTORS;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -55,17 +55,8 @@ impl DynamoConnectorStore {
             Some(p) => query.key_condition_expression("connectorName = :c AND begins_with(#i, :p)").expression_attribute_values(":p", s(p)),
             None => query.key_condition_expression("connectorName = :c"),
         };
-        let mut pages = query.into_paginator().send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
-            for item in page.items() {
-                let sort = req_s(item, "item", OP)?;
-                if sort != CONNECTOR_ITEM {
-                    keys.push(sort);
-                }
-            }
-        }
+        let mut keys = query_all(query, OP, |item| req_s(item, "item", OP)).await?;
+        keys.retain(|sort| sort != CONNECTOR_ITEM);
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = Vec::with_capacity(chunk.len());
             for sort in chunk {
@@ -255,7 +246,7 @@ fn connection_from(item: &Item, op: &'static str) -> Result<Connection, StoreErr
 impl ConnectionStore for DynamoConnectorStore {
     async fn connections(&self, connector: &str) -> Result<Vec<Connection>, StoreError> {
         const OP: &str = "list connections";
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
@@ -263,17 +254,8 @@ impl ConnectionStore for DynamoConnectorStore {
             .expression_attribute_names("#i", "item")
             .expression_attribute_values(":c", s(connector))
             .expression_attribute_values(":p", s("CONNECTION#"))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        let mut all = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| StoreError::sdk(OP, &e))?;
-            for item in page.items() {
-                all.push(connection_from(item, OP)?);
-            }
-        }
-        Ok(all)
+            .consistent_read(true);
+        query_all(query, OP, |item| connection_from(item, OP)).await
     }
 
     async fn connection(&self, connector: &str, name: &str) -> Result<Option<Connection>, StoreError> {

@@ -2,7 +2,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::{Message, MessageStore, MessageType, PolarisTime};
-use crate::platform::dynamodb::{conditional_put, n, opt_s, opt_u64, req_s, s, Item};
+use crate::platform::dynamodb::{conditional_put, n, opt_s, opt_u64, query_all, req_s, s, Item};
 use crate::platform::tables::{MESSAGES, MESSAGES_BY_RECEIVER, MESSAGES_BY_SENDER};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -22,8 +22,7 @@ impl DynamoMessageStore {
 
     /// Every message of one index partition, newest first, following DynamoDB's pages.
     async fn all_of(&self, index: &str, key: &str, value: &str) -> Result<Vec<Message>, StoreError> {
-        const OP: &str = "list messages";
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
@@ -31,16 +30,8 @@ impl DynamoMessageStore {
             .key_condition_expression("#k = :v")
             .expression_attribute_names("#k", key)
             .expression_attribute_values(":v", s(value))
-            .scan_index_forward(false)
-            .into_paginator()
-            .send();
-        let mut found = Vec::new();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(|e| StoreError::sdk(OP, &e))?.items() {
-                found.push(from_item(item)?);
-            }
-        }
-        Ok(found)
+            .scan_index_forward(false);
+        query_all(query, "list messages", from_item).await
     }
 }
 

@@ -80,6 +80,22 @@ pub async fn conditional_put(
     }
 }
 
+/// Every item a query finds, through all of DynamoDB's pages (1 MB each), each read by `from`.
+pub async fn query_all<T>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    operation: &'static str,
+    from: impl Fn(&Item) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut pages = query.into_paginator().send();
+    let mut found = Vec::new();
+    while let Some(page) = pages.next().await {
+        for item in page.map_err(|e| StoreError::sdk(operation, &e))?.items() {
+            found.push(from(item)?);
+        }
+    }
+    Ok(found)
+}
+
 /// One page of a partition's items, newest (highest `sortKey`) first: `query` names the table
 /// and the key condition on `partition` (name, value); `after` is the previous page's cursor
 /// (its last `sortKey`). Answers the items and the next page's cursor (set when the page is
