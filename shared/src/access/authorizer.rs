@@ -4,7 +4,14 @@
 //! (`vwk_...`, see [`super::api_keys`]) gives `{"authenticated": true, "deviceId", "keyId",
 //! "permissions", "rateLimitPerMinute"}`; a revoked or expired key whose secret is right gives
 //! `{"authenticated": false, "error", "deviceId", "keyId"}` (so the refusal is logged against
-//! the key); anything else `{"authenticated": false, "error"}`.
+//! the key); a Polaris-compatibility token (see [`super::polaris`]) gives `{"authenticated":
+//! true, "polaris": true, "scope", "patientId" | "clinicianId" | "systemId" | "deviceId"}`;
+//! anything else `{"authenticated": false, "error"}`, with `"bearer": false` when the header is
+//! not a bearer token at all (the Polaris routes answer that with 401, a bad token with 403).
+//!
+//! Each kind of token has its own verifier, chosen by what the token is: `vwk_` keys by the
+//! key store, JWTs by their (unverified) issuer: the Polaris issuer's tokens only by the
+//! HS512 verifier, every other issuer's only by the RS256/ES256 verifier.
 //!
 //! It never denies: an HTTP API turns every denial into a bare 403, while a missing or bad
 //! token must be a 401 with a JSON reason, so the routes refuse unauthenticated callers
@@ -16,12 +23,14 @@ use serde_json::{json, Value};
 
 use super::api_keys::{ApiKeyStore, KEY_MARKER};
 use super::jwt::{bearer, JwtVerifier};
+use super::polaris::{unverified_issuer, PolarisVerifier};
 use super::secrets::PepperSource;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 
 /// What the authorizer checks tokens against.
 pub struct AuthorizerDeps<S, P> {
     pub verifier: JwtVerifier,
+    pub polaris: PolarisVerifier,
     pub keys: S,
     pub pepper: P,
 }
@@ -29,7 +38,7 @@ pub struct AuthorizerDeps<S, P> {
 impl<S: FromWiring, P: FromWiring> FromWiring for AuthorizerDeps<S, P> {
     /// The JWKS and the API key pepper are fetched on first use, not at cold start.
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { verifier: JwtVerifier::from_settings(&w.settings)?, keys: w.build()?, pepper: w.build()? })
+        Ok(Self { verifier: JwtVerifier::from_settings(&w.settings)?, polaris: w.build()?, keys: w.build()?, pepper: w.build()? })
     }
 }
 
@@ -65,6 +74,24 @@ async fn api_key_context<S: ApiKeyStore, P: PepperSource>(token: &str, deps: &Au
     }
 }
 
+async fn polaris_context(token: &str, verifier: &PolarisVerifier) -> Value {
+    match verifier.verify(token).await {
+        Ok(claims) => {
+            let mut context = json!({"authenticated": true, "polaris": true, "scope": claims.scopes.join(" ")});
+            for (key, value) in [("sub", claims.subject), ("patientId", claims.patient_id), ("clinicianId", claims.clinician_id), ("systemId", claims.system_id), ("deviceId", claims.device_id)] {
+                if let Some(v) = value {
+                    context[key] = json!(v);
+                }
+            }
+            context
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "Polaris token refused");
+            json!({"authenticated": false, "error": e.to_string()})
+        }
+    }
+}
+
 /// Authorizes one request.
 pub async fn handle<S: ApiKeyStore, P: PepperSource>(
     event: &ApiGatewayV2CustomAuthorizerV2Request,
@@ -72,8 +99,9 @@ pub async fn handle<S: ApiKeyStore, P: PepperSource>(
 ) -> ApiGatewayV2CustomAuthorizerSimpleResponse<Value> {
     let header = event.headers.get("authorization").and_then(|v| v.to_str().ok());
     let context = match bearer(header) {
-        Err(e) => json!({"authenticated": false, "error": e.to_string()}),
+        Err(e) => json!({"authenticated": false, "error": e.to_string(), "bearer": false}),
         Ok(token) if token.starts_with(KEY_MARKER) => api_key_context(token, deps).await,
+        Ok(token) if unverified_issuer(token).ok().flatten().is_some_and(|iss| deps.polaris.issues(&iss)) => polaris_context(token, &deps.polaris).await,
         Ok(token) => match deps.verifier.verify(token).await {
             Ok(p) => {
                 let mut context = json!({"authenticated": true, "sub": p.subject, "role": p.role.as_str()});
@@ -103,6 +131,7 @@ mod tests {
     use super::*;
     use crate::access::api_keys::{ApiKey, GeneratedKey, KeyHasher, Permission};
     use crate::access::jwt::tests::{signer, token};
+    use crate::access::polaris::tests::{self as polaris_tests, polaris_claims, polaris_token};
     use crate::access::jwt::{Issuer, JwtVerifier, PATIENT_ROLES, STAFF_ROLES};
     use crate::access::memory::MemoryApiKeys;
     use crate::access::{device_caller, principal, KeyCaller, NoValidKey, Principal, Role};
@@ -112,7 +141,7 @@ mod tests {
     const PEPPER: &[u8] = b"unit-test-pepper-of-32-bytes-or-more";
 
     fn deps(verifier: JwtVerifier) -> AuthorizerDeps<MemoryApiKeys, KeyHasher> {
-        AuthorizerDeps { verifier, keys: MemoryApiKeys::default(), pepper: KeyHasher::new(PEPPER) }
+        AuthorizerDeps { verifier, polaris: PolarisVerifier::with_key(polaris_tests::ISSUER, polaris_tests::ISSUER, polaris_tests::KEY), keys: MemoryApiKeys::default(), pepper: KeyHasher::new(PEPPER) }
     }
 
     /// Stores a key of `thing`, changed by `adjust`; the key as stored and its full text.
@@ -238,5 +267,35 @@ mod tests {
         let refused = context(&deps, &format!("Bearer {}", token(&signing_key, expired))).await;
         let answer = principal(&ApiRequest::new("GET /admin/devices").caller(refused).build()).unwrap_err();
         assert_eq!((answer.status(), answer.to_string()), (401, "the token has expired".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn each_issuer_is_pinned_to_its_algorithm_and_a_polaris_token_is_not_a_person() {
+        let (signing_key, jwks) = signer();
+        let deps = deps(JwtVerifier::new(vec![Issuer::with_keys("https://staff", "app", STAFF_ROLES, jwks)]));
+        let scope = "read:gdm_message write:gdm_message";
+        let polaris = polaris_token(polaris_tests::KEY, jsonwebtoken::Algorithm::HS512, polaris_claims(json!({"clinician_id": "c-1"}), scope, 600));
+        let seen = context(&deps, &format!("Bearer {polaris}")).await;
+        assert_eq!(seen, json!({"authenticated": true, "polaris": true, "scope": scope, "clinicianId": "c-1"}));
+        let as_person = principal(&ApiRequest::new("GET /admin/devices").caller(seen).build()).unwrap_err();
+        assert_eq!(as_person.status(), 403, "a Polaris token calls only the Polaris routes");
+
+        // An HS512 token naming the people's issuer, signed with the Polaris key: refused.
+        let staff = json!({"sub": "u-1", "iss": "https://staff", "aud": "app", "token_use": "id", "exp": Utc::now().timestamp() + 600, "cognito:groups": ["admin"]});
+        let confused = polaris_token(polaris_tests::KEY, jsonwebtoken::Algorithm::HS512, staff);
+        assert_eq!(context_error(&deps, &confused).await, "the token is signed with an unsupported algorithm");
+        // An ES256 token naming the Polaris issuer: refused, whatever it claims.
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let es256 = jsonwebtoken::encode(&header, &polaris_claims(json!({"system_id": "dhos-robot"}), "read:gdm_message_all", 600), &signing_key).unwrap();
+        assert_eq!(context_error(&deps, &es256).await, "the token is signed with an unsupported algorithm");
+        let not_bearer = context(&deps, "Basic dXNlcjpwYXNz").await;
+        assert_eq!(not_bearer["bearer"], json!(false), "the Polaris routes answer 401 for a header that is no bearer token");
+    }
+
+    async fn context_error(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher>, token: &str) -> String {
+        let context = context(deps, &format!("Bearer {token}")).await;
+        assert_eq!(context["authenticated"], json!(false));
+        context["error"].as_str().unwrap().to_owned()
     }
 }

@@ -14,6 +14,7 @@ pub mod authorizer;
 pub mod dynamodb;
 pub mod http;
 pub mod jwt;
+pub mod polaris;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod secrets;
@@ -73,6 +74,9 @@ pub fn principal(request: &Request) -> Result<Principal, ApiError> {
     }
     if context.contains_key("keyId") {
         return Err(ApiError::Forbidden("device API keys may only call the /api/iot routes".into()));
+    }
+    if context.contains_key("polaris") {
+        return Err(ApiError::Forbidden("Polaris-compatibility tokens may only call the Polaris routes (/dhos/...)".into()));
     }
     let role = text(&context, "role").and_then(|r| Role::parse(&r)).ok_or_else(|| ApiError::Unauthenticated("no role".into()))?;
     Ok(Principal { subject: text(&context, "sub").unwrap_or_default(), role, patient_id: text(&context, "patientId") })
