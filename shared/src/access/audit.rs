@@ -63,6 +63,19 @@ pub async fn record_read<L: AuditLog, P: AsRef<str> + Sync>(
     patients: &[P],
     status: u16,
 ) -> Result<(), StoreError> {
+    record_read_by(log, request, &caller.subject, caller.role.as_str(), patients, status).await
+}
+
+/// Records a read by a caller who is not a platform user (a Polaris token's patient,
+/// clinician or system), with the id and the kind of caller it names.
+pub async fn record_read_by<L: AuditLog, P: AsRef<str> + Sync>(
+    log: &L,
+    request: &Request,
+    subject: &str,
+    role: &str,
+    patients: &[P],
+    status: u16,
+) -> Result<(), StoreError> {
     let info = RequestInfo::of(request);
     let at = format_utc(chrono::Utc::now());
     let mut seen: Vec<&str> = Vec::new();
@@ -75,8 +88,8 @@ pub async fn record_read<L: AuditLog, P: AsRef<str> + Sync>(
             patient_id: patient.to_owned(),
             at: at.clone(),
             request_id: info.request_id.clone(),
-            subject: caller.subject.clone(),
-            role: caller.role.as_str().to_owned(),
+            subject: subject.to_owned(),
+            role: role.to_owned(),
             method: info.method.clone(),
             path: info.path.clone(),
             source_ip: info.source_ip.clone(),

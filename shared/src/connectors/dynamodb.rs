@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::Client;
 use super::connections::{Connection, ConnectionStore, StoredKey, Written};
 use super::mappings::{MappingKind, MappingStore, StoredMapping};
 use super::{Connector, ConnectorStore, Deleted, Destination, IdentityResolutionType, ProvisioningState};
-use crate::platform::dynamodb::{is_condition_failed, n, only_conditions_failed, opt_bool, opt_u64, query_all, req_s, s, Item};
+use crate::platform::dynamodb::{batch_write, is_condition_failed, n, only_conditions_failed, opt_bool, opt_u64, query_all, req_s, s, Item};
 use crate::platform::tables::CONNECTORS;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -57,19 +57,12 @@ impl DynamoConnectorStore {
         };
         let mut keys = query_all(query, OP, |item| req_s(item, "item", OP)).await?;
         keys.retain(|sort| sort != CONNECTOR_ITEM);
-        for chunk in keys.chunks(25) {
-            let mut requests: Vec<WriteRequest> = Vec::with_capacity(chunk.len());
-            for sort in chunk {
-                let delete = DeleteRequest::builder().key("connectorName", s(name)).key("item", s(sort)).build().map_err(|e| StoreError::new(OP, e))?;
-                requests.push(WriteRequest::builder().delete_request(delete).build());
-            }
-            let mut pending = Some(requests);
-            // Unprocessed items (throttling) are sent again until none are left.
-            while let Some(batch) = pending.take().filter(|b| !b.is_empty()) {
-                let out = self.client.batch_write_item().request_items(&self.table, batch).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
-                pending = out.unprocessed_items().and_then(|u| u.get(&self.table)).cloned();
-            }
+        let mut requests: Vec<WriteRequest> = Vec::with_capacity(keys.len());
+        for sort in &keys {
+            let delete = DeleteRequest::builder().key("connectorName", s(name)).key("item", s(sort)).build().map_err(|e| StoreError::new(OP, e))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
         }
+        batch_write(&self.client, &self.table, requests, OP).await?;
         Ok(keys.len())
     }
 }

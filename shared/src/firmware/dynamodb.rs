@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::deployments::{Deployment, DeploymentStatus, DeploymentStore, DeviceExecution, ExecutionStatus, Recorded, RolloutSettings};
 use super::{FirmwareImage, FirmwareStore};
-use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, conditional_put, req_s, s, Item};
+use crate::platform::dynamodb::{batch_write, is_condition_failed, n, opt_s, opt_u64, conditional_put, req_s, s, Item};
 use crate::platform::tables::{DEPLOYMENTS, FIRMWARE};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -161,33 +161,15 @@ impl DeploymentStore for DynamoDeploymentStore {
         if !conditional_put(header, OP).await? {
             return Ok(false);
         }
-        for chunk in d.devices.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|e| {
-                    let put = PutRequest::builder().set_item(Some(device_item(&d.deployment_id, e))).build();
-                    put.map(|p| WriteRequest::builder().put_request(p).build()).map_err(|e| StoreError::new(OP, e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            // Unprocessed items come back under throttling: retry them a few times before failing.
-            for attempt in 0.. {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::sdk(OP, &e))?;
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                if attempt == 5 {
-                    return Err(StoreError::new(OP, "devices left unwritten after retries"));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            }
-        }
+        let requests = d
+            .devices
+            .iter()
+            .map(|e| {
+                let put = PutRequest::builder().set_item(Some(device_item(&d.deployment_id, e))).build();
+                put.map(|p| WriteRequest::builder().put_request(p).build()).map_err(|e| StoreError::new(OP, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        batch_write(&self.client, &self.table, requests, OP).await?;
         Ok(true)
     }
 

@@ -1,8 +1,8 @@
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
 use super::{Message, MessageStore, MessageType, PolarisTime};
-use crate::platform::dynamodb::{conditional_put, n, opt_s, opt_u64, query_all, req_s, s, Item};
+use crate::platform::dynamodb::{batch_write, conditional_put, n, opt_s, opt_u64, query_all, req_s, s, Item};
 use crate::platform::tables::{MESSAGES, MESSAGES_BY_RECEIVER, MESSAGES_BY_SENDER};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -128,5 +128,29 @@ impl MessageStore for DynamoMessageStore {
 
     async fn received_by(&self, receiver: &str) -> Result<Vec<Message>, StoreError> {
         self.all_of(MESSAGES_BY_RECEIVER.name, MESSAGES_BY_RECEIVER.partition_key, receiver).await
+    }
+
+    async fn create_many(&self, messages: &[Message]) -> Result<(), StoreError> {
+        const OP: &str = "create messages";
+        let requests = messages
+            .iter()
+            .map(|m| PutRequest::builder().set_item(Some(to_item(m))).build().map(|p| WriteRequest::builder().put_request(p).build()).map_err(|e| StoreError::new(OP, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        batch_write(&self.client, &self.table, requests, OP).await
+    }
+
+    async fn drop_all(&self) -> Result<usize, StoreError> {
+        const OP: &str = "drop messages";
+        let mut pages = self.client.scan().table_name(&self.table).projection_expression("#u").expression_attribute_names("#u", "uuid").into_paginator().send();
+        let mut requests = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(|e| StoreError::sdk(OP, &e))?.items() {
+                let delete = DeleteRequest::builder().key("uuid", s(req_s(item, "uuid", OP)?)).build().map_err(|e| StoreError::new(OP, e))?;
+                requests.push(WriteRequest::builder().delete_request(delete).build());
+            }
+        }
+        let count = requests.len();
+        batch_write(&self.client, &self.table, requests, OP).await?;
+        Ok(count)
     }
 }

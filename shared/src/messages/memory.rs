@@ -50,6 +50,19 @@ impl MessageStore for MemoryMessages {
     async fn received_by(&self, receiver: &str) -> Result<Vec<Message>, StoreError> {
         Ok(self.newest_first(|m| m.receiver == receiver))
     }
+
+    async fn create_many(&self, messages: &[Message]) -> Result<(), StoreError> {
+        let mut all = self.0.lock().expect("lock");
+        all.extend(messages.iter().map(|m| (m.uuid.clone(), m.clone())));
+        Ok(())
+    }
+
+    async fn drop_all(&self) -> Result<usize, StoreError> {
+        let mut all = self.0.lock().expect("lock");
+        let count = all.len();
+        all.clear();
+        Ok(count)
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 //! the Polaris-compatible tokens.
 
 pub mod access;
-pub mod listings;
 mod dynamodb;
+pub mod http;
+pub mod listings;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod time;
@@ -150,6 +151,10 @@ pub trait MessageStore: Send + Sync {
     fn sent_by(&self, sender: &str) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
     /// Every message a party received, newest first.
     fn received_by(&self, receiver: &str) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+    /// Writes many new messages at once (the development route `POST /create_messages`).
+    fn create_many(&self, messages: &[Message]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes every message (the development route `POST /drop_data`); how many there were.
+    fn drop_all(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 impl Message {
@@ -251,6 +256,25 @@ pub enum MessageRefusal {
     NotUpdatable(String),
     #[error("valid update parameters not found.")]
     NothingToUpdate,
+}
+
+impl MessageRefusal {
+    /// Whether the reference refuses this in its schema layer (connexion's problem JSON, before
+    /// any authorization) rather than in its own code (`{"message": ...}`).
+    pub fn is_schema(&self) -> bool {
+        matches!(self, Self::Required(_) | Self::Schema(_) | Self::UnknownType(_))
+    }
+
+    /// The text of the reference's `{"message": ...}`: what it raises as a `KeyError` comes
+    /// out Python-quoted (`str(KeyError)` is the repr of its text).
+    pub fn reference_text(&self) -> String {
+        let text = self.to_string();
+        match self {
+            Self::Time(_) | Self::NotUpdatable(_) | Self::Required(_) | Self::Schema(_) | Self::UnknownType(_) => text,
+            _ if text.contains('\'') && !text.contains('"') => format!("\"{text}\""),
+            _ => format!("'{text}'"),
+        }
+    }
 }
 
 /// A message as a client asks for it, checked.
@@ -359,15 +383,18 @@ pub fn new_message(body: &Value) -> Result<NewMessage, MessageRefusal> {
     let mut strings = Vec::with_capacity(5);
     for k in ["sender", "sender_type", "receiver", "receiver_type", "content"] {
         match &body[k] {
-            Value::String(s) if s.is_empty() => return Err(MessageRefusal::NoValue(k.to_owned())),
             Value::String(s) => strings.push(s.clone()),
             other => return Err(MessageRefusal::Schema(format!("{} is not of type 'string' - '{k}'", python_repr(other)))),
         }
     }
+    // The reference's own checks, in its order: unknown properties, then empty values.
     for k in body.keys() {
         if !REQUIRED.contains(&k.as_str()) && !UPDATABLE.contains(&k.as_str()) && k != "internal" {
             return Err(MessageRefusal::UnknownProperty(k.clone()));
         }
+    }
+    if let Some(k) = ["sender", "sender_type", "receiver", "receiver_type", "content"].into_iter().zip(&strings).find_map(|(k, s)| s.is_empty().then_some(k)) {
+        return Err(MessageRefusal::NoValue(k.to_owned()));
     }
     for k in UPDATABLE.iter().chain(["internal"].iter()) {
         if body.get(*k).is_some_and(|v| v.as_str() == Some("")) {

@@ -96,6 +96,31 @@ pub async fn query_all<T>(
     Ok(found)
 }
 
+/// Writes `requests` (puts or deletes) in batches of 25; what DynamoDB leaves unprocessed
+/// (throttling) is sent again, with a growing pause, a few times before failing.
+pub async fn batch_write(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    operation: &'static str,
+) -> Result<(), StoreError> {
+    for chunk in requests.chunks(25) {
+        let mut pending = chunk.to_vec();
+        for attempt in 0.. {
+            let out = client.batch_write_item().request_items(table, pending).send().await.map_err(|e| StoreError::sdk(operation, &e))?;
+            pending = out.unprocessed_items.and_then(|mut u| u.remove(table)).unwrap_or_default();
+            if pending.is_empty() {
+                break;
+            }
+            if attempt == 5 {
+                return Err(StoreError::new(operation, "items left unwritten after retries"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        }
+    }
+    Ok(())
+}
+
 /// One page of a partition's items, newest (highest `sortKey`) first: `query` names the table
 /// and the key condition on `partition` (name, value); `after` is the previous page's cursor
 /// (its last `sortKey`). Answers the items and the next page's cursor (set when the page is
