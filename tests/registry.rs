@@ -16,7 +16,11 @@ fn template() -> Template {
 /// A function's triggers as the template declares them, in the registry's terms.
 fn template_triggers(template: &Template, logical_id: &str) -> Vec<String> {
     let definition = template.functions().into_iter().find(|f| f.logical_id == logical_id).expect("function");
-    let mut triggers: Vec<String> = definition.http_routes.iter().map(|(m, p)| format!("http {m} {p}")).collect();
+    let mut triggers: Vec<String> = definition
+        .http_routes
+        .iter()
+        .map(|(m, p)| if definition.public_routes.contains(&(m.clone(), p.clone())) { format!("public http {m} {p}") } else { format!("http {m} {p}") })
+        .collect();
     triggers.extend(definition.s3_events.iter().map(|(bucket, prefix)| format!("s3 {bucket} {prefix}")));
     triggers.extend(definition.sqs_events.iter().map(|queue| format!("sqs {queue}")));
     triggers.extend(template.topic_rules().into_iter().filter(|r| r.function == logical_id).map(|r| format!("rule {}", r.name)));
@@ -34,6 +38,7 @@ fn template_triggers(template: &Template, logical_id: &str) -> Vec<String> {
 fn registry_triggers(trigger: &Trigger) -> Vec<String> {
     let mut triggers = match trigger {
         Trigger::Http(routes) => routes.iter().map(|r| format!("http {} {}", r.method, r.path)).collect(),
+        Trigger::PublicHttp(routes) => routes.iter().map(|r| format!("public http {} {}", r.method, r.path)).collect(),
         Trigger::HttpAuthorizer => vec!["authorizer".into()],
         Trigger::IotRule(rule) => vec![format!("rule {rule}")],
         Trigger::ProvisioningHook => vec!["provisioning hook".into()],

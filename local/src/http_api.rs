@@ -118,6 +118,8 @@ struct Route {
     segments: Vec<&'static str>,
     path: &'static str,
     function: &'static str,
+    /// Takes no token: no authorizer runs (`Auth: {Authorizer: NONE}`).
+    public: bool,
 }
 
 impl Route {
@@ -160,12 +162,13 @@ impl LocalApi {
     pub fn new(functions: Arc<LocalFunctions>, jwks: Value) -> Result<Arc<Self>, String> {
         let routes = functions
             .specs()
-            .flat_map(|spec| match spec.trigger {
-                Trigger::Http(routes) => routes
-                    .iter()
-                    .map(|r| Route { method: r.method, segments: r.path.split('/').collect(), path: r.path, function: spec.name })
-                    .collect(),
-                _ => Vec::new(),
+            .flat_map(|spec| {
+                let (routes, public) = match spec.trigger {
+                    Trigger::Http(routes) => (routes, false),
+                    Trigger::PublicHttp(routes) => (routes, true),
+                    _ => (&[][..], false),
+                };
+                routes.iter().map(move |r| Route { method: r.method, segments: r.path.split('/').collect(), path: r.path, function: spec.name, public })
             })
             .collect();
         let authorizer = functions
@@ -209,24 +212,29 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
     let Some((route, params)) = api.routes.iter().filter_map(|r| r.matches(method.as_str(), path).map(|p| (r, p))).min_by_key(|(_, p)| p.len()) else {
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
     };
-    // API Gateway answers 401 itself when the identity source is missing.
-    let Some(authorization) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return gateway_message(StatusCode::UNAUTHORIZED, "Unauthorized");
-    };
     let route_key = format!("{} {}", route.method, route.path);
     let raw_query = uri.query().unwrap_or_default().to_owned();
-    let authorizer_event = json!({
-        "version": "2.0", "type": "REQUEST", "routeArn": format!("arn:aws:execute-api:us-east-1:000000000000:local/$default/{}{}", route.method, path),
-        "identitySource": [authorization], "routeKey": route_key, "rawPath": path, "rawQueryString": raw_query,
-        "headers": headers_json(&headers), "requestContext": {"http": {"method": route.method, "path": path}},
-    });
-    let authorized = match api.authorize(&authorizer_event).await {
-        Ok(a) => a,
-        Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    let context = if route.public {
+        Value::Null
+    } else {
+        // API Gateway answers 401 itself when the identity source is missing.
+        let Some(authorization) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+            return gateway_message(StatusCode::UNAUTHORIZED, "Unauthorized");
+        };
+        let authorizer_event = json!({
+            "version": "2.0", "type": "REQUEST", "routeArn": format!("arn:aws:execute-api:us-east-1:000000000000:local/$default/{}{}", route.method, path),
+            "identitySource": [authorization], "routeKey": route_key, "rawPath": path, "rawQueryString": raw_query,
+            "headers": headers_json(&headers), "requestContext": {"http": {"method": route.method, "path": path}},
+        });
+        let authorized = match api.authorize(&authorizer_event).await {
+            Ok(a) => a,
+            Err(e) => return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        };
+        if !authorized.is_authorized {
+            return gateway_message(StatusCode::FORBIDDEN, "Forbidden");
+        }
+        json!({"lambda": authorized.context})
     };
-    if !authorized.is_authorized {
-        return gateway_message(StatusCode::FORBIDDEN, "Forbidden");
-    }
     let query: Map<String, Value> =
         form_urlencoded::parse(raw_query.as_bytes()).into_owned().map(|(k, v)| (k, Value::String(v))).collect();
     let event = json!({
@@ -244,7 +252,7 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
             "timeEpoch": chrono::Utc::now().timestamp_millis(),
             "http": {"method": route.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
                      "userAgent": headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("")},
-            "authorizer": {"lambda": authorized.context},
+            "authorizer": context,
         },
         "body": String::from_utf8_lossy(&body),
         "isBase64Encoded": false,

@@ -133,11 +133,14 @@ impl PolarisVerifier {
 
 impl FromWiring for PolarisVerifier {
     /// `POLARIS_JWT_ISSUER` (empty or unset: Polaris tokens are off), `POLARIS_JWT_AUDIENCE`
-    /// and the key's secret `POLARIS_HS_KEY_SECRET`.
+    /// (empty: the issuer, as Polaris has it) and the key's secret `POLARIS_HS_KEY_SECRET`.
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        let Some(issuer) = w.settings.optional("POLARIS_JWT_ISSUER").filter(|i| !i.is_empty()) else { return Ok(Self::disabled()) };
-        let audience = w.settings.required("POLARIS_JWT_AUDIENCE")?;
-        let key = HsKey::SecretsManager { client: w.aws.secrets_manager(), secret_id: w.settings.required("POLARIS_HS_KEY_SECRET")?, key: tokio::sync::OnceCell::new() };
+        // Read together, so that a half-configured issuer fails at start-up, not on a token.
+        let (issuer, audience, secret) = ["POLARIS_JWT_ISSUER", "POLARIS_JWT_AUDIENCE", "POLARIS_HS_KEY_SECRET"].map(|n| w.settings.optional(n).filter(|v| !v.is_empty())).into();
+        let Some(issuer) = issuer else { return Ok(Self::disabled()) };
+        let audience = audience.unwrap_or_else(|| issuer.clone());
+        let secret_id = secret.ok_or_else(|| WiringError::Other("POLARIS_JWT_ISSUER is set but POLARIS_HS_KEY_SECRET is not".into()))?;
+        let key = HsKey::SecretsManager { client: w.aws.secrets_manager(), secret_id, key: tokio::sync::OnceCell::new() };
         Ok(Self { issuer: Some(PolarisIssuer { issuer, audience, key }) })
     }
 }

@@ -78,6 +78,8 @@ pub struct FunctionDefinition {
     pub environment: BTreeMap<String, EnvValue>,
     /// Its `HttpApi` events: (method, path), e.g. (`GET`, `/admin/devices/{thingName}`).
     pub http_routes: Vec<(String, String)>,
+    /// Those of its `HttpApi` events that take no token (`Auth: {Authorizer: NONE}`).
+    pub public_routes: Vec<(String, String)>,
     /// Its `S3` events: (bucket logical id, key prefix).
     pub s3_events: Vec<(String, String)>,
     /// Its `SQS` events: the queue's logical id.
@@ -295,12 +297,13 @@ impl Template {
                     .map(|events| events.values().collect())
                     .unwrap_or_default();
                 let of_type = |kind: &'static str| events.iter().copied().filter(move |e| text(e, "Type").as_deref() == Some(kind));
-                let http_routes = of_type("HttpApi")
-                    .filter_map(|e| {
-                        let props = field(e, "Properties")?;
-                        Some((text(props, "Method")?.to_uppercase(), text(props, "Path")?))
-                    })
-                    .collect();
+                let route = |e: &Value| {
+                    let props = field(e, "Properties")?;
+                    Some((text(props, "Method")?.to_uppercase(), text(props, "Path")?))
+                };
+                let public = |e: &Value| field(e, "Properties").and_then(|p| field(p, "Auth")).and_then(|a| text(a, "Authorizer")).as_deref() == Some("NONE");
+                let http_routes = of_type("HttpApi").filter_map(route).collect();
+                let public_routes = of_type("HttpApi").filter(|e| public(e)).filter_map(route).collect();
                 let s3_events = of_type("S3")
                     .filter_map(|e| {
                         let props = field(e, "Properties")?;
@@ -313,7 +316,7 @@ impl Template {
                     })
                     .collect();
                 let sqs_events = of_type("SQS").filter_map(|e| tagged(field(field(e, "Properties")?, "Queue")?, "GetAtt").map(|q| q.trim_end_matches(".Arn").to_owned())).collect();
-                FunctionDefinition { logical_id, binary, environment, http_routes, s3_events, sqs_events }
+                FunctionDefinition { logical_id, binary, environment, http_routes, public_routes, s3_events, sqs_events }
             })
             .collect()
     }

@@ -36,6 +36,8 @@ use crate::firmware::http::{DeploymentDeps, FirmwareDeps, JobDeps};
 use crate::firmware::job_events::{self, JobEventDeps};
 use crate::firmware::{DynamoDeploymentStore, DynamoFirmwareStore, IotJobControl};
 use crate::ingest::http::{StatusDeps, VitalsDeps};
+use crate::messages::http::{DevelopmentDeps, MessageDeps};
+use crate::messages::DynamoMessageStore;
 use crate::ingest::inbox::{self, InboxDeps, S3Inbox};
 use crate::ingest::rule::{self, IngestDeps};
 use crate::observations::http::DeviceReadDeps;
@@ -54,6 +56,7 @@ macro_rules! route {
 type Devices = DynamoDeviceRegistry;
 type Vitals = VitalsDeps<Devices, DynamoObservationStore, DynamoAlertStore, DynamoApiKeyStore, DynamoActivityLog, DynamoDeadLetterStore>;
 type ApiKeyAdmin = ApiKeyAdminDeps<Devices, DynamoApiKeyStore, SecretsManagerPepper>;
+type Messages = MessageDeps<DynamoMessageStore, DynamoAuditLog>;
 type Jobs = JobDeps<DynamoDeploymentStore, IotJobControl>;
 type ConnectorConsumer =
     ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoEncounterStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, EmfLog>;
@@ -428,6 +431,57 @@ pub static ADMIN_ENCOUNTERS_REGISTER: FunctionSpec = FunctionSpec {
     build: |w| http::<DynamoEncounterStore>(w, route!(crate::patients::http::register_encounter)),
 };
 
+// ---------------------------------------------------------------- messages (Polaris messages API)
+
+/// A message route: the message deps, then `$handler` of `messages::http`.
+macro_rules! message_route {
+    ($name:literal, $method:literal, $path:literal, $handler:ident) => {
+        FunctionSpec { name: $name, trigger: one!($method, $path), build: |w| http::<Messages>(w, route!(crate::messages::http::$handler)) }
+    };
+}
+
+pub static MESSAGES_CREATE_V1: FunctionSpec = message_route!("messages-create-v1", "POST", "/dhos/v1/message", create_v1);
+pub static MESSAGES_CREATE: FunctionSpec = message_route!("messages-create", "POST", "/dhos/v2/message", create);
+pub static MESSAGES_GET: FunctionSpec = message_route!("messages-get", "GET", "/dhos/v1/message/{message_id}", get);
+pub static MESSAGES_UPDATE: FunctionSpec = message_route!("messages-update", "PATCH", "/dhos/v1/message/{message_id}", update);
+pub static MESSAGES_SENT: FunctionSpec = message_route!("messages-sent", "GET", "/dhos/v1/sender/{sender_id}/message", sent);
+pub static MESSAGES_RECEIVED: FunctionSpec = message_route!("messages-received", "GET", "/dhos/v1/receiver/{receiver_id}/message", received);
+pub static MESSAGES_SENT_ACTIVE: FunctionSpec = message_route!("messages-sent-active", "GET", "/dhos/v1/sender/{sender_id}/active/message", sent_active);
+pub static MESSAGES_RECEIVED_ACTIVE: FunctionSpec =
+    message_route!("messages-received-active", "GET", "/dhos/v1/receiver/{receiver_id}/active/message", received_active);
+pub static MESSAGES_RECEIVED_CALLBACKS: FunctionSpec =
+    message_route!("messages-received-callbacks", "GET", "/dhos/v1/receiver/{receiver_id}/active/callback/message", received_open_callbacks);
+pub static MESSAGES_SENT_OR_RECEIVED: FunctionSpec =
+    message_route!("messages-sent-or-received", "GET", "/dhos/v1/sender_or_receiver/{unique_id}/message", sent_or_received);
+pub static MESSAGES_BETWEEN: FunctionSpec = message_route!("messages-between", "GET", "/dhos/v1/sender/{sender_id}/receiver/{receiver_id}/message", between);
+pub static MESSAGES_BETWEEN_ACTIVE: FunctionSpec =
+    message_route!("messages-between-active", "GET", "/dhos/v1/sender/{sender_id}/receiver/{receiver_id}/active/message", between_active);
+pub static MESSAGES_OPEN_CALLBACKS: FunctionSpec = message_route!("messages-open-callbacks", "POST", "/dhos/v1/active/callback/message", open_callbacks);
+
+pub static SERVICE_RUNNING: FunctionSpec = FunctionSpec {
+    name: "service-running",
+    trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/running" }]),
+    build: |w| http::<()>(w, route!(crate::messages::http::running)),
+};
+
+pub static SERVICE_VERSION: FunctionSpec = FunctionSpec {
+    name: "service-version",
+    trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/version" }]),
+    build: |w| http::<()>(w, route!(crate::messages::http::version)),
+};
+
+pub static MESSAGES_DROP_DATA: FunctionSpec = FunctionSpec {
+    name: "messages-drop-data",
+    trigger: one!("POST", "/drop_data"),
+    build: |w| http::<DevelopmentDeps<DynamoMessageStore>>(w, route!(crate::messages::http::drop_data)),
+};
+
+pub static MESSAGES_CREATE_BATCH: FunctionSpec = FunctionSpec {
+    name: "messages-create-batch",
+    trigger: one!("POST", "/create_messages"),
+    build: |w| http::<DevelopmentDeps<DynamoMessageStore>>(w, route!(crate::messages::http::create_batch)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -481,6 +535,23 @@ pub static ALL: &[&FunctionSpec] = &[
     &CONNECTOR_MESSAGES,
     &CONNECTOR_MQTT,
     &ADMIN_ENCOUNTERS_REGISTER,
+    &MESSAGES_CREATE_V1,
+    &MESSAGES_CREATE,
+    &MESSAGES_GET,
+    &MESSAGES_UPDATE,
+    &MESSAGES_SENT,
+    &MESSAGES_RECEIVED,
+    &MESSAGES_SENT_ACTIVE,
+    &MESSAGES_RECEIVED_ACTIVE,
+    &MESSAGES_RECEIVED_CALLBACKS,
+    &MESSAGES_SENT_OR_RECEIVED,
+    &MESSAGES_BETWEEN,
+    &MESSAGES_BETWEEN_ACTIVE,
+    &MESSAGES_OPEN_CALLBACKS,
+    &SERVICE_RUNNING,
+    &SERVICE_VERSION,
+    &MESSAGES_DROP_DATA,
+    &MESSAGES_CREATE_BATCH,
 ];
 
 /// The function of this name.

@@ -136,6 +136,13 @@ pub trait FromWiring: Sized {
     fn from_wiring(wiring: &Wiring) -> Result<Self, WiringError>;
 }
 
+/// Nothing (routes that need no dependency).
+impl FromWiring for () {
+    fn from_wiring(_: &Wiring) -> Result<Self, WiringError> {
+        Ok(())
+    }
+}
+
 /// One HTTP API route (payload format 2.0) and its method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -148,6 +155,8 @@ pub struct Route {
 pub enum Trigger {
     /// HTTP API routes (usually one; the vitals API also answers its paths with a trailing slash).
     Http(&'static [Route]),
+    /// HTTP API routes that take no token (`Auth: {Authorizer: NONE}`): monitoring only.
+    PublicHttp(&'static [Route]),
     /// The HTTP API's Lambda authorizer.
     HttpAuthorizer,
     /// An IoT topic rule's Lambda action, by `RuleName`.

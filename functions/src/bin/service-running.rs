@@ -1,0 +1,2 @@
+//! `service-running`: `GET /running` (`vitalwire::messages::http::running`).
+vitalwire_functions::lambda_function!(SERVICE_RUNNING);
