@@ -112,6 +112,47 @@ impl LocalAuth {
 
 use sha2::Digest;
 
+/// The template's secret holding the Polaris-compatibility tokens' HS512 key.
+pub const POLARIS_KEY_SECRET: &str = "PolarisHsKeySecret";
+
+/// Polaris-compatibility tokens on the local platform: the key is the stack's
+/// `PolarisHsKeySecret` (new on every `up`), the issuer and audience the HTTP API's URL with a
+/// trailing slash, as Polaris services require (`HS_ISSUER = PROXY_URL + "/"`). The development
+/// routes (`/drop_data`, `/create_messages`) are on, as in a Polaris test environment.
+#[derive(Debug, Clone)]
+pub struct PolarisCompat {
+    pub key: String,
+    pub issuer: String,
+}
+
+impl PolarisCompat {
+    /// Reads the key the stack created.
+    pub async fn of(stack: &crate::stack::LocalStack, config: &aws_config::SdkConfig, api_url: &str) -> Result<Self, String> {
+        let secret = stack.secrets.get(POLARIS_KEY_SECRET).ok_or("template.yaml has no PolarisHsKeySecret")?;
+        let out = aws_sdk_secretsmanager::Client::new(config).get_secret_value().secret_id(secret).send().await.map_err(|e| format!("the Polaris key: {e}"))?;
+        let key = out.secret_string().ok_or("the Polaris key secret is empty")?.to_owned();
+        Ok(Self { key, issuer: format!("{api_url}/") })
+    }
+
+    /// The settings that make the authorizer accept these tokens, and switch the development
+    /// routes on.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        [("POLARIS_JWT_ISSUER", self.issuer.as_str()), ("POLARIS_JWT_AUDIENCE", self.issuer.as_str()), ("DEVELOPMENT_ROUTES", "true")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// A token as Polaris services mint them: HS512, the caller's ids under `metadata`
+    /// (`patient_id`, `clinician_id`, `system_id`), space-separated `scope`, `iss` = `aud`.
+    pub fn mint(&self, metadata: &[(&str, &str)], scope: &str, minutes: i64) -> Result<String, String> {
+        let now = chrono::Utc::now().timestamp();
+        let metadata: Map<String, Value> = metadata.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        let claims = json!({"metadata": metadata, "iss": self.issuer, "aud": self.issuer, "scope": scope, "iat": now, "exp": now + minutes * 60});
+        encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(self.key.as_bytes())).map_err(|e| e.to_string())
+    }
+}
+
 /// A route of the registry: method, path template split in segments, function.
 struct Route {
     method: &'static str,

@@ -56,14 +56,26 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         api_port: u16,
     },
-    /// Mint a JWT for the local HTTP API, signed with the local key.
+    /// Mint a JWT for the local HTTP API, signed with the local key; with `--polaris`, a
+    /// Polaris-compatibility token (HS512) for the running `up` instead.
     Token {
-        /// admin, clinician or patient.
-        #[arg(long)]
-        role: String,
-        /// The patient a patient token stands for.
+        /// admin, clinician or patient (platform tokens).
+        #[arg(long, required_unless_present = "polaris")]
+        role: Option<String>,
+        /// The patient a token stands for.
         #[arg(long)]
         patient_id: Option<String>,
+        /// A Polaris token, with the ids given (`--patient-id`, `--clinician-id`, `--system-id`)
+        /// and `--scope`.
+        #[arg(long)]
+        polaris: bool,
+        #[arg(long, requires = "polaris")]
+        clinician_id: Option<String>,
+        #[arg(long, requires = "polaris")]
+        system_id: Option<String>,
+        /// Space-separated scopes of a Polaris token, e.g. "read:gdm_message write:gdm_message".
+        #[arg(long, requires = "polaris", default_value = "")]
+        scope: String,
         #[arg(long, default_value = "local-user")]
         subject: String,
         #[arg(long, default_value_t = 60)]
@@ -134,9 +146,22 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Command::Token { role, patient_id, subject, minutes } = &cli.command {
-        let role = Role::parse(role).ok_or("--role must be admin, clinician or patient")?;
-        let auth = LocalAuth::load_or_create(&repo_root().join(&cli.state_dir).join("auth"))?;
+    if let Command::Token { role, patient_id, polaris, clinician_id, system_id, scope, subject, minutes } = &cli.command {
+        let state_dir = repo_root().join(&cli.state_dir);
+        if *polaris {
+            let endpoints = read_endpoints(&state_dir)?;
+            let (key, issuer) = (endpoints["polarisHsKey"].as_str(), endpoints["polarisIssuer"].as_str());
+            let (Some(key), Some(issuer)) = (key, issuer) else { return Err("endpoints.json has no polarisHsKey (restart `vitalwire-local up`)".into()) };
+            let ids: Vec<(&str, &str)> = [("patient_id", patient_id), ("clinician_id", clinician_id), ("system_id", system_id)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+                .collect();
+            let compat = vitalwire_local::http_api::PolarisCompat { key: key.to_owned(), issuer: issuer.to_owned() };
+            println!("{}", compat.mint(&ids, scope, *minutes)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let role = role.as_deref().and_then(Role::parse).ok_or("--role must be admin, clinician or patient")?;
+        let auth = LocalAuth::load_or_create(&state_dir.join("auth"))?;
         println!("{}", auth.mint(subject, role, patient_id.as_deref(), *minutes)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -178,6 +203,10 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 "iotEndpoint": iot_endpoint,
                 "httpApiUrl": api_url,
                 "provisioningTemplate": "DefaultProvisioningTemplate",
+                // Polaris clients mint their own tokens with these (HS_KEY, HS_ISSUER).
+                "polarisHsKey": running.polaris.key,
+                "polarisIssuer": running.polaris.issuer,
+                "polarisAudience": running.polaris.issuer,
             });
             std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
             println!("IoT gateway (MQTT 3.1.1 and 5 over mutual TLS): localhost:{mqtt_port}");
@@ -231,12 +260,16 @@ fn local_inbox_bucket() -> String {
     vitalwire_local::platform::INBOX_BUCKET.to_lowercase()
 }
 
+/// The `endpoints.json` of a running `up`.
+fn read_endpoints(state_dir: &Path) -> Result<Value, AnyError> {
+    let endpoints_file = state_dir.join("endpoints.json");
+    let bytes = std::fs::read(&endpoints_file).map_err(|e| format!("{}: {e} (is `vitalwire-local up` running?)", endpoints_file.display()))?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 /// The AWS configuration of a running `up`, from its `endpoints.json`.
 async fn running_config(state_dir: &Path) -> Result<aws_config::SdkConfig, AnyError> {
-    let endpoints_file = state_dir.join("endpoints.json");
-    let endpoints: Value = serde_json::from_slice(
-        &std::fs::read(&endpoints_file).map_err(|e| format!("{}: {e} (is `vitalwire-local up` running?)", endpoints_file.display()))?,
-    )?;
+    let endpoints = read_endpoints(state_dir)?;
     let endpoint = endpoints["awsEndpoint"].as_str().ok_or("endpoints.json has no awsEndpoint")?;
     std::env::set_var("AWS_ENDPOINT_URL", endpoint);
     for (k, v) in [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "vitalwire-local"), ("AWS_SECRET_ACCESS_KEY", "vitalwire-local")] {

@@ -20,7 +20,7 @@ use vitalwire::wiring::Trigger;
 use crate::functions::LocalFunctions;
 use crate::gateway::pki::PkiFiles;
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::http_api::{LocalApi, LocalAuth};
+use crate::http_api::{LocalApi, LocalAuth, PolarisCompat};
 use crate::stack::LocalStack;
 
 /// The bucket gateways drop reading files into (logical id in `template.yaml`).
@@ -49,6 +49,8 @@ pub struct Platform {
     pub api_url: String,
     /// Mints tokens the HTTP API accepts.
     pub auth: LocalAuth,
+    /// Mints Polaris-compatibility tokens the HTTP API accepts.
+    pub polaris: PolarisCompat,
     pub files: PkiFiles,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -83,8 +85,10 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let auth = LocalAuth::load_or_create(&settings.state_dir.join("auth"))?;
 
     let aws = AwsClients::new(config.clone(), Some(iot_endpoint.clone()));
-    // The settings whose template values name what exists only on AWS (the Cognito user pool).
-    let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url).into_iter().collect();
+    // The settings whose template values name what exists only on AWS (the Cognito user pool),
+    // or that a deployer sets (the Polaris issuer).
+    let polaris = PolarisCompat::of(stack, config, &api_url).await?;
+    let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url).into_iter().chain(polaris.settings()).collect();
     let functions = LocalFunctions::build(stack, &aws, &overrides)?;
 
     let gateway = Gateway::new(
@@ -132,5 +136,5 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         let url = stack.queues.get(queue).cloned().ok_or_else(|| format!("template.yaml has no queue {queue}"))?;
         tasks.push(crate::sqs_events::poll(aws.sqs(), url, functions.clone(), spec.name, settings.upload_poll.max(Duration::from_secs(1))));
     }
-    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, files, tasks })
+    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, polaris, files, tasks })
 }

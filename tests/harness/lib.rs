@@ -167,6 +167,11 @@ impl LocalGateway {
         &self.platform.auth
     }
 
+    /// Mints Polaris-compatibility tokens the HTTP API accepts (its key and issuer).
+    pub fn polaris(&self) -> &vitalwire_local::http_api::PolarisCompat {
+        &self.platform.polaris
+    }
+
     pub fn read(&self, file: &str) -> Vec<u8> {
         std::fs::read(self.certs_dir.join(file)).expect("cert file")
     }
