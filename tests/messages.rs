@@ -45,6 +45,14 @@ async fn messages_are_kept_changed_over_their_version_and_listed_newest_first_ac
     assert_eq!(store.received_by("p-2").await.unwrap().len(), 60);
     assert_eq!(store.received_by("p-1").await.unwrap().iter().map(|m| m.uuid.as_str()).collect::<Vec<_>>(), ["m-1"]);
     assert!(store.sent_by("nobody").await.unwrap().is_empty());
+
+    // A long content is kept deflated and comes back exactly, characters and all.
+    let long: String = (0..400).map(|i| format!("Dose {i}: 2 × 5 mg — take with food. ")).collect();
+    assert!(store.create(&message("long", "c-3", "p-3", "2022-03-01T10:00:00.000Z", long.clone())).await.unwrap());
+    assert_eq!(store.get("long").await.unwrap().unwrap().content, long);
+    let raw = t.dynamodb.get_item().table_name(t.table(&MESSAGES)).key("uuid", aws_sdk_dynamodb::types::AttributeValue::S("long".into())).send().await.unwrap();
+    let stored = raw.item.unwrap();
+    assert!(stored.get("content").is_none() && stored["contentDeflate"].as_b().unwrap().as_ref().len() < long.len() / 4, "kept deflated");
 }
 
 // ---------------------------------------------------------------- the Polaris routes over real HTTP

@@ -6,9 +6,43 @@ when that process is killed.
 """
 
 import argparse
+import base64
+import json
 import sys
+from datetime import datetime
 
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import ThreadedMotoServer
+
+# DynamoDB reads answered with json.dumps instead of moto's generic shape serializer, which
+# spends about 1 ms per item (80% of a Query, profiled with cProfile): a listing of 10 000
+# messages took 12 s, nearly all of it there. Their results are already DynamoDB JSON; only
+# binary values (raw bytes here) and timestamps need encoding, as the serializer encodes them.
+FAST_READS = {"Query", "Scan", "GetItem", "BatchGetItem"}
+
+
+def _wire(value):
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return value.timestamp()
+    raise TypeError(f"{type(value).__name__} is not DynamoDB JSON")
+
+
+_serialized = DynamoHandler.serialized
+
+
+def _fast_serialized(self, action_result):
+    result = action_result.result
+    if self._get_action() not in FAST_READS or not isinstance(result, dict):
+        return _serialized(self, action_result)
+    headers = dict(self.response_headers)
+    headers["Content-Type"] = "application/x-amz-json-1.0"
+    body = json.dumps({k: v for k, v in result.items() if v is not None}, default=_wire, separators=(",", ":"))
+    return 200, headers, body
+
+
+DynamoHandler.serialized = _fast_serialized
 
 
 def main() -> None:

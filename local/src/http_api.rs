@@ -188,6 +188,12 @@ impl Route {
     }
 }
 
+/// The largest request API Gateway takes.
+pub const API_GATEWAY_PAYLOAD_LIMIT: usize = 10 * 1024 * 1024;
+/// The largest request and answer of a synchronously invoked Lambda function (a binary answer
+/// counts base64-encoded): beyond it, API Gateway answers 413 or 500 instead.
+pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+
 /// The local HTTP API.
 pub struct LocalApi {
     routes: Vec<Route>,
@@ -220,9 +226,13 @@ impl LocalApi {
         Ok(Arc::new(Self { routes, functions, authorizer, jwks }))
     }
 
-    /// The router: JWKS, then every route.
+    /// The router: JWKS, then every route; bodies up to API Gateway's 10 MB.
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new().route("/.well-known/jwks.json", get(jwks)).fallback(handle).with_state(self)
+        Router::new()
+            .route("/.well-known/jwks.json", get(jwks))
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(API_GATEWAY_PAYLOAD_LIMIT))
+            .with_state(self)
     }
 
     /// The authorizer's answer for a request, as API Gateway gets it.
@@ -253,6 +263,9 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
     let Some((route, params)) = api.routes.iter().filter_map(|r| r.matches(method.as_str(), path).map(|p| (r, p))).min_by_key(|(_, p)| p.len()) else {
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
     };
+    if body.len() > LAMBDA_PAYLOAD_LIMIT {
+        return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
     let route_key = format!("{} {}", route.method, route.path);
     let raw_query = uri.query().unwrap_or_default().to_owned();
     let context = if route.public {
@@ -306,10 +319,20 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
         return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &format!("{} is not an HTTP function", route.function));
     };
     let (parts, body) = handler.call(request).await.into_parts();
-    let bytes = match body {
-        lambda_http::Body::Text(t) => t.into_bytes(),
-        lambda_http::Body::Binary(b) => b,
-        _ => Vec::new(),
+    let (bytes, encoded_len) = match body {
+        lambda_http::Body::Text(t) => {
+            let len = t.len();
+            (t.into_bytes(), len)
+        }
+        lambda_http::Body::Binary(b) => {
+            let len = b.len().div_ceil(3) * 4;
+            (b, len)
+        }
+        _ => (Vec::new(), 0),
     };
+    if encoded_len > LAMBDA_PAYLOAD_LIMIT {
+        tracing::warn!(function = route.function, bytes = encoded_len, "the answer exceeds Lambda's 6 MB response limit");
+        return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    }
     (parts.status, parts.headers, bytes).into_response()
 }

@@ -16,9 +16,9 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
 use super::access::Caller;
-use super::{listings, new_message, patch, Message, MessageRefusal, MessageStore, PolarisTime};
+use super::{listings, new_message, patch, Message, MessageRefusal, MessageStore, PolarisTime, WireMessage};
 use crate::access::audit::{record_read_by, AuditLog};
-use crate::platform::http::{authorizer_context, body_bytes, HttpAnswer, RequestInfo};
+use crate::platform::http::{authorizer_context, body_bytes, json_text_response_for, text_response, HttpAnswer, RequestInfo};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
@@ -98,15 +98,14 @@ type Answer = Result<Response<Body>, PolarisError>;
 
 /// JSON as the reference writes it (keys sorted, compact, a newline after), with the request id.
 fn reference_json(status: u16, body: &Value, content_type: &str, headers: &[(&'static str, String)]) -> Response<Body> {
-    let mut builder = Response::builder().status(status).header("content-type", content_type);
-    for (k, v) in headers {
-        builder = builder.header(*k, v);
-    }
-    builder.body(Body::Text(format!("{body}\n"))).unwrap_or_else(|_| Response::new(Body::Empty))
+    text_response(status, content_type, format!("{body}\n"), headers)
 }
 
-fn ok(body: &Value, request: &Request) -> Response<Body> {
-    reference_json(200, body, "application/json", &[("x-request-id", RequestInfo::of(request).request_id)])
+/// 200 with the request id; a long listing compressed for clients that accept gzip.
+fn ok(body: &impl serde::Serialize, request: &Request) -> Response<Body> {
+    let mut text = serde_json::to_string(body).unwrap_or_default();
+    text.push('\n');
+    json_text_response_for(request, 200, "application/json", text, &[("x-request-id", RequestInfo::of(request).request_id)])
 }
 
 /// Why a request has no caller: no bearer token at all (401), or one that is refused (403,
@@ -236,7 +235,7 @@ async fn create_message<S: MessageStore, L: AuditLog>(request: &Request, deps: &
 
 /// `POST /dhos/v2/message`: a new message (200, as the reference answers).
 pub async fn create<S: MessageStore, L: AuditLog>(request: Request, deps: &MessageDeps<S, L>) -> Answer {
-    Ok(ok(&create_message(&request, deps).await?.to_json(), &request))
+    Ok(ok(&create_message(&request, deps).await?.wire(), &request))
 }
 
 /// `POST /dhos/v1/message`: the same, marked deprecated as the reference marks it.
@@ -275,7 +274,7 @@ pub async fn get<S: MessageStore, L: AuditLog>(request: Request, deps: &MessageD
     }
     let message = reachable(&request, deps, &caller, &path(&request, "message_id"), ("read:gdm_message_all", "read:gdm_message")).await?;
     audit(&deps.audit, &request, &caller, &[&message], 200).await?;
-    Ok(ok(&message.to_json(), &request))
+    Ok(ok(&message.wire(), &request))
 }
 
 /// Tries to write a change this many times when other changes to the same message come first.
@@ -304,7 +303,7 @@ pub async fn update<S: MessageStore, L: AuditLog>(request: Request, deps: &Messa
         message.modified_by = caller.user_id().to_owned();
         message.version += 1;
         if deps.messages.update(&message).await? {
-            return Ok(ok(&message.to_json(), &request));
+            return Ok(ok(&message.wire(), &request));
         }
         message = deps.messages.get(&uuid).await?.ok_or_else(PolarisError::not_found)?;
     }
@@ -348,7 +347,7 @@ async fn list<S: MessageStore, L: AuditLog>(request: Request, deps: &MessageDeps
         Listing::BetweenActive => listings::between(store, &sender, &receiver, true).await?,
     };
     audit(&deps.audit, &request, &caller, &found.iter().collect::<Vec<_>>(), 200).await?;
-    Ok(ok(&Value::Array(found.iter().map(Message::to_json).collect()), &request))
+    Ok(ok(&found.iter().map(Message::wire).collect::<Vec<_>>(), &request))
 }
 
 /// `GET /dhos/v1/sender/{sender_id}/message`.
@@ -410,8 +409,8 @@ pub async fn open_callbacks<S: MessageStore, L: AuditLog>(request: Request, deps
     }
     let found = listings::open_callbacks_from(&deps.messages, &senders).await?;
     audit(&deps.audit, &request, &caller, &found.values().collect::<Vec<_>>(), 200).await?;
-    let body: serde_json::Map<String, Value> = found.iter().map(|(sender, m)| (sender.clone(), m.to_json())).collect();
-    Ok(ok(&Value::Object(body), &request))
+    let body: std::collections::BTreeMap<&str, WireMessage<'_>> = found.iter().map(|(sender, m)| (sender.as_str(), m.wire())).collect();
+    Ok(ok(&body, &request))
 }
 
 /// `GET /running` (no token): the reference's liveness answer.

@@ -19,7 +19,7 @@ pub mod time;
 
 use std::future::Future;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub use dynamodb::DynamoMessageStore;
 pub use time::{NotIso8601, PolarisTime};
@@ -99,15 +99,55 @@ impl MessageType {
     /// `message_type` as the reference writes it: the whole type record, its own identifier
     /// fields included (created by `sys` when the reference's migration ran).
     pub fn to_json(self) -> Value {
-        json!({
-            "value": self.value(),
-            "uuid": self.uuid(),
-            "created": TYPES_CREATED,
-            "created_by": "sys",
-            "modified": TYPES_CREATED,
-            "modified_by": "sys",
-        })
+        serde_json::to_value(WireType::of(self)).unwrap_or(Value::Null)
     }
+}
+
+/// A message type as the reference writes it (fields in its sorted order).
+#[derive(Debug, serde::Serialize)]
+pub struct WireType {
+    created: &'static str,
+    created_by: &'static str,
+    modified: &'static str,
+    modified_by: &'static str,
+    uuid: &'static str,
+    value: i64,
+}
+
+impl WireType {
+    fn of(t: MessageType) -> Self {
+        Self { created: TYPES_CREATED, created_by: "sys", modified: TYPES_CREATED, modified_by: "sys", uuid: t.uuid(), value: t.value() }
+    }
+}
+
+/// A message as the reference writes it: fields in its (alphabetical) order, `confirmed`
+/// always there (`null` until set), the other handshake fields and `internal` only once set.
+#[derive(Debug, serde::Serialize)]
+pub struct WireMessage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_by: Option<&'a str>,
+    confirmed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirmed_by: Option<&'a str>,
+    content: &'a str,
+    created: String,
+    created_by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    internal: Option<&'a str>,
+    message_type: WireType,
+    modified: String,
+    modified_by: &'a str,
+    receiver: &'a str,
+    receiver_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    related_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retrieved: Option<String>,
+    sender: &'a str,
+    sender_type: &'a str,
+    uuid: &'a str,
 }
 
 /// When the reference's migration created the message types (what its clients see).
@@ -189,34 +229,31 @@ impl Message {
     /// The JSON the reference answers: keys sorted, `confirmed` always there (`null` until
     /// set), the other handshake fields only once set.
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.to_owned(), v);
-        };
-        put("uuid", json!(self.uuid));
-        put("created", json!(self.created.format()));
-        put("created_by", json!(self.created_by));
-        put("modified", json!(self.modified.format()));
-        put("modified_by", json!(self.modified_by));
-        put("sender", json!(self.sender));
-        put("sender_type", json!(self.sender_type));
-        put("receiver", json!(self.receiver));
-        put("receiver_type", json!(self.receiver_type));
-        put("content", json!(self.content));
-        put("message_type", self.message_type.to_json());
-        put("confirmed", self.confirmed.map_or(Value::Null, |t| json!(t.format())));
-        for (k, v) in [("retrieved", self.retrieved), ("cancelled", self.cancelled)] {
-            if let Some(t) = v {
-                put(k, json!(t.format()));
-            }
+        serde_json::to_value(self.wire()).unwrap_or(Value::Null)
+    }
+
+    /// The message as the reference writes it, to serialize directly (a listing of thousands).
+    pub fn wire(&self) -> WireMessage<'_> {
+        WireMessage {
+            cancelled: self.cancelled.map(|t| t.format()),
+            cancelled_by: self.cancelled_by.as_deref(),
+            confirmed: self.confirmed.map(|t| t.format()),
+            confirmed_by: self.confirmed_by.as_deref(),
+            content: &self.content,
+            created: self.created.format(),
+            created_by: &self.created_by,
+            internal: self.internal.as_deref(),
+            message_type: WireType::of(self.message_type),
+            modified: self.modified.format(),
+            modified_by: &self.modified_by,
+            receiver: &self.receiver,
+            receiver_type: &self.receiver_type,
+            related_message: self.related_message.as_deref(),
+            retrieved: self.retrieved.map(|t| t.format()),
+            sender: &self.sender,
+            sender_type: &self.sender_type,
+            uuid: &self.uuid,
         }
-        for (k, v) in [("confirmed_by", &self.confirmed_by), ("related_message", &self.related_message), ("cancelled_by", &self.cancelled_by), ("internal", &self.internal)] {
-            if let Some(s) = v {
-                put(k, json!(s));
-            }
-        }
-        // serde_json's map is ordered by key: the reference sorts its keys too.
-        Value::Object(m)
     }
 
     /// "Active": not confirmed, or a callback even when confirmed (a callback stays on the

@@ -118,11 +118,51 @@ pub fn json_response(status: u16, body: &Value, headers: &[(&'static str, String
 /// A JSON answer already serialized (a stored document, or one that embeds stored JSON exactly
 /// as it is kept), with extra headers.
 pub fn json_text_response(status: u16, body: String, headers: &[(&'static str, String)]) -> Response<Body> {
-    let mut builder = Response::builder().status(status).header("content-type", "application/json");
+    text_response(status, "application/json", body, headers)
+}
+
+/// A text answer of this content type, with extra headers.
+pub fn text_response(status: u16, content_type: &str, body: String, headers: &[(&'static str, String)]) -> Response<Body> {
+    builder(status, content_type, headers).body(Body::Text(body)).unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+fn builder(status: u16, content_type: &str, headers: &[(&'static str, String)]) -> lambda_http::http::response::Builder {
+    let mut builder = Response::builder().status(status).header("content-type", content_type);
     for (k, v) in headers {
         builder = builder.header(*k, v);
     }
-    builder.body(Body::Text(body)).unwrap_or_else(|_| Response::new(Body::Empty))
+    builder
+}
+
+/// Answers larger than this are sent gzip-compressed to clients that accept it.
+pub const COMPRESS_ABOVE_BYTES: usize = 64 * 1024;
+
+/// A JSON answer already serialized, gzip-compressed when it is large and the client accepts
+/// gzip (`Accept-Encoding`). A Lambda function's answer through API Gateway may not exceed 6 MB,
+/// so a long listing (Polaris lists every message, unpaged) fits only compressed.
+pub fn json_text_response_for(request: &Request, status: u16, content_type: &str, body: String, headers: &[(&'static str, String)]) -> Response<Body> {
+    let mut builder = builder(status, content_type, headers);
+    let accepts_gzip = request
+        .headers()
+        .get_all("accept-encoding")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| coding.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("gzip")));
+    let body = if accepts_gzip && body.len() > COMPRESS_ABOVE_BYTES {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        match encoder.write_all(body.as_bytes()).and_then(|()| encoder.finish()) {
+            Ok(gzipped) => {
+                builder = builder.header("content-encoding", "gzip").header("vary", "accept-encoding");
+                Body::Binary(gzipped)
+            }
+            Err(_) => Body::Text(body),
+        }
+    } else {
+        Body::Text(body)
+    };
+    builder.body(body).unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
 /// The `authorizer` function's context for this request (`requestContext.authorizer.lambda`).
