@@ -469,6 +469,7 @@ pub fn patch(message_uuid: &str, body: &Value) -> Result<Changes, MessageRefusal
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn body() -> Value {
         json!({"sender": "c-1", "sender_type": "clinician", "receiver": "p-1", "receiver_type": "patient",
