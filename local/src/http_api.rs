@@ -146,10 +146,7 @@ impl PolarisCompat {
     /// A token as Polaris services mint them: HS512, the caller's ids under `metadata`
     /// (`patient_id`, `clinician_id`, `system_id`), space-separated `scope`, `iss` = `aud`.
     pub fn mint(&self, metadata: &[(&str, &str)], scope: &str, minutes: i64) -> Result<String, String> {
-        let now = chrono::Utc::now().timestamp();
-        let metadata: Map<String, Value> = metadata.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
-        let claims = json!({"metadata": metadata, "iss": self.issuer, "aud": self.issuer, "scope": scope, "iat": now, "exp": now + minutes * 60});
-        encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(self.key.as_bytes())).map_err(|e| e.to_string())
+        vitalwire::access::polaris::sign(self.key.as_bytes(), &self.issuer, metadata, scope, chrono::Duration::minutes(minutes))
     }
 }
 

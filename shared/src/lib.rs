@@ -23,6 +23,7 @@
 //! `http.rs` for its HTTP routes; `memory.rs` for in-memory ports in unit tests.
 
 pub mod access;
+pub mod activation;
 pub mod clinical;
 pub mod connectors;
 pub mod dead_letters;

@@ -145,6 +145,52 @@ impl FromWiring for PolarisVerifier {
     }
 }
 
+/// Signs Polaris-compatibility tokens as the Polaris activation service issues them: HS512
+/// with the shared key, exactly `metadata`, `iss` = `aud` = the issuer, `scope` and `exp`.
+pub struct PolarisSigner {
+    issuer: Option<PolarisIssuer>,
+}
+
+/// Why no token could be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("Polaris tokens are not configured (POLARIS_JWT_ISSUER is empty)")]
+    NotConfigured,
+    #[error(transparent)]
+    Key(#[from] StoreError),
+    #[error("the token could not be signed: {0}")]
+    Sign(String),
+}
+
+impl PolarisSigner {
+    /// A signer whose key is at hand (tests, the local token minter).
+    pub fn with_key(issuer: &str, key: &[u8]) -> Self {
+        Self { issuer: Some(PolarisIssuer { issuer: issuer.to_owned(), audience: issuer.to_owned(), key: HsKey::Fixed(key.to_vec()) }) }
+    }
+
+    /// A token for `metadata` (the caller's ids) with `scope`, valid `lifetime`.
+    pub async fn mint(&self, metadata: &[(&str, &str)], scope: &str, lifetime: chrono::Duration) -> Result<String, SignError> {
+        let issuer = self.issuer.as_ref().ok_or(SignError::NotConfigured)?;
+        let key = issuer.key.bytes().await?;
+        sign(key, &issuer.issuer, metadata, scope, lifetime).map_err(SignError::Sign)
+    }
+}
+
+/// A Polaris-compatibility token signed with `key`; `iss` and `aud` are both `issuer`.
+pub fn sign(key: &[u8], issuer: &str, metadata: &[(&str, &str)], scope: &str, lifetime: chrono::Duration) -> Result<String, String> {
+    let metadata: Map<String, Value> = metadata.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect();
+    let exp = (chrono::Utc::now() + lifetime).timestamp();
+    let claims = serde_json::json!({"metadata": metadata, "iss": issuer, "aud": issuer, "scope": scope, "exp": exp});
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(POLARIS_ALGORITHM), &claims, &jsonwebtoken::EncodingKey::from_secret(key)).map_err(|e| e.to_string())
+}
+
+impl FromWiring for PolarisSigner {
+    /// The verifier's settings: the same issuer, audience and key.
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { issuer: PolarisVerifier::from_wiring(w)?.issuer })
+    }
+}
+
 /// The `iss` a token names, read without verifying it (to pick the verifier that may check it).
 pub fn unverified_issuer(token: &str) -> Result<Option<String>, AuthError> {
     use base64::Engine;

@@ -7,9 +7,9 @@
 //!
 //! Callers: Polaris-compatibility tokens as they are (their ids, scopes and `X-Location-Ids`);
 //! platform tokens as what they stand for: an admin reaches every message (the `_all` scopes),
-//! a clinician is a Polaris clinician (their subject is their id), a patient a Polaris patient
-//! (their patient id), without the `read:gdm_patient` scope, which would show them other
-//! patients' callbacks. Device API keys are refused. Every answer that shows messages to or
+//! a clinician is a Polaris clinician (their subject is their id) who may also activate
+//! patients, a patient a Polaris patient (their patient id), without the `read:gdm_patient`
+//! scope, which would show them other patients' callbacks. Device API keys are refused. Every answer that shows messages to or
 //! from a patient is kept in the audit log.
 
 use lambda_http::{Body, Request, Response};
@@ -48,16 +48,16 @@ impl PolarisError {
         Self::Message { status: 403, message: "Forbidden".into() }
     }
 
-    fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::Problem { status: 401, title: Some("Unauthorized"), detail: "No authorization token provided".into() }
     }
 
-    fn not_found() -> Self {
+    pub(crate) fn not_found() -> Self {
         let detail = "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.";
         Self::Problem { status: 404, title: Some("Not Found"), detail: detail.into() }
     }
 
-    fn schema(detail: impl Into<String>) -> Self {
+    pub(crate) fn schema(detail: impl Into<String>) -> Self {
         Self::Problem { status: 400, title: Some("Bad Request"), detail: detail.into() }
     }
 
@@ -94,7 +94,7 @@ impl HttpAnswer for Result<Response<Body>, PolarisError> {
     }
 }
 
-type Answer = Result<Response<Body>, PolarisError>;
+pub(crate) type Answer = Result<Response<Body>, PolarisError>;
 
 /// JSON as the reference writes it (keys sorted, compact, a newline after), with the request id.
 fn reference_json(status: u16, body: &Value, content_type: &str, headers: &[(&'static str, String)]) -> Response<Body> {
@@ -102,7 +102,7 @@ fn reference_json(status: u16, body: &Value, content_type: &str, headers: &[(&'s
 }
 
 /// 200 with the request id; a long listing compressed for clients that accept gzip.
-fn ok(body: &impl serde::Serialize, request: &Request) -> Response<Body> {
+pub(crate) fn ok(body: &impl serde::Serialize, request: &Request) -> Response<Body> {
     let mut text = serde_json::to_string(body).unwrap_or_default();
     text.push('\n');
     json_text_response_for(request, 200, "application/json", text, &[("x-request-id", RequestInfo::of(request).request_id)])
@@ -117,8 +117,9 @@ pub enum NoCaller {
 }
 
 /// Scopes of the platform's own tokens on these routes.
-const ADMIN_SCOPES: &[&str] = &["read:gdm_message_all", "write:gdm_message_all", "read:message_all", "read:gdm_patient_all"];
-const PERSON_SCOPES: &[&str] = &["read:gdm_message", "write:gdm_message"];
+const ADMIN_SCOPES: &[&str] = &["read:gdm_message_all", "write:gdm_message_all", "read:message_all", "read:gdm_patient_all", "read:gdm_activation", "write:gdm_activation"];
+const CLINICIAN_SCOPES: &[&str] = &["read:gdm_message", "write:gdm_message", "read:gdm_activation", "write:gdm_activation"];
+const PATIENT_SCOPES: &[&str] = &["read:gdm_message", "write:gdm_message"];
 
 /// The caller, from the authorizer's context and the `X-Location-Ids` header.
 pub fn caller(request: &Request) -> Result<Caller, NoCaller> {
@@ -146,8 +147,8 @@ pub fn caller(request: &Request) -> Result<Caller, NoCaller> {
     }
     let caller = match text("role").as_deref() {
         Some("admin") => Caller { system_id: text("sub"), scopes: scopes(ADMIN_SCOPES), ..Caller::default() },
-        Some("clinician") => Caller { clinician_id: text("sub"), scopes: scopes(PERSON_SCOPES), location_ids, ..Caller::default() },
-        Some("patient") => Caller { patient_id: text("patientId"), scopes: scopes(PERSON_SCOPES), ..Caller::default() },
+        Some("clinician") => Caller { clinician_id: text("sub"), scopes: scopes(CLINICIAN_SCOPES), location_ids, ..Caller::default() },
+        Some("patient") => Caller { patient_id: text("patientId"), scopes: scopes(PATIENT_SCOPES), ..Caller::default() },
         // A device API key, or a token without a role.
         _ => return Err(NoCaller::Refused),
     };
@@ -155,7 +156,7 @@ pub fn caller(request: &Request) -> Result<Caller, NoCaller> {
 }
 
 /// The reference's steps before its schema check: a bearer token, and no query parameter.
-fn admitted(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError> {
+pub(crate) fn admitted(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError> {
     let caller = caller(request);
     if caller == Err(NoCaller::NoBearer) {
         return Err(PolarisError::unauthorized());
@@ -170,7 +171,7 @@ fn admitted(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError>
 }
 
 /// The JSON body, read as connexion reads it.
-fn json_body(request: &Request) -> Result<Value, PolarisError> {
+pub(crate) fn json_body(request: &Request) -> Result<Value, PolarisError> {
     let bytes = body_bytes(request);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(PolarisError::schema("None is not of type 'object'"));
@@ -178,13 +179,13 @@ fn json_body(request: &Request) -> Result<Value, PolarisError> {
     serde_json::from_slice(bytes).map_err(|_| PolarisError::schema("Request body is not valid JSON"))
 }
 
-fn path(request: &Request, name: &str) -> String {
+pub(crate) fn path(request: &Request, name: &str) -> String {
     use lambda_http::RequestExt;
     request.path_parameters_ref().and_then(|p| p.first(name)).unwrap_or_default().to_owned()
 }
 
 /// The kind of caller, for the audit log.
-fn kind(caller: &Caller) -> &'static str {
+pub(crate) fn kind(caller: &Caller) -> &'static str {
     if caller.patient_id.is_some() {
         "patient"
     } else if caller.device_id.is_some() {

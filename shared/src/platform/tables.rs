@@ -183,6 +183,19 @@ pub const MESSAGES: TableSpec = TableSpec {
     indexes: &[MESSAGES_BY_SENDER, MESSAGES_BY_RECEIVER],
 };
 
+pub const ACTIVATIONS_COMPLETED: IndexSpec = IndexSpec { name: "byPatientCompleted", partition_key: "patientId", sort_key: Some("completedAt") };
+
+/// Patient activations (Polaris activation API): `code#<code key>` items, one per activation,
+/// and `patient#<id>` items, each patient's open activation and authorisation code; a
+/// patient's completed activations by time (a sparse index: only completed ones are in it).
+pub const ACTIVATIONS: TableSpec = TableSpec {
+    logical_id: "ActivationsTable",
+    env_var: "ACTIVATIONS_TABLE",
+    partition_key: "pk",
+    sort_key: None,
+    indexes: &[ACTIVATIONS_COMPLETED],
+};
+
 /// Every table the platform uses.
 pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS, MESSAGES];
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS, MESSAGES, ACTIVATIONS];
