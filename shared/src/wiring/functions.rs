@@ -20,6 +20,8 @@ use crate::access::authorizer::{self, AuthorizerDeps};
 use crate::access::dynamodb::{DynamoActivityLog, DynamoApiKeyStore, DynamoAuditLog};
 use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
+use crate::activation::http::ActivationDeps;
+use crate::activation::DynamoActivationStore;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
 use crate::connectors::consumer::ConsumerDeps;
@@ -57,6 +59,7 @@ type Devices = DynamoDeviceRegistry;
 type Vitals = VitalsDeps<Devices, DynamoObservationStore, DynamoAlertStore, DynamoApiKeyStore, DynamoActivityLog, DynamoDeadLetterStore>;
 type ApiKeyAdmin = ApiKeyAdminDeps<Devices, DynamoApiKeyStore, SecretsManagerPepper>;
 type Messages = MessageDeps<DynamoMessageStore, DynamoAuditLog>;
+type Activations = ActivationDeps<DynamoActivationStore, SecretsManagerPepper, DynamoAuditLog>;
 type Jobs = JobDeps<DynamoDeploymentStore, IotJobControl>;
 type ConnectorConsumer =
     ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoEncounterStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, EmfLog>;
@@ -482,6 +485,32 @@ pub static MESSAGES_CREATE_BATCH: FunctionSpec = FunctionSpec {
     build: |w| http::<DevelopmentDeps<DynamoMessageStore>>(w, route!(crate::messages::http::create_batch)),
 };
 
+// ---------------------------------------------------------------- activation (Polaris activation API)
+
+pub static ACTIVATION_CREATE: FunctionSpec = FunctionSpec {
+    name: "activation-create",
+    trigger: one!("POST", "/dhos/v1/patient/{patient_id}/activation"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::create)),
+};
+
+pub static ACTIVATION_LIST: FunctionSpec = FunctionSpec {
+    name: "activation-list",
+    trigger: one!("GET", "/dhos/v1/patient/{patient_id}/activation"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::list)),
+};
+
+pub static ACTIVATION_VALIDATE: FunctionSpec = FunctionSpec {
+    name: "activation-validate",
+    trigger: Trigger::PublicHttp(&[Route { method: "POST", path: "/dhos/v1/activation/{activation_code}" }]),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::validate)),
+};
+
+pub static ACTIVATION_PATIENT_JWT: FunctionSpec = FunctionSpec {
+    name: "activation-patient-jwt",
+    trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/dhos/v1/patient/{patient_id}/jwt" }]),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::patient_jwt)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -552,6 +581,10 @@ pub static ALL: &[&FunctionSpec] = &[
     &SERVICE_VERSION,
     &MESSAGES_DROP_DATA,
     &MESSAGES_CREATE_BATCH,
+    &ACTIVATION_CREATE,
+    &ACTIVATION_LIST,
+    &ACTIVATION_VALIDATE,
+    &ACTIVATION_PATIENT_JWT,
 ];
 
 /// The function of this name.

@@ -1,0 +1,109 @@
+//! The Polaris activation API over real HTTP on the local platform, activations kept in
+//! DynamoDB (the moto emulator): a clinician activates a patient, the patient's app exchanges
+//! the code and OTP once for an authorisation code, and that for patient JWTs the messages API
+//! accepts; ten wrong OTPs lock an activation, an expired one is refused like an unknown one.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use vitalwire::platform::tables::ACTIVATIONS;
+use vitalwire_tests::LocalGateway;
+
+async fn send(gw: &LocalGateway, method: reqwest::Method, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", gw.api_url));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.expect("HTTP");
+    (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// Activates patient `p` as a Polaris clinician: the code and the OTP.
+async fn activate(gw: &LocalGateway, patient: &str) -> (String, String) {
+    let clinician = gw.polaris().mint(&[("clinician_id", "c-1")], "read:gdm_activation write:gdm_activation", 10).unwrap();
+    let (status, body) = send(gw, reqwest::Method::POST, &format!("/dhos/v1/patient/{patient}/activation"), Some(&clinician), &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (body["activation_code"].as_str().unwrap().to_owned(), body["otp"].as_str().unwrap().to_owned())
+}
+
+async fn exchange(gw: &LocalGateway, code: &str, otp: &str) -> (StatusCode, Value) {
+    send(gw, reqwest::Method::POST, &format!("/dhos/v1/activation/{code}"), None, &[], Some(json!({"otp": otp}))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_app_activates_once_and_its_jwts_reach_its_messages() {
+    let gw = LocalGateway::start().await;
+    let (code, otp) = activate(&gw, "p-1").await;
+    let (status, body) = exchange(&gw, &code, &otp).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["patient_id"], "p-1");
+    let authorisation = body["authorisation_code"].as_str().unwrap().to_owned();
+    assert_eq!(exchange(&gw, &code, &otp).await, (StatusCode::NOT_FOUND, json!({"message": "Could not find relevant activation"})), "single use");
+
+    let (status, body) = send(&gw, reqwest::Method::GET, "/dhos/v1/patient/p-1/jwt", None, &[("x-authorisation-code", &authorisation)], None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jwt = body["jwt"].as_str().unwrap().to_owned();
+    let header = jsonwebtoken::decode_header(&jwt).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::HS512);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS512);
+    validation.set_audience(&[&gw.polaris().issuer]);
+    validation.set_issuer(&[&gw.polaris().issuer]);
+    let claims = jsonwebtoken::decode::<Value>(&jwt, &jsonwebtoken::DecodingKey::from_secret(gw.polaris().key.as_bytes()), &validation).unwrap().claims;
+    assert_eq!(claims["metadata"], json!({"patient_id": "p-1"}));
+    let lifetime = claims["exp"].as_i64().unwrap() - chrono::Utc::now().timestamp();
+    assert!((890..=900).contains(&lifetime), "900 s: {lifetime}");
+    assert!(claims["scope"].as_str().unwrap().split(' ').any(|s| s == "read:gdm_message"));
+    // The patient's JWT is accepted by the messages API as that patient, and only as them.
+    let (status, _) = send(&gw, reqwest::Method::GET, "/dhos/v1/sender_or_receiver/p-1/message", Some(&jwt), &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&gw, reqwest::Method::GET, "/dhos/v1/sender_or_receiver/p-2/message", Some(&jwt), &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = send(&gw, reqwest::Method::GET, "/dhos/v1/patient/p-1/jwt", None, &[("x-authorisation-code", "NOTTHECODE")], None).await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({"message": "Invalid combination of patient_id and code"})));
+
+    // The clinician sees the completed activation.
+    let clinician = gw.polaris().mint(&[("clinician_id", "c-1")], "read:gdm_activation", 10).unwrap();
+    let (_, listed) = send(&gw, reqwest::Method::GET, "/dhos/v1/patient/p-1/activation", Some(&clinician), &[], None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let (status, _) = send(&gw, reqwest::Method::GET, "/dhos/v1/patient/p-1/activation", Some(&jwt), &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a patient token has no read:gdm_activation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_otps_lock_and_expiry_refuses_each_with_the_same_404() {
+    let gw = LocalGateway::start().await;
+    let (code, otp) = activate(&gw, "p-3").await;
+    let wrong = if otp == "aaaa" { "bbbb" } else { "aaaa" };
+    for _ in 0..10 {
+        assert_eq!(exchange(&gw, &code, wrong).await.0, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(exchange(&gw, &code, &otp).await, (StatusCode::NOT_FOUND, json!({"message": "Could not find relevant activation"})), "locked");
+
+    // An activation past the end of its fifth day: moved back in the table, then refused.
+    let (code, otp) = activate(&gw, "p-4").await;
+    let table = gw.stack.table(&ACTIVATIONS);
+    let scan = gw.stack.dynamodb.scan().table_name(&table).send().await.unwrap();
+    let open = scan.items().iter().find(|i| i.get("patientId").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("p-4")).unwrap();
+    gw.stack
+        .dynamodb
+        .update_item()
+        .table_name(&table)
+        .key("pk", open["pk"].clone())
+        .update_expression("SET expires = :past")
+        .expression_attribute_values(":past", aws_sdk_dynamodb::types::AttributeValue::S("2020-01-06T23:59:59.000Z".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exchange(&gw, &code, &otp).await.0, StatusCode::NOT_FOUND, "expired");
+    // Asked again: a new code and OTP, good again.
+    let (new_code, new_otp) = activate(&gw, "p-4").await;
+    assert_eq!(exchange(&gw, &new_code, &new_otp).await.0, StatusCode::OK);
+    let stored = gw.stack.dynamodb.scan().table_name(&table).send().await.unwrap();
+    let text = format!("{:?}", stored.items());
+    assert!(!text.contains(&new_code) && !text.contains(&new_otp), "codes and OTPs are kept only hashed");
+}
