@@ -11,6 +11,7 @@ import json
 import sys
 from datetime import datetime
 
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import ThreadedMotoServer
 
@@ -43,6 +44,18 @@ def _fast_serialized(self, action_result):
 
 
 DynamoHandler.serialized = _fast_serialized
+
+
+def _sorted_items(self, hash_key_attrs, range_key_attrs, items):
+    # moto sorts every page of an index query by comparing its DynamoType objects, which casts
+    # both values on each comparison (a third of a query's time); each key's value cast once
+    # gives the same order (key attributes are S, N or B, compared by their cast values).
+    attrs = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+    items.sort(key=lambda item: tuple(item.attrs[key].cast_value for key in attrs))
+    return items
+
+
+Table.sorted_items = _sorted_items
 
 
 def main() -> None:
