@@ -1,9 +1,9 @@
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::{Activation, ActivationStore, PatientCredential};
-use crate::platform::dynamodb::{conditional_put, n, opt_s, opt_u64, put_opt, query_all, req_s, s, Item};
+use crate::platform::dynamodb::{n, opt_s, opt_u64, put_opt, put_over_version, query_all, req_s, s, Item};
 use crate::platform::tables::{ACTIVATIONS, ACTIVATIONS_COMPLETED};
 use crate::platform::time::{format_utc, parse_with_offset};
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -148,14 +148,7 @@ impl ActivationStore for DynamoActivationStore {
     }
 
     async fn update(&self, activation: &Activation) -> Result<bool, StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(activation_item(activation)))
-            .condition_expression("version = :previous")
-            .expression_attribute_values(":previous", AttributeValue::N(activation.version.saturating_sub(1).to_string()));
-        conditional_put(put, "update activation").await
+        put_over_version(&self.client, &self.table, activation_item(activation), activation.version, "update activation").await
     }
 
     async fn complete(&self, activation: &Activation, credential: &PatientCredential) -> Result<bool, StoreError> {

@@ -2,7 +2,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use aws_sdk_dynamodb::Client;
 
 use super::{Message, MessageStore, MessageType, PolarisTime};
-use crate::platform::dynamodb::{batch_write, conditional_put, n, opt_s, opt_u64, query_all, req_s, s, Item};
+use crate::platform::dynamodb::{batch_write, conditional_put, put_over_version, n, opt_s, opt_u64, query_all, req_s, s, Item};
 use crate::platform::tables::{MESSAGES, MESSAGES_BY_RECEIVER, MESSAGES_BY_SENDER};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -143,14 +143,7 @@ impl MessageStore for DynamoMessageStore {
     }
 
     async fn update(&self, message: &Message) -> Result<bool, StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(message)))
-            .condition_expression("version = :previous")
-            .expression_attribute_values(":previous", AttributeValue::N(message.version.saturating_sub(1).to_string()));
-        conditional_put(put, "update message").await
+        put_over_version(&self.client, &self.table, to_item(message), message.version, "update message").await
     }
 
     async fn sent_by(&self, sender: &str) -> Result<Vec<Message>, StoreError> {

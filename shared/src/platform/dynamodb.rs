@@ -96,6 +96,18 @@ pub async fn query_all<T>(
     Ok(found)
 }
 
+/// Writes `item`, a record's next version, only over the version before it (`version` counts
+/// writes from 1); false when another write came first.
+pub async fn put_over_version(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, version: u64, operation: &'static str) -> Result<bool, StoreError> {
+    let put = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("version = :previous")
+        .expression_attribute_values(":previous", n(version.saturating_sub(1)));
+    conditional_put(put, operation).await
+}
+
 /// Writes `requests` (puts or deletes) in batches of 25; what DynamoDB leaves unprocessed
 /// (throttling) is sent again, with a growing pause, a few times before failing.
 pub async fn batch_write(
