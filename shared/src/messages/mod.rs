@@ -1,13 +1,13 @@
-//! Clinician–patient messages, compatible with the Polaris (DHOS) messages API (issue 12, in
-//! progress): typed messages between patients, clinicians and locations, with the retrieved /
-//! confirmed / cancelled handshake. The reference's behaviour, read from its source, is in
+//! Clinician–patient messages, compatible with the Polaris (DHOS) messages API: typed messages
+//! between patients, clinicians and locations, with the retrieved / confirmed / cancelled
+//! handshake. The reference's behaviour, read from its source, is in
 //! `docs/polaris/messages-reference.md`; this module follows it where its OpenAPI document is
 //! silent or wrong (a message type is an object; `confirmed` is always present).
 //!
-//! Done so far: the model, its JSON as the reference writes it, the checks of a new message and
-//! of a PATCH, what "active" means, the reference's timestamps ([`time`]), and who may send,
-//! read and list what ([`access`]). Next: storage with an index per listing, the routes, and
-//! the Polaris-compatible tokens.
+//! Here: the model, its JSON as the reference writes it, the checks of a new message and of a
+//! PATCH, what "active" means, the reference's timestamps ([`time`]), who may send, read and
+//! list what ([`access`]), the listings ([`listings`]), the store (an index per party and
+//! direction) and the routes ([`http`]).
 
 pub mod access;
 mod dynamodb;
