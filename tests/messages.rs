@@ -221,6 +221,11 @@ async fn tokens_are_checked_as_polaris_checks_them_and_monitoring_needs_none() {
     let extra = PolarisClient::with_token(&gw, Some(good)).get(&format!("{path}?limit=5")).await;
     assert_eq!((extra.status, extra.body["detail"].as_str()), (StatusCode::BAD_REQUEST, Some("Extra query parameter(s) limit not in spec")));
 
+    // The local key is kept in the state dir (the same after a restart) and is the one the
+    // functions read from the stack's secret.
+    let kept = std::fs::read_to_string(gw.certs_dir.parent().unwrap().join("auth/polaris-hs512.key")).unwrap();
+    assert_eq!(kept, gw.polaris().key);
+
     let running = PolarisClient::with_token(&gw, None).get("/running").await;
     assert_eq!((running.status, &running.body), (StatusCode::OK, &json!({"running": true})));
     let version = PolarisClient::with_token(&gw, None).get("/version").await;

@@ -115,8 +115,8 @@ use sha2::Digest;
 /// The template's secret holding the Polaris-compatibility tokens' HS512 key.
 pub const POLARIS_KEY_SECRET: &str = "PolarisHsKeySecret";
 
-/// Polaris-compatibility tokens on the local platform: the key is the stack's
-/// `PolarisHsKeySecret` (new on every `up`), the issuer and audience the HTTP API's URL with a
+/// Polaris-compatibility tokens on the local platform: the key is kept in the state dir and
+/// put into the stack's `PolarisHsKeySecret`, the issuer and audience the HTTP API's URL with a
 /// trailing slash, as Polaris services require (`HS_ISSUER = PROXY_URL + "/"`). The development
 /// routes (`/drop_data`, `/create_messages`) are on, as in a Polaris test environment.
 #[derive(Debug, Clone)]
@@ -126,11 +126,29 @@ pub struct PolarisCompat {
 }
 
 impl PolarisCompat {
-    /// Reads the key the stack created.
-    pub async fn of(stack: &crate::stack::LocalStack, config: &aws_config::SdkConfig, api_url: &str) -> Result<Self, String> {
+    /// The key kept in `dir` (made on first run, so Polaris clients configured with it keep
+    /// working across restarts), put into the stack's secret, where the functions read it.
+    pub async fn load_or_create(dir: &Path, stack: &crate::stack::LocalStack, config: &aws_config::SdkConfig, api_url: &str) -> Result<Self, String> {
+        let path = dir.join("polaris-hs512.key");
+        let key = match std::fs::read_to_string(&path) {
+            Ok(key) if key.trim().len() >= vitalwire::access::polaris::MIN_KEY_BYTES => key.trim().to_owned(),
+            _ => {
+                let mut random = [0u8; 32];
+                getrandom::fill(&mut random).map_err(|e| e.to_string())?;
+                let key = hex::encode(random);
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::fs::write(&path, &key).map_err(|e| format!("{}: {e}", path.display()))?;
+                key
+            }
+        };
         let secret = stack.secrets.get(POLARIS_KEY_SECRET).ok_or("template.yaml has no PolarisHsKeySecret")?;
-        let out = aws_sdk_secretsmanager::Client::new(config).get_secret_value().secret_id(secret).send().await.map_err(|e| format!("the Polaris key: {e}"))?;
-        let key = out.secret_string().ok_or("the Polaris key secret is empty")?.to_owned();
+        aws_sdk_secretsmanager::Client::new(config)
+            .put_secret_value()
+            .secret_id(secret)
+            .secret_string(&key)
+            .send()
+            .await
+            .map_err(|e| format!("the Polaris key: {e}"))?;
         Ok(Self { key, issuer: format!("{api_url}/") })
     }
 

@@ -87,7 +87,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let aws = AwsClients::new(config.clone(), Some(iot_endpoint.clone()));
     // The settings whose template values name what exists only on AWS (the Cognito user pool),
     // or that a deployer sets (the Polaris issuer).
-    let polaris = PolarisCompat::of(stack, config, &api_url).await?;
+    let polaris = PolarisCompat::load_or_create(&settings.state_dir.join("auth"), stack, config, &api_url).await?;
     let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url).into_iter().chain(polaris.settings()).collect();
     let functions = LocalFunctions::build(stack, &aws, &overrides)?;
 
