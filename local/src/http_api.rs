@@ -137,7 +137,11 @@ impl PolarisCompat {
                 getrandom::fill(&mut random).map_err(|e| e.to_string())?;
                 let key = hex::encode(random);
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                std::fs::write(&path, &key).map_err(|e| format!("{}: {e}", path.display()))?;
+                // Whoever reads it can mint any Polaris token: the owner's only.
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                file.write_all(key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
                 key
             }
         };

@@ -11,7 +11,8 @@
 //! HS512; the people's issuers accept nothing but RS256 and ES256. An HS512 token naming a
 //! Cognito issuer, or an RS256 token naming the Polaris issuer, is refused: no algorithm
 //! confusion is possible. The key is read from Secrets Manager on the first Polaris token, not
-//! at cold start; with no issuer configured, Polaris tokens are not accepted at all.
+//! at cold start, and again every five minutes (a rotated key takes effect that soon); with no
+//! issuer configured, Polaris tokens are not accepted at all.
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -47,27 +48,36 @@ struct Claims {
     scope: Option<String>,
 }
 
+/// How long a key read from Secrets Manager is used before it is read again: a rotated key
+/// (after a leak) is honoured within this time by every warm function.
+pub const KEY_CACHE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Where the shared key comes from.
 enum HsKey {
     Fixed(Vec<u8>),
-    SecretsManager { client: aws_sdk_secretsmanager::Client, secret_id: String, key: tokio::sync::OnceCell<Vec<u8>> },
+    SecretsManager { client: aws_sdk_secretsmanager::Client, secret_id: String, key: tokio::sync::RwLock<Option<(std::sync::Arc<[u8]>, std::time::Instant)>> },
 }
 
 impl HsKey {
-    async fn bytes(&self) -> Result<&[u8], StoreError> {
+    async fn bytes(&self) -> Result<std::sync::Arc<[u8]>, StoreError> {
         match self {
-            HsKey::Fixed(k) => Ok(k),
-            HsKey::SecretsManager { client, secret_id, key } => key
-                .get_or_try_init(|| async {
-                    const OP: &str = "read the Polaris token key";
-                    let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
-                    out.secret_string()
-                        .filter(|s| s.len() >= MIN_KEY_BYTES)
-                        .map(|s| s.as_bytes().to_vec())
-                        .ok_or_else(|| StoreError::new(OP, "the secret is missing or shorter than 32 characters"))
-                })
-                .await
-                .map(Vec::as_slice),
+            HsKey::Fixed(k) => Ok(k.as_slice().into()),
+            HsKey::SecretsManager { client, secret_id, key } => {
+                if let Some((bytes, at)) = key.read().await.as_ref() {
+                    if at.elapsed() < KEY_CACHE {
+                        return Ok(bytes.clone());
+                    }
+                }
+                const OP: &str = "read the Polaris token key";
+                let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+                let bytes: std::sync::Arc<[u8]> = out
+                    .secret_string()
+                    .filter(|s| s.len() >= MIN_KEY_BYTES)
+                    .map(|s| s.as_bytes().into())
+                    .ok_or_else(|| StoreError::new(OP, "the secret is missing or shorter than 32 characters"))?;
+                *key.write().await = Some((bytes.clone(), std::time::Instant::now()));
+                Ok(bytes)
+            }
         }
     }
 }
@@ -112,7 +122,7 @@ impl PolarisVerifier {
         validation.set_issuer(&[&issuer.issuer]);
         validation.set_audience(&[&issuer.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let claims = decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
+        let claims = decode::<Claims>(token, &DecodingKey::from_secret(&key), &validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => AuthError::Audience,
@@ -140,7 +150,7 @@ impl FromWiring for PolarisVerifier {
         let Some(issuer) = issuer else { return Ok(Self::disabled()) };
         let audience = audience.unwrap_or_else(|| issuer.clone());
         let secret_id = secret.ok_or_else(|| WiringError::Other("POLARIS_JWT_ISSUER is set but POLARIS_HS_KEY_SECRET is not".into()))?;
-        let key = HsKey::SecretsManager { client: w.aws.secrets_manager(), secret_id, key: tokio::sync::OnceCell::new() };
+        let key = HsKey::SecretsManager { client: w.aws.secrets_manager(), secret_id, key: tokio::sync::RwLock::new(None) };
         Ok(Self { issuer: Some(PolarisIssuer { issuer, audience, key }) })
     }
 }
@@ -172,7 +182,7 @@ impl PolarisSigner {
     pub async fn mint(&self, metadata: &[(&str, &str)], scope: &str, lifetime: chrono::Duration) -> Result<String, SignError> {
         let issuer = self.issuer.as_ref().ok_or(SignError::NotConfigured)?;
         let key = issuer.key.bytes().await?;
-        sign(key, &issuer.issuer, metadata, scope, lifetime).map_err(SignError::Sign)
+        sign(&key, &issuer.issuer, metadata, scope, lifetime).map_err(SignError::Sign)
     }
 }
 

@@ -40,7 +40,7 @@ impl DynamoActivationStore {
     async fn transact(&self, items: Vec<TransactWriteItem>, op: &'static str) -> Result<bool, StoreError> {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
-            Err(e) if crate::platform::dynamodb::only_conditions_failed(&e) => Ok(false),
+            Err(e) if crate::platform::dynamodb::lost_to_another_write(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk(op, &e)),
         }
     }

@@ -96,6 +96,8 @@ pub async fn create<S: ActivationStore, P: PepperSource, L: AuditLog>(request: R
         let replaced = current.open_code_key.clone();
         let credential = PatientCredential { open_code_key: Some(activation.code_key.clone()), version: current.version + 1, ..current };
         if deps.activations.open(&activation, replaced.as_deref(), &credential).await? {
+            // Whoever holds the code and OTP can act as the patient: who asked is kept.
+            record_read_by(&deps.audit, &request, caller.user_id(), kind(&caller), &[patient_id.as_str()], 200).await?;
             return Ok(ok(&json!({"activation_code": code, "expires_at": reference_expiry(activation.expires), "otp": otp}), &request));
         }
     }
@@ -168,13 +170,15 @@ pub async fn validate<S: ActivationStore, P: PepperSource, L: AuditLog>(request:
         let Some(mut activation) = deps.activations.activation(&key).await? else { return Err(refused(NotUsable::Unknown)) };
         let now = Utc::now();
         activation.usable(now).map_err(refused)?;
+        // The attempt is counted before the OTP is checked, so that guesses sent at once cannot
+        // outrun the lock: only a counted attempt gets its OTP checked.
+        activation.attempts += 1;
         activation.version += 1;
-        if !codes::verify_secret(&otp, &activation.otp_hash) {
-            activation.attempts += 1;
-            if deps.activations.update(&activation).await? {
-                return Err(refused(NotUsable::WrongOtp));
-            }
+        if !deps.activations.update(&activation).await? {
             continue;
+        }
+        if !codes::verify_secret(&otp, &activation.otp_hash) {
+            return Err(refused(NotUsable::WrongOtp));
         }
         let authorisation_code = codes::random_string(CODE_ALPHABET, CODE_LENGTH)?;
         let current = deps.activations.credential(&activation.patient_id).await?.unwrap_or_else(|| PatientCredential { patient_id: activation.patient_id.clone(), ..PatientCredential::default() });
@@ -188,11 +192,14 @@ pub async fn validate<S: ActivationStore, P: PepperSource, L: AuditLog>(request:
         activation.completed = Some(now);
         activation.modified = now;
         activation.modified_by = activation.patient_id.clone();
+        activation.version += 1;
         if deps.activations.complete(&activation, &credential).await? {
+            record_read_by(&deps.audit, &request, &activation.patient_id, "patient", &[activation.patient_id.as_str()], 200).await?;
             return Ok(ok(&json!({"authorisation_code": authorisation_code, "patient_id": activation.patient_id}), &request));
         }
     }
-    Err(StoreError::new("complete activation", "the activation kept changing").into())
+    // Others kept changing it: as for any activation that cannot be used, the same 404.
+    Err(message(404, NOT_FOUND))
 }
 
 /// `GET /dhos/v1/patient/{patient_id}/jwt` (no token; `x-authorisation-code`): a patient JWT
@@ -217,6 +224,7 @@ pub async fn patient_jwt<S: ActivationStore, P: PepperSource, L: AuditLog>(reque
         SignError::Key(e) => PolarisError::from(e),
         other => unavailable(&other),
     })?;
+    record_read_by(&deps.audit, &request, &patient_id, "patient", &[patient_id.as_str()], 200).await?;
     Ok(ok(&json!({"jwt": jwt}), &request))
 }
 

@@ -304,6 +304,7 @@ pub async fn update<S: MessageStore, L: AuditLog>(request: Request, deps: &Messa
         message.modified_by = caller.user_id().to_owned();
         message.version += 1;
         if deps.messages.update(&message).await? {
+            audit(&deps.audit, &request, &caller, &[&message], 200).await?;
             return Ok(ok(&message.wire(), &request));
         }
         message = deps.messages.get(&uuid).await?.ok_or_else(PolarisError::not_found)?;
@@ -334,6 +335,9 @@ async fn list<S: MessageStore, L: AuditLog>(request: Request, deps: &MessageDeps
         Listing::SentOrReceived => caller.may_list_either(&unique),
     };
     if !allowed {
+        // A refused attempt is kept under each id asked about (those of patients are found there).
+        let asked: Vec<&str> = [sender.as_str(), receiver.as_str(), unique.as_str()].into_iter().filter(|id| !id.is_empty()).collect();
+        record_read_by(&deps.audit, &request, caller.user_id(), kind(&caller), &asked, 403).await?;
         return Err(PolarisError::forbidden());
     }
     let store = &deps.messages;
@@ -406,6 +410,7 @@ pub async fn open_callbacks<S: MessageStore, L: AuditLog>(request: Request, deps
     }
     let caller = caller.map_err(|_| PolarisError::forbidden())?;
     if !caller.has("read:gdm_patient_all") && !caller.has("read:gdm_patient") {
+        record_read_by(&deps.audit, &request, caller.user_id(), kind(&caller), &senders, 403).await?;
         return Err(PolarisError::forbidden());
     }
     let found = listings::open_callbacks_from(&deps.messages, &senders).await?;

@@ -60,6 +60,18 @@ pub fn only_conditions_failed<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk
     }
 }
 
+/// Whether a transaction was cancelled because conditions failed or it met another
+/// transaction on the same items: either way, read again and retry.
+pub fn lost_to_another_write<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
+    match err.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let reasons = e.cancellation_reasons();
+            !reasons.is_empty() && reasons.iter().all(|r| matches!(r.code(), None | Some("None") | Some("ConditionalCheckFailed") | Some("TransactionConflict")))
+        }
+        _ => false,
+    }
+}
+
 /// Writes an item whatever is there (a record with its own unique key: an activity or audit
 /// entry).
 pub async fn put(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, operation: &'static str) -> Result<(), StoreError> {

@@ -142,19 +142,14 @@ pub const COMPRESS_ABOVE_BYTES: usize = 64 * 1024;
 /// so a long listing (Polaris lists every message, unpaged) fits only compressed.
 pub fn json_text_response_for(request: &Request, status: u16, content_type: &str, body: String, headers: &[(&'static str, String)]) -> Response<Body> {
     let mut builder = builder(status, content_type, headers);
-    let accepts_gzip = request
-        .headers()
-        .get_all("accept-encoding")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|coding| coding.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("gzip")));
+    let accepts_gzip = accepts_gzip(request);
+    builder = builder.header("vary", "accept-encoding");
     let body = if accepts_gzip && body.len() > COMPRESS_ABOVE_BYTES {
         use std::io::Write;
         let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
         match encoder.write_all(body.as_bytes()).and_then(|()| encoder.finish()) {
             Ok(gzipped) => {
-                builder = builder.header("content-encoding", "gzip").header("vary", "accept-encoding");
+                builder = builder.header("content-encoding", "gzip");
                 Body::Binary(gzipped)
             }
             Err(_) => Body::Text(body),
@@ -163,6 +158,23 @@ pub fn json_text_response_for(request: &Request, status: u16, content_type: &str
         Body::Text(body)
     };
     builder.body(body).unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// Whether `Accept-Encoding` allows gzip (by name or `*`, with a q-value above 0; RFC 9110 §12.5.3).
+fn accepts_gzip(request: &Request) -> bool {
+    let mut gzip: Option<bool> = None;
+    let mut any = false;
+    for coding in request.headers().get_all("accept-encoding").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let allowed = !parts.any(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0));
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(allowed);
+        } else if name == "*" {
+            any = allowed;
+        }
+    }
+    gzip.unwrap_or(any)
 }
 
 /// The `authorizer` function's context for this request (`requestContext.authorizer.lambda`).
@@ -245,5 +257,28 @@ pub fn limit_param(request: &Request, default: i32, max: i32) -> Result<i32, Api
             .ok()
             .filter(|l| (1..=max).contains(l))
             .ok_or_else(|| ApiError::bad("limit", format!("must be a whole number from 1 to {max}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::testing::ApiRequest;
+
+    #[test]
+    fn gzip_is_sent_only_to_clients_that_accept_it() {
+        let accepts = |header: &str| accepts_gzip(&ApiRequest::new("GET /x").header("accept-encoding", header).build());
+        assert!(accepts("gzip, deflate") && accepts("br;q=1, GZIP;q=0.5") && accepts("*"));
+        assert!(!accepts("gzip;q=0") && !accepts("deflate") && !accepts("*;q=0") && !accepts("gzip;q=0, *"));
+        assert!(!accepts_gzip(&ApiRequest::new("GET /x").build()));
+        let big = "x".repeat(COMPRESS_ABOVE_BYTES + 1);
+        let response = json_text_response_for(&ApiRequest::new("GET /x").header("accept-encoding", "gzip").build(), 200, "application/json", big.clone(), &[]);
+        assert_eq!(response.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+        let Body::Binary(gz) = response.body() else { panic!("a compressed body") };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+        assert_eq!(text, big);
+        let plain = json_text_response_for(&ApiRequest::new("GET /x").build(), 200, "application/json", big, &[]);
+        assert!(plain.headers().get("content-encoding").is_none() && plain.headers().get("vary").is_some());
     }
 }
