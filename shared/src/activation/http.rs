@@ -12,7 +12,7 @@ use super::{expiry_after, reference_expiry, Activation, ActivationStore, NotUsab
 use crate::access::audit::{record_read_by, AuditLog};
 use crate::access::polaris::{PolarisSigner, SignError};
 use crate::access::secrets::PepperSource;
-use crate::messages::http::{admitted, json_body, kind, ok, path, Answer, PolarisError};
+use crate::messages::http::{admitted, json_body, kind, ok, only_query, path, Answer, PolarisError};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -148,12 +148,8 @@ fn otp_of(request: &Request) -> Result<String, PolarisError> {
 /// code and its OTP, once, for an authorisation code. 200 `{"authorisation_code", "patient_id"}`;
 /// every failure the same 404.
 pub async fn validate<S: ActivationStore, P: PepperSource, L: AuditLog>(request: Request, deps: &ActivationDeps<S, P, L>) -> Answer {
-    let query = request.query_string_parameters();
-    let extra: Vec<&str> = query.iter().map(|(k, _)| k).filter(|k| *k != "type").collect();
-    if !extra.is_empty() {
-        return Err(PolarisError::Problem { status: 400, title: None, detail: format!("Extra query parameter(s) {} not in spec", extra.join(", ")) });
-    }
-    match query.first("type").unwrap_or_default() {
+    only_query(&request, &["type"])?;
+    match request.query_string_parameters().first("type").unwrap_or_default() {
         "" | "gdm" => {}
         // Device (SEND Entry) activations are not served yet: none can exist.
         "send_entry" => return Err(message(404, NOT_FOUND)),
@@ -205,9 +201,7 @@ pub async fn validate<S: ActivationStore, P: PepperSource, L: AuditLog>(request:
 /// `GET /dhos/v1/patient/{patient_id}/jwt` (no token; `x-authorisation-code`): a patient JWT
 /// (HS512, 900 s) for the holder of the patient's authorisation code. 200 `{"jwt"}`.
 pub async fn patient_jwt<S: ActivationStore, P: PepperSource, L: AuditLog>(request: Request, deps: &ActivationDeps<S, P, L>) -> Answer {
-    if let Err(PolarisError::Problem { status: 400, title, detail }) = admitted(&request) {
-        return Err(PolarisError::Problem { status: 400, title, detail });
-    }
+    only_query(&request, &[])?;
     let Some(code) = request.headers().get("x-authorisation-code").and_then(|v| v.to_str().ok()) else {
         return Err(PolarisError::schema("Missing header parameter 'x-authorisation-code'"));
     };
@@ -339,6 +333,8 @@ mod tests {
         assert_eq!(exchange(&deps, &code, Some(json!({"otp": "abcd", "x": 1}))).await.status, 400);
         let typed = answered(validate(ApiRequest::new("POST /dhos/v1/activation/{activation_code}").path("activation_code", &code).query("type", "other").json(json!({"otp": "abcd"})).build(), &deps).await);
         assert_eq!(typed.body, json!({"message": "Invalid device type: other"}));
+        let extra = answered(validate(ApiRequest::new("POST /dhos/v1/activation/{activation_code}").path("activation_code", &code).query("type", "gdm").query("x", "1").json(json!({"otp": "abcd"})).build(), &deps).await);
+        assert_eq!(extra.body["detail"], "Extra query parameter(s) x not in spec", "only `type` is in the reference's spec");
         assert_eq!(deps.activations.activations.lock().unwrap().values().next().unwrap().attempts, 0, "refused bodies are no attempts");
     }
 }

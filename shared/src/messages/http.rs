@@ -161,13 +161,19 @@ pub(crate) fn admitted(request: &Request) -> Result<Result<Caller, NoCaller>, Po
     if caller == Err(NoCaller::NoBearer) {
         return Err(PolarisError::unauthorized());
     }
-    use lambda_http::RequestExt;
-    let mut names: Vec<&str> = request.query_string_parameters_ref().map(|q| q.iter().map(|(k, _)| k).collect()).unwrap_or_default();
-    if !names.is_empty() {
-        names.dedup();
-        return Err(PolarisError::Problem { status: 400, title: None, detail: format!("Extra query parameter(s) {} not in spec", names.join(", ")) });
-    }
+    only_query(request, &[])?;
     Ok(caller)
+}
+
+/// Refuses query parameters other than `allowed`, as connexion's strict validation does.
+pub(crate) fn only_query(request: &Request, allowed: &[&str]) -> Result<(), PolarisError> {
+    use lambda_http::RequestExt;
+    let mut names: Vec<&str> = request.query_string_parameters_ref().map(|q| q.iter().map(|(k, _)| k).filter(|k| !allowed.contains(k)).collect()).unwrap_or_default();
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.dedup();
+    Err(PolarisError::Problem { status: 400, title: None, detail: format!("Extra query parameter(s) {} not in spec", names.join(", ")) })
 }
 
 /// The JSON body, read as connexion reads it.
