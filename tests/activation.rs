@@ -2,6 +2,8 @@
 //! DynamoDB (the moto emulator): a clinician activates a patient, the patient's app exchanges
 //! the code and OTP once for an authorisation code, and that for patient JWTs the messages API
 //! accepts; ten wrong OTPs lock an activation, an expired one is refused like an unknown one.
+//! A ward tablet is registered, activated with its 9-digit code and signs a clinician in, as
+//! the reference's `device_activation.feature` and `clinician.feature` go.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -106,4 +108,71 @@ async fn wrong_otps_lock_and_expiry_refuses_each_with_the_same_404() {
     let stored = gw.stack.dynamodb.scan().table_name(&table).send().await.unwrap();
     let text = format!("{:?}", stored.items());
     assert!(!text.contains(&new_code) && !text.contains(&new_otp), "codes and OTPs are kept only hashed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ward_tablet_is_activated_and_signs_clinicians_in_until_either_is_turned_off() {
+    use reqwest::Method;
+    let gw = LocalGateway::start().await;
+    // The reference's integration tests' system token.
+    let system = gw.polaris().mint(&[("system_id", "integration-tests")], "write:gdm_activation write:send_device write:send_clinician read:send_device", 10).unwrap();
+    let (status, device) = send(&gw, Method::POST, "/dhos/v1/device", Some(&system), &[], Some(json!({"location_id": "L1", "description": "Ward 7 tablet"}))).await;
+    assert_eq!(status, StatusCode::OK, "{device}");
+    let device_id = device["uuid"].as_str().unwrap().to_owned();
+    assert_eq!((device["active"].clone(), device["created_by"].clone()), (json!(true), json!("integration-tests")));
+    let (status, moved) = send(&gw, Method::PATCH, &format!("/dhos/v1/device/{device_id}"), Some(&system), &[], Some(json!({"location_id": "L2"}))).await;
+    assert_eq!((status, moved["location_id"].clone()), (StatusCode::OK, json!("L2")));
+    let (_, listed) = send(&gw, Method::GET, "/dhos/v1/device?location_id=L2,L9", Some(&system), &[], None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let (_, listed) = send(&gw, Method::GET, "/dhos/v1/device?location_id=L1", Some(&system), &[], None).await;
+    assert_eq!(listed, json!([]));
+
+    let (status, issued) = send(&gw, Method::POST, &format!("/dhos/v1/device/{device_id}/activation"), Some(&system), &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let code = issued["code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 9);
+    let (status, activated) = send(&gw, Method::POST, &format!("/dhos/v1/activation/{code}?type=send_entry"), None, &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{activated}");
+    assert_eq!(activated["device_id"], device_id.as_str());
+    let authorisation = activated["authorisation_code"].as_str().unwrap().to_owned();
+    let (status, _) = send(&gw, Method::POST, &format!("/dhos/v1/activation/{code}?type=send_entry"), None, &[], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "single use");
+    let (status, _) = send(&gw, Method::POST, &format!("/dhos/v1/activation/{code}"), None, &[], Some(json!({"otp": "abcd"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a device code is no patient code");
+
+    let (status, body) = send(&gw, Method::GET, &format!("/dhos/v1/device/{device_id}/jwt"), None, &[("x-authorisation-code", &authorisation)], None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let device_jwt = body["jwt"].as_str().unwrap().to_owned();
+
+    let clinician = json!({"clinician_id": "c-7", "login_active": true, "products": ["SEND"], "groups": ["SEND Clinician"], "send_entry_identifier": "666123"});
+    let (status, body) = send(&gw, Method::POST, "/dhos/v1/clinician", Some(&system), &[], Some(clinician)).await;
+    assert_eq!((status, body), (StatusCode::CREATED, Value::Null));
+    let (status, body) = send(&gw, Method::GET, "/dhos/v1/clinician/jwt?send_entry_identifier=666123", Some(&device_jwt), &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS512);
+    validation.set_audience(&[&gw.polaris().issuer]);
+    let key = jsonwebtoken::DecodingKey::from_secret(gw.polaris().key.as_bytes());
+    let claims = jsonwebtoken::decode::<Value>(body["jwt"].as_str().unwrap(), &key, &validation).unwrap().claims;
+    assert_eq!(claims["metadata"], json!({"clinician_id": "c-7", "referring_device_id": device_id}));
+    let lifetime = claims["exp"].as_i64().unwrap() - chrono::Utc::now().timestamp();
+    assert!((890..=900).contains(&lifetime), "900 s: {lifetime}");
+    let (status, body) = send(&gw, Method::GET, "/dhos/v1/clinician/jwt?send_entry_identifier=000", Some(&device_jwt), &[], None).await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({"message": "Invalid clinician identifier"})));
+    let (status, _) = send(&gw, Method::GET, "/dhos/v1/clinician/jwt?send_entry_identifier=666123", Some(&system), &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a system token is no tablet");
+
+    // The clinician's login turned off: refused (clinician.feature).
+    let off = json!({"login_active": false, "products": ["send"], "groups": ["send clinician"], "send_entry_identifier": "666123"});
+    let (status, _) = send(&gw, Method::PATCH, "/dhos/v1/clinician/c-7", Some(&system), &[], Some(off)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&gw, Method::GET, "/dhos/v1/clinician/jwt?send_entry_identifier=666123", Some(&device_jwt), &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The tablet turned off: it keeps its activation but gets no JWT (device_activation.feature).
+    let (status, _) = send(&gw, Method::PATCH, &format!("/dhos/v1/device/{device_id}"), Some(&system), &[], Some(json!({"active": false}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(&gw, Method::GET, &format!("/dhos/v1/device/{device_id}/jwt"), None, &[("x-authorisation-code", &authorisation)], None).await;
+    assert_eq!((status, body), (StatusCode::FORBIDDEN, json!({"message": "Forbidden"})));
+    let (_, listed) = send(&gw, Method::GET, "/dhos/v1/device?active=false", Some(&system), &[], None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
 }

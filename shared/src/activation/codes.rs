@@ -3,7 +3,8 @@
 //!
 //! - The OTP: 4 characters of `abcdefghjkmnpqrstuvwxyz23456789` (no `i`, `l`, `o`, `0`, `1`,
 //!   which people misread), checked case-sensitively as the reference checks it.
-//! - Activation and authorisation codes: 30 characters of `A-Z0-9` (155 bits).
+//! - Activation and authorisation codes: 30 characters of `A-Z0-9` (155 bits); a ward
+//!   tablet's activation code: 9 digits.
 //!
 //! OTPs and authorisation codes are kept as Argon2id PHC strings with their own random salt.
 //! An activation code is what the activation is found by, so it is kept as an Argon2id hash with
@@ -20,6 +21,9 @@ pub const OTP_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 pub const CODE_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 pub const OTP_LENGTH: usize = 4;
 pub const CODE_LENGTH: usize = 30;
+/// A ward tablet's activation code: 9 digits, which a person types on the tablet.
+pub const DEVICE_CODE_ALPHABET: &[u8] = b"0123456789";
+pub const DEVICE_CODE_LENGTH: usize = 9;
 
 /// `length` characters of `alphabet`, each drawn uniformly from the operating system's CSPRNG
 /// (bytes beyond the largest multiple of the alphabet's size are drawn again, so no character

@@ -1,8 +1,13 @@
-//! Patient activation, compatible with the Polaris activation API (issue 12, in progress; notes
-//! on the reference in `docs/polaris/activation-reference.md`): a clinician asks for an
-//! activation of a patient and gets a one-time code and OTP to hand over; the patient's app
-//! exchanges them once for an authorisation code, which it then exchanges for 15-minute
-//! patient JWTs (Polaris-compatibility tokens, HS512).
+//! Activation, compatible with the Polaris activation API (notes on the reference in
+//! `docs/polaris/activation-reference.md`):
+//! - a clinician asks for an activation of a patient and gets a one-time code and OTP to hand
+//!   over; the patient's app exchanges them once for an authorisation code, which it then
+//!   exchanges for 15-minute patient JWTs;
+//! - an administrator registers a ward tablet (a SEND Entry device, [`devices`]) and asks for
+//!   its 9-digit activation code; the tablet exchanges it once for an authorisation code, which
+//!   gives 24-hour device JWTs;
+//! - with a device JWT, the tablet signs clinicians in by their SEND Entry identifier (their
+//!   login records, [`clinicians`]) and gets 15-minute clinician JWTs.
 //!
 //! Decided where the reference is weaker than this platform's rules: activation codes are kept
 //! hashed (the reference keeps them in clear), so asking again for a patient's activation gives
@@ -11,10 +16,15 @@
 //! the reference each one does); an authorisation code lasts [`AUTHORISATION_CODE_DAYS`]
 //! unless a new activation replaces it (the reference's never expire).
 //!
-//! Done: patient activation. Next: device (ward tablet) records and activation, clinician
-//! login records and the clinician JWT, RS256 signing with a published JWKS.
+//! A device's 9-digit code is the only secret it is activated with (10^9 codes, no OTP), so
+//! wrong device codes are counted per hour across the deployment and, past
+//! [`DEVICE_GUESSES_PER_HOUR`], device activation answers as if every code were unknown until
+//! the hour ends: a guesser then has at most 120 × 100 tries against a code's five days, one
+//! chance in 800 000 per open code (the reference has no limit).
 
+pub mod clinicians;
 pub mod codes;
+pub mod devices;
 mod dynamodb;
 pub mod http;
 #[cfg(any(test, feature = "memory"))]
@@ -34,18 +44,49 @@ pub const MAX_ATTEMPTS: u32 = 10;
 pub const EXPIRY_DAYS: i64 = 5;
 /// How long a patient JWT lasts.
 pub const PATIENT_JWT_LIFETIME: Duration = Duration::seconds(900);
+/// How long a device JWT lasts.
+pub const DEVICE_JWT_LIFETIME: Duration = Duration::seconds(86_400);
+/// How long a clinician JWT lasts.
+pub const CLINICIAN_JWT_LIFETIME: Duration = Duration::seconds(900);
 /// How long an authorisation code lasts, unless a new activation replaces it first.
 pub const AUTHORISATION_CODE_DAYS: i64 = 365;
+/// Wrong device activation codes taken per hour, deployment-wide, before device activation
+/// closes for the rest of the hour.
+pub const DEVICE_GUESSES_PER_HOUR: u64 = 100;
 
-/// One activation of a patient, found by its code's key.
+/// Whom an activation lets in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Holder {
+    Patient(String),
+    /// A SEND Entry device (ward tablet), by its uuid.
+    Device(String),
+}
+
+impl Holder {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Patient(id) | Self::Device(id) => id,
+        }
+    }
+
+    /// The claim its JWTs name it by, and the kind of caller it is.
+    pub fn claim(&self) -> &'static str {
+        match self {
+            Self::Patient(_) => "patient_id",
+            Self::Device(_) => "device_id",
+        }
+    }
+}
+
+/// One activation of a patient or device, found by its code's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation {
     /// The hash its code is found by ([`codes::code_key`]).
     pub code_key: String,
     pub uuid: String,
-    pub patient_id: String,
-    /// The OTP, as an Argon2id PHC string.
-    pub otp_hash: String,
+    pub holder: Holder,
+    /// The OTP, as an Argon2id PHC string (patients only: a device has none).
+    pub otp_hash: Option<String>,
     pub attempts: u32,
     pub created: DateTime<Utc>,
     pub created_by: String,
@@ -58,11 +99,11 @@ pub struct Activation {
     pub version: u64,
 }
 
-/// A patient's activation state: the activation still open, and the authorisation code the
-/// last completed one gave.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PatientCredential {
-    pub patient_id: String,
+/// A patient's or device's activation state: the activation still open, and the authorisation
+/// code the last completed one gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub holder: Holder,
     /// The key of the activation not yet used, if any.
     pub open_code_key: Option<String>,
     /// The authorisation code, as an Argon2id PHC string, and until when it is good.
@@ -71,20 +112,36 @@ pub struct PatientCredential {
     pub version: u64,
 }
 
+impl Credential {
+    /// What a holder without one has: nothing open, no authorisation code.
+    pub fn none(holder: Holder) -> Self {
+        Self { holder, open_code_key: None, authorisation_hash: None, authorisation_expires: None, version: 0 }
+    }
+}
+
 /// Where activations are kept. Each change is conditional on the version it was made from,
 /// so two requests racing on one activation cannot both use it, nor lose an attempt.
 pub trait ActivationStore: Send + Sync {
     fn activation(&self, code_key: &str) -> impl Future<Output = Result<Option<Activation>, StoreError>> + Send;
-    fn credential(&self, patient_id: &str) -> impl Future<Output = Result<Option<PatientCredential>, StoreError>> + Send;
+    fn credential(&self, holder: &Holder) -> impl Future<Output = Result<Option<Credential>, StoreError>> + Send;
     /// Opens `activation` for its patient, replacing the open one (`replaced`, deleted if still
     /// unused); `credential` is written over its version. False if either changed meanwhile.
-    fn open(&self, activation: &Activation, replaced: Option<&str>, credential: &PatientCredential) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn open(&self, activation: &Activation, replaced: Option<&str>, credential: &Credential) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Writes a changed activation over its previous version (a failed attempt).
     fn update(&self, activation: &Activation) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Marks `activation` used and gives the patient `credential`, both over their versions.
-    fn complete(&self, activation: &Activation, credential: &PatientCredential) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn complete(&self, activation: &Activation, credential: &Credential) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A patient's completed activations, last completed first.
     fn completed_of(&self, patient_id: &str) -> impl Future<Output = Result<Vec<Activation>, StoreError>> + Send;
+    /// Wrong device codes counted in the hour `hour` (`2024-03-01T10`).
+    fn device_guesses(&self, hour: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Counts one more wrong device code in `hour`.
+    fn count_device_guess(&self, hour: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The hour wrong device codes are counted in.
+pub fn guess_hour(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H").to_string()
 }
 
 /// The end of the fifth UTC day after `at` (23:59:59.000).
@@ -150,8 +207,8 @@ mod tests {
         let a = Activation {
             code_key: "k".into(),
             uuid: "u".into(),
-            patient_id: "p".into(),
-            otp_hash: String::new(),
+            holder: Holder::Patient("p".into()),
+            otp_hash: None,
             attempts: 0,
             created: at,
             created_by: "c".into(),

@@ -117,7 +117,17 @@ pub enum NoCaller {
 }
 
 /// Scopes of the platform's own tokens on these routes.
-const ADMIN_SCOPES: &[&str] = &["read:gdm_message_all", "write:gdm_message_all", "read:message_all", "read:gdm_patient_all", "read:gdm_activation", "write:gdm_activation"];
+const ADMIN_SCOPES: &[&str] = &[
+    "read:gdm_message_all",
+    "write:gdm_message_all",
+    "read:message_all",
+    "read:gdm_patient_all",
+    "read:gdm_activation",
+    "write:gdm_activation",
+    "read:send_device",
+    "write:send_device",
+    "write:send_clinician",
+];
 const CLINICIAN_SCOPES: &[&str] = &["read:gdm_message", "write:gdm_message", "read:gdm_activation", "write:gdm_activation"];
 const PATIENT_SCOPES: &[&str] = &["read:gdm_message", "write:gdm_message"];
 

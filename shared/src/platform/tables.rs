@@ -185,15 +185,21 @@ pub const MESSAGES: TableSpec = TableSpec {
 
 pub const ACTIVATIONS_COMPLETED: IndexSpec = IndexSpec { name: "byPatientCompleted", partition_key: "patientId", sort_key: Some("completedAt") };
 
-/// Patient activations (Polaris activation API): `code#<code key>` items, one per activation,
-/// and `patient#<id>` items, each patient's open activation and authorisation code; a
-/// patient's completed activations by time (a sparse index: only completed ones are in it).
+pub const ENTRY_DEVICES_BY_LOCATION: IndexSpec = IndexSpec { name: "entryDevicesByLocation", partition_key: "listedIn", sort_key: Some("locationId") };
+pub const CLINICIANS_BY_IDENTIFIER: IndexSpec = IndexSpec { name: "cliniciansBySendEntryIdentifier", partition_key: "sendEntryIdentifier", sort_key: None };
+
+/// The Polaris activation API's records: `code#<code key>` items, one per activation of a
+/// patient or ward tablet; `patient#<id>` and `device-credential#<uuid>` items, each one's
+/// open activation and authorisation code; `entry-device#<uuid>` ward tablets;
+/// `clinician#<id>` login records; `device-guesses#<hour>` counters of wrong device codes.
+/// Sparse indexes: a patient's completed activations by time, the tablets by location, the
+/// clinicians by SEND Entry identifier.
 pub const ACTIVATIONS: TableSpec = TableSpec {
     logical_id: "ActivationsTable",
     env_var: "ACTIVATIONS_TABLE",
     partition_key: "pk",
     sort_key: None,
-    indexes: &[ACTIVATIONS_COMPLETED],
+    indexes: &[ACTIVATIONS_COMPLETED, ENTRY_DEVICES_BY_LOCATION, CLINICIANS_BY_IDENTIFIER],
 };
 
 /// Every table the platform uses.

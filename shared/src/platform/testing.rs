@@ -230,6 +230,7 @@ pub fn answered(answer: impl HttpAnswer) -> Answered {
     let response: Response<Body> = answer.into_response();
     let (parts, body) = response.into_parts();
     let body = match body {
+        Body::Text(t) if t.is_empty() => Value::Null,
         Body::Text(t) => serde_json::from_str(&t).expect("a JSON body"),
         Body::Binary(b) => serde_json::from_slice(&b).expect("a JSON body"),
         _ => Value::Null,

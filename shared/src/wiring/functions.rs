@@ -511,6 +511,60 @@ pub static ACTIVATION_PATIENT_JWT: FunctionSpec = FunctionSpec {
     build: |w| http::<Activations>(w, route!(crate::activation::http::patient_jwt)),
 };
 
+pub static ENTRY_DEVICE_CREATE: FunctionSpec = FunctionSpec {
+    name: "entry-device-create",
+    trigger: one!("POST", "/dhos/v1/device"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::devices::create)),
+};
+
+pub static ENTRY_DEVICE_LIST: FunctionSpec = FunctionSpec {
+    name: "entry-device-list",
+    trigger: one!("GET", "/dhos/v1/device"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::devices::list)),
+};
+
+pub static ENTRY_DEVICE_GET: FunctionSpec = FunctionSpec {
+    name: "entry-device-get",
+    trigger: one!("GET", "/dhos/v1/device/{device_id}"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::devices::get)),
+};
+
+pub static ENTRY_DEVICE_UPDATE: FunctionSpec = FunctionSpec {
+    name: "entry-device-update",
+    trigger: one!("PATCH", "/dhos/v1/device/{device_id}"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::devices::update)),
+};
+
+pub static ENTRY_DEVICE_ACTIVATION_CREATE: FunctionSpec = FunctionSpec {
+    name: "entry-device-activation-create",
+    trigger: one!("POST", "/dhos/v1/device/{device_id}/activation"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::devices::create_activation)),
+};
+
+pub static ENTRY_DEVICE_JWT: FunctionSpec = FunctionSpec {
+    name: "entry-device-jwt",
+    trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/dhos/v1/device/{device_id}/jwt" }]),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::devices::device_jwt)),
+};
+
+pub static CLINICIAN_LOGIN_CREATE: FunctionSpec = FunctionSpec {
+    name: "clinician-login-create",
+    trigger: one!("POST", "/dhos/v1/clinician"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::clinicians::create)),
+};
+
+pub static CLINICIAN_LOGIN_UPDATE: FunctionSpec = FunctionSpec {
+    name: "clinician-login-update",
+    trigger: one!("PATCH", "/dhos/v1/clinician/{clinician_id}"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::clinicians::update)),
+};
+
+pub static CLINICIAN_JWT: FunctionSpec = FunctionSpec {
+    name: "clinician-jwt",
+    trigger: one!("GET", "/dhos/v1/clinician/jwt"),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::clinicians::clinician_jwt)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -585,6 +639,15 @@ pub static ALL: &[&FunctionSpec] = &[
     &ACTIVATION_LIST,
     &ACTIVATION_VALIDATE,
     &ACTIVATION_PATIENT_JWT,
+    &ENTRY_DEVICE_CREATE,
+    &ENTRY_DEVICE_LIST,
+    &ENTRY_DEVICE_GET,
+    &ENTRY_DEVICE_UPDATE,
+    &ENTRY_DEVICE_ACTIVATION_CREATE,
+    &ENTRY_DEVICE_JWT,
+    &CLINICIAN_LOGIN_CREATE,
+    &CLINICIAN_LOGIN_UPDATE,
+    &CLINICIAN_JWT,
 ];
 
 /// The function of this name.

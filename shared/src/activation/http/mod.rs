@@ -1,18 +1,24 @@
-//! The Polaris activation API's patient routes, answering as the reference does: its paths,
-//! bodies, status codes and error formats (`docs/polaris/activation-reference.md` §2–§3).
-//! Every failure to use an activation answers the same 404, whatever the reason (unknown,
-//! used, locked, expired, wrong OTP), so codes cannot be probed; the reason is logged.
+//! The Polaris activation API's routes, answering as the reference does: its paths, bodies,
+//! status codes and error formats (`docs/polaris/activation-reference.md` §2–§7). Here the
+//! patient routes and the activation every holder uses; the ward tablets' routes in
+//! [`devices`], the clinicians' in [`clinicians`]. Every failure to use an activation answers
+//! the same 404, whatever the reason (unknown, used, locked, expired, wrong OTP or code), so
+//! codes cannot be probed; the reason is logged.
+
+pub mod clinicians;
+pub mod devices;
 
 use chrono::{Duration, Utc};
 use lambda_http::{Request, RequestExt};
 use serde_json::{json, Value};
 
 use super::codes::{self, CODE_ALPHABET, CODE_LENGTH, OTP_ALPHABET, OTP_LENGTH};
-use super::{expiry_after, reference_expiry, Activation, ActivationStore, NotUsable, PatientCredential, AUTHORISATION_CODE_DAYS, PATIENT_JWT_LIFETIME};
+use super::{expiry_after, reference_expiry, Activation, ActivationStore, Credential, Holder, NotUsable, AUTHORISATION_CODE_DAYS, PATIENT_JWT_LIFETIME};
 use crate::access::audit::{record_read_by, AuditLog};
 use crate::access::polaris::{PolarisSigner, SignError};
 use crate::access::secrets::PepperSource;
-use crate::messages::http::{admitted, json_body, kind, ok, only_query, path, Answer, PolarisError};
+use crate::messages::access::Caller;
+use crate::messages::http::{caller, json_body, kind, ok, only_query, path, Answer, NoCaller, PolarisError};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -21,6 +27,12 @@ use crate::StoreError;
 /// sample patient scope (`run_local.sh`), what its GDM patient app needs.
 pub const DEFAULT_PATIENT_SCOPE: &str = "read:gdm_patient_abbreviated read:gdm_message write:gdm_message read:gdm_bg_reading write:gdm_bg_reading \
 read:gdm_medication read:gdm_question read:gdm_answer write:gdm_answer read:gdm_trustomer read:gdm_telemetry write:gdm_telemetry write:gdm_terms_agreement";
+/// The scopes of clinician JWTs when `POLARIS_CLINICIAN_SCOPE` does not say: the reference's
+/// sample SEND clinician scope.
+pub const DEFAULT_CLINICIAN_SCOPE: &str = "read:send_clinician read:send_patient read:send_observation write:send_observation";
+/// The scopes of device JWTs when `POLARIS_DEVICE_SCOPE` does not say: what signing
+/// clinicians in takes, as the reference's integration tests set it.
+pub const DEFAULT_DEVICE_SCOPE: &str = "read:send_entry_identifier";
 
 /// What the activation routes need.
 pub struct ActivationDeps<S, P, L> {
@@ -30,6 +42,8 @@ pub struct ActivationDeps<S, P, L> {
     pub signer: PolarisSigner,
     pub audit: L,
     pub patient_scope: String,
+    pub clinician_scope: String,
+    pub device_scope: String,
 }
 
 impl<S: FromWiring, P: FromWiring, L: FromWiring> FromWiring for ActivationDeps<S, P, L> {
@@ -39,9 +53,15 @@ impl<S: FromWiring, P: FromWiring, L: FromWiring> FromWiring for ActivationDeps<
             pepper: w.build()?,
             signer: w.build()?,
             audit: w.build()?,
-            patient_scope: w.settings.optional("POLARIS_PATIENT_SCOPE").filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_PATIENT_SCOPE.to_owned()),
+            patient_scope: scope_setting(w, "POLARIS_PATIENT_SCOPE", DEFAULT_PATIENT_SCOPE),
+            clinician_scope: scope_setting(w, "POLARIS_CLINICIAN_SCOPE", DEFAULT_CLINICIAN_SCOPE),
+            device_scope: scope_setting(w, "POLARIS_DEVICE_SCOPE", DEFAULT_DEVICE_SCOPE),
         })
     }
+}
+
+fn scope_setting(w: &Wiring, name: &'static str, default: &str) -> String {
+    w.settings.optional(name).filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
 const NOT_FOUND: &str = "Could not find relevant activation";
@@ -49,7 +69,7 @@ const BAD_COMBINATION: &str = "Invalid combination of patient_id and code";
 /// Tries this many times when another request changed the same records first.
 const ATTEMPTS: usize = 3;
 
-fn message(status: u16, text: &str) -> PolarisError {
+pub(crate) fn message(status: u16, text: &str) -> PolarisError {
     PolarisError::Message { status, message: text.to_owned() }
 }
 
@@ -58,14 +78,134 @@ fn unavailable(e: &dyn std::fmt::Display) -> PolarisError {
     message(503, "Service unavailable")
 }
 
-/// The caller, if they hold `scope` (403 otherwise, after the reference's earlier checks).
-fn caller_with(request: &Request, scope: &str) -> Result<crate::messages::access::Caller, PolarisError> {
-    let caller = admitted(request)?.map_err(|_| PolarisError::forbidden())?;
-    if caller.has(scope) {
-        Ok(caller)
-    } else {
-        Err(PolarisError::forbidden())
+/// The reference's first check: a bearer token (401 without one). Whether it is good is
+/// told only after the body and query are checked.
+pub(crate) fn bearer(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError> {
+    let caller = caller(request);
+    if caller == Err(NoCaller::NoBearer) {
+        return Err(PolarisError::unauthorized());
     }
+    Ok(caller)
+}
+
+/// The caller, if their token is good and holds `scope` (403 otherwise).
+pub(crate) fn with_scope(caller: Result<Caller, NoCaller>, scope: &str) -> Result<Caller, PolarisError> {
+    caller.ok().filter(|c| c.has(scope)).ok_or_else(PolarisError::forbidden)
+}
+
+/// A route without body or query parameters: the caller, if they hold `scope`.
+fn caller_with(request: &Request, scope: &str) -> Result<Caller, PolarisError> {
+    let caller = bearer(request)?;
+    only_query(request, &[])?;
+    with_scope(caller, scope)
+}
+
+/// The type of a body's field, as the reference's OpenAPI document gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Text,
+    /// A string or null.
+    NullableText,
+    Bool,
+    /// A list of strings.
+    TextList,
+}
+
+impl Field {
+    fn admits(self, v: &Value) -> Result<(), &'static str> {
+        match (self, v) {
+            (Self::Text | Self::NullableText, Value::String(_)) | (Self::NullableText, Value::Null) | (Self::Bool, Value::Bool(_)) => Ok(()),
+            (Self::TextList, Value::Array(_)) => Ok(()),
+            (Self::Text | Self::NullableText, _) => Err("string"),
+            (Self::Bool, _) => Err("boolean"),
+            (Self::TextList, _) => Err("array"),
+        }
+    }
+}
+
+/// A JSON body as connexion checks it against the reference's schema: an object, with the
+/// `required` fields, each of `fields` of its type (other fields pass, as in the schema).
+pub(crate) fn checked_body(request: &Request, required: &[&str], fields: &[(&str, Field)]) -> Result<serde_json::Map<String, Value>, PolarisError> {
+    let body = json_body(request)?;
+    let Value::Object(given) = body else { return Err(PolarisError::schema(format!("{body} is not of type 'object'"))) };
+    if let Some(missing) = required.iter().find(|k| !given.contains_key(**k)) {
+        return Err(PolarisError::schema(format!("'{missing}' is a required property")));
+    }
+    for (name, field) in fields {
+        let Some(value) = given.get(*name) else { continue };
+        field.admits(value).map_err(|expected| PolarisError::schema(format!("{value} is not of type '{expected}' - '{name}'")))?;
+        if let (Field::TextList, Value::Array(items)) = (field, value) {
+            if let Some((i, item)) = items.iter().enumerate().find(|(_, item)| !item.is_string()) {
+                return Err(PolarisError::schema(format!("{item} is not of type 'string' - '{name}/{i}'")));
+            }
+        }
+    }
+    Ok(given)
+}
+
+/// The reference's refusal of a field its model does not have (a `KeyError`, quoted).
+pub(crate) fn unexpected_key(given: &serde_json::Map<String, Value>, fields: &[(&str, Field)]) -> Result<(), PolarisError> {
+    match given.keys().find(|k| !fields.iter().any(|(name, _)| name == k)) {
+        None => Ok(()),
+        Some(extra) => {
+            let body = Value::Object(given.clone());
+            Err(message(400, &format!("\"Request body '{body}' contains unexpected key: {extra}\"")))
+        }
+    }
+}
+
+/// A JWT for `holder` with `scope`, valid `lifetime`.
+pub(crate) async fn mint<S, P, L>(deps: &ActivationDeps<S, P, L>, metadata: &[(&str, &str)], scope: &str, lifetime: Duration) -> Result<String, PolarisError> {
+    deps.signer.mint(metadata, scope, lifetime).await.map_err(|e| match e {
+        SignError::Key(e) => PolarisError::from(e),
+        other => unavailable(&other),
+    })
+}
+
+/// Whether `code` is the holder's authorisation code, still good at `now`.
+pub(crate) fn authorised(credential: Option<&Credential>, code: &str, now: chrono::DateTime<Utc>) -> bool {
+    let Some(c) = credential else { return false };
+    match (&c.authorisation_hash, c.authorisation_expires) {
+        (Some(hash), Some(expires)) => now <= expires && codes::verify_secret(code, hash),
+        _ => false,
+    }
+}
+
+/// The `x-authorisation-code` header (400 as connexion answers without it).
+pub(crate) fn authorisation_header(request: &Request) -> Result<&str, PolarisError> {
+    request
+        .headers()
+        .get("x-authorisation-code")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| PolarisError::schema("Missing header parameter 'x-authorisation-code'"))
+}
+
+/// Opens `activation` for its holder, replacing the one still open; false if others changed
+/// the holder's records first.
+async fn open_for<S: ActivationStore>(store: &S, activation: &Activation) -> Result<bool, StoreError> {
+    let current = store.credential(&activation.holder).await?.unwrap_or_else(|| Credential::none(activation.holder.clone()));
+    let replaced = current.open_code_key.clone();
+    let credential = Credential { open_code_key: Some(activation.code_key.clone()), version: current.version + 1, ..current };
+    store.open(activation, replaced.as_deref(), &credential).await
+}
+
+/// Completes `activation` (found by `key`) at `now`: its holder gets a new authorisation code,
+/// which replaces the last. None if others changed its records first.
+async fn complete<S: ActivationStore>(store: &S, mut activation: Activation, now: chrono::DateTime<Utc>) -> Result<Option<String>, StoreError> {
+    let authorisation_code = codes::random_string(CODE_ALPHABET, CODE_LENGTH)?;
+    let current = store.credential(&activation.holder).await?.unwrap_or_else(|| Credential::none(activation.holder.clone()));
+    let credential = Credential {
+        open_code_key: current.open_code_key.clone().filter(|open| *open != activation.code_key),
+        authorisation_hash: Some(codes::hash_secret(&authorisation_code)?),
+        authorisation_expires: Some(now + Duration::days(AUTHORISATION_CODE_DAYS)),
+        version: current.version + 1,
+        holder: current.holder,
+    };
+    activation.completed = Some(now);
+    activation.modified = now;
+    activation.modified_by = activation.holder.id().to_owned();
+    activation.version += 1;
+    Ok(store.complete(&activation, &credential).await?.then_some(authorisation_code))
 }
 
 /// `POST /dhos/v1/patient/{patient_id}/activation` (`write:gdm_activation`): a new activation
@@ -81,8 +221,8 @@ pub async fn create<S: ActivationStore, P: PepperSource, L: AuditLog>(request: R
         let activation = Activation {
             code_key: codes::code_key(&code, hasher)?,
             uuid: uuid::Uuid::new_v4().to_string(),
-            patient_id: patient_id.clone(),
-            otp_hash: codes::hash_secret(&otp)?,
+            holder: Holder::Patient(patient_id.clone()),
+            otp_hash: Some(codes::hash_secret(&otp)?),
             attempts: 0,
             created: now,
             created_by: caller.user_id().to_owned(),
@@ -92,10 +232,7 @@ pub async fn create<S: ActivationStore, P: PepperSource, L: AuditLog>(request: R
             completed: None,
             version: 1,
         };
-        let current = deps.activations.credential(&patient_id).await?.unwrap_or_else(|| PatientCredential { patient_id: patient_id.clone(), ..PatientCredential::default() });
-        let replaced = current.open_code_key.clone();
-        let credential = PatientCredential { open_code_key: Some(activation.code_key.clone()), version: current.version + 1, ..current };
-        if deps.activations.open(&activation, replaced.as_deref(), &credential).await? {
+        if open_for(&deps.activations, &activation).await? {
             // Whoever holds the code and OTP can act as the patient: who asked is kept.
             record_read_by(&deps.audit, &request, caller.user_id(), kind(&caller), &[patient_id.as_str()], 200).await?;
             return Ok(ok(&json!({"activation_code": code, "expires_at": reference_expiry(activation.expires), "otp": otp}), &request));
@@ -123,47 +260,55 @@ pub async fn list<S: ActivationStore, P: PepperSource, L: AuditLog>(request: Req
     Ok(ok(&listed, &request))
 }
 
-/// The OTP of a validation body, checked as the reference checks it.
-fn otp_of(request: &Request) -> Result<String, PolarisError> {
-    let raw = crate::platform::http::body_bytes(request);
-    let text = String::from_utf8_lossy(raw);
+/// A validation body as connexion checks it (an object whose `otp`, if set, is a string), or
+/// None when there is none (or it is JSON `null`), which connexion lets through.
+fn validation_body(request: &Request) -> Result<Option<serde_json::Map<String, Value>>, PolarisError> {
+    let text = String::from_utf8_lossy(crate::platform::http::body_bytes(request));
     if text.trim().is_empty() || text.trim() == "null" {
-        return Err(message(400, "Request requires a json body"));
+        return Ok(None);
     }
     let body = json_body(request)?;
-    let Value::Object(fields) = &body else { return Err(PolarisError::schema(format!("{body} is not of type 'object'"))) };
+    let Value::Object(fields) = body else { return Err(PolarisError::schema(format!("{body} is not of type 'object'"))) };
     match fields.get("otp") {
-        None => return Err(PolarisError::schema("'otp' is a required property")),
-        Some(Value::Null) => return Err(message(400, "'Json request is missing a required key otp'")),
-        Some(Value::String(_)) => {}
-        Some(other) => return Err(PolarisError::schema(format!("{other} is not of type 'string' - 'otp'"))),
+        None => Err(PolarisError::schema("'otp' is a required property")),
+        Some(Value::Null | Value::String(_)) => Ok(Some(fields)),
+        Some(other) => Err(PolarisError::schema(format!("{other} is not of type 'string' - 'otp'"))),
     }
-    if let Some(extra) = fields.keys().find(|k| *k != "otp") {
-        return Err(message(400, &format!("\"Request body '{body}' contains unexpected key: {extra}\"")));
-    }
-    Ok(fields["otp"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The OTP of a patient's validation body, checked then as the reference's view checks it.
+fn otp_of(body: Option<serde_json::Map<String, Value>>) -> Result<String, PolarisError> {
+    let Some(fields) = body else { return Err(message(400, "Request requires a json body")) };
+    let Some(Value::String(otp)) = fields.get("otp") else { return Err(message(400, "'Json request is missing a required key otp'")) };
+    unexpected_key(&fields, &[("otp", Field::Text)])?;
+    Ok(otp.clone())
 }
 
 /// `POST /dhos/v1/activation/{activation_code}` (no token): the patient's app exchanges the
 /// code and its OTP, once, for an authorisation code. 200 `{"authorisation_code", "patient_id"}`;
 /// every failure the same 404.
 pub async fn validate<S: ActivationStore, P: PepperSource, L: AuditLog>(request: Request, deps: &ActivationDeps<S, P, L>) -> Answer {
+    let body = validation_body(&request)?;
     only_query(&request, &["type"])?;
     match request.query_string_parameters().first("type").unwrap_or_default() {
-        "" | "gdm" => {}
-        // Device (SEND Entry) activations are not served yet: none can exist.
-        "send_entry" => return Err(message(404, NOT_FOUND)),
-        other => return Err(message(400, &format!("Invalid device type: {other}"))),
+        "" | "gdm" => validate_patient(&request, otp_of(body)?, deps).await,
+        // The body is ignored: a device has no OTP.
+        "send_entry" => devices::validate(&request, deps).await,
+        other => Err(message(400, &format!("Invalid device type: {other}"))),
     }
-    let otp = otp_of(&request)?;
-    let code = path(&request, "activation_code");
-    let key = codes::code_key(&code, deps.pepper.hasher().await?)?;
-    let refused = |why: NotUsable| {
-        tracing::info!(reason = why.as_str(), "activation refused");
-        message(404, NOT_FOUND)
-    };
+}
+
+fn refused(why: NotUsable) -> PolarisError {
+    tracing::info!(reason = why.as_str(), "activation refused");
+    message(404, NOT_FOUND)
+}
+
+async fn validate_patient<S: ActivationStore, P: PepperSource, L: AuditLog>(request: &Request, otp: String, deps: &ActivationDeps<S, P, L>) -> Answer {
+    let key = codes::code_key(&path(request, "activation_code"), deps.pepper.hasher().await?)?;
     for _ in 0..ATTEMPTS {
-        let Some(mut activation) = deps.activations.activation(&key).await? else { return Err(refused(NotUsable::Unknown)) };
+        let Some(mut activation) = deps.activations.activation(&key).await?.filter(|a| matches!(a.holder, Holder::Patient(_))) else {
+            return Err(refused(NotUsable::Unknown));
+        };
         let now = Utc::now();
         activation.usable(now).map_err(refused)?;
         // The attempt is counted before the OTP is checked, so that guesses sent at once cannot
@@ -173,25 +318,13 @@ pub async fn validate<S: ActivationStore, P: PepperSource, L: AuditLog>(request:
         if !deps.activations.update(&activation).await? {
             continue;
         }
-        if !codes::verify_secret(&otp, &activation.otp_hash) {
+        if !activation.otp_hash.as_deref().is_some_and(|hash| codes::verify_secret(&otp, hash)) {
             return Err(refused(NotUsable::WrongOtp));
         }
-        let authorisation_code = codes::random_string(CODE_ALPHABET, CODE_LENGTH)?;
-        let current = deps.activations.credential(&activation.patient_id).await?.unwrap_or_else(|| PatientCredential { patient_id: activation.patient_id.clone(), ..PatientCredential::default() });
-        let credential = PatientCredential {
-            open_code_key: current.open_code_key.clone().filter(|open| *open != key),
-            authorisation_hash: Some(codes::hash_secret(&authorisation_code)?),
-            authorisation_expires: Some(now + Duration::days(AUTHORISATION_CODE_DAYS)),
-            version: current.version + 1,
-            patient_id: current.patient_id,
-        };
-        activation.completed = Some(now);
-        activation.modified = now;
-        activation.modified_by = activation.patient_id.clone();
-        activation.version += 1;
-        if deps.activations.complete(&activation, &credential).await? {
-            record_read_by(&deps.audit, &request, &activation.patient_id, "patient", &[activation.patient_id.as_str()], 200).await?;
-            return Ok(ok(&json!({"authorisation_code": authorisation_code, "patient_id": activation.patient_id}), &request));
+        let patient_id = activation.holder.id().to_owned();
+        if let Some(authorisation_code) = complete(&deps.activations, activation, now).await? {
+            record_read_by(&deps.audit, request, &patient_id, "patient", &[patient_id.as_str()], 200).await?;
+            return Ok(ok(&json!({"authorisation_code": authorisation_code, "patient_id": patient_id}), request));
         }
     }
     // Others kept changing it: as for any activation that cannot be used, the same 404.
@@ -202,28 +335,20 @@ pub async fn validate<S: ActivationStore, P: PepperSource, L: AuditLog>(request:
 /// (HS512, 900 s) for the holder of the patient's authorisation code. 200 `{"jwt"}`.
 pub async fn patient_jwt<S: ActivationStore, P: PepperSource, L: AuditLog>(request: Request, deps: &ActivationDeps<S, P, L>) -> Answer {
     only_query(&request, &[])?;
-    let Some(code) = request.headers().get("x-authorisation-code").and_then(|v| v.to_str().ok()) else {
-        return Err(PolarisError::schema("Missing header parameter 'x-authorisation-code'"));
-    };
+    let code = authorisation_header(&request)?;
     let patient_id = path(&request, "patient_id");
-    let credential = deps.activations.credential(&patient_id).await?;
-    let (Some(hash), Some(expires)) = (credential.as_ref().and_then(|c| c.authorisation_hash.as_deref()), credential.as_ref().and_then(|c| c.authorisation_expires)) else {
-        return Err(message(404, BAD_COMBINATION));
-    };
-    if Utc::now() > expires || !codes::verify_secret(code, hash) {
+    let credential = deps.activations.credential(&Holder::Patient(patient_id.clone())).await?;
+    if !authorised(credential.as_ref(), code, Utc::now()) {
         tracing::info!("authorisation code refused");
         return Err(message(404, BAD_COMBINATION));
     }
-    let jwt = deps.signer.mint(&[("patient_id", &patient_id)], &deps.patient_scope, PATIENT_JWT_LIFETIME).await.map_err(|e| match e {
-        SignError::Key(e) => PolarisError::from(e),
-        other => unavailable(&other),
-    })?;
+    let jwt = mint(deps, &[("patient_id", &patient_id)], &deps.patient_scope, PATIENT_JWT_LIFETIME).await?;
     record_read_by(&deps.audit, &request, &patient_id, "patient", &[patient_id.as_str()], 200).await?;
     Ok(ok(&json!({"jwt": jwt}), &request))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -235,15 +360,17 @@ mod tests {
     use crate::activation::MAX_ATTEMPTS;
     use crate::platform::testing::{answered, patient, refused_token, Answered, ApiRequest};
 
-    type Deps = ActivationDeps<MemoryActivations, KeyHasher, MemoryAudit>;
+    pub(crate) type Deps = ActivationDeps<MemoryActivations, KeyHasher, MemoryAudit>;
 
-    fn deps() -> Deps {
+    pub(crate) fn deps() -> Deps {
         ActivationDeps {
             activations: MemoryActivations::default(),
             pepper: KeyHasher::new(b"unit-test-pepper-of-32-bytes-or-more".to_vec()),
             signer: PolarisSigner::with_key(ISSUER, KEY),
             audit: MemoryAudit::default(),
             patient_scope: "read:gdm_message write:gdm_message".into(),
+            clinician_scope: DEFAULT_CLINICIAN_SCOPE.into(),
+            device_scope: DEFAULT_DEVICE_SCOPE.into(),
         }
     }
 
@@ -279,7 +406,7 @@ mod tests {
         let (code, otp) = (issued.body["activation_code"].as_str().unwrap().to_owned(), issued.body["otp"].as_str().unwrap().to_owned());
         assert_eq!(issued.body["expires_at"], reference_expiry(expiry_after(Utc::now())));
         let stored = deps.activations.activations.lock().unwrap().values().next().cloned().unwrap();
-        assert!(stored.otp_hash.starts_with("$argon2id$") && !stored.code_key.contains(&code), "only hashes are kept");
+        assert!(stored.otp_hash.as_deref().unwrap().starts_with("$argon2id$") && !stored.code_key.contains(&code), "only hashes are kept");
 
         let exchanged = exchange(&deps, &code, Some(json!({"otp": otp}))).await;
         assert_eq!(exchanged.status, 200, "{}", exchanged.body);
