@@ -176,3 +176,42 @@ async fn a_ward_tablet_is_activated_and_signs_clinicians_in_until_either_is_turn
     let (_, listed) = send(&gw, Method::GET, "/dhos/v1/device?active=false", Some(&system), &[], None).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rs256_issuer_signs_with_its_rsa_key_publishes_it_and_accepts_nothing_else() {
+    let gw = LocalGateway::start_polaris_rs256().await;
+    let (code, otp) = activate(&gw, "p-rs").await;
+    let (_, body) = exchange(&gw, &code, &otp).await;
+    let authorisation = body["authorisation_code"].as_str().unwrap().to_owned();
+    let (status, body) = send(&gw, reqwest::Method::GET, "/dhos/v1/patient/p-rs/jwt", None, &[("x-authorisation-code", &authorisation)], None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jwt = body["jwt"].as_str().unwrap().to_owned();
+    let header = jsonwebtoken::decode_header(&jwt).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+
+    // The published keys verify it, by its kid; they hold no private part.
+    let (status, jwks) = send(&gw, reqwest::Method::GET, "/.well-known/jwks.json", None, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(jwks["keys"][0].get("d").is_none() && jwks["keys"][0].get("p").is_none(), "{jwks}");
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let jwk = set.find(header.kid.as_deref().unwrap()).expect("the token's key is published");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[&gw.polaris().issuer]);
+    let claims = jsonwebtoken::decode::<Value>(&jwt, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap().claims;
+    assert_eq!(claims["metadata"], json!({"patient_id": "p-rs"}));
+
+    // The authorizer verifies it with the published keys: the patient reads their messages.
+    let (status, _) = send(&gw, reqwest::Method::GET, "/dhos/v1/sender_or_receiver/p-rs/message", Some(&jwt), &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    // An HS512 token naming the RS256 issuer is refused, even signed with the stack's HS key.
+    let hs = vitalwire::access::polaris::sign(gw.polaris().key.as_bytes(), &gw.polaris().issuer, &[("patient_id", "p-rs")], "read:gdm_message", chrono::Duration::minutes(5)).unwrap();
+    let (status, _) = send(&gw, reqwest::Method::GET, "/dhos/v1/sender_or_receiver/p-rs/message", Some(&hs), &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hs512_issuer_publishes_no_keys() {
+    let gw = LocalGateway::start().await;
+    let (status, jwks) = send(&gw, reqwest::Method::GET, "/.well-known/jwks.json", None, &[], None).await;
+    assert_eq!((status, jwks), (StatusCode::OK, json!({"keys": []})), "a shared key is never published");
+}

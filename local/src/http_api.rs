@@ -4,7 +4,8 @@
 //! functions, after the same `authorizer` function.
 //!
 //! People's tokens are signed by a key the local platform creates (`<state-dir>/auth/`), served
-//! as a JWKS at `/.well-known/jwks.json`; `vitalwire-local token` mints them.
+//! as a JWKS at `/local-auth/.well-known/jwks.json` (where Cognito would serve its pools' keys;
+//! `/.well-known/jwks.json` is the platform's own Polaris issuer's); `vitalwire-local token` mints them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -79,7 +80,7 @@ impl LocalAuth {
     /// The settings that make the authorizer trust these tokens, fetching the keys from the
     /// local HTTP API at `api_url`, as it fetches Cognito's on AWS.
     pub fn authorizer_settings(api_url: &str) -> Vec<(String, String)> {
-        let jwks = format!("{api_url}/.well-known/jwks.json");
+        let jwks = format!("{api_url}{LOCAL_JWKS_PATH}");
         [
             ("STAFF_JWT_ISSUER", LOCAL_STAFF_ISSUER),
             ("STAFF_JWT_AUDIENCE", LOCAL_AUDIENCE),
@@ -112,63 +113,88 @@ impl LocalAuth {
 
 use sha2::Digest;
 
-/// The template's secret holding the Polaris-compatibility tokens' HS512 key.
-pub const POLARIS_KEY_SECRET: &str = "PolarisHsKeySecret";
+/// Where the local stand-in for Cognito serves its keys.
+pub const LOCAL_JWKS_PATH: &str = "/local-auth/.well-known/jwks.json";
 
-/// Polaris-compatibility tokens on the local platform: the key is kept in the state dir and
-/// put into the stack's `PolarisHsKeySecret`, the issuer and audience the HTTP API's URL with a
-/// trailing slash, as Polaris services require (`HS_ISSUER = PROXY_URL + "/"`). The development
-/// routes (`/drop_data`, `/create_messages`) are on, as in a Polaris test environment.
+/// The template's secrets holding the Polaris issuer's HS512 key and RSA private key.
+pub const POLARIS_KEY_SECRET: &str = "PolarisHsKeySecret";
+pub const POLARIS_RSA_KEY_SECRET: &str = "PolarisRsKeySecret";
+
+/// Polaris-compatibility tokens on the local platform: the keys are kept in the state dir and
+/// put into the stack's `PolarisHsKeySecret` and `PolarisRsKeySecret`, the issuer and audience
+/// the HTTP API's URL with a trailing slash, as Polaris services require (`HS_ISSUER =
+/// PROXY_URL + "/"`). HS512 unless `up --polaris-rs256`. The development routes (`/drop_data`,
+/// `/create_messages`) are on, as in a Polaris test environment.
 #[derive(Debug, Clone)]
 pub struct PolarisCompat {
     pub key: String,
     pub issuer: String,
+    /// The RSA private key (PEM), and whether the issuer signs with it (RS256) rather than the key.
+    pub rsa_pem: String,
+    pub rs256: bool,
+}
+
+/// The file at `path`, or, made with `make` on first run (so Polaris clients configured with it
+/// keep working across restarts), the owner's only: whoever reads it can mint any token.
+fn kept_key(path: &Path, usable: impl Fn(&str) -> bool, make: impl Fn() -> Result<String, String>) -> Result<String, String> {
+    if let Ok(key) = std::fs::read_to_string(path) {
+        if usable(key.trim()) {
+            return Ok(key.trim().to_owned());
+        }
+    }
+    let key = make()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(key)
 }
 
 impl PolarisCompat {
-    /// The key kept in `dir` (made on first run, so Polaris clients configured with it keep
-    /// working across restarts), put into the stack's secret, where the functions read it.
-    pub async fn load_or_create(dir: &Path, stack: &crate::stack::LocalStack, config: &aws_config::SdkConfig, api_url: &str) -> Result<Self, String> {
-        let path = dir.join("polaris-hs512.key");
-        let key = match std::fs::read_to_string(&path) {
-            Ok(key) if key.trim().len() >= vitalwire::access::polaris::MIN_KEY_BYTES => key.trim().to_owned(),
-            _ => {
-                let mut random = [0u8; 32];
-                getrandom::fill(&mut random).map_err(|e| e.to_string())?;
-                let key = hex::encode(random);
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                // Whoever reads it can mint any Polaris token: the owner's only.
-                use std::io::Write;
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                file.write_all(key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-                key
-            }
-        };
-        let secret = stack.secrets.get(POLARIS_KEY_SECRET).ok_or("template.yaml has no PolarisHsKeySecret")?;
-        aws_sdk_secretsmanager::Client::new(config)
-            .put_secret_value()
-            .secret_id(secret)
-            .secret_string(&key)
-            .send()
-            .await
-            .map_err(|e| format!("the Polaris key: {e}"))?;
-        Ok(Self { key, issuer: format!("{api_url}/") })
+    /// The keys kept in `dir`, put into the stack's secrets, where the functions read them.
+    pub async fn load_or_create(dir: &Path, stack: &crate::stack::LocalStack, config: &aws_config::SdkConfig, api_url: &str, rs256: bool) -> Result<Self, String> {
+        let key = kept_key(&dir.join("polaris-hs512.key"), |k| k.len() >= vitalwire::access::polaris::MIN_KEY_BYTES, || {
+            let mut random = [0u8; 32];
+            getrandom::fill(&mut random).map_err(|e| e.to_string())?;
+            Ok(hex::encode(random))
+        })?;
+        let rsa_pem = kept_key(&dir.join("polaris-rs256.pem"), |k| k.starts_with("-----BEGIN PRIVATE KEY-----"), || {
+            use aws_lc_rs::encoding::AsDer;
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| format!("an RSA key: {e}"))?;
+            let der = pair.as_der().map_err(|e| format!("an RSA key: {e}"))?;
+            Ok(vitalwire::access::polaris::pkcs8_pem(der.as_ref()))
+        })?;
+        let secrets = aws_sdk_secretsmanager::Client::new(config);
+        for (name, value) in [(POLARIS_KEY_SECRET, &key), (POLARIS_RSA_KEY_SECRET, &rsa_pem)] {
+            let secret = stack.secrets.get(name).ok_or_else(|| format!("template.yaml has no {name}"))?;
+            secrets.put_secret_value().secret_id(secret).secret_string(value.as_str()).send().await.map_err(|e| format!("the Polaris key {name}: {e}"))?;
+        }
+        Ok(Self { key, issuer: format!("{api_url}/"), rsa_pem, rs256 })
     }
 
     /// The settings that make the authorizer accept these tokens, and switch the development
     /// routes on.
     pub fn settings(&self) -> Vec<(String, String)> {
-        [("POLARIS_JWT_ISSUER", self.issuer.as_str()), ("POLARIS_JWT_AUDIENCE", self.issuer.as_str()), ("DEVELOPMENT_ROUTES", "true")]
+        let algorithm = if self.rs256 { "RS256" } else { "HS512" };
+        [("POLARIS_JWT_ISSUER", self.issuer.as_str()), ("POLARIS_JWT_AUDIENCE", self.issuer.as_str()), ("POLARIS_JWT_ALGORITHM", algorithm), ("DEVELOPMENT_ROUTES", "true")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
     }
 
-    /// A token as Polaris services mint them: HS512, the caller's ids under `metadata`
-    /// (`patient_id`, `clinician_id`, `system_id`), space-separated `scope`, `iss` = `aud`.
+    /// A token as Polaris services mint them: the caller's ids under `metadata` (`patient_id`,
+    /// `clinician_id`, `system_id`), space-separated `scope`, `iss` = `aud`; HS512, or RS256
+    /// when the issuer signs so.
     pub fn mint(&self, metadata: &[(&str, &str)], scope: &str, minutes: i64) -> Result<String, String> {
-        vitalwire::access::polaris::sign(self.key.as_bytes(), &self.issuer, metadata, scope, chrono::Duration::minutes(minutes))
+        let lifetime = chrono::Duration::minutes(minutes);
+        if self.rs256 {
+            vitalwire::access::polaris::sign_rsa(self.rsa_pem.as_bytes(), &self.issuer, metadata, scope, lifetime).map_err(|e| e.to_string())
+        } else {
+            vitalwire::access::polaris::sign(self.key.as_bytes(), &self.issuer, metadata, scope, lifetime)
+        }
     }
 }
 
@@ -224,7 +250,7 @@ pub struct LocalApi {
 
 impl LocalApi {
     /// The registry's routes and authorizer, run by the built functions; `jwks` is served at
-    /// `/.well-known/jwks.json` for the authorizer to fetch, as Cognito serves its keys.
+    /// [`LOCAL_JWKS_PATH`] for the authorizer to fetch, as Cognito serves its keys.
     pub fn new(functions: Arc<LocalFunctions>, jwks: Value) -> Result<Arc<Self>, String> {
         let routes = functions
             .specs()
@@ -248,7 +274,7 @@ impl LocalApi {
     /// The router: JWKS, then every route; bodies up to API Gateway's 10 MB.
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
-            .route("/.well-known/jwks.json", get(jwks))
+            .route(LOCAL_JWKS_PATH, get(jwks))
             .fallback(handle)
             .layer(axum::extract::DefaultBodyLimit::max(API_GATEWAY_PAYLOAD_LIMIT))
             .with_state(self)

@@ -55,6 +55,10 @@ enum Command {
         /// Port of the platform's HTTP API (the HttpApi routes of template.yaml).
         #[arg(long, default_value_t = 8080)]
         api_port: u16,
+        /// The Polaris issuer signs RS256 with the RSA key in the state dir, its public key at
+        /// `/.well-known/jwks.json`, instead of HS512 with the shared key.
+        #[arg(long)]
+        polaris_rs256: bool,
     },
     /// Mint a JWT for the local HTTP API, signed with the local key; with `--polaris`, a
     /// Polaris-compatibility token (HS512) for the running `up` instead.
@@ -156,7 +160,9 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 .into_iter()
                 .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
                 .collect();
-            let compat = vitalwire_local::http_api::PolarisCompat { key: key.to_owned(), issuer: issuer.to_owned() };
+            let rs256 = endpoints["polarisAlgorithm"].as_str() == Some("RS256");
+            let rsa_pem = if rs256 { std::fs::read_to_string(state_dir.join("auth/polaris-rs256.pem"))? } else { String::new() };
+            let compat = vitalwire_local::http_api::PolarisCompat { key: key.to_owned(), issuer: issuer.to_owned(), rsa_pem, rs256 };
             println!("{}", compat.mint(&ids, scope, *minutes)?);
             return Ok(ExitCode::SUCCESS);
         }
@@ -179,7 +185,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
 
     match cli.command {
-        Command::Up { mqtt_port, iot_http_port, api_port } => {
+        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256 } => {
             let state_dir = repo_root().join(&cli.state_dir);
             let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
             let settings = platform::Settings {
@@ -189,6 +195,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 api: localhost(api_port),
                 token_lifetime: None,
                 upload_poll: std::time::Duration::from_millis(500),
+                polaris_rs256,
             };
             let running = platform::start(&stack, &config, settings).await?;
             let (mqtt_port, iot_endpoint, api_url, files) =
@@ -207,6 +214,8 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 "polarisHsKey": running.polaris.key,
                 "polarisIssuer": running.polaris.issuer,
                 "polarisAudience": running.polaris.issuer,
+                "polarisAlgorithm": if running.polaris.rs256 { "RS256" } else { "HS512" },
+                "polarisJwksUrl": vitalwire::access::polaris::jwks_url(&running.polaris.issuer),
             });
             std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
             println!("IoT gateway (MQTT 3.1.1 and 5 over mutual TLS): localhost:{mqtt_port}");

@@ -136,6 +136,15 @@ impl LocalGateway {
 
     /// With ownership tokens that live `token_lifetime` instead of an hour.
     pub async fn start_with(token_lifetime: Option<std::time::Duration>) -> Self {
+        Self::start_configured(token_lifetime, false).await
+    }
+
+    /// With the Polaris issuer signing RS256 (`up --polaris-rs256`).
+    pub async fn start_polaris_rs256() -> Self {
+        Self::start_configured(None, true).await
+    }
+
+    async fn start_configured(token_lifetime: Option<std::time::Duration>, polaris_rs256: bool) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         vitalwire_local::gateway::install_default_provider();
         let stack = TestStack::new().await;
@@ -149,6 +158,7 @@ impl LocalGateway {
             api: free,
             token_lifetime,
             upload_poll: std::time::Duration::from_millis(200),
+            polaris_rs256,
         };
         let platform = vitalwire_local::platform::start(&stack.stack, &stack.config, settings).await.expect("local platform");
         Self {

@@ -92,15 +92,16 @@ impl Audience {
     }
 }
 
-/// Where an issuer's public keys come from.
-enum KeySource {
+/// Where an issuer's public keys come from: at hand, or a JWKS URL fetched on first use and
+/// again (at most every `min_refetch`) when a token names a key not yet seen.
+pub(crate) enum KeySource {
     Fixed(JwkSet),
     Url { url: String, http: reqwest::Client, min_refetch: Duration, cached: RwLock<Option<Fetched>> },
 }
 
 /// The last JWKS fetch: the keys it got (kept from before when it failed), when, and why it
 /// failed if it did.
-struct Fetched {
+pub(crate) struct Fetched {
     keys: JwkSet,
     at: Instant,
     failure: Option<String>,
@@ -131,8 +132,7 @@ impl Issuer {
         timeout: Duration,
         min_refetch: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
-        let keys = KeySource::Url { url: jwks_url.to_owned(), http, min_refetch, cached: RwLock::new(None) };
+        let keys = KeySource::url(jwks_url, timeout, min_refetch)?;
         Ok(Self { issuer: issuer.to_owned(), audience: audience.to_owned(), roles, keys })
     }
 
@@ -144,10 +144,22 @@ impl Issuer {
     }
 
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        self.keys.key(kid).await
+    }
+}
+
+impl KeySource {
+    /// Keys fetched from `url`, each fetch bounded by `timeout`.
+    pub(crate) fn url(url: &str, timeout: Duration, min_refetch: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Self::Url { url: url.to_owned(), http, min_refetch, cached: RwLock::new(None) })
+    }
+
+    pub(crate) async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
         let from = |set: &JwkSet| set.find(kid).map(|jwk| DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Invalid(e.to_string())));
-        match &self.keys {
-            KeySource::Fixed(set) => from(set).ok_or(AuthError::UnknownKey)?,
-            KeySource::Url { url, http, min_refetch, cached } => {
+        match self {
+            Self::Fixed(set) => from(set).ok_or(AuthError::UnknownKey)?,
+            Self::Url { url, http, min_refetch, cached } => {
                 if let Some(last) = cached.read().await.as_ref() {
                     if let Some(key) = from(&last.keys) {
                         return key;

@@ -565,6 +565,12 @@ pub static CLINICIAN_JWT: FunctionSpec = FunctionSpec {
     build: |w| http::<Activations>(w, route!(crate::activation::http::clinicians::clinician_jwt)),
 };
 
+pub static POLARIS_JWKS: FunctionSpec = FunctionSpec {
+    name: "polaris-jwks",
+    trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/.well-known/jwks.json" }]),
+    build: |w| http::<Activations>(w, route!(crate::activation::http::jwks)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -648,6 +654,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &CLINICIAN_LOGIN_CREATE,
     &CLINICIAN_LOGIN_UPDATE,
     &CLINICIAN_JWT,
+    &POLARIS_JWKS,
 ];
 
 /// The function of this name.

@@ -156,10 +156,14 @@ pub(crate) fn unexpected_key(given: &serde_json::Map<String, Value>, fields: &[(
 
 /// A JWT for `holder` with `scope`, valid `lifetime`.
 pub(crate) async fn mint<S, P, L>(deps: &ActivationDeps<S, P, L>, metadata: &[(&str, &str)], scope: &str, lifetime: Duration) -> Result<String, PolarisError> {
-    deps.signer.mint(metadata, scope, lifetime).await.map_err(|e| match e {
+    deps.signer.mint(metadata, scope, lifetime).await.map_err(sign_failure)
+}
+
+fn sign_failure(e: SignError) -> PolarisError {
+    match e {
         SignError::Key(e) => PolarisError::from(e),
         other => unavailable(&other),
-    })
+    }
 }
 
 /// Whether `code` is the holder's authorisation code, still good at `now`.
@@ -345,6 +349,17 @@ pub async fn patient_jwt<S: ActivationStore, P: PepperSource, L: AuditLog>(reque
     let jwt = mint(deps, &[("patient_id", &patient_id)], &deps.patient_scope, PATIENT_JWT_LIFETIME).await?;
     record_read_by(&deps.audit, &request, &patient_id, "patient", &[patient_id.as_str()], 200).await?;
     Ok(ok(&json!({"jwt": jwt}), &request))
+}
+
+/// `GET /.well-known/jwks.json` (no token): the public keys that verify the tokens this
+/// platform issues as the Polaris issuer when it signs RS256 (none for HS512: a shared key is
+/// never published). Verifiers may keep it five minutes.
+pub async fn jwks<S, P, L>(request: Request, deps: &ActivationDeps<S, P, L>) -> Answer {
+    only_query(&request, &[])?;
+    let keys = deps.signer.jwks().await.map_err(sign_failure)?;
+    let body = serde_json::to_string(&keys).map_err(|e| unavailable(&e))?;
+    let headers = [("cache-control", "public, max-age=300".to_owned()), ("x-request-id", crate::platform::http::RequestInfo::of(&request).request_id)];
+    Ok(crate::platform::http::text_response(200, "application/json", body, &headers))
 }
 
 #[cfg(test)]
