@@ -175,6 +175,12 @@ async fn a_ward_tablet_is_activated_and_signs_clinicians_in_until_either_is_turn
     assert_eq!((status, body), (StatusCode::FORBIDDEN, json!({"message": "Forbidden"})));
     let (_, listed) = send(&gw, Method::GET, "/dhos/v1/device?active=false", Some(&system), &[], None).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    // /drop_data drops the activation service's records too, as the reference's does.
+    let (status, body) = send(&gw, Method::POST, "/drop_data", Some(&system), &[], None).await;
+    assert_eq!((status, body["complete"].clone()), (StatusCode::OK, json!(true)));
+    let (status, _) = send(&gw, Method::GET, &format!("/dhos/v1/device/{device_id}"), Some(&system), &[], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::clinicians::{ClinicianLogin, ClinicianLoginStore};
 use super::devices::{DeviceFilter, EntryDevice, EntryDeviceStore};
 use super::{Activation, ActivationStore, Credential, Holder};
-use crate::platform::dynamodb::{conditional_put, n, opt_bool, opt_s, opt_u64, put_opt, query_all, req_s, s, Item};
+use crate::platform::dynamodb::{conditional_put, delete_all, n, opt_bool, opt_s, opt_u64, put_opt, query_all, req_s, s, Item};
 use crate::platform::tables::{ACTIVATIONS, ACTIVATIONS_COMPLETED, CLINICIANS_BY_IDENTIFIER, ENTRY_DEVICES_BY_LOCATION};
 use crate::platform::time::{format_utc, parse_with_offset};
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -230,6 +230,10 @@ impl ActivationStore for DynamoActivationStore {
             .await
             .map_err(|e| StoreError::sdk("count a device guess", &e))?;
         Ok(())
+    }
+
+    async fn drop_all(&self) -> Result<usize, StoreError> {
+        delete_all(&self.client, &self.table, "pk", "drop activations").await
     }
 }
 

@@ -95,6 +95,16 @@ impl ActivationStore for MemoryActivations {
         *self.guesses.lock().expect("lock").entry(hour.to_owned()).or_default() += 1;
         Ok(())
     }
+
+    async fn drop_all(&self) -> Result<usize, StoreError> {
+        let mut dropped = 0;
+        dropped += std::mem::take(&mut *self.activations.lock().expect("lock")).len();
+        dropped += std::mem::take(&mut *self.credentials.lock().expect("lock")).len();
+        dropped += std::mem::take(&mut *self.devices.lock().expect("lock")).len();
+        dropped += std::mem::take(&mut *self.clinicians.lock().expect("lock")).len();
+        dropped += std::mem::take(&mut *self.guesses.lock().expect("lock")).len();
+        Ok(dropped)
+    }
 }
 
 impl EntryDeviceStore for MemoryActivations {

@@ -137,6 +137,9 @@ pub trait ActivationStore: Send + Sync {
     fn device_guesses(&self, hour: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Counts one more wrong device code in `hour`.
     fn count_device_guess(&self, hour: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes every record: activations, credentials, ward tablets, clinicians' login records
+    /// (the development route `/drop_data`). The number deleted.
+    fn drop_all(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// The hour wrong device codes are counted in.

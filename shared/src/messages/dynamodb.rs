@@ -2,7 +2,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use aws_sdk_dynamodb::Client;
 
 use super::{Message, MessageStore, MessageType, PolarisTime};
-use crate::platform::dynamodb::{batch_write, conditional_put, put_over_version, n, opt_s, opt_u64, query_all, req_s, s, Item};
+use crate::platform::dynamodb::{batch_write, conditional_put, delete_all, put_over_version, n, opt_s, opt_u64, query_all, req_s, s, Item};
 use crate::platform::tables::{MESSAGES, MESSAGES_BY_RECEIVER, MESSAGES_BY_SENDER};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -164,17 +164,6 @@ impl MessageStore for DynamoMessageStore {
     }
 
     async fn drop_all(&self) -> Result<usize, StoreError> {
-        const OP: &str = "drop messages";
-        let mut pages = self.client.scan().table_name(&self.table).projection_expression("#u").expression_attribute_names("#u", "uuid").into_paginator().send();
-        let mut requests = Vec::new();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(|e| StoreError::sdk(OP, &e))?.items() {
-                let delete = DeleteRequest::builder().key("uuid", s(req_s(item, "uuid", OP)?)).build().map_err(|e| StoreError::new(OP, e))?;
-                requests.push(WriteRequest::builder().delete_request(delete).build());
-            }
-        }
-        let count = requests.len();
-        batch_write(&self.client, &self.table, requests, OP).await?;
-        Ok(count)
+        delete_all(&self.client, &self.table, "uuid", "drop messages").await
     }
 }

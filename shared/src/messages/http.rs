@@ -474,12 +474,27 @@ fn development_caller<S>(request: &Request, deps: &DevelopmentDeps<S>) -> Result
     }
 }
 
-/// `POST /drop_data`: deletes every message (the reference's `TRUNCATE`).
-pub async fn drop_data<S: MessageStore>(request: Request, deps: &DevelopmentDeps<S>) -> Answer {
-    development_caller(&request, deps)?;
+/// What `/drop_data` needs: the development routes' and the activation records, which the
+/// reference's activation service drops at the same path.
+pub struct DropDataDeps<S, A> {
+    pub development: DevelopmentDeps<S>,
+    pub activations: A,
+}
+
+impl<S: FromWiring, A: FromWiring> FromWiring for DropDataDeps<S, A> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { development: w.build()?, activations: w.build()? })
+    }
+}
+
+/// `POST /drop_data`: deletes every message and every activation record (the reference's
+/// `TRUNCATE` in both services, which share this path here).
+pub async fn drop_data<S: MessageStore, A: crate::activation::ActivationStore>(request: Request, deps: &DropDataDeps<S, A>) -> Answer {
+    development_caller(&request, &deps.development)?;
     let started = std::time::Instant::now();
-    let dropped = deps.messages.drop_all().await?;
-    tracing::info!(dropped, "messages dropped");
+    let dropped = deps.development.messages.drop_all().await?;
+    let records = deps.activations.drop_all().await?;
+    tracing::info!(dropped, records, "messages and activation records dropped");
     Ok(ok(&json!({"complete": true, "time_taken": format!("{:.4}s", started.elapsed().as_secs_f64())}), &request))
 }
 
@@ -664,7 +679,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_development_routes_are_off_unless_switched_on_and_only_for_systems() {
-        let off = DevelopmentDeps { messages: MemoryMessages::default(), enabled: false };
+        use crate::activation::memory::MemoryActivations;
+        let off = DropDataDeps { development: DevelopmentDeps { messages: MemoryMessages::default(), enabled: false }, activations: MemoryActivations::default() };
         let system = polaris(json!({"systemId": "dhos-robot"}), "");
         assert_eq!(answered(drop_data(ApiRequest::new("POST /drop_data").caller(system.clone()).build(), &off).await).status, 404);
         let on = DevelopmentDeps { messages: MemoryMessages::default(), enabled: true };
@@ -678,9 +694,13 @@ mod tests {
         let refused = answered(create_batch(ApiRequest::new("POST /create_messages").caller(system.clone()).json(bad).build(), &on).await);
         assert_eq!(refused.status, 400);
         assert_eq!(on.messages.0.lock().unwrap().len(), 2, "nothing of a refused batch is written");
+        let activations = MemoryActivations::default();
+        activations.guesses.lock().unwrap().insert("2024-03-01T10".into(), 3);
+        let on = DropDataDeps { development: on, activations };
         let dropped = answered(drop_data(ApiRequest::new("POST /drop_data").caller(system).build(), &on).await);
         assert_eq!(dropped.body["complete"], true);
         assert!(dropped.body["time_taken"].as_str().unwrap().ends_with('s'));
-        assert!(on.messages.0.lock().unwrap().is_empty());
+        assert!(on.development.messages.0.lock().unwrap().is_empty());
+        assert!(on.activations.guesses.lock().unwrap().is_empty(), "the activation records go too");
     }
 }

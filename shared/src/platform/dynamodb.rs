@@ -120,6 +120,23 @@ pub async fn put_over_version(client: &aws_sdk_dynamodb::Client, table: &str, it
     conditional_put(put, operation).await
 }
 
+/// Deletes every item of a table keyed by `key` alone (the development routes' `TRUNCATE`):
+/// a scan of the keys, then batch deletes. The number deleted.
+pub async fn delete_all(client: &aws_sdk_dynamodb::Client, table: &str, key: &str, operation: &'static str) -> Result<usize, StoreError> {
+    use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+    let mut pages = client.scan().table_name(table).projection_expression("#k").expression_attribute_names("#k", key).into_paginator().send();
+    let mut requests = Vec::new();
+    while let Some(page) = pages.next().await {
+        for item in page.map_err(|e| StoreError::sdk(operation, &e))?.items() {
+            let delete = DeleteRequest::builder().key(key, s(req_s(item, key, operation)?)).build().map_err(|e| StoreError::new(operation, e))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+    }
+    let count = requests.len();
+    batch_write(client, table, requests, operation).await?;
+    Ok(count)
+}
+
 /// Writes `requests` (puts or deletes) in batches of 25; what DynamoDB leaves unprocessed
 /// (throttling) is sent again, with a growing pause, a few times before failing.
 pub async fn batch_write(

@@ -38,7 +38,7 @@ use crate::firmware::http::{DeploymentDeps, FirmwareDeps, JobDeps};
 use crate::firmware::job_events::{self, JobEventDeps};
 use crate::firmware::{DynamoDeploymentStore, DynamoFirmwareStore, IotJobControl};
 use crate::ingest::http::{StatusDeps, VitalsDeps};
-use crate::messages::http::{DevelopmentDeps, MessageDeps};
+use crate::messages::http::{DevelopmentDeps, DropDataDeps, MessageDeps};
 use crate::messages::DynamoMessageStore;
 use crate::ingest::inbox::{self, InboxDeps, S3Inbox};
 use crate::ingest::rule::{self, IngestDeps};
@@ -476,7 +476,7 @@ pub static SERVICE_VERSION: FunctionSpec = FunctionSpec {
 pub static MESSAGES_DROP_DATA: FunctionSpec = FunctionSpec {
     name: "messages-drop-data",
     trigger: one!("POST", "/drop_data"),
-    build: |w| http::<DevelopmentDeps<DynamoMessageStore>>(w, route!(crate::messages::http::drop_data)),
+    build: |w| http::<DropDataDeps<DynamoMessageStore, DynamoActivationStore>>(w, route!(crate::messages::http::drop_data)),
 };
 
 pub static MESSAGES_CREATE_BATCH: FunctionSpec = FunctionSpec {
