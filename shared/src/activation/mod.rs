@@ -182,6 +182,25 @@ impl NotUsable {
 }
 
 impl Activation {
+    /// A new activation for `holder`, asked for by `by` at `now`, good to the end of the fifth
+    /// UTC day after.
+    pub fn new(code_key: String, holder: Holder, otp_hash: Option<String>, by: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            code_key,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            holder,
+            otp_hash,
+            attempts: 0,
+            created: now,
+            created_by: by.to_owned(),
+            modified: now,
+            modified_by: by.to_owned(),
+            expires: expiry_after(now),
+            completed: None,
+            version: 1,
+        }
+    }
+
     /// Whether it can still be used at `now` (the OTP aside).
     pub fn usable(&self, now: DateTime<Utc>) -> Result<(), NotUsable> {
         if self.completed.is_some() {

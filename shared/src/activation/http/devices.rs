@@ -12,7 +12,7 @@ use crate::access::audit::AuditLog;
 use crate::access::secrets::PepperSource;
 use crate::activation::codes::{self, DEVICE_CODE_ALPHABET, DEVICE_CODE_LENGTH};
 use crate::activation::devices::{DeviceFilter, EntryDevice, EntryDeviceStore};
-use crate::activation::{expiry_after, guess_hour, reference_expiry, Activation, ActivationStore, Holder, NotUsable, DEVICE_GUESSES_PER_HOUR, DEVICE_JWT_LIFETIME};
+use crate::activation::{guess_hour, reference_expiry, Activation, ActivationStore, Holder, NotUsable, DEVICE_GUESSES_PER_HOUR, DEVICE_JWT_LIFETIME};
 use crate::messages::http::{ok, only_query, path, Answer, PolarisError};
 use crate::StoreError;
 
@@ -128,20 +128,7 @@ pub async fn create_activation<S: EntryDeviceStore + ActivationStore, P: PepperS
     for _ in 0..ATTEMPTS {
         let code = codes::random_string(DEVICE_CODE_ALPHABET, DEVICE_CODE_LENGTH)?;
         let now = Utc::now();
-        let activation = Activation {
-            code_key: codes::code_key(&code, hasher)?,
-            uuid: uuid::Uuid::new_v4().to_string(),
-            holder: Holder::Device(device.uuid.clone()),
-            otp_hash: None,
-            attempts: 0,
-            created: now,
-            created_by: caller.user_id().to_owned(),
-            modified: now,
-            modified_by: caller.user_id().to_owned(),
-            expires: expiry_after(now),
-            completed: None,
-            version: 1,
-        };
+        let activation = Activation::new(codes::code_key(&code, hasher)?, Holder::Device(device.uuid.clone()), None, caller.user_id(), now);
         // False also when another device's open activation has drawn the same code: draw again.
         if open_for(&deps.activations, &activation).await? {
             tracing::info!(device_id = %device.uuid, "device activation opened");

@@ -13,7 +13,7 @@ use lambda_http::{Request, RequestExt};
 use serde_json::{json, Value};
 
 use super::codes::{self, CODE_ALPHABET, CODE_LENGTH, OTP_ALPHABET, OTP_LENGTH};
-use super::{expiry_after, reference_expiry, Activation, ActivationStore, Credential, Holder, NotUsable, AUTHORISATION_CODE_DAYS, PATIENT_JWT_LIFETIME};
+use super::{reference_expiry, Activation, ActivationStore, Credential, Holder, NotUsable, AUTHORISATION_CODE_DAYS, PATIENT_JWT_LIFETIME};
 use crate::access::audit::{record_read_by, AuditLog};
 use crate::access::polaris::{PolarisSigner, SignError};
 use crate::access::secrets::PepperSource;
@@ -222,20 +222,7 @@ pub async fn create<S: ActivationStore, P: PepperSource, L: AuditLog>(request: R
     for _ in 0..ATTEMPTS {
         let (code, otp) = (codes::random_string(CODE_ALPHABET, CODE_LENGTH)?, codes::random_string(OTP_ALPHABET, OTP_LENGTH)?);
         let now = Utc::now();
-        let activation = Activation {
-            code_key: codes::code_key(&code, hasher)?,
-            uuid: uuid::Uuid::new_v4().to_string(),
-            holder: Holder::Patient(patient_id.clone()),
-            otp_hash: Some(codes::hash_secret(&otp)?),
-            attempts: 0,
-            created: now,
-            created_by: caller.user_id().to_owned(),
-            modified: now,
-            modified_by: caller.user_id().to_owned(),
-            expires: expiry_after(now),
-            completed: None,
-            version: 1,
-        };
+        let activation = Activation::new(codes::code_key(&code, hasher)?, Holder::Patient(patient_id.clone()), Some(codes::hash_secret(&otp)?), caller.user_id(), now);
         if open_for(&deps.activations, &activation).await? {
             // Whoever holds the code and OTP can act as the patient: who asked is kept.
             record_read_by(&deps.audit, &request, caller.user_id(), kind(&caller), &[patient_id.as_str()], 200).await?;
@@ -372,7 +359,7 @@ pub(crate) mod tests {
     use crate::access::polaris::tests::{ISSUER, KEY};
     use crate::access::polaris::PolarisVerifier;
     use crate::activation::memory::MemoryActivations;
-    use crate::activation::MAX_ATTEMPTS;
+    use crate::activation::{expiry_after, MAX_ATTEMPTS};
     use crate::platform::testing::{answered, patient, refused_token, Answered, ApiRequest};
 
     pub(crate) type Deps = ActivationDeps<MemoryActivations, KeyHasher, MemoryAudit>;
