@@ -132,6 +132,8 @@ pub struct PolarisCompat {
     /// The RSA private key (PEM), and whether the issuer signs with it (RS256) rather than the key.
     pub rsa_pem: String,
     pub rs256: bool,
+    /// Where the local HTTP API publishes the issuer's RS256 keys, whatever the issuer is.
+    pub jwks_url: String,
 }
 
 /// The file at `path`, or, made with `make` on first run (so Polaris clients configured with it
@@ -155,7 +157,9 @@ fn kept_key(path: &Path, usable: impl Fn(&str) -> bool, make: impl Fn() -> Resul
 
 impl PolarisCompat {
     /// The keys kept in `dir`, put into the stack's secrets, where the functions read them.
-    pub async fn load_or_create(dir: &Path, stack: &crate::stack::LocalStack, config: &aws_config::SdkConfig, api_url: &str, rs256: bool) -> Result<Self, String> {
+    /// The issuer is `issuer` if given (a Polaris deployment's `HS_ISSUER`, which its clients
+    /// may have built in), else the HTTP API's URL with its `/`.
+    pub async fn load_or_create(dir: &Path, stack: &crate::stack::LocalStack, config: &aws_config::SdkConfig, api_url: &str, issuer: Option<&str>, rs256: bool) -> Result<Self, String> {
         let key = kept_key(&dir.join("polaris-hs512.key"), |k| k.len() >= vitalwire::access::polaris::MIN_KEY_BYTES, || {
             let mut random = [0u8; 32];
             getrandom::fill(&mut random).map_err(|e| e.to_string())?;
@@ -172,14 +176,21 @@ impl PolarisCompat {
             let secret = stack.secrets.get(name).ok_or_else(|| format!("template.yaml has no {name}"))?;
             secrets.put_secret_value().secret_id(secret).secret_string(value.as_str()).send().await.map_err(|e| format!("the Polaris key {name}: {e}"))?;
         }
-        Ok(Self { key, issuer: format!("{api_url}/"), rsa_pem, rs256 })
+        let issuer = issuer.map_or_else(|| format!("{api_url}/"), str::to_owned);
+        Ok(Self { key, issuer, rsa_pem, rs256, jwks_url: format!("{api_url}/.well-known/jwks.json") })
     }
 
     /// The settings that make the authorizer accept these tokens, and switch the development
     /// routes on.
     pub fn settings(&self) -> Vec<(String, String)> {
         let algorithm = if self.rs256 { "RS256" } else { "HS512" };
-        [("POLARIS_JWT_ISSUER", self.issuer.as_str()), ("POLARIS_JWT_AUDIENCE", self.issuer.as_str()), ("POLARIS_JWT_ALGORITHM", algorithm), ("DEVELOPMENT_ROUTES", "true")]
+        [
+            ("POLARIS_JWT_ISSUER", self.issuer.as_str()),
+            ("POLARIS_JWT_AUDIENCE", self.issuer.as_str()),
+            ("POLARIS_JWT_ALGORITHM", algorithm),
+            ("POLARIS_JWKS_URL", self.jwks_url.as_str()),
+            ("DEVELOPMENT_ROUTES", "true"),
+        ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()

@@ -59,6 +59,10 @@ enum Command {
         /// `/.well-known/jwks.json`, instead of HS512 with the shared key.
         #[arg(long)]
         polaris_rs256: bool,
+        /// The Polaris issuer (`iss` and `aud` of its tokens), if not the HTTP API's URL with
+        /// its `/`: a Polaris deployment's `HS_ISSUER`, for clients that have it built in.
+        #[arg(long)]
+        polaris_issuer: Option<String>,
     },
     /// Mint a JWT for the local HTTP API, signed with the local key; with `--polaris`, a
     /// Polaris-compatibility token (HS512) for the running `up` instead.
@@ -162,7 +166,8 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 .collect();
             let rs256 = endpoints["polarisAlgorithm"].as_str() == Some("RS256");
             let rsa_pem = if rs256 { std::fs::read_to_string(state_dir.join("auth/polaris-rs256.pem"))? } else { String::new() };
-            let compat = vitalwire_local::http_api::PolarisCompat { key: key.to_owned(), issuer: issuer.to_owned(), rsa_pem, rs256 };
+            let jwks_url = endpoints["polarisJwksUrl"].as_str().unwrap_or_default().to_owned();
+            let compat = vitalwire_local::http_api::PolarisCompat { key: key.to_owned(), issuer: issuer.to_owned(), rsa_pem, rs256, jwks_url };
             println!("{}", compat.mint(&ids, scope, *minutes)?);
             return Ok(ExitCode::SUCCESS);
         }
@@ -185,7 +190,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
 
     match cli.command {
-        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256 } => {
+        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256, polaris_issuer } => {
             let state_dir = repo_root().join(&cli.state_dir);
             let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
             let settings = platform::Settings {
@@ -196,6 +201,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 token_lifetime: None,
                 upload_poll: std::time::Duration::from_millis(500),
                 polaris_rs256,
+                polaris_issuer,
             };
             let running = platform::start(&stack, &config, settings).await?;
             let (mqtt_port, iot_endpoint, api_url, files) =
@@ -215,7 +221,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 "polarisIssuer": running.polaris.issuer,
                 "polarisAudience": running.polaris.issuer,
                 "polarisAlgorithm": if running.polaris.rs256 { "RS256" } else { "HS512" },
-                "polarisJwksUrl": vitalwire::access::polaris::jwks_url(&running.polaris.issuer),
+                "polarisJwksUrl": running.polaris.jwks_url,
             });
             std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
             println!("IoT gateway (MQTT 3.1.1 and 5 over mutual TLS): localhost:{mqtt_port}");

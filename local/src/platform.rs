@@ -39,6 +39,8 @@ pub struct Settings {
     pub upload_poll: Duration,
     /// The Polaris issuer signs RS256 (its keys published at `/.well-known/jwks.json`), not HS512.
     pub polaris_rs256: bool,
+    /// The Polaris issuer, if not the HTTP API's URL with its `/`.
+    pub polaris_issuer: Option<String>,
 }
 
 /// A running local platform; dropping it stops its servers.
@@ -89,7 +91,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let aws = AwsClients::new(config.clone(), Some(iot_endpoint.clone()));
     // The settings whose template values name what exists only on AWS (the Cognito user pool),
     // or that a deployer sets (the Polaris issuer).
-    let polaris = PolarisCompat::load_or_create(&settings.state_dir.join("auth"), stack, config, &api_url, settings.polaris_rs256).await?;
+    let polaris = PolarisCompat::load_or_create(&settings.state_dir.join("auth"), stack, config, &api_url, settings.polaris_issuer.as_deref(), settings.polaris_rs256).await?;
     let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url).into_iter().chain(polaris.settings()).collect();
     let functions = LocalFunctions::build(stack, &aws, &overrides)?;
 

@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoints: Value = serde_json::from_slice(&std::fs::read(&endpoints_file).map_err(|e| format!("{}: {e} (start `scripts/local.sh up` first)", endpoints_file.display()))?)?;
     let text = |k: &str| endpoints[k].as_str().map(str::to_owned).ok_or(format!("endpoints.json has no {k}"));
     let api_url = text("httpApiUrl")?;
-    let polaris = PolarisCompat { key: text("polarisHsKey")?, issuer: text("polarisIssuer")?, rsa_pem: String::new(), rs256: false };
+    let polaris = PolarisCompat { key: text("polarisHsKey")?, issuer: text("polarisIssuer")?, rsa_pem: String::new(), rs256: false, jwks_url: String::new() };
     let system = polaris.mint(&[("system_id", "dhos-robot")], "read:gdm_message_all write:gdm_message_all", 60)?;
     let (clinician_id, patient_id) = ("c1d1a8f2-5b6e-4a51-9a44-0d7f3e2b9c10", "p2e2b9a3-6c7f-4b62-8b55-1e8a4f3c0d21");
     let clinician = polaris.mint(&[("clinician_id", clinician_id)], "read:gdm_message read:gdm_patient read:gdm_patient_all write:gdm_message", 60)?;
