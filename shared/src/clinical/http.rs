@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /patients/{patientId}/alerts?limit=&next=` | `patient-alerts` | admin, clinician, the patient |
 //! | `POST /patients/{patientId}/alerts/{alertId}/close` | `patient-alerts-close` | admin, clinician |
+//! | `POST /scores/news2` | `scores-news2` | admin, clinician, patient |
 
 use chrono::Utc;
 use lambda_http::Request;
@@ -12,7 +13,7 @@ use serde_json::json;
 use super::{Alert, AlertStore};
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Role};
-use crate::platform::http::{limit_param, path_param, query_param, ApiError, Reply};
+use crate::platform::http::{json_body, limit_param, path_param, query_param, ApiError, Reply};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 
@@ -217,5 +218,61 @@ mod tests {
             ],
             "refused closes are audited; a patient's attempt is refused before it reaches any data"
         );
+    }
+}
+
+/// `POST /scores/news2`: NEWS2 of an observation set, in the Polaris scoring engine's input and
+/// output format ([`super::scoring`]); 400 with the engine's message for a missing `time` or
+/// `config`, or a bad ACVPU. It computes from the body alone: no patient data is read.
+pub async fn score_news2(request: Request, _: &()) -> Result<Reply, ApiError> {
+    require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?;
+    let body: serde_json::Value = json_body(&request)?;
+    let set = super::scoring::EngineSet::from_json(&body).map_err(|e| ApiError::bad(e.field(), e.to_string()))?;
+    let scored = serde_json::to_value(super::scoring::score(&set)).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    Ok((200, scored))
+}
+
+#[cfg(test)]
+mod scoring_tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::platform::testing::{answered, clinician, device_key, ApiRequest};
+
+    /// Every conformance vector through the route: each of the engine's output fields but
+    /// `ranking` and `obx_*`, exactly.
+    #[tokio::test]
+    async fn every_conformance_vector_passes_through_the_route() {
+        let dir = crate::platform::reference_dir("conformance/news2");
+        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+        files.sort();
+        let mut checked = 0;
+        for file in files {
+            let vectors: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            for v in vectors {
+                let request = ApiRequest::new("POST /scores/news2").caller(clinician()).json(v["data"].clone()).build();
+                let got = answered(score_news2(request, &()).await);
+                assert_eq!(got.status, 200, "{} {}: {}", file.display(), v["id"], got.body);
+                for (field, expected) in v["expected"].as_object().unwrap() {
+                    if field == "ranking" || field.starts_with("obx_") {
+                        continue;
+                    }
+                    assert_eq!(&got.body[field], expected, "{} {}: {field}", file.display(), v["id"]);
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 70, "only {checked} vectors");
+    }
+
+    #[tokio::test]
+    async fn a_missing_time_is_refused_with_the_engines_message_and_devices_may_not_score() {
+        let request = ApiRequest::new("POST /scores/news2").caller(clinician()).json(serde_json::json!({"heart_rate": 80})).build();
+        let refused = answered(score_news2(request, &()).await);
+        assert_eq!(refused.status, 400);
+        assert_eq!(refused.body["error"]["field"], "time");
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("Missing or invalid timestamp"));
+        let request = ApiRequest::new("POST /scores/news2").caller(device_key("t-1", "k-1", &[], 60)).json(serde_json::json!({})).build();
+        assert_eq!(answered(score_news2(request, &()).await).status, 403);
     }
 }

@@ -17,6 +17,7 @@ pub mod http;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod news2;
+pub mod scoring;
 
 use std::future::Future;
 

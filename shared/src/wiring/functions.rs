@@ -461,6 +461,12 @@ pub static MESSAGES_BETWEEN_ACTIVE: FunctionSpec =
     message_route!("messages-between-active", "GET", "/dhos/v1/sender/{sender_id}/receiver/{receiver_id}/active/message", between_active);
 pub static MESSAGES_OPEN_CALLBACKS: FunctionSpec = message_route!("messages-open-callbacks", "POST", "/dhos/v1/active/callback/message", open_callbacks);
 
+pub static SCORES_NEWS2: FunctionSpec = FunctionSpec {
+    name: "scores-news2",
+    trigger: one!("POST", "/scores/news2"),
+    build: |w| http::<()>(w, route!(crate::clinical::http::score_news2)),
+};
+
 pub static SERVICE_RUNNING: FunctionSpec = FunctionSpec {
     name: "service-running",
     trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/running" }]),
@@ -655,6 +661,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &CLINICIAN_LOGIN_UPDATE,
     &CLINICIAN_JWT,
     &POLARIS_JWKS,
+    &SCORES_NEWS2,
 ];
 
 /// The function of this name.
