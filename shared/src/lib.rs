@@ -9,7 +9,10 @@
 //! - [`patients`]: patient records (those connectors create);
 //! - [`connectors`]: IoMT connectors: control plane, data plane, and the consumer that files their Observations;
 //! - [`mapping`]: the IoMT mapping engine (device and FHIR mapping templates);
-//! - [`messages`]: clinician–patient messages compatible with the Polaris messages API (in progress);
+//! - [`messages`]: clinician–patient messages compatible with the Polaris messages API;
+//! - [`activation`]: patients' apps, ward tablets and clinicians signing in, compatible with
+//!   the Polaris activation API;
+//! - [`care`]: care teams: clinicians, locations, who looks after whom, patients' clinical settings;
 //! - [`files`]: device uploads (upload links, registration as DocumentReferences);
 //! - [`firmware`]: firmware images and deployments through IoT Jobs;
 //! - [`access`]: people's tokens, device API keys, the HTTP API's authorizer, the activity log;
@@ -24,6 +27,7 @@
 
 pub mod access;
 pub mod activation;
+pub mod care;
 pub mod clinical;
 pub mod connectors;
 pub mod dead_letters;

@@ -202,6 +202,19 @@ pub const ACTIVATIONS: TableSpec = TableSpec {
     indexes: &[ACTIVATIONS_COMPLETED, ENTRY_DEVICES_BY_LOCATION, CLINICIANS_BY_IDENTIFIER],
 };
 
+pub const CARE_TEAMS_BY_KIND: IndexSpec = IndexSpec { name: "byKind", partition_key: "kind", sort_key: Some("pk") };
+
+/// Care teams: clinicians, locations with their members, each patient's team and clinical
+/// settings (`pk` = `clinician#`, `location#`, `patient#<id>`; `sk` = `profile`, `member#<id>`,
+/// `team`, `settings`); every clinician or location by kind (sparse: profiles only).
+pub const CARE_TEAMS: TableSpec = TableSpec {
+    logical_id: "CareTeamsTable",
+    env_var: "CARE_TEAMS_TABLE",
+    partition_key: "pk",
+    sort_key: Some("sk"),
+    indexes: &[CARE_TEAMS_BY_KIND],
+};
+
 /// Every table the platform uses.
 pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS, MESSAGES, ACTIVATIONS];
+    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS, MESSAGES, ACTIVATIONS, CARE_TEAMS];

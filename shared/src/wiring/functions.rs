@@ -22,6 +22,8 @@ use crate::access::http::ApiKeyAdminDeps;
 use crate::access::secrets::SecretsManagerPepper;
 use crate::activation::http::ActivationDeps;
 use crate::activation::DynamoActivationStore;
+use crate::care::http::CareDeps;
+use crate::care::DynamoCareStore;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
 use crate::connectors::consumer::ConsumerDeps;
@@ -60,6 +62,7 @@ type Vitals = VitalsDeps<Devices, DynamoObservationStore, DynamoAlertStore, Dyna
 type ApiKeyAdmin = ApiKeyAdminDeps<Devices, DynamoApiKeyStore, SecretsManagerPepper>;
 type Messages = MessageDeps<DynamoMessageStore, DynamoAuditLog>;
 type Activations = ActivationDeps<DynamoActivationStore, SecretsManagerPepper, DynamoAuditLog>;
+type Care = CareDeps<DynamoCareStore, DynamoAuditLog>;
 type Jobs = JobDeps<DynamoDeploymentStore, IotJobControl>;
 type ConnectorConsumer =
     ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoEncounterStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, EmfLog>;
@@ -577,6 +580,68 @@ pub static POLARIS_JWKS: FunctionSpec = FunctionSpec {
     build: |w| http::<Activations>(w, route!(crate::activation::http::jwks)),
 };
 
+// ---------------------------------------------------------------- care teams
+
+pub static ADMIN_CLINICIANS_PUT: FunctionSpec = FunctionSpec {
+    name: "admin-clinicians-put",
+    trigger: one!("PUT", "/admin/clinicians/{clinicianId}"),
+    build: |w| http::<Care>(w, route!(crate::care::http::put_clinician)),
+};
+
+pub static ADMIN_CLINICIANS_LIST: FunctionSpec = FunctionSpec {
+    name: "admin-clinicians-list",
+    trigger: one!("GET", "/admin/clinicians"),
+    build: |w| http::<Care>(w, route!(crate::care::http::list_clinicians)),
+};
+
+pub static ADMIN_CLINICIANS_GET: FunctionSpec = FunctionSpec {
+    name: "admin-clinicians-get",
+    trigger: one!("GET", "/admin/clinicians/{clinicianId}"),
+    build: |w| http::<Care>(w, route!(crate::care::http::get_clinician)),
+};
+
+pub static ADMIN_LOCATIONS_PUT: FunctionSpec = FunctionSpec {
+    name: "admin-locations-put",
+    trigger: one!("PUT", "/admin/locations/{locationId}"),
+    build: |w| http::<Care>(w, route!(crate::care::http::put_location)),
+};
+
+pub static ADMIN_LOCATIONS_LIST: FunctionSpec = FunctionSpec {
+    name: "admin-locations-list",
+    trigger: one!("GET", "/admin/locations"),
+    build: |w| http::<Care>(w, route!(crate::care::http::list_locations)),
+};
+
+pub static ADMIN_LOCATIONS_GET: FunctionSpec = FunctionSpec {
+    name: "admin-locations-get",
+    trigger: one!("GET", "/admin/locations/{locationId}"),
+    build: |w| http::<Care>(w, route!(crate::care::http::get_location)),
+};
+
+pub static ADMIN_CARE_TEAM_PUT: FunctionSpec = FunctionSpec {
+    name: "admin-care-team-put",
+    trigger: one!("PUT", "/admin/patients/{patientId}/care-team"),
+    build: |w| http::<Care>(w, route!(crate::care::http::put_care_team)),
+};
+
+pub static ADMIN_CARE_TEAM_GET: FunctionSpec = FunctionSpec {
+    name: "admin-care-team-get",
+    trigger: one!("GET", "/admin/patients/{patientId}/care-team"),
+    build: |w| http::<Care>(w, route!(crate::care::http::get_care_team)),
+};
+
+pub static PATIENT_SETTINGS_PUT: FunctionSpec = FunctionSpec {
+    name: "patient-settings-put",
+    trigger: one!("PUT", "/patients/{patientId}/settings"),
+    build: |w| http::<Care>(w, route!(crate::care::http::put_settings)),
+};
+
+pub static PATIENT_SETTINGS_GET: FunctionSpec = FunctionSpec {
+    name: "patient-settings-get",
+    trigger: one!("GET", "/patients/{patientId}/settings"),
+    build: |w| http::<Care>(w, route!(crate::care::http::get_settings)),
+};
+
 /// Every function of the platform.
 pub static ALL: &[&FunctionSpec] = &[
     &PROVISIONING_HOOK,
@@ -662,6 +727,16 @@ pub static ALL: &[&FunctionSpec] = &[
     &CLINICIAN_JWT,
     &POLARIS_JWKS,
     &SCORES_NEWS2,
+    &ADMIN_CLINICIANS_PUT,
+    &ADMIN_CLINICIANS_LIST,
+    &ADMIN_CLINICIANS_GET,
+    &ADMIN_LOCATIONS_PUT,
+    &ADMIN_LOCATIONS_LIST,
+    &ADMIN_LOCATIONS_GET,
+    &ADMIN_CARE_TEAM_PUT,
+    &ADMIN_CARE_TEAM_GET,
+    &PATIENT_SETTINGS_PUT,
+    &PATIENT_SETTINGS_GET,
 ];
 
 /// The function of this name.

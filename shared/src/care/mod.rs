@@ -1,0 +1,328 @@
+//! Care teams: the people and places the platform knows, and who looks after whom (issue 13,
+//! in progress). Clinicians (doctors, nurses) belong to locations (clinics, wards); a location
+//! has an EMS contact; each patient has a care team (doctors, nurses, a location) and clinical
+//! settings (the SpO2 scale a clinician prescribed, escalation timeouts, how to be told and
+//! when not to be, which never holds back an emergency).
+//!
+//! A clinician's id is their subject in the staff pool (their token's `sub`), so a token names
+//! the clinician record it stands for.
+
+pub mod http;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
+mod dynamodb;
+
+use std::future::Future;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use dynamodb::DynamoCareStore;
+
+use crate::clinical::news2::Severity;
+use crate::StoreError;
+
+/// What a clinician is, for whom an alert escalates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClinicianRole {
+    Doctor,
+    Nurse,
+}
+
+/// A doctor or nurse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Clinician {
+    #[serde(default)]
+    pub clinician_id: String,
+    pub name: String,
+    pub role: ClinicianRole,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// E.164 (`+447700900123`), for SMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// The locations they work at.
+    #[serde(default)]
+    pub location_ids: Vec<String>,
+}
+
+/// What a location is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationKind {
+    Clinic,
+    Ward,
+}
+
+/// Who emergency services are for a location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Contact {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// A clinic or ward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Location {
+    #[serde(default)]
+    pub location_id: String,
+    pub name: String,
+    pub kind: LocationKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ems: Option<Contact>,
+}
+
+/// Who looks after a patient.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CareTeam {
+    #[serde(default)]
+    pub patient_id: String,
+    #[serde(default)]
+    pub doctors: Vec<String>,
+    #[serde(default)]
+    pub nurses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
+}
+
+impl CareTeam {
+    /// Whether `clinician` looks after the patient: named in the team, or working at its location.
+    pub fn includes(&self, clinician: &Clinician) -> bool {
+        self.doctors.contains(&clinician.clinician_id)
+            || self.nurses.contains(&clinician.clinician_id)
+            || self.location_id.as_ref().is_some_and(|l| clinician.location_ids.contains(l))
+    }
+
+    /// Everyone named in it.
+    pub fn members(&self) -> impl Iterator<Item = &String> {
+        self.doctors.iter().chain(&self.nurses)
+    }
+}
+
+/// How a person is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Email,
+}
+
+/// Hours in which only emergencies are sent (local to `timezone`; `start` after `end` spans
+/// midnight).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuietHours {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub timezone: chrono_tz::Tz,
+}
+
+impl QuietHours {
+    /// Whether `at` falls inside them.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        let local = at.with_timezone(&self.timezone).time();
+        if self.start <= self.end {
+            local >= self.start && local < self.end
+        } else {
+            local >= self.start || local < self.end
+        }
+    }
+}
+
+/// Minutes the patient has to answer before an alert escalates, by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EscalationTimeouts {
+    pub low_medium: u32,
+    pub medium: u32,
+    pub high: u32,
+}
+
+impl Default for EscalationTimeouts {
+    /// 15 minutes each (the issue's default).
+    fn default() -> Self {
+        Self { low_medium: 15, medium: 15, high: 15 }
+    }
+}
+
+impl EscalationTimeouts {
+    pub fn for_severity(&self, severity: Severity) -> u32 {
+        match severity {
+            Severity::High => self.high,
+            Severity::Medium => self.medium,
+            Severity::LowMedium | Severity::Low => self.low_medium,
+        }
+    }
+}
+
+/// The SpO2 scale a clinician prescribed (scale 2: hypercapnic respiratory failure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spo2Prescription {
+    /// 1 or 2.
+    pub scale: u8,
+    /// Set by the platform: who prescribed it, and when.
+    #[serde(default)]
+    pub prescribed_by: String,
+    #[serde(default)]
+    pub prescribed_at: String,
+}
+
+/// A patient's clinical settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClinicalSettings {
+    #[serde(default)]
+    pub patient_id: String,
+    /// None: scale 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spo2: Option<Spo2Prescription>,
+    #[serde(default)]
+    pub escalation_timeouts: EscalationTimeouts,
+    /// How the patient is told (in order of preference); none: only in the app.
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+    /// Whether SMS and email may name the readings (otherwise they only say to open the app).
+    #[serde(default)]
+    pub values_in_notifications: bool,
+}
+
+impl ClinicalSettings {
+    /// Whether a notification of `severity` may go out at `at`: quiet hours hold back all but
+    /// emergencies (high severity).
+    pub fn may_notify(&self, severity: Severity, at: DateTime<Utc>) -> bool {
+        severity == Severity::High || !self.quiet_hours.as_ref().is_some_and(|q| q.contains(at))
+    }
+}
+
+/// Why a care-team change is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CareRefusal {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("no clinician {0}")]
+    UnknownClinician(String),
+    #[error("no location {0}")]
+    UnknownLocation(String),
+    #[error("{0} is a {1}, not a {2}")]
+    WrongRole(String, &'static str, &'static str),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> CareRefusal {
+    CareRefusal::Invalid { field, message: message.into() }
+}
+
+/// An id in a path: 1–128 of letters, digits, `-`, `_`, `.`, `:`, `@`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+}
+
+impl Clinician {
+    pub fn check(&self) -> Result<(), CareRefusal> {
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        if self.phone.as_ref().is_some_and(|p| !(p.starts_with('+') && p.len() >= 8 && p[1..].bytes().all(|b| b.is_ascii_digit()))) {
+            return Err(invalid("phone", "must be E.164, e.g. +447700900123"));
+        }
+        if self.email.as_ref().is_some_and(|e| !e.contains('@')) {
+            return Err(invalid("email", "must be an email address"));
+        }
+        Ok(())
+    }
+}
+
+impl ClinicalSettings {
+    pub fn check(&self) -> Result<(), CareRefusal> {
+        if self.spo2.as_ref().is_some_and(|s| s.scale != 1 && s.scale != 2) {
+            return Err(invalid("spo2.scale", "must be 1 or 2"));
+        }
+        let t = self.escalation_timeouts;
+        if [t.low_medium, t.medium, t.high].iter().any(|m| !(1..=1440).contains(m)) {
+            return Err(invalid("escalationTimeouts", "each must be 1 to 1440 minutes"));
+        }
+        Ok(())
+    }
+}
+
+/// Where care teams are kept.
+pub trait CareStore: Send + Sync {
+    fn clinician(&self, clinician_id: &str) -> impl Future<Output = Result<Option<Clinician>, StoreError>> + Send;
+    /// Writes a clinician and their location memberships (the old ones replaced).
+    fn put_clinician(&self, clinician: &Clinician, previous: Option<&Clinician>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn clinicians(&self) -> impl Future<Output = Result<Vec<Clinician>, StoreError>> + Send;
+    fn location(&self, location_id: &str) -> impl Future<Output = Result<Option<Location>, StoreError>> + Send;
+    fn put_location(&self, location: &Location) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn locations(&self) -> impl Future<Output = Result<Vec<Location>, StoreError>> + Send;
+    /// The clinicians who work at a location.
+    fn members(&self, location_id: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    fn care_team(&self, patient_id: &str) -> impl Future<Output = Result<Option<CareTeam>, StoreError>> + Send;
+    fn put_care_team(&self, team: &CareTeam) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn settings(&self, patient_id: &str) -> impl Future<Output = Result<Option<ClinicalSettings>, StoreError>> + Send;
+    fn put_settings(&self, settings: &ClinicalSettings) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Checks a care team against what the platform knows: its doctors are doctors, its nurses
+/// nurses, its location exists.
+pub async fn check_team<S: CareStore>(store: &S, team: &CareTeam) -> Result<(), CareRefusal> {
+    for (ids, role) in [(&team.doctors, ClinicianRole::Doctor), (&team.nurses, ClinicianRole::Nurse)] {
+        for id in ids {
+            let found = store.clinician(id).await.map_err(|e| invalid("store", e.to_string()))?;
+            let clinician = found.ok_or_else(|| CareRefusal::UnknownClinician(id.clone()))?;
+            if clinician.role != role {
+                let name = |r: ClinicianRole| if r == ClinicianRole::Doctor { "doctor" } else { "nurse" };
+                return Err(CareRefusal::WrongRole(id.clone(), name(clinician.role), name(role)));
+            }
+        }
+    }
+    if let Some(location) = &team.location_id {
+        if store.location(location).await.map_err(|e| invalid("store", e.to_string()))?.is_none() {
+            return Err(CareRefusal::UnknownLocation(location.clone()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn quiet_hours_span_midnight_in_the_patients_zone_and_never_hold_back_an_emergency() {
+        let settings = ClinicalSettings {
+            quiet_hours: Some(QuietHours { start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(), end: NaiveTime::from_hms_opt(7, 0, 0).unwrap(), timezone: chrono_tz::Europe::London }),
+            ..ClinicalSettings::default()
+        };
+        // 22:30 BST is 21:30 UTC in summer.
+        assert!(!settings.may_notify(Severity::Medium, at("2026-07-01T21:30:00Z")));
+        assert!(settings.may_notify(Severity::Medium, at("2026-07-01T20:30:00Z")));
+        assert!(!settings.may_notify(Severity::LowMedium, at("2026-12-01T06:59:00Z")));
+        assert!(settings.may_notify(Severity::LowMedium, at("2026-12-01T07:00:00Z")));
+        assert!(settings.may_notify(Severity::High, at("2026-07-01T21:30:00Z")), "an emergency goes out anyway");
+    }
+
+    #[test]
+    fn a_clinician_looks_after_a_patient_by_name_or_by_location() {
+        let nurse = Clinician { clinician_id: "n-1".into(), name: "N".into(), role: ClinicianRole::Nurse, email: None, phone: None, location_ids: vec!["ward-7".into()] };
+        let team = CareTeam { patient_id: "p".into(), doctors: vec!["d-1".into()], nurses: vec![], location_id: Some("ward-7".into()) };
+        assert!(team.includes(&nurse));
+        assert!(!CareTeam { location_id: Some("ward-8".into()), ..team.clone() }.includes(&nurse));
+        assert!(CareTeam { nurses: vec!["n-1".into()], location_id: None, ..team }.includes(&nurse));
+        assert_eq!(Clinician { phone: Some("07700 900123".into()), ..nurse.clone() }.check(), Err(invalid("phone", "must be E.164, e.g. +447700900123")));
+        assert_eq!(ClinicalSettings { escalation_timeouts: EscalationTimeouts { low_medium: 0, medium: 15, high: 15 }, ..Default::default() }.check().map_err(|e| e.to_string()), Err("escalationTimeouts: each must be 1 to 1440 minutes".into()));
+    }
+}
