@@ -11,18 +11,8 @@ use vitalwire::platform::tables::ACTIVATIONS;
 use vitalwire_tests::LocalGateway;
 
 async fn send(gw: &LocalGateway, method: reqwest::Method, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", gw.api_url));
-    if let Some(t) = token {
-        request = request.bearer_auth(t);
-    }
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    if let Some(b) = body {
-        request = request.json(&b);
-    }
-    let response = request.send().await.expect("HTTP");
-    (response.status(), response.json().await.unwrap_or(Value::Null))
+    let (status, _, body) = vitalwire_tests::Api::new(gw).call_with(method, path, token, headers, body).await;
+    (status, body)
 }
 
 /// Activates patient `p` as a Polaris clinician: the code and the OTP.

@@ -8,12 +8,7 @@ use vitalwire::access::Role;
 use vitalwire_tests::LocalGateway;
 
 async fn send(gw: &LocalGateway, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", gw.api_url)).bearer_auth(token);
-    if let Some(b) = body {
-        request = request.json(&b);
-    }
-    let response = request.send().await.expect("HTTP");
-    (response.status(), response.json().await.unwrap_or(Value::Null))
+    vitalwire_tests::Api::new(gw).call(method, path, Some(token), body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,17 +10,8 @@ use vitalwire_tests::{Api, LocalGateway};
 
 /// A request with extra headers: the status, the `ETag` header and the JSON body.
 async fn send(api: &Api<'_>, method: Method, path: &str, token: &str, headers: &[(&str, &str)], body: Option<Value>) -> (StatusCode, Option<String>, Value) {
-    let mut request = api.http.request(method, format!("{}{path}", api.gw.api_url)).header("authorization", format!("Bearer {token}"));
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    if let Some(b) = body {
-        request = request.json(&b);
-    }
-    let response = request.send().await.expect("HTTP");
-    let status = response.status();
-    let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    (status, etag, response.json().await.unwrap_or(Value::Null))
+    let (status, headers, body) = api.call_with(method, path, Some(token), headers, body).await;
+    (status, headers.get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned), body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

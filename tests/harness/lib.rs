@@ -224,16 +224,32 @@ impl<'a> Api<'a> {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (reqwest::StatusCode, serde_json::Value) {
+        let (status, _, body) = self.call_with(method, path, token, &[], body).await;
+        (status, body)
+    }
+
+    /// Sends a request with extra headers; the status, the response's headers and the JSON body.
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, reqwest::header::HeaderMap, serde_json::Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.gw.api_url));
         if let Some(t) = token {
             request = request.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
         }
         if let Some(b) = body {
             request = request.json(&b);
         }
         let response = request.send().await.expect("HTTP");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, headers, response.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
 
