@@ -65,9 +65,10 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
     assert_eq!(document["content"][0]["attachment"]["size"], 19);
     vitalwire_tests::assert_valid_fhir(&document.to_string());
 
-    // Apps read it back as FHIR: clinicians and the device's patient, nobody else.
+    // Apps read it back as FHIR: the patient's care team and the device's patient, nobody else.
     let api = vitalwire_tests::Api::new(&gw);
     let path = format!("/devices/{thing}/documents");
+    api.care_for("patient-123").await;
     let (status, bundle) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::access::Role::Clinician, None)), None).await;
     assert_eq!((status.as_u16(), bundle["resourceType"].as_str(), bundle["total"].as_u64()), (200, Some("Bundle"), Some(1)), "{bundle}");
     assert_eq!(bundle["entry"][0]["resource"], document);

@@ -416,6 +416,9 @@ async fn abnormal_vitals_raise_news2_and_glucose_alerts_once() {
     assert_eq!(post(json!({"device_id": thing, "timestamp": at(25), "glucose": 110})).await, 0);
 
     let clinician = api.token(Role::Clinician, None);
+    let (status, _) = api.call(Method::GET, "/patients/P123/alerts", Some(&clinician), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not in the clinician's care yet");
+    api.care_for("P123").await;
     let (status, listed) = api.call(Method::GET, "/patients/P123/alerts", Some(&clinician), None).await;
     assert_eq!(status, StatusCode::OK);
     let alerts = listed["alerts"].as_array().unwrap();

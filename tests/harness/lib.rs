@@ -216,6 +216,18 @@ impl<'a> Api<'a> {
         self.gw.auth().mint("tester", role, patient, 10).expect("mint a token")
     }
 
+    /// Puts the clinician of [`Self::token`] ("tester", a nurse) in `patient`'s care team, so
+    /// that clinician tokens read the patient's data.
+    pub async fn care_for(&self, patient: &str) {
+        let admin = Some(self.token(vitalwire::access::Role::Admin, None));
+        let nurse = serde_json::json!({"name": "Test Nurse", "role": "nurse"});
+        let (status, body) = self.call(reqwest::Method::PUT, "/admin/clinicians/tester", admin.as_deref(), Some(nurse)).await;
+        assert!(status.is_success(), "{body}");
+        let team = serde_json::json!({"nurses": ["tester"]});
+        let (status, body) = self.call(reqwest::Method::PUT, &format!("/admin/patients/{patient}/care-team"), admin.as_deref(), Some(team)).await;
+        assert!(status.is_success(), "{body}");
+    }
+
     /// Sends a request; the status and the JSON body (`null` if none).
     pub async fn call(
         &self,

@@ -14,6 +14,20 @@ pub struct MemoryCare {
     pub settings: Mutex<BTreeMap<String, ClinicalSettings>>,
 }
 
+impl MemoryCare {
+    /// Nurse `clinician` in the care team of each of `patients` (for tests of reads).
+    pub fn looking_after(clinician: &str, patients: &[&str]) -> Self {
+        let care = Self::default();
+        let nurse = Clinician { clinician_id: clinician.into(), name: clinician.into(), role: super::ClinicianRole::Nurse, email: None, phone: None, location_ids: Vec::new() };
+        care.clinicians.lock().expect("lock").insert(clinician.into(), nurse);
+        for p in patients {
+            let team = CareTeam { patient_id: (*p).into(), nurses: vec![clinician.into()], ..CareTeam::default() };
+            care.teams.lock().expect("lock").insert((*p).into(), team);
+        }
+        care
+    }
+}
+
 impl CareStore for MemoryCare {
     async fn clinician(&self, clinician_id: &str) -> Result<Option<Clinician>, StoreError> {
         Ok(self.clinicians.lock().expect("lock").get(clinician_id).cloned())

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dynamodb::DynamoCareStore;
 
+use crate::access::{Principal, Role};
 use crate::clinical::news2::Severity;
 use crate::StoreError;
 
@@ -270,6 +271,41 @@ pub trait CareStore: Send + Sync {
     fn put_care_team(&self, team: &CareTeam) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn settings(&self, patient_id: &str) -> impl Future<Output = Result<Option<ClinicalSettings>, StoreError>> + Send;
     fn put_settings(&self, settings: &ClinicalSettings) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Whether `who` may read a patient's data (Observations, documents, alerts, settings): an
+/// admin; the patient; a clinician of the patient's care team (named, or at its location).
+pub async fn may_read<S: CareStore>(care: &S, who: &Principal, patient_id: &str) -> Result<bool, StoreError> {
+    Ok(match who.role {
+        Role::Admin => true,
+        Role::Patient => who.patient_id.as_deref() == Some(patient_id),
+        Role::Clinician => match (care.clinician(&who.subject).await?, care.care_team(patient_id).await?) {
+            (Some(clinician), Some(team)) => team.includes(&clinician),
+            _ => false,
+        },
+    })
+}
+
+/// [`may_read`] for the patients of one answer, each asked once.
+pub struct ReadScope<'a, S> {
+    care: &'a S,
+    who: &'a Principal,
+    known: std::collections::HashMap<String, bool>,
+}
+
+impl<'a, S: CareStore> ReadScope<'a, S> {
+    pub fn new(care: &'a S, who: &'a Principal) -> Self {
+        Self { care, who, known: std::collections::HashMap::new() }
+    }
+
+    pub async fn allows(&mut self, patient_id: &str) -> Result<bool, StoreError> {
+        if let Some(known) = self.known.get(patient_id) {
+            return Ok(*known);
+        }
+        let allowed = may_read(self.care, self.who, patient_id).await?;
+        self.known.insert(patient_id.to_owned(), allowed);
+        Ok(allowed)
+    }
 }
 
 /// Checks a care team against what the platform knows: its doctors are doctors, its nurses

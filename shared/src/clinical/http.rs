@@ -2,8 +2,8 @@
 //!
 //! | route | function | roles |
 //! |---|---|---|
-//! | `GET /patients/{patientId}/alerts?limit=&next=` | `patient-alerts` | admin, clinician, the patient |
-//! | `POST /patients/{patientId}/alerts/{alertId}/close` | `patient-alerts-close` | admin, clinician |
+//! | `GET /patients/{patientId}/alerts?limit=&next=` | `patient-alerts` | admin, a clinician of the patient's team, the patient |
+//! | `POST /patients/{patientId}/alerts/{alertId}/close` | `patient-alerts-close` | admin, a clinician of the patient's team |
 //! | `POST /scores/news2` | `scores-news2` | admin, clinician, patient |
 
 use chrono::Utc;
@@ -13,28 +13,35 @@ use serde_json::json;
 use super::{Alert, AlertStore};
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Role};
+use crate::care::{may_read, CareStore};
 use crate::platform::http::{json_body, limit_param, path_param, query_param, ApiError, Reply};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 
-/// What the alert routes need: the alerts and the audit log (alerts are patient data).
-pub struct AlertDeps<A, L> {
+/// What the alert routes need: the alerts, the audit log (alerts are patient data) and the
+/// care teams (who may see them).
+pub struct AlertDeps<A, L, C> {
     pub alerts: A,
     pub audit: L,
+    pub care: C,
 }
 
-impl<A: FromWiring, L: FromWiring> FromWiring for AlertDeps<A, L> {
+impl<A: FromWiring, L: FromWiring, C: FromWiring> FromWiring for AlertDeps<A, L, C> {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { alerts: w.build()?, audit: w.build()? })
+        Ok(Self { alerts: w.build()?, audit: w.build()?, care: w.build()? })
     }
 }
 
 /// `POST /patients/{patientId}/alerts/{alertId}/close`: the alert is dealt with; new readings
 /// may raise its kind again.
-pub async fn close<A: AlertStore, L: AuditLog>(request: Request, deps: &AlertDeps<A, L>) -> Result<Reply, ApiError> {
+pub async fn close<A: AlertStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
     let who = require(&request, &[Role::Admin, Role::Clinician])?;
     let patient = path_param(&request, "patientId")?;
     let alert_id = path_param(&request, "alertId")?;
+    if !may_read(&deps.care, &who, &patient).await? {
+        record_read(&deps.audit, &request, &who, &[patient.as_str()], 404).await?;
+        return Err(ApiError::NotFound(format!("no patient {patient} in your care")));
+    }
     let at = format_utc(Utc::now());
     let Some(alert) = deps.alerts.close(&patient, &alert_id, &who.subject, &at).await? else {
         record_read(&deps.audit, &request, &who, &[patient.as_str()], 404).await?;
@@ -47,11 +54,11 @@ pub async fn close<A: AlertStore, L: AuditLog>(request: Request, deps: &AlertDep
 
 /// `GET /patients/{patientId}/alerts`: a page of the patient's alerts, newest first (another
 /// patient gets 404, as for Observations).
-pub async fn list<A: AlertStore, L: AuditLog>(request: Request, deps: &AlertDeps<A, L>) -> Result<Reply, ApiError> {
+pub async fn list<A: AlertStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
     let who = require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?;
     let patient = path_param(&request, "patientId")?;
     let limit = limit_param(&request, 50, 200)?;
-    if who.role == Role::Patient && who.patient_id.as_deref() != Some(patient.as_str()) {
+    if !may_read(&deps.care, &who, &patient).await? {
         record_read(&deps.audit, &request, &who, &[patient.as_str()], 404).await?;
         return Err(ApiError::NotFound(format!("no patient {patient}")));
     }
@@ -71,7 +78,7 @@ mod tests {
     use crate::clinical::{AlertKind, AlertStatus};
     use crate::platform::testing::{self, answered, Answered, ApiRequest};
 
-    type Deps = AlertDeps<MemoryAlerts, MemoryAudit>;
+    type Deps = AlertDeps<MemoryAlerts, MemoryAudit, crate::care::memory::MemoryCare>;
 
     fn alert(patient: &str, id: &str, set_at: &str, kind: AlertKind, severity: Severity) -> Alert {
         Alert {
@@ -93,7 +100,7 @@ mod tests {
 
     /// pat-1 has a glucose alert and two NEWS2 alerts (medium, then high), pat-2 one.
     async fn deps() -> Deps {
-        let deps = AlertDeps { alerts: MemoryAlerts::default(), audit: MemoryAudit::default() };
+        let deps = AlertDeps { alerts: MemoryAlerts::default(), audit: MemoryAudit::default(), care: crate::care::memory::MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
         for a in [
             alert("pat-1", "glucose-1", "2026-11-22T09:00:00.000Z", AlertKind::GlucoseLow, Severity::Medium),
             alert("pat-1", "news2-medium", "2026-11-22T10:00:00.000Z", AlertKind::News2, Severity::Medium),

@@ -8,24 +8,30 @@ use serde_json::{json, Value};
 use super::UploadRecordStore;
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::Role;
+use crate::care::{CareStore, ReadScope};
 use crate::devices::DeviceRegistry;
 use crate::observations::http::{readable_device, searchset, DeviceReadDeps};
 use crate::platform::http::{ApiError, Reply};
 use crate::StoreError;
 
 /// `GET /devices/{thingName}/documents`
-pub async fn device_documents<D: DeviceRegistry, U: UploadRecordStore, L: AuditLog>(
+pub async fn device_documents<D: DeviceRegistry, U: UploadRecordStore, L: AuditLog, C: CareStore>(
     request: Request,
-    deps: &DeviceReadDeps<D, U, L>,
+    deps: &DeviceReadDeps<D, U, L, C>,
 ) -> Result<Reply, ApiError> {
-    let (caller, thing, limit) = readable_device(&request, &deps.devices, &deps.audit).await?;
+    let (caller, thing, limit) = readable_device(&request, &deps.devices, &deps.audit, &deps.care).await?;
+    let mut scope = ReadScope::new(&deps.care, &caller);
     let mut entries = Vec::new();
     let mut patients = Vec::new();
     for text in deps.store.documents_for_device(&thing, limit).await? {
         let resource: Value = serde_json::from_str(&text).map_err(|e| ApiError::Store(StoreError::new("read document", e)))?;
-        // A patient sees only documents about them.
+        // Only documents about patients the caller may read (an admin: all).
         let subject = resource["subject"]["reference"].as_str().map(|r| r.trim_start_matches("Patient/").to_owned());
-        if caller.role == Role::Patient && subject.as_deref() != caller.patient_id.as_deref() {
+        let allowed = match &subject {
+            Some(patient) => scope.allows(patient).await?,
+            None => caller.role == Role::Admin,
+        };
+        if !allowed {
             continue;
         }
         patients.extend(subject);
@@ -48,7 +54,7 @@ mod tests {
     use crate::platform::testing::{self, answered, Answered, ApiRequest};
 
     /// acme-1, now pat-2's, uploaded a document about pat-1 and then one about pat-2.
-    async fn deps() -> DeviceReadDeps<MemoryDevices, MemoryUploads, MemoryAudit> {
+    async fn deps() -> DeviceReadDeps<MemoryDevices, MemoryUploads, MemoryAudit, crate::care::memory::MemoryCare> {
         let mut device = Device::registered("Acme", "1", "ECG", "", "2026-11-01T00:00:00.000Z");
         device.patient_id = Some("pat-2".into());
         let uploads = MemoryUploads::default();
@@ -68,7 +74,7 @@ mod tests {
             let facts = ObjectFacts { size: 10, sha256: String::new(), sha1_base64: String::new() };
             assert!(uploads.complete(&object_key, Some("v1"), &facts, &document.to_string()).await.unwrap());
         }
-        DeviceReadDeps { devices: MemoryDevices::with(vec![device]), store: uploads, audit: MemoryAudit::default() }
+        DeviceReadDeps { devices: MemoryDevices::with(vec![device]), store: uploads, audit: MemoryAudit::default(), care: crate::care::memory::MemoryCare::looking_after("clinician-sub", &["pat-1", "pat-2"]) }
     }
 
     fn read(caller: Value) -> lambda_http::Request {

@@ -1,8 +1,9 @@
 //! `GET /devices/{thingName}/observations?limit=` (`device-observations`): a device's
 //! Observations as a FHIR R4 `Bundle` of type `searchset`, newest first, each exactly as stored.
 //!
-//! Admins and clinicians may read any device's; a patient only those of a device assigned to
-//! them, and about them. Every answer is audited ([`crate::access::audit`]) per patient whose
+//! Admins may read any device's; a clinician those of a device whose patient is in their care,
+//! and only about patients in their care; a patient only those of a device assigned to them,
+//! and about them. Every answer is audited ([`crate::access::audit`]) per patient whose
 //! data it shows, and a refused attempt against the device's patient.
 
 use lambda_http::Request;
@@ -11,37 +12,43 @@ use serde_json::{json, Value};
 use super::ObservationStore;
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Principal, Role};
+use crate::care::{may_read, CareStore, ReadScope};
 use crate::devices::DeviceRegistry;
 use crate::platform::http::{limit_param, path_param, ApiError};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
-/// What the device read routes need: the registry (who may read), the store of what is read,
-/// and the audit log.
-pub struct DeviceReadDeps<D, S, L> {
+/// What the device read routes need: the registry and the care teams (who may read), the
+/// store of what is read, and the audit log.
+pub struct DeviceReadDeps<D, S, L, C> {
     pub devices: D,
     pub store: S,
     pub audit: L,
+    pub care: C,
 }
 
-impl<D: FromWiring, S: FromWiring, L: FromWiring> FromWiring for DeviceReadDeps<D, S, L> {
+impl<D: FromWiring, S: FromWiring, L: FromWiring, C: FromWiring> FromWiring for DeviceReadDeps<D, S, L, C> {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { devices: w.build()?, store: w.build()?, audit: w.build()? })
+        Ok(Self { devices: w.build()?, store: w.build()?, audit: w.build()?, care: w.build()? })
     }
 }
 
 /// The caller, the device and the page size, once the caller may read the device's resources;
 /// a refused attempt is audited against the device's patient.
-pub async fn readable_device<D: DeviceRegistry, L: AuditLog>(request: &Request, devices: &D, audit: &L) -> Result<(Principal, String, i32), ApiError> {
+pub async fn readable_device<D: DeviceRegistry, L: AuditLog, C: CareStore>(request: &Request, devices: &D, audit: &L, care: &C) -> Result<(Principal, String, i32), ApiError> {
     let caller = require(request, &[Role::Admin, Role::Clinician, Role::Patient])?;
     let thing = path_param(request, "thingName")?;
     let limit = limit_param(request, 50, 200)?;
     let device = devices.get(&thing).await?;
-    // A patient learns nothing about devices that are not theirs, not even that they exist.
+    // A patient, or a clinician, learns nothing about devices of patients not theirs, not even
+    // that they exist.
     let visible = match (&device, caller.role) {
         (None, _) => false,
-        (Some(_), Role::Admin | Role::Clinician) => true,
-        (Some(d), Role::Patient) => d.patient_id.is_some() && d.patient_id == caller.patient_id,
+        (Some(_), Role::Admin) => true,
+        (Some(d), Role::Clinician | Role::Patient) => match &d.patient_id {
+            Some(patient) => may_read(care, &caller, patient).await?,
+            None => false,
+        },
     };
     if !visible {
         let patient: Vec<String> = device.and_then(|d| d.patient_id).into_iter().collect();
@@ -76,14 +83,19 @@ struct RawEntry<'a> {
 }
 
 /// `GET /devices/{thingName}/observations`
-pub async fn device_observations<D: DeviceRegistry, O: ObservationStore, L: AuditLog>(
+pub async fn device_observations<D: DeviceRegistry, O: ObservationStore, L: AuditLog, C: CareStore>(
     request: Request,
-    deps: &DeviceReadDeps<D, O, L>,
+    deps: &DeviceReadDeps<D, O, L, C>,
 ) -> Result<lambda_http::Response<lambda_http::Body>, ApiError> {
-    let (caller, thing, limit) = readable_device(&request, &deps.devices, &deps.audit).await?;
-    let mut found = deps.store.for_device(&thing, limit).await?;
-    // A patient sees only their own readings, even from a device that changed hands.
-    found.retain(|o| caller.role != Role::Patient || Some(&o.patient_id) == caller.patient_id.as_ref());
+    let (caller, thing, limit) = readable_device(&request, &deps.devices, &deps.audit, &deps.care).await?;
+    // Only readings of patients the caller may read, even from a device that changed hands.
+    let mut scope = ReadScope::new(&deps.care, &caller);
+    let mut found = Vec::new();
+    for o in deps.store.for_device(&thing, limit).await? {
+        if scope.allows(&o.patient_id).await? {
+            found.push(o);
+        }
+    }
     let mut entry = Vec::with_capacity(found.len());
     for o in &found {
         let resource = serde_json::from_str(&o.resource).map_err(|e| ApiError::Store(StoreError::new("read observation", e)))?;
@@ -112,6 +124,7 @@ mod tests {
     use super::*;
     use crate::access::audit::AuditRecord;
     use crate::access::memory::MemoryAudit;
+    use crate::care::memory::MemoryCare;
     use crate::clinical::memory::MemoryAlerts;
     use crate::clinical::AlertSettings;
     use crate::devices::memory::MemoryDevices;
@@ -121,7 +134,7 @@ mod tests {
     use crate::observations::StoredObservation;
     use crate::platform::testing::{self, answered, Answered, ApiRequest};
 
-    type Deps = DeviceReadDeps<MemoryDevices, MemoryObservations, MemoryAudit>;
+    type Deps = DeviceReadDeps<MemoryDevices, MemoryObservations, MemoryAudit, MemoryCare>;
 
     /// acme-1 took a reading for pat-1, then was handed to pat-2 and took one for them; acme-2
     /// has no patient; acme-3 is pat-3's and took nothing.
@@ -145,7 +158,8 @@ mod tests {
         Filing::new(&filing).file(&file(20)).await.unwrap().unwrap();
         filing.devices.set_patient("acme-1", Some("pat-2"), "2026-11-02T00:00:00.000Z").await.unwrap().unwrap();
         Filing::new(&filing).file(&file(10)).await.unwrap().unwrap();
-        DeviceReadDeps { devices: filing.devices, store: filing.observations, audit: MemoryAudit::default() }
+        let care = MemoryCare::looking_after("clinician-sub", &["pat-1", "pat-2", "pat-3"]);
+        DeviceReadDeps { devices: filing.devices, store: filing.observations, audit: MemoryAudit::default(), care }
     }
 
     fn read(thing: &str, caller: Value) -> ApiRequest {
@@ -244,6 +258,19 @@ mod tests {
         assert_eq!(deps.audit.all().len(), 2);
     }
 
+    #[tokio::test]
+    async fn a_clinician_reads_only_the_readings_of_patients_in_their_care() {
+        let mut deps = deps().await;
+        deps.care = MemoryCare::looking_after("clinician-sub", &["pat-2"]);
+        let answer = answered(device_observations(read("acme-1", testing::clinician()).build(), &deps).await);
+        assert_eq!(patients_of(&answer), ["pat-2", "pat-2"], "not the former patient, who is not in their care");
+        deps.care = MemoryCare::looking_after("clinician-sub", &["pat-1"]);
+        let outside = answered(device_observations(read("acme-1", testing::clinician()).build(), &deps).await);
+        assert_eq!(outside.status, 404, "the device's patient is not in their care");
+        let admin = answered(device_observations(read("acme-1", testing::admin()).build(), &deps).await);
+        assert_eq!(patients_of(&admin).len(), 4, "an admin reads all");
+    }
+
     /// An audit log that cannot be written.
     struct UnavailableAudit;
 
@@ -259,7 +286,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_that_cannot_be_audited_shows_nothing() {
         let filed = deps().await;
-        let deps = DeviceReadDeps { devices: filed.devices, store: filed.store, audit: UnavailableAudit };
+        let deps = DeviceReadDeps { devices: filed.devices, store: filed.store, audit: UnavailableAudit, care: filed.care };
         let answer = answered(device_observations(read("acme-1", testing::clinician()).build(), &deps).await);
         assert_eq!((answer.status, answer.error_code()), (503, Some("UNAVAILABLE")));
         assert_eq!(answer.body.get("entry"), None);

@@ -174,7 +174,7 @@ pub static INBOX_PROCESSOR: FunctionSpec = FunctionSpec {
 pub static DEVICE_OBSERVATIONS: FunctionSpec = FunctionSpec {
     name: "device-observations",
     trigger: one!("GET", "/devices/{thingName}/observations"),
-    build: |w| http::<DeviceReadDeps<Devices, DynamoObservationStore, DynamoAuditLog>>(w, route!(crate::observations::http::device_observations)),
+    build: |w| http::<DeviceReadDeps<Devices, DynamoObservationStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::observations::http::device_observations)),
 };
 
 // ---------------------------------------------------------------- alerts
@@ -182,13 +182,13 @@ pub static DEVICE_OBSERVATIONS: FunctionSpec = FunctionSpec {
 pub static PATIENT_ALERTS: FunctionSpec = FunctionSpec {
     name: "patient-alerts",
     trigger: one!("GET", "/patients/{patientId}/alerts"),
-    build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog>>(w, route!(crate::clinical::http::list)),
+    build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::clinical::http::list)),
 };
 
 pub static PATIENT_ALERTS_CLOSE: FunctionSpec = FunctionSpec {
     name: "patient-alerts-close",
     trigger: one!("POST", "/patients/{patientId}/alerts/{alertId}/close"),
-    build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog>>(w, route!(crate::clinical::http::close)),
+    build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::clinical::http::close)),
 };
 
 // ---------------------------------------------------------------- files
@@ -216,7 +216,7 @@ pub static UPLOAD_REGISTERED: FunctionSpec = FunctionSpec {
 pub static DEVICE_DOCUMENTS: FunctionSpec = FunctionSpec {
     name: "device-documents",
     trigger: one!("GET", "/devices/{thingName}/documents"),
-    build: |w| http::<DeviceReadDeps<Devices, DynamoUploadStore, DynamoAuditLog>>(w, route!(crate::files::http::device_documents)),
+    build: |w| http::<DeviceReadDeps<Devices, DynamoUploadStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::files::http::device_documents)),
 };
 
 // ---------------------------------------------------------------- firmware
