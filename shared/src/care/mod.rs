@@ -239,6 +239,10 @@ impl Clinician {
         if self.email.as_ref().is_some_and(|e| !e.contains('@')) {
             return Err(invalid("email", "must be an email address"));
         }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self.location_ids.iter().find(|l| !seen.insert(*l)) {
+            return Err(invalid("locationIds", format!("{twice} is listed twice")));
+        }
         Ok(())
     }
 }
@@ -359,6 +363,7 @@ mod tests {
         assert!(!CareTeam { location_id: Some("ward-8".into()), ..team.clone() }.includes(&nurse));
         assert!(CareTeam { nurses: vec!["n-1".into()], location_id: None, ..team }.includes(&nurse));
         assert_eq!(Clinician { phone: Some("07700 900123".into()), ..nurse.clone() }.check(), Err(invalid("phone", "must be E.164, e.g. +447700900123")));
+        assert_eq!(Clinician { location_ids: vec!["w".into(), "w".into()], ..nurse.clone() }.check(), Err(invalid("locationIds", "w is listed twice")));
         assert_eq!(ClinicalSettings { escalation_timeouts: EscalationTimeouts { low_medium: 0, medium: 15, high: 15 }, ..Default::default() }.check().map_err(|e| e.to_string()), Err("escalationTimeouts: each must be 1 to 1440 minutes".into()));
     }
 }

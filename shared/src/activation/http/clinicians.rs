@@ -116,7 +116,9 @@ pub async fn clinician_jwt<S: ClinicianLoginStore, P, L>(request: Request, deps:
     };
     let caller = with_scope(caller, "read:send_entry_identifier")?;
     let Some(device_id) = caller.device_id.clone() else { return Err(PolarisError::forbidden()) };
-    let Some(mut login) = deps.activations.by_identifier(&identifier).await? else {
+    // An empty identifier is nobody's (the index keeps none).
+    let found = if identifier.is_empty() { None } else { deps.activations.by_identifier(&identifier).await? };
+    let Some(mut login) = found else {
         tracing::info!(event = "SEND entry login failure", device_id = %device_id, reason = "Clinician with provided SEND Entry identifier not found", "clinician JWT refused");
         return Err(message(404, "Invalid clinician identifier"));
     };
@@ -191,6 +193,7 @@ mod tests {
         assert_eq!(raw["metadata"], json!({"clinician_id": "c-1", "referring_device_id": "d-1"}));
 
         assert_eq!(sign_in(&deps, tablet("read:send_entry_identifier"), "999").await.body, json!({"message": "Invalid clinician identifier"}));
+        assert_eq!(sign_in(&deps, tablet("read:send_entry_identifier"), "").await.status, 404);
         let person = json!({"authenticated": true, "polaris": true, "clinicianId": "c-2", "scope": "read:send_entry_identifier"});
         assert_eq!(sign_in(&deps, person, "666123").await.status, 403, "only a tablet signs clinicians in");
         assert_eq!(sign_in(&deps, tablet("read:send_device"), "666123").await.status, 403);

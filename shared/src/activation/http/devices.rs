@@ -19,6 +19,15 @@ use crate::StoreError;
 /// A device body's fields and their types (`DeviceRequest`, `DeviceUpdate`).
 const DEVICE_FIELDS: &[(&str, Field)] = &[("location_id", Field::Text), ("description", Field::Text), ("active", Field::Bool)];
 
+/// A tablet is listed by its location, so it must have one (DynamoDB keeps no empty key; the
+/// reference would store `""`).
+fn located(fields: &Map<String, Value>) -> Result<(), PolarisError> {
+    if fields.get("location_id").and_then(Value::as_str).is_some_and(str::is_empty) {
+        return Err(message(400, "location_id must not be empty"));
+    }
+    Ok(())
+}
+
 /// The reference refuses a JSON body on its device reads.
 fn no_json_body(request: &Request) -> Result<(), PolarisError> {
     let json = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.trim_start().starts_with("application/json"));
@@ -40,6 +49,7 @@ pub async fn create<S: EntryDeviceStore, P, L>(request: Request, deps: &Activati
     only_query(&request, &["type"])?;
     let caller = with_scope(caller, "write:send_device")?;
     unexpected_key(&fields, DEVICE_FIELDS)?;
+    located(&fields)?;
     let now = Utc::now();
     let device = EntryDevice {
         uuid: uuid::Uuid::new_v4().to_string(),
@@ -71,7 +81,8 @@ pub async fn list<S: EntryDeviceStore, P, L>(request: Request, deps: &Activation
     };
     with_scope(caller, "read:send_device")?;
     no_json_body(&request)?;
-    let locations = query.first("location_id").map(|l| l.split(',').map(str::to_owned).collect());
+    // No tablet has an empty location: empty names in the list match nothing.
+    let locations = query.first("location_id").map(|l| l.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect());
     let devices = deps.activations.devices(&DeviceFilter { active, locations }).await?;
     Ok(ok(&devices.iter().map(EntryDevice::to_json).collect::<Vec<_>>(), &request))
 }
@@ -99,6 +110,7 @@ pub async fn update<S: EntryDeviceStore, P, L>(request: Request, deps: &Activati
     if let Some(extra) = fields.keys().find(|k| !DEVICE_FIELDS.iter().any(|(name, _)| name == k)) {
         return Err(message(400, &format!("{extra} can not be updated")));
     }
+    located(&fields)?;
     let uuid = path(&request, "device_id");
     for _ in 0..ATTEMPTS {
         let mut device = known(&deps.activations, &uuid).await?;
@@ -297,6 +309,8 @@ mod tests {
         assert_eq!(post(json!({"location_id": "L1"})).await.body["detail"], "'description' is a required property");
         assert_eq!(post(json!({"location_id": 5, "description": "d"})).await.body["detail"], "5 is not of type 'string' - 'location_id'");
         assert_eq!(post(json!({"location_id": "L1", "description": "d", "colour": "red"})).await.status, 400);
+        assert_eq!(post(json!({"location_id": "", "description": "d"})).await.body, json!({"message": "location_id must not be empty"}));
+        assert_eq!(listed(&[("location_id", ",")]).await.body, json!([]), "empty location names match nothing");
         let patient = json!({"authenticated": true, "polaris": true, "patientId": "p-1", "scope": "read:gdm_message"});
         let refused = answered(create(ApiRequest::new("POST /dhos/v1/device").caller(patient).json(json!({"location_id": "L1", "description": "d"})).build(), &deps).await);
         assert_eq!(refused.body, json!({"message": "Forbidden"}));
