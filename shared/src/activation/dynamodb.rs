@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::clinicians::{ClinicianLogin, ClinicianLoginStore};
 use super::devices::{DeviceFilter, EntryDevice, EntryDeviceStore};
 use super::{Activation, ActivationStore, Credential, Holder};
-use crate::platform::dynamodb::{conditional_put, delete_all, n, opt_bool, opt_s, opt_u64, put_opt, query_all, req_s, s, Item};
+use crate::platform::dynamodb::{delete_all, n, put_over_version, put_over_version_in, opt_bool, opt_s, opt_u64, put_opt, query_all, req_s, s, Item};
 use crate::platform::tables::{ACTIVATIONS, ACTIVATIONS_COMPLETED, CLINICIANS_BY_IDENTIFIER, ENTRY_DEVICES_BY_LOCATION};
 use crate::platform::time::{format_utc, parse_with_offset};
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -28,26 +28,14 @@ impl DynamoActivationStore {
         Ok(out.item)
     }
 
-    /// A put of `item` over `version - 1` (absent when `version` is 1).
+    /// A put of `item` over `version - 1` (absent when `version` is 1), in a transaction.
     fn versioned_put(&self, item: Item, version: u64, op: &'static str) -> Result<Put, StoreError> {
-        let put = Put::builder().table_name(&self.table).set_item(Some(item));
-        let put = if version <= 1 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("version = :previous").expression_attribute_values(":previous", n(version - 1))
-        };
-        put.build().map_err(|e| StoreError::new(op, e))
+        put_over_version_in(&self.table, item, version, "pk", op)
     }
 
     /// Writes `item` over `version - 1` (absent when `version` is 1); false if that failed.
     async fn put_versioned(&self, item: Item, version: u64, op: &'static str) -> Result<bool, StoreError> {
-        let put = self.client.put_item().table_name(&self.table).set_item(Some(item));
-        let put = if version <= 1 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("version = :previous").expression_attribute_values(":previous", n(version - 1))
-        };
-        conditional_put(put, op).await
+        put_over_version(&self.client, &self.table, item, version, "pk", op).await
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>, op: &'static str) -> Result<bool, StoreError> {

@@ -143,7 +143,7 @@ impl MessageStore for DynamoMessageStore {
     }
 
     async fn update(&self, message: &Message) -> Result<bool, StoreError> {
-        put_over_version(&self.client, &self.table, to_item(message), message.version, "update message").await
+        put_over_version(&self.client, &self.table, to_item(message), message.version, "uuid", "update message").await
     }
 
     async fn sent_by(&self, sender: &str) -> Result<Vec<Message>, StoreError> {

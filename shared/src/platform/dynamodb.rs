@@ -108,16 +108,29 @@ pub async fn query_all<T>(
     Ok(found)
 }
 
-/// Writes `item`, a record's next version, only over the version before it (`version` counts
-/// writes from 1); false when another write came first.
-pub async fn put_over_version(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, version: u64, operation: &'static str) -> Result<bool, StoreError> {
-    let put = client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("version = :previous")
-        .expression_attribute_values(":previous", n(version.saturating_sub(1)));
-    conditional_put(put, operation).await
+/// The condition on writing a record's `version` (counting writes from 1): for the first, that
+/// no item with its `key` exists; after it, that the stored one is the version before.
+fn over_version(version: u64, key: &str) -> (String, Option<AttributeValue>) {
+    if version <= 1 {
+        (format!("attribute_not_exists({key})"), None)
+    } else {
+        ("version = :previous".to_owned(), Some(n(version - 1)))
+    }
+}
+
+/// Writes `item`, a record's `version`, only over the version before it (the first only where
+/// no item with its `key` is); false when another write came first.
+pub async fn put_over_version(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, version: u64, key: &str, operation: &'static str) -> Result<bool, StoreError> {
+    let (condition, previous) = over_version(version, key);
+    let put = client.put_item().table_name(table).set_item(Some(item)).condition_expression(condition);
+    conditional_put(put.set_expression_attribute_values(previous.map(|p| std::collections::HashMap::from([(":previous".to_owned(), p)]))), operation).await
+}
+
+/// The same write as [`put_over_version`], as a part of a transaction.
+pub fn put_over_version_in(table: &str, item: Item, version: u64, key: &str, operation: &'static str) -> Result<aws_sdk_dynamodb::types::Put, StoreError> {
+    let (condition, previous) = over_version(version, key);
+    let put = aws_sdk_dynamodb::types::Put::builder().table_name(table).set_item(Some(item)).condition_expression(condition);
+    put.set_expression_attribute_values(previous.map(|p| std::collections::HashMap::from([(":previous".to_owned(), p)]))).build().map_err(|e| StoreError::new(operation, e))
 }
 
 /// Deletes every item of a table keyed by `key` alone (the development routes' `TRUNCATE`):
