@@ -303,11 +303,6 @@ impl PolarisSigner {
             _ => Ok(JwkSet { keys: Vec::new() }),
         }
     }
-
-    /// The algorithm it signs with, if configured.
-    pub fn algorithm(&self) -> Option<PolarisAlgorithm> {
-        self.issuer.as_ref().map(|(_, a, _)| *a)
-    }
 }
 
 fn encode_claims(header: &Header, key: &EncodingKey, issuer: &str, metadata: &[(&str, &str)], scope: &str, lifetime: chrono::Duration) -> Result<String, String> {

@@ -165,12 +165,19 @@ pub fn caller(request: &Request) -> Result<Caller, NoCaller> {
     Ok(caller)
 }
 
-/// The reference's steps before its schema check: a bearer token, and no query parameter.
-pub(crate) fn admitted(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError> {
+/// The reference's first check: a bearer token (401 without one). Whether it is good is
+/// told only after the body and query are checked.
+pub(crate) fn bearer(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError> {
     let caller = caller(request);
     if caller == Err(NoCaller::NoBearer) {
         return Err(PolarisError::unauthorized());
     }
+    Ok(caller)
+}
+
+/// The reference's steps before its schema check: a bearer token, and no query parameter.
+pub(crate) fn admitted(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError> {
+    let caller = bearer(request)?;
     only_query(request, &[])?;
     Ok(caller)
 }

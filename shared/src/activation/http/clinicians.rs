@@ -5,7 +5,7 @@ use chrono::{NaiveDate, Utc};
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 
-use super::{bearer, checked_body, message, mint, unexpected_key, with_scope, ActivationDeps, Field, ATTEMPTS};
+use super::{bearer, checked_body, message, mint, only_updatable, unexpected_key, with_scope, ActivationDeps, Field, ATTEMPTS};
 use crate::activation::clinicians::{ClinicianLogin, ClinicianLoginStore};
 use crate::activation::CLINICIAN_JWT_LIFETIME;
 use crate::messages::http::{ok, only_query, path, Answer, PolarisError};
@@ -82,9 +82,7 @@ pub async fn update<S: ClinicianLoginStore, P, L>(request: Request, deps: &Activ
     let fields = checked_body(&request, &["groups", "products"], CHANGEABLE)?;
     only_query(&request, &[])?;
     let caller = with_scope(caller, "write:send_clinician")?;
-    if let Some(extra) = fields.keys().find(|k| !CHANGEABLE.iter().any(|(name, _)| name == k)) {
-        return Err(message(400, &format!("{extra} can not be updated")));
-    }
+    only_updatable(&fields, CHANGEABLE)?;
     let contract = contract_date(&fields)?;
     let clinician_id = path(&request, "clinician_id");
     for _ in 0..ATTEMPTS {

@@ -7,7 +7,7 @@ use lambda_http::{Request, RequestExt};
 use serde_json::{json, Map, Value};
 use lambda_http::http::header::CONTENT_TYPE;
 
-use super::{authorisation_header, authorised, bearer, checked_body, complete, message, mint, open_for, refused, unexpected_key, with_scope, ActivationDeps, Field, ATTEMPTS, NOT_FOUND};
+use super::{authorisation_header, authorised, bearer, checked_body, complete, message, mint, only_updatable, open_for, refused, unexpected_key, with_scope, ActivationDeps, Field, ATTEMPTS, NOT_FOUND};
 use crate::access::audit::AuditLog;
 use crate::access::secrets::PepperSource;
 use crate::activation::codes::{self, DEVICE_CODE_ALPHABET, DEVICE_CODE_LENGTH};
@@ -107,9 +107,7 @@ pub async fn update<S: EntryDeviceStore, P, L>(request: Request, deps: &Activati
     let fields = checked_body(&request, &[], DEVICE_FIELDS)?;
     only_query(&request, &[])?;
     let caller = with_scope(caller, "write:send_device")?;
-    if let Some(extra) = fields.keys().find(|k| !DEVICE_FIELDS.iter().any(|(name, _)| name == k)) {
-        return Err(message(400, &format!("{extra} can not be updated")));
-    }
+    only_updatable(&fields, DEVICE_FIELDS)?;
     located(&fields)?;
     let uuid = path(&request, "device_id");
     for _ in 0..ATTEMPTS {

@@ -18,7 +18,8 @@ use crate::access::audit::{record_read_by, AuditLog};
 use crate::access::polaris::{PolarisSigner, SignError};
 use crate::access::secrets::PepperSource;
 use crate::messages::access::Caller;
-use crate::messages::http::{caller, json_body, kind, ok, only_query, path, Answer, NoCaller, PolarisError};
+pub(crate) use crate::messages::http::bearer;
+use crate::messages::http::{admitted, json_body, kind, ok, only_query, path, Answer, NoCaller, PolarisError};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -78,16 +79,6 @@ fn unavailable(e: &dyn std::fmt::Display) -> PolarisError {
     message(503, "Service unavailable")
 }
 
-/// The reference's first check: a bearer token (401 without one). Whether it is good is
-/// told only after the body and query are checked.
-pub(crate) fn bearer(request: &Request) -> Result<Result<Caller, NoCaller>, PolarisError> {
-    let caller = caller(request);
-    if caller == Err(NoCaller::NoBearer) {
-        return Err(PolarisError::unauthorized());
-    }
-    Ok(caller)
-}
-
 /// The caller, if their token is good and holds `scope` (403 otherwise).
 pub(crate) fn with_scope(caller: Result<Caller, NoCaller>, scope: &str) -> Result<Caller, PolarisError> {
     caller.ok().filter(|c| c.has(scope)).ok_or_else(PolarisError::forbidden)
@@ -95,9 +86,7 @@ pub(crate) fn with_scope(caller: Result<Caller, NoCaller>, scope: &str) -> Resul
 
 /// A route without body or query parameters: the caller, if they hold `scope`.
 fn caller_with(request: &Request, scope: &str) -> Result<Caller, PolarisError> {
-    let caller = bearer(request)?;
-    only_query(request, &[])?;
-    with_scope(caller, scope)
+    with_scope(admitted(request)?, scope)
 }
 
 /// The type of a body's field, as the reference's OpenAPI document gives it.
@@ -143,9 +132,14 @@ pub(crate) fn checked_body(request: &Request, required: &[&str], fields: &[(&str
     Ok(given)
 }
 
-/// The reference's refusal of a field its model does not have (a `KeyError`, quoted).
+/// The first field of `given` that is not one of `fields`.
+fn unknown_field<'a>(given: &'a serde_json::Map<String, Value>, fields: &[(&str, Field)]) -> Option<&'a String> {
+    given.keys().find(|k| !fields.iter().any(|(name, _)| name == k))
+}
+
+/// The reference's refusal, on creation, of a field its model does not have (a `KeyError`, quoted).
 pub(crate) fn unexpected_key(given: &serde_json::Map<String, Value>, fields: &[(&str, Field)]) -> Result<(), PolarisError> {
-    match given.keys().find(|k| !fields.iter().any(|(name, _)| name == k)) {
+    match unknown_field(given, fields) {
         None => Ok(()),
         Some(extra) => {
             let body = Value::Object(given.clone());
@@ -154,7 +148,15 @@ pub(crate) fn unexpected_key(given: &serde_json::Map<String, Value>, fields: &[(
     }
 }
 
-/// A JWT for `holder` with `scope`, valid `lifetime`.
+/// The reference's refusal, on an update, of a field that may not change.
+pub(crate) fn only_updatable(given: &serde_json::Map<String, Value>, fields: &[(&str, Field)]) -> Result<(), PolarisError> {
+    match unknown_field(given, fields) {
+        None => Ok(()),
+        Some(extra) => Err(message(400, &format!("{extra} can not be updated"))),
+    }
+}
+
+/// A JWT naming `metadata` (the holder's ids) with `scope`, valid `lifetime`.
 pub(crate) async fn mint<S, P, L>(deps: &ActivationDeps<S, P, L>, metadata: &[(&str, &str)], scope: &str, lifetime: Duration) -> Result<String, PolarisError> {
     deps.signer.mint(metadata, scope, lifetime).await.map_err(sign_failure)
 }
@@ -193,7 +195,7 @@ async fn open_for<S: ActivationStore>(store: &S, activation: &Activation) -> Res
     store.open(activation, replaced.as_deref(), &credential).await
 }
 
-/// Completes `activation` (found by `key`) at `now`: its holder gets a new authorisation code,
+/// Completes `activation` at `now`: its holder gets a new authorisation code,
 /// which replaces the last. None if others changed its records first.
 async fn complete<S: ActivationStore>(store: &S, mut activation: Activation, now: chrono::DateTime<Utc>) -> Result<Option<String>, StoreError> {
     let authorisation_code = codes::random_string(CODE_ALPHABET, CODE_LENGTH)?;
@@ -258,13 +260,7 @@ fn validation_body(request: &Request) -> Result<Option<serde_json::Map<String, V
     if text.trim().is_empty() || text.trim() == "null" {
         return Ok(None);
     }
-    let body = json_body(request)?;
-    let Value::Object(fields) = body else { return Err(PolarisError::schema(format!("{body} is not of type 'object'"))) };
-    match fields.get("otp") {
-        None => Err(PolarisError::schema("'otp' is a required property")),
-        Some(Value::Null | Value::String(_)) => Ok(Some(fields)),
-        Some(other) => Err(PolarisError::schema(format!("{other} is not of type 'string' - 'otp'"))),
-    }
+    checked_body(request, &["otp"], &[("otp", Field::NullableText)]).map(Some)
 }
 
 /// The OTP of a patient's validation body, checked then as the reference's view checks it.
