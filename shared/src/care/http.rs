@@ -17,12 +17,13 @@ use chrono::Utc;
 use lambda_http::Request;
 use serde_json::json;
 
-use super::{check_team, valid_id, CareRefusal, CareStore, CareTeam, ClinicalSettings, Clinician, Location};
+use super::{check_team, unknown_location, valid_id, CareRefusal, CareStore, CareTeam, ClinicalSettings, Clinician, Location};
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Principal, Role};
 use crate::platform::http::{json_body, path_param, ApiError, Reply};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
+use crate::StoreError;
 
 /// What the care-team routes need: the store, and the audit log (settings are patient data).
 pub struct CareDeps<S, L> {
@@ -55,8 +56,12 @@ fn id_param(request: &Request, name: &str) -> Result<String, ApiError> {
     }
 }
 
+fn json_of<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::Store(StoreError::new("write the answer", e)))
+}
+
 fn reply<T: serde::Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
-    Ok((status, serde_json::to_value(value).map_err(|e| ApiError::bad("body", e.to_string()))?))
+    Ok((status, json_of(value)?))
 }
 
 /// `PUT /admin/clinicians/{clinicianId}`: a doctor or nurse (the id is their staff-pool
@@ -67,10 +72,8 @@ pub async fn put_clinician<S: CareStore, L>(request: Request, deps: &CareDeps<S,
     let mut clinician: Clinician = json_body(&request)?;
     clinician.clinician_id = id.clone();
     clinician.check()?;
-    for location in &clinician.location_ids {
-        if deps.care.location(location).await?.is_none() {
-            return Err(CareRefusal::UnknownLocation(location.clone()).into());
-        }
+    if let Some(location) = unknown_location(&deps.care, &clinician.location_ids).await? {
+        return Err(CareRefusal::UnknownLocation(location.clone()).into());
     }
     let previous = deps.care.clinician(&id).await?;
     deps.care.put_clinician(&clinician, previous.as_ref()).await?;
@@ -116,7 +119,7 @@ pub async fn get_location<S: CareStore, L>(request: Request, deps: &CareDeps<S, 
     require(&request, &[Role::Admin])?;
     let id = id_param(&request, "locationId")?;
     let location = deps.care.location(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no location {id}")))?;
-    let mut body = serde_json::to_value(&location).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    let mut body = json_of(&location)?;
     body["members"] = json!(deps.care.members(&id).await?);
     Ok((200, body))
 }
@@ -128,7 +131,7 @@ pub async fn put_care_team<S: CareStore, L: AuditLog>(request: Request, deps: &C
     let patient = id_param(&request, "patientId")?;
     let mut team: CareTeam = json_body(&request)?;
     team.patient_id = patient.clone();
-    check_team(&deps.care, &team).await?;
+    check_team(&deps.care, &team).await??;
     deps.care.put_care_team(&team).await?;
     record_read(&deps.audit, &request, &who, &[patient.as_str()], 200).await?;
     reply(200, &team)

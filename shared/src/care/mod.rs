@@ -280,57 +280,77 @@ pub trait CareStore: Send + Sync {
 /// Whether `who` may read a patient's data (Observations, documents, alerts, settings): an
 /// admin; the patient; a clinician of the patient's care team (named, or at its location).
 pub async fn may_read<S: CareStore>(care: &S, who: &Principal, patient_id: &str) -> Result<bool, StoreError> {
-    Ok(match who.role {
-        Role::Admin => true,
-        Role::Patient => who.patient_id.as_deref() == Some(patient_id),
-        Role::Clinician => match (care.clinician(&who.subject).await?, care.care_team(patient_id).await?) {
-            (Some(clinician), Some(team)) => team.includes(&clinician),
-            _ => false,
-        },
-    })
+    ReadScope::new(care, who.clone()).allows(patient_id).await
 }
 
-/// [`may_read`] for the patients of one answer, each asked once.
+/// [`may_read`] for the patients of one answer: the clinician's record is read once, each
+/// patient's team once.
 pub struct ReadScope<'a, S> {
     care: &'a S,
-    who: &'a Principal,
+    who: Principal,
+    /// The caller's clinician record, once read (None inside: they have none).
+    clinician: Option<Option<Clinician>>,
     known: std::collections::HashMap<String, bool>,
 }
 
 impl<'a, S: CareStore> ReadScope<'a, S> {
-    pub fn new(care: &'a S, who: &'a Principal) -> Self {
-        Self { care, who, known: std::collections::HashMap::new() }
+    pub fn new(care: &'a S, who: Principal) -> Self {
+        Self { care, who, clinician: None, known: std::collections::HashMap::new() }
+    }
+
+    /// Who is reading.
+    pub fn who(&self) -> &Principal {
+        &self.who
     }
 
     pub async fn allows(&mut self, patient_id: &str) -> Result<bool, StoreError> {
         if let Some(known) = self.known.get(patient_id) {
             return Ok(*known);
         }
-        let allowed = may_read(self.care, self.who, patient_id).await?;
+        let allowed = match self.who.role {
+            Role::Admin => true,
+            Role::Patient => self.who.patient_id.as_deref() == Some(patient_id),
+            Role::Clinician => {
+                if self.clinician.is_none() {
+                    self.clinician = Some(self.care.clinician(&self.who.subject).await?);
+                }
+                match self.clinician.as_ref().and_then(Option::as_ref) {
+                    Some(clinician) => self.care.care_team(patient_id).await?.is_some_and(|team| team.includes(clinician)),
+                    None => false,
+                }
+            }
+        };
         self.known.insert(patient_id.to_owned(), allowed);
         Ok(allowed)
     }
 }
 
+/// The first of `locations` the platform does not know.
+pub async fn unknown_location<'a, S: CareStore>(store: &S, locations: impl IntoIterator<Item = &'a String>) -> Result<Option<&'a String>, StoreError> {
+    for location in locations {
+        if store.location(location).await?.is_none() {
+            return Ok(Some(location));
+        }
+    }
+    Ok(None)
+}
+
 /// Checks a care team against what the platform knows: its doctors are doctors, its nurses
-/// nurses, its location exists.
-pub async fn check_team<S: CareStore>(store: &S, team: &CareTeam) -> Result<(), CareRefusal> {
+/// nurses, its location exists (the outer error: the store failed).
+pub async fn check_team<S: CareStore>(store: &S, team: &CareTeam) -> Result<Result<(), CareRefusal>, StoreError> {
     for (ids, role) in [(&team.doctors, ClinicianRole::Doctor), (&team.nurses, ClinicianRole::Nurse)] {
         for id in ids {
-            let found = store.clinician(id).await.map_err(|e| invalid("store", e.to_string()))?;
-            let clinician = found.ok_or_else(|| CareRefusal::UnknownClinician(id.clone()))?;
+            let Some(clinician) = store.clinician(id).await? else { return Ok(Err(CareRefusal::UnknownClinician(id.clone()))) };
             if clinician.role != role {
                 let name = |r: ClinicianRole| if r == ClinicianRole::Doctor { "doctor" } else { "nurse" };
-                return Err(CareRefusal::WrongRole(id.clone(), name(clinician.role), name(role)));
+                return Ok(Err(CareRefusal::WrongRole(id.clone(), name(clinician.role), name(role))));
             }
         }
     }
-    if let Some(location) = &team.location_id {
-        if store.location(location).await.map_err(|e| invalid("store", e.to_string()))?.is_none() {
-            return Err(CareRefusal::UnknownLocation(location.clone()));
-        }
-    }
-    Ok(())
+    Ok(match unknown_location(store, &team.location_id).await? {
+        Some(location) => Err(CareRefusal::UnknownLocation(location.clone())),
+        None => Ok(()),
+    })
 }
 
 #[cfg(test)]

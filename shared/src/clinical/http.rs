@@ -235,7 +235,7 @@ pub async fn score_news2(request: Request, _: &()) -> Result<Reply, ApiError> {
     require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?;
     let body: serde_json::Value = json_body(&request)?;
     let set = super::scoring::EngineSet::from_json(&body).map_err(|e| ApiError::bad(e.field(), e.to_string()))?;
-    let scored = serde_json::to_value(super::scoring::score(&set)).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    let scored = serde_json::to_value(super::scoring::score(&set)).map_err(|e| ApiError::Store(crate::StoreError::new("write the answer", e)))?;
     Ok((200, scored))
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::UploadRecordStore;
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::Role;
-use crate::care::{CareStore, ReadScope};
+use crate::care::CareStore;
 use crate::devices::DeviceRegistry;
 use crate::observations::http::{readable_device, searchset, DeviceReadDeps};
 use crate::platform::http::{ApiError, Reply};
@@ -19,8 +19,7 @@ pub async fn device_documents<D: DeviceRegistry, U: UploadRecordStore, L: AuditL
     request: Request,
     deps: &DeviceReadDeps<D, U, L, C>,
 ) -> Result<Reply, ApiError> {
-    let (caller, thing, limit) = readable_device(&request, &deps.devices, &deps.audit, &deps.care).await?;
-    let mut scope = ReadScope::new(&deps.care, &caller);
+    let (mut scope, thing, limit) = readable_device(&request, &deps.devices, &deps.audit, &deps.care).await?;
     let mut entries = Vec::new();
     let mut patients = Vec::new();
     for text in deps.store.documents_for_device(&thing, limit).await? {
@@ -29,7 +28,7 @@ pub async fn device_documents<D: DeviceRegistry, U: UploadRecordStore, L: AuditL
         let subject = resource["subject"]["reference"].as_str().map(|r| r.trim_start_matches("Patient/").to_owned());
         let allowed = match &subject {
             Some(patient) => scope.allows(patient).await?,
-            None => caller.role == Role::Admin,
+            None => scope.who().role == Role::Admin,
         };
         if !allowed {
             continue;
@@ -38,7 +37,7 @@ pub async fn device_documents<D: DeviceRegistry, U: UploadRecordStore, L: AuditL
         let id = resource["id"].as_str().unwrap_or_default().to_owned();
         entries.push(json!({"fullUrl": format!("DocumentReference/{id}"), "resource": resource, "search": {"mode": "match"}}));
     }
-    record_read(&deps.audit, &request, &caller, &patients, 200).await?;
+    record_read(&deps.audit, &request, scope.who(), &patients, 200).await?;
     Ok((200, searchset(entries)))
 }
 

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::ObservationStore;
 use crate::access::audit::{record_read, AuditLog};
-use crate::access::{require, Principal, Role};
-use crate::care::{may_read, CareStore, ReadScope};
+use crate::access::{require, Role};
+use crate::care::{CareStore, ReadScope};
 use crate::devices::DeviceRegistry;
 use crate::platform::http::{limit_param, path_param, ApiError};
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -33,29 +33,34 @@ impl<D: FromWiring, S: FromWiring, L: FromWiring, C: FromWiring> FromWiring for 
     }
 }
 
-/// The caller, the device and the page size, once the caller may read the device's resources;
-/// a refused attempt is audited against the device's patient.
-pub async fn readable_device<D: DeviceRegistry, L: AuditLog, C: CareStore>(request: &Request, devices: &D, audit: &L, care: &C) -> Result<(Principal, String, i32), ApiError> {
-    let caller = require(request, &[Role::Admin, Role::Clinician, Role::Patient])?;
+/// Who reads (with the patients they may read), the device and the page size, once the caller
+/// may read the device's resources; a refused attempt is audited against the device's patient.
+pub async fn readable_device<'a, D: DeviceRegistry, L: AuditLog, C: CareStore>(
+    request: &Request,
+    devices: &D,
+    audit: &L,
+    care: &'a C,
+) -> Result<(ReadScope<'a, C>, String, i32), ApiError> {
+    let mut scope = ReadScope::new(care, require(request, &[Role::Admin, Role::Clinician, Role::Patient])?);
     let thing = path_param(request, "thingName")?;
     let limit = limit_param(request, 50, 200)?;
     let device = devices.get(&thing).await?;
     // A patient, or a clinician, learns nothing about devices of patients not theirs, not even
     // that they exist.
-    let visible = match (&device, caller.role) {
+    let visible = match (&device, scope.who().role) {
         (None, _) => false,
         (Some(_), Role::Admin) => true,
         (Some(d), Role::Clinician | Role::Patient) => match &d.patient_id {
-            Some(patient) => may_read(care, &caller, patient).await?,
+            Some(patient) => scope.allows(patient).await?,
             None => false,
         },
     };
     if !visible {
         let patient: Vec<String> = device.and_then(|d| d.patient_id).into_iter().collect();
-        record_read(audit, request, &caller, &patient, 404).await?;
+        record_read(audit, request, scope.who(), &patient, 404).await?;
         return Err(ApiError::NotFound(format!("no device {thing}")));
     }
-    Ok((caller, thing, limit))
+    Ok((scope, thing, limit))
 }
 
 /// A FHIR `searchset` Bundle of the entries.
@@ -87,9 +92,8 @@ pub async fn device_observations<D: DeviceRegistry, O: ObservationStore, L: Audi
     request: Request,
     deps: &DeviceReadDeps<D, O, L, C>,
 ) -> Result<lambda_http::Response<lambda_http::Body>, ApiError> {
-    let (caller, thing, limit) = readable_device(&request, &deps.devices, &deps.audit, &deps.care).await?;
+    let (mut scope, thing, limit) = readable_device(&request, &deps.devices, &deps.audit, &deps.care).await?;
     // Only readings of patients the caller may read, even from a device that changed hands.
-    let mut scope = ReadScope::new(&deps.care, &caller);
     let mut found = Vec::new();
     for o in deps.store.for_device(&thing, limit).await? {
         if scope.allows(&o.patient_id).await? {
@@ -102,7 +106,7 @@ pub async fn device_observations<D: DeviceRegistry, O: ObservationStore, L: Audi
         entry.push(RawEntry { full_url: full_url(&o.id), resource, search: json!({"mode": "match"}) });
     }
     let patients: Vec<&str> = found.iter().map(|o| o.patient_id.as_str()).collect();
-    record_read(&deps.audit, &request, &caller, &patients, 200).await?;
+    record_read(&deps.audit, &request, scope.who(), &patients, 200).await?;
     let bundle = RawSearchset { resource_type: "Bundle", r#type: "searchset", total: entry.len(), entry };
     let text = serde_json::to_string(&bundle).map_err(|e| ApiError::Store(StoreError::new("write the bundle", e)))?;
     Ok(crate::platform::http::json_text_response(200, text, &[]))
