@@ -165,12 +165,7 @@ impl PolarisCompat {
             getrandom::fill(&mut random).map_err(|e| e.to_string())?;
             Ok(hex::encode(random))
         })?;
-        let rsa_pem = kept_key(&dir.join("polaris-rs256.pem"), |k| k.starts_with("-----BEGIN PRIVATE KEY-----"), || {
-            use aws_lc_rs::encoding::AsDer;
-            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| format!("an RSA key: {e}"))?;
-            let der = pair.as_der().map_err(|e| format!("an RSA key: {e}"))?;
-            Ok(vitalwire::access::polaris::pkcs8_pem(der.as_ref()))
-        })?;
+        let rsa_pem = kept_key(&dir.join("polaris-rs256.pem"), |k| k.starts_with("-----BEGIN PRIVATE KEY-----"), vitalwire::access::polaris::generate_rsa_pem)?;
         let secrets = aws_sdk_secretsmanager::Client::new(config);
         for (name, value) in [(POLARIS_KEY_SECRET, &key), (POLARIS_RSA_KEY_SECRET, &rsa_pem)] {
             let secret = stack.secrets.get(name).ok_or_else(|| format!("template.yaml has no {name}"))?;

@@ -335,12 +335,16 @@ impl FromWiring for PolarisSigner {
     }
 }
 
-/// A PKCS#8 private key (DER) as PEM, as `openssl genpkey` writes it.
-pub fn pkcs8_pem(der: &[u8]) -> String {
+/// A fresh 2048-bit RSA private key as PKCS#8 PEM, as `openssl genpkey` writes it (the local
+/// platform's RS256 key; tests).
+pub fn generate_rsa_pem() -> Result<String, String> {
+    use aws_lc_rs::encoding::AsDer;
     use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| format!("an RSA key: {e}"))?;
+    let der = pair.as_der().map_err(|e| format!("an RSA key: {e}"))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
     let lines: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
+    Ok(format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")))
 }
 
 /// The `iss` a token names, read without verifying it (to pick the verifier that may check it).
@@ -410,11 +414,8 @@ pub(crate) mod tests {
         assert_eq!(unverified_issuer("nope"), Err(AuthError::Malformed));
     }
 
-    /// A fresh RSA private key as PKCS#8 PEM.
     pub(crate) fn rsa_pem() -> String {
-        use aws_lc_rs::encoding::AsDer;
-        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        pkcs8_pem(key.as_der().unwrap().as_ref())
+        generate_rsa_pem().unwrap()
     }
 
     #[tokio::test]
