@@ -13,6 +13,7 @@
 //! closed. The record keeps the contributing readings.
 
 mod dynamodb;
+pub mod flow;
 pub mod http;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
