@@ -42,7 +42,7 @@ async fn an_admin_builds_a_ward_and_a_team_and_only_the_team_sets_the_patients_s
 
     let doctor = gw.auth().mint("d-1", Role::Clinician, None, 10).unwrap();
     let outsider = gw.auth().mint("d-9", Role::Clinician, None, 10).unwrap();
-    let settings = json!({"spo2": {"scale": 2}, "escalationTimeouts": {"lowMedium": 30, "medium": 15, "high": 5}, "channels": ["sms"],
+    let settings = json!({"spo2": {"scale": 2}, "escalationTimeouts": {"lowMedium": 30, "medium": 15, "high": 5}, "channels": ["sms"], "phone": "+447700900001",
         "quietHours": {"start": "22:00:00", "end": "07:00:00", "timezone": "Europe/London"}});
     let (status, body) = send(&gw, &doctor, Method::PUT, "/patients/p-1/settings", Some(settings.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");

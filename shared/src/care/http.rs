@@ -261,7 +261,7 @@ mod tests {
     async fn settings_are_the_teams_and_the_patients_and_a_new_spo2_scale_names_its_prescriber() {
         let deps = deps();
         ward_with_team(&deps).await;
-        let body = json!({"spo2": {"scale": 2, "prescribedBy": "someone", "prescribedAt": "x"}, "channels": ["sms"], "escalationTimeouts": {"lowMedium": 30, "medium": 15, "high": 5},
+        let body = json!({"spo2": {"scale": 2, "prescribedBy": "someone", "prescribedAt": "x"}, "channels": ["sms"], "phone": "+447700900001", "escalationTimeouts": {"lowMedium": 30, "medium": 15, "high": 5},
             "quietHours": {"start": "22:00:00", "end": "07:00:00", "timezone": "Europe/London"}});
         let put = call("PUT /patients/{patientId}/settings", &[("patientId", "p-1")], clinician_as("d-1"), Some(body.clone()), |r| put_settings(r, &deps)).await;
         assert_eq!(put.status, 200, "{}", put.body);

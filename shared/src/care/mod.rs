@@ -188,9 +188,14 @@ pub struct ClinicalSettings {
     pub spo2: Option<Spo2Prescription>,
     #[serde(default)]
     pub escalation_timeouts: EscalationTimeouts,
-    /// How the patient is told (in order of preference); none: only in the app.
+    /// How the patient is told besides the app (to `phone` and `email`); none: only in the app.
     #[serde(default)]
     pub channels: Vec<Channel>,
+    /// The patient's number for SMS (E.164).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
     /// Whether SMS and email may name the readings (otherwise they only say to open the app).
@@ -228,17 +233,23 @@ pub fn valid_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
 }
 
+/// Checks a phone number (E.164) and an email address where given.
+fn check_contact(phone: Option<&String>, email: Option<&String>) -> Result<(), CareRefusal> {
+    if phone.is_some_and(|p| !(p.starts_with('+') && p.len() >= 8 && p[1..].bytes().all(|b| b.is_ascii_digit()))) {
+        return Err(invalid("phone", "must be E.164, e.g. +447700900123"));
+    }
+    if email.is_some_and(|e| !e.contains('@')) {
+        return Err(invalid("email", "must be an email address"));
+    }
+    Ok(())
+}
+
 impl Clinician {
     pub fn check(&self) -> Result<(), CareRefusal> {
         if self.name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
         }
-        if self.phone.as_ref().is_some_and(|p| !(p.starts_with('+') && p.len() >= 8 && p[1..].bytes().all(|b| b.is_ascii_digit()))) {
-            return Err(invalid("phone", "must be E.164, e.g. +447700900123"));
-        }
-        if self.email.as_ref().is_some_and(|e| !e.contains('@')) {
-            return Err(invalid("email", "must be an email address"));
-        }
+        check_contact(self.phone.as_ref(), self.email.as_ref())?;
         let mut seen = std::collections::HashSet::new();
         if let Some(twice) = self.location_ids.iter().find(|l| !seen.insert(*l)) {
             return Err(invalid("locationIds", format!("{twice} is listed twice")));
@@ -251,6 +262,12 @@ impl ClinicalSettings {
     pub fn check(&self) -> Result<(), CareRefusal> {
         if self.spo2.as_ref().is_some_and(|s| s.scale != 1 && s.scale != 2) {
             return Err(invalid("spo2.scale", "must be 1 or 2"));
+        }
+        check_contact(self.phone.as_ref(), self.email.as_ref())?;
+        for (channel, address, field) in [(Channel::Sms, &self.phone, "phone"), (Channel::Email, &self.email, "email")] {
+            if self.channels.contains(&channel) && address.is_none() {
+                return Err(invalid("channels", format!("{} needs the patient's {field}", if channel == Channel::Sms { "sms" } else { "email" })));
+            }
         }
         let t = self.escalation_timeouts;
         if [t.low_medium, t.medium, t.high].iter().any(|m| !(1..=1440).contains(m)) {

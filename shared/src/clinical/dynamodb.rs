@@ -3,13 +3,25 @@
 //! makes raising idempotent by id (a reading re-published later, without a device time, has
 //! another `readingsAt` but the same alert id), and `OPEN#<kind>` for the de-duplication
 //! marker (the highest open alert of that kind and its rank).
+//!
+//! The alert flow ([`FlowStore`]) keeps, under the same patient: `FLOW#<alertId>` (the flow,
+//! its `version`, and `dueShard`/`dueAt` while the sweep has work there: written with the
+//! alert, so a flow the queue never started is started by the sweep), `STEP#<alertId>#<version>`
+//! (the history; `delivered` once its deliveries are done) and `SEND#<deliveryId>` (each message
+//! and notification, written over its `attempts`).
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
+use super::alerting::{Delivery, FlowStore};
+use super::flow::{Flow, Step, StepRecord};
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
-use crate::platform::dynamodb::{is_condition_failed, n, newest_first_page, only_conditions_failed, opt_s, conditional_put, s, Item};
+use crate::platform::dynamodb::{
+    conditional_put, is_condition_failed, lost_to_another_write, n, newest_first_page, only_conditions_failed, opt_bool, opt_s, put_over_version_in, query_all, s,
+    Item,
+};
+use crate::platform::tables::ALERTS_BY_DUE;
 use crate::platform::tables::ALERTS;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -104,6 +116,18 @@ impl AlertStore for DynamoAlertStore {
             .item("patientId", s(&alert.patient_id))
             .item("sortKey", s(Self::guard_key(alert)))
             .item("alertId", s(&alert.alert_id))
+            .item("recordKey", s(Self::record_key(alert)))
+            .condition_expression("attribute_not_exists(sortKey)")
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        // The flow, due at once: the sweep starts it if the queue does not.
+        let flow = Put::builder()
+            .table_name(&self.table)
+            .item("patientId", s(&alert.patient_id))
+            .item("sortKey", s(flow_key(&alert.alert_id)))
+            .item("alertId", s(&alert.alert_id))
+            .item(DUE_SHARD, s(DUE))
+            .item("dueAt", s(&alert.raised_at))
             .condition_expression("attribute_not_exists(sortKey)")
             .build()
             .map_err(|e| StoreError::new(OP, e))?;
@@ -113,6 +137,7 @@ impl AlertStore for DynamoAlertStore {
             .transact_items(TransactWriteItem::builder().put(marker).build())
             .transact_items(TransactWriteItem::builder().put(record).build())
             .transact_items(TransactWriteItem::builder().put(guard).build())
+            .transact_items(TransactWriteItem::builder().put(flow).build())
             .send()
             .await;
         match out {
@@ -190,5 +215,218 @@ impl AlertStore for DynamoAlertStore {
             }
         }
         Ok(Some(alert))
+    }
+}
+
+/// The sweep index's partition attribute, and its one value: every due flow is in one
+/// partition (a few writes a minute per open alert; far below a partition's limits).
+const DUE_SHARD: &str = "dueShard";
+const DUE: &str = "due";
+
+fn flow_key(alert_id: &str) -> String {
+    format!("FLOW#{alert_id}")
+}
+
+fn step_key(alert_id: &str, version: u64) -> String {
+    format!("STEP#{alert_id}#{version:010}")
+}
+
+fn delivery_key(delivery_id: &str) -> String {
+    format!("SEND#{delivery_id}")
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(item: &Item, name: &str, op: &'static str) -> Result<T, StoreError> {
+    let text = opt_s(item, name).ok_or_else(|| StoreError::new(op, format!("an item without {name}")))?;
+    serde_json::from_str(&text).map_err(|e| StoreError::new(op, e))
+}
+
+fn text_of<T: serde::Serialize>(value: &T, op: &'static str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::new(op, e))
+}
+
+impl DynamoAlertStore {
+    fn flow_item(&self, step: &Step, op: &'static str) -> Result<Item, StoreError> {
+        let flow = &step.flow;
+        let mut item = Item::from([
+            ("patientId".to_owned(), s(&flow.patient_id)),
+            ("sortKey".to_owned(), s(flow_key(&flow.alert_id))),
+            ("alertId".to_owned(), s(&flow.alert_id)),
+            ("flow".to_owned(), s(text_of(flow, op)?)),
+            ("version".to_owned(), n(flow.version)),
+        ]);
+        // Undelivered effects are due at once; otherwise the deadline, if any.
+        let due = if step.effects.is_empty() { flow.due_at.clone() } else { Some(step.record.at.clone()) };
+        if let Some(due) = due {
+            item.insert(DUE_SHARD.to_owned(), s(DUE));
+            item.insert("dueAt".to_owned(), s(due));
+        }
+        Ok(item)
+    }
+}
+
+impl FlowStore for DynamoAlertStore {
+    async fn alert(&self, patient_id: &str, alert_id: &str) -> Result<Option<Alert>, StoreError> {
+        const OP: &str = "read alert";
+        let guard = self.client.get_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s(format!("ID#{alert_id}"))).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        let Some(guard) = guard.item() else { return Ok(None) };
+        let Some(record_key) = opt_s(guard, "recordKey") else {
+            // Raised before guards named their record.
+            return Ok(self.all_for_patient(patient_id).await?.into_iter().find(|a| a.alert_id == alert_id));
+        };
+        let record = self.client.get_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s(record_key)).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        Ok(record.item().and_then(alert_of))
+    }
+
+    async fn flow(&self, patient_id: &str, alert_id: &str) -> Result<Option<Flow>, StoreError> {
+        const OP: &str = "read alert flow";
+        let out = self.client.get_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s(flow_key(alert_id))).consistent_read(true).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        match out.item() {
+            Some(item) if item.contains_key("flow") => Ok(Some(json_of(item, "flow", OP)?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn record_step(&self, step: &Step) -> Result<bool, StoreError> {
+        const OP: &str = "record alert flow step";
+        let flow = put_over_version_in(&self.table, self.flow_item(step, OP)?, step.flow.version, "version", OP)?;
+        let record = Put::builder()
+            .table_name(&self.table)
+            .item("patientId", s(&step.flow.patient_id))
+            .item("sortKey", s(step_key(&step.flow.alert_id, step.flow.version)))
+            .item("record", s(text_of(&step.record, OP)?))
+            .item("delivered", aws_sdk_dynamodb::types::AttributeValue::Bool(step.effects.is_empty()))
+            .condition_expression("attribute_not_exists(sortKey)")
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(flow).build())
+            .transact_items(TransactWriteItem::builder().put(record).build())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if lost_to_another_write(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
+    }
+
+    async fn history(&self, patient_id: &str, alert_id: &str) -> Result<Vec<(StepRecord, bool)>, StoreError> {
+        const OP: &str = "read alert history";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("patientId = :p AND begins_with(sortKey, :s)")
+            .expression_attribute_values(":p", s(patient_id))
+            .expression_attribute_values(":s", s(format!("STEP#{alert_id}#")))
+            .consistent_read(true);
+        query_all(query, OP, |item| Ok((json_of(item, "record", OP)?, opt_bool(item, "delivered").unwrap_or(false)))).await
+    }
+
+    async fn mark_delivered(&self, patient_id: &str, alert_id: &str, version: u64) -> Result<(), StoreError> {
+        const OP: &str = "mark alert step delivered";
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("patientId", s(patient_id))
+            .key("sortKey", s(step_key(alert_id, version)))
+            .update_expression("SET delivered = :t")
+            .condition_expression("attribute_exists(sortKey)")
+            .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(OP, &e))?;
+        Ok(())
+    }
+
+    async fn reschedule(&self, patient_id: &str, alert_id: &str, version: u64, at: Option<&str>) -> Result<(), StoreError> {
+        const OP: &str = "reschedule alert flow";
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("patientId", s(patient_id))
+            .key("sortKey", s(flow_key(alert_id)))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(version))
+            .expression_attribute_names("#shard", DUE_SHARD);
+        let update = match at {
+            Some(at) => update.update_expression("SET #shard = :due, dueAt = :at").expression_attribute_values(":due", s(DUE)).expression_attribute_values(":at", s(at)),
+            None => update.update_expression("REMOVE #shard, dueAt"),
+        };
+        match update.send().await {
+            // A newer step rescheduled it itself.
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn due(&self, now: &str, limit: i32) -> Result<Vec<(String, String)>, StoreError> {
+        const OP: &str = "find due alert flows";
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(ALERTS_BY_DUE.name)
+            .key_condition_expression("#shard = :due AND dueAt <= :now")
+            .expression_attribute_names("#shard", DUE_SHARD)
+            .expression_attribute_values(":due", s(DUE))
+            .expression_attribute_values(":now", s(now))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(OP, &e))?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|item| Some((opt_s(item, "patientId")?, opt_s(item, "sortKey")?.strip_prefix("FLOW#")?.to_owned())))
+            .collect())
+    }
+
+    async fn deliveries(&self, patient_id: &str, alert_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        const OP: &str = "read alert deliveries";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("patientId = :p AND begins_with(sortKey, :s)")
+            .expression_attribute_values(":p", s(patient_id))
+            .expression_attribute_values(":s", s(delivery_key(&format!("{alert_id}."))))
+            .consistent_read(true);
+        query_all(query, OP, |item| json_of(item, "delivery", OP)).await
+    }
+
+    async fn add_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        const OP: &str = "add alert deliveries";
+        for d in deliveries {
+            let item = Item::from([
+                ("patientId".to_owned(), s(&d.patient_id)),
+                ("sortKey".to_owned(), s(delivery_key(&d.delivery_id))),
+                ("delivery".to_owned(), s(text_of(d, OP)?)),
+                ("attempts".to_owned(), n(d.attempts)),
+            ]);
+            // Planned again (a retried run): the first stays.
+            let put = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression("attribute_not_exists(sortKey)");
+            conditional_put(put, OP).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_delivery(&self, d: &Delivery, read_attempts: u32) -> Result<bool, StoreError> {
+        const OP: &str = "update alert delivery";
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("patientId", s(&d.patient_id))
+            .item("sortKey", s(delivery_key(&d.delivery_id)))
+            .item("delivery", s(text_of(d, OP)?))
+            .item("attempts", n(d.attempts))
+            .condition_expression("attempts = :read")
+            .expression_attribute_values(":read", n(read_attempts));
+        conditional_put(put, OP).await
     }
 }

@@ -177,6 +177,9 @@ pub enum Effect {
     Tell(Responder),
     /// A Polaris alert message to the location's and each team member's inbox.
     ClinicianAlert(Colour),
+    /// A clear-alerts message to the same inboxes: none of the patient's alerts is open any
+    /// more (added by the resolving route, which knows the patient's other alerts).
+    ClearAlerts,
 }
 
 /// The colour of a Polaris alert message: red for high severity, amber below; grey when a

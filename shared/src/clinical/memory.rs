@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::alerting::{Delivery, FlowStore};
+use super::flow::{Flow, Step, StepRecord};
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
 use crate::StoreError;
 
@@ -15,6 +17,12 @@ struct Table {
     records: BTreeMap<(String, String), Alert>,
     /// (patient, kind) → (alert id, rank).
     markers: BTreeMap<(String, &'static str), (String, u8)>,
+    /// (patient, alert id) → the flow (none until it started) and when the sweep is due.
+    flows: BTreeMap<(String, String), (Option<Flow>, Option<String>)>,
+    /// (patient, alert id, version) → a step's record and whether it was delivered.
+    steps: BTreeMap<(String, String, u64), (StepRecord, bool)>,
+    /// (patient, delivery id) → delivery.
+    deliveries: BTreeMap<(String, String), Delivery>,
 }
 
 #[derive(Default)]
@@ -56,6 +64,8 @@ impl AlertStore for MemoryAlerts {
         }
         table.markers.insert(marker, (alert.alert_id.clone(), alert.rank()));
         table.records.insert(record_key(alert), alert.clone());
+        // Its flow is due at once: the sweep starts it if the queue does not.
+        table.flows.insert((alert.patient_id.clone(), alert.alert_id.clone()), (None, Some(alert.raised_at.clone())));
         Ok(true)
     }
 
@@ -102,5 +112,104 @@ impl AlertStore for MemoryAlerts {
             };
         }
         Ok(Some(closed))
+    }
+}
+
+/// The same conditions as the DynamoDB store: a step is written only over the version it was
+/// decided from; a delivery only over the attempt count it was read with, and added once.
+impl FlowStore for MemoryAlerts {
+    async fn alert(&self, patient_id: &str, alert_id: &str) -> Result<Option<Alert>, StoreError> {
+        Ok(self.0.lock().expect("lock").records.values().find(|a| a.patient_id == patient_id && a.alert_id == alert_id).cloned())
+    }
+
+    async fn flow(&self, patient_id: &str, alert_id: &str) -> Result<Option<Flow>, StoreError> {
+        Ok(self.0.lock().expect("lock").flows.get(&(patient_id.to_owned(), alert_id.to_owned())).and_then(|(f, _)| f.clone()))
+    }
+
+    async fn record_step(&self, step: &Step) -> Result<bool, StoreError> {
+        let mut table = self.0.lock().expect("lock");
+        let key = (step.flow.patient_id.clone(), step.flow.alert_id.clone());
+        let stored = table.flows.get(&key).and_then(|(f, _)| f.as_ref()).map(|f| f.version);
+        let expected = (step.flow.version > 1).then(|| step.flow.version - 1);
+        if stored != expected {
+            return Ok(false);
+        }
+        let due = if step.effects.is_empty() { step.flow.due_at.clone() } else { Some(step.record.at.clone()) };
+        table.flows.insert(key.clone(), (Some(step.flow.clone()), due));
+        table.steps.insert((key.0, key.1, step.flow.version), (step.record.clone(), step.effects.is_empty()));
+        Ok(true)
+    }
+
+    async fn history(&self, patient_id: &str, alert_id: &str) -> Result<Vec<(StepRecord, bool)>, StoreError> {
+        let table = self.0.lock().expect("lock");
+        Ok(table.steps.iter().filter(|((p, a, _), _)| p == patient_id && a == alert_id).map(|(_, v)| v.clone()).collect())
+    }
+
+    async fn mark_delivered(&self, patient_id: &str, alert_id: &str, version: u64) -> Result<(), StoreError> {
+        if let Some(step) = self.0.lock().expect("lock").steps.get_mut(&(patient_id.to_owned(), alert_id.to_owned(), version)) {
+            step.1 = true;
+        }
+        Ok(())
+    }
+
+    async fn reschedule(&self, patient_id: &str, alert_id: &str, version: u64, at: Option<&str>) -> Result<(), StoreError> {
+        let mut table = self.0.lock().expect("lock");
+        if let Some((Some(flow), due)) = table.flows.get_mut(&(patient_id.to_owned(), alert_id.to_owned())) {
+            if flow.version == version {
+                *due = at.map(str::to_owned);
+            }
+        }
+        Ok(())
+    }
+
+    async fn due(&self, now: &str, limit: i32) -> Result<Vec<(String, String)>, StoreError> {
+        let table = self.0.lock().expect("lock");
+        let mut due: Vec<(&String, &(String, String))> = table.flows.iter().filter_map(|(k, (_, at))| at.as_ref().filter(|at| at.as_str() <= now).map(|at| (at, k))).collect();
+        due.sort();
+        Ok(due.into_iter().take(usize::try_from(limit).unwrap_or(0)).map(|(_, k)| k.clone()).collect())
+    }
+
+    async fn deliveries(&self, patient_id: &str, alert_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        let table = self.0.lock().expect("lock");
+        Ok(table.deliveries.iter().filter(|((p, _), d)| p == patient_id && d.alert_id == alert_id).map(|(_, d)| d.clone()).collect())
+    }
+
+    async fn add_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let mut table = self.0.lock().expect("lock");
+        for d in deliveries {
+            table.deliveries.entry((d.patient_id.clone(), d.delivery_id.clone())).or_insert_with(|| d.clone());
+        }
+        Ok(())
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery, read_attempts: u32) -> Result<bool, StoreError> {
+        let mut table = self.0.lock().expect("lock");
+        match table.deliveries.get_mut(&(delivery.patient_id.clone(), delivery.delivery_id.clone())) {
+            Some(stored) if stored.attempts == read_attempts => {
+                *stored = delivery.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// A notifier for unit tests: records what it sent, and refuses the first `failures` sends as
+/// a provider would.
+#[derive(Default)]
+pub struct MemoryNotifier {
+    pub sent: Mutex<Vec<(crate::care::Channel, String, String)>>,
+    pub failures: std::sync::atomic::AtomicU32,
+}
+
+impl super::alerting::Notifier for MemoryNotifier {
+    async fn send(&self, channel: crate::care::Channel, to: &str, _subject: &str, body: &str) -> Result<String, super::alerting::NotifyFailure> {
+        use std::sync::atomic::Ordering;
+        if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1)).is_ok() {
+            return Err(super::alerting::NotifyFailure("Throttling: rate exceeded".into()));
+        }
+        let mut sent = self.sent.lock().expect("lock");
+        sent.push((channel, to.to_owned(), body.to_owned()));
+        Ok(format!("msg-{}", sent.len()))
     }
 }

@@ -13,6 +13,8 @@
 //! closed. The record keeps the contributing readings.
 
 mod dynamodb;
+pub mod alerting;
+pub mod aws;
 pub mod flow;
 pub mod http;
 #[cfg(any(test, feature = "memory"))]

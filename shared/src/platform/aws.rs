@@ -48,6 +48,8 @@ struct Clients {
     secrets: OnceLock<aws_sdk_secretsmanager::Client>,
     kms: OnceLock<aws_sdk_kms::Client>,
     sqs: OnceLock<aws_sdk_sqs::Client>,
+    sns: OnceLock<aws_sdk_sns::Client>,
+    ses: OnceLock<aws_sdk_sesv2::Client>,
 }
 
 impl AwsClients {
@@ -68,6 +70,8 @@ impl AwsClients {
             secrets: OnceLock::new(),
             kms: OnceLock::new(),
             sqs: OnceLock::new(),
+            sns: OnceLock::new(),
+            ses: OnceLock::new(),
         }))
     }
 
@@ -124,6 +128,14 @@ impl AwsClients {
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         self.0.sqs.get_or_init(|| aws_sdk_sqs::Client::new(&self.0.config)).clone()
+    }
+
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        self.0.sns.get_or_init(|| aws_sdk_sns::Client::new(&self.0.config)).clone()
+    }
+
+    pub fn ses(&self) -> aws_sdk_sesv2::Client {
+        self.0.ses.get_or_init(|| aws_sdk_sesv2::Client::new(&self.0.config)).clone()
     }
 }
 

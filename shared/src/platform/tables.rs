@@ -130,8 +130,12 @@ pub const ALERTS: TableSpec = TableSpec {
     env_var: "ALERTS_TABLE",
     partition_key: "patientId",
     sort_key: Some("sortKey"),
-    indexes: &[],
+    indexes: &[ALERTS_BY_DUE],
 };
+
+/// Alert flows with work due (a deadline, a delivery to retry, a flow not started yet), soonest
+/// first: sparse, only such flows carry `dueShard`. The per-minute sweep queries it.
+pub const ALERTS_BY_DUE: IndexSpec = IndexSpec { name: "byDue", partition_key: "dueShard", sort_key: Some("dueAt") };
 
 /// Who read which patient's data: a patient's records newest first (`sortKey` =
 /// `<at>#<requestId>#<subject>`), expired by TTL.

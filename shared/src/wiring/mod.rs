@@ -107,16 +107,24 @@ impl Settings {
 pub struct Wiring {
     pub aws: AwsClients,
     pub settings: Settings,
+    /// The system clock on AWS; the local platform's and the tests' can be advanced.
+    pub clock: crate::platform::time::Clock,
 }
 
 impl Wiring {
     /// A Lambda function's: the SDK's configuration and the process environment.
     pub async fn from_env() -> Self {
-        Self { aws: AwsClients::from_env().await, settings: Settings::from_env() }
+        Self { aws: AwsClients::from_env().await, settings: Settings::from_env(), clock: Default::default() }
     }
 
     pub fn new(aws: AwsClients, settings: Settings) -> Self {
-        Self { aws, settings }
+        Self { aws, settings, clock: Default::default() }
+    }
+
+    /// The same, going by `clock`.
+    pub fn with_clock(mut self, clock: crate::platform::time::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Builds one dependency.
