@@ -23,6 +23,7 @@ fn template_triggers(template: &Template, logical_id: &str) -> Vec<String> {
         .collect();
     triggers.extend(definition.s3_events.iter().map(|(bucket, prefix)| format!("s3 {bucket} {prefix}")));
     triggers.extend(definition.sqs_events.iter().map(|queue| format!("sqs {queue}")));
+    triggers.extend(definition.schedules.iter().map(|rate| format!("schedule {rate}")));
     triggers.extend(template.topic_rules().into_iter().filter(|r| r.function == logical_id).map(|r| format!("rule {}", r.name)));
     if template.http_authorizer_function().as_deref() == Some(logical_id) {
         triggers.push("authorizer".into());
@@ -44,6 +45,7 @@ fn registry_triggers(trigger: &Trigger) -> Vec<String> {
         Trigger::ProvisioningHook => vec!["provisioning hook".into()],
         Trigger::S3ObjectCreated { bucket, prefix } => vec![format!("s3 {bucket} {prefix}")],
         Trigger::Sqs { queue } => vec![format!("sqs {queue}")],
+        Trigger::Schedule(rate) => vec![format!("schedule {rate}")],
     };
     triggers.sort();
     triggers

@@ -21,12 +21,13 @@ pub struct LocalFunctions {
 impl LocalFunctions {
     /// Builds every registry entry with its template settings; `overrides` replace settings the
     /// local platform provides itself (the authorizer's token issuer, say).
-    pub fn build(stack: &LocalStack, aws: &AwsClients, overrides: &BTreeMap<String, String>) -> Result<Arc<Self>, String> {
+    /// Every function goes by `clock`, which the local platform can move forward.
+    pub fn build(stack: &LocalStack, aws: &AwsClients, overrides: &BTreeMap<String, String>, clock: &vitalwire::platform::time::Clock) -> Result<Arc<Self>, String> {
         let mut built = BTreeMap::new();
         for spec in ALL.iter().copied() {
             let definition = stack.function(spec.name).ok_or_else(|| format!("template.yaml has no function with binary {}", spec.name))?;
             let settings = stack.function_env_with(&definition, overrides).map_err(|e| e.to_string())?;
-            let wiring = Wiring::new(aws.clone(), Settings::from_map(settings));
+            let wiring = Wiring::new(aws.clone(), Settings::from_map(settings)).with_clock(clock.clone());
             let handler = (spec.build)(&wiring).map_err(|e| format!("{}: {e}", spec.name))?;
             built.insert(spec.name, (spec, handler));
         }

@@ -14,6 +14,7 @@ pub mod http_api;
 pub mod platform;
 pub mod runtime_api;
 pub mod s3_events;
+pub mod scheduler;
 pub mod sqs_events;
 pub mod stack;
 

@@ -202,6 +202,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 upload_poll: std::time::Duration::from_millis(500),
                 polaris_rs256,
                 polaris_issuer,
+                schedule_tick: Some(std::time::Duration::from_secs(2)),
             };
             let running = platform::start(&stack, &config, settings).await?;
             let (mqtt_port, iot_endpoint, api_url, files) =

@@ -41,6 +41,9 @@ pub struct Settings {
     pub polaris_rs256: bool,
     /// The Polaris issuer, if not the HTTP API's URL with its `/`.
     pub polaris_issuer: Option<String>,
+    /// How often scheduled functions (the alert sweep) run by themselves; none: only when the
+    /// clock is moved (`POST /local/clock`), as tests want.
+    pub schedule_tick: Option<Duration>,
 }
 
 /// A running local platform; dropping it stops its servers.
@@ -56,6 +59,10 @@ pub struct Platform {
     /// Mints Polaris-compatibility tokens the HTTP API accepts.
     pub polaris: PolarisCompat,
     pub files: PkiFiles,
+    /// The time every function goes by; tests and `POST /local/clock` move it.
+    pub clock: vitalwire::platform::time::Clock,
+    /// Runs the scheduled functions.
+    pub scheduler: Arc<crate::scheduler::Scheduler>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -93,7 +100,10 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     // or that a deployer sets (the Polaris issuer).
     let polaris = PolarisCompat::load_or_create(&settings.state_dir.join("auth"), stack, config, &api_url, settings.polaris_issuer.as_deref(), settings.polaris_rs256).await?;
     let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url).into_iter().chain(polaris.settings()).collect();
-    let functions = LocalFunctions::build(stack, &aws, &overrides)?;
+    let clock = vitalwire::platform::time::Clock::controllable();
+    let functions = LocalFunctions::build(stack, &aws, &overrides, &clock)?;
+    let alerts_table = stack.table(vitalwire::platform::tables::ALERTS.logical_id).ok_or("template.yaml has no AlertsTable")?.to_owned();
+    let scheduler = crate::scheduler::Scheduler::new(functions.clone(), clock.clone(), aws.dynamodb(), alerts_table);
 
     let gateway = Gateway::new(
         GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime },
@@ -114,7 +124,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
                 let _ = gateway.serve(mqtt_listener).await;
             }
         }),
-        spawn_http(api_listener, api.router()),
+        spawn_http(api_listener, api.router().merge(scheduler.router())),
         tokio::spawn({
             // Step and in-progress timeouts of job executions.
             let gateway = gateway.clone();
@@ -140,5 +150,8 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         let url = stack.queues.get(queue).cloned().ok_or_else(|| format!("template.yaml has no queue {queue}"))?;
         tasks.push(crate::sqs_events::poll(aws.sqs(), url, functions.clone(), spec.name, settings.upload_poll.max(Duration::from_secs(1))));
     }
-    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, polaris, files, tasks })
+    if let Some(tick) = settings.schedule_tick {
+        tasks.push(scheduler.spawn(tick));
+    }
+    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, polaris, files, clock, scheduler, tasks })
 }

@@ -112,6 +112,11 @@ impl LocalStack {
             let out = request.send().await.map_err(|e| failed(vitalwire::platform::describe(&e)))?;
             queues.insert(logical, out.queue_url().unwrap_or_default().to_owned());
         }
+        // The senders SES sends from: verified, as the stack's owner verifies them on AWS.
+        let ses = aws_sdk_sesv2::Client::new(config);
+        for identity in template.email_identities() {
+            ses.create_email_identity().email_identity(&identity).send().await.map_err(|e| StackError::Create { table: identity.clone(), message: vitalwire::platform::describe(&e) })?;
+        }
         Ok(Self { template, tables, buckets, secrets, kms_keys, queues })
     }
 

@@ -160,6 +160,7 @@ impl LocalGateway {
             upload_poll: std::time::Duration::from_millis(200),
             polaris_rs256,
             polaris_issuer: None,
+            schedule_tick: None,
         };
         let platform = vitalwire_local::platform::start(&stack.stack, &stack.config, settings).await.expect("local platform");
         Self {

@@ -1,2 +1,2 @@
-//! `patient-alerts-close`: `POST /patients/{patientId}/alerts/{alertId}/close` (`vitalwire::clinical::http::close`).
+//! `patient-alerts-close`: `POST /patients/{patientId}/alerts/{alertId}/close` and `/resolve` (`vitalwire::clinical::http::close`).
 vitalwire_functions::lambda_function!(PATIENT_ALERTS_CLOSE);

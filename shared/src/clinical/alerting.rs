@@ -8,8 +8,8 @@
 //! deliverers running at once never both send it), sends it, and records the outcome with the
 //! provider's message id. A failure is retried with a growing pause, up to [`MAX_ATTEMPTS`];
 //! after that it stays `failed`, visible in the alert's notifications. The flow's item is on
-//! the sweep's index while it has a deadline or a delivery to retry ([`advance`] is what the
-//! per-minute sweep and the flow queue's consumer both run).
+//! the sweep's index while it has a deadline or a delivery to retry: the per-minute sweep
+//! ([`sweep`]) runs [`advance`] on each.
 
 use std::future::Future;
 
@@ -168,19 +168,6 @@ pub trait Notifier: Send + Sync {
     fn send(&self, channel: Channel, to: &str, subject: &str, body: &str) -> impl Future<Output = Result<String, NotifyFailure>> + Send;
 }
 
-/// Tells the flow's consumer to look at an alert now (the sweep would, within a minute).
-pub trait FlowQueue: Send + Sync {
-    fn kick(&self, patient_id: &str, alert_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// What a queued kick names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Kick {
-    pub patient_id: String,
-    pub alert_id: String,
-}
-
 /// What carrying the flow out needs.
 pub struct FlowDeps<F, C, M, N> {
     pub flows: F,
@@ -231,6 +218,36 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
         return deliver(deps, &alert, &flow, &settings, now).await;
     }
     Err(StoreError::new("advance alert flow", "the flow kept changing under this run; the sweep tries again"))
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Swept {
+    pub advanced: usize,
+    pub failed: usize,
+}
+
+/// Flows a sweep takes on: a minute's run stays well inside the function's timeout; what is
+/// left is due next minute, soonest first.
+const SWEEP_LIMIT: i32 = 200;
+
+/// The per-minute sweep (`alert-sweep`): advances every flow with work due (a flow not started
+/// yet, a deadline passed, a delivery to retry). One flow's failure is logged and left due, so
+/// the next sweep tries it again; it does not hold back the others.
+pub async fn sweep<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(deps: &FlowDeps<F, C, M, N>) -> Result<Swept, StoreError> {
+    let now = format_utc(deps.clock.now());
+    let mut swept = Swept::default();
+    for (patient_id, alert_id) in deps.flows.due(&now, SWEEP_LIMIT).await? {
+        match advance(deps, &patient_id, &alert_id).await {
+            Ok(()) => swept.advanced += 1,
+            Err(e) => {
+                tracing::warn!(alert_id, error = %e, "alert flow not advanced; the next sweep tries again");
+                swept.failed += 1;
+            }
+        }
+    }
+    Ok(swept)
 }
 
 /// Applies an answer, acknowledgement or resolution to the alert's flow and stores it; the

@@ -1,10 +1,8 @@
-//! The alert flow's AWS adapters: [`Notifier`] on SNS (SMS) and SES (email), and [`FlowQueue`]
-//! on SQS.
+//! The alert flow's [`Notifier`] on AWS: SNS for SMS, SES for email.
 
-use super::alerting::{FlowQueue, Kick, NotifyFailure, Notifier};
+use super::alerting::{NotifyFailure, Notifier};
 use crate::care::Channel;
 use crate::wiring::{FromWiring, Wiring, WiringError};
-use crate::StoreError;
 
 /// SMS through SNS `Publish` to a phone number; email through SES v2 `SendEmail` from the
 /// stack's sender address.
@@ -63,33 +61,5 @@ impl Notifier for AwsNotifier {
                 Ok(out.message_id().unwrap_or_default().to_owned())
             }
         }
-    }
-}
-
-/// Kicks on the alert-flow queue (`ALERT_FLOW_QUEUE`, a queue URL).
-#[derive(Debug, Clone)]
-pub struct SqsFlowQueue {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-}
-
-impl SqsFlowQueue {
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self { client, queue_url: queue_url.into() }
-    }
-}
-
-impl FromWiring for SqsFlowQueue {
-    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self::new(w.aws.sqs(), w.settings.required("ALERT_FLOW_QUEUE")?))
-    }
-}
-
-impl FlowQueue for SqsFlowQueue {
-    async fn kick(&self, patient_id: &str, alert_id: &str) -> Result<(), StoreError> {
-        const OP: &str = "queue alert flow";
-        let body = serde_json::to_string(&Kick { patient_id: patient_id.to_owned(), alert_id: alert_id.to_owned() }).map_err(|e| StoreError::new(OP, e))?;
-        self.client.send_message().queue_url(&self.queue_url).message_body(body).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
-        Ok(())
     }
 }

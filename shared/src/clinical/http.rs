@@ -3,17 +3,22 @@
 //! | route | function | roles |
 //! |---|---|---|
 //! | `GET /patients/{patientId}/alerts?limit=&next=` | `patient-alerts` | admin, a clinician of the patient's team, the patient |
-//! | `POST /patients/{patientId}/alerts/{alertId}/close` | `patient-alerts-close` | admin, a clinician of the patient's team |
+//! | `POST /patients/{patientId}/alerts/{alertId}/close` (and `/resolve`) | `patient-alerts-close` | admin, a clinician of the patient's team |
+//! | `POST /patients/{patientId}/alerts/{alertId}/acknowledge` | `patient-alerts-acknowledge` | admin, a clinician of the patient's team |
+//! | `POST /patients/{patientId}/alerts/{alertId}/answer` | `patient-alerts-answer` | the patient |
+//! | `GET /patients/{patientId}/alerts/{alertId}/history` | `patient-alerts-history` | admin, a clinician of the patient's team |
 //! | `POST /scores/news2` | `scores-news2` | admin, clinician, patient |
 
-use chrono::Utc;
 use lambda_http::Request;
 use serde_json::json;
 
-use super::{Alert, AlertStore};
+use super::alerting::FlowStore;
+use super::flow::{Answer, Effect, Event, FlowRefusal, Step};
+use super::{Alert, AlertStatus, AlertStore};
 use crate::access::audit::{record_read, AuditLog};
-use crate::access::{require, Role};
+use crate::access::{require, Principal, Role};
 use crate::care::{may_read, CareStore};
+use crate::platform::time::Clock;
 use crate::platform::http::{json_body, limit_param, path_param, query_param, ApiError, Reply};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -24,32 +29,155 @@ pub struct AlertDeps<A, L, C> {
     pub alerts: A,
     pub audit: L,
     pub care: C,
+    pub clock: Clock,
 }
 
 impl<A: FromWiring, L: FromWiring, C: FromWiring> FromWiring for AlertDeps<A, L, C> {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { alerts: w.build()?, audit: w.build()?, care: w.build()? })
+        Ok(Self { alerts: w.build()?, audit: w.build()?, care: w.build()?, clock: w.build()? })
     }
 }
 
-/// `POST /patients/{patientId}/alerts/{alertId}/close`: the alert is dealt with; new readings
-/// may raise its kind again.
-pub async fn close<A: AlertStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
-    let who = require(&request, &[Role::Admin, Role::Clinician])?;
-    let patient = path_param(&request, "patientId")?;
-    let alert_id = path_param(&request, "alertId")?;
-    if !may_read(&deps.care, &who, &patient).await? {
-        record_read(&deps.audit, &request, &who, &[patient.as_str()], 404).await?;
+/// The alert a route names, once the caller may see the patient (every answer audited).
+async fn named_alert<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: &Request, deps: &AlertDeps<A, L, C>, who: &Principal) -> Result<Alert, ApiError> {
+    let patient = path_param(request, "patientId")?;
+    let alert_id = path_param(request, "alertId")?;
+    if !may_read(&deps.care, who, &patient).await? {
+        record_read(&deps.audit, request, who, &[patient.as_str()], 404).await?;
         return Err(ApiError::NotFound(format!("no patient {patient} in your care")));
     }
-    let at = format_utc(Utc::now());
-    let Some(alert) = deps.alerts.close(&patient, &alert_id, &who.subject, &at).await? else {
-        record_read(&deps.audit, &request, &who, &[patient.as_str()], 404).await?;
-        return Err(ApiError::NotFound(format!("patient {patient} has no alert {alert_id}")));
-    };
+    match deps.alerts.alert(&patient, &alert_id).await? {
+        Some(alert) => Ok(alert),
+        None => {
+            record_read(&deps.audit, request, who, &[patient.as_str()], 404).await?;
+            Err(ApiError::NotFound(format!("patient {patient} has no alert {alert_id}")))
+        }
+    }
+}
+
+/// Applies a flow event for the caller; 409 with the reason when it does not apply.
+async fn flow_event<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(deps: &AlertDeps<A, L, C>, alert: &Alert, event: Event, who: &Principal) -> Result<Result<Step, FlowRefusal>, ApiError> {
+    let settings = deps.care.settings(&alert.patient_id).await?.unwrap_or_default();
+    Ok(super::alerting::apply(&deps.alerts, &settings, alert, event, &who.subject, deps.clock.now()).await?)
+}
+
+/// The alert, its flow and the step just taken, as the flow routes answer.
+fn flow_answer(alert: &Alert, step: &Step) -> serde_json::Value {
+    json!({"alert": alert.to_json(), "flow": step.flow, "step": step.record})
+}
+
+/// `POST /patients/{patientId}/alerts/{alertId}/close` (or `/resolve`): the alert is dealt
+/// with: new readings may raise its kind again, its flow ends (nothing escalates), and when
+/// none of the patient's alerts is open any more the team gets a clear-alerts message.
+/// Resolving again answers the alert as it is.
+pub async fn close<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
+    let who = require(&request, &[Role::Admin, Role::Clinician])?;
+    let alert = named_alert(&request, deps, &who).await?;
+    let patient = alert.patient_id.clone();
+    let at = format_utc(deps.clock.now());
+    let closed = deps.alerts.close(&patient, &alert.alert_id, &who.subject, &at).await?.unwrap_or(alert);
+    let settings = deps.care.settings(&patient).await?.unwrap_or_default();
+    let mut open = false;
+    let mut after = None;
+    loop {
+        let page = deps.alerts.for_patient(&patient, 100, after.as_deref()).await?;
+        open |= page.items.iter().any(|a| a.status == AlertStatus::Open);
+        match page.next {
+            Some(next) if !open => after = Some(next),
+            _ => break,
+        }
+    }
+    let mut resolved = None;
+    for _ in 0..5 {
+        let Some(flow) = deps.alerts.flow(&patient, &closed.alert_id).await? else { break };
+        let mut step = match super::flow::step(&flow, Event::Resolved, &who.subject, deps.clock.now(), &settings.escalation_timeouts) {
+            Ok(step) => step,
+            Err(_) => break, // resolved already
+        };
+        if !open {
+            step.effects.push(Effect::ClearAlerts);
+            step.record.effects.push(Effect::ClearAlerts);
+        }
+        if deps.alerts.record_step(&step).await? {
+            resolved = Some(step);
+            break;
+        }
+    }
     record_read(&deps.audit, &request, &who, &[patient.as_str()], 200).await?;
-    tracing::info!(alert_id = %alert_id, "alert closed");
-    Ok((200, alert.to_json()))
+    tracing::info!(alert_id = %closed.alert_id, "alert resolved");
+    let mut body = closed.to_json();
+    if let Some(step) = resolved {
+        body["flow"] = json!(step.flow);
+    }
+    Ok((200, body))
+}
+
+/// `POST /patients/{patientId}/alerts/{alertId}/acknowledge`: a clinician has the alert;
+/// nothing escalates any more. 409 if someone acknowledged it already, or it was resolved.
+pub async fn acknowledge<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
+    let who = require(&request, &[Role::Admin, Role::Clinician])?;
+    let alert = named_alert(&request, deps, &who).await?;
+    let patient = [alert.patient_id.as_str()];
+    match flow_event(deps, &alert, Event::Acknowledged, &who).await? {
+        Ok(step) => {
+            record_read(&deps.audit, &request, &who, &patient, 200).await?;
+            tracing::info!(alert_id = %alert.alert_id, "alert acknowledged");
+            Ok((200, flow_answer(&alert, &step)))
+        }
+        Err(refusal) => {
+            record_read(&deps.audit, &request, &who, &patient, 409).await?;
+            Err(ApiError::Conflict(refusal.to_string()))
+        }
+    }
+}
+
+/// The body of an answer.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    answer: String,
+}
+
+/// `POST /patients/{patientId}/alerts/{alertId}/answer` `{"answer": "approve_nurse"}`: the
+/// patient's answer to "may we tell your care team?" (`approve_doctor`, `approve_nurse`,
+/// `approve_ems`, `approve_all`, `decline`). Only the patient answers; once.
+pub async fn answer<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
+    let who = require(&request, &[Role::Patient])?;
+    let body: AnswerBody = json_body(&request)?;
+    let Some(choice) = Answer::parse(&body.answer) else {
+        let all: Vec<&str> = Answer::ALL.iter().map(|a| a.as_str()).collect();
+        return Err(ApiError::bad("answer", format!("must be one of {}", all.join(", "))));
+    };
+    let alert = named_alert(&request, deps, &who).await?;
+    let patient = [alert.patient_id.as_str()];
+    match flow_event(deps, &alert, Event::Answered(choice), &who).await? {
+        Ok(step) => {
+            record_read(&deps.audit, &request, &who, &patient, 200).await?;
+            tracing::info!(alert_id = %alert.alert_id, answer = choice.as_str(), "patient answered");
+            Ok((200, flow_answer(&alert, &step)))
+        }
+        Err(refusal) => {
+            record_read(&deps.audit, &request, &who, &patient, 409).await?;
+            Err(ApiError::Conflict(refusal.to_string()))
+        }
+    }
+}
+
+/// `GET /patients/{patientId}/alerts/{alertId}/history`: the alert, its flow, every step
+/// (who, when, what it asked for) and every message and notification with its status.
+pub async fn history<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
+    let who = require(&request, &[Role::Admin, Role::Clinician])?;
+    let alert = named_alert(&request, deps, &who).await?;
+    let (patient, id) = (alert.patient_id.as_str(), alert.alert_id.as_str());
+    let flow = deps.alerts.flow(patient, id).await?;
+    let steps: Vec<serde_json::Value> = deps.alerts.history(patient, id).await?.into_iter().map(|(record, delivered)| {
+        let mut step = json!(record);
+        step["delivered"] = json!(delivered);
+        step
+    }).collect();
+    let notifications = deps.alerts.deliveries(patient, id).await?;
+    record_read(&deps.audit, &request, &who, &[patient], 200).await?;
+    Ok((200, json!({"alert": alert.to_json(), "flow": flow, "steps": steps, "notifications": notifications})))
 }
 
 /// `GET /patients/{patientId}/alerts`: a page of the patient's alerts, newest first (another
@@ -100,7 +228,7 @@ mod tests {
 
     /// pat-1 has a glucose alert and two NEWS2 alerts (medium, then high), pat-2 one.
     async fn deps() -> Deps {
-        let deps = AlertDeps { alerts: MemoryAlerts::default(), audit: MemoryAudit::default(), care: crate::care::memory::MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
+        let deps = AlertDeps { alerts: MemoryAlerts::default(), audit: MemoryAudit::default(), care: crate::care::memory::MemoryCare::looking_after("clinician-sub", &["pat-1"]), clock: Clock::default() };
         for a in [
             alert("pat-1", "glucose-1", "2026-11-22T09:00:00.000Z", AlertKind::GlucoseLow, Severity::Medium),
             alert("pat-1", "news2-medium", "2026-11-22T10:00:00.000Z", AlertKind::News2, Severity::Medium),

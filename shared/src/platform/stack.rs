@@ -84,6 +84,8 @@ pub struct FunctionDefinition {
     pub s3_events: Vec<(String, String)>,
     /// Its `SQS` events: the queue's logical id.
     pub sqs_events: Vec<String>,
+    /// Its `Schedule` events' expressions (`rate(1 minute)`).
+    pub schedules: Vec<String>,
 }
 
 /// An `AWS::IoT::TopicRule` with a Lambda action.
@@ -269,6 +271,16 @@ impl Template {
         self.resources_of("AWS::KMS::Key").map(|(id, _)| id).collect()
     }
 
+    /// The address of every `AWS::SES::EmailIdentity` (a literal, or a parameter's default).
+    pub fn email_identities(&self) -> Vec<String> {
+        self.resources_of("AWS::SES::EmailIdentity")
+            .filter_map(|(_, resource)| {
+                let identity = field(field(resource, "Properties")?, "EmailIdentity")?;
+                tagged(identity, "Ref").and_then(|p| self.parameter_default(&p)).or_else(|| identity.as_str().map(str::to_owned))
+            })
+            .collect()
+    }
+
     /// The logical ids of every `AWS::SecretsManager::Secret`.
     pub fn secrets(&self) -> Vec<String> {
         self.resources_of("AWS::SecretsManager::Secret").map(|(id, _)| id).collect()
@@ -316,7 +328,8 @@ impl Template {
                     })
                     .collect();
                 let sqs_events = of_type("SQS").filter_map(|e| tagged(field(field(e, "Properties")?, "Queue")?, "GetAtt").map(|q| q.trim_end_matches(".Arn").to_owned())).collect();
-                FunctionDefinition { logical_id, binary, environment, http_routes, public_routes, s3_events, sqs_events }
+                let schedules = of_type("Schedule").filter_map(|e| text(field(e, "Properties")?, "Schedule")).collect();
+                FunctionDefinition { logical_id, binary, environment, http_routes, public_routes, s3_events, sqs_events, schedules }
             })
             .collect()
     }

@@ -24,6 +24,8 @@ use crate::activation::http::ActivationDeps;
 use crate::activation::DynamoActivationStore;
 use crate::care::http::CareDeps;
 use crate::care::DynamoCareStore;
+use crate::clinical::alerting::FlowDeps;
+use crate::clinical::aws::AwsNotifier;
 use crate::clinical::http::AlertDeps;
 use crate::clinical::DynamoAlertStore;
 use crate::connectors::consumer::ConsumerDeps;
@@ -185,10 +187,43 @@ pub static PATIENT_ALERTS: FunctionSpec = FunctionSpec {
     build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::clinical::http::list)),
 };
 
+type Alerts = AlertDeps<DynamoAlertStore, DynamoAuditLog, DynamoCareStore>;
+
 pub static PATIENT_ALERTS_CLOSE: FunctionSpec = FunctionSpec {
     name: "patient-alerts-close",
-    trigger: one!("POST", "/patients/{patientId}/alerts/{alertId}/close"),
-    build: |w| http::<AlertDeps<DynamoAlertStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::clinical::http::close)),
+    trigger: Trigger::Http(&[
+        Route { method: "POST", path: "/patients/{patientId}/alerts/{alertId}/close" },
+        Route { method: "POST", path: "/patients/{patientId}/alerts/{alertId}/resolve" },
+    ]),
+    build: |w| http::<Alerts>(w, route!(crate::clinical::http::close)),
+};
+
+pub static PATIENT_ALERTS_ACKNOWLEDGE: FunctionSpec = FunctionSpec {
+    name: "patient-alerts-acknowledge",
+    trigger: one!("POST", "/patients/{patientId}/alerts/{alertId}/acknowledge"),
+    build: |w| http::<Alerts>(w, route!(crate::clinical::http::acknowledge)),
+};
+
+pub static PATIENT_ALERTS_ANSWER: FunctionSpec = FunctionSpec {
+    name: "patient-alerts-answer",
+    trigger: one!("POST", "/patients/{patientId}/alerts/{alertId}/answer"),
+    build: |w| http::<Alerts>(w, route!(crate::clinical::http::answer)),
+};
+
+pub static PATIENT_ALERTS_HISTORY: FunctionSpec = FunctionSpec {
+    name: "patient-alerts-history",
+    trigger: one!("GET", "/patients/{patientId}/alerts/{alertId}/history"),
+    build: |w| http::<Alerts>(w, route!(crate::clinical::http::history)),
+};
+
+pub static ALERT_SWEEP: FunctionSpec = FunctionSpec {
+    name: "alert-sweep",
+    trigger: Trigger::Schedule("rate(1 minute)"),
+    build: |w| {
+        event::<FlowDeps<DynamoAlertStore, DynamoCareStore, DynamoMessageStore, AwsNotifier>, Value, _, _>(w, |_, deps| {
+            Box::pin(async move { crate::clinical::alerting::sweep(deps).await })
+        })
+    },
 };
 
 // ---------------------------------------------------------------- files
@@ -660,6 +695,10 @@ pub static ALL: &[&FunctionSpec] = &[
     &DEVICE_OBSERVATIONS,
     &PATIENT_ALERTS,
     &PATIENT_ALERTS_CLOSE,
+    &PATIENT_ALERTS_ACKNOWLEDGE,
+    &PATIENT_ALERTS_ANSWER,
+    &PATIENT_ALERTS_HISTORY,
+    &ALERT_SWEEP,
     &UPLOAD_LINK,
     &UPLOAD_REGISTERED,
     &DEVICE_DOCUMENTS,

@@ -175,6 +175,8 @@ pub enum Trigger {
     S3ObjectCreated { bucket: &'static str, prefix: &'static str },
     /// Batches of an SQS queue (template logical id), reporting partial batch failures.
     Sqs { queue: &'static str },
+    /// An EventBridge schedule (`rate(1 minute)`): the template's `Schedule` event.
+    Schedule(&'static str),
 }
 
 /// One function of the registry.

@@ -1,0 +1,168 @@
+//! The two-stage alert flow on the local platform, over real HTTP, with DynamoDB, SNS and SES
+//! in the moto emulator and the platform's clock moved forward instead of waited for: a reading
+//! raises an alert, the patient is asked, nobody answers, the flow escalates to the doctor and
+//! nurse, a nurse acknowledges, the doctor resolves; and a patient who answers is heard once.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use vitalwire::access::Role;
+use vitalwire_tests::{Api, LocalGateway};
+
+/// Ward 7 (EMS by phone), doctor d-1 (SMS and email), nurse n-1 (SMS), P123's team and
+/// settings (told by SMS), and a device of P123's with an API key; the device and the key.
+async fn ward_with_patient(api: &Api<'_>) -> (String, String) {
+    let admin = api.token(Role::Admin, None);
+    let put = |path: String, body: Value| {
+        let admin = admin.clone();
+        async move {
+            let (status, answer) = api.call(Method::PUT, &path, Some(&admin), Some(body)).await;
+            assert!(status.is_success(), "{path}: {answer}");
+        }
+    };
+    put("/admin/locations/ward-7".into(), json!({"name": "Ward 7", "kind": "ward", "ems": {"name": "Ambulance", "phone": "+441234567890"}})).await;
+    put("/admin/clinicians/d-1".into(), json!({"name": "Dr One", "role": "doctor", "phone": "+447700900001", "email": "d1@example.org", "locationIds": ["ward-7"]})).await;
+    put("/admin/clinicians/n-1".into(), json!({"name": "Nurse One", "role": "nurse", "phone": "+447700900002", "locationIds": ["ward-7"]})).await;
+    put("/admin/patients/P123/care-team".into(), json!({"doctors": ["d-1"], "nurses": ["n-1"], "locationId": "ward-7"})).await;
+    put("/patients/P123/settings".into(), json!({"channels": ["sms"], "phone": "+447700900099", "escalationTimeouts": {"lowMedium": 30, "medium": 15, "high": 5}})).await;
+    let body = json!({"serialNumber": "FLOW-1", "manufacturer": "InHealth", "model": "Vitals Monitor"});
+    let (status, device) = api.call(Method::POST, "/admin/devices", Some(&admin), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{device}");
+    let thing = device["thingName"].as_str().unwrap().to_owned();
+    let (status, _) = api.call(Method::PUT, &format!("/admin/devices/{thing}/patient"), Some(&admin), Some(json!({"patientId": "P123"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, key) = api.call(Method::POST, &format!("/admin/devices/{thing}/api-keys"), Some(&admin), Some(json!({"name": "k"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    (thing, key["apiKey"].as_str().unwrap().to_owned())
+}
+
+/// Posts heart rate 131 and respiratory rate 25 (3 each: NEWS2 6, medium); the alert's id.
+async fn raise_medium_alert(api: &Api<'_>, (thing, key): &(String, String)) -> String {
+    let reading = json!({"device_id": thing, "timestamp": chrono::Utc::now().to_rfc3339(), "heart_rate": 131, "respiratory_rate": 25});
+    let response = api.http.post(format!("{}/api/iot/vitals", api.gw.api_url)).bearer_auth(key).json(&reading).send().await.unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["alerts_triggered"], 1, "{body}");
+    let (_, listed) = api.call(Method::GET, "/patients/P123/alerts", Some(&api.token(Role::Admin, None)), None).await;
+    listed["alerts"][0]["alertId"].as_str().unwrap().to_owned()
+}
+
+/// Moves the platform's clock and runs the sweep, as a minute of AWS's schedule would.
+async fn advance(api: &Api<'_>, minutes: i64) -> Value {
+    let (status, ran) = api.call(Method::POST, "/local/clock", None, Some(json!({"advanceMinutes": minutes}))).await;
+    assert_eq!(status, StatusCode::OK, "{ran}");
+    assert_eq!(ran["ran"]["alert-sweep"]["failed"], 0, "{ran}");
+    ran
+}
+
+async fn history(api: &Api<'_>, alert: &str) -> Value {
+    let (status, history) = api.call(Method::GET, &format!("/patients/P123/alerts/{alert}/history"), Some(&api.token(Role::Admin, None)), None).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    history
+}
+
+/// The outbox as (recipient, address, status), oldest first.
+async fn outbox(api: &Api<'_>) -> Vec<(String, String, String)> {
+    let (_, outbox) = api.call(Method::GET, "/local/outbox", None, None).await;
+    let mut sent: Vec<&Value> = outbox["notifications"].as_array().unwrap().iter().collect();
+    sent.sort_by_key(|n| n["deliveryId"].as_str().unwrap().to_owned());
+    sent.iter().map(|n| (n["recipient"].as_str().unwrap().into(), n["address"].as_str().unwrap_or_default().into(), n["status"].as_str().unwrap().into())).collect()
+}
+
+fn told(recipient: &str, address: &str) -> (String, String, String) {
+    (recipient.into(), address.into(), "sent".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_answers_so_the_flow_escalates_then_a_nurse_acknowledges_and_the_doctor_resolves() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let device = ward_with_patient(&api).await;
+    let alert = raise_medium_alert(&api, &device).await;
+
+    // The sweep starts the flow: the patient is asked in the app and by SMS; the ward, the
+    // doctor and the nurse get an amber alert message.
+    let ran = advance(&api, 0).await;
+    assert_eq!(ran["ran"]["alert-sweep"]["advanced"], 1, "{ran}");
+    let h = history(&api, &alert).await;
+    assert_eq!((h["flow"]["stage"].as_str(), h["flow"]["severity"].as_str()), (Some("asking_patient"), Some("medium")), "{h}");
+    let messages: Vec<(String, Value)> = h["notifications"].as_array().unwrap().iter().filter(|n| n["channel"] == "message").map(|n| (n["recipientId"].as_str().unwrap().to_owned(), n["messageType"].clone())).collect();
+    assert_eq!(messages, [("P123".into(), json!(0)), ("ward-7".into(), json!(8)), ("d-1".into(), json!(8)), ("n-1".into(), json!(8))]);
+    assert_eq!(outbox(&api).await, [told("patient", "+447700900099")]);
+    let (_, raw) = api.call(Method::GET, "/local/outbox", None, None).await;
+    let sms = &raw["notifications"][0];
+    assert!(sms["providerMessageId"].as_str().is_some_and(|id| !id.is_empty()), "SNS's message id is kept: {sms}");
+    assert!(!sms["body"].as_str().unwrap().contains("131"), "no readings in an SMS unless the settings allow it");
+
+    // Fourteen minutes on, nothing; at fifteen, the medium alert escalates to doctor and nurse.
+    advance(&api, 14).await;
+    assert_eq!(outbox(&api).await.len(), 1);
+    advance(&api, 1).await;
+    let h = history(&api, &alert).await;
+    assert_eq!(h["flow"]["stage"], "escalated");
+    assert_eq!(
+        outbox(&api).await,
+        [told("patient", "+447700900099"), told("doctor", "+447700900001"), told("doctor", "d1@example.org"), told("nurse", "+447700900002")],
+        "SMS through SNS, email through SES"
+    );
+
+    // The nurse acknowledges; the doctor cannot acknowledge it again; the doctor resolves.
+    let nurse = gw.auth().mint("n-1", Role::Clinician, None, 10).unwrap();
+    let doctor = gw.auth().mint("d-1", Role::Clinician, None, 10).unwrap();
+    let path = |action: &str| format!("/patients/P123/alerts/{alert}/{action}");
+    let (status, acked) = api.call(Method::POST, &path("acknowledge"), Some(&nurse), None).await;
+    assert_eq!((status, acked["flow"]["stage"].as_str(), acked["flow"]["acknowledgedBy"].as_str()), (StatusCode::OK, Some("acknowledged"), Some("n-1")), "{acked}");
+    let (status, again) = api.call(Method::POST, &path("acknowledge"), Some(&doctor), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    let outsider = gw.auth().mint("d-9", Role::Clinician, None, 10).unwrap();
+    let (status, _) = api.call(Method::POST, &path("resolve"), Some(&outsider), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "outside the care team");
+    let (status, resolved) = api.call(Method::POST, &path("resolve"), Some(&doctor), None).await;
+    assert_eq!((status, resolved["status"].as_str(), resolved["flow"]["stage"].as_str()), (StatusCode::OK, Some("closed"), Some("resolved")), "{resolved}");
+    advance(&api, 0).await;
+
+    // Every step is in the history, with who took it; the last one sent the clear-alerts message.
+    let h = history(&api, &alert).await;
+    let steps: Vec<(String, String, bool)> = h["steps"].as_array().unwrap().iter().map(|s| (s["event"].as_str().unwrap().into(), s["by"].as_str().unwrap().into(), s["delivered"].as_bool().unwrap())).collect();
+    assert_eq!(
+        steps,
+        [
+            ("raised".into(), "platform".into(), true),
+            ("timed_out".into(), "platform".into(), true),
+            ("acknowledged".into(), "n-1".into(), true),
+            ("resolved".into(), "d-1".into(), true)
+        ]
+    );
+    let clear = h["notifications"].as_array().unwrap().iter().filter(|n| n["messageType"] == 10 && n["status"] == "sent").count();
+    assert_eq!(clear, 3, "the ward's, the doctor's and the nurse's inboxes");
+    let patient = gw.auth().mint("P123-sub", Role::Patient, Some("P123"), 10).unwrap();
+    let (status, late) = api.call(Method::POST, &path("answer"), Some(&patient), Some(json!({"answer": "approve_all"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{late}");
+    advance(&api, 120).await;
+    assert_eq!(outbox(&api).await.len(), 4, "nothing after the resolution");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patient_answers_once_for_the_nurse_and_only_the_nurse_is_told() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let device = ward_with_patient(&api).await;
+    let alert = raise_medium_alert(&api, &device).await;
+    advance(&api, 0).await;
+    let path = format!("/patients/P123/alerts/{alert}/answer");
+    let patient = gw.auth().mint("P123-sub", Role::Patient, Some("P123"), 10).unwrap();
+    let (status, bad) = api.call(Method::POST, &path, Some(&patient), Some(json!({"answer": "call_my_mum"}))).await;
+    assert_eq!((status, bad["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("answer")), "{bad}");
+    let other = gw.auth().mint("P9-sub", Role::Patient, Some("P9"), 10).unwrap();
+    let (status, _) = api.call(Method::POST, &path, Some(&other), Some(json!({"answer": "decline"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another patient");
+    let nurse = gw.auth().mint("n-1", Role::Clinician, None, 10).unwrap();
+    let (status, _) = api.call(Method::POST, &path, Some(&nurse), Some(json!({"answer": "decline"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only the patient answers");
+    let (status, answered) = api.call(Method::POST, &path, Some(&patient), Some(json!({"answer": "approve_nurse"}))).await;
+    assert_eq!((status, answered["flow"]["stage"].as_str(), answered["step"]["answer"].as_str()), (StatusCode::OK, Some("answered"), Some("approve_nurse")), "{answered}");
+    let (status, twice) = api.call(Method::POST, &path, Some(&patient), Some(json!({"answer": "approve_all"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{twice}");
+    advance(&api, 0).await;
+    assert_eq!(outbox(&api).await, [told("patient", "+447700900099"), told("nurse", "+447700900002")]);
+    advance(&api, 60).await;
+    assert_eq!(outbox(&api).await.len(), 2, "an answered medium alert does not escalate");
+}
