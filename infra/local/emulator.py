@@ -9,6 +9,7 @@ import argparse
 import base64
 import json
 import sys
+import threading
 from datetime import datetime
 
 from moto.dynamodb.models.table import Table
@@ -56,6 +57,24 @@ def _sorted_items(self, hash_key_attrs, range_key_attrs, items):
 
 
 Table.sorted_items = _sorted_items
+
+# DynamoDB applies each write and its condition atomically; moto checks a condition, then writes,
+# on whichever server thread has the request, so two conditional writes racing each other could
+# both succeed (seen as two certificates claiming one device, six requests through a limit of
+# five). Writes are applied one at a time here, as DynamoDB's guarantees promise.
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+_write_lock = threading.Lock()
+_call_action = DynamoHandler.call_action
+
+
+def _atomic_call_action(self):
+    if self._get_action() in WRITES:
+        with _write_lock:
+            return _call_action(self)
+    return _call_action(self)
+
+
+DynamoHandler.call_action = _atomic_call_action
 
 
 def main() -> None:
