@@ -104,8 +104,16 @@ async fn nobody_answers_so_the_flow_escalates_then_a_nurse_acknowledges_and_the_
         "SMS through SNS, email through SES"
     );
 
-    // The nurse acknowledges; the doctor cannot acknowledge it again; the doctor resolves.
+    // The nurse's worklist has it, escalated; someone without a clinician record has none.
     let nurse = gw.auth().mint("n-1", Role::Clinician, None, 10).unwrap();
+    let (status, worklist) = api.call(Method::GET, "/worklist", Some(&nurse), None).await;
+    assert_eq!(status, StatusCode::OK, "{worklist}");
+    assert_eq!((worklist["patients"].as_u64(), worklist["alerts"][0]["alertId"].as_str(), worklist["alerts"][0]["flow"]["stage"].as_str()), (Some(1), Some(alert.as_str()), Some("escalated")));
+    let stranger = gw.auth().mint("d-9", Role::Clinician, None, 10).unwrap();
+    let (status, _) = api.call(Method::GET, "/worklist", Some(&stranger), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The nurse acknowledges; the doctor cannot acknowledge it again; the doctor resolves.
     let doctor = gw.auth().mint("d-1", Role::Clinician, None, 10).unwrap();
     let path = |action: &str| format!("/patients/P123/alerts/{alert}/{action}");
     let (status, acked) = api.call(Method::POST, &path("acknowledge"), Some(&nurse), None).await;
@@ -133,6 +141,8 @@ async fn nobody_answers_so_the_flow_escalates_then_a_nurse_acknowledges_and_the_
     );
     let clear = h["notifications"].as_array().unwrap().iter().filter(|n| n["messageType"] == 10 && n["status"] == "sent").count();
     assert_eq!(clear, 3, "the ward's, the doctor's and the nurse's inboxes");
+    let (_, worklist) = api.call(Method::GET, "/worklist", Some(&nurse), None).await;
+    assert_eq!(worklist["alerts"], json!([]), "resolved: off the worklist");
     let patient = gw.auth().mint("P123-sub", Role::Patient, Some("P123"), 10).unwrap();
     let (status, late) = api.call(Method::POST, &path("answer"), Some(&patient), Some(json!({"answer": "approve_all"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{late}");
@@ -165,4 +175,16 @@ async fn the_patient_answers_once_for_the_nurse_and_only_the_nurse_is_told() {
     assert_eq!(outbox(&api).await, [told("patient", "+447700900099"), told("nurse", "+447700900002")]);
     advance(&api, 60).await;
     assert_eq!(outbox(&api).await.len(), 2, "an answered medium alert does not escalate");
+
+    // The worklist follows the team: the doctor sees P123 while named, not once taken off it.
+    let doctor = gw.auth().mint("d-1", Role::Clinician, None, 10).unwrap();
+    let (_, worklist) = api.call(Method::GET, "/worklist", Some(&doctor), None).await;
+    assert_eq!((worklist["patients"].as_u64(), worklist["alerts"].as_array().map(Vec::len)), (Some(1), Some(1)), "{worklist}");
+    let admin = api.token(Role::Admin, None);
+    let (status, _) = api.call(Method::PUT, "/admin/clinicians/d-1", Some(&admin), Some(json!({"name": "Dr One", "role": "doctor"}))).await;
+    assert_eq!(status, StatusCode::OK, "the doctor leaves the ward");
+    let (status, _) = api.call(Method::PUT, "/admin/patients/P123/care-team", Some(&admin), Some(json!({"nurses": ["n-1"], "locationId": "ward-7"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, worklist) = api.call(Method::GET, "/worklist", Some(&doctor), None).await;
+    assert_eq!((worklist["patients"].as_u64(), worklist["alerts"].as_array().map(Vec::len)), (Some(0), Some(0)), "{worklist}");
 }

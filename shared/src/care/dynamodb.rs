@@ -2,6 +2,9 @@
 //! (`pk` = `clinician#<id>`, `location#<id>`, `patient#<id>`), each record a JSON document
 //! (`doc`) under its `sk` (`profile`, `team`, `settings`), and a location's members as
 //! `member#<clinicianId>` items in its partition, so a location and its members are one query.
+//! A team is indexed the other way round too: `patient#<patientId>` items (with `patientId`) in
+//! the partition of each clinician it names and of its location, so a clinician's worklist finds
+//! their patients by key.
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -36,6 +39,17 @@ impl DynamoCareStore {
     async fn doc<T: DeserializeOwned>(&self, pk: String, sk: &str, op: &'static str) -> Result<Option<T>, StoreError> {
         let out = self.client.get_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).send().await.map_err(|e| StoreError::sdk(op, &e))?;
         out.item.as_ref().map(|item| from_doc(item, op)).transpose()
+    }
+
+    async fn patients_in(&self, pk: String, op: &'static str) -> Result<Vec<String>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :patient)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":patient", s("patient#"));
+        query_all(query, op, |item| req_s(item, "patientId", op)).await
     }
 
     async fn of_kind<T: DeserializeOwned>(&self, kind: &str, op: &'static str) -> Result<Vec<T>, StoreError> {
@@ -111,7 +125,41 @@ impl CareStore for DynamoCareStore {
 
     async fn put_care_team(&self, team: &CareTeam) -> Result<(), StoreError> {
         const OP: &str = "write care team";
-        put(&self.client, &self.table, Self::item(format!("patient#{}", team.patient_id), "team", None, team, OP)?, OP).await
+        let pk = format!("patient#{}", team.patient_id);
+        let read = self.client.get_item().table_name(&self.table).key("pk", s(&pk)).key("sk", s("team")).consistent_read(true).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        let previous_doc = read.item().and_then(|i| crate::platform::dynamodb::opt_s(i, "doc"));
+        let previous: CareTeam = match &previous_doc {
+            Some(doc) => serde_json::from_str(doc).map_err(|e| StoreError::new(OP, e))?,
+            None => CareTeam::default(),
+        };
+        let partitions = |t: &CareTeam| -> Vec<String> { t.members().map(|c| format!("clinician#{c}")).chain(t.location_id.iter().map(|l| format!("location#{l}"))).collect() };
+        let (now, before) = (partitions(team), partitions(&previous));
+        // Written over the team it was read as: two changes at once do not leave stale entries.
+        let mut put_team = Put::builder().table_name(&self.table).set_item(Some(Self::item(pk, "team", None, team, OP)?));
+        put_team = match previous_doc {
+            Some(doc) => put_team.condition_expression("doc = :previous").expression_attribute_values(":previous", s(doc)),
+            None => put_team.condition_expression("attribute_not_exists(pk)"),
+        };
+        let mut items = vec![TransactWriteItem::builder().put(put_team.build().map_err(|e| StoreError::new(OP, e))?).build()];
+        let sk = format!("patient#{}", team.patient_id);
+        for partition in now.iter().filter(|p| !before.contains(p)) {
+            let entry = Item::from([("pk".to_owned(), s(partition)), ("sk".to_owned(), s(&sk)), ("patientId".to_owned(), s(&team.patient_id))]);
+            items.push(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(entry)).build().map_err(|e| StoreError::new(OP, e))?).build());
+        }
+        for partition in before.iter().filter(|p| !now.contains(p)) {
+            let delete = Delete::builder().table_name(&self.table).key("pk", s(partition)).key("sk", s(&sk)).build().map_err(|e| StoreError::new(OP, e))?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        Ok(())
+    }
+
+    async fn patients_of(&self, clinician_id: &str) -> Result<Vec<String>, StoreError> {
+        self.patients_in(format!("clinician#{clinician_id}"), "list a clinician's patients").await
+    }
+
+    async fn patients_at(&self, location_id: &str) -> Result<Vec<String>, StoreError> {
+        self.patients_in(format!("location#{location_id}"), "list a location's patients").await
     }
 
     async fn settings(&self, patient_id: &str) -> Result<Option<ClinicalSettings>, StoreError> {

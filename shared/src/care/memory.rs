@@ -68,6 +68,14 @@ impl CareStore for MemoryCare {
         Ok(())
     }
 
+    async fn patients_of(&self, clinician_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.teams.lock().expect("lock").values().filter(|t| t.members().any(|m| m == clinician_id)).map(|t| t.patient_id.clone()).collect())
+    }
+
+    async fn patients_at(&self, location_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.teams.lock().expect("lock").values().filter(|t| t.location_id.as_deref() == Some(location_id)).map(|t| t.patient_id.clone()).collect())
+    }
+
     async fn settings(&self, patient_id: &str) -> Result<Option<ClinicalSettings>, StoreError> {
         Ok(self.settings.lock().expect("lock").get(patient_id).cloned())
     }

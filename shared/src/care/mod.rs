@@ -289,7 +289,12 @@ pub trait CareStore: Send + Sync {
     /// The clinicians who work at a location.
     fn members(&self, location_id: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     fn care_team(&self, patient_id: &str) -> impl Future<Output = Result<Option<CareTeam>, StoreError>> + Send;
+    /// Writes a team and the reverse index of who it names (the previous team's entries gone).
     fn put_care_team(&self, team: &CareTeam) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The patients whose team names the clinician.
+    fn patients_of(&self, clinician_id: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// The patients whose team has the location.
+    fn patients_at(&self, location_id: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     fn settings(&self, patient_id: &str) -> impl Future<Output = Result<Option<ClinicalSettings>, StoreError>> + Send;
     fn put_settings(&self, settings: &ClinicalSettings) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -340,6 +345,17 @@ impl<'a, S: CareStore> ReadScope<'a, S> {
         self.known.insert(patient_id.to_owned(), allowed);
         Ok(allowed)
     }
+}
+
+/// Every patient a clinician looks after (named in the team, or at one of their locations), in
+/// id order; none without a clinician record.
+pub async fn patients_in_care<S: CareStore>(care: &S, clinician_id: &str) -> Result<Option<Vec<String>>, StoreError> {
+    let Some(clinician) = care.clinician(clinician_id).await? else { return Ok(None) };
+    let mut patients: std::collections::BTreeSet<String> = care.patients_of(clinician_id).await?.into_iter().collect();
+    for location in &clinician.location_ids {
+        patients.extend(care.patients_at(location).await?);
+    }
+    Ok(Some(patients.into_iter().collect()))
 }
 
 /// The first of `locations` the platform does not know.

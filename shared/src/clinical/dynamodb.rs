@@ -161,6 +161,25 @@ impl AlertStore for DynamoAlertStore {
         Ok(AlertPage { items: items.iter().filter_map(alert_of).collect(), next })
     }
 
+    async fn open(&self, patient_id: &str) -> Result<Vec<Alert>, StoreError> {
+        const OP: &str = "list open alerts";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("patientId = :p AND begins_with(sortKey, :o)")
+            .expression_attribute_values(":p", s(patient_id))
+            .expression_attribute_values(":o", s("OPEN#"));
+        let ids = query_all(query, OP, |item| opt_s(item, "alertId").ok_or_else(|| StoreError::new(OP, "a marker without alertId"))).await?;
+        let mut open = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(alert) = FlowStore::alert(self, patient_id, &id).await?.filter(|a| a.status == AlertStatus::Open) {
+                open.push(alert);
+            }
+        }
+        Ok(open)
+    }
+
     async fn close(&self, patient_id: &str, alert_id: &str, closed_by: &str, at: &str) -> Result<Option<Alert>, StoreError> {
         const OP: &str = "close alert";
         let all = self.all_for_patient(patient_id).await?;

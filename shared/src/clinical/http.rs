@@ -7,6 +7,7 @@
 //! | `POST /patients/{patientId}/alerts/{alertId}/acknowledge` | `patient-alerts-acknowledge` | admin, a clinician of the patient's team |
 //! | `POST /patients/{patientId}/alerts/{alertId}/answer` | `patient-alerts-answer` | the patient |
 //! | `GET /patients/{patientId}/alerts/{alertId}/history` | `patient-alerts-history` | admin, a clinician of the patient's team |
+//! | `GET /worklist?clinicianId=` | `clinician-worklist` | a clinician (their own), admin (naming one) |
 //! | `POST /scores/news2` | `scores-news2` | admin, clinician, patient |
 
 use lambda_http::Request;
@@ -180,6 +181,45 @@ pub async fn history<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(reque
     Ok((200, json!({"alert": alert.to_json(), "flow": flow, "steps": steps, "notifications": notifications})))
 }
 
+/// `GET /worklist`: the open alerts of a clinician's patients (named in their teams, or at their
+/// locations), highest severity first, then oldest first, each with its flow; the highest open
+/// alert of each kind per patient (a lower one of the same kind is older news). A clinician sees
+/// their own; an admin names one with `clinicianId`. Every patient shown is audited.
+pub async fn worklist<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
+    let who = require(&request, &[Role::Admin, Role::Clinician])?;
+    let named = query_param(&request, "clinicianId");
+    let clinician_id = match (who.role, named) {
+        (Role::Admin, Some(id)) => id,
+        (Role::Admin, None) => return Err(ApiError::bad("clinicianId", "an admin names the clinician whose worklist to show")),
+        (_, Some(id)) if id != who.subject => return Err(ApiError::Forbidden("a clinician sees only their own worklist".into())),
+        _ => who.subject.clone(),
+    };
+    let Some(patients) = crate::care::patients_in_care(&deps.care, &clinician_id).await? else {
+        return Err(ApiError::NotFound(format!("no clinician {clinician_id}")));
+    };
+    let mut open: Vec<(Alert, Option<super::flow::Flow>)> = Vec::new();
+    for patient in &patients {
+        for alert in deps.alerts.open(patient).await? {
+            let flow = deps.alerts.flow(patient, &alert.alert_id).await?;
+            open.push((alert, flow));
+        }
+    }
+    open.sort_by(|(a, _), (b, _)| b.rank().cmp(&a.rank()).then_with(|| a.raised_at.cmp(&b.raised_at)));
+    let shown: std::collections::BTreeSet<&str> = open.iter().map(|(a, _)| a.patient_id.as_str()).collect();
+    if !shown.is_empty() {
+        record_read(&deps.audit, &request, &who, &shown.into_iter().collect::<Vec<_>>(), 200).await?;
+    }
+    let alerts: Vec<serde_json::Value> = open
+        .iter()
+        .map(|(alert, flow)| {
+            let mut item = alert.to_json();
+            item["flow"] = json!(flow);
+            item
+        })
+        .collect();
+    Ok((200, json!({"clinicianId": clinician_id, "patients": patients.len(), "alerts": alerts})))
+}
+
 /// `GET /patients/{patientId}/alerts`: a page of the patient's alerts, newest first (another
 /// patient gets 404, as for Observations).
 pub async fn list<A: AlertStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
@@ -331,6 +371,39 @@ mod tests {
             audited(&deps),
             [entry("pat-1", "clinician-sub", "clinician", 200), entry("pat-1", "admin-sub", "admin", 200), entry("pat-1", "admin-sub", "admin", 200)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_worklist_shows_the_clinicians_patients_open_alerts_highest_then_oldest_and_audits_them() {
+        let mut deps = deps().await;
+        deps.care = crate::care::memory::MemoryCare::looking_after("clinician-sub", &["pat-1", "pat-2"]);
+        let request = |caller: Value, clinician: Option<&str>| {
+            let r = ApiRequest::new("GET /worklist").caller(caller);
+            match clinician {
+                Some(c) => r.query("clinicianId", c).build(),
+                None => r.build(),
+            }
+        };
+        let answer = answered(worklist(request(testing::clinician(), None), &deps).await);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(alert_ids(&answer), ["news2-high", "news2-other", "glucose-1"], "high before medium, the older high first; the medium NEWS2 alert is older news");
+        assert_eq!(answer.body["patients"], 2);
+        let mut audited: Vec<String> = deps.audit.all().into_iter().map(|r| r.patient_id).collect();
+        audited.sort();
+        assert_eq!(audited, ["pat-1", "pat-2"]);
+        close(close_request("pat-2", "news2-other", testing::clinician()).build(), &deps).await.unwrap();
+        let after = answered(worklist(request(testing::clinician(), None), &deps).await);
+        assert_eq!(alert_ids(&after), ["news2-high", "glucose-1"], "a resolved alert leaves the worklist");
+        let by_admin = answered(worklist(request(testing::admin(), Some("clinician-sub")), &deps).await);
+        assert_eq!(alert_ids(&by_admin), ["news2-high", "glucose-1"]);
+        let admin_unnamed = answered(worklist(request(testing::admin(), None), &deps).await);
+        assert_eq!((admin_unnamed.status, admin_unnamed.error_field()), (400, Some("clinicianId")));
+        let someone_elses = answered(worklist(request(testing::clinician(), Some("other")), &deps).await);
+        assert_eq!(someone_elses.status, 403);
+        let unknown = answered(worklist(request(testing::admin(), Some("nobody")), &deps).await);
+        assert_eq!(unknown.status, 404);
+        let by_patient = answered(worklist(request(testing::patient("pat-1"), None), &deps).await);
+        assert_eq!(by_patient.status, 403);
     }
 
     #[tokio::test]

@@ -85,6 +85,12 @@ impl AlertStore for MemoryAlerts {
         Ok(AlertPage { items: items.into_iter().map(|(_, a)| a).collect(), next })
     }
 
+    async fn open(&self, patient_id: &str) -> Result<Vec<Alert>, StoreError> {
+        let table = self.0.lock().expect("lock");
+        let ids: Vec<&String> = table.markers.iter().filter(|((p, _), _)| p == patient_id).map(|(_, (id, _))| id).collect();
+        Ok(table.records.values().filter(|a| a.patient_id == patient_id && a.status == AlertStatus::Open && ids.contains(&&a.alert_id)).cloned().collect())
+    }
+
     async fn close(&self, patient_id: &str, alert_id: &str, closed_by: &str, at: &str) -> Result<Option<Alert>, StoreError> {
         let mut table = self.0.lock().expect("lock");
         let Some(key) = table.records.iter().find(|((p, _), a)| p == patient_id && a.alert_id == alert_id).map(|(k, _)| k.clone()) else {

@@ -242,6 +242,8 @@ pub trait AlertStore: Send + Sync {
     fn raise(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A page of the patient's alerts, newest first, after the cursor.
     fn for_patient(&self, patient_id: &str, limit: i32, after: Option<&str>) -> impl Future<Output = Result<AlertPage, StoreError>> + Send;
+    /// The highest open alert of each kind the patient has (those the open markers stand for).
+    fn open(&self, patient_id: &str) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send;
     /// Closes an alert (a clinician dealt with it), so that new readings may raise its kind
     /// again; the alert as it is now, or `None` if the patient has no such alert.
     fn close(

@@ -216,6 +216,12 @@ pub static PATIENT_ALERTS_HISTORY: FunctionSpec = FunctionSpec {
     build: |w| http::<Alerts>(w, route!(crate::clinical::http::history)),
 };
 
+pub static CLINICIAN_WORKLIST: FunctionSpec = FunctionSpec {
+    name: "clinician-worklist",
+    trigger: one!("GET", "/worklist"),
+    build: |w| http::<Alerts>(w, route!(crate::clinical::http::worklist)),
+};
+
 pub static ALERT_SWEEP: FunctionSpec = FunctionSpec {
     name: "alert-sweep",
     trigger: Trigger::Schedule("rate(1 minute)"),
@@ -698,6 +704,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &PATIENT_ALERTS_ACKNOWLEDGE,
     &PATIENT_ALERTS_ANSWER,
     &PATIENT_ALERTS_HISTORY,
+    &CLINICIAN_WORKLIST,
     &ALERT_SWEEP,
     &UPLOAD_LINK,
     &UPLOAD_REGISTERED,

@@ -1,0 +1,2 @@
+//! `clinician-worklist`: `GET /worklist` (`vitalwire::clinical::http::worklist`).
+vitalwire_functions::lambda_function!(CLINICIAN_WORKLIST);
