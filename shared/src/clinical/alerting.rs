@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::flow::{self, Colour, Effect, Event, Flow, FlowRefusal, Responder, Step, StepRecord};
-use super::{Alert, AlertKind, AlertStatus};
+use super::{Alert, AlertKind, AlertStatus, AlertStore};
 use crate::care::{CareStore, CareTeam, Channel, ClinicalSettings};
 use crate::messages::time::PolarisTime;
 use crate::messages::{new_message, Message, MessageStore};
@@ -134,7 +134,7 @@ impl Delivery {
 }
 
 /// Where the flow's state, its history and its deliveries are kept (with the alerts).
-pub trait FlowStore: Send + Sync {
+pub trait FlowStore: AlertStore + Send + Sync {
     fn alert(&self, patient_id: &str, alert_id: &str) -> impl Future<Output = Result<Option<Alert>, StoreError>> + Send;
     /// The alert's flow; none before it started.
     fn flow(&self, patient_id: &str, alert_id: &str) -> impl Future<Output = Result<Option<Flow>, StoreError>> + Send;
@@ -202,10 +202,11 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
                 if !deps.flows.record_step(&start).await? {
                     continue;
                 }
+                supersede_lower(deps, &alert, now).await?;
                 start.flow
             }
         };
-        let flow = match flow::step(&flow, Event::TimedOut, "platform", now, &settings.escalation_timeouts) {
+        let flow = match flow::step(&flow, Event::TimedOut, "platform", now) {
             Ok(escalated) => {
                 if !deps.flows.record_step(&escalated).await? {
                     continue;
@@ -218,6 +219,39 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
         return deliver(deps, &alert, &flow, &settings, now).await;
     }
     Err(StoreError::new("advance alert flow", "the flow kept changing under this run; the sweep tries again"))
+}
+
+/// Ends the flows of the patient's open alerts of the same kind and lower severity, and closes
+/// them: the worse alert just started has taken over (asking the patient again, and for high
+/// severity telling the doctor and nurse at once), so one flow runs per patient and kind.
+async fn supersede_lower<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(
+    deps: &FlowDeps<F, C, M, N>,
+    alert: &Alert,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut after = None;
+    let mut lower = Vec::new();
+    loop {
+        let page = deps.flows.for_patient(&alert.patient_id, 100, after.as_deref()).await?;
+        lower.extend(page.items.into_iter().filter(|a| a.kind == alert.kind && a.status == AlertStatus::Open && a.alert_id != alert.alert_id && a.rank() < alert.rank()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    for old in lower {
+        for _ in 0..5 {
+            let Some(flow) = deps.flows.flow(&old.patient_id, &old.alert_id).await? else { break };
+            let Ok(mut step) = flow::step(&flow, Event::Superseded, "platform", now) else { break };
+            step.record.superseded_by = Some(alert.alert_id.clone());
+            if deps.flows.record_step(&step).await? {
+                break;
+            }
+        }
+        deps.flows.close(&old.patient_id, &old.alert_id, "platform", &format_utc(now)).await?;
+        tracing::info!(alert_id = %old.alert_id, superseded_by = %alert.alert_id, "alert superseded");
+    }
+    Ok(())
 }
 
 /// What one sweep did.
@@ -265,7 +299,7 @@ pub async fn apply<F: FlowStore>(flows: &F, settings: &ClinicalSettings, alert: 
                 start.flow
             }
         };
-        let step = match flow::step(&flow, event, by, now, &settings.escalation_timeouts) {
+        let step = match flow::step(&flow, event, by, now) {
             Ok(step) => step,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -589,9 +623,13 @@ mod tests {
     }
 
     async fn raise(deps: &Deps, severity: Severity) -> Alert {
+        raise_as(deps, "a-1", severity).await
+    }
+
+    async fn raise_as(deps: &Deps, id: &str, severity: Severity) -> Alert {
         let now = format_utc(deps.clock.now());
         let alert = Alert {
-            alert_id: "a-1".into(),
+            alert_id: id.into(),
             patient_id: "P1".into(),
             device_id: "dev-1".into(),
             kind: AlertKind::News2,
@@ -694,6 +732,26 @@ mod tests {
         deps.clock.advance(Duration::hours(2));
         advance(&deps, "P1", "a-1").await.unwrap();
         assert_eq!(sent_to(&deps).len(), 1, "nothing more after the acknowledgement");
+    }
+
+    #[tokio::test]
+    async fn a_worse_alert_restarts_the_flow_at_its_severity_and_ends_the_lower_ones() {
+        let deps = deps(ClinicalSettings::default()).await;
+        raise(&deps, Severity::Medium).await;
+        advance(&deps, "P1", "a-1").await.unwrap();
+        let acknowledged = apply(&deps.flows, &ClinicalSettings::default(), &deps.flows.alert("P1", "a-1").await.unwrap().unwrap(), Event::Acknowledged, "n-1", deps.clock.now()).await.unwrap();
+        assert!(acknowledged.is_ok());
+        deps.clock.advance(Duration::minutes(5));
+        raise_as(&deps, "a-2", Severity::High).await;
+        advance(&deps, "P1", "a-2").await.unwrap();
+        let worse = deps.flows.flow("P1", "a-2").await.unwrap().unwrap();
+        assert_eq!((worse.stage, worse.severity, worse.told.as_slice()), (Stage::AskingPatient, Severity::High, [Responder::Doctor, Responder::Nurse].as_slice()), "asked again, doctor and nurse told at once");
+        let old = deps.flows.alert("P1", "a-1").await.unwrap().unwrap();
+        assert_eq!((old.status, old.closed_by.as_deref()), (AlertStatus::Closed, Some("platform")));
+        let (last, _) = deps.flows.history("P1", "a-1").await.unwrap().pop().unwrap();
+        assert_eq!((last.event.as_str(), last.superseded_by.as_deref(), last.to), ("superseded", Some("a-2"), Stage::Resolved));
+        assert_eq!(deps.flows.open("P1").await.unwrap().iter().map(|a| a.alert_id.as_str()).collect::<Vec<_>>(), ["a-2"]);
+        assert_eq!(sent_to(&deps), ["+447700900001", "d1@example.org", "+447700900002"], "the high alert's doctor and nurse");
     }
 
     #[tokio::test]

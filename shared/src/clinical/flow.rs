@@ -13,7 +13,9 @@
 //!   the doctor and nurse already know and decide).
 //! - Acknowledged: a clinician has it; nothing escalates any more.
 //! - Resolved: done.
-//! - Worsened: a reading raised the open alert's severity; the flow starts again at it.
+//! - Superseded: a worse reading raised a new alert of the same kind, whose own flow starts
+//!   again at the higher severity (asking the patient, and for high severity telling the doctor
+//!   and nurse at once); this one ends, so one flow runs per patient and kind.
 //!
 //! Every step bumps the version, so a store writes it only over the state it was decided
 //! from: an answer and a timeout racing each other are decided one after the other.
@@ -22,7 +24,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::news2::Severity;
-use super::{severity_rank, Alert, AlertKind};
+use super::{Alert, AlertKind};
 use crate::care::EscalationTimeouts;
 use crate::messages::MessageType;
 use crate::platform::time::format_utc;
@@ -127,7 +129,7 @@ pub struct Flow {
     pub stage: Stage,
     /// Counts steps from 1 (the start).
     pub version: u64,
-    /// When the current round began (raised, or worsened).
+    /// When the flow began.
     pub started_at: String,
     /// When the flow escalates by itself next, if it still may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,8 +153,8 @@ pub enum Event {
     TimedOut,
     Acknowledged,
     Resolved,
-    /// A new reading raised the open alert to this severity.
-    Worsened(Severity),
+    /// A worse alert of the same kind was raised: this one's flow ends for it.
+    Superseded,
 }
 
 impl Event {
@@ -162,7 +164,7 @@ impl Event {
             Self::TimedOut => "timed_out",
             Self::Acknowledged => "acknowledged",
             Self::Resolved => "resolved",
-            Self::Worsened(_) => "worsened",
+            Self::Superseded => "superseded",
         }
     }
 }
@@ -227,6 +229,9 @@ pub struct StepRecord {
     pub to: Stage,
     /// Who did it: a subject, or `platform` for the flow's own steps.
     pub by: String,
+    /// For a superseded alert: the worse alert that took over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     pub at: String,
     pub effects: Vec<Effect>,
 }
@@ -242,8 +247,6 @@ pub enum FlowRefusal {
     AlreadyAcknowledged,
     #[error("nothing is due")]
     NotDue,
-    #[error("the alert is {0} already")]
-    NotWorse(&'static str),
 }
 
 /// Who the flow tells by itself when the patient does not answer, by severity.
@@ -268,23 +271,7 @@ fn deadline(severity: Severity, timeouts: &EscalationTimeouts, now: DateTime<Utc
     format_utc(now + Duration::minutes(i64::from(timeouts.for_severity(severity))))
 }
 
-/// A round's first effects: ask the patient, alert the clinicians, and for high severity tell
-/// the doctor and nurse at once.
-fn round(flow: &mut Flow, timeouts: &EscalationTimeouts, now: DateTime<Utc>) -> Vec<Effect> {
-    flow.stage = Stage::AskingPatient;
-    flow.started_at = format_utc(now);
-    flow.due_at = Some(deadline(flow.severity, timeouts, now));
-    flow.answer = None;
-    flow.acknowledged_by = None;
-    flow.told.clear();
-    let mut effects = vec![Effect::AskPatient, Effect::ClinicianAlert(clinician_alert(flow.severity))];
-    if flow.severity == Severity::High {
-        effects.extend(tell(flow, &[Responder::Doctor, Responder::Nurse]));
-    }
-    effects
-}
-
-/// Tells those of `responders` not told yet in this round.
+/// Tells those of `responders` not told yet.
 fn tell(flow: &mut Flow, responders: &[Responder]) -> Vec<Effect> {
     let mut effects = Vec::new();
     for r in responders {
@@ -306,6 +293,7 @@ fn record(flow: &Flow, event: &str, from: Option<Stage>, by: &str, now: DateTime
         from,
         to: flow.stage,
         by: by.to_owned(),
+        superseded_by: None,
         at: format_utc(now),
         effects: effects.to_vec(),
     }
@@ -320,20 +308,25 @@ pub fn start(alert: &Alert, timeouts: &EscalationTimeouts, now: DateTime<Utc>) -
         severity: alert.severity,
         stage: Stage::AskingPatient,
         version: 1,
-        started_at: String::new(),
-        due_at: None,
+        started_at: format_utc(now),
+        due_at: Some(deadline(alert.severity, timeouts, now)),
         told: Vec::new(),
         answer: None,
         acknowledged_by: None,
         resolved_by: None,
     };
-    let effects = round(&mut flow, timeouts, now);
+    // Ask the patient, alert the clinicians, and for high severity tell the doctor and nurse
+    // at once.
+    let mut effects = vec![Effect::AskPatient, Effect::ClinicianAlert(clinician_alert(flow.severity))];
+    if flow.severity == Severity::High {
+        effects.extend(tell(&mut flow, &[Responder::Doctor, Responder::Nurse]));
+    }
     let record = record(&flow, "raised", None, "platform", now, &effects);
     Step { flow, effects, record }
 }
 
 /// What `event` (by `by`, at `now`) does to `flow`.
-pub fn step(flow: &Flow, event: Event, by: &str, now: DateTime<Utc>, timeouts: &EscalationTimeouts) -> Result<Step, FlowRefusal> {
+pub fn step(flow: &Flow, event: Event, by: &str, now: DateTime<Utc>) -> Result<Step, FlowRefusal> {
     if flow.stage == Stage::Resolved {
         return Err(FlowRefusal::Resolved);
     }
@@ -375,18 +368,11 @@ pub fn step(flow: &Flow, event: Event, by: &str, now: DateTime<Utc>, timeouts: &
             next.due_at = None;
             Vec::new()
         }
-        Event::Resolved => {
+        Event::Resolved | Event::Superseded => {
             next.stage = Stage::Resolved;
             next.resolved_by = Some(by.to_owned());
             next.due_at = None;
             Vec::new()
-        }
-        Event::Worsened(severity) => {
-            if severity_rank(severity) <= severity_rank(flow.severity) {
-                return Err(FlowRefusal::NotWorse(flow.severity.as_str()));
-            }
-            next.severity = severity;
-            round(&mut next, timeouts, now)
         }
     };
     let mut record = record(&next, event.name(), Some(flow.stage), by, now, &effects);
@@ -496,13 +482,13 @@ mod tests {
     #[test]
     fn each_answer_tells_whom_it_names_and_ends_the_wait_below_high() {
         for answer in Answer::ALL {
-            let s = step(&started(Severity::Medium), Event::Answered(answer), "P1-sub", at(3), &T).unwrap();
+            let s = step(&started(Severity::Medium), Event::Answered(answer), "P1-sub", at(3)).unwrap();
             assert_eq!(told(&s.effects), answer.responders(), "{}", answer.as_str());
             assert_eq!((s.flow.stage, s.flow.answer, s.flow.due_at.as_deref()), (Stage::Answered, Some(answer), None));
             assert_eq!((s.record.answer, s.record.from, s.record.version), (Some(answer), Some(Stage::AskingPatient), 2));
-            assert_eq!(step(&s.flow, Event::TimedOut, "platform", at(60), &T), Err(FlowRefusal::NotDue), "nothing escalates after an answer");
+            assert_eq!(step(&s.flow, Event::TimedOut, "platform", at(60)), Err(FlowRefusal::NotDue), "nothing escalates after an answer");
             assert_eq!(
-                step(&s.flow, Event::Answered(Answer::ApproveAll), "P1-sub", at(4), &T),
+                step(&s.flow, Event::Answered(Answer::ApproveAll), "P1-sub", at(4)),
                 Err(FlowRefusal::AlreadyAnswered(answer.as_str())),
                 "a second answer (a second tap, or the link after the app) changes nothing"
             );
@@ -517,13 +503,13 @@ mod tests {
             (Severity::High, 10, vec![Responder::Ems]),
         ] {
             let flow = started(severity);
-            assert_eq!(step(&flow, Event::TimedOut, "platform", at(minutes - 1), &T), Err(FlowRefusal::NotDue), "{severity:?} before its deadline");
-            let s = step(&flow, Event::TimedOut, "platform", at(minutes), &T).unwrap();
+            assert_eq!(step(&flow, Event::TimedOut, "platform", at(minutes - 1)), Err(FlowRefusal::NotDue), "{severity:?} before its deadline");
+            let s = step(&flow, Event::TimedOut, "platform", at(minutes)).unwrap();
             assert_eq!(told(&s.effects), expected, "{severity:?}");
             assert_eq!((s.flow.stage, s.flow.due_at.as_deref()), (Stage::Escalated, None));
-            assert_eq!(step(&s.flow, Event::TimedOut, "platform", at(minutes + 5), &T), Err(FlowRefusal::NotDue), "it escalates once");
+            assert_eq!(step(&s.flow, Event::TimedOut, "platform", at(minutes + 5)), Err(FlowRefusal::NotDue), "it escalates once");
             // A late answer still tells whom the patient chose, if not told already.
-            let late = step(&s.flow, Event::Answered(Answer::ApproveAll), "P1-sub", at(minutes + 1), &T).unwrap();
+            let late = step(&s.flow, Event::Answered(Answer::ApproveAll), "P1-sub", at(minutes + 1)).unwrap();
             let everyone = [Responder::Doctor, Responder::Nurse, Responder::Ems];
             assert_eq!(told(&late.effects), everyone.iter().copied().filter(|r| !s.flow.told.contains(r)).collect::<Vec<_>>());
         }
@@ -532,52 +518,44 @@ mod tests {
     #[test]
     fn high_severity_calls_ems_after_the_deadline_whatever_the_answer_unless_acknowledged() {
         let flow = started(Severity::High);
-        let declined = step(&flow, Event::Answered(Answer::Decline), "P1-sub", at(1), &T).unwrap();
+        let declined = step(&flow, Event::Answered(Answer::Decline), "P1-sub", at(1)).unwrap();
         assert_eq!(declined.effects, []);
         assert_eq!(declined.flow.due_at.as_deref(), Some("2026-12-01T10:10:00.000Z"));
-        let ems = step(&declined.flow, Event::TimedOut, "platform", at(10), &T).unwrap();
+        let ems = step(&declined.flow, Event::TimedOut, "platform", at(10)).unwrap();
         assert_eq!(ems.effects, [Effect::Tell(Responder::Ems)]);
         assert_eq!(ems.flow.stage, Stage::Answered, "the answer stands");
 
-        let asked_for_ems = step(&flow, Event::Answered(Answer::ApproveEms), "P1-sub", at(1), &T).unwrap();
+        let asked_for_ems = step(&flow, Event::Answered(Answer::ApproveEms), "P1-sub", at(1)).unwrap();
         assert_eq!((asked_for_ems.effects.as_slice(), asked_for_ems.flow.due_at.as_deref()), ([Effect::Tell(Responder::Ems)].as_slice(), None));
 
-        let acknowledged = step(&flow, Event::Acknowledged, "nurse-1", at(5), &T).unwrap();
+        let acknowledged = step(&flow, Event::Acknowledged, "nurse-1", at(5)).unwrap();
         assert_eq!((acknowledged.flow.stage, acknowledged.flow.due_at.as_deref(), acknowledged.flow.acknowledged_by.as_deref()), (Stage::Acknowledged, None, Some("nurse-1")));
-        assert_eq!(step(&acknowledged.flow, Event::TimedOut, "platform", at(10), &T), Err(FlowRefusal::NotDue), "acknowledging stops escalation");
-        assert_eq!(step(&acknowledged.flow, Event::Acknowledged, "doctor-1", at(6), &T), Err(FlowRefusal::AlreadyAcknowledged));
-        assert_eq!(step(&acknowledged.flow, Event::Answered(Answer::ApproveAll), "P1-sub", at(6), &T), Err(FlowRefusal::AlreadyAcknowledged));
+        assert_eq!(step(&acknowledged.flow, Event::TimedOut, "platform", at(10)), Err(FlowRefusal::NotDue), "acknowledging stops escalation");
+        assert_eq!(step(&acknowledged.flow, Event::Acknowledged, "doctor-1", at(6)), Err(FlowRefusal::AlreadyAcknowledged));
+        assert_eq!(step(&acknowledged.flow, Event::Answered(Answer::ApproveAll), "P1-sub", at(6)), Err(FlowRefusal::AlreadyAcknowledged));
     }
 
     #[test]
     fn resolving_ends_the_flow_and_nothing_applies_after_it() {
-        let resolved = step(&started(Severity::Medium), Event::Resolved, "doctor-1", at(2), &T).unwrap();
+        let resolved = step(&started(Severity::Medium), Event::Resolved, "doctor-1", at(2)).unwrap();
         assert_eq!((resolved.flow.stage, resolved.flow.due_at.as_deref(), resolved.flow.resolved_by.as_deref()), (Stage::Resolved, None, Some("doctor-1")));
-        for event in [Event::Answered(Answer::Decline), Event::TimedOut, Event::Acknowledged, Event::Resolved, Event::Worsened(Severity::High)] {
-            assert_eq!(step(&resolved.flow, event, "x", at(30), &T), Err(FlowRefusal::Resolved), "{event:?}");
+        for event in [Event::Answered(Answer::Decline), Event::TimedOut, Event::Acknowledged, Event::Resolved, Event::Superseded] {
+            assert_eq!(step(&resolved.flow, event, "x", at(30)), Err(FlowRefusal::Resolved), "{event:?}");
         }
     }
 
     #[test]
-    fn a_worse_reading_restarts_the_flow_at_the_new_severity_and_a_better_one_does_not() {
-        let answered = step(&started(Severity::Medium), Event::Answered(Answer::ApproveNurse), "P1-sub", at(1), &T).unwrap().flow;
-        let acknowledged = step(&answered, Event::Acknowledged, "nurse-1", at(2), &T).unwrap().flow;
-        let worse = step(&acknowledged, Event::Worsened(Severity::High), "platform", at(20), &T).unwrap();
-        assert_eq!(
-            worse.effects,
-            [Effect::AskPatient, Effect::ClinicianAlert(Colour::Red), Effect::Tell(Responder::Doctor), Effect::Tell(Responder::Nurse)],
-            "told again: it is news"
-        );
-        assert_eq!((worse.flow.stage, worse.flow.severity, worse.flow.answer, worse.flow.acknowledged_by.as_deref()), (Stage::AskingPatient, Severity::High, None, None));
-        assert_eq!(worse.flow.due_at.as_deref(), Some("2026-12-01T10:30:00.000Z"));
-        assert_eq!(worse.record.severity, Some(Severity::High));
-        assert_eq!(step(&worse.flow, Event::Worsened(Severity::Medium), "platform", at(21), &T), Err(FlowRefusal::NotWorse("high")));
-        assert_eq!(step(&worse.flow, Event::Worsened(Severity::High), "platform", at(21), &T), Err(FlowRefusal::NotWorse("high")));
+    fn a_superseded_flow_ends_wherever_it_stood() {
+        let answered = step(&started(Severity::Medium), Event::Answered(Answer::ApproveNurse), "P1-sub", at(1)).unwrap().flow;
+        let superseded = step(&answered, Event::Superseded, "platform", at(20)).unwrap();
+        assert_eq!((superseded.flow.stage, superseded.flow.due_at.as_deref(), superseded.effects.as_slice()), (Stage::Resolved, None, [].as_slice()));
+        assert_eq!(superseded.record.event, "superseded");
+        assert_eq!(step(&superseded.flow, Event::TimedOut, "platform", at(60)), Err(FlowRefusal::Resolved));
     }
 
     #[test]
     fn a_flow_and_its_history_read_back_as_written() {
-        let s = step(&started(Severity::High), Event::Answered(Answer::ApproveDoctor), "P1-sub", at(1), &T).unwrap();
+        let s = step(&started(Severity::High), Event::Answered(Answer::ApproveDoctor), "P1-sub", at(1)).unwrap();
         let flow: Flow = serde_json::from_value(serde_json::to_value(&s.flow).unwrap()).unwrap();
         assert_eq!(flow, s.flow);
         let record_json = serde_json::to_value(&s.record).unwrap();

@@ -77,7 +77,6 @@ pub async fn close<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request
     let patient = alert.patient_id.clone();
     let at = format_utc(deps.clock.now());
     let closed = deps.alerts.close(&patient, &alert.alert_id, &who.subject, &at).await?.unwrap_or(alert);
-    let settings = deps.care.settings(&patient).await?.unwrap_or_default();
     let mut open = false;
     let mut after = None;
     loop {
@@ -91,7 +90,7 @@ pub async fn close<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request
     let mut resolved = None;
     for _ in 0..5 {
         let Some(flow) = deps.alerts.flow(&patient, &closed.alert_id).await? else { break };
-        let mut step = match super::flow::step(&flow, Event::Resolved, &who.subject, deps.clock.now(), &settings.escalation_timeouts) {
+        let mut step = match super::flow::step(&flow, Event::Resolved, &who.subject, deps.clock.now()) {
             Ok(step) => step,
             Err(_) => break, // resolved already
         };
