@@ -92,6 +92,15 @@ async fn nobody_answers_so_the_flow_escalates_then_a_nurse_acknowledges_and_the_
     assert!(sms["providerMessageId"].as_str().is_some_and(|id| !id.is_empty()), "SNS's message id is kept: {sms}");
     assert!(!sms["body"].as_str().unwrap().contains("131"), "no readings in an SMS unless the settings allow it");
 
+    // The ward's inbox holds the amber alert: a platform clinician reads it naming their ward,
+    // and is refused naming a ward they do not work at.
+    let nurse = gw.auth().mint("n-1", Role::Clinician, None, 10).unwrap();
+    let (status, _, inbox) = api.call_with(Method::GET, "/dhos/v1/receiver/ward-7/message", Some(&nurse), &[("x-location-ids", "ward-7")], None).await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    assert!(inbox.as_array().unwrap().iter().any(|m| m["message_type"]["value"] == 8), "{inbox}");
+    let (status, _, refused) = api.call_with(Method::GET, "/dhos/v1/receiver/ward-9/message", Some(&nurse), &[("x-location-ids", "ward-9")], None).await;
+    assert_eq!((status, refused), (StatusCode::FORBIDDEN, json!({"message": "Forbidden"})), "X-Location-Ids is checked against the clinician's record");
+
     // Fourteen minutes on, nothing; at fifteen, the medium alert escalates to doctor and nurse.
     advance(&api, 14).await;
     assert_eq!(outbox(&api).await.len(), 1);
@@ -105,7 +114,6 @@ async fn nobody_answers_so_the_flow_escalates_then_a_nurse_acknowledges_and_the_
     );
 
     // The nurse's worklist has it, escalated; someone without a clinician record has none.
-    let nurse = gw.auth().mint("n-1", Role::Clinician, None, 10).unwrap();
     let (status, worklist) = api.call(Method::GET, "/worklist", Some(&nurse), None).await;
     assert_eq!(status, StatusCode::OK, "{worklist}");
     assert_eq!((worklist["patients"].as_u64(), worklist["alerts"][0]["alertId"].as_str(), worklist["alerts"][0]["flow"]["stage"].as_str()), (Some(1), Some(alert.as_str()), Some("escalated")));

@@ -25,24 +25,28 @@ use super::api_keys::{ApiKeyStore, KEY_MARKER};
 use super::jwt::{bearer, JwtVerifier};
 use super::polaris::{unverified_issuer, PolarisVerifier};
 use super::secrets::PepperSource;
+use super::Role;
+use crate::care::CareStore;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 
 /// What the authorizer checks tokens against.
-pub struct AuthorizerDeps<S, P> {
+pub struct AuthorizerDeps<S, P, C> {
     pub verifier: JwtVerifier,
     pub polaris: PolarisVerifier,
     pub keys: S,
     pub pepper: P,
+    /// Clinicians' records: the locations a clinician works at.
+    pub care: C,
 }
 
-impl<S: FromWiring, P: FromWiring> FromWiring for AuthorizerDeps<S, P> {
+impl<S: FromWiring, P: FromWiring, C: FromWiring> FromWiring for AuthorizerDeps<S, P, C> {
     /// The JWKS and the API key pepper are fetched on first use, not at cold start.
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { verifier: JwtVerifier::from_settings(&w.settings)?, polaris: w.build()?, keys: w.build()?, pepper: w.build()? })
+        Ok(Self { verifier: JwtVerifier::from_settings(&w.settings)?, polaris: w.build()?, keys: w.build()?, pepper: w.build()?, care: w.build()? })
     }
 }
 
-async fn api_key_context<S: ApiKeyStore, P: PepperSource>(token: &str, deps: &AuthorizerDeps<S, P>) -> Value {
+async fn api_key_context<S: ApiKeyStore, P: PepperSource, C>(token: &str, deps: &AuthorizerDeps<S, P, C>) -> Value {
     let hasher = match deps.pepper.hasher().await {
         Ok(h) => h,
         Err(e) => {
@@ -93,9 +97,9 @@ async fn polaris_context(token: &str, verifier: &PolarisVerifier) -> Value {
 }
 
 /// Authorizes one request.
-pub async fn handle<S: ApiKeyStore, P: PepperSource>(
+pub async fn handle<S: ApiKeyStore, P: PepperSource, C: CareStore>(
     event: &ApiGatewayV2CustomAuthorizerV2Request,
-    deps: &AuthorizerDeps<S, P>,
+    deps: &AuthorizerDeps<S, P, C>,
 ) -> ApiGatewayV2CustomAuthorizerSimpleResponse<Value> {
     let header = event.headers.get("authorization").and_then(|v| v.to_str().ok());
     let context = match bearer(header) {
@@ -108,6 +112,15 @@ pub async fn handle<S: ApiKeyStore, P: PepperSource>(
                 // Authorizer context values may not be null.
                 if let Some(patient) = p.patient_id {
                     context["patientId"] = json!(patient);
+                }
+                // The locations a clinician works at, the only ones their X-Location-Ids
+                // may name (comma-separated: context values are strings). Unreadable: none, so
+                // the header is refused rather than trusted.
+                if p.role == Role::Clinician {
+                    match deps.care.clinician(&p.subject).await {
+                        Ok(record) => context["locationIds"] = json!(record.map(|c| c.location_ids.join(",")).unwrap_or_default()),
+                        Err(e) => tracing::warn!(error = %e, "a clinician's locations could not be read"),
+                    }
                 }
                 context
             }
@@ -140,12 +153,12 @@ mod tests {
 
     const PEPPER: &[u8] = b"unit-test-pepper-of-32-bytes-or-more";
 
-    fn deps(verifier: JwtVerifier) -> AuthorizerDeps<MemoryApiKeys, KeyHasher> {
-        AuthorizerDeps { verifier, polaris: PolarisVerifier::with_key(polaris_tests::ISSUER, polaris_tests::ISSUER, polaris_tests::KEY), keys: MemoryApiKeys::default(), pepper: KeyHasher::new(PEPPER) }
+    fn deps(verifier: JwtVerifier) -> AuthorizerDeps<MemoryApiKeys, KeyHasher, crate::care::memory::MemoryCare> {
+        AuthorizerDeps { verifier, polaris: PolarisVerifier::with_key(polaris_tests::ISSUER, polaris_tests::ISSUER, polaris_tests::KEY), keys: MemoryApiKeys::default(), pepper: KeyHasher::new(PEPPER), care: crate::care::memory::MemoryCare::default() }
     }
 
     /// Stores a key of `thing`, changed by `adjust`; the key as stored and its full text.
-    async fn stored_key(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher>, thing: &str, adjust: impl FnOnce(&mut ApiKey)) -> (ApiKey, String) {
+    async fn stored_key(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher, crate::care::memory::MemoryCare>, thing: &str, adjust: impl FnOnce(&mut ApiKey)) -> (ApiKey, String) {
         let generated = GeneratedKey::new().unwrap();
         let mut key = ApiKey {
             key_id: generated.key_id.clone(),
@@ -175,7 +188,7 @@ mod tests {
     }
 
     /// The authorizer's context for this header; it never denies.
-    async fn context(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher>, authorization: &str) -> Value {
+    async fn context(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher, crate::care::memory::MemoryCare>, authorization: &str) -> Value {
         let answer = handle(&event(authorization), deps).await;
         assert!(answer.is_authorized, "the authorizer never denies: the routes answer 401 with the reason");
         answer.context
@@ -260,8 +273,23 @@ mod tests {
         clinician_claims.as_object_mut().unwrap().remove("custom:patientId");
         let clinician = context(&deps, &format!("Bearer {}", token(&signing_key, clinician_claims))).await;
         assert_eq!(clinician.get("patientId"), None, "context values may not be null: absent instead");
+        assert_eq!(clinician["locationIds"], "", "no clinician record: no locations");
         let request = ApiRequest::new("GET /admin/devices").caller(clinician).build();
         assert_eq!(principal(&request).unwrap().role, Role::Clinician);
+        let record = crate::care::Clinician {
+            clinician_id: "u-1".into(),
+            name: "N".into(),
+            role: crate::care::ClinicianRole::Nurse,
+            email: None,
+            phone: None,
+            location_ids: vec!["ward-7".into(), "ward-8".into()],
+        };
+        deps.care.put_clinician(&record, None).await.unwrap();
+        let mut clinician_claims = claims("https://staff", "clinician");
+        clinician_claims.as_object_mut().unwrap().remove("custom:patientId");
+        let clinician = context(&deps, &format!("Bearer {}", token(&signing_key, clinician_claims))).await;
+        assert_eq!(clinician["locationIds"], "ward-7,ward-8", "the locations of their record, for X-Location-Ids");
+        assert_eq!(patient.get("locationIds"), None, "only clinicians have locations");
 
         let expired = json!({"sub": "u-1", "iss": "https://staff", "aud": "app", "token_use": "id", "exp": exp - 1200, "cognito:groups": ["admin"]});
         let refused = context(&deps, &format!("Bearer {}", token(&signing_key, expired))).await;
@@ -293,7 +321,7 @@ mod tests {
         assert_eq!(not_bearer["bearer"], json!(false), "the Polaris routes answer 401 for a header that is no bearer token");
     }
 
-    async fn context_error(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher>, token: &str) -> String {
+    async fn context_error(deps: &AuthorizerDeps<MemoryApiKeys, KeyHasher, crate::care::memory::MemoryCare>, token: &str) -> String {
         let context = context(deps, &format!("Bearer {token}")).await;
         assert_eq!(context["authenticated"], json!(false));
         context["error"].as_str().unwrap().to_owned()

@@ -8,7 +8,8 @@
 //! Callers: Polaris-compatibility tokens as they are (their ids, scopes and `X-Location-Ids`);
 //! platform tokens as what they stand for: an admin reaches every message (the `_all` scopes),
 //! a clinician is a Polaris clinician (their subject is their id) who may also activate
-//! patients, a patient a Polaris patient (their patient id), without the `read:gdm_patient`
+//! patients, and whose `X-Location-Ids` may name only locations of their clinician record
+//! (otherwise 403, where the reference answers a bad token), a patient a Polaris patient (their patient id), without the `read:gdm_patient`
 //! scope, which would show them other patients' callbacks. Device API keys are refused. Every answer that shows messages to or
 //! from a patient is kept in the audit log.
 
@@ -157,7 +158,16 @@ pub fn caller(request: &Request) -> Result<Caller, NoCaller> {
     }
     let caller = match text("role").as_deref() {
         Some("admin") => Caller { system_id: text("sub"), scopes: scopes(ADMIN_SCOPES), ..Caller::default() },
-        Some("clinician") => Caller { clinician_id: text("sub"), scopes: scopes(CLINICIAN_SCOPES), location_ids, ..Caller::default() },
+        Some("clinician") => {
+            // A platform clinician acts for the locations they work at (their record, which the
+            // authorizer read), not for whatever the header names.
+            let works_at: Vec<String> = text("locationIds").map(|l| l.split(',').map(str::to_owned).collect()).unwrap_or_default();
+            if let Some(elsewhere) = location_ids.iter().find(|l| !works_at.contains(l)) {
+                tracing::info!(location = %elsewhere, "X-Location-Ids names a location the clinician does not work at");
+                return Err(NoCaller::Refused);
+            }
+            Caller { clinician_id: text("sub"), scopes: scopes(CLINICIAN_SCOPES), location_ids, ..Caller::default() }
+        }
         Some("patient") => Caller { patient_id: text("patientId"), scopes: scopes(PATIENT_SCOPES), ..Caller::default() },
         // A device API key, or a token without a role.
         _ => return Err(NoCaller::Refused),

@@ -310,7 +310,7 @@ pub static AUTHORIZER: FunctionSpec = FunctionSpec {
     name: "authorizer",
     trigger: Trigger::HttpAuthorizer,
     build: |w| {
-        event::<AuthorizerDeps<DynamoApiKeyStore, SecretsManagerPepper>, ApiGatewayV2CustomAuthorizerV2Request, _, Infallible>(w, |e, deps| {
+        event::<AuthorizerDeps<DynamoApiKeyStore, SecretsManagerPepper, DynamoCareStore>, ApiGatewayV2CustomAuthorizerV2Request, _, Infallible>(w, |e, deps| {
             Box::pin(async move { Ok(authorizer::handle(&e, deps).await) })
         })
     },
