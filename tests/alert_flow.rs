@@ -196,3 +196,56 @@ async fn the_patient_answers_once_for_the_nurse_and_only_the_nurse_is_told() {
     let (_, worklist) = api.call(Method::GET, "/worklist", Some(&doctor), None).await;
     assert_eq!((worklist["patients"].as_u64(), worklist["alerts"].as_array().map(Vec::len)), (Some(0), Some(0)), "{worklist}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sms_link_opens_a_page_that_changes_nothing_and_its_form_answers_once() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let device = ward_with_patient(&api).await;
+    raise_medium_alert(&api, &device).await;
+    advance(&api, 0).await;
+    let (_, raw) = api.call(Method::GET, "/local/outbox", None, None).await;
+    let sms = raw["notifications"][0]["body"].as_str().unwrap().to_owned();
+    let link = sms.split_whitespace().find(|w| w.starts_with("http")).unwrap().to_owned();
+    assert!(link.starts_with(&format!("{}/alerts/answer/", gw.api_url)), "{sms}");
+
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        // A mail scanner, then the patient: opening the link answers nothing.
+        let page = http.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(r#"value="approve_doctor""#) && !html.contains("131"), "the question, no readings: {html}");
+    }
+    let h = history(&api, &raise_id(&api).await).await;
+    assert_eq!(h["flow"]["stage"], "asking_patient", "opening the link changed nothing");
+
+    let bad = submit(&http, &link, "call_my_mum").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let answered = submit(&http, &link, "approve_doctor").await;
+    assert_eq!(answered.status(), StatusCode::OK);
+    assert!(answered.text().await.unwrap().contains("We are telling your doctor."));
+    let again = submit(&http, &link, "approve_all").await;
+    assert_eq!(again.status(), StatusCode::GONE, "single use");
+    assert_eq!(http.get(&link).send().await.unwrap().status(), StatusCode::GONE);
+    let unknown = http.get(format!("{}/alerts/answer/not-a-token", gw.api_url)).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    advance(&api, 0).await;
+    assert_eq!(outbox(&api).await, [told("patient", "+447700900099"), told("doctor", "+447700900001"), told("doctor", "d1@example.org")]);
+    let h = history(&api, &raise_id(&api).await).await;
+    let last = h["steps"].as_array().unwrap().last().unwrap();
+    assert_eq!((last["event"].as_str(), last["answer"].as_str(), last["by"].as_str()), (Some("answered"), Some("approve_doctor"), Some("answer-link")));
+}
+
+/// The id of P123's newest alert.
+async fn raise_id(api: &Api<'_>) -> String {
+    let (_, listed) = api.call(Method::GET, "/patients/P123/alerts", Some(&api.token(Role::Admin, None)), None).await;
+    listed["alerts"][0]["alertId"].as_str().unwrap().to_owned()
+}
+
+/// The page's form as a browser sends it.
+async fn submit(http: &reqwest::Client, link: &str, answer: &str) -> reqwest::Response {
+    http.post(link).header("content-type", "application/x-www-form-urlencoded").body(format!("answer={answer}")).send().await.unwrap()
+}

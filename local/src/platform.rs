@@ -99,7 +99,12 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     // The settings whose template values name what exists only on AWS (the Cognito user pool),
     // or that a deployer sets (the Polaris issuer).
     let polaris = PolarisCompat::load_or_create(&settings.state_dir.join("auth"), stack, config, &api_url, settings.polaris_issuer.as_deref(), settings.polaris_rs256).await?;
-    let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url).into_iter().chain(polaris.settings()).collect();
+    let overrides: BTreeMap<String, String> = LocalAuth::authorizer_settings(&api_url)
+        .into_iter()
+        .chain(polaris.settings())
+        // Answer links in patients' SMS and email point at the local HTTP API.
+        .chain([("ANSWER_LINK_BASE_URL".to_owned(), api_url.clone())])
+        .collect();
     let clock = vitalwire::platform::time::Clock::controllable();
     let functions = LocalFunctions::build(stack, &aws, &overrides, &clock)?;
     let alerts_table = stack.table(vitalwire::platform::tables::ALERTS.logical_id).ok_or("template.yaml has no AlertsTable")?.to_owned();

@@ -173,6 +173,9 @@ impl LocalStack {
             "AWS::Partition" => Some("aws".into()),
             "AWS::Region" => Some(LOCAL_REGION.into()),
             "AWS::AccountId" => Some(LOCAL_ACCOUNT.into()),
+            "AWS::URLSuffix" => Some("amazonaws.com".into()),
+            // The HTTP API has no id here; the local platform gives functions its own URL.
+            "HttpApi" => Some("local-http-api".into()),
             _ => self
                 .table(target)
                 .or_else(|| self.bucket(target))

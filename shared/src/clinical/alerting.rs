@@ -17,7 +17,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::flow::{self, Colour, Effect, Event, Flow, FlowRefusal, Responder, Step, StepRecord};
+use super::flow::{self, Answer, Colour, Effect, Event, Flow, FlowRefusal, Responder, Step, StepRecord};
+use super::links::{AnswerLink, AnswerLinks};
 use super::{Alert, AlertKind, AlertStatus, AlertStore};
 use crate::care::{CareStore, CareTeam, Channel, ClinicalSettings};
 use crate::messages::time::PolarisTime;
@@ -155,6 +156,11 @@ pub trait FlowStore: AlertStore + Send + Sync {
     fn add_deliveries(&self, deliveries: &[Delivery]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Writes a delivery if the stored one still has `read_attempts` attempts; false otherwise.
     fn update_delivery(&self, delivery: &Delivery, read_attempts: u32) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn put_link(&self, link: &AnswerLink) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A link by its token's hash.
+    fn link(&self, token_hash: &str) -> impl Future<Output = Result<Option<AnswerLink>, StoreError>> + Send;
+    /// Marks a link used with its answer, if it was not used yet; false if it was.
+    fn use_link(&self, token_hash: &str, answer: Answer, at: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Why the provider did not take a notification.
@@ -175,11 +181,13 @@ pub struct FlowDeps<F, C, M, N> {
     pub messages: M,
     pub notifier: N,
     pub clock: Clock,
+    /// The patient's SMS and email carry a single-use answer link where a base URL is set.
+    pub links: AnswerLinks,
 }
 
 impl<F: FromWiring, C: FromWiring, M: FromWiring, N: FromWiring> FromWiring for FlowDeps<F, C, M, N> {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { flows: w.build()?, care: w.build()?, messages: w.build()?, notifier: w.build()?, clock: w.build()? })
+        Ok(Self { flows: w.build()?, care: w.build()?, messages: w.build()?, notifier: w.build()?, clock: w.build()?, links: w.build()? })
     }
 }
 
@@ -324,7 +332,12 @@ async fn deliver<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(
     if !undelivered.is_empty() {
         let recipients = Recipients::of(&deps.care, &alert.patient_id).await?;
         for record in &undelivered {
-            deps.flows.add_deliveries(&plan(alert, record, &recipients, settings, now)).await?;
+            let link = if record.effects.contains(&Effect::AskPatient) && !settings.channels.is_empty() { deps.links.issue(&alert.patient_id, &alert.alert_id, now) } else { None };
+            // The link is stored before the message that carries it can be.
+            if let Some((_, stored)) = &link {
+                deps.flows.put_link(stored).await?;
+            }
+            deps.flows.add_deliveries(&plan(alert, record, &recipients, settings, link.as_ref().map(|(url, _)| url.as_str()), now)).await?;
         }
     }
     let now_text = format_utc(now);
@@ -458,7 +471,7 @@ fn summary(alert: &Alert, settings: &ClinicalSettings) -> String {
 }
 
 /// The deliveries a step asks for.
-fn plan(alert: &Alert, record: &StepRecord, to: &Recipients, settings: &ClinicalSettings, now: DateTime<Utc>) -> Vec<Delivery> {
+fn plan(alert: &Alert, record: &StepRecord, to: &Recipients, settings: &ClinicalSettings, answer_link: Option<&str>, now: DateTime<Utc>) -> Vec<Delivery> {
     let at = format_utc(now);
     let mut planned: Vec<Delivery> = Vec::new();
     let mut add = |recipient: RecipientKind, recipient_id: &str, channel: DeliveryChannel, address: Option<&str>, subject: &str, body: String, message_type: Option<i64>, status: DeliveryStatus| {
@@ -510,7 +523,10 @@ fn plan(alert: &Alert, record: &StepRecord, to: &Recipients, settings: &Clinical
                     } else {
                         DeliveryStatus::Pending
                     };
-                    let body = "Vitalwire: your latest readings may need attention. Please open the app and tell us who to contact.".to_owned();
+                    let body = match answer_link {
+                        Some(url) => format!("Vitalwire: your latest readings may need attention. Tell us who to contact: {url} (or open the app)."),
+                        None => "Vitalwire: your latest readings may need attention. Please open the app and tell us who to contact.".to_owned(),
+                    };
                     add(RecipientKind::Patient, &alert.patient_id, channel, address, "Vitalwire: please check your readings", body, None, status);
                 }
             }
@@ -615,7 +631,8 @@ mod tests {
         care.put_clinician(&clinician("n-1", ClinicianRole::Nurse, Some("+447700900002"), None), None).await.unwrap();
         care.put_care_team(&CareTeam { patient_id: "P1".into(), doctors: vec!["d-1".into()], nurses: vec!["n-1".into()], location_id: Some("ward-7".into()) }).await.unwrap();
         care.put_settings(&ClinicalSettings { patient_id: "P1".into(), ..settings }).await.unwrap();
-        FlowDeps { flows: MemoryAlerts::default(), care, messages: MemoryMessages::default(), notifier: MemoryNotifier::default(), clock: Clock::controllable() }
+        let links = AnswerLinks { base_url: Some("https://api.example.org".into()), lifetime_hours: 24 };
+        FlowDeps { flows: MemoryAlerts::default(), care, messages: MemoryMessages::default(), notifier: MemoryNotifier::default(), clock: Clock::controllable(), links }
     }
 
     fn sms_settings() -> ClinicalSettings {

@@ -8,14 +8,16 @@
 //! its `version`, and `dueShard`/`dueAt` while the sweep has work there: written with the
 //! alert, so a flow the queue never started is started by the sweep), `STEP#<alertId>#<version>`
 //! (the history; `delivered` once its deliveries are done) and `SEND#<deliveryId>` (each message
-//! and notification, written over its `attempts`).
+//! and notification, written over its `attempts`). A single-use answer link is an item of its
+//! own partition, `LINK#<token hash>` (`sortKey` = `LINK`), found by the hash alone.
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
 use super::alerting::{Delivery, FlowStore};
-use super::flow::{Flow, Step, StepRecord};
+use super::flow::{Answer, Flow, Step, StepRecord};
+use super::links::AnswerLink;
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
 use crate::platform::dynamodb::{
     conditional_put, is_condition_failed, lost_to_another_write, n, newest_first_page, only_conditions_failed, opt_bool, opt_s, put_over_version_in, query_all, s,
@@ -432,6 +434,52 @@ impl FlowStore for DynamoAlertStore {
             conditional_put(put, OP).await?;
         }
         Ok(())
+    }
+
+    async fn put_link(&self, link: &AnswerLink) -> Result<(), StoreError> {
+        const OP: &str = "write answer link";
+        let item = Item::from([
+            ("patientId".to_owned(), s(format!("LINK#{}", link.token_hash))),
+            ("sortKey".to_owned(), s("LINK")),
+            ("linkPatientId".to_owned(), s(&link.patient_id)),
+            ("alertId".to_owned(), s(&link.alert_id)),
+            ("expiresAt".to_owned(), s(&link.expires_at)),
+        ]);
+        crate::platform::dynamodb::put(&self.client, &self.table, item, OP).await
+    }
+
+    async fn link(&self, token_hash: &str) -> Result<Option<AnswerLink>, StoreError> {
+        const OP: &str = "read answer link";
+        let out = self.client.get_item().table_name(&self.table).key("patientId", s(format!("LINK#{token_hash}"))).key("sortKey", s("LINK")).consistent_read(true).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        Ok(out.item().and_then(|item| {
+            Some(AnswerLink {
+                token_hash: token_hash.to_owned(),
+                patient_id: opt_s(item, "linkPatientId")?,
+                alert_id: opt_s(item, "alertId")?,
+                expires_at: opt_s(item, "expiresAt")?,
+                used_at: opt_s(item, "usedAt"),
+                answer: opt_s(item, "answer").as_deref().and_then(Answer::parse),
+            })
+        }))
+    }
+
+    async fn use_link(&self, token_hash: &str, answer: Answer, at: &str) -> Result<bool, StoreError> {
+        const OP: &str = "use answer link";
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("patientId", s(format!("LINK#{token_hash}")))
+            .key("sortKey", s("LINK"))
+            .update_expression("SET usedAt = :at, answer = :answer")
+            .condition_expression("attribute_exists(sortKey) AND attribute_not_exists(usedAt)")
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":answer", s(answer.as_str()));
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+        }
     }
 
     async fn update_delivery(&self, d: &Delivery, read_attempts: u32) -> Result<bool, StoreError> {

@@ -8,6 +8,8 @@
 //! | `POST /patients/{patientId}/alerts/{alertId}/answer` | `patient-alerts-answer` | the patient |
 //! | `GET /patients/{patientId}/alerts/{alertId}/history` | `patient-alerts-history` | admin, a clinician of the patient's team |
 //! | `GET /worklist?clinicianId=` | `clinician-worklist` | a clinician (their own), admin (naming one) |
+//! | `GET /alerts/answer/{token}` | `alert-answer-page` | no token: a single-use link's question page |
+//! | `POST /alerts/answer/{token}` | `alert-answer-link` | no token: the link's answer, once |
 //! | `POST /scores/news2` | `scores-news2` | admin, clinician, patient |
 
 use lambda_http::Request;
@@ -128,6 +130,95 @@ pub async fn acknowledge<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(r
             record_read(&deps.audit, &request, &who, &patient, 409).await?;
             Err(ApiError::Conflict(refusal.to_string()))
         }
+    }
+}
+
+/// An HTML answer of the link routes: never cached, no referrer (the address is the secret).
+fn html(status: u16, body: String) -> lambda_http::Response<lambda_http::Body> {
+    let headers = [("cache-control", "no-store".to_owned()), ("referrer-policy", "no-referrer".to_owned()), ("x-robots-tag", "noindex".to_owned())];
+    crate::platform::http::text_response(status, "text/html; charset=utf-8", body, &headers)
+}
+
+/// The link a path names, if it may still answer; otherwise the page saying why.
+async fn open_link<A: FlowStore, L, C>(request: &Request, deps: &AlertDeps<A, L, C>) -> Result<super::links::AnswerLink, lambda_http::Response<lambda_http::Body>> {
+    use super::links::{page, token_hash};
+    let token = path_param(request, "token").unwrap_or_default();
+    match deps.alerts.link(&token_hash(&token)).await {
+        Ok(Some(link)) if link.is_open(deps.clock.now()) => Ok(link),
+        Ok(Some(link)) if link.used_at.is_some() => Err(html(410, page("This link was used", "<p>Your answer was received. Open the app to see more.</p>"))),
+        Ok(Some(_)) => Err(html(410, page("This link has expired", "<p>Please open the app to answer.</p>"))),
+        Ok(None) => Err(html(404, page("Unknown link", "<p>Please open the app to answer.</p>"))),
+        Err(e) => {
+            tracing::warn!(error = %e, "answer link not read");
+            Err(html(503, page("Please try again", "<p>We could not read this link just now. Please try again in a minute, or open the app.</p>")))
+        }
+    }
+}
+
+/// `GET /alerts/answer/{token}` (no token): the question page of a single-use answer link.
+/// It changes nothing: mail scanners and previews open links; only its form answers.
+pub async fn answer_page<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> lambda_http::Response<lambda_http::Body> {
+    match open_link(&request, deps).await {
+        Ok(_) => html(200, super::links::question_page()),
+        Err(refused) => refused,
+    }
+}
+
+/// `POST /alerts/answer/{token}` (no token), the page's form `answer=approve_nurse`: the
+/// patient's answer, once; the link is spent whatever the flow says. Audited as the patient's.
+pub async fn answer_by_link<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> lambda_http::Response<lambda_http::Body> {
+    use super::links::page;
+    let body = crate::platform::http::body_bytes(&request);
+    let chosen = form_urlencoded::parse(body).find(|(k, _)| k == "answer").and_then(|(_, v)| Answer::parse(&v));
+    let Some(choice) = chosen else {
+        return html(400, page("Please choose an answer", "<p>Go back and press one of the buttons.</p>"));
+    };
+    let link = match open_link(&request, deps).await {
+        Ok(link) => link,
+        Err(refused) => return refused,
+    };
+    let failed = |e: crate::StoreError| {
+        tracing::warn!(error = %e, "answer by link not taken");
+        html(503, page("Please try again", "<p>We could not take your answer just now. Please try again in a minute, or open the app.</p>"))
+    };
+    let alert = match deps.alerts.alert(&link.patient_id, &link.alert_id).await {
+        Ok(Some(alert)) => alert,
+        Ok(None) => return html(404, page("Unknown link", "<p>Please open the app to answer.</p>")),
+        Err(e) => return failed(e),
+    };
+    let now = deps.clock.now();
+    match deps.alerts.use_link(&link.token_hash, choice, &format_utc(now)).await {
+        Ok(true) => {}
+        Ok(false) => return html(410, page("This link was used", "<p>Your answer was received. Open the app to see more.</p>")),
+        Err(e) => return failed(e),
+    }
+    let who = Principal { subject: "answer-link".into(), role: Role::Patient, patient_id: Some(link.patient_id.clone()) };
+    let settings = match deps.care.settings(&link.patient_id).await {
+        Ok(settings) => settings.unwrap_or_default(),
+        Err(e) => return failed(e),
+    };
+    let outcome = match super::alerting::apply(&deps.alerts, &settings, &alert, Event::Answered(choice), &who.subject, now).await {
+        Ok(outcome) => outcome,
+        Err(e) => return failed(e),
+    };
+    let status = if outcome.is_ok() { 200 } else { 409 };
+    if let Err(e) = record_read(&deps.audit, &request, &who, &[link.patient_id.as_str()], status).await {
+        return failed(e);
+    }
+    match outcome {
+        Ok(_) => {
+            tracing::info!(alert_id = %alert.alert_id, answer = choice.as_str(), "patient answered by link");
+            let told = match choice {
+                Answer::Decline => "We will not contact anyone for now.".to_owned(),
+                other => format!("We are telling your {}.", other.responders().iter().map(|r| match r {
+                    super::flow::Responder::Doctor => "doctor",
+                    super::flow::Responder::Nurse => "nurse",
+                    super::flow::Responder::Ems => "emergency services",
+                }).collect::<Vec<_>>().join(" and ")),
+            };
+            html(200, page("Thank you", &format!("<p>{told}</p>")))
+        }
+        Err(_) => html(409, page("Your care team has this already", "<p>Your care team is already dealing with it. Open the app to see more.</p>")),
     }
 }
 

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::alerting::{Delivery, FlowStore};
-use super::flow::{Flow, Step, StepRecord};
+use super::flow::{Answer, Flow, Step, StepRecord};
+use super::links::AnswerLink;
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
 use crate::StoreError;
 
@@ -23,6 +24,8 @@ struct Table {
     steps: BTreeMap<(String, String, u64), (StepRecord, bool)>,
     /// (patient, delivery id) → delivery.
     deliveries: BTreeMap<(String, String), Delivery>,
+    /// Token hash → answer link.
+    links: BTreeMap<String, AnswerLink>,
 }
 
 #[derive(Default)]
@@ -186,6 +189,26 @@ impl FlowStore for MemoryAlerts {
             table.deliveries.entry((d.patient_id.clone(), d.delivery_id.clone())).or_insert_with(|| d.clone());
         }
         Ok(())
+    }
+
+    async fn put_link(&self, link: &AnswerLink) -> Result<(), StoreError> {
+        self.0.lock().expect("lock").links.insert(link.token_hash.clone(), link.clone());
+        Ok(())
+    }
+
+    async fn link(&self, token_hash: &str) -> Result<Option<AnswerLink>, StoreError> {
+        Ok(self.0.lock().expect("lock").links.get(token_hash).cloned())
+    }
+
+    async fn use_link(&self, token_hash: &str, answer: Answer, at: &str) -> Result<bool, StoreError> {
+        match self.0.lock().expect("lock").links.get_mut(token_hash) {
+            Some(link) if link.used_at.is_none() => {
+                link.used_at = Some(at.to_owned());
+                link.answer = Some(answer);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn update_delivery(&self, delivery: &Delivery, read_attempts: u32) -> Result<bool, StoreError> {

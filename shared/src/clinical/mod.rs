@@ -16,6 +16,7 @@ mod dynamodb;
 pub mod alerting;
 pub mod aws;
 pub mod flow;
+pub mod links;
 pub mod http;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;

@@ -222,6 +222,18 @@ pub static CLINICIAN_WORKLIST: FunctionSpec = FunctionSpec {
     build: |w| http::<Alerts>(w, route!(crate::clinical::http::worklist)),
 };
 
+pub static ALERT_ANSWER_PAGE: FunctionSpec = FunctionSpec {
+    name: "alert-answer-page",
+    trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/alerts/answer/{token}" }]),
+    build: |w| http::<Alerts>(w, route!(crate::clinical::http::answer_page)),
+};
+
+pub static ALERT_ANSWER_LINK: FunctionSpec = FunctionSpec {
+    name: "alert-answer-link",
+    trigger: Trigger::PublicHttp(&[Route { method: "POST", path: "/alerts/answer/{token}" }]),
+    build: |w| http::<Alerts>(w, route!(crate::clinical::http::answer_by_link)),
+};
+
 pub static ALERT_SWEEP: FunctionSpec = FunctionSpec {
     name: "alert-sweep",
     trigger: Trigger::Schedule("rate(1 minute)"),
@@ -705,6 +717,8 @@ pub static ALL: &[&FunctionSpec] = &[
     &PATIENT_ALERTS_ANSWER,
     &PATIENT_ALERTS_HISTORY,
     &CLINICIAN_WORKLIST,
+    &ALERT_ANSWER_PAGE,
+    &ALERT_ANSWER_LINK,
     &ALERT_SWEEP,
     &UPLOAD_LINK,
     &UPLOAD_REGISTERED,
