@@ -210,7 +210,7 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
                 if !deps.flows.record_step(&start).await? {
                     continue;
                 }
-                supersede_lower(deps, &alert, now).await?;
+                supersede_lower(&deps.flows, &alert, now).await?;
                 start.flow
             }
         };
@@ -232,15 +232,11 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
 /// Ends the flows of the patient's open alerts of the same kind and lower severity, and closes
 /// them: the worse alert just started has taken over (asking the patient again, and for high
 /// severity telling the doctor and nurse at once), so one flow runs per patient and kind.
-async fn supersede_lower<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(
-    deps: &FlowDeps<F, C, M, N>,
-    alert: &Alert,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+async fn supersede_lower<F: FlowStore>(flows: &F, alert: &Alert, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut after = None;
     let mut lower = Vec::new();
     loop {
-        let page = deps.flows.for_patient(&alert.patient_id, 100, after.as_deref()).await?;
+        let page = flows.for_patient(&alert.patient_id, 100, after.as_deref()).await?;
         lower.extend(page.items.into_iter().filter(|a| a.kind == alert.kind && a.status == AlertStatus::Open && a.alert_id != alert.alert_id && a.rank() < alert.rank()));
         match page.next {
             Some(next) => after = Some(next),
@@ -249,14 +245,14 @@ async fn supersede_lower<F: FlowStore, C: CareStore, M: MessageStore, N: Notifie
     }
     for old in lower {
         for _ in 0..5 {
-            let Some(flow) = deps.flows.flow(&old.patient_id, &old.alert_id).await? else { break };
+            let Some(flow) = flows.flow(&old.patient_id, &old.alert_id).await? else { break };
             let Ok(mut step) = flow::step(&flow, Event::Superseded, "platform", now) else { break };
             step.record.superseded_by = Some(alert.alert_id.clone());
-            if deps.flows.record_step(&step).await? {
+            if flows.record_step(&step).await? {
                 break;
             }
         }
-        deps.flows.close(&old.patient_id, &old.alert_id, "platform", &format_utc(now)).await?;
+        flows.close(&old.patient_id, &old.alert_id, "platform", &format_utc(now)).await?;
         tracing::info!(alert_id = %old.alert_id, superseded_by = %alert.alert_id, "alert superseded");
     }
     Ok(())
@@ -298,12 +294,13 @@ pub async fn apply<F: FlowStore>(flows: &F, settings: &ClinicalSettings, alert: 
     for _ in 0..5 {
         let flow = match flows.flow(&alert.patient_id, &alert.alert_id).await? {
             Some(flow) => flow,
-            // Not started yet (the queue has not run): start it here, then apply.
+            // Not started yet (the sweep has not come by): start it here, then apply.
             None => {
                 let start = flow::start(alert, &settings.escalation_timeouts, now);
                 if !flows.record_step(&start).await? {
                     continue;
                 }
+                supersede_lower(flows, alert, now).await?;
                 start.flow
             }
         };
@@ -329,9 +326,13 @@ async fn deliver<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(
 ) -> Result<(), StoreError> {
     let history = deps.flows.history(&alert.patient_id, &alert.alert_id).await?;
     let undelivered: Vec<&StepRecord> = history.iter().filter(|(_, delivered)| !delivered).map(|(r, _)| r).collect();
-    if !undelivered.is_empty() {
+    let mut deliveries = deps.flows.deliveries(&alert.patient_id, &alert.alert_id).await?;
+    // Planned once: a later run (a retry) finds the step's deliveries and plans nothing, so no
+    // second answer link is issued either.
+    let unplanned: Vec<&&StepRecord> = undelivered.iter().filter(|r| !deliveries.iter().any(|d| d.step == r.version)).collect();
+    if !unplanned.is_empty() {
         let recipients = Recipients::of(&deps.care, &alert.patient_id).await?;
-        for record in &undelivered {
+        for record in unplanned {
             let link = if record.effects.contains(&Effect::AskPatient) && !settings.channels.is_empty() { deps.links.issue(&alert.patient_id, &alert.alert_id, now) } else { None };
             // The link is stored before the message that carries it can be.
             if let Some((_, stored)) = &link {
@@ -339,10 +340,10 @@ async fn deliver<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(
             }
             deps.flows.add_deliveries(&plan(alert, record, &recipients, settings, link.as_ref().map(|(url, _)| url.as_str()), now)).await?;
         }
+        deliveries = deps.flows.deliveries(&alert.patient_id, &alert.alert_id).await?;
     }
     let now_text = format_utc(now);
     let mut next_retry: Option<String> = None;
-    let mut deliveries = deps.flows.deliveries(&alert.patient_id, &alert.alert_id).await?;
     for d in deliveries.iter_mut().filter(|d| d.is_ready(&now_text)) {
         send(deps, d, now).await?;
     }
@@ -703,7 +704,7 @@ mod tests {
         let amber = deps.messages.0.lock().unwrap().values().filter(|m| m.message_type == crate::messages::MessageType::AmberAlert).count();
         assert_eq!(amber, 3, "the ward's, the doctor's and the nurse's inboxes");
         let sms = deps.notifier.sent.lock().unwrap()[0].2.clone();
-        assert!(!sms.contains("131"), "no readings in an SMS unless the settings allow: {sms}");
+        assert!(!sms.contains("heart_rate") && !sms.contains("131 /min") && !sms.contains("score"), "no readings in an SMS unless the settings allow: {sms}");
         assert!(deps.flows.due(&format_utc(start + Duration::minutes(14)), 10).await.unwrap().is_empty(), "nothing to do before the deadline");
 
         // Advanced again before the deadline: nothing new.
@@ -716,6 +717,8 @@ mod tests {
         let flow = deps.flows.flow("P1", "a-1").await.unwrap().unwrap();
         assert_eq!((flow.stage, flow.version), (Stage::Escalated, 2));
         assert_eq!(&deliveries(&deps).await[5..], [d(Doctor, "d-1", Sms, Sent), d(Doctor, "d-1", Email, Sent), d(Nurse, "n-1", Sms, Sent)]);
+        let doctor_sms = deps.notifier.sent.lock().unwrap()[1].2.clone();
+        assert_eq!(doctor_sms, "Vitalwire: medium NEWS2 alert for patient P1. Alert a-1.", "no readings unless the patient's settings allow them");
         assert!(deps.flows.due(&format_utc(deps.clock.now() + Duration::days(1)), 10).await.unwrap().is_empty(), "an escalated medium alert waits for a clinician");
         let history: Vec<String> = deps.flows.history("P1", "a-1").await.unwrap().into_iter().map(|(r, delivered)| format!("{} {delivered}", r.event)).collect();
         assert_eq!(history, ["raised true", "timed_out true"]);
@@ -792,6 +795,8 @@ mod tests {
         let sms = deps.flows.deliveries("P1", "a-1").await.unwrap().into_iter().find(|d| d.channel == Sms).unwrap();
         assert_eq!((sms.status, sms.attempts, sms.provider_message_id.as_deref()), (Sent, 3, Some("msg-1")));
         assert!(deps.flows.history("P1", "a-1").await.unwrap()[0].1);
+        assert_eq!(deps.flows.links(), 1, "retries send the first link, and issue no other");
+        assert!(sms.body.contains("https://api.example.org/alerts/answer/"), "{}", sms.body);
     }
 
     #[tokio::test]
@@ -806,6 +811,15 @@ mod tests {
         let sms = deps.flows.deliveries("P1", "a-1").await.unwrap().into_iter().find(|d| d.channel == Sms).unwrap();
         assert_eq!((sms.status, sms.attempts, sms.next_attempt_at.as_deref()), (DeliveryStatus::Failed, MAX_ATTEMPTS, None));
         assert!(sms.is_final());
+    }
+
+    #[tokio::test]
+    async fn the_readings_go_into_sms_and_email_only_where_the_settings_allow() {
+        let deps = deps(ClinicalSettings { values_in_notifications: true, ..ClinicalSettings::default() }).await;
+        raise(&deps, Severity::High).await;
+        advance(&deps, "P1", "a-1").await.unwrap();
+        let doctor_sms = deps.notifier.sent.lock().unwrap()[0].2.clone();
+        assert_eq!(doctor_sms, "Vitalwire: high NEWS2 alert (score 6, partial set; heart_rate 131 /min) for patient P1. Alert a-1.");
     }
 
     #[tokio::test]

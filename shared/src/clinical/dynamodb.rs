@@ -6,7 +6,7 @@
 //!
 //! The alert flow ([`FlowStore`]) keeps, under the same patient: `FLOW#<alertId>` (the flow,
 //! its `version`, and `dueShard`/`dueAt` while the sweep has work there: written with the
-//! alert, so a flow the queue never started is started by the sweep), `STEP#<alertId>#<version>`
+//! alert, so the next sweep starts it), `STEP#<alertId>#<version>`
 //! (the history; `delivered` once its deliveries are done) and `SEND#<deliveryId>` (each message
 //! and notification, written over its `attempts`). A single-use answer link is an item of its
 //! own partition, `LINK#<token hash>` (`sortKey` = `LINK`), found by the hash alone.
@@ -122,7 +122,7 @@ impl AlertStore for DynamoAlertStore {
             .condition_expression("attribute_not_exists(sortKey)")
             .build()
             .map_err(|e| StoreError::new(OP, e))?;
-        // The flow, due at once: the sweep starts it if the queue does not.
+        // The flow, due at once: the next sweep starts it.
         let flow = Put::builder()
             .table_name(&self.table)
             .item("patientId", s(&alert.patient_id))

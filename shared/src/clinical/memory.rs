@@ -48,6 +48,11 @@ impl MemoryAlerts {
         self.len() == 0
     }
 
+    /// How many answer links were issued.
+    pub fn links(&self) -> usize {
+        self.0.lock().expect("lock").links.len()
+    }
+
     /// The marker of a kind: the alert id it stands for.
     pub fn marker(&self, patient: &str, kind: AlertKind) -> Option<String> {
         self.0.lock().expect("lock").markers.get(&marker_key(patient, kind)).map(|(id, _)| id.clone())
@@ -67,7 +72,7 @@ impl AlertStore for MemoryAlerts {
         }
         table.markers.insert(marker, (alert.alert_id.clone(), alert.rank()));
         table.records.insert(record_key(alert), alert.clone());
-        // Its flow is due at once: the sweep starts it if the queue does not.
+        // Its flow is due at once: the next sweep starts it.
         table.flows.insert((alert.patient_id.clone(), alert.alert_id.clone()), (None, Some(alert.raised_at.clone())));
         Ok(true)
     }
