@@ -249,3 +249,30 @@ async fn raise_id(api: &Api<'_>) -> String {
 async fn submit(http: &reqwest::Client, link: &str, answer: &str) -> reqwest::Response {
     http.post(link).header("content-type", "application/x-www-form-urlencoded").body(format!("answer={answer}")).send().await.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_stops_reporting_brings_a_grey_alert_once_its_next_set_is_overdue() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let (thing, key) = ward_with_patient(&api).await;
+    let monitoring = json!({"channels": ["sms"], "phone": "+447700900099", "monitoring": {"zero": 1, "low": 1, "lowMedium": 1, "medium": 1, "high": 0.5}});
+    let (status, body) = api.call(Method::PUT, "/patients/P123/settings", Some(&api.token(Role::Admin, None)), Some(monitoring)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reading = json!({"device_id": thing, "timestamp": chrono::Utc::now().to_rfc3339(), "heart_rate": 80, "respiratory_rate": 16});
+    let response = api.http.post(format!("{}/api/iot/vitals", api.gw.api_url)).bearer_auth(&key).json(&reading).send().await.unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["alerts_triggered"], 0, "a normal set");
+
+    let nurse = gw.auth().mint("n-1", Role::Clinician, None, 10).unwrap();
+    let grey = || async {
+        let (_, _, inbox) = api.call_with(Method::GET, "/dhos/v1/receiver/ward-7/message", Some(&nurse), &[("x-location-ids", "ward-7")], None).await;
+        inbox.as_array().unwrap().iter().filter(|m| m["message_type"]["value"] == 9).count()
+    };
+    advance(&api, 15).await;
+    assert_eq!(grey().await, 0, "the first check finds the patient's hour not yet up");
+    advance(&api, 44).await;
+    assert_eq!(grey().await, 0);
+    advance(&api, 2).await;
+    assert_eq!(grey().await, 1, "overdue: a grey alert in the ward's inbox");
+    advance(&api, 120).await;
+    assert_eq!(grey().await, 1, "once per overdue set");
+}

@@ -164,6 +164,45 @@ impl EscalationTimeouts {
     }
 }
 
+/// Hours from one NEWS2 set to the next, by the set's severity (`zero`: aggregate 0), 0.25 to
+/// 168 each. The RCP NEWS2 chart's minimum monitoring frequencies for wards are 12 h at 0, 4–6 h
+/// at 1–4, 1 h for a single 3 or 5–6, and continuous at 7 or more; a remote-monitoring team
+/// sets what it expects of its patients' devices.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MonitoringIntervals {
+    pub zero: f64,
+    pub low: f64,
+    pub low_medium: f64,
+    pub medium: f64,
+    pub high: f64,
+}
+
+impl MonitoringIntervals {
+    /// The shortest interval settings allow.
+    pub const SHORTEST: chrono::Duration = chrono::Duration::minutes(15);
+
+    /// The interval after a set of `severity` and aggregate `overall`.
+    pub fn interval(&self, severity: Severity, overall: u8) -> chrono::Duration {
+        let hours = match severity {
+            Severity::Low if overall == 0 => self.zero,
+            Severity::Low => self.low,
+            Severity::LowMedium => self.low_medium,
+            Severity::Medium => self.medium,
+            Severity::High => self.high,
+        };
+        chrono::Duration::seconds((hours * 3600.0).round() as i64)
+    }
+
+    fn check(&self) -> Result<(), CareRefusal> {
+        let shortest = Self::SHORTEST.num_minutes() as f64 / 60.0;
+        if [self.zero, self.low, self.low_medium, self.medium, self.high].iter().any(|h| !(shortest..=168.0).contains(h)) {
+            return Err(invalid("monitoring", "each interval must be 0.25 to 168 hours"));
+        }
+        Ok(())
+    }
+}
+
 /// The SpO2 scale a clinician prescribed (scale 2: hypercapnic respiratory failure).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -178,7 +217,7 @@ pub struct Spo2Prescription {
 }
 
 /// A patient's clinical settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClinicalSettings {
     #[serde(default)]
@@ -201,6 +240,10 @@ pub struct ClinicalSettings {
     /// Whether SMS and email may name the readings (otherwise they only say to open the app).
     #[serde(default)]
     pub values_in_notifications: bool,
+    /// Hours between the NEWS2 sets the patient is expected to send; when set, the team gets a
+    /// grey alert when the next set is overdue (a device stopped reporting). None: not tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringIntervals>,
 }
 
 impl ClinicalSettings {
@@ -264,6 +307,9 @@ impl ClinicalSettings {
             return Err(invalid("spo2.scale", "must be 1 or 2"));
         }
         check_contact(self.phone.as_ref(), self.email.as_ref())?;
+        if let Some(m) = &self.monitoring {
+            m.check()?;
+        }
         for (channel, address, field) in [(Channel::Sms, &self.phone, "phone"), (Channel::Email, &self.email, "email")] {
             if self.channels.contains(&channel) && address.is_none() {
                 return Err(invalid("channels", format!("{} needs the patient's {field}", if channel == Channel::Sms { "sms" } else { "email" })));

@@ -148,8 +148,13 @@ pub trait FlowStore: AlertStore + Send + Sync {
     fn mark_delivered(&self, patient_id: &str, alert_id: &str, version: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// When the sweep looks at the flow next (none: never), if its version is still `version`.
     fn reschedule(&self, patient_id: &str, alert_id: &str, version: u64, at: Option<&str>) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Flows due at or before `now`: (patient, alert id), soonest first.
-    fn due(&self, now: &str, limit: i32) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+    /// Work due at or before `now`, soonest first.
+    fn due(&self, now: &str, limit: i32) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
+    /// The patient's latest NEWS2 set, as [`super::AlertStore::record_set`] recorded it.
+    fn last_set(&self, patient_id: &str) -> impl Future<Output = Result<Option<LastSet>, StoreError>> + Send;
+    /// When the sweep looks at the patient's sets next (none: not until a new set), if the
+    /// latest is still the one at `set_at`.
+    fn reschedule_set(&self, patient_id: &str, set_at: &str, at: Option<&str>) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The alert's deliveries, in id order.
     fn deliveries(&self, patient_id: &str, alert_id: &str) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
     /// Writes the deliveries whose ids are not written yet.
@@ -161,6 +166,23 @@ pub trait FlowStore: AlertStore + Send + Sync {
     fn link(&self, token_hash: &str) -> impl Future<Output = Result<Option<AnswerLink>, StoreError>> + Send;
     /// Marks a link used with its answer, if it was not used yet; false if it was.
     fn use_link(&self, token_hash: &str, answer: Answer, at: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What the sweep has to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// An alert's flow: to start, escalate, or deliver.
+    Flow { patient_id: String, alert_id: String },
+    /// A patient whose next NEWS2 set may be overdue.
+    Overdue { patient_id: String },
+}
+
+/// A patient's latest NEWS2 set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastSet {
+    pub at: String,
+    pub severity: super::news2::Severity,
+    pub overall: u8,
 }
 
 /// Why the provider did not take a notification.
@@ -276,11 +298,15 @@ const SWEEP_LIMIT: i32 = 200;
 pub async fn sweep<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(deps: &FlowDeps<F, C, M, N>) -> Result<Swept, StoreError> {
     let now = format_utc(deps.clock.now());
     let mut swept = Swept::default();
-    for (patient_id, alert_id) in deps.flows.due(&now, SWEEP_LIMIT).await? {
-        match advance(deps, &patient_id, &alert_id).await {
+    for due in deps.flows.due(&now, SWEEP_LIMIT).await? {
+        let done = match &due {
+            Due::Flow { patient_id, alert_id } => advance(deps, patient_id, alert_id).await,
+            Due::Overdue { patient_id } => overdue(deps, patient_id).await,
+        };
+        match done {
             Ok(()) => swept.advanced += 1,
             Err(e) => {
-                tracing::warn!(alert_id, error = %e, "alert flow not advanced; the next sweep tries again");
+                tracing::warn!(due = ?due, error = %e, "due work not done; the next sweep tries again");
                 swept.failed += 1;
             }
         }
@@ -402,16 +428,22 @@ async fn send<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(deps: &F
 /// A message in the messages API, with a uuid from the delivery id: sending again finds it
 /// there and sends nothing new.
 async fn post_message<M: MessageStore>(messages: &M, d: &Delivery, now: DateTime<Utc>) -> Result<Result<String, NotifyFailure>, StoreError> {
-    let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("vitalwire:delivery:{}", d.delivery_id).as_bytes()).to_string();
-    let (receiver_type, receiver) = match d.recipient {
-        RecipientKind::Patient => ("patient", d.recipient_id.as_str()),
-        RecipientKind::Location => ("location", d.recipient_id.as_str()),
-        _ => ("clinician", d.recipient_id.as_str()),
+    let receiver_type = match d.recipient {
+        RecipientKind::Patient => "patient",
+        RecipientKind::Location => "location",
+        _ => "clinician",
     };
+    let internal = json!({"alertId": d.alert_id, "patientId": d.patient_id});
+    post(messages, &format!("delivery:{}", d.delivery_id), (receiver_type, &d.recipient_id), &d.body, d.message_type.unwrap_or(0), &internal, now).await
+}
+
+/// Posts a message from the platform with a uuid named by `seed` (posting again finds it and
+/// writes nothing); its uuid, or why the messages API's rules refuse it.
+async fn post<M: MessageStore>(messages: &M, seed: &str, (receiver_type, receiver): (&str, &str), content: &str, message_type: i64, internal: &serde_json::Value, now: DateTime<Utc>) -> Result<Result<String, NotifyFailure>, StoreError> {
+    let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("vitalwire:{seed}").as_bytes()).to_string();
     let body = json!({
         "sender": "vitalwire", "sender_type": "system", "receiver": receiver, "receiver_type": receiver_type,
-        "content": d.body, "message_type": {"value": d.message_type.unwrap_or(0)},
-        "internal": json!({"alertId": d.alert_id, "patientId": d.patient_id}).to_string(),
+        "content": content, "message_type": {"value": message_type}, "internal": internal.to_string(),
     });
     let new = match new_message(&body) {
         Ok(new) => new,
@@ -419,6 +451,37 @@ async fn post_message<M: MessageStore>(messages: &M, d: &Delivery, now: DateTime
     };
     messages.create(&Message::from_new(uuid.clone(), new, "vitalwire", PolarisTime::utc(now))).await?;
     Ok(Ok(uuid))
+}
+
+/// A patient whose next NEWS2 set is due (`Due::Overdue`): if their settings track sets and the
+/// set is overdue by their own interval, a grey alert message goes to the location's and each
+/// team member's inbox, once per overdue set (the next reading starts the clock again);
+/// otherwise the sweep comes back when it is due, or not at all.
+async fn overdue<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(deps: &FlowDeps<F, C, M, N>, patient_id: &str) -> Result<(), StoreError> {
+    let Some(last) = deps.flows.last_set(patient_id).await? else { return Ok(()) };
+    let Some(intervals) = deps.care.settings(patient_id).await?.and_then(|s| s.monitoring) else {
+        return deps.flows.reschedule_set(patient_id, &last.at, None).await;
+    };
+    let Some(at) = crate::platform::time::parse_with_offset(&last.at) else {
+        return deps.flows.reschedule_set(patient_id, &last.at, None).await;
+    };
+    let now = deps.clock.now();
+    let due = at + intervals.interval(last.severity, last.overall);
+    if now < due {
+        return deps.flows.reschedule_set(patient_id, &last.at, Some(&format_utc(due))).await;
+    }
+    let to = Recipients::of(&deps.care, patient_id).await?;
+    let content = format!("Patient {patient_id}'s next observation set was due at {}: no set since {}.", format_utc(due), last.at);
+    let internal = json!({"patientId": patient_id, "lastSetAt": last.at});
+    let inboxes = to.team.location_id.iter().map(|l| ("location", l.as_str())).chain(to.doctors.iter().chain(&to.nurses).map(|c| ("clinician", c.clinician_id.as_str())));
+    for receiver in inboxes {
+        let seed = format!("overdue:{patient_id}:{}:{}:{}", last.at, receiver.0, receiver.1);
+        if let Err(refused) = post(&deps.messages, &seed, receiver, &content, Colour::Grey.message_type().value(), &internal, now).await? {
+            tracing::warn!(error = %refused, "grey alert refused by the messages API's rules");
+        }
+    }
+    tracing::info!(last_set_at = %last.at, "grey alert: next set overdue");
+    deps.flows.reschedule_set(patient_id, &last.at, None).await
 }
 
 /// Who a patient's deliveries can go to.
@@ -694,7 +757,7 @@ mod tests {
         let deps = deps(sms_settings()).await;
         raise(&deps, Severity::Medium).await;
         let start = deps.clock.now();
-        assert_eq!(deps.flows.due(&format_utc(start), 10).await.unwrap(), [("P1".to_owned(), "a-1".to_owned())], "a raised alert is due at once");
+        assert_eq!(deps.flows.due(&format_utc(start), 10).await.unwrap(), [Due::Flow { patient_id: "P1".into(), alert_id: "a-1".into() }], "a raised alert is due at once");
         advance(&deps, "P1", "a-1").await.unwrap();
         assert_eq!(
             deliveries(&deps).await,
@@ -820,6 +883,46 @@ mod tests {
         advance(&deps, "P1", "a-1").await.unwrap();
         let doctor_sms = deps.notifier.sent.lock().unwrap()[0].2.clone();
         assert_eq!(doctor_sms, "Vitalwire: high NEWS2 alert (score 6, partial set; heart_rate 131 /min) for patient P1. Alert a-1.");
+    }
+
+    #[tokio::test]
+    async fn an_overdue_set_sends_one_grey_alert_to_the_teams_inboxes_and_only_for_tracked_patients() {
+        use crate::care::MonitoringIntervals;
+        let hourly = MonitoringIntervals { zero: 12.0, low: 1.0, low_medium: 1.0, medium: 1.0, high: 0.5 };
+        let tracked = deps(ClinicalSettings { monitoring: Some(hourly), ..ClinicalSettings::default() }).await;
+        let grey = |deps: &Deps| deps.messages.0.lock().unwrap().values().filter(|m| m.message_type == crate::messages::MessageType::GreyAlert).map(|m| m.receiver.clone()).collect::<Vec<_>>();
+        let set_at = tracked.clock.now();
+        tracked.flows.record_set("P1", &format_utc(set_at), Severity::Low, 2, &format_utc(set_at + MonitoringIntervals::SHORTEST)).await.unwrap();
+        tracked.clock.advance(Duration::minutes(15));
+        assert_eq!(sweep(&tracked).await.unwrap(), Swept { advanced: 1, failed: 0 });
+        assert!(grey(&tracked).is_empty(), "due after the patient's hour, not the first check");
+        assert!(tracked.flows.due(&format_utc(set_at + Duration::minutes(59)), 10).await.unwrap().is_empty());
+        assert_eq!(tracked.flows.due(&format_utc(set_at + Duration::minutes(60)), 10).await.unwrap(), [Due::Overdue { patient_id: "P1".into() }]);
+        tracked.clock.advance(Duration::minutes(45));
+        sweep(&tracked).await.unwrap();
+        let mut sent = grey(&tracked);
+        sent.sort();
+        assert_eq!(sent, ["d-1", "n-1", "ward-7"], "the location's and each team member's inbox");
+        tracked.clock.advance(Duration::hours(3));
+        sweep(&tracked).await.unwrap();
+        assert_eq!(grey(&tracked).len(), 3, "once per overdue set");
+        // An older set arriving late changes nothing; a new one starts the clock again.
+        tracked.flows.record_set("P1", &format_utc(set_at - Duration::hours(1)), Severity::High, 7, &format_utc(tracked.clock.now())).await.unwrap();
+        assert_eq!(tracked.flows.last_set("P1").await.unwrap().unwrap().at, format_utc(set_at));
+        let next = tracked.clock.now();
+        tracked.flows.record_set("P1", &format_utc(next), Severity::Low, 1, &format_utc(next + MonitoringIntervals::SHORTEST)).await.unwrap();
+        tracked.clock.advance(Duration::minutes(61));
+        sweep(&tracked).await.unwrap();
+        sweep(&tracked).await.unwrap();
+        assert_eq!(grey(&tracked).len(), 6, "a grey alert for the new overdue set");
+
+        let untracked = deps(ClinicalSettings::default()).await;
+        let at = untracked.clock.now();
+        untracked.flows.record_set("P1", &format_utc(at), Severity::Low, 2, &format_utc(at + MonitoringIntervals::SHORTEST)).await.unwrap();
+        untracked.clock.advance(Duration::days(2));
+        sweep(&untracked).await.unwrap();
+        assert!(grey(&untracked).is_empty());
+        assert!(untracked.flows.due(&format_utc(untracked.clock.now() + Duration::days(30)), 10).await.unwrap().is_empty(), "not tracked: not looked at again");
     }
 
     #[tokio::test]

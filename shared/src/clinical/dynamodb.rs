@@ -9,13 +9,15 @@
 //! alert, so the next sweep starts it), `STEP#<alertId>#<version>`
 //! (the history; `delivered` once its deliveries are done) and `SEND#<deliveryId>` (each message
 //! and notification, written over its `attempts`). A single-use answer link is an item of its
-//! own partition, `LINK#<token hash>` (`sortKey` = `LINK`), found by the hash alone.
+//! own partition, `LINK#<token hash>` (`sortKey` = `LINK`), found by the hash alone. A
+//! patient's latest NEWS2 set is `NEXTSET` (`lastSetAt`, `severity`, `overall`, and
+//! `dueShard`/`dueAt` while the sweep is to check it is not overdue).
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
-use super::alerting::{Delivery, FlowStore};
+use super::alerting::{Delivery, Due, FlowStore, LastSet};
 use super::flow::{Answer, Flow, Step, StepRecord};
 use super::links::AnswerLink;
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
@@ -161,6 +163,26 @@ impl AlertStore for DynamoAlertStore {
             .expression_attribute_values(":a", s("ALERT#"));
         let (items, next) = newest_first_page(query, ("patientId", patient_id), limit, after, "list alerts").await?;
         Ok(AlertPage { items: items.iter().filter_map(alert_of).collect(), next })
+    }
+
+    async fn record_set(&self, patient_id: &str, at: &str, severity: super::news2::Severity, overall: u8, due_at: &str) -> Result<(), StoreError> {
+        const OP: &str = "record NEWS2 set";
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("patientId", s(patient_id))
+            .item("sortKey", s("NEXTSET"))
+            .item("lastSetAt", s(at))
+            .item("severity", s(severity.as_str()))
+            .item("overall", n(overall))
+            .item(DUE_SHARD, s(DUE))
+            .item("dueAt", s(due_at))
+            // Only a later set replaces the latest (readings arrive out of order).
+            .condition_expression("attribute_not_exists(lastSetAt) OR lastSetAt < :at")
+            .expression_attribute_values(":at", s(at));
+        conditional_put(put, OP).await?;
+        Ok(())
     }
 
     async fn open(&self, patient_id: &str) -> Result<Vec<Alert>, StoreError> {
@@ -385,7 +407,7 @@ impl FlowStore for DynamoAlertStore {
         }
     }
 
-    async fn due(&self, now: &str, limit: i32) -> Result<Vec<(String, String)>, StoreError> {
+    async fn due(&self, now: &str, limit: i32) -> Result<Vec<Due>, StoreError> {
         const OP: &str = "find due alert flows";
         let out = self
             .client
@@ -403,8 +425,49 @@ impl FlowStore for DynamoAlertStore {
         Ok(out
             .items()
             .iter()
-            .filter_map(|item| Some((opt_s(item, "patientId")?, opt_s(item, "sortKey")?.strip_prefix("FLOW#")?.to_owned())))
+            .filter_map(|item| {
+                let patient_id = opt_s(item, "patientId")?;
+                match opt_s(item, "sortKey")?.as_str() {
+                    "NEXTSET" => Some(Due::Overdue { patient_id }),
+                    key => Some(Due::Flow { patient_id, alert_id: key.strip_prefix("FLOW#")?.to_owned() }),
+                }
+            })
             .collect())
+    }
+
+    async fn last_set(&self, patient_id: &str) -> Result<Option<LastSet>, StoreError> {
+        const OP: &str = "read NEWS2 set";
+        let out = self.client.get_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s("NEXTSET")).consistent_read(true).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        Ok(out.item().and_then(|item| {
+            Some(LastSet {
+                at: opt_s(item, "lastSetAt")?,
+                severity: super::news2::Severity::parse(&opt_s(item, "severity")?)?,
+                overall: crate::platform::dynamodb::opt_u64(item, "overall").and_then(|o| u8::try_from(o).ok())?,
+            })
+        }))
+    }
+
+    async fn reschedule_set(&self, patient_id: &str, set_at: &str, at: Option<&str>) -> Result<(), StoreError> {
+        const OP: &str = "reschedule NEWS2 set check";
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("patientId", s(patient_id))
+            .key("sortKey", s("NEXTSET"))
+            .condition_expression("lastSetAt = :set")
+            .expression_attribute_values(":set", s(set_at))
+            .expression_attribute_names("#shard", DUE_SHARD);
+        let update = match at {
+            Some(at) => update.update_expression("SET #shard = :due, dueAt = :at").expression_attribute_values(":due", s(DUE)).expression_attribute_values(":at", s(at)),
+            None => update.update_expression("REMOVE #shard, dueAt"),
+        };
+        match update.send().await {
+            // A later set was recorded meanwhile, with its own schedule.
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(StoreError::sdk(OP, &e)),
+            Ok(_) => Ok(()),
+        }
     }
 
     async fn deliveries(&self, patient_id: &str, alert_id: &str) -> Result<Vec<Delivery>, StoreError> {

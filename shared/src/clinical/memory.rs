@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::alerting::{Delivery, FlowStore};
+use super::alerting::{Delivery, Due, FlowStore, LastSet};
 use super::flow::{Answer, Flow, Step, StepRecord};
 use super::links::AnswerLink;
 use super::{Alert, AlertKind, AlertPage, AlertStatus, AlertStore};
@@ -26,6 +26,8 @@ struct Table {
     deliveries: BTreeMap<(String, String), Delivery>,
     /// Token hash → answer link.
     links: BTreeMap<String, AnswerLink>,
+    /// Patient → their latest NEWS2 set and when the sweep looks at it.
+    sets: BTreeMap<String, (LastSet, Option<String>)>,
 }
 
 #[derive(Default)]
@@ -91,6 +93,15 @@ impl AlertStore for MemoryAlerts {
         let next = (items.len() >= limit && limit > 0).then(|| format!("ALERT#{}", items[limit - 1].0));
         items.truncate(limit);
         Ok(AlertPage { items: items.into_iter().map(|(_, a)| a).collect(), next })
+    }
+
+    async fn record_set(&self, patient_id: &str, at: &str, severity: super::news2::Severity, overall: u8, due_at: &str) -> Result<(), StoreError> {
+        let mut table = self.0.lock().expect("lock");
+        // Only a later set replaces the latest (readings arrive out of order).
+        if table.sets.get(patient_id).is_none_or(|(set, _)| set.at.as_str() < at) {
+            table.sets.insert(patient_id.to_owned(), (LastSet { at: at.to_owned(), severity, overall }, Some(due_at.to_owned())));
+        }
+        Ok(())
     }
 
     async fn open(&self, patient_id: &str) -> Result<Vec<Alert>, StoreError> {
@@ -176,11 +187,26 @@ impl FlowStore for MemoryAlerts {
         Ok(())
     }
 
-    async fn due(&self, now: &str, limit: i32) -> Result<Vec<(String, String)>, StoreError> {
+    async fn due(&self, now: &str, limit: i32) -> Result<Vec<Due>, StoreError> {
         let table = self.0.lock().expect("lock");
-        let mut due: Vec<(&String, &(String, String))> = table.flows.iter().filter_map(|(k, (_, at))| at.as_ref().filter(|at| at.as_str() <= now).map(|at| (at, k))).collect();
-        due.sort();
-        Ok(due.into_iter().take(usize::try_from(limit).unwrap_or(0)).map(|(_, k)| k.clone()).collect())
+        let flows = table.flows.iter().filter_map(|((p, a), (_, at))| Some((at.clone()?, Due::Flow { patient_id: p.clone(), alert_id: a.clone() })));
+        let sets = table.sets.iter().filter_map(|(p, (_, at))| Some((at.clone()?, Due::Overdue { patient_id: p.clone() })));
+        let mut due: Vec<(String, Due)> = flows.chain(sets).filter(|(at, _)| at.as_str() <= now).collect();
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(due.into_iter().take(usize::try_from(limit).unwrap_or(0)).map(|(_, d)| d).collect())
+    }
+
+    async fn last_set(&self, patient_id: &str) -> Result<Option<LastSet>, StoreError> {
+        Ok(self.0.lock().expect("lock").sets.get(patient_id).map(|(set, _)| set.clone()))
+    }
+
+    async fn reschedule_set(&self, patient_id: &str, set_at: &str, at: Option<&str>) -> Result<(), StoreError> {
+        if let Some((set, due)) = self.0.lock().expect("lock").sets.get_mut(patient_id) {
+            if set.at == set_at {
+                *due = at.map(str::to_owned);
+            }
+        }
+        Ok(())
     }
 
     async fn deliveries(&self, patient_id: &str, alert_id: &str) -> Result<Vec<Delivery>, StoreError> {

@@ -243,6 +243,9 @@ pub trait AlertStore: Send + Sync {
     fn raise(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A page of the patient's alerts, newest first, after the cursor.
     fn for_patient(&self, patient_id: &str, limit: i32, after: Option<&str>) -> impl Future<Output = Result<AlertPage, StoreError>> + Send;
+    /// Records the patient's latest NEWS2 set (at `at`, of `severity`) and when the next is due,
+    /// unless a later set is recorded already (readings arrive out of order).
+    fn record_set(&self, patient_id: &str, at: &str, severity: Severity, overall: u8, due_at: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The highest open alert of each kind the patient has (those the open markers stand for).
     fn open(&self, patient_id: &str) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send;
     /// Closes an alert (a clinician dealt with it), so that new readings may raise its kind
@@ -354,8 +357,8 @@ fn glucose_mg_dl(vital: VitalSign, value: f64) -> f64 {
     }
 }
 
-/// The NEWS2 alert the window calls for, if any.
-fn news2_alert(window: &Window) -> Option<(AlertKind, news2::Score, Vec<Contribution>)> {
+/// NEWS2 of the window's latest values; none when it holds no NEWS2 parameter.
+fn news2_score(window: &Window) -> Option<news2::Score> {
     if window.news2.is_empty() {
         return None;
     }
@@ -365,7 +368,12 @@ fn news2_alert(window: &Window) -> Option<(AlertKind, news2::Score, Vec<Contribu
         let value = if *parameter == news2::Parameter::Temperature && v.unit == "[degF]" { (v.number - 32.0) * 5.0 / 9.0 } else { v.number };
         parameter.set(&mut set, value);
     }
-    let score = news2::score(&set);
+    Some(news2::score(&set))
+}
+
+/// The NEWS2 alert the window calls for, if any.
+fn news2_alert(window: &Window) -> Option<(AlertKind, news2::Score, Vec<Contribution>)> {
+    let score = news2_score(window)?;
     if score.highest_parameter() < 3 && score.overall < 5 {
         return None;
     }
@@ -454,6 +462,15 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
         closed_at: None,
         closed_by: None,
     };
+    // The patient's latest set: a patient whose settings track sets gets a grey alert when the
+    // next is overdue. The sweep first looks after the shortest interval settings allow and then
+    // goes by the patient's own (ingestion does not read settings).
+    if measures_news2(&set) {
+        if let Some(score) = news2_score(&window) {
+            let first_check = set.at + crate::care::MonitoringIntervals::SHORTEST;
+            alerts.record_set(set.patient_id, &to, score.severity, score.overall, &format_utc(first_check)).await?;
+        }
+    }
     let mut candidates = Vec::new();
     if let Some((kind, score, contributions)) = news2_alert(&window).filter(|_| measures_news2(&set)) {
         candidates.push(alert(kind, Some(score.overall), score.severity, score.partial, contributions));
@@ -529,6 +546,8 @@ mod tests {
         let body = r#"{"timestamp": "2026-11-22T11:00:00Z", "heart_rate": 140, "respiratory_rate": 16}"#;
         let raised = evaluate_after(&store, &alerts, body).await;
         assert_eq!(raised.len(), 1);
+        let last = alerting::FlowStore::last_set(&alerts, "P1").await.unwrap().unwrap();
+        assert_eq!((last.at.as_str(), last.severity, last.overall), ("2026-11-22T11:00:00.000Z", Severity::LowMedium, 3), "the latest NEWS2 set is kept for the overdue check");
         let alert = &raised[0];
         assert_eq!((alert.kind, alert.severity, alert.score, alert.partial), (AlertKind::News2, Severity::LowMedium, Some(3), true));
         let hr = alert.contributions.iter().find(|c| c.parameter == Parameter::News2(news2::Parameter::HeartRate)).unwrap();
