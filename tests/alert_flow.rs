@@ -276,3 +276,20 @@ async fn a_device_that_stops_reporting_brings_a_grey_alert_once_its_next_set_is_
     advance(&api, 120).await;
     assert_eq!(grey().await, 1, "once per overdue set");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_resolved_before_the_sweep_came_by_tells_nobody_and_is_not_looked_at_again() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let device = ward_with_patient(&api).await;
+    let alert = raise_medium_alert(&api, &device).await;
+    let doctor = gw.auth().mint("d-1", Role::Clinician, None, 10).unwrap();
+    let (status, resolved) = api.call(Method::POST, &format!("/patients/P123/alerts/{alert}/resolve"), Some(&doctor), None).await;
+    assert_eq!((status, resolved["status"].as_str()), (StatusCode::OK, Some("closed")), "{resolved}");
+    let ran = advance(&api, 0).await;
+    assert_eq!(ran["ran"]["alert-sweep"]["advanced"], 1, "{ran}");
+    let ran = advance(&api, 1).await;
+    assert_eq!(ran["ran"]["alert-sweep"]["advanced"], 0, "nothing due any more: {ran}");
+    assert!(outbox(&api).await.is_empty());
+    assert_eq!(history(&api, &alert).await["flow"], Value::Null);
+}

@@ -146,7 +146,8 @@ pub trait FlowStore: AlertStore + Send + Sync {
     /// The alert's history, oldest first, each with whether its effects were delivered.
     fn history(&self, patient_id: &str, alert_id: &str) -> impl Future<Output = Result<Vec<(StepRecord, bool)>, StoreError>> + Send;
     fn mark_delivered(&self, patient_id: &str, alert_id: &str, version: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// When the sweep looks at the flow next (none: never), if its version is still `version`.
+    /// When the sweep looks at the flow next (none: never), if its version is still `version`
+    /// (0: the flow has not started).
     fn reschedule(&self, patient_id: &str, alert_id: &str, version: u64, at: Option<&str>) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Work due at or before `now`, soonest first.
     fn due(&self, now: &str, limit: i32) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
@@ -219,14 +220,15 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
     let now = deps.clock.now();
     let Some(alert) = deps.flows.alert(patient_id, alert_id).await? else {
         tracing::warn!(alert_id, "no such alert to advance");
-        return Ok(());
+        return deps.flows.reschedule(patient_id, alert_id, 0, None).await;
     };
     let settings = deps.care.settings(patient_id).await?.unwrap_or_default();
     // Another step may be stored between reading and writing: decide again on what won.
     for _ in 0..5 {
         let flow = match deps.flows.flow(patient_id, alert_id).await? {
             Some(flow) => flow,
-            None if alert.status == AlertStatus::Closed => return Ok(()),
+            // Closed before its flow started: nothing to start, nothing due any more.
+            None if alert.status == AlertStatus::Closed => return deps.flows.reschedule(patient_id, alert_id, 0, None).await,
             None => {
                 let start = flow::start(&alert, &settings.escalation_timeouts, now);
                 if !deps.flows.record_step(&start).await? {
@@ -923,6 +925,17 @@ mod tests {
         sweep(&untracked).await.unwrap();
         assert!(grey(&untracked).is_empty());
         assert!(untracked.flows.due(&format_utc(untracked.clock.now() + Duration::days(30)), 10).await.unwrap().is_empty(), "not tracked: not looked at again");
+    }
+
+    #[tokio::test]
+    async fn an_alert_closed_before_its_flow_started_leaves_nothing_due() {
+        let deps = deps(ClinicalSettings::default()).await;
+        raise(&deps, Severity::Medium).await;
+        deps.flows.close("P1", "a-1", "n-1", &format_utc(deps.clock.now())).await.unwrap();
+        assert_eq!(sweep(&deps).await.unwrap(), Swept { advanced: 1, failed: 0 });
+        assert!(deps.flows.flow("P1", "a-1").await.unwrap().is_none(), "no flow for a closed alert");
+        assert!(deps.flows.due(&format_utc(deps.clock.now() + Duration::days(1)), 10).await.unwrap().is_empty(), "and the sweep does not come back");
+        assert!(deps.messages.0.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -392,9 +392,13 @@ impl FlowStore for DynamoAlertStore {
             .table_name(&self.table)
             .key("patientId", s(patient_id))
             .key("sortKey", s(flow_key(alert_id)))
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", n(version))
             .expression_attribute_names("#shard", DUE_SHARD);
+        // Version 0: the flow has not started (its item has no version yet).
+        let update = if version == 0 {
+            update.condition_expression("attribute_exists(sortKey) AND attribute_not_exists(version)")
+        } else {
+            update.condition_expression("version = :v").expression_attribute_values(":v", n(version))
+        };
         let update = match at {
             Some(at) => update.update_expression("SET #shard = :due, dueAt = :at").expression_attribute_values(":due", s(DUE)).expression_attribute_values(":at", s(at)),
             None => update.update_expression("REMOVE #shard, dueAt"),

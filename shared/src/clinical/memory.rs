@@ -179,8 +179,8 @@ impl FlowStore for MemoryAlerts {
 
     async fn reschedule(&self, patient_id: &str, alert_id: &str, version: u64, at: Option<&str>) -> Result<(), StoreError> {
         let mut table = self.0.lock().expect("lock");
-        if let Some((Some(flow), due)) = table.flows.get_mut(&(patient_id.to_owned(), alert_id.to_owned())) {
-            if flow.version == version {
+        if let Some((flow, due)) = table.flows.get_mut(&(patient_id.to_owned(), alert_id.to_owned())) {
+            if flow.as_ref().map_or(0, |f| f.version) == version {
                 *due = at.map(str::to_owned);
             }
         }
