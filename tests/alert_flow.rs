@@ -1,7 +1,9 @@
 //! The two-stage alert flow on the local platform, over real HTTP, with DynamoDB, SNS and SES
 //! in the moto emulator and the platform's clock moved forward instead of waited for: a reading
 //! raises an alert, the patient is asked, nobody answers, the flow escalates to the doctor and
-//! nurse, a nurse acknowledges, the doctor resolves; and a patient who answers is heard once.
+//! nurse, a nurse acknowledges, the doctor resolves; a patient who answers (in the app, or
+//! through the SMS's single-use link) is heard once; a device that stops reporting brings a grey
+//! alert; an alert resolved before the sweep came by tells nobody.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
