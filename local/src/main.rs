@@ -223,6 +223,9 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 "polarisAudience": running.polaris.issuer,
                 "polarisAlgorithm": if running.polaris.rs256 { "RS256" } else { "HS512" },
                 "polarisJwksUrl": running.polaris.jwks_url,
+                // The alert sweep's clock (POST {"advanceMinutes": n}) and what it sent.
+                "clockUrl": format!("{api_url}/local/clock"),
+                "outboxUrl": format!("{api_url}/local/outbox"),
             });
             std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
             println!("IoT gateway (MQTT 3.1.1 and 5 over mutual TLS): localhost:{mqtt_port}");
@@ -231,6 +234,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             println!("  claim key: {}", files.claim_key.display());
             println!("  written to {}", state_dir.join("endpoints.json").display());
             println!("HTTP API: {api_url} (tokens: vitalwire-local token --role admin)");
+            println!("  alert sweep every 2 s; move its clock: POST {api_url}/local/clock {{\"advanceMinutes\": 15}}; sent SMS and email: GET {api_url}/local/outbox");
             println!("AWS emulator: {}", emulator.endpoint());
             println!("Tables: {}", stack.tables.values().cloned().collect::<Vec<_>>().join(", "));
             println!("Seed devices: {}", seeded.join(", "));

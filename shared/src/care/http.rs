@@ -257,6 +257,37 @@ mod tests {
         assert_eq!(by_clinician.status, 403);
     }
 
+    /// A care store that is down: every call fails as DynamoDB's outage would.
+    struct DownCare;
+
+    fn down<T>() -> Result<T, crate::StoreError> {
+        Err(crate::StoreError::new("read care team", "service unavailable"))
+    }
+
+    impl CareStore for DownCare {
+        async fn clinician(&self, _: &str) -> Result<Option<Clinician>, crate::StoreError> { down() }
+        async fn put_clinician(&self, _: &Clinician, _: Option<&Clinician>) -> Result<(), crate::StoreError> { down() }
+        async fn clinicians(&self) -> Result<Vec<Clinician>, crate::StoreError> { down() }
+        async fn location(&self, _: &str) -> Result<Option<Location>, crate::StoreError> { down() }
+        async fn put_location(&self, _: &Location) -> Result<(), crate::StoreError> { down() }
+        async fn locations(&self) -> Result<Vec<Location>, crate::StoreError> { down() }
+        async fn members(&self, _: &str) -> Result<Vec<String>, crate::StoreError> { down() }
+        async fn care_team(&self, _: &str) -> Result<Option<CareTeam>, crate::StoreError> { down() }
+        async fn put_care_team(&self, _: &CareTeam) -> Result<(), crate::StoreError> { down() }
+        async fn patients_of(&self, _: &str) -> Result<Vec<String>, crate::StoreError> { down() }
+        async fn patients_at(&self, _: &str) -> Result<Vec<String>, crate::StoreError> { down() }
+        async fn settings(&self, _: &str) -> Result<Option<ClinicalSettings>, crate::StoreError> { down() }
+        async fn put_settings(&self, _: &ClinicalSettings) -> Result<(), crate::StoreError> { down() }
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_while_checking_a_team_is_a_503_not_a_refusal_of_the_body() {
+        let deps = CareDeps { care: DownCare, audit: MemoryAudit::default() };
+        let answer = call("PUT /admin/patients/{patientId}/care-team", &[("patientId", "p-1")], admin(), Some(json!({"doctors": ["d-1"]})), |r| put_care_team(r, &deps)).await;
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert_eq!(answer.error_field(), None, "the body is not blamed");
+    }
+
     #[tokio::test]
     async fn settings_are_the_teams_and_the_patients_and_a_new_spo2_scale_names_its_prescriber() {
         let deps = deps();
