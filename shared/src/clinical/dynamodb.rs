@@ -266,6 +266,21 @@ impl AlertStore for DynamoAlertStore {
 const DUE_SHARD: &str = "dueShard";
 const DUE: &str = "due";
 
+/// Puts an item on the sweep's index at `at`, or takes it off; the update's own condition
+/// failing means a newer write scheduled it, which stands.
+async fn on_sweep_index(update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder, at: Option<&str>, op: &'static str) -> Result<(), StoreError> {
+    let update = update.expression_attribute_names("#shard", DUE_SHARD);
+    let update = match at {
+        Some(at) => update.update_expression("SET #shard = :due, dueAt = :at").expression_attribute_values(":due", s(DUE)).expression_attribute_values(":at", s(at)),
+        None => update.update_expression("REMOVE #shard, dueAt"),
+    };
+    match update.send().await {
+        Ok(_) => Ok(()),
+        Err(e) if is_condition_failed(&e) => Ok(()),
+        Err(e) => Err(StoreError::sdk(op, &e)),
+    }
+}
+
 fn flow_key(alert_id: &str) -> String {
     format!("FLOW#{alert_id}")
 }
@@ -391,24 +406,15 @@ impl FlowStore for DynamoAlertStore {
             .update_item()
             .table_name(&self.table)
             .key("patientId", s(patient_id))
-            .key("sortKey", s(flow_key(alert_id)))
-            .expression_attribute_names("#shard", DUE_SHARD);
+            .key("sortKey", s(flow_key(alert_id)));
         // Version 0: the flow has not started (its item has no version yet).
         let update = if version == 0 {
             update.condition_expression("attribute_exists(sortKey) AND attribute_not_exists(version)")
         } else {
             update.condition_expression("version = :v").expression_attribute_values(":v", n(version))
         };
-        let update = match at {
-            Some(at) => update.update_expression("SET #shard = :due, dueAt = :at").expression_attribute_values(":due", s(DUE)).expression_attribute_values(":at", s(at)),
-            None => update.update_expression("REMOVE #shard, dueAt"),
-        };
-        match update.send().await {
-            // A newer step rescheduled it itself.
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(StoreError::sdk(OP, &e)),
-            Ok(_) => Ok(()),
-        }
+        // A failed condition: a newer step rescheduled it itself.
+        on_sweep_index(update, at, OP).await
     }
 
     async fn due(&self, now: &str, limit: i32) -> Result<Vec<Due>, StoreError> {
@@ -460,18 +466,9 @@ impl FlowStore for DynamoAlertStore {
             .key("patientId", s(patient_id))
             .key("sortKey", s("NEXTSET"))
             .condition_expression("lastSetAt = :set")
-            .expression_attribute_values(":set", s(set_at))
-            .expression_attribute_names("#shard", DUE_SHARD);
-        let update = match at {
-            Some(at) => update.update_expression("SET #shard = :due, dueAt = :at").expression_attribute_values(":due", s(DUE)).expression_attribute_values(":at", s(at)),
-            None => update.update_expression("REMOVE #shard, dueAt"),
-        };
-        match update.send().await {
-            // A later set was recorded meanwhile, with its own schedule.
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(StoreError::sdk(OP, &e)),
-            Ok(_) => Ok(()),
-        }
+            .expression_attribute_values(":set", s(set_at));
+        // A failed condition: a later set was recorded meanwhile, with its own schedule.
+        on_sweep_index(update, at, OP).await
     }
 
     async fn deliveries(&self, patient_id: &str, alert_id: &str) -> Result<Vec<Delivery>, StoreError> {
