@@ -229,14 +229,10 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
             Some(flow) => flow,
             // Closed before its flow started: nothing to start, nothing due any more.
             None if alert.status == AlertStatus::Closed => return deps.flows.reschedule(patient_id, alert_id, 0, None).await,
-            None => {
-                let start = flow::start(&alert, &settings.escalation_timeouts, now);
-                if !deps.flows.record_step(&start).await? {
-                    continue;
-                }
-                supersede_lower(&deps.flows, &alert, now).await?;
-                start.flow
-            }
+            None => match start_flow(&deps.flows, &alert, &settings, now).await? {
+                Some(started) => started,
+                None => continue,
+            },
         };
         let flow = match flow::step(&flow, Event::TimedOut, "platform", now) {
             Ok(escalated) => {
@@ -251,6 +247,17 @@ pub async fn advance<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(d
         return deliver(deps, &alert, &flow, &settings, now).await;
     }
     Err(StoreError::new("advance alert flow", "the flow kept changing under this run; the sweep tries again"))
+}
+
+/// Starts an alert's flow and ends the lower alerts of its kind it supersedes; none when another
+/// run started it first (read it again).
+async fn start_flow<F: FlowStore>(flows: &F, alert: &Alert, settings: &ClinicalSettings, now: DateTime<Utc>) -> Result<Option<Flow>, StoreError> {
+    let start = flow::start(alert, &settings.escalation_timeouts, now);
+    if !flows.record_step(&start).await? {
+        return Ok(None);
+    }
+    supersede_lower(flows, alert, now).await?;
+    Ok(Some(start.flow))
 }
 
 /// Ends the flows of the patient's open alerts of the same kind and lower severity, and closes
@@ -323,14 +330,10 @@ pub async fn apply<F: FlowStore>(flows: &F, settings: &ClinicalSettings, alert: 
         let flow = match flows.flow(&alert.patient_id, &alert.alert_id).await? {
             Some(flow) => flow,
             // Not started yet (the sweep has not come by): start it here, then apply.
-            None => {
-                let start = flow::start(alert, &settings.escalation_timeouts, now);
-                if !flows.record_step(&start).await? {
-                    continue;
-                }
-                supersede_lower(flows, alert, now).await?;
-                start.flow
-            }
+            None => match start_flow(flows, alert, settings, now).await? {
+                Some(started) => started,
+                None => continue,
+            },
         };
         let step = match flow::step(&flow, event, by, now) {
             Ok(step) => step,
@@ -430,13 +433,17 @@ async fn send<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(deps: &F
 /// A message in the messages API, with a uuid from the delivery id: sending again finds it
 /// there and sends nothing new.
 async fn post_message<M: MessageStore>(messages: &M, d: &Delivery, now: DateTime<Utc>) -> Result<Result<String, NotifyFailure>, StoreError> {
-    let receiver_type = match d.recipient {
+    let internal = json!({"alertId": d.alert_id, "patientId": d.patient_id});
+    post(messages, &format!("delivery:{}", d.delivery_id), (receiver_type(d.recipient), &d.recipient_id), &d.body, d.message_type.unwrap_or(0), &internal, now).await
+}
+
+/// The messages API's party type of a recipient.
+fn receiver_type(recipient: RecipientKind) -> &'static str {
+    match recipient {
         RecipientKind::Patient => "patient",
         RecipientKind::Location => "location",
-        _ => "clinician",
-    };
-    let internal = json!({"alertId": d.alert_id, "patientId": d.patient_id});
-    post(messages, &format!("delivery:{}", d.delivery_id), (receiver_type, &d.recipient_id), &d.body, d.message_type.unwrap_or(0), &internal, now).await
+        RecipientKind::Doctor | RecipientKind::Nurse | RecipientKind::Ems => "clinician",
+    }
 }
 
 /// Posts a message from the platform with a uuid named by `seed` (posting again finds it and
@@ -475,8 +482,8 @@ async fn overdue<F: FlowStore, C: CareStore, M: MessageStore, N: Notifier>(deps:
     let to = Recipients::of(&deps.care, patient_id).await?;
     let content = format!("Patient {patient_id}'s next observation set was due at {}: no set since {}.", format_utc(due), last.at);
     let internal = json!({"patientId": patient_id, "lastSetAt": last.at});
-    let inboxes = to.team.location_id.iter().map(|l| ("location", l.as_str())).chain(to.doctors.iter().chain(&to.nurses).map(|c| ("clinician", c.clinician_id.as_str())));
-    for receiver in inboxes {
+    for (kind, id) in to.inboxes() {
+        let receiver = (receiver_type(kind), id);
         let seed = format!("overdue:{patient_id}:{}:{}:{}", last.at, receiver.0, receiver.1);
         if let Err(refused) = post(&deps.messages, &seed, receiver, &content, Colour::Grey.message_type().value(), &internal, now).await? {
             tracing::warn!(error = %refused, "grey alert refused by the messages API's rules");
@@ -514,6 +521,14 @@ impl Recipients {
             None => None,
         };
         Ok(Self { team, doctors, nurses, missing, ems })
+    }
+
+    /// The inboxes the team's messages go to: the location's, then each doctor's and nurse's.
+    fn inboxes(&self) -> impl Iterator<Item = (RecipientKind, &str)> {
+        let location = self.team.location_id.iter().map(|l| (RecipientKind::Location, l.as_str()));
+        let doctors = self.doctors.iter().map(|c| (RecipientKind::Doctor, c.clinician_id.as_str()));
+        let nurses = self.nurses.iter().map(|c| (RecipientKind::Nurse, c.clinician_id.as_str()));
+        location.chain(doctors).chain(nurses)
     }
 }
 
@@ -651,11 +666,8 @@ type Add<'a> = dyn FnMut(RecipientKind, &str, DeliveryChannel, Option<&str>, &st
 
 /// A message to the location's inbox and each team member's.
 fn inboxes(add: &mut Add<'_>, to: &Recipients, subject: &str, content: &str, message_type: i64) {
-    if let Some(location) = &to.team.location_id {
-        add(RecipientKind::Location, location, DeliveryChannel::Message, None, subject, content.to_owned(), Some(message_type), DeliveryStatus::Pending);
-    }
-    for (kind, c) in to.doctors.iter().map(|c| (RecipientKind::Doctor, c)).chain(to.nurses.iter().map(|c| (RecipientKind::Nurse, c))) {
-        add(kind, &c.clinician_id, DeliveryChannel::Message, None, subject, content.to_owned(), Some(message_type), DeliveryStatus::Pending);
+    for (kind, id) in to.inboxes() {
+        add(kind, id, DeliveryChannel::Message, None, subject, content.to_owned(), Some(message_type), DeliveryStatus::Pending);
     }
 }
 

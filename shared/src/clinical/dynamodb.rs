@@ -312,9 +312,7 @@ impl DynamoAlertStore {
             ("flow".to_owned(), s(text_of(flow, op)?)),
             ("version".to_owned(), n(flow.version)),
         ]);
-        // Undelivered effects are due at once; otherwise the deadline, if any.
-        let due = if step.effects.is_empty() { flow.due_at.clone() } else { Some(step.record.at.clone()) };
-        if let Some(due) = due {
+        if let Some(due) = step.sweep_at() {
             item.insert(DUE_SHARD.to_owned(), s(DUE));
             item.insert("dueAt".to_owned(), s(due));
         }

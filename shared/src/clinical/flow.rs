@@ -212,6 +212,18 @@ pub struct Step {
     pub record: StepRecord,
 }
 
+impl Step {
+    /// When the sweep should look at the flow after this step: at once while its effects are
+    /// undelivered, otherwise at the flow's deadline, if any.
+    pub fn sweep_at(&self) -> Option<String> {
+        if self.effects.is_empty() {
+            self.flow.due_at.clone()
+        } else {
+            Some(self.record.at.clone())
+        }
+    }
+}
+
 /// A step as the alert's history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

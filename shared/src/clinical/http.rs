@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::alerting::FlowStore;
 use super::flow::{Answer, Effect, Event, FlowRefusal, Step};
-use super::{Alert, AlertStatus, AlertStore};
+use super::{Alert, AlertStore};
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Principal, Role};
 use crate::care::{may_read, CareStore};
@@ -79,16 +79,8 @@ pub async fn close<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request
     let patient = alert.patient_id.clone();
     let at = format_utc(deps.clock.now());
     let closed = deps.alerts.close(&patient, &alert.alert_id, &who.subject, &at).await?.unwrap_or(alert);
-    let mut open = false;
-    let mut after = None;
-    loop {
-        let page = deps.alerts.for_patient(&patient, 100, after.as_deref()).await?;
-        open |= page.items.iter().any(|a| a.status == AlertStatus::Open);
-        match page.next {
-            Some(next) if !open => after = Some(next),
-            _ => break,
-        }
-    }
+    // The open markers name the highest open alert of each kind: none left, none open.
+    let open = !deps.alerts.open(&patient).await?.is_empty();
     let mut resolved = None;
     for _ in 0..5 {
         let Some(flow) = deps.alerts.flow(&patient, &closed.alert_id).await? else { break };

@@ -159,8 +159,7 @@ impl FlowStore for MemoryAlerts {
         if stored != expected {
             return Ok(false);
         }
-        let due = if step.effects.is_empty() { step.flow.due_at.clone() } else { Some(step.record.at.clone()) };
-        table.flows.insert(key.clone(), (Some(step.flow.clone()), due));
+        table.flows.insert(key.clone(), (Some(step.flow.clone()), step.sweep_at()));
         table.steps.insert((key.0, key.1, step.flow.version), (step.record.clone(), step.effects.is_empty()));
         Ok(true)
     }
