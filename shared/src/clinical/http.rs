@@ -11,6 +11,7 @@
 //! | `GET /alerts/answer/{token}` | `alert-answer-page` | no token: a single-use link's question page |
 //! | `POST /alerts/answer/{token}` | `alert-answer-link` | no token: the link's answer, once |
 //! | `POST /scores/news2` | `scores-news2` | admin, clinician, patient |
+//! | `POST /patients/{patientId}/observation-sets` | `patient-observation-sets` | a clinician of the patient's team; the patient (vital signs and oxygen only) |
 
 use lambda_http::Request;
 use serde_json::json;
@@ -21,6 +22,8 @@ use super::{Alert, AlertStore};
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Principal, Role};
 use crate::care::{may_read, CareStore};
+use crate::dead_letters::{DeadLetter, DeadLetterStore};
+use crate::observations::{Inserted, ObservationStore};
 use crate::platform::time::Clock;
 use crate::platform::http::{json_body, limit_param, path_param, query_param, ApiError, Reply};
 use crate::platform::time::format_utc;
@@ -522,6 +525,120 @@ pub async fn score_news2(request: Request, _: &()) -> Result<Reply, ApiError> {
     Ok((200, scored))
 }
 
+/// What the observation-set route needs: the Observations it files and reads, the alerts it
+/// raises, the care teams (who may record, and the patient's settings), the audit log and the
+/// dead letters that keep refused sets.
+pub struct SetDeps<O, A, C, L, D> {
+    pub observations: O,
+    pub alerts: A,
+    pub care: C,
+    pub audit: L,
+    pub dead_letters: D,
+    pub clock: Clock,
+    pub settings: super::AlertSettings,
+}
+
+impl<O: FromWiring, A: FromWiring, C: FromWiring, L: FromWiring, D: FromWiring> FromWiring for SetDeps<O, A, C, L, D> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self {
+            observations: w.build()?,
+            alerts: w.build()?,
+            care: w.build()?,
+            audit: w.build()?,
+            dead_letters: w.build()?,
+            clock: w.build()?,
+            settings: w.build()?,
+        })
+    }
+}
+
+/// Keeps a refused set for the operator, with its text as sent (the caller has their answer:
+/// failing to keep it only logs).
+async fn keep_refused_set<D: DeadLetterStore>(dead_letters: &D, patient: &str, code: &str, reason: String, body: &str, at: chrono::DateTime<chrono::Utc>) {
+    let letter = DeadLetter::refused("observation-sets", None, code, format!("patient {patient}: {reason}"), body.to_owned(), format_utc(at));
+    match dead_letters.record(&letter).await {
+        Ok(()) => tracing::info!(reason_code = code, dead_letter_id = %letter.id, "observation set refused"),
+        Err(e) => tracing::error!(error = %e, reason_code = code, "refused observation set not kept"),
+    }
+}
+
+/// `POST /patients/{patientId}/observation-sets`: a NEWS2 set recorded by a clinician of the
+/// patient's team, or by the patient (vital signs and oxygen only); see [`super::sets`]. Files
+/// each value and the set's NEWS2 score as FHIR Observations, records the set for the overdue
+/// check, and raises a NEWS2 alert when the set calls for one (a nurse's concern always does).
+/// 201 when filed, 200 for a retry of a set filed already, 409 for a different set under the
+/// same key (performer and time), 400 naming every problem, 403 for a patient recording a
+/// clinician's field. Refused sets are kept as dead letters of source `observation-sets`.
+pub async fn submit_set<O, A, C, L, D>(request: Request, deps: &SetDeps<O, A, C, L, D>) -> Result<Reply, ApiError>
+where
+    O: ObservationStore,
+    A: AlertStore,
+    C: CareStore,
+    L: AuditLog,
+    D: DeadLetterStore,
+{
+    use super::sets::{self, Performer, SetRefusal};
+    let who = require(&request, &[Role::Clinician, Role::Patient])?;
+    let patient = path_param(&request, "patientId")?;
+    if !may_read(&deps.care, &who, &patient).await? {
+        record_read(&deps.audit, &request, &who, &[patient.as_str()], 404).await?;
+        return Err(ApiError::NotFound(format!("no patient {patient} in your care")));
+    }
+    let performer = match who.role {
+        Role::Patient => Performer::Patient(patient.clone()),
+        _ => Performer::Clinician(who.subject.clone()),
+    };
+    let now = deps.clock.now();
+    let body = std::str::from_utf8(crate::platform::http::body_bytes(&request)).map_err(|_| ApiError::bad("body", "is not UTF-8 JSON"))?;
+    let set = match sets::parse(body, &performer, now) {
+        Ok(set) => set,
+        Err(refusal) => {
+            let (code, error) = match &refusal {
+                SetRefusal::Invalid(problems) => ("INVALID_SET", ApiError::bad(problems.first().map_or("body", |p| p.field.as_str()), refusal.to_string())),
+                SetRefusal::ClinicianOnly(_) => ("CLINICIAN_ONLY", ApiError::Forbidden(refusal.to_string())),
+            };
+            keep_refused_set(&deps.dead_letters, &patient, code, refusal.to_string(), body, now).await;
+            return Err(error);
+        }
+    };
+    let settings = deps.care.settings(&patient).await?.unwrap_or_default();
+    let earlier = sets::earlier_readings(&deps.observations, &patient, &set, deps.settings.window_minutes).await?;
+    let filed = sets::build(&patient, &performer, &set, &earlier, &settings, now).map_err(|e| ApiError::Store(crate::StoreError::new("build the set", e)))?;
+    let status = match deps.observations.insert_set(&filed.observations).await? {
+        Inserted::New => 201,
+        Inserted::Duplicate => 200,
+        Inserted::Conflict => {
+            let reason = "a different set was recorded for this patient by the same person at this time; record another set with its own time".to_owned();
+            keep_refused_set(&deps.dead_letters, &patient, "SET_CONFLICT", reason.clone(), body, now).await;
+            record_read(&deps.audit, &request, &who, &[patient.as_str()], 409).await?;
+            return Err(ApiError::Conflict(reason));
+        }
+    };
+    let at = format_utc(set.at);
+    deps.alerts.record_set(&patient, &at, filed.severity, filed.score.overall_score, &format_utc(sets::first_overdue_check(&set))).await?;
+    let raised = match &filed.alert {
+        Some(alert) => deps.alerts.raise(alert).await?,
+        None => false,
+    };
+    record_read(&deps.audit, &request, &who, &[patient.as_str()], status).await?;
+    // No values or patient details in the log line.
+    tracing::info!(set_id = %filed.set_id, severity = filed.severity.as_str(), alert_raised = raised, status, "observation set filed");
+    let observations: Vec<serde_json::Value> = filed.observations.iter().map(|o| json!({"id": o.id, "code": o.code_key})).collect();
+    let earlier: Vec<serde_json::Value> = filed
+        .earlier
+        .iter()
+        .map(|r| json!({"parameter": r.parameter.as_str(), "observationId": r.observation.id, "deviceId": r.observation.device_id, "value": r.text, "unit": r.unit, "effectiveAt": r.observation.effective_at}))
+        .collect();
+    Ok((
+        status,
+        json!({
+            "setId": filed.set_id, "patientId": patient, "time": at, "performer": performer.reference().reference,
+            "news2": filed.score, "observations": observations, "earlierReadings": earlier,
+            "alert": filed.alert.as_ref().map(Alert::to_json), "alertRaised": raised,
+        }),
+    ))
+}
+
 #[cfg(test)]
 mod scoring_tests {
     use serde_json::Value;
@@ -564,5 +681,94 @@ mod scoring_tests {
         assert!(refused.body["error"]["message"].as_str().unwrap().contains("Missing or invalid timestamp"));
         let request = ApiRequest::new("POST /scores/news2").caller(device_key("t-1", "k-1", &[], 60)).json(serde_json::json!({})).build();
         assert_eq!(answered(score_news2(request, &()).await).status, 403);
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::access::memory::MemoryAudit;
+    use crate::care::memory::MemoryCare;
+    use crate::clinical::memory::MemoryAlerts;
+    use crate::dead_letters::memory::MemoryDeadLetters;
+    use crate::observations::memory::MemoryObservations;
+    use crate::platform::testing::{self, answered, Answered};
+
+    type Deps = SetDeps<MemoryObservations, MemoryAlerts, MemoryCare, MemoryAudit, MemoryDeadLetters>;
+
+    fn deps() -> Deps {
+        SetDeps {
+            observations: MemoryObservations::default(),
+            alerts: MemoryAlerts::default(),
+            care: MemoryCare::looking_after("clinician-sub", &["pat-1"]),
+            audit: MemoryAudit::default(),
+            dead_letters: MemoryDeadLetters::default(),
+            clock: Clock::default(),
+            settings: crate::clinical::AlertSettings::default(),
+        }
+    }
+
+    async fn submit(deps: &Deps, patient: &str, caller: Value, body: Value) -> Answered {
+        let request = testing::ApiRequest::new("POST /patients/{patientId}/observation-sets").path("patientId", patient).caller(caller).json(body).build();
+        answered(submit_set(request, deps).await)
+    }
+
+    fn minutes_ago(minutes: i64) -> String {
+        format_utc(chrono::Utc::now() - chrono::Duration::minutes(minutes))
+    }
+
+    #[tokio::test]
+    async fn a_nurses_concern_is_filed_scored_and_raises_a_high_alert_once() {
+        let deps = deps();
+        let body = json!({"time": minutes_ago(5), "heart_rate": 72, "consciousness_acvpu": "A", "nurse_concern": "Looks unwell"});
+        let filed = submit(&deps, "pat-1", testing::clinician(), body.clone()).await;
+        assert_eq!(filed.status, 201, "{}", filed.body);
+        assert_eq!((filed.body["news2"]["overall_score_display"].as_str(), filed.body["news2"]["overall_severity"].as_str()), (Some("0C"), Some("high")));
+        assert_eq!(filed.body["performer"], "Practitioner/clinician-sub");
+        assert_eq!(filed.body["observations"].as_array().unwrap().len(), 4, "three values and the score");
+        assert_eq!((filed.body["alert"]["severity"].as_str(), filed.body["alertRaised"].as_bool()), (Some("high"), Some(true)));
+        assert_eq!(deps.alerts.len(), 1);
+        assert!(crate::clinical::alerting::FlowStore::last_set(&deps.alerts, "pat-1").await.unwrap().is_some(), "kept for the overdue check");
+        let again = submit(&deps, "pat-1", testing::clinician(), body).await;
+        assert_eq!((again.status, again.body["setId"].clone(), again.body["alertRaised"].as_bool()), (200, filed.body["setId"].clone(), Some(false)), "a retry");
+        assert_eq!((deps.alerts.len(), deps.observations.len()), (1, 4));
+        assert!(deps.audit.all().iter().all(|r| r.patient_id == "pat-1" && r.subject == "clinician-sub"));
+        assert_eq!(deps.audit.all().iter().map(|r| r.status).collect::<Vec<_>>(), [201, 200]);
+    }
+
+    #[tokio::test]
+    async fn refused_sets_say_why_and_are_kept_for_the_operator() {
+        let deps = deps();
+        let bad = submit(&deps, "pat-1", testing::clinician(), json!({"time": minutes_ago(5), "heart_rate": 900})).await;
+        assert_eq!((bad.status, bad.error_field()), (400, Some("heart_rate")), "{}", bad.body);
+        let by_patient = submit(&deps, "pat-1", testing::patient("pat-1"), json!({"time": minutes_ago(5), "heart_rate": 70, "nurse_concern": "me"})).await;
+        assert_eq!(by_patient.status, 403, "{}", by_patient.body);
+        assert!(by_patient.body["error"]["message"].as_str().unwrap().contains("nurse_concern"));
+        let time = minutes_ago(5);
+        assert_eq!(submit(&deps, "pat-1", testing::clinician(), json!({"time": time, "consciousness_acvpu": "A"})).await.status, 201);
+        let conflict = submit(&deps, "pat-1", testing::clinician(), json!({"time": time, "consciousness_acvpu": "V"})).await;
+        assert_eq!(conflict.status, 409, "{}", conflict.body);
+        let kept: Vec<(String, String)> = deps.dead_letters.all().into_iter().map(|l| (l.source, l.reason_code)).collect();
+        let mut codes: Vec<&str> = kept.iter().map(|(_, c)| c.as_str()).collect();
+        codes.sort();
+        assert_eq!(codes, ["CLINICIAN_ONLY", "INVALID_SET", "SET_CONFLICT"]);
+        assert!(kept.iter().all(|(source, _)| source == "observation-sets"));
+        assert!(deps.dead_letters.all().iter().any(|l| l.raw_payload.contains("900")), "with the body as sent");
+    }
+
+    #[tokio::test]
+    async fn only_the_patients_team_and_the_patient_record_sets() {
+        let deps = deps();
+        let body = json!({"time": minutes_ago(5), "heart_rate": 70});
+        let outsider = submit(&deps, "pat-2", testing::clinician(), body.clone()).await;
+        assert_eq!(outsider.status, 404);
+        assert_eq!(deps.audit.all().last().map(|r| (r.patient_id.clone(), r.status)), Some(("pat-2".into(), 404)));
+        assert_eq!(submit(&deps, "pat-1", testing::admin(), body.clone()).await.status, 403, "an operator is not a clinician");
+        assert_eq!(submit(&deps, "pat-1", testing::patient("pat-2"), body.clone()).await.status, 404);
+        let own = submit(&deps, "pat-1", testing::patient("pat-1"), body).await;
+        assert_eq!((own.status, own.body["performer"].as_str()), (201, Some("Patient/pat-1")));
+        assert!(deps.dead_letters.is_empty(), "who may record is not a refusal of the set");
     }
 }

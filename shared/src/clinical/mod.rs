@@ -22,6 +22,7 @@ pub mod http;
 pub mod memory;
 pub mod news2;
 pub mod scoring;
+pub mod sets;
 
 use std::future::Future;
 
@@ -107,24 +108,37 @@ impl AlertStatus {
     }
 }
 
-/// What a contributing reading measured.
+/// What a contributing reading measured (or a person recorded in an observation set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parameter {
     News2(news2::Parameter),
     Glucose,
+    /// ACVPU, recorded by a clinician.
+    Consciousness,
+    /// Oxygen flow in L/min (0: room air).
+    SupplementalOxygen,
+    /// Not scored by NEWS2; makes a set's severity high.
+    NurseConcern,
 }
 
 impl Parameter {
+    /// The name, as the Polaris scoring engine names its inputs.
     pub fn as_str(self) -> &'static str {
         match self {
             Parameter::News2(p) => p.as_str(),
             Parameter::Glucose => "glucose",
+            Parameter::Consciousness => "consciousness_acvpu",
+            Parameter::SupplementalOxygen => "o2_therapy",
+            Parameter::NurseConcern => "nurse_concern",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "glucose" => Some(Parameter::Glucose),
+            "consciousness_acvpu" => Some(Parameter::Consciousness),
+            "o2_therapy" => Some(Parameter::SupplementalOxygen),
+            "nurse_concern" => Some(Parameter::NurseConcern),
             other => news2::Parameter::parse(other).map(Parameter::News2),
         }
     }
@@ -357,6 +371,16 @@ fn glucose_mg_dl(vital: VitalSign, value: f64) -> f64 {
     }
 }
 
+/// A value in the chart's unit: temperature in °C (for scoring only; the stored Observation
+/// keeps the device's unit).
+fn scored_value(parameter: news2::Parameter, v: &MeasuredValue) -> f64 {
+    if parameter == news2::Parameter::Temperature && v.unit == "[degF]" {
+        (v.number - 32.0) * 5.0 / 9.0
+    } else {
+        v.number
+    }
+}
+
 /// NEWS2 of the window's latest values; none when it holds no NEWS2 parameter.
 fn news2_score(window: &Window) -> Option<news2::Score> {
     if window.news2.is_empty() {
@@ -364,9 +388,7 @@ fn news2_score(window: &Window) -> Option<news2::Score> {
     }
     let mut set = news2::Observations::default();
     for (parameter, _, v) in &window.news2 {
-        // Scored in °C; the stored Observation keeps the device's unit.
-        let value = if *parameter == news2::Parameter::Temperature && v.unit == "[degF]" { (v.number - 32.0) * 5.0 / 9.0 } else { v.number };
-        parameter.set(&mut set, value);
+        parameter.set(&mut set, scored_value(*parameter, v));
     }
     Some(news2::score(&set))
 }

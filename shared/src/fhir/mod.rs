@@ -46,6 +46,11 @@ impl Decimal {
         Ok(Self { text: text.to_owned(), value })
     }
 
+    /// A whole number (a score, a count).
+    pub fn whole(n: i64) -> Self {
+        Self { text: n.to_string(), value: n as f64 }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -175,7 +180,20 @@ pub struct Meta {
 #[serde(rename_all = "camelCase")]
 pub struct ObservationComponent {
     pub code: CodeableConcept,
-    pub value_quantity: Quantity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_quantity: Option<Quantity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_codeable_concept: Option<CodeableConcept>,
+    /// Why a component has no value (a diastolic pressure nobody took).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_absent_reason: Option<CodeableConcept>,
+}
+
+impl ObservationComponent {
+    /// A component with a quantity.
+    pub fn quantity(code: CodeableConcept, value: Quantity) -> Self {
+        Self { code, value_quantity: Some(value), value_codeable_concept: None, data_absent_reason: None }
+    }
 }
 
 /// FHIR R4 `Observation`, as Vitalwire writes it.
@@ -198,13 +216,26 @@ pub struct Observation {
     pub device: Option<Reference>,
     pub effective_date_time: String,
     pub issued: String,
+    /// Who took an entered value (a clinician, or the patient); none on a device's reading.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub performer: Vec<Reference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_quantity: Option<Quantity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_codeable_concept: Option<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_string: Option<String>,
+    /// E.g. a score's severity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interpretation: Vec<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub component: Vec<ObservationComponent>,
     /// The Observations a grouping panel (85353-1) gathers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub has_member: Vec<Reference>,
+    /// The Observations a score was computed from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derived_from: Vec<Reference>,
 }
 
 /// FHIR `id`: 1–64 of `[A-Za-z0-9\-\.]`.

@@ -94,26 +94,44 @@ const UNIT_FIELD_VITALS: &[(&str, &str, VitalSign, &[&str])] = &[
 const SYSTOLIC: &str = "blood_pressure_systolic";
 const DIASTOLIC: &str = "blood_pressure_diastolic";
 
-/// One reading's fields being checked, collecting every problem.
-struct Fields<'a> {
-    map: Map<String, Value>,
+/// One JSON object's fields being checked, collecting every problem: a reading's here, an
+/// observation set's in [`crate::clinical::sets`].
+pub(crate) struct Fields<'a> {
+    pub(crate) map: Map<String, Value>,
     /// The same text again, keeping each number's literal text.
     raw: HashMap<String, Box<RawValue>>,
-    errors: Vec<FieldError>,
+    pub(crate) errors: Vec<FieldError>,
     batch_device: Option<&'a str>,
 }
 
 impl Fields<'_> {
-    fn given(&self, field: &str) -> bool {
+    /// The fields of a JSON object's text (`what` names it in the refusal), each field named in
+    /// `known` or refused as not one of `what`'s.
+    pub(crate) fn of(text: &str, what: &str, known: &[&str]) -> Result<Self, Vec<FieldError>> {
+        let map: Map<String, Value> = match serde_json::from_str(text) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(vec![FieldError::new("body", format!("{what} must be a JSON object"))]),
+            Err(e) => return Err(vec![FieldError::new("body", format!("is not valid JSON: {e}"))]),
+        };
+        let raw = serde_json::from_str(text).unwrap_or_default();
+        let mut f = Fields { map, raw, errors: Vec::new(), batch_device: None };
+        let unknown: Vec<String> = f.map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+        for key in unknown {
+            f.problem(&key, format!("is not a field of {what}"));
+        }
+        Ok(f)
+    }
+
+    pub(crate) fn given(&self, field: &str) -> bool {
         self.map.get(field).is_some_and(|v| !v.is_null())
     }
 
-    fn problem(&mut self, field: &str, reason: impl Into<String>) {
+    pub(crate) fn problem(&mut self, field: &str, reason: impl Into<String>) {
         self.errors.push(FieldError::new(field, reason));
     }
 
     /// A number field's literal text as a FHIR decimal; `None` when absent or null.
-    fn decimal(&mut self, field: &str) -> Option<Decimal> {
+    pub(crate) fn decimal(&mut self, field: &str) -> Option<Decimal> {
         match self.map.get(field) {
             None | Some(Value::Null) => None,
             Some(Value::Number(_)) => match self.raw.get(field).map(|r| Decimal::parse(r.get())) {
@@ -132,7 +150,7 @@ impl Fields<'_> {
     }
 
     /// A vital sign's value in a unit, if given and plausible.
-    fn vital(&mut self, field: &str, vital: VitalSign, unit_text: &str) -> Option<(Decimal, &'static str)> {
+    pub(crate) fn vital(&mut self, field: &str, vital: VitalSign, unit_text: &str) -> Option<(Decimal, &'static str)> {
         let value = self.decimal(field)?;
         let unit = vital.unit_for(unit_text)?;
         match vital.check_plausible(&value, unit_text, unit) {
@@ -176,26 +194,31 @@ impl Fields<'_> {
     }
 
     fn timestamp(&mut self, now: DateTime<Utc>) -> Option<Effective> {
-        match self.map.get("timestamp").cloned() {
+        self.time("timestamp", now)
+    }
+
+    /// A required date-time field with an offset, not in the future nor too old.
+    pub(crate) fn time(&mut self, field: &str, now: DateTime<Utc>) -> Option<Effective> {
+        match self.map.get(field).cloned() {
             None | Some(Value::Null) => {
-                self.problem("timestamp", "is required");
+                self.problem(field, "is required");
                 None
             }
             Some(Value::String(t)) => match crate::platform::time::parse_with_offset(&t) {
                 None => {
-                    self.problem("timestamp", "must be an ISO 8601 date-time with an offset, e.g. 2025-11-17T10:30:00Z");
+                    self.problem(field, "must be an ISO 8601 date-time with an offset, e.g. 2025-11-17T10:30:00Z");
                     None
                 }
                 Some(at) => match check_time(at, now) {
                     Ok(()) => Some(Effective { text: t, at }),
                     Err(p) => {
-                        self.problem("timestamp", p.to_string());
+                        self.problem(field, p.to_string());
                         None
                     }
                 },
             },
             Some(_) => {
-                self.problem("timestamp", "must be a string");
+                self.problem(field, "must be a string");
                 None
             }
         }
@@ -277,17 +300,8 @@ impl Fields<'_> {
 /// Validates one reading (a JSON object's text); `now` bounds timestamps. `device_id` may be
 /// supplied by the enclosing batch.
 pub fn parse(text: &str, batch_device: Option<&str>, now: DateTime<Utc>) -> Result<VitalsReading, Vec<FieldError>> {
-    let map: Map<String, Value> = match serde_json::from_str(text) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => return Err(vec![FieldError::new("body", "a reading must be a JSON object")]),
-        Err(e) => return Err(vec![FieldError::new("body", format!("is not valid JSON: {e}"))]),
-    };
-    let raw = serde_json::from_str(text).unwrap_or_default();
-    let mut f = Fields { map, raw, errors: Vec::new(), batch_device };
-    let unknown: Vec<String> = f.map.keys().filter(|k| !KNOWN_FIELDS.contains(&k.as_str())).cloned().collect();
-    for key in unknown {
-        f.problem(&key, "is not a field of a reading");
-    }
+    let mut f = Fields::of(text, "a reading", KNOWN_FIELDS)?;
+    f.batch_device = batch_device;
     let device_id = f.device_id();
     let named_patient = f.patient_id();
     let timestamp = f.timestamp(now);
@@ -418,7 +432,7 @@ mod tests {
         let bp = by_code("85354-9");
         assert!(bp.value_quantity.is_none());
         assert_eq!(bp.component.len(), 2);
-        assert_eq!(bp.component[0].value_quantity.code.as_deref(), Some("mm[Hg]"));
+        assert_eq!(bp.component[0].value_quantity.as_ref().unwrap().code.as_deref(), Some("mm[Hg]"));
         assert_eq!(by_code("2339-0").category[0].coding[0].code.as_deref(), Some("laboratory"));
         let temp = by_code("8310-5");
         let q = temp.value_quantity.as_ref().unwrap();

@@ -79,16 +79,21 @@ fn patient_code(patient_id: &str, code_key: &str) -> String {
 }
 
 fn to_item(o: &StoredObservation) -> Item {
-    Item::from([
+    let mut item = Item::from([
         ("id".to_owned(), s(&o.id)),
         ("patientId".to_owned(), s(&o.patient_id)),
-        ("deviceId".to_owned(), s(&o.device_id)),
         ("codeKey".to_owned(), s(&o.code_key)),
         ("patientCode".to_owned(), s(patient_code(&o.patient_id, &o.code_key))),
         ("effectiveAt".to_owned(), s(&o.effective_at)),
         ("contentHash".to_owned(), s(&o.content_hash)),
         ("resource".to_owned(), s(&o.resource)),
-    ])
+    ]);
+    // A value a person entered has no device: DynamoDB refuses an empty index key, and leaving
+    // the attribute out keeps it off the byDevice index.
+    if !o.device_id.is_empty() {
+        item.insert("deviceId".to_owned(), s(&o.device_id));
+    }
+    item
 }
 
 fn from_item(item: &Item) -> Result<StoredObservation, StoreError> {
@@ -96,7 +101,7 @@ fn from_item(item: &Item) -> Result<StoredObservation, StoreError> {
     Ok(StoredObservation {
         id: req_s(item, "id", OP)?,
         patient_id: req_s(item, "patientId", OP)?,
-        device_id: req_s(item, "deviceId", OP)?,
+        device_id: item.get("deviceId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
         code_key: req_s(item, "codeKey", OP)?,
         effective_at: req_s(item, "effectiveAt", OP)?,
         content_hash: req_s(item, "contentHash", OP)?,

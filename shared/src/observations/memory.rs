@@ -86,7 +86,7 @@ impl ObservationStore for MemoryObservations {
 
     async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
         let mut found: Vec<_> =
-            self.items.lock().expect("lock").values().filter(|o| o.device_id == device_id).cloned().collect();
+            self.items.lock().expect("lock").values().filter(|o| !o.device_id.is_empty() && o.device_id == device_id).cloned().collect();
         found.sort_by(|a, b| b.effective_at.cmp(&a.effective_at));
         found.truncate(usize::try_from(limit).unwrap_or(0));
         Ok(found)

@@ -130,7 +130,8 @@ fn category(vital: Option<VitalSign>) -> Vec<CodeableConcept> {
         .collect()
 }
 
-fn skeleton(subject: &Subject<'_>, code_key: &str, vital: Option<VitalSign>, code: CodeableConcept) -> Observation {
+/// An Observation of `code` for the subject, keyed by `code_key`, with no value yet.
+pub(crate) fn skeleton(subject: &Subject<'_>, code_key: &str, vital: Option<VitalSign>, code: CodeableConcept) -> Observation {
     let key = subject.natural_key(code_key);
     Observation {
         resource_type: "Observation".to_owned(),
@@ -144,9 +145,14 @@ fn skeleton(subject: &Subject<'_>, code_key: &str, vital: Option<VitalSign>, cod
         device: Some(Reference::to("Device", subject.thing_name)),
         effective_date_time: subject.effective.to_owned(),
         issued: subject.issued.to_owned(),
+        performer: Vec::new(),
         value_quantity: None,
+        value_codeable_concept: None,
+        value_string: None,
+        interpretation: Vec::new(),
         component: Vec::new(),
         has_member: Vec::new(),
+        derived_from: Vec::new(),
     }
 }
 
@@ -168,9 +174,11 @@ pub fn blood_pressure(systolic: &Decimal, diastolic: &Decimal, subject: &Subject
     let mut o = panel(VitalSign::BloodPressurePanel, subject);
     o.component = [(VitalSign::SystolicBloodPressure, systolic), (VitalSign::DiastolicBloodPressure, diastolic)]
         .into_iter()
-        .map(|(vital, value)| ObservationComponent {
-            code: CodeableConcept { coding: vec![Coding::new(LOINC, vital.loinc(), Some(vital.display()))], text: None },
-            value_quantity: Quantity { value: value.clone(), unit: "mmHg".into(), system: Some(UCUM.into()), code: Some("mm[Hg]".into()) },
+        .map(|(vital, value)| {
+            ObservationComponent::quantity(
+                CodeableConcept { coding: vec![Coding::new(LOINC, vital.loinc(), Some(vital.display()))], text: None },
+                Quantity { value: value.clone(), unit: "mmHg".into(), system: Some(UCUM.into()), code: Some("mm[Hg]".into()) },
+            )
         })
         .collect();
     o
@@ -420,7 +428,7 @@ mod tests {
         let bp = blood_pressure(&Decimal::parse("120").unwrap(), &Decimal::parse("80").unwrap(), &s);
         assert!(bp.value_quantity.is_none());
         assert_eq!(bp.component.len(), 2);
-        assert_eq!(bp.component[0].value_quantity.code.as_deref(), Some("mm[Hg]"));
+        assert_eq!(bp.component[0].value_quantity.as_ref().unwrap().code.as_deref(), Some("mm[Hg]"));
         let hr = measured(&vital(VitalSign::HeartRate, "72", "bpm"), &s);
         let group = vital_signs_panel([hr.id.as_str(), bp.id.as_str()], &s);
         assert_eq!(group.has_member, [Reference::to("Observation", &hr.id), Reference::to("Observation", &bp.id)]);

@@ -523,6 +523,14 @@ pub static SCORES_NEWS2: FunctionSpec = FunctionSpec {
     build: |w| http::<()>(w, route!(crate::clinical::http::score_news2)),
 };
 
+type Sets = crate::clinical::http::SetDeps<DynamoObservationStore, DynamoAlertStore, DynamoCareStore, DynamoAuditLog, DynamoDeadLetterStore>;
+
+pub static PATIENT_OBSERVATION_SETS: FunctionSpec = FunctionSpec {
+    name: "patient-observation-sets",
+    trigger: one!("POST", "/patients/{patientId}/observation-sets"),
+    build: |w| http::<Sets>(w, route!(crate::clinical::http::submit_set)),
+};
+
 pub static SERVICE_RUNNING: FunctionSpec = FunctionSpec {
     name: "service-running",
     trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/running" }]),
@@ -787,6 +795,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &CLINICIAN_JWT,
     &POLARIS_JWKS,
     &SCORES_NEWS2,
+    &PATIENT_OBSERVATION_SETS,
     &ADMIN_CLINICIANS_PUT,
     &ADMIN_CLINICIANS_LIST,
     &ADMIN_CLINICIANS_GET,
