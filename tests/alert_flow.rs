@@ -295,3 +295,66 @@ async fn an_alert_resolved_before_the_sweep_came_by_tells_nobody_and_is_not_look
     assert!(outbox(&api).await.is_empty());
     assert_eq!(history(&api, &alert).await["flow"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurses_set_completes_the_devices_scores_and_its_concern_tells_the_doctor_and_nurse_at_once() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let (thing, key) = ward_with_patient(&api).await;
+    // The device measured heart rate 95 (NEWS2 1: no alert) ten minutes ago.
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339();
+    let response = api.http.post(format!("{}/api/iot/vitals", api.gw.api_url)).bearer_auth(&key).json(&json!({"device_id": thing, "timestamp": at, "heart_rate": 95})).send().await.unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["alerts_triggered"], 0, "{body}");
+
+    // The nurse records what the device cannot measure, and a concern.
+    let nurse = gw.auth().mint("n-1", Role::Clinician, None, 10).unwrap();
+    let time = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let set = json!({"time": time, "respiratory_rate": 18, "temperature": 37.1, "systolic_blood_pressure": 124, "diastolic_blood_pressure": 78,
+        "oxygen_saturation": 97, "o2_therapy": 0, "consciousness_acvpu": "A", "nurse_concern": "Pallor and sweating"});
+    let (status, filed) = api.call(Method::POST, "/patients/P123/observation-sets", Some(&nurse), Some(set.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    assert_eq!(
+        (filed["news2"]["overall_score_display"].as_str(), filed["news2"]["overall_severity"].as_str(), filed["news2"]["partial_set"].as_bool()),
+        (Some("1C"), Some("high"), Some(false)),
+        "the device's heart rate completes the set: {filed}"
+    );
+    assert_eq!((filed["earlierReadings"][0]["parameter"].as_str(), filed["earlierReadings"][0]["deviceId"].as_str(), filed["earlierReadings"][0]["value"].as_str()), (Some("heart_rate"), Some(thing.as_str()), Some("95")));
+    let observations = filed["observations"].as_array().unwrap();
+    assert_eq!(observations.len(), 8, "seven values (one blood-pressure panel) and the score");
+    vitalwire_tests::assert_valid_fhir(&filed["observations"].to_string());
+    let score = observations.last().unwrap();
+    assert_eq!((score["code"]["coding"][0]["code"].as_str(), score["valueQuantity"]["value"].as_u64()), (Some("1104051000000101"), Some(1)));
+    assert_eq!(score["derivedFrom"].as_array().unwrap().len(), 8, "the seven values and the device's heart rate");
+    let alert = filed["alert"]["alertId"].as_str().unwrap().to_owned();
+    assert_eq!((filed["alert"]["severity"].as_str(), filed["alertRaised"].as_bool()), (Some("high"), Some(true)));
+
+    // A retry writes nothing and raises nothing; the set is the same set.
+    let (status, again) = api.call(Method::POST, "/patients/P123/observation-sets", Some(&nurse), Some(set)).await;
+    assert_eq!((status, again["setId"].clone(), again["alertRaised"].as_bool()), (StatusCode::OK, filed["setId"].clone(), Some(false)), "{again}");
+
+    // High severity: the doctor and the nurse are told at once, without waiting for the patient.
+    advance(&api, 0).await;
+    let mut sent = outbox(&api).await;
+    sent.sort();
+    assert_eq!(sent, [told("doctor", "+447700900001"), told("doctor", "d1@example.org"), told("nurse", "+447700900002"), told("patient", "+447700900099")]);
+    let h = history(&api, &alert).await;
+    let red = h["notifications"].as_array().unwrap().iter().filter(|n| n["messageType"] == 7).count();
+    assert_eq!(red, 3, "a red alert message in the ward's, the doctor's and the nurse's inboxes: {h}");
+
+    // The patient reports their own vital signs, but not a clinician's assessment; the refusal
+    // is kept for the operator.
+    let patient = gw.auth().mint("P123-sub", Role::Patient, Some("P123"), 10).unwrap();
+    let own = json!({"time": chrono::Utc::now().to_rfc3339(), "heart_rate": 88});
+    let (status, reported) = api.call(Method::POST, "/patients/P123/observation-sets", Some(&patient), Some(own)).await;
+    assert_eq!((status, reported["performer"].as_str()), (StatusCode::CREATED, Some("Patient/P123")), "{reported}");
+    vitalwire_tests::assert_valid_fhir(&reported["observations"].to_string());
+    let assessed = json!({"time": chrono::Utc::now().to_rfc3339(), "heart_rate": 88, "consciousness_acvpu": "A"});
+    let (status, refused) = api.call(Method::POST, "/patients/P123/observation-sets", Some(&patient), Some(assessed)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (_, letters) = api.call(Method::GET, "/admin/dead-letters?source=observation-sets", Some(&api.token(Role::Admin, None)), None).await;
+    assert_eq!(letters["deadLetters"][0]["reasonCode"], "CLINICIAN_ONLY", "{letters}");
+    let outsider = gw.auth().mint("d-9", Role::Clinician, None, 10).unwrap();
+    let (status, _) = api.call(Method::POST, "/patients/P123/observation-sets", Some(&outsider), Some(json!({"time": chrono::Utc::now().to_rfc3339(), "heart_rate": 70}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "outside the care team");
+}

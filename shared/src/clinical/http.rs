@@ -623,7 +623,12 @@ where
     record_read(&deps.audit, &request, &who, &[patient.as_str()], status).await?;
     // No values or patient details in the log line.
     tracing::info!(set_id = %filed.set_id, severity = filed.severity.as_str(), alert_raised = raised, status, "observation set filed");
-    let observations: Vec<serde_json::Value> = filed.observations.iter().map(|o| json!({"id": o.id, "code": o.code_key})).collect();
+    let observations = filed
+        .observations
+        .iter()
+        .map(|o| serde_json::from_str::<serde_json::Value>(&o.resource))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Store(crate::StoreError::new("write the answer", e)))?;
     let earlier: Vec<serde_json::Value> = filed
         .earlier
         .iter()
@@ -727,7 +732,9 @@ mod set_tests {
         assert_eq!(filed.status, 201, "{}", filed.body);
         assert_eq!((filed.body["news2"]["overall_score_display"].as_str(), filed.body["news2"]["overall_severity"].as_str()), (Some("0C"), Some("high")));
         assert_eq!(filed.body["performer"], "Practitioner/clinician-sub");
-        assert_eq!(filed.body["observations"].as_array().unwrap().len(), 4, "three values and the score");
+        let observations = filed.body["observations"].as_array().unwrap();
+        assert_eq!(observations.len(), 4, "three values and the score");
+        assert_eq!(observations[3]["id"], filed.body["setId"], "the score last, naming the set");
         assert_eq!((filed.body["alert"]["severity"].as_str(), filed.body["alertRaised"].as_bool()), (Some("high"), Some(true)));
         assert_eq!(deps.alerts.len(), 1);
         assert!(crate::clinical::alerting::FlowStore::last_set(&deps.alerts, "pat-1").await.unwrap().is_some(), "kept for the overdue check");
