@@ -17,7 +17,7 @@ use lambda_http::Request;
 use serde_json::json;
 
 use super::alerting::FlowStore;
-use super::flow::{Answer, Effect, Event, FlowRefusal, Step};
+use super::flow::{Answer, Effect, Event, Step};
 use super::{Alert, AlertStore};
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Principal, Role};
@@ -61,10 +61,22 @@ async fn named_alert<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(reque
     }
 }
 
-/// Applies a flow event for the caller; 409 with the reason when it does not apply.
-async fn flow_event<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(deps: &AlertDeps<A, L, C>, alert: &Alert, event: Event, who: &Principal) -> Result<Result<Step, FlowRefusal>, ApiError> {
+/// Applies a flow event for the caller and answers it: the alert, its flow and the step just
+/// taken, or 409 with the reason when it does not apply; audited either way.
+async fn flow_route<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: &Request, deps: &AlertDeps<A, L, C>, alert: &Alert, event: Event, who: &Principal) -> Result<Reply, ApiError> {
     let settings = deps.care.settings(&alert.patient_id).await?.unwrap_or_default();
-    Ok(super::alerting::apply(&deps.alerts, &settings, alert, event, &who.subject, deps.clock.now()).await?)
+    let patient = [alert.patient_id.as_str()];
+    match super::alerting::apply(&deps.alerts, &settings, alert, event, &who.subject, deps.clock.now()).await? {
+        Ok(step) => {
+            record_read(&deps.audit, request, who, &patient, 200).await?;
+            tracing::info!(alert_id = %alert.alert_id, event = event.name(), "alert flow step taken");
+            Ok((200, flow_answer(alert, &step)))
+        }
+        Err(refusal) => {
+            record_read(&deps.audit, request, who, &patient, 409).await?;
+            Err(ApiError::Conflict(refusal.to_string()))
+        }
+    }
 }
 
 /// The alert, its flow and the step just taken, as the flow routes answer.
@@ -114,18 +126,7 @@ pub async fn close<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request
 pub async fn acknowledge<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(request: Request, deps: &AlertDeps<A, L, C>) -> Result<Reply, ApiError> {
     let who = require(&request, &[Role::Admin, Role::Clinician])?;
     let alert = named_alert(&request, deps, &who).await?;
-    let patient = [alert.patient_id.as_str()];
-    match flow_event(deps, &alert, Event::Acknowledged, &who).await? {
-        Ok(step) => {
-            record_read(&deps.audit, &request, &who, &patient, 200).await?;
-            tracing::info!(alert_id = %alert.alert_id, "alert acknowledged");
-            Ok((200, flow_answer(&alert, &step)))
-        }
-        Err(refusal) => {
-            record_read(&deps.audit, &request, &who, &patient, 409).await?;
-            Err(ApiError::Conflict(refusal.to_string()))
-        }
-    }
+    flow_route(&request, deps, &alert, Event::Acknowledged, &who).await
 }
 
 /// An HTML answer of the link routes: never cached, no referrer (the address is the secret).
@@ -235,18 +236,7 @@ pub async fn answer<A: AlertStore + FlowStore, L: AuditLog, C: CareStore>(reques
         return Err(ApiError::bad("answer", format!("must be one of {}", all.join(", "))));
     };
     let alert = named_alert(&request, deps, &who).await?;
-    let patient = [alert.patient_id.as_str()];
-    match flow_event(deps, &alert, Event::Answered(choice), &who).await? {
-        Ok(step) => {
-            record_read(&deps.audit, &request, &who, &patient, 200).await?;
-            tracing::info!(alert_id = %alert.alert_id, answer = choice.as_str(), "patient answered");
-            Ok((200, flow_answer(&alert, &step)))
-        }
-        Err(refusal) => {
-            record_read(&deps.audit, &request, &who, &patient, 409).await?;
-            Err(ApiError::Conflict(refusal.to_string()))
-        }
-    }
+    flow_route(&request, deps, &alert, Event::Answered(choice), &who).await
 }
 
 /// `GET /patients/{patientId}/alerts/{alertId}/history`: the alert, its flow, every step
