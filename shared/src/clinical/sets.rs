@@ -167,9 +167,10 @@ pub fn parse(body: &str, performer: &Performer, now: DateTime<Utc>) -> Result<Ob
         }
         _ => None,
     };
-    let spo2_scale = match f.decimal("spo2_scale") {
+    let spo2_scale = match f.decimal("spo2_scale").as_ref().map(Decimal::as_str) {
         None => None,
-        Some(d) if d.as_str() == "1" || d.as_str() == "2" => Some(if d.as_str() == "1" { 1 } else { 2 }),
+        Some("1") => Some(1),
+        Some("2") => Some(2),
         Some(_) => {
             f.problem("spo2_scale", "must be 1 or 2");
             None
@@ -491,8 +492,8 @@ pub fn build(
     Ok(FiledSet { set_id, observations, earlier: earlier.to_vec(), score, severity, alert })
 }
 
-/// When the engine's next set falls due, for the overdue check: never sooner than the shortest
-/// interval settings allow.
+/// When the sweep first looks whether the patient's next set is overdue: after the shortest
+/// interval settings allow, then by the patient's own intervals (as for device readings).
 pub fn first_overdue_check(set: &ObservationSet) -> DateTime<Utc> {
     set.at + Duration::minutes(MonitoringIntervals::SHORTEST.num_minutes())
 }
