@@ -347,3 +347,27 @@ async fn a_device_whose_register_thing_failed_after_the_hook_can_provision_again
     assert_eq!(refused["statusCode"], 403, "{refused}");
     assert_eq!(registry.get(&thing).await.unwrap().unwrap().certificate_id.unwrap(), bound);
 }
+
+/// Device code that publishes a request and subscribes to its reply only once the request's
+/// PUBACK came back (correct against AWS, whose reply takes tens of milliseconds) gets the
+/// reply, every time: the gateway answers after AWS's latency, not before the SUBSCRIBE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_subscribes_to_the_reply_after_its_request_is_acknowledged_gets_it() {
+    let gw = LocalGateway::start().await;
+    for attempt in 0..5 {
+        let mut c = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), &gw.read("claim.pem"), &gw.read("claim.key"), &format!("provision_late_{attempt}"))
+            .await
+            .expect("claim certificate connects");
+        c.publish(vitalwire_tests::provisioning::CREATE, "{}").await;
+        loop {
+            match c.next().await.expect("the PUBACK") {
+                rumqttc::Packet::PubAck(_) => break,
+                _ => continue,
+            }
+        }
+        let accepted = format!("{}/accepted", vitalwire_tests::provisioning::CREATE);
+        assert!(matches!(c.subscribe(&accepted).await[0], rumqttc::SubscribeReasonCode::Success(_)));
+        let reply = c.message_on(&accepted).await;
+        assert!(reply.is_some_and(|r| r["certificateOwnershipToken"].is_string()), "attempt {attempt}: the reply came after the SUBSCRIBE");
+    }
+}

@@ -63,6 +63,11 @@ enum Command {
         /// its `/`: a Polaris deployment's `HS_ISSUER`, for clients that have it built in.
         #[arg(long)]
         polaris_issuer: Option<String>,
+        /// Milliseconds the IoT gateway waits before it answers a request on a reserved topic
+        /// (provisioning, jobs) or runs a rule, as AWS IoT Core's round trip takes; 0 answers
+        /// at once (fast tests; device code that subscribes late may then miss replies).
+        #[arg(long, default_value_t = vitalwire_local::gateway::AWS_REPLY_LATENCY.as_millis() as u64)]
+        latency: u64,
     },
     /// Mint a JWT for the local HTTP API, signed with the local key; with `--polaris`, a
     /// Polaris-compatibility token (HS512) for the running `up` instead.
@@ -190,7 +195,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
 
     match cli.command {
-        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256, polaris_issuer } => {
+        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256, polaris_issuer, latency } => {
             let state_dir = repo_root().join(&cli.state_dir);
             let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
             let settings = platform::Settings {
@@ -199,6 +204,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 iot_http: localhost(iot_http_port),
                 api: localhost(api_port),
                 token_lifetime: None,
+                reply_latency: std::time::Duration::from_millis(latency),
                 upload_poll: std::time::Duration::from_millis(500),
                 polaris_rs256,
                 polaris_issuer,

@@ -35,6 +35,8 @@ pub struct Settings {
     pub api: SocketAddr,
     /// Ownership-token lifetime (one hour unless a test shortens it).
     pub token_lifetime: Option<Duration>,
+    /// The IoT gateway's pause before replies and rule runs (`gateway::AWS_REPLY_LATENCY`).
+    pub reply_latency: Duration,
     /// How often the uploads and inbox prefixes are checked for new objects.
     pub upload_poll: Duration,
     /// The Polaris issuer signs RS256 (its keys published at `/.well-known/jwks.json`), not HS512.
@@ -111,7 +113,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let scheduler = crate::scheduler::Scheduler::new(functions.clone(), clock.clone(), aws.dynamodb(), alerts_table);
 
     let gateway = Gateway::new(
-        GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime },
+        GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime, reply_latency: settings.reply_latency },
         functions.clone(),
         aws.s3(),
     )

@@ -157,6 +157,8 @@ impl LocalGateway {
             iot_http: free,
             api: free,
             token_lifetime,
+            // AWS's timing, as `up` has it: device code in the tests meets what it meets on AWS.
+            reply_latency: vitalwire_local::gateway::AWS_REPLY_LATENCY,
             upload_poll: std::time::Duration::from_millis(200),
             polaris_rs256,
             polaris_issuer: None,

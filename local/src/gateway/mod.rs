@@ -88,6 +88,8 @@ pub struct Gateway {
     s3: aws_sdk_s3::Client,
     sessions: Mutex<HashMap<u64, Session>>,
     next_session: AtomicU64,
+    /// How long replies on reserved topics and rule runs wait, as AWS's round trip does.
+    reply_latency: Duration,
 }
 
 fn read_json(path: &Path) -> Result<Value, GatewayError> {
@@ -101,7 +103,18 @@ pub struct GatewayConfig {
     pub certs_dir: PathBuf,
     /// Ownership-token lifetime (one hour unless a test shortens it).
     pub token_lifetime: Option<Duration>,
+    /// How long a reply on a reserved topic (provisioning, jobs) and a rule's run wait:
+    /// [`AWS_REPLY_LATENCY`] unless `up --latency` says otherwise.
+    pub reply_latency: Duration,
 }
+
+/// The pause before the gateway answers a request on a reserved topic or runs a rule. AWS
+/// IoT Core answers a request tens of milliseconds after its PUBACK (its round trip within a
+/// region, before the client's own network), and AWS publishes no figure; device code that
+/// subscribes to the reply only after its request's PUBACK works against AWS because of that
+/// pause, and must work here too. Answering within a millisecond, as the gateway did, made
+/// such code miss the reply about half the time.
+pub const AWS_REPLY_LATENCY: Duration = Duration::from_millis(50);
 
 impl Gateway {
     /// Loads the PKI (creating it on first run), the policies and provisioning template from
@@ -155,6 +168,7 @@ impl Gateway {
             s3,
             sessions: Mutex::default(),
             next_session: AtomicU64::new(1),
+            reply_latency: config.reply_latency,
         }))
     }
 
@@ -202,6 +216,18 @@ impl Gateway {
     /// policies, and connections made afterwards use the document.
     pub fn define_policy(&self, name: &str, document: Value) {
         self.policies.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), document);
+    }
+
+    /// Runs `then` on its own task once the reply latency has passed: the requester's session
+    /// goes on meanwhile (it may subscribe to the reply topic after its request's PUBACK).
+    pub(super) fn after_latency(&self, then: impl std::future::Future<Output = ()> + Send + 'static) {
+        let latency = self.reply_latency;
+        tokio::spawn(async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            then.await;
+        });
     }
 
     /// Closes every connection authenticated with this certificate.

@@ -17,12 +17,14 @@ impl Gateway {
             self.run_rule(rule, identity, payload);
             return;
         }
+        // The request takes effect at once; its reply comes after AWS's round trip.
         let reply = |result: fleet::Reply| {
             let (suffix, body) = match result {
                 Ok(v) => ("accepted", v),
                 Err(v) => ("rejected", v),
             };
-            self.deliver(&format!("{topic}/{suffix}"), Bytes::from(body.to_string()), 1, Some(session_id));
+            let (gw, reply_topic) = (self.clone(), format!("{topic}/{suffix}"));
+            self.after_latency(async move { gw.deliver(&reply_topic, Bytes::from(body.to_string()), 1, Some(session_id)) });
         };
         let json = || serde_json::from_slice::<Value>(&payload).ok().filter(Value::is_object);
         match topic.split('/').collect::<Vec<_>>().as_slice() {
@@ -56,23 +58,27 @@ impl Gateway {
         }
     }
 
-    /// A device's request to the IoT Jobs MQTT API; the reply goes to the requester only.
+    /// A device's request to the IoT Jobs MQTT API: it takes effect at once; the reply goes to
+    /// the requester only, then the notifications it caused, after AWS's round trip.
     async fn jobs_request(self: &Arc<Self>, session_id: u64, topic: &str, thing: &str, rest: &[&str], payload: &[u8]) {
         let Some((token, reply, effects)) = self.jobs.device_request(thing, rest, payload) else { return };
         let now = chrono::Utc::now().timestamp();
         let job_id = match rest {
-            [id, _] if *id != "$next" => Some(*id),
+            [id, _] if *id != "$next" => Some((*id).to_owned()),
             _ => None,
         };
-        let (suffix, body) = match reply {
-            Ok(mut body) => {
-                self.resolve_documents(&mut body, job_id).await;
-                ("accepted", body)
-            }
-            Err(e) => ("rejected", jobs::rejection(&e, &token, now)),
-        };
-        self.deliver(&format!("{topic}/{suffix}"), Bytes::from(body.to_string()), 1, Some(session_id));
-        self.apply_job_effects(effects).await;
+        let (gw, topic) = (self.clone(), topic.to_owned());
+        self.after_latency(async move {
+            let (suffix, body) = match reply {
+                Ok(mut body) => {
+                    gw.resolve_documents(&mut body, job_id.as_deref()).await;
+                    ("accepted", body)
+                }
+                Err(e) => ("rejected", jobs::rejection(&e, &token, now)),
+            };
+            gw.deliver(&format!("{topic}/{suffix}"), Bytes::from(body.to_string()), 1, Some(session_id));
+            gw.apply_job_effects(effects).await;
+        });
     }
 
     /// Publishes what a jobs operation caused: device notifications, and job-execution events

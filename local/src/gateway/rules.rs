@@ -173,10 +173,11 @@ impl Gateway {
         self.invoke(found.function.clone(), rule_output(&found.select, &topic, Some(&identity.client_id), &payload));
     }
 
-    /// Runs a rule's function with its event, as IoT does: asynchronously, after the PUBACK.
+    /// Runs a rule's function with its event, as IoT does: asynchronously, after the PUBACK
+    /// and AWS's round trip (so a rule's reply, such as an upload link, never beats it).
     fn invoke(self: &Arc<Self>, function: String, event: String) {
         let gw = self.clone();
-        tokio::spawn(async move {
+        self.after_latency(async move {
             match gw.functions.invoke(&function, &event).await {
                 // The answer may quote the device's values: not logged.
                 Ok(_) => tracing::debug!(function, "rule function ran"),
