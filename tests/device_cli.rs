@@ -56,3 +56,37 @@ async fn provision_then_upload_an_observation_with_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody.pem"));
 }
+
+/// The CLI says why the platform refused its connection: a client id the certificate's policy
+/// does not allow, or a certificate the platform does not accept (closed before the CONNACK).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_why_a_connection_was_refused() {
+    let gw = LocalGateway::start().await;
+    let dir = gw.certs_dir.join("refused-workdir");
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    // The claim certificate posing as a device: its policy allows only provision_* client ids.
+    std::fs::copy(gw.certs_dir.join("claim.pem"), dir.join("certs/acme-medical-7777.pem")).unwrap();
+    std::fs::copy(gw.certs_dir.join("claim.key"), dir.join("certs/acme-medical-7777.key")).unwrap();
+    let observation = |device: &str| {
+        cli(&gw, &dir, &["upload-observation", "--deviceName", device, "--payloadValue", "97", "--unit", "%", "--code", "59408-5", "--codeSystem", "http://loinc.org"])
+    };
+    let out = observation("acme-medical-7777");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("not authorized: the certificate's policy does not allow client id 'acme-medical-7777'"), "{said}");
+
+    // A provisioned device whose certificate was switched off.
+    register(&gw, "7002", DeviceStatus::Registered).await;
+    let out = cli(&gw, &dir, &["provision", "--serialNumber", "7002", "--manufacturer", "Acme Medical"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pem = std::fs::read_to_string(dir.join("certs/acme-medical-7002.pem")).unwrap();
+    let id = vitalwire_local::gateway::pki::certificate_id(&vitalwire_local::gateway::pki::pem_to_der(&pem).unwrap());
+    assert!(gw.gateway.registry.set_status(&id, vitalwire_local::gateway::registry::CertificateStatus::Inactive));
+    let out = observation("acme-medical-7002");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("closed before the CONNACK") && said.contains("inactive"), "{said}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("certs/acme-medical-7002.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the device's private key is its owner's only");
+}

@@ -45,11 +45,14 @@ impl LocalAuth {
     pub fn load_or_create(dir: &Path) -> Result<Self, String> {
         let path = dir.join("jwt-signing.key");
         let pem = match std::fs::read_to_string(&path) {
-            Ok(pem) => pem,
+            Ok(pem) => {
+                crate::private_file::restrict(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                pem
+            }
             Err(_) => {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 let pem = rcgen::KeyPair::generate().map_err(|e| e.to_string())?.serialize_pem();
-                std::fs::write(&path, &pem).map_err(|e| format!("{}: {e}", path.display()))?;
+                crate::private_file::write(&path, pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
                 pem
             }
         };
@@ -141,6 +144,7 @@ pub struct PolarisCompat {
 fn kept_key(path: &Path, usable: impl Fn(&str) -> bool, make: impl Fn() -> Result<String, String>) -> Result<String, String> {
     if let Ok(key) = std::fs::read_to_string(path) {
         if usable(key.trim()) {
+            crate::private_file::restrict(path).map_err(|e| format!("{}: {e}", path.display()))?;
             return Ok(key.trim().to_owned());
         }
     }
@@ -148,10 +152,7 @@ fn kept_key(path: &Path, usable: impl Fn(&str) -> bool, make: impl Fn() -> Resul
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::private_file::write(path, key.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(key)
 }
 
@@ -282,7 +283,8 @@ impl LocalApi {
         Router::new()
             .route(LOCAL_JWKS_PATH, get(jwks))
             .fallback(handle)
-            .layer(axum::extract::DefaultBodyLimit::max(API_GATEWAY_PAYLOAD_LIMIT))
+            // `handle` reads at most API Gateway's limit itself, to answer in API Gateway's JSON.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(self)
     }
 
@@ -308,12 +310,31 @@ fn headers_json(headers: &HeaderMap) -> Map<String, Value> {
         .collect()
 }
 
-async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// Serves one request as API Gateway and the route's function would, and logs it by its route
+/// (paths carry patient ids and activation codes, so they are not logged).
+async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let started = std::time::Instant::now();
     let path = uri.path();
     // The most specific route, as API Gateway chooses: literal segments win over parameters.
     let Some((route, params)) = api.routes.iter().filter_map(|r| r.matches(method.as_str(), path).map(|p| (r, p))).min_by_key(|(_, p)| p.len()) else {
+        tracing::info!(%method, status = 404, "HTTP API: no route");
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
     };
+    let answer = match axum::body::to_bytes(body, API_GATEWAY_PAYLOAD_LIMIT).await {
+        Ok(body) => call_route(&api, route, params, &uri, &headers, body).await,
+        // Over API Gateway's 10 MB: its own JSON answer, as for a body over Lambda's 6 MB.
+        Err(_) => gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    };
+    let status = answer.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    tracing::info!(route = %format!("{} {}", route.method, route.path), function = route.function, status, ms, "HTTP API");
+    answer
+}
+
+/// The route's answer: the authorizer (unless public), then the function with API Gateway's
+/// payload 2.0 event.
+async fn call_route(api: &LocalApi, route: &Route, params: Map<String, Value>, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
+    let path = uri.path();
     if body.len() > LAMBDA_PAYLOAD_LIMIT {
         return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     }
@@ -329,7 +350,7 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
         let authorizer_event = json!({
             "version": "2.0", "type": "REQUEST", "routeArn": format!("arn:aws:execute-api:us-east-1:000000000000:local/$default/{}{}", route.method, path),
             "identitySource": [authorization], "routeKey": route_key, "rawPath": path, "rawQueryString": raw_query,
-            "headers": headers_json(&headers), "requestContext": {"http": {"method": route.method, "path": path}},
+            "headers": headers_json(headers), "requestContext": {"http": {"method": route.method, "path": path}},
         });
         let authorized = match api.authorize(&authorizer_event).await {
             Ok(a) => a,
@@ -347,7 +368,7 @@ async fn handle(State(api): State<Arc<LocalApi>>, method: Method, uri: Uri, head
         "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": raw_query,
-        "headers": headers_json(&headers),
+        "headers": headers_json(headers),
         "queryStringParameters": query,
         "pathParameters": params,
         "requestContext": {

@@ -63,3 +63,25 @@ pub fn validate_fhir(resources_json: &str) -> Result<(), String> {
         Err(report)
     }
 }
+
+/// Secrets on disk (private keys, signing keys, the file that names the Polaris key): readable
+/// and writable by their owner only.
+pub mod private_file {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::path::Path;
+
+    const OWNER_ONLY: u32 = 0o600;
+
+    /// Writes `contents` to a file only its owner may read (also when it existed, wider, before).
+    pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(OWNER_ONLY).open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(OWNER_ONLY))?;
+        file.write_all(contents)
+    }
+
+    /// Makes an existing file the owner's only (one an earlier version wrote readable by all).
+    pub fn restrict(path: &Path) -> std::io::Result<()> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(OWNER_ONLY))
+    }
+}

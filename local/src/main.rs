@@ -41,6 +41,26 @@ struct Cli {
     command: Command,
 }
 
+/// How `up` writes its log.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Logs what the platform does to standard error (the endpoints stay on standard output):
+/// connections and refusals with their reasons, rule runs, provisioning and jobs steps, HTTP API
+/// requests by route. Never a payload: they hold patients' values.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,vitalwire_local=info,vitalwire=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        LogFormat::Human => builder.compact().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start the platform: AWS emulator, tables, seed devices and the IoT gateway (MQTT over
@@ -68,6 +88,10 @@ enum Command {
         /// at once (fast tests; device code that subscribes late may then miss replies).
         #[arg(long, default_value_t = vitalwire_local::gateway::AWS_REPLY_LATENCY.as_millis() as u64)]
         latency: u64,
+        /// How the platform logs what it does (to standard error): `human` lines, or one JSON
+        /// object per line. `RUST_LOG` sets the levels (default: `info` for the platform).
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
     },
     /// Mint a JWT for the local HTTP API, signed with the local key; with `--polaris`, a
     /// Polaris-compatibility token (HS512) for the running `up` instead.
@@ -139,6 +163,9 @@ async fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
+    if let Command::Up { log_format, .. } = &cli.command {
+        init_logging(*log_format);
+    }
     if let Command::Observations { device, limit } = &cli.command {
         return print_device_observations(&repo_root().join(&cli.state_dir), device, *limit).await;
     }
@@ -181,7 +208,9 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
         println!("{}", auth.mint(subject, role, patient_id.as_deref(), *minutes)?);
         return Ok(ExitCode::SUCCESS);
     }
+    tracing::info!("starting the AWS emulator (moto)");
     let emulator = Emulator::start(cli.aws_port)?;
+    tracing::info!(endpoint = %emulator.endpoint(), "AWS emulator ready");
     let aws_env = emulator.aws_environment();
     for (k, v) in &aws_env {
         // Set before any client exists, on the main thread: our own clients read them too.
@@ -193,9 +222,10 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let devices_table = stack.table(tables::DEVICES.logical_id).ok_or("template has no DevicesTable")?;
     let registry = DynamoDeviceRegistry::new(dynamodb.clone(), devices_table);
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
+    tracing::info!(tables = stack.tables.len(), seed_devices = seeded.len(), "tables and buckets of template.yaml created, seed devices registered");
 
     match cli.command {
-        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256, polaris_issuer, latency } => {
+        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256, polaris_issuer, latency, .. } => {
             let state_dir = repo_root().join(&cli.state_dir);
             let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
             let settings = platform::Settings {
@@ -233,7 +263,8 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 "clockUrl": format!("{api_url}/local/clock"),
                 "outboxUrl": format!("{api_url}/local/outbox"),
             });
-            std::fs::write(state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?)?;
+            // It names the Polaris key: the owner's only, like the keys.
+            vitalwire_local::private_file::write(&state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?.as_bytes())?;
             println!("IoT gateway (MQTT 3.1.1 and 5 over mutual TLS): localhost:{mqtt_port}");
             println!("  CA: {}", files.ca.display());
             println!("  claim certificate: {}", files.claim_cert.display());

@@ -118,25 +118,50 @@ fn read(path: &Path) -> Result<Vec<u8>, AnyError> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
+/// A file of the local platform's (`.local/certs/...`): from the working folder if it is
+/// there, else from the repository's, so the CLI works from any folder.
+fn platform_file(path: &Path) -> PathBuf {
+    if path.is_relative() && !path.exists() {
+        let in_repository = vitalwire_local::repo_root().join(path);
+        if in_repository.exists() {
+            return in_repository;
+        }
+    }
+    path.to_owned()
+}
+
+/// Why the platform refused a connection, as far as the client can tell (AWS IoT Core, like the
+/// local platform, closes the connection without a CONNACK for a certificate it does not accept;
+/// `vitalwire-local` logs which reason applied).
+fn refusal(e: &rumqttc::ConnectionError, client_id: &str) -> String {
+    use rumqttc::{ConnectReturnCode, ConnectionError};
+    match e {
+        ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized) => format!(
+            "not authorized: the certificate's policy does not allow client id '{client_id}' (a device connects as its thing name, the claim certificate as provision_*)"
+        ),
+        ConnectionError::ConnectionRefused(code) => format!("refused with {code:?}"),
+        ConnectionError::Tls(e) => format!("TLS failed ({e}): is --ca the platform's CA, and the certificate one it issued?"),
+        other => format!(
+            "the connection was closed before the CONNACK ({other}): the platform does not accept this certificate (unknown to it, inactive or revoked)"
+        ),
+    }
+}
+
 /// Connects with mutual TLS and waits for the CONNACK.
 async fn connect(conn: &Connection, client_id: &str, cert: &Path, key: &Path) -> Result<(AsyncClient, EventLoop), AnyError> {
     let mut options = MqttOptions::new(client_id, &conn.endpoint, conn.port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-        ca: read(&conn.ca)?,
+        ca: read(&platform_file(&conn.ca))?,
         alpn: None,
-        client_auth: Some((read(cert)?, read(key)?)),
+        client_auth: Some((read(&platform_file(cert))?, read(&platform_file(key))?)),
     }));
     let (client, mut events) = AsyncClient::new(options, 16);
     match tokio::time::timeout(TIMEOUT, events.poll()).await {
         Err(_) => Err(format!("no answer from {}:{} within {TIMEOUT:?}", conn.endpoint, conn.port).into()),
         Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => Ok((client, events)),
         Ok(Ok(other)) => Err(format!("unexpected first packet: {other:?}").into()),
-        Ok(Err(e)) => Err(format!(
-            "connection to {}:{} refused: {e} (is the certificate active, and the client id its thing name?)",
-            conn.endpoint, conn.port
-        )
-        .into()),
+        Ok(Err(e)) => Err(format!("connection to {}:{} refused: {}", conn.endpoint, conn.port, refusal(&e, client_id)).into()),
     }
 }
 
@@ -209,7 +234,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             std::fs::create_dir_all(&certs_dir)?;
             let (pem, key) = (certs_dir.join(format!("{thing}.pem")), certs_dir.join(format!("{thing}.key")));
             std::fs::write(&pem, keys["certificatePem"].as_str().unwrap_or_default())?;
-            std::fs::write(&key, keys["privateKey"].as_str().unwrap_or_default())?;
+            vitalwire_local::private_file::write(&key, keys["privateKey"].as_str().unwrap_or_default().as_bytes())?;
             let _ = client.disconnect().await;
             println!("Provisioned as thing {thing}");
             println!("Certificate: {}\nPrivate key: {}", pem.display(), key.display());

@@ -59,6 +59,7 @@ async fn update_certificate(
     if !gw.registry.set_status(&id, status) {
         return aws_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", format!("certificate {id} does not exist"));
     }
+    tracing::info!(certificate_id = %id, status = status.as_str(), "control plane: UpdateCertificate");
     if status != CertificateStatus::Active {
         // A certificate that stops being active loses its live connections too.
         gw.disconnect_certificate(&id);
@@ -116,8 +117,10 @@ async fn create_job(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>, 
         in_progress_timeout_minutes: request["timeoutConfig"]["inProgressTimeoutInMinutes"].as_i64(),
         abort,
     };
+    let (id, targets) = (spec.job_id.clone(), spec.thing_names.len());
     match gw.jobs.create_job(spec) {
         Ok((reply, effects)) => {
+            tracing::info!(job_id = %id, targets, "control plane: CreateJob");
             gw.apply_job_effects(effects).await;
             Json(reply).into_response()
         }
@@ -129,6 +132,7 @@ async fn cancel_job(State(gw): State<Arc<Gateway>>, Path(job_id): Path<String>, 
     let force = query.get("force").is_some_and(|f| f == "true");
     match gw.jobs.cancel_job(&job_id, force) {
         Ok((reply, effects)) => {
+            tracing::info!(job_id = %job_id, force, "control plane: CancelJob");
             gw.apply_job_effects(effects).await;
             Json(reply).into_response()
         }
@@ -156,6 +160,13 @@ async fn list_job_executions(State(gw): State<Arc<Gateway>>, Path(job_id): Path<
     }
 }
 
+/// An operation the local endpoint does not serve, answered in AWS's error shape (the SDKs
+/// read `x-amzn-errortype`) rather than a bare 404 or 405.
+async fn unknown_operation(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    tracing::info!(%method, path = uri.path(), "IoT endpoint: operation not served locally");
+    aws_error(StatusCode::NOT_FOUND, "UnknownOperationException", format!("{method} {} is not an operation the local IoT endpoint serves", uri.path()))
+}
+
 /// The router for the IoT HTTP APIs.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
@@ -164,5 +175,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/jobs/{id}", put(create_job).get(describe_job))
         .route("/jobs/{id}/cancel", put(cancel_job))
         .route("/jobs/{id}/things", get(list_job_executions))
+        .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
         .with_state(gateway)
 }

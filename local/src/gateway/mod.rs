@@ -206,7 +206,7 @@ impl Gateway {
             tokio::spawn(async move {
                 match acceptor.accept(tcp).await {
                     Ok(tls) => gw.connection(tls, peer).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake refused"),
+                    Err(e) => tracing::info!(%peer, error = %e, "connection refused: TLS handshake failed (a client certificate signed by the local CA is required)"),
                 }
             });
         }

@@ -50,6 +50,11 @@ fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
     std::fs::write(path, contents).map_err(|e| PkiError::File { path: path.display().to_string(), message: e.to_string() })
 }
 
+/// A private key: its owner's only.
+fn write_key(path: &Path, contents: &str) -> Result<(), PkiError> {
+    crate::private_file::write(path, contents.as_bytes()).map_err(|e| PkiError::File { path: path.display().to_string(), message: e.to_string() })
+}
+
 fn named(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Vitalwire local");
@@ -79,7 +84,7 @@ impl Pki {
             params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
             let cert = params.self_signed(&key)?;
             write(&files.ca, &cert.pem())?;
-            write(&ca_key_path, &key.serialize_pem())?;
+            write_key(&ca_key_path, &key.serialize_pem())?;
             (cert.pem(), key)
         };
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
@@ -91,12 +96,16 @@ impl Pki {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             let issued = pki.issue(params)?;
             write(&pki.files.server_cert, &issued.certificate_pem)?;
-            write(&pki.files.server_key, &issued.private_key_pem)?;
+            write_key(&pki.files.server_key, &issued.private_key_pem)?;
         }
         if !(pki.files.claim_cert.exists() && pki.files.claim_key.exists()) {
             let issued = pki.issue(pki.client_params("Vitalwire claim certificate"))?;
             write(&pki.files.claim_cert, &issued.certificate_pem)?;
-            write(&pki.files.claim_key, &issued.private_key_pem)?;
+            write_key(&pki.files.claim_key, &issued.private_key_pem)?;
+        }
+        // Keys an earlier version wrote readable by everyone become the owner's only.
+        for key in [&ca_key_path, &pki.files.server_key, &pki.files.claim_key] {
+            crate::private_file::restrict(key).map_err(|e| PkiError::File { path: key.display().to_string(), message: e.to_string() })?;
         }
         Ok(pki)
     }

@@ -18,18 +18,22 @@ impl Gateway {
             return;
         }
         // The request takes effect at once; its reply comes after AWS's round trip.
-        let reply = |result: fleet::Reply| {
+        let reply = |operation: &str, result: fleet::Reply| {
             let (suffix, body) = match result {
                 Ok(v) => ("accepted", v),
                 Err(v) => ("rejected", v),
             };
+            match body.get("errorCode").and_then(Value::as_str) {
+                Some(code) => tracing::info!(client_id = %identity.client_id, operation, error_code = code, reason = body["errorMessage"].as_str().unwrap_or_default(), "fleet provisioning: rejected"),
+                None => tracing::info!(client_id = %identity.client_id, operation, thing_name = body["thingName"].as_str(), certificate_id = body["certificateId"].as_str(), "fleet provisioning: accepted"),
+            }
             let (gw, reply_topic) = (self.clone(), format!("{topic}/{suffix}"));
             self.after_latency(async move { gw.deliver(&reply_topic, Bytes::from(body.to_string()), 1, Some(session_id)) });
         };
         let json = || serde_json::from_slice::<Value>(&payload).ok().filter(Value::is_object);
         match topic.split('/').collect::<Vec<_>>().as_slice() {
-            ["$aws", "certificates", "create", "json"] => reply(fleet::create_keys_and_certificate(&self)),
-            ["$aws", "certificates", "create-from-csr", "json"] => reply(match json() {
+            ["$aws", "certificates", "create", "json"] => reply("CreateKeysAndCertificate", fleet::create_keys_and_certificate(&self)),
+            ["$aws", "certificates", "create-from-csr", "json"] => reply("CreateCertificateFromCsr", match json() {
                 Some(p) => fleet::create_certificate_from_csr(&self, &p),
                 None => Err(serde_json::json!({"statusCode": 400, "errorCode": "InvalidPayload", "errorMessage": "payload is not a JSON object"})),
             }),
@@ -38,7 +42,7 @@ impl Gateway {
                     Some(p) => fleet::register_thing(&self, identity, name, &p).await,
                     None => Err(serde_json::json!({"statusCode": 400, "errorCode": "InvalidPayload", "errorMessage": "payload is not a JSON object"})),
                 };
-                reply(result);
+                reply("RegisterThing", result);
             }
             ["$aws", "things", thing, "jobs", rest @ ..] => {
                 // The policy already limits a device to its own jobs topics; a certificate
@@ -50,7 +54,7 @@ impl Gateway {
                 self.jobs_request(session_id, topic, thing, rest, &payload).await;
             }
             // Other reserved topics (shadows) are not served: dropped.
-            ["$aws", ..] => tracing::debug!(topic, "reserved topic not served"),
+            ["$aws", ..] => tracing::info!(client_id = %identity.client_id, topic, "message dropped: this reserved topic is not served locally"),
             _ => {
                 self.deliver(topic, payload.clone(), qos, None);
                 self.run_topic_rules(topic, Some(&identity.client_id), &payload);
@@ -61,7 +65,21 @@ impl Gateway {
     /// A device's request to the IoT Jobs MQTT API: it takes effect at once; the reply goes to
     /// the requester only, then the notifications it caused, after AWS's round trip.
     async fn jobs_request(self: &Arc<Self>, session_id: u64, topic: &str, thing: &str, rest: &[&str], payload: &[u8]) {
-        let Some((token, reply, effects)) = self.jobs.device_request(thing, rest, payload) else { return };
+        let operation = match rest {
+            ["get"] => "GetPendingJobExecutions",
+            ["start-next"] => "StartNextPendingJobExecution",
+            [_, "get"] => "DescribeJobExecution",
+            [_, "update"] => "UpdateJobExecution",
+            _ => "unknown",
+        };
+        let Some((token, reply, effects)) = self.jobs.device_request(thing, rest, payload) else {
+            tracing::info!(thing_name = thing, topic, "jobs: message dropped (not a jobs API request topic)");
+            return;
+        };
+        match &reply {
+            Ok(_) => tracing::info!(thing_name = thing, operation, "jobs: accepted"),
+            Err(e) => tracing::info!(thing_name = thing, operation, error_code = e.code, reason = %e.message, "jobs: rejected"),
+        }
         let now = chrono::Utc::now().timestamp();
         let job_id = match rest {
             [id, _] if *id != "$next" => Some((*id).to_owned()),

@@ -87,6 +87,7 @@ fn selected(item: &str) -> Result<Selected, String> {
 /// A rule: its function and what its `SELECT` gives it.
 #[derive(Debug, Clone)]
 struct Rule {
+    name: String,
     function: String,
     select: Vec<Selected>,
 }
@@ -115,7 +116,7 @@ impl RuleWiring {
                     continue;
                 }
             };
-            let rule = Rule { function, select };
+            let rule = Rule { name: r.name.clone(), function, select };
             wiring.basic_ingest.insert(r.name.clone(), rule.clone());
             if let Some(filter) = r.topic_filter() {
                 wiring.topic_rules.push((filter.to_owned(), rule));
@@ -158,7 +159,7 @@ impl Gateway {
     pub(super) fn run_topic_rules(self: &Arc<Self>, topic: &str, client_id: Option<&str>, payload: &[u8]) {
         for (filter, rule) in &self.rules.topic_rules {
             if filter_matches(filter, topic) {
-                self.invoke(rule.function.clone(), rule_output(&rule.select, topic, client_id, payload));
+                self.invoke(rule, rule_output(&rule.select, topic, client_id, payload));
             }
         }
     }
@@ -166,22 +167,23 @@ impl Gateway {
     /// Runs a Basic Ingest rule's function with what its SQL selects.
     pub(super) fn run_rule(self: &Arc<Self>, rule: &str, identity: &Identity, payload: Bytes) {
         let Some(found) = self.rules.basic_ingest.get(rule) else {
-            tracing::info!(rule, "no such rule (RuleNotFound)");
+            tracing::info!(rule, client_id = %identity.client_id, "message dropped: no such rule (RuleNotFound), as AWS IoT Core drops it");
             return;
         };
         let topic = format!("$aws/rules/{rule}");
-        self.invoke(found.function.clone(), rule_output(&found.select, &topic, Some(&identity.client_id), &payload));
+        self.invoke(found, rule_output(&found.select, &topic, Some(&identity.client_id), &payload));
     }
 
     /// Runs a rule's function with its event, as IoT does: asynchronously, after the PUBACK
     /// and AWS's round trip (so a rule's reply, such as an upload link, never beats it).
-    fn invoke(self: &Arc<Self>, function: String, event: String) {
-        let gw = self.clone();
+    fn invoke(self: &Arc<Self>, rule: &Rule, event: String) {
+        let (gw, rule, function) = (self.clone(), rule.name.clone(), rule.function.clone());
         self.after_latency(async move {
+            let started = std::time::Instant::now();
             match gw.functions.invoke(&function, &event).await {
-                // The answer may quote the device's values: not logged.
-                Ok(_) => tracing::debug!(function, "rule function ran"),
-                Err(e) => tracing::error!(error = %e, "rule function failed"),
+                // Neither the event nor the answer is logged: they may quote the device's values.
+                Ok(_) => tracing::info!(rule, function, ms = started.elapsed().as_millis() as u64, "rule ran its function"),
+                Err(e) => tracing::error!(rule, function, error = %e, "rule's function failed (on AWS: the rule's error action)"),
             }
         });
     }

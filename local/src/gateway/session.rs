@@ -22,15 +22,26 @@ impl Gateway {
         let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| certificate_id(c)) else {
             return;
         };
-        // Identity is the certificate: unknown, inactive or revoked certificates cannot connect.
-        let Some(certificate) = self.registry.certificate(&cert).filter(|c| c.status == CertificateStatus::Active) else {
-            tracing::info!(%peer, certificate_id = %cert, "connection refused: certificate not active");
-            return;
+        // Identity is the certificate: unknown, inactive or revoked certificates cannot connect
+        // (AWS IoT Core closes the connection without a CONNACK).
+        let certificate = match self.registry.certificate(&cert) {
+            Some(c) if c.status == CertificateStatus::Active => c,
+            Some(c) => {
+                tracing::info!(%peer, certificate_id = %cert, status = ?c.status, "connection refused: the certificate is not active");
+                return;
+            }
+            None => {
+                tracing::info!(%peer, certificate_id = %cert, "connection refused: unknown certificate (not issued or registered here)");
+                return;
+            }
         };
         let mut buf = BytesMut::with_capacity(4096);
         let (protocol, client_id, keep_alive) = match read_connect(&mut tls, &mut buf).await {
             Some(Incoming::Connect { client_id, protocol, keep_alive }) => (protocol, client_id, keep_alive),
-            _ => return,
+            _ => {
+                tracing::info!(%peer, certificate_id = %cert, "connection closed: no CONNECT within 10 s, or not an MQTT 3.1.1 or 5 CONNECT");
+                return;
+            }
         };
         // A client silent for 1.5 keep-alive periods is gone (MQTT 3.1.1 §3.1.2.10).
         let idle_limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
@@ -48,11 +59,18 @@ impl Gateway {
         };
         let authorized = !client_id.is_empty() && allows(&identity.policies, "iot:Connect", &client_arn(&client_id), &identity.context);
         let mut out = BytesMut::new();
+        if !authorized {
+            let reason = if client_id.is_empty() {
+                "an empty client id (AWS IoT Core needs one)"
+            } else {
+                "the certificate's policies do not allow iot:Connect with this client id (a device connects as its thing name, the claim certificate as provision_*)"
+            };
+            tracing::info!(%peer, client_id = %client_id, certificate_id = %cert, "connection refused (not authorized): {reason}");
+        }
         if wire::write(protocol, Outgoing::ConnAck { accepted: authorized }, &mut out).is_err()
             || tls.write_all(&out).await.is_err()
             || !authorized
         {
-            tracing::info!(%peer, client_id = %client_id, authorized, "connect");
             return;
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -141,15 +159,27 @@ impl Gateway {
             Incoming::Disconnect | Incoming::Connect { .. } => return false,
             Incoming::PubAck => {}
             // AWS IoT Core has no QoS 2: it closes the connection.
-            Incoming::Unsupported(_) => return false,
+            Incoming::Unsupported(what) => {
+                tracing::info!(client_id = %identity.client_id, "connection closed: unsupported {what} (QoS 2 flows, AUTH: AWS IoT Core has neither)");
+                return false;
+            }
             Incoming::Subscribe { pkid, filters } => {
                 let granted = filters
                     .iter()
                     .map(|(filter, qos)| {
-                        let ok = valid_filter(filter)
-                            && !filter.starts_with("$aws/rules/")
-                            && allows(&identity.policies, "iot:Subscribe", &topic_filter_arn(filter), &identity.context);
-                        ok.then_some((*qos).min(1))
+                        let refused = if !valid_filter(filter) {
+                            Some("not a valid topic filter")
+                        } else if filter.starts_with("$aws/rules/") {
+                            Some("Basic Ingest topics cannot be subscribed to")
+                        } else if !allows(&identity.policies, "iot:Subscribe", &topic_filter_arn(filter), &identity.context) {
+                            Some("the certificate's policies do not allow iot:Subscribe to it")
+                        } else {
+                            None
+                        };
+                        if let Some(reason) = refused {
+                            tracing::info!(client_id = %identity.client_id, filter = %filter, "subscription refused: {reason}");
+                        }
+                        refused.is_none().then_some((*qos).min(1))
                     })
                     .collect::<Vec<_>>();
                 if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session_id) {
@@ -170,10 +200,11 @@ impl Gateway {
             }
             Incoming::Publish { topic, qos, pkid, payload } => {
                 if qos > 1 {
+                    tracing::info!(client_id = %identity.client_id, "connection closed: QoS 2 publish (AWS IoT Core has no QoS 2)");
                     return false;
                 }
                 if !allows(&identity.policies, "iot:Publish", &topic_arn(&topic), &identity.context) {
-                    tracing::info!(client_id = %identity.client_id, "publish not authorized");
+                    tracing::info!(client_id = %identity.client_id, topic = %topic, "publish refused: the certificate's policies do not allow iot:Publish to it");
                     // MQTT 5 can say so; with MQTT 3.1.1 AWS IoT Core closes the connection.
                     if protocol == Protocol::V5 {
                         if qos == 1 {
