@@ -99,7 +99,9 @@ async fn a_deployment_updates_a_device_through_the_cli_and_records_its_new_versi
     assert!(stdout.contains("marked SUCCEEDED"), "{stdout}");
     assert_eq!(std::fs::read(dir.join(format!("firmware/{thing}/1.1.0.bin"))).unwrap(), image, "the verified image was applied");
 
-    let done = deployment_when(&api, &id, |d| d["status"] == "COMPLETED").await;
+    // IoT says COMPLETED at once; the device's details come with the job-execution event,
+    // which job-events records a moment later (on AWS too).
+    let done = deployment_when(&api, &id, |d| d["status"] == "COMPLETED" && device_status(d, &thing)["statusDetails"].as_object().is_some_and(|m| !m.is_empty())).await;
     let device = device_status(&done, &thing);
     assert_eq!(device["status"], "SUCCEEDED");
     assert_eq!(device["statusDetails"]["version"], "1.1.0");
@@ -143,7 +145,7 @@ async fn a_checksum_mismatch_fails_the_device_and_installs_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("marked FAILED"));
     assert!(!dir.join(format!("firmware/{thing}/1.2.0.bin")).exists(), "nothing applied");
 
-    let done = deployment_when(&api, &id, |d| d["status"] == "COMPLETED").await;
+    let done = deployment_when(&api, &id, |d| d["status"] == "COMPLETED" && device_status(d, &thing)["statusDetails"].as_object().is_some_and(|m| !m.is_empty())).await;
     let device = device_status(&done, &thing);
     assert_eq!(device["status"], "FAILED");
     assert!(device["statusDetails"]["reason"].as_str().unwrap().starts_with("checksum mismatch"), "{device}");
