@@ -290,8 +290,9 @@ async fn ordinary_topics_fan_out_to_matching_subscribers() {
         id: certificate_id(&pem_to_der(&issued.certificate_pem).unwrap()),
         pem: issued.certificate_pem.clone(),
         status: CertificateStatus::Active,
-        thing: None,
+        things: Vec::new(),
         policies: vec!["AppPolicy".into()],
+        created_at: 0,
     });
     let (cert, key, ca) = (issued.certificate_pem.as_bytes(), issued.private_key_pem.as_bytes(), gw.read("ca.pem"));
     let mut one_level = MqttTestClient::connect(gw.port, &ca, cert, key, "sub-plus").await.unwrap();

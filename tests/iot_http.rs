@@ -38,3 +38,92 @@ async fn functions_reach_the_gateway_through_the_iot_sdks() {
     let missing = iot.update_certificate().certificate_id("0".repeat(64)).new_status(CertificateStatus::Inactive).send().await;
     assert!(missing.unwrap_err().into_service_error().is_resource_not_found_exception());
 }
+
+/// The control plane that device code, the AWS SDK samples and the AWS CLI use against a fleet,
+/// through the unchanged `aws-sdk-iot` client: things, types and groups, principals,
+/// certificates, jobs targeting a group through a job template, executions, and AWS's error
+/// shape for what is not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_control_plane_answers_the_aws_sdk() {
+    use aws_sdk_iot::error::ProvideErrorMetadata;
+    use aws_sdk_iot::types::{AttributePayload, JobExecutionStatus};
+    let gw = LocalGateway::start().await;
+    let config = vitalwire::platform::aws::load_config().await;
+    let iot = aws_sdk_iot::Client::from_conf(aws_sdk_iot::config::Builder::from(&config).endpoint_url(&gw.iot_endpoint).build());
+    let code = |e: &dyn ProvideErrorMetadata| e.code().map(str::to_owned);
+
+    // Things and their type.
+    iot.create_thing_type().thing_type_name("BloodPressureCuff").send().await.expect("CreateThingType");
+    let attributes = || AttributePayload::builder().attributes("model", "BP-200").build();
+    let made = iot.create_thing().thing_name("cuff-a").thing_type_name("BloodPressureCuff").attribute_payload(attributes()).send().await.expect("CreateThing");
+    let again = iot.create_thing().thing_name("cuff-a").thing_type_name("BloodPressureCuff").attribute_payload(attributes()).send().await.expect("the same again");
+    assert_eq!(made.thing_id(), again.thing_id());
+    let other = iot.create_thing().thing_name("cuff-a").send().await.unwrap_err();
+    assert_eq!(code(&other).as_deref(), Some("ResourceAlreadyExistsException"));
+    iot.create_thing().thing_name("cuff-b").send().await.expect("CreateThing");
+    let described = iot.describe_thing().thing_name("cuff-a").send().await.expect("DescribeThing");
+    assert_eq!((described.thing_type_name(), described.version(), described.attributes().and_then(|a| a.get("model")).map(String::as_str)), (Some("BloodPressureCuff"), 1, Some("BP-200")));
+    let typed = iot.list_things().thing_type_name("BloodPressureCuff").send().await.expect("ListThings");
+    assert_eq!(typed.things().iter().filter_map(|t| t.thing_name()).collect::<Vec<_>>(), ["cuff-a"]);
+    let first = iot.list_things().max_results(1).send().await.unwrap();
+    let second = iot.list_things().max_results(1).next_token(first.next_token().unwrap()).send().await.unwrap();
+    assert_eq!((first.things()[0].thing_name(), second.things()[0].thing_name()), (Some("cuff-a"), Some("cuff-b")), "paged by nextToken");
+    let stale = iot.update_thing().thing_name("cuff-a").expected_version(9).send().await.unwrap_err();
+    assert_eq!(code(&stale).as_deref(), Some("VersionConflictException"));
+    let merged = AttributePayload::builder().attributes("ward", "7").merge(true).build();
+    iot.update_thing().thing_name("cuff-a").expected_version(1).attribute_payload(merged).send().await.expect("UpdateThing");
+    assert_eq!(iot.describe_thing().thing_name("cuff-a").send().await.unwrap().attributes().map(|a| a.len()), Some(2));
+
+    // A thing fleet provisioning made, its certificate as principal.
+    let (thing, cert, _) = provisioned_device(&gw, "0041").await;
+    let cert_id = certificate_id(&pem_to_der(&cert).unwrap());
+    let principals = iot.list_thing_principals().thing_name(&thing).send().await.expect("ListThingPrincipals");
+    assert_eq!(principals.principals().len(), 1);
+    assert!(principals.principals()[0].ends_with(&format!("cert/{cert_id}")));
+    let things = iot.list_principal_things().principal(&principals.principals()[0]).send().await.expect("ListPrincipalThings");
+    assert_eq!(things.things(), [thing.clone()]);
+
+    // A job for a group, from a template; executions per thing.
+    iot.create_thing_group().thing_group_name("ward-7").send().await.expect("CreateThingGroup");
+    for member in ["cuff-a", thing.as_str()] {
+        iot.add_thing_to_thing_group().thing_group_name("ward-7").thing_name(member).send().await.expect("AddThingToThingGroup");
+    }
+    let members = iot.list_things_in_thing_group().thing_group_name("ward-7").send().await.expect("ListThingsInThingGroup");
+    assert_eq!(members.things().len(), 2);
+    let template = iot.create_job_template().job_template_id("fw-template").description("firmware").document(r#"{"operation":"firmware-update","version":"2.0.0"}"#).send().await.expect("CreateJobTemplate");
+    assert_eq!(iot.list_job_templates().send().await.unwrap().job_templates().len(), 1);
+    let group_arn = iot.describe_thing_group().thing_group_name("ward-7").send().await.unwrap().thing_group_arn().unwrap().to_owned();
+    iot.create_job().job_id("job-g").targets(group_arn).job_template_arn(template.job_template_arn().unwrap()).send().await.expect("CreateJob");
+    let job = iot.describe_job().job_id("job-g").send().await.expect("DescribeJob");
+    assert_eq!(job.job().and_then(|j| j.job_process_details()).and_then(|d| d.number_of_queued_things()), Some(2));
+    let document = iot.get_job_document().job_id("job-g").send().await.expect("GetJobDocument");
+    assert!(document.document().unwrap().contains("2.0.0"), "the template's document");
+    let for_thing = iot.list_job_executions_for_thing().thing_name(&thing).send().await.expect("ListJobExecutionsForThing");
+    assert_eq!(for_thing.execution_summaries()[0].job_id(), Some("job-g"));
+    iot.cancel_job_execution().thing_name("cuff-a").job_id("job-g").send().await.expect("CancelJobExecution");
+    let execution = iot.describe_job_execution().thing_name("cuff-a").job_id("job-g").send().await.expect("DescribeJobExecution");
+    assert_eq!(execution.execution().and_then(|e| e.status()), Some(&JobExecutionStatus::Canceled));
+    let refused = iot.delete_job().job_id("job-g").send().await.unwrap_err();
+    assert_eq!(code(&refused).as_deref(), Some("InvalidStateTransitionException"), "a queued execution remains");
+    iot.delete_job().job_id("job-g").force(true).send().await.expect("DeleteJob with force");
+    assert!(iot.list_jobs().send().await.unwrap().jobs().is_empty());
+
+    // Certificates and deleting a thing, in AWS's order.
+    let refused = iot.delete_thing().thing_name(&thing).send().await.unwrap_err();
+    assert_eq!(code(&refused).as_deref(), Some("InvalidRequestException"), "its certificate is attached");
+    let listed = iot.list_certificates().send().await.expect("ListCertificates");
+    assert!(listed.certificates().iter().any(|c| c.certificate_id() == Some(cert_id.as_str())));
+    let active = iot.delete_certificate().certificate_id(&cert_id).send().await.unwrap_err();
+    assert_eq!(code(&active).as_deref(), Some("CertificateStateException"));
+    iot.update_certificate().certificate_id(&cert_id).new_status(CertificateStatus::Inactive).send().await.unwrap();
+    iot.detach_thing_principal().thing_name(&thing).principal(&principals.principals()[0]).send().await.expect("DetachThingPrincipal");
+    iot.delete_certificate().certificate_id(&cert_id).send().await.expect("DeleteCertificate");
+    iot.delete_thing().thing_name(&thing).send().await.expect("DeleteThing");
+    assert_eq!(code(&iot.describe_thing().thing_name(&thing).send().await.unwrap_err()).as_deref(), Some("ResourceNotFoundException"));
+
+    // DescribeEndpoint as device code asks it; what is not served answers AWS's error shape.
+    let endpoint = iot.describe_endpoint().endpoint_type("iot:Data-ATS").send().await.expect("DescribeEndpoint");
+    assert_eq!(endpoint.endpoint_address(), Some("localhost"));
+    let unknown = iot.describe_index().index_name("AWS_Things").send().await.unwrap_err();
+    assert_eq!(code(&unknown).as_deref(), Some("UnknownOperationException"));
+}

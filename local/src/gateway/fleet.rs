@@ -120,8 +120,9 @@ fn register_pending(gw: &Gateway, pem: &str) -> Result<String, Value> {
         id: id.clone(),
         pem: pem.to_owned(),
         status: CertificateStatus::PendingActivation,
-        thing: None,
+        things: Vec::new(),
         policies: Vec::new(),
+        created_at: chrono::Utc::now().timestamp(),
     });
     Ok(id)
 }
@@ -186,6 +187,7 @@ pub async fn register_thing(gw: &Gateway, identity: &Identity, template_name: &s
         .get(&provisioning.plan.thing_name_parameter)
         .cloned()
         .ok_or_else(|| rejected(400, "InvalidParameters", "no thing name"))?;
+    gw.things.ensure_thing(&thing, BTreeMap::new());
     gw.registry.activate_for_thing(&certificate_id, &thing, &provisioning.plan.policy_name);
     Ok(json!({"thingName": thing, "deviceConfiguration": {}}))
 }

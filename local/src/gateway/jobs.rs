@@ -98,9 +98,21 @@ pub struct ControlError {
     pub message: String,
 }
 
+/// A job template (`CreateJobTemplate`): what jobs made from it take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobTemplate {
+    pub description: String,
+    pub document: Value,
+    pub presigned_url_seconds: u64,
+    pub in_progress_timeout_minutes: Option<i64>,
+    pub abort: Option<(f64, u64)>,
+    pub created_at: i64,
+}
+
 #[derive(Default)]
 struct State {
     jobs: BTreeMap<String, Job>,
+    templates: BTreeMap<String, JobTemplate>,
     executions: BTreeMap<(String, String), Execution>,
     /// The job each thing was last told is next (`notify-next` is sent when it changes).
     announced_next: HashMap<String, Option<String>>,
@@ -122,6 +134,27 @@ impl Default for JobsEngine {
 
 /// The device's reply: the body for `<topic>/accepted`, or the error for `<topic>/rejected`.
 pub type DeviceReply = Result<Value, JobError>;
+
+fn missing_job(job_id: &str) -> ControlError {
+    ControlError { status: 404, kind: "ResourceNotFoundException", message: format!("job {job_id} does not exist") }
+}
+
+fn missing_execution(thing: &str, job_id: &str) -> ControlError {
+    ControlError { status: 404, kind: "ResourceNotFoundException", message: format!("thing {thing} has no execution of job {job_id}") }
+}
+
+fn template_arn(id: &str) -> String {
+    format!("{}:jobtemplate/{id}", super::policy::ARN_PREFIX)
+}
+
+/// `IN_PROGRESS` → `InProgress`, for `jobProcessDetails`' `numberOf…Things`.
+fn camel(status: &str) -> String {
+    status.split('_').map(|w| {
+        let lower = w.to_ascii_lowercase();
+        let mut chars = lower.chars();
+        chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+    }).collect()
+}
 
 fn summary(e: &Execution) -> Value {
     let mut s = json!({
@@ -430,9 +463,194 @@ impl JobsEngine {
         Ok(json!({"executionSummaries": summaries}))
     }
 
-    /// The job's status, for `DescribeJob`.
-    pub fn job_status(&self, job_id: &str) -> Option<(&'static str, i64)> {
-        self.lock().jobs.get(job_id).map(|j| (j.status.as_str(), j.created_at))
+    /// `DescribeJob`: the job, its targets and counts of its executions by status.
+    pub fn describe_job(&self, job_id: &str) -> Result<Value, ControlError> {
+        let state = self.lock();
+        let job = state.jobs.get(job_id).ok_or_else(|| missing_job(job_id))?;
+        let mut counts = Map::new();
+        for status in ExecutionStatus::ALL {
+            let n = state.executions.values().filter(|e| e.job_id == job_id && e.status == status).count();
+            counts.insert(format!("numberOf{}Things", camel(status.as_str())), json!(n));
+        }
+        let mut body = json!({"job": {
+            "jobId": job_id,
+            "jobArn": format!("{}:job/{job_id}", super::policy::ARN_PREFIX),
+            "status": job.status.as_str(),
+            "targetSelection": "SNAPSHOT",
+            "targets": job.spec.thing_names.iter().map(|t| format!("{}:thing/{t}", super::policy::ARN_PREFIX)).collect::<Vec<_>>(),
+            "description": job.spec.description,
+            "createdAt": job.created_at,
+            "lastUpdatedAt": job.created_at,
+            "jobProcessDetails": counts,
+            "presignedUrlConfig": {"expiresInSec": job.spec.presigned_url_seconds},
+        }});
+        if let Some(minutes) = job.spec.in_progress_timeout_minutes {
+            body["job"]["timeoutConfig"] = json!({"inProgressTimeoutInMinutes": minutes});
+        }
+        Ok(body)
+    }
+
+    /// `GetJobDocument`: the document as a JSON text.
+    pub fn job_document(&self, job_id: &str) -> Result<Value, ControlError> {
+        let state = self.lock();
+        let job = state.jobs.get(job_id).ok_or_else(|| missing_job(job_id))?;
+        Ok(json!({"document": job.spec.document.to_string()}))
+    }
+
+    /// `ListJobs`, oldest first, optionally of one status.
+    pub fn list_jobs(&self, status: Option<&str>) -> Value {
+        let state = self.lock();
+        let mut jobs: Vec<&Job> = state.jobs.values().filter(|j| status.is_none_or(|s| j.status.as_str() == s)).collect();
+        jobs.sort_by_key(|j| j.seq);
+        json!({"jobs": jobs.iter().map(|j| json!({
+            "jobArn": format!("{}:job/{}", super::policy::ARN_PREFIX, j.spec.job_id),
+            "jobId": j.spec.job_id,
+            "status": j.status.as_str(),
+            "targetSelection": "SNAPSHOT",
+            "createdAt": j.created_at,
+            "lastUpdatedAt": j.created_at,
+        })).collect::<Vec<_>>()})
+    }
+
+    /// `DeleteJob`: a job in progress only with `force`; its executions go with it.
+    pub fn delete_job(&self, job_id: &str, force: bool) -> Result<Vec<Effect>, ControlError> {
+        let now = (self.clock)();
+        let mut effects = Vec::new();
+        let mut state = self.lock();
+        let job = state.jobs.get(job_id).ok_or_else(|| missing_job(job_id))?;
+        let running = state.executions.values().any(|e| e.job_id == job_id && !e.status.is_terminal());
+        if job.status == JobStatus::InProgress && running && !force {
+            return Err(ControlError { status: 409, kind: "InvalidStateTransitionException", message: format!("job {job_id} is in progress: cancel it, or delete with force") });
+        }
+        let things: Vec<String> = state.executions.values().filter(|e| e.job_id == job_id).map(|e| e.thing.clone()).collect();
+        state.executions.retain(|_, e| e.job_id != job_id);
+        state.jobs.remove(job_id);
+        for thing in things {
+            state.notifications(&thing, now, &mut effects);
+        }
+        Ok(effects)
+    }
+
+    fn execution_json(e: &Execution) -> Value {
+        let mut v = json!({
+            "jobId": e.job_id,
+            "status": e.status.as_str(),
+            "thingArn": format!("{}:thing/{}", super::policy::ARN_PREFIX, e.thing),
+            "queuedAt": e.queued_at,
+            "lastUpdatedAt": e.last_updated_at,
+            "executionNumber": e.execution_number,
+            "versionNumber": e.version,
+            "statusDetails": {"detailsMap": e.details},
+        });
+        if let Some(t) = e.started_at {
+            v["startedAt"] = json!(t);
+        }
+        v
+    }
+
+    /// `DescribeJobExecution` (control plane).
+    pub fn describe_execution(&self, thing: &str, job_id: &str) -> Result<Value, ControlError> {
+        let state = self.lock();
+        let e = state.executions.get(&(job_id.to_owned(), thing.to_owned())).ok_or_else(|| missing_execution(thing, job_id))?;
+        Ok(json!({"execution": Self::execution_json(e)}))
+    }
+
+    /// `ListJobExecutionsForThing`, newest job first.
+    pub fn list_executions_for_thing(&self, thing: &str, status: Option<&str>) -> Value {
+        let state = self.lock();
+        let mut list: Vec<&Execution> = state.executions.values().filter(|e| e.thing == thing && status.is_none_or(|s| e.status.as_str() == s)).collect();
+        list.sort_by_key(|e| std::cmp::Reverse(state.job_order(e)));
+        json!({"executionSummaries": list.iter().map(|e| {
+            let mut s = json!({"status": e.status.as_str(), "queuedAt": e.queued_at, "lastUpdatedAt": e.last_updated_at, "executionNumber": e.execution_number});
+            if let Some(t) = e.started_at {
+                s["startedAt"] = json!(t);
+            }
+            json!({"jobId": e.job_id, "jobExecutionSummary": s})
+        }).collect::<Vec<_>>()})
+    }
+
+    /// `CancelJobExecution`: a queued one; an in-progress one only with `force`.
+    pub fn cancel_execution(&self, thing: &str, job_id: &str, force: bool) -> Result<Vec<Effect>, ControlError> {
+        let now = (self.clock)();
+        let mut effects = Vec::new();
+        let mut state = self.lock();
+        let key = (job_id.to_owned(), thing.to_owned());
+        let e = state.executions.get(&key).ok_or_else(|| missing_execution(thing, job_id))?;
+        match e.status {
+            ExecutionStatus::Queued => {}
+            ExecutionStatus::InProgress if force => {}
+            status => {
+                return Err(ControlError { status: 409, kind: "InvalidStateTransitionException", message: format!("the execution is {} (an in-progress one needs force)", status.as_str()) })
+            }
+        }
+        state.transition(&key, ExecutionStatus::Canceled, now, &mut effects);
+        state.notifications(thing, now, &mut effects);
+        Ok(effects)
+    }
+
+    /// `DeleteJobExecution`: a finished one; one still queued or in progress only with `force`.
+    pub fn delete_execution(&self, thing: &str, job_id: &str, execution_number: i64, force: bool) -> Result<Vec<Effect>, ControlError> {
+        let now = (self.clock)();
+        let mut effects = Vec::new();
+        let mut state = self.lock();
+        let key = (job_id.to_owned(), thing.to_owned());
+        let e = state.executions.get(&key).filter(|e| e.execution_number == execution_number).ok_or_else(|| missing_execution(thing, job_id))?;
+        if !e.status.is_terminal() && !force {
+            return Err(ControlError { status: 409, kind: "InvalidStateTransitionException", message: format!("the execution is {}: delete it with force", e.status.as_str()) });
+        }
+        state.executions.remove(&key);
+        state.notifications(thing, now, &mut effects);
+        Ok(effects)
+    }
+
+    /// `CreateJobTemplate`.
+    pub fn create_template(&self, id: &str, template: JobTemplate) -> Result<Value, ControlError> {
+        let mut state = self.lock();
+        if state.templates.contains_key(id) {
+            return Err(ControlError { status: 409, kind: "ConflictException", message: format!("job template {id} exists") });
+        }
+        state.templates.insert(id.to_owned(), template);
+        Ok(json!({"jobTemplateArn": template_arn(id), "jobTemplateId": id}))
+    }
+
+    /// The template a job names (`jobTemplateArn`), for `CreateJob`.
+    pub fn template(&self, id: &str) -> Result<JobTemplate, ControlError> {
+        self.lock().templates.get(id).cloned().ok_or_else(|| ControlError { status: 404, kind: "ResourceNotFoundException", message: format!("job template {id} does not exist") })
+    }
+
+    /// `DescribeJobTemplate`.
+    pub fn describe_template(&self, id: &str) -> Result<Value, ControlError> {
+        let t = self.template(id)?;
+        let mut body = json!({
+            "jobTemplateArn": template_arn(id), "jobTemplateId": id, "description": t.description,
+            "document": t.document.to_string(), "createdAt": t.created_at,
+            "presignedUrlConfig": {"expiresInSec": t.presigned_url_seconds},
+        });
+        if let Some(minutes) = t.in_progress_timeout_minutes {
+            body["timeoutConfig"] = json!({"inProgressTimeoutInMinutes": minutes});
+        }
+        Ok(body)
+    }
+
+    /// `ListJobTemplates`.
+    pub fn list_templates(&self) -> Value {
+        let state = self.lock();
+        json!({"jobTemplates": state.templates.iter().map(|(id, t)| json!({
+            "jobTemplateArn": template_arn(id), "jobTemplateId": id, "description": t.description, "createdAt": t.created_at,
+        })).collect::<Vec<_>>()})
+    }
+
+    /// `DeleteJobTemplate`.
+    pub fn delete_template(&self, id: &str) -> Result<Value, ControlError> {
+        match self.lock().templates.remove(id) {
+            Some(_) => Ok(json!({})),
+            None => Err(ControlError { status: 404, kind: "ResourceNotFoundException", message: format!("job template {id} does not exist") }),
+        }
+    }
+
+    /// The time of the engine's clock (epoch seconds).
+    pub fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     /// Times out executions whose step or in-progress timer ran out.
@@ -781,6 +999,6 @@ mod tests {
                 "$aws/events/jobExecution/job-1/canceled".to_owned(),
             ]
         );
-        assert_eq!(engine.job_status("job-1").map(|s| s.0), Some("CANCELED"));
+        assert_eq!(engine.describe_job("job-1").unwrap()["job"]["status"], "CANCELED");
     }
 }

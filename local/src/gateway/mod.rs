@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod pki;
 pub mod policy;
 pub mod registry;
+pub mod things;
 mod routing;
 mod rules;
 mod session;
@@ -82,6 +83,8 @@ pub struct Gateway {
     rules: RuleWiring,
     /// IoT Jobs: device API, control plane, events.
     pub jobs: jobs::JobsEngine,
+    /// Things, thing types and thing groups (the control plane's registry).
+    pub things: things::Things,
     /// The platform's functions, which the rules and the provisioning hook run.
     pub(crate) functions: Arc<LocalFunctions>,
     /// Presigns the S3 URLs of job documents (`${aws:iot:s3-presigned-url:...}`).
@@ -153,8 +156,9 @@ impl Gateway {
             id: claim_certificate_id.clone(),
             pem: claim_pem,
             status: CertificateStatus::Active,
-            thing: None,
+            things: Vec::new(),
             policies: vec![claim_policy],
+            created_at: chrono::Utc::now().timestamp(),
         });
         Ok(Arc::new(Self {
             pki,
@@ -164,6 +168,7 @@ impl Gateway {
             provisioning,
             rules,
             jobs: jobs::JobsEngine::default(),
+            things: things::Things::default(),
             functions,
             s3,
             sessions: Mutex::default(),

@@ -35,8 +35,11 @@ pub struct Certificate {
     pub id: String,
     pub pem: String,
     pub status: CertificateStatus,
-    pub thing: Option<String>,
+    /// The things it is attached to (`AttachThingPrincipal`, or `RegisterThing`).
+    pub things: Vec<String>,
     pub policies: Vec<String>,
+    /// Epoch seconds.
+    pub created_at: i64,
 }
 
 /// How long a certificate ownership token is valid.
@@ -100,11 +103,54 @@ impl IotRegistry {
         let mut state = self.lock();
         let Some(c) = state.certificates.get_mut(id) else { return false };
         c.status = CertificateStatus::Active;
-        c.thing = Some(thing.to_owned());
+        if !c.things.iter().any(|t| t == thing) {
+            c.things.push(thing.to_owned());
+        }
         if !c.policies.iter().any(|p| p == policy) {
             c.policies.push(policy.to_owned());
         }
         true
+    }
+
+    /// Every certificate (`ListCertificates`), oldest first.
+    pub fn certificates(&self) -> Vec<Certificate> {
+        let mut all: Vec<Certificate> = self.lock().certificates.values().cloned().collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        all
+    }
+
+    /// `AttachThingPrincipal` (`attach`) or `DetachThingPrincipal`; false for an unknown
+    /// certificate.
+    pub fn set_thing(&self, id: &str, thing: &str, attach: bool) -> bool {
+        let mut state = self.lock();
+        let Some(c) = state.certificates.get_mut(id) else { return false };
+        c.things.retain(|t| t != thing);
+        if attach {
+            c.things.push(thing.to_owned());
+        }
+        true
+    }
+
+    /// The certificates attached to a thing (`ListThingPrincipals`).
+    pub fn principals_of(&self, thing: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().certificates.values().filter(|c| c.things.iter().any(|t| t == thing)).map(|c| c.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// `DeleteCertificate`: only one that is not active and attached to no thing (AWS's
+    /// `CertificateStateException` and `DeleteConflictException`); `Ok(false)` when unknown.
+    pub fn delete_certificate(&self, id: &str) -> Result<bool, (u16, &'static str, String)> {
+        let mut state = self.lock();
+        let Some(c) = state.certificates.get(id) else { return Ok(false) };
+        if c.status == CertificateStatus::Active {
+            return Err((406, "CertificateStateException", format!("certificate {id} is ACTIVE: make it INACTIVE first")));
+        }
+        if !c.things.is_empty() {
+            return Err((409, "DeleteConflictException", format!("certificate {id} is attached to {}: detach it first", c.things.join(", "))));
+        }
+        state.certificates.remove(id);
+        Ok(true)
     }
 
     /// Issues a single-use ownership token for a new certificate.

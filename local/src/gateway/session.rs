@@ -49,7 +49,7 @@ impl Gateway {
             certificate_id: certificate.id.clone(),
             context: PolicyContext {
                 client_id: client_id.clone(),
-                thing_attached: certificate.thing.as_deref() == Some(client_id.as_str()),
+                thing_attached: certificate.things.contains(&client_id),
             },
             client_id: client_id.clone(),
             policies: Arc::new({
