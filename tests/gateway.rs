@@ -372,3 +372,62 @@ async fn a_client_that_subscribes_to_the_reply_after_its_request_is_acknowledged
         assert!(reply.is_some_and(|r| r["certificateOwnershipToken"].is_string()), "attempt {attempt}: the reply came after the SUBSCRIBE");
     }
 }
+
+/// Device shadows over MQTT, as device code uses them for settings an operator pushes: the
+/// operator sets `desired` over the data-plane HTTP API, the device hears the delta, reports,
+/// and reads the document; a stale version is refused; another device's shadow is off limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_follows_its_shadow_over_mqtt_and_an_operator_sets_it_over_http() {
+    let gw = LocalGateway::start().await;
+    let (thing, cert, key) = provisioned_device(&gw, "0050").await;
+    let mut device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();
+    let shadow = format!("$aws/things/{thing}/shadow");
+    for suffix in ["update/delta", "update/accepted", "update/rejected", "get/accepted", "get/rejected", "name/settings/update/delta"] {
+        let codes = device.subscribe(&format!("{shadow}/{suffix}")).await;
+        assert!(matches!(codes[0], rumqttc::SubscribeReasonCode::Success(_)), "{suffix}: {codes:?}");
+    }
+    // No shadow yet.
+    device.publish(&format!("{shadow}/get"), r#"{"clientToken": "g-1"}"#).await;
+    let missing = device.message_on(&format!("{shadow}/get/rejected")).await.unwrap();
+    assert_eq!((missing["code"].as_u64(), missing["clientToken"].as_str()), (Some(404), Some("g-1")));
+
+    // The operator pushes a measurement interval through the data plane, as a function would.
+    let config = vitalwire::platform::aws::load_config().await;
+    let data = aws_sdk_iotdataplane::Client::from_conf(aws_sdk_iotdataplane::config::Builder::from(&config).endpoint_url(&gw.iot_endpoint).build());
+    let desired = br#"{"state": {"desired": {"measurementIntervalSeconds": 300, "temperatureUnit": "Cel"}}}"#;
+    data.update_thing_shadow().thing_name(&thing).payload(aws_sdk_iotdataplane::primitives::Blob::new(desired.to_vec())).send().await.expect("UpdateThingShadow");
+    let delta = device.message_on(&format!("{shadow}/update/delta")).await.expect("the device hears the delta");
+    assert_eq!(delta["state"], json!({"measurementIntervalSeconds": 300, "temperatureUnit": "Cel"}));
+    assert_eq!(delta["version"], 1);
+
+    // The device applies and reports; the delta is gone from the document.
+    device.publish(&format!("{shadow}/update"), r#"{"state": {"reported": {"measurementIntervalSeconds": 300, "temperatureUnit": "Cel"}}, "clientToken": "u-1", "version": 1}"#).await;
+    let accepted = device.message_on(&format!("{shadow}/update/accepted")).await.unwrap();
+    assert_eq!((accepted["version"].as_i64(), accepted["clientToken"].as_str()), (Some(2), Some("u-1")));
+    device.publish(&format!("{shadow}/get"), "{}").await;
+    let document = device.message_on(&format!("{shadow}/get/accepted")).await.unwrap();
+    assert_eq!(document["state"]["reported"]["measurementIntervalSeconds"], 300);
+    assert!(document["state"].get("delta").is_none(), "{document}");
+    device.publish(&format!("{shadow}/update"), r#"{"state": {"reported": {"measurementIntervalSeconds": 60}}, "version": 1}"#).await;
+    let stale = device.message_on(&format!("{shadow}/update/rejected")).await.unwrap();
+    assert_eq!((stale["code"].as_u64(), stale["message"].as_str()), (Some(409), Some("Version conflict")));
+
+    // A named shadow is its own; the data plane reads and lists it.
+    data.update_thing_shadow().thing_name(&thing).shadow_name("settings").payload(aws_sdk_iotdataplane::primitives::Blob::new(br#"{"state": {"desired": {"alarmVolume": 3}}}"#.to_vec())).send().await.unwrap();
+    let named_delta = device.message_on(&format!("{shadow}/name/settings/update/delta")).await.unwrap();
+    assert_eq!(named_delta["state"]["alarmVolume"], 3);
+    let listed = data.list_named_shadows_for_thing().thing_name(&thing).send().await.expect("ListNamedShadowsForThing");
+    assert_eq!(listed.results(), ["settings".to_owned()]);
+    let read = data.get_thing_shadow().thing_name(&thing).send().await.expect("GetThingShadow");
+    let read: Value = serde_json::from_slice(read.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(read["version"], 2);
+
+    // Another device may not touch this shadow: the policy refuses the subscription.
+    let (other, other_cert, other_key) = provisioned_device(&gw, "0051").await;
+    let mut intruder = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), other_cert.as_bytes(), other_key.as_bytes(), &other).await.unwrap();
+    let codes = intruder.subscribe(&format!("{shadow}/get/accepted")).await;
+    assert!(matches!(codes[0], rumqttc::SubscribeReasonCode::Failure), "{codes:?}");
+    data.delete_thing_shadow().thing_name(&thing).send().await.expect("DeleteThingShadow");
+    let gone = data.get_thing_shadow().thing_name(&thing).send().await.unwrap_err();
+    assert!(gone.into_service_error().is_resource_not_found_exception());
+}

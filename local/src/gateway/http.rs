@@ -13,6 +13,8 @@
 //! - things, thing types and thing groups ([`super::things`]); certificates (`ListCertificates`,
 //!   `DeleteCertificate`) and principals (`AttachThingPrincipal`, `DetachThingPrincipal`,
 //!   `ListThingPrincipals`, `ListPrincipalThings`);
+//! - data plane device shadows ([`super::shadows`]): `GetThingShadow`, `UpdateThingShadow`,
+//!   `DeleteThingShadow` (`/things/{thing}/shadow?name=`) and `ListNamedShadowsForThing`;
 //! - anything else: AWS's `UnknownOperationException`.
 //!
 //! Requests are not signature-checked: this serves one developer's machine on loopback.
@@ -437,6 +439,60 @@ async fn list_job_executions(State(gw): State<Arc<Gateway>>, Path(job_id): Path<
     }
 }
 
+/// A shadow refusal in the data plane's shape: the status and AWS's error type for its code.
+fn shadow_error(e: super::shadows::ShadowError) -> Response {
+    let kind = match e.code {
+        404 => "ResourceNotFoundException",
+        409 => "ConflictException",
+        413 => "RequestEntityTooLargeException",
+        _ => "InvalidRequestException",
+    };
+    aws_error(StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), kind, e.message)
+}
+
+fn shadow_answer(result: Result<serde_json::Value, super::shadows::ShadowError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => shadow_error(e),
+    }
+}
+
+async fn get_thing_shadow(State(gw): State<Arc<Gateway>>, Path(thing): Path<String>, Query(query): Query<HashMap<String, String>>) -> Response {
+    shadow_answer(gw.shadows.get(&thing, query.get("name").map(String::as_str), gw.jobs.now()))
+}
+
+async fn update_thing_shadow(State(gw): State<Arc<Gateway>>, Path(thing): Path<String>, Query(query): Query<HashMap<String, String>>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return shadow_error(super::shadows::ShadowError { code: 400, message: "Payload contains invalid json".into() });
+    };
+    let name = query.get("name").map(String::as_str);
+    match gw.shadows.update(&thing, name, &request, gw.jobs.now()) {
+        Ok((accepted, effects)) => {
+            tracing::info!(thing_name = %thing, shadow = name.unwrap_or("classic"), version = %accepted["version"], "shadow: UpdateThingShadow");
+            // Subscribers hear of an update made over HTTP as of one made over MQTT.
+            let topic = format!("{}/update/accepted", super::shadows::topic_prefix(&thing, name));
+            gw.deliver(&topic, Bytes::from(accepted.to_string()), 1, None);
+            gw.publish_shadow_effects(effects);
+            Json(accepted).into_response()
+        }
+        Err(e) => shadow_error(e),
+    }
+}
+
+async fn delete_thing_shadow(State(gw): State<Arc<Gateway>>, Path(thing): Path<String>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let name = query.get("name").map(String::as_str);
+    let result = gw.shadows.delete(&thing, name, gw.jobs.now());
+    if let Ok(accepted) = &result {
+        let topic = format!("{}/delete/accepted", super::shadows::topic_prefix(&thing, name));
+        gw.deliver(&topic, Bytes::from(accepted.to_string()), 1, None);
+    }
+    shadow_answer(result)
+}
+
+async fn list_named_shadows(State(gw): State<Arc<Gateway>>, Path(thing): Path<String>) -> Response {
+    Json(gw.shadows.named(&thing, gw.jobs.now())).into_response()
+}
+
 /// `DescribeEndpoint`: device code and the AWS CLI look up the ATS data endpoint with it; the
 /// local gateway's host (its MQTT port is `mqttPort` in `endpoints.json`, 8883 by default).
 async fn describe_endpoint() -> Response {
@@ -466,6 +522,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/job-templates/{id}", put(create_job_template).get(describe_job_template).delete(delete_job_template))
         .route("/things", get(list_things))
         .route("/things/{name}", post(create_thing).get(describe_thing).patch(update_thing).delete(delete_thing))
+        .route("/things/{name}/shadow", get(get_thing_shadow).post(update_thing_shadow).delete(delete_thing_shadow))
+        .route("/api/things/shadow/ListNamedShadowsForThing/{name}", get(list_named_shadows))
         .route("/things/{name}/principals", put(attach_thing_principal).delete(detach_thing_principal).get(list_thing_principals))
         .route("/things/{name}/jobs", get(list_thing_job_executions))
         .route("/things/{name}/jobs/{job}", get(describe_job_execution))

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod pki;
 pub mod policy;
 pub mod registry;
+pub mod shadows;
 pub mod things;
 mod routing;
 mod rules;
@@ -85,6 +86,8 @@ pub struct Gateway {
     pub jobs: jobs::JobsEngine,
     /// Things, thing types and thing groups (the control plane's registry).
     pub things: things::Things,
+    /// Device shadows, classic and named.
+    pub shadows: shadows::Shadows,
     /// The platform's functions, which the rules and the provisioning hook run.
     pub(crate) functions: Arc<LocalFunctions>,
     /// Presigns the S3 URLs of job documents (`${aws:iot:s3-presigned-url:...}`).
@@ -169,6 +172,7 @@ impl Gateway {
             rules,
             jobs: jobs::JobsEngine::default(),
             things: things::Things::default(),
+            shadows: shadows::Shadows::default(),
             functions,
             s3,
             sessions: Mutex::default(),

@@ -120,6 +120,10 @@ mod tests {
         assert!(!allows(&docs, "iot:Subscribe", &topic_filter_arn("dev-2"), &me));
         assert!(!allows(&docs, "iot:Publish", &topic_arn("$aws/things/dev-2/jobs/get"), &me));
         assert!(allows(&docs, "iot:Publish", &topic_arn("$aws/things/dev-1/jobs/get"), &me));
+        assert!(allows(&docs, "iot:Publish", &topic_arn("$aws/things/dev-1/shadow/name/settings/update"), &me));
+        assert!(allows(&docs, "iot:Subscribe", &topic_filter_arn("$aws/things/dev-1/shadow/update/delta"), &me));
+        assert!(!allows(&docs, "iot:Subscribe", &topic_filter_arn("$aws/things/dev-2/shadow/update/delta"), &me));
+        assert!(!allows(&docs, "iot:Publish", &topic_arn("$aws/things/dev-2/shadow/update"), &me));
         assert!(!allows(&docs, "iot:Publish", &topic_arn("dev-2"), &me));
     }
 

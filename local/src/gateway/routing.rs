@@ -53,7 +53,11 @@ impl Gateway {
                 }
                 self.jobs_request(session_id, topic, thing, rest, &payload).await;
             }
-            // Other reserved topics (shadows) are not served: dropped.
+            ["$aws", "things", thing, "shadow", rest @ ..] => match super::shadows::request_of(rest) {
+                Some((name, operation)) => self.shadow_request(identity, topic, thing, name, operation, &payload),
+                None => tracing::info!(client_id = %identity.client_id, topic, "message dropped: not a shadow request topic"),
+            },
+            // Other reserved topics are not served: dropped.
             ["$aws", ..] => tracing::info!(client_id = %identity.client_id, topic, "message dropped: this reserved topic is not served locally"),
             _ => {
                 self.deliver(topic, payload.clone(), qos, None);
@@ -97,6 +101,47 @@ impl Gateway {
             gw.deliver(&format!("{topic}/{suffix}"), Bytes::from(body.to_string()), 1, Some(session_id));
             gw.apply_job_effects(effects).await;
         });
+    }
+
+    /// A shadow request over MQTT (the policy let it through): it takes effect at once; the
+    /// reply goes to every subscriber of `<topic>/accepted` or `/rejected` (AWS publishes shadow
+    /// replies on the topic, not to the requester alone), then the delta and documents, after
+    /// AWS's round trip.
+    fn shadow_request(self: &Arc<Self>, identity: &Identity, topic: &str, thing: &str, name: Option<&str>, operation: &str, payload: &[u8]) {
+        let now = chrono::Utc::now().timestamp();
+        let request = if payload.iter().all(u8::is_ascii_whitespace) { Some(Value::Object(Default::default())) } else { serde_json::from_slice::<Value>(payload).ok() };
+        let token = request.as_ref().and_then(|r| r.get("clientToken")).cloned();
+        let result = match (operation, request) {
+            (_, None) => Err(super::shadows::ShadowError { code: 400, message: "Payload contains invalid json".into() }),
+            ("get", Some(_)) => self.shadows.get(thing, name, now).map(|doc| (doc, Vec::new())),
+            ("delete", Some(_)) => self.shadows.delete(thing, name, now).map(|doc| (doc, Vec::new())),
+            (_, Some(request)) => self.shadows.update(thing, name, &request, now),
+        };
+        let (suffix, mut body, effects) = match result {
+            Ok((body, effects)) => ("accepted", body, effects),
+            Err(e) => ("rejected", e.body(token.as_ref(), now), Vec::new()),
+        };
+        if let Some(t) = token.filter(|t| !t.is_null()) {
+            body["clientToken"] = t;
+        }
+        match body.get("code") {
+            Some(code) => tracing::info!(client_id = %identity.client_id, thing_name = thing, shadow = name.unwrap_or("classic"), operation, code = %code, "shadow: rejected"),
+            None => tracing::info!(client_id = %identity.client_id, thing_name = thing, shadow = name.unwrap_or("classic"), operation, version = %body["version"], "shadow: accepted"),
+        }
+        let (gw, reply_topic) = (self.clone(), format!("{topic}/{suffix}"));
+        self.after_latency(async move {
+            gw.deliver(&reply_topic, Bytes::from(body.to_string()), 1, None);
+            gw.publish_shadow_effects(effects);
+        });
+    }
+
+    /// Publishes a shadow update's delta and documents, to subscribers and to topic rules.
+    pub fn publish_shadow_effects(self: &Arc<Self>, effects: Vec<super::shadows::Effect>) {
+        for effect in effects {
+            let payload = Bytes::from(effect.payload.to_string());
+            self.deliver(&effect.topic, payload.clone(), 1, None);
+            self.run_topic_rules(&effect.topic, None, &payload);
+        }
     }
 
     /// Publishes what a jobs operation caused: device notifications, and job-execution events
