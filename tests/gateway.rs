@@ -280,21 +280,10 @@ async fn a_silent_client_is_dropped_after_one_and_a_half_keep_alives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_topics_fan_out_to_matching_subscribers() {
-    use vitalwire_local::gateway::pki::{certificate_id, pem_to_der};
-    use vitalwire_local::gateway::registry::Certificate;
     let gw = LocalGateway::start().await;
     // An application certificate with a broad policy (devices may not use ordinary topics).
-    gw.gateway.define_policy("AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
-    let issued = gw.gateway.pki.create_keys_and_certificate().unwrap();
-    gw.gateway.registry.insert(Certificate {
-        id: certificate_id(&pem_to_der(&issued.certificate_pem).unwrap()),
-        pem: issued.certificate_pem.clone(),
-        status: CertificateStatus::Active,
-        things: Vec::new(),
-        policies: vec!["AppPolicy".into()],
-        created_at: 0,
-    });
-    let (cert, key, ca) = (issued.certificate_pem.as_bytes(), issued.private_key_pem.as_bytes(), gw.read("ca.pem"));
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let (cert, key, ca) = (cert.as_bytes(), key.as_bytes(), gw.read("ca.pem"));
     let mut one_level = MqttTestClient::connect(gw.port, &ca, cert, key, "sub-plus").await.unwrap();
     let mut multi_level = MqttTestClient::connect(gw.port, &ca, cert, key, "sub-hash").await.unwrap();
     let mut other = MqttTestClient::connect(gw.port, &ca, cert, key, "sub-other").await.unwrap();
@@ -430,4 +419,65 @@ async fn a_device_follows_its_shadow_over_mqtt_and_an_operator_sets_it_over_http
     data.delete_thing_shadow().thing_name(&thing).send().await.expect("DeleteThingShadow");
     let gone = data.get_thing_shadow().thing_name(&thing).send().await.unwrap_err();
     assert!(gone.into_service_error().is_resource_not_found_exception());
+}
+
+/// An application certificate whose policy is `document` (devices may not use ordinary topics).
+fn app_certificate(gw: &LocalGateway, policy: &str, document: Value) -> (String, String) {
+    use vitalwire_local::gateway::pki::{certificate_id, pem_to_der};
+    use vitalwire_local::gateway::registry::Certificate;
+    gw.gateway.define_policy(policy, document);
+    let issued = gw.gateway.pki.create_keys_and_certificate().unwrap();
+    gw.gateway.registry.insert(Certificate {
+        id: certificate_id(&pem_to_der(&issued.certificate_pem).unwrap()),
+        pem: issued.certificate_pem.clone(),
+        status: CertificateStatus::Active,
+        things: Vec::new(),
+        policies: vec![policy.into()],
+        created_at: 0,
+    });
+    (issued.certificate_pem, issued.private_key_pem)
+}
+
+/// Retained messages reach later subscribers with the retain flag, an empty one removes them,
+/// and retaining needs `iot:RetainPublish`; a last will is published when a client drops, not
+/// when it disconnects cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_and_last_wills_behave_as_on_aws() {
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let connect = |id: &'static str| MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), id);
+
+    let publisher = connect("ward-display").await.unwrap();
+    publisher.publish_retained("ward/7/status", "open").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut late = connect("late-subscriber").await.unwrap();
+    late.subscribe("ward/+/status").await;
+    assert_eq!(late.publish_on("ward/7/status").await, Some((b"open".to_vec(), true)), "the retained message, flagged");
+    publisher.publish("ward/7/status", "busy").await;
+    assert_eq!(late.publish_on("ward/7/status").await, Some((b"busy".to_vec(), false)), "a live message is not flagged");
+    publisher.publish_retained("ward/7/status", "").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut later = connect("later-subscriber").await.unwrap();
+    later.subscribe("ward/7/status").await;
+    assert!(later.topics_within(Duration::from_millis(500)).await.is_empty(), "an empty retained message removed it");
+
+    // Without iot:RetainPublish a retained publish is refused (MQTT 3.1.1: the connection closes).
+    let (plain_cert, plain_key) = app_certificate(&gw, "NoRetainPolicy", json!({"Statement": [{"Effect": "Allow", "Action": ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"], "Resource": "*"}]}));
+    let mut plain = MqttTestClient::connect(gw.port, &ca, plain_cert.as_bytes(), plain_key.as_bytes(), "no-retain").await.unwrap();
+    plain.publish_retained("ward/8/status", "open").await;
+    assert!(plain.closed().await, "a retained publish without iot:RetainPublish");
+
+    // A last will: published when the client drops, not after a clean DISCONNECT.
+    let will = |options: &mut rumqttc::MqttOptions| {
+        options.set_last_will(rumqttc::LastWill::new("ward/7/presence", "offline", rumqttc::QoS::AtLeastOnce, false));
+    };
+    let mut watcher = connect("presence-watcher").await.unwrap();
+    watcher.subscribe("ward/7/presence").await;
+    let clean = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "monitor-clean", will).await.unwrap();
+    clean.client.disconnect().await.unwrap();
+    assert!(watcher.topics_within(Duration::from_millis(500)).await.is_empty(), "a clean DISCONNECT discards the will");
+    let dropped = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "monitor-dropped", will).await.unwrap();
+    dropped.drop_connection();
+    assert_eq!(watcher.publish_on("ward/7/presence").await, Some((b"offline".to_vec(), false)), "the will of a dropped client");
 }

@@ -278,6 +278,18 @@ pub struct MqttTestClient {
 impl MqttTestClient {
     /// Connects with mutual TLS; the error says why the connection did not open.
     pub async fn connect(port: u16, ca: &[u8], cert: &[u8], key: &[u8], client_id: &str) -> Result<Self, String> {
+        Self::connect_with(port, ca, cert, key, client_id, |_| {}).await
+    }
+
+    /// [`MqttTestClient::connect`] with more options (a last will, say).
+    pub async fn connect_with(
+        port: u16,
+        ca: &[u8],
+        cert: &[u8],
+        key: &[u8],
+        client_id: &str,
+        configure: impl FnOnce(&mut rumqttc::MqttOptions),
+    ) -> Result<Self, String> {
         use rumqttc::{Event, MqttOptions, Packet, TlsConfiguration, Transport};
         vitalwire_local::gateway::install_default_provider();
         let mut options = MqttOptions::new(client_id, "localhost", port);
@@ -287,6 +299,7 @@ impl MqttTestClient {
             alpn: None,
             client_auth: Some((cert.to_vec(), key.to_vec())),
         }));
+        configure(&mut options);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
         let first = tokio::time::timeout(std::time::Duration::from_secs(10), eventloop.poll())
             .await
@@ -312,6 +325,26 @@ impl MqttTestClient {
             }
         });
         Ok(Self { client, incoming, _loop: pump })
+    }
+
+    /// Drops the connection without a DISCONNECT, as a device losing power does.
+    pub fn drop_connection(self) {
+        self._loop.abort();
+    }
+
+    /// Publishes with QoS 1 and the retain flag.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, rumqttc::QoS::AtLeastOnce, true, payload.into()).await.expect("publish queued");
+    }
+
+    /// The next publish on `topic`: its payload and retain flag.
+    pub async fn publish_on(&mut self, topic: &str) -> Option<(Vec<u8>, bool)> {
+        loop {
+            match self.next().await? {
+                rumqttc::Packet::Publish(p) if p.topic == topic => return Some((p.payload.to_vec(), p.retain)),
+                _ => continue,
+            }
+        }
     }
 
     /// The next packet from the gateway (`None` once the connection closed).

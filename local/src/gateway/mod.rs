@@ -94,6 +94,8 @@ pub struct Gateway {
     s3: aws_sdk_s3::Client,
     sessions: Mutex<HashMap<u64, Session>>,
     next_session: AtomicU64,
+    /// Retained messages by topic: payload and QoS.
+    retained: Mutex<std::collections::BTreeMap<String, (bytes::Bytes, u8)>>,
     /// How long replies on reserved topics and rule runs wait, as AWS's round trip does.
     reply_latency: Duration,
 }
@@ -177,6 +179,7 @@ impl Gateway {
             s3,
             sessions: Mutex::default(),
             next_session: AtomicU64::new(1),
+            retained: Mutex::default(),
             reply_latency: config.reply_latency,
         }))
     }

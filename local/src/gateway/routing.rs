@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{fleet, jobs, Gateway, Identity};
 
 impl Gateway {
-    pub(super) async fn route(self: Arc<Self>, session_id: u64, identity: &Identity, topic: &str, payload: Bytes, qos: u8) {
+    pub(super) async fn route(self: Arc<Self>, session_id: u64, identity: &Identity, topic: &str, payload: Bytes, qos: u8, retain: bool) {
         if let Some(rest) = topic.strip_prefix("$aws/rules/") {
             let rule = rest.split('/').next().unwrap_or_default();
             self.run_rule(rule, identity, payload);
@@ -60,9 +60,22 @@ impl Gateway {
             // Other reserved topics are not served: dropped.
             ["$aws", ..] => tracing::info!(client_id = %identity.client_id, topic, "message dropped: this reserved topic is not served locally"),
             _ => {
+                if retain {
+                    self.retain(topic, &payload, qos);
+                }
                 self.deliver(topic, payload.clone(), qos, None);
                 self.run_topic_rules(topic, Some(&identity.client_id), &payload);
             }
+        }
+    }
+
+    /// Keeps a retained message for the topic's future subscribers; an empty payload removes it.
+    fn retain(&self, topic: &str, payload: &Bytes, qos: u8) {
+        let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        if payload.is_empty() {
+            retained.remove(topic);
+        } else {
+            retained.insert(topic.to_owned(), (payload.clone(), qos));
         }
     }
 

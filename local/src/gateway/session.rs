@@ -17,6 +17,15 @@ use super::topics::{filter_matches, valid_filter};
 use super::wire::{self, Incoming, Outgoing, Protocol};
 use super::{Gateway, Identity, Outbound, Session};
 
+/// How a connection ended, which decides its will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// A DISCONNECT: the will is discarded.
+    Clean,
+    /// Anything else (including MQTT 5's "disconnect with will message"): the will is published.
+    Abrupt,
+}
+
 impl Gateway {
     pub(super) async fn connection(self: Arc<Self>, mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, peer: SocketAddr) {
         let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| certificate_id(c)) else {
@@ -36,8 +45,8 @@ impl Gateway {
             }
         };
         let mut buf = BytesMut::with_capacity(4096);
-        let (protocol, client_id, keep_alive) = match read_connect(&mut tls, &mut buf).await {
-            Some(Incoming::Connect { client_id, protocol, keep_alive }) => (protocol, client_id, keep_alive),
+        let (protocol, client_id, keep_alive, will) = match read_connect(&mut tls, &mut buf).await {
+            Some(Incoming::Connect { client_id, protocol, keep_alive, will }) => (protocol, client_id, keep_alive, will),
             _ => {
                 tracing::info!(%peer, certificate_id = %cert, "connection closed: no CONNECT within 10 s, or not an MQTT 3.1.1 or 5 CONNECT");
                 return;
@@ -85,25 +94,29 @@ impl Gateway {
         }
         tracing::info!(%peer, client_id = %client_id, ?protocol, "connected");
         let mut chunk = vec![0u8; 16 * 1024];
-        loop {
+        // How the connection ends: a clean DISCONNECT discards the will; anything else (the
+        // socket dropped, keep-alive ran out, a protocol error, a takeover) publishes it.
+        let mut ending = Ending::Abrupt;
+        'connection: loop {
             tokio::select! {
                 read = read_within(&mut tls, &mut chunk, idle_limit) => {
                     let n = match read { Some(Ok(n)) if n > 0 => n, _ => break };
                     buf.extend_from_slice(&chunk[..n]);
-                    let mut closing = false;
                     loop {
                         match wire::read(protocol, &mut buf) {
                             Ok(None) => break,
                             Ok(Some(packet)) => {
-                                if !self.clone().on_packet(session_id, &identity, protocol, packet).await {
-                                    closing = true;
-                                    break;
+                                if let Some(end) = self.clone().on_packet(session_id, &identity, protocol, packet).await {
+                                    ending = end;
+                                    break 'connection;
                                 }
                             }
-                            Err(_) => { closing = true; break; }
+                            Err(e) => {
+                                tracing::info!(client_id = %client_id, error = %e, "connection closed: malformed packet");
+                                break 'connection;
+                            }
                         }
                     }
-                    if closing { break; }
                 }
                 outbound = rx.recv() => {
                     match outbound {
@@ -118,7 +131,22 @@ impl Gateway {
         }
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session_id);
         let _ = tls.shutdown().await;
-        tracing::info!(%peer, client_id = %client_id, "disconnected");
+        tracing::info!(%peer, client_id = %client_id, clean = ending == Ending::Clean, "disconnected");
+        if let Some(will) = will.filter(|_| ending != Ending::Clean) {
+            self.publish_will(&identity, will).await;
+        }
+    }
+
+    /// Publishes a client's will as if it had published it: only where its policies allow.
+    async fn publish_will(self: Arc<Self>, identity: &Identity, will: wire::Will) {
+        if !allows(&identity.policies, "iot:Publish", &topic_arn(&will.topic), &identity.context)
+            || (will.retain && !allows(&identity.policies, "iot:RetainPublish", &topic_arn(&will.topic), &identity.context))
+        {
+            tracing::info!(client_id = %identity.client_id, topic = %will.topic, "will not published: the certificate's policies do not allow publishing it");
+            return;
+        }
+        tracing::info!(client_id = %identity.client_id, topic = %will.topic, "will published");
+        self.route(0, identity, &will.topic, will.payload, will.qos, will.retain).await;
     }
 
     pub(super) fn send(&self, session_id: u64, packet: Outgoing) {
@@ -148,20 +176,53 @@ impl Gateway {
             } else {
                 0
             };
-            let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload: payload.clone() }));
+            let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload: payload.clone(), retain: false }));
         }
     }
 
-    /// Handles one packet; false closes the connection.
-    async fn on_packet(self: Arc<Self>, session_id: u64, identity: &Identity, protocol: Protocol, packet: Incoming) -> bool {
+    /// Sends a new subscription the retained messages its filter matches (RETAIN set, as MQTT
+    /// requires), where the session may receive them.
+    fn send_retained(&self, session_id: u64, filter: &str, granted: u8) {
+        let matching: Vec<(String, Bytes, u8)> = self
+            .retained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(topic, _)| filter_matches(filter, topic))
+            .map(|(topic, (payload, qos))| (topic.clone(), payload.clone(), *qos))
+            .collect();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = sessions.get_mut(&session_id) else { return };
+        for (topic, payload, qos) in matching {
+            if !allows(&s.identity.policies, "iot:Receive", &topic_arn(&topic), &s.identity.context) {
+                continue;
+            }
+            let qos = qos.min(granted);
+            let pkid = if qos > 0 {
+                s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
+                s.next_pkid
+            } else {
+                0
+            };
+            let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic, qos, pkid, payload, retain: true }));
+        }
+    }
+
+    /// Handles one packet; `Some` closes the connection, saying how it ended.
+    async fn on_packet(self: Arc<Self>, session_id: u64, identity: &Identity, protocol: Protocol, packet: Incoming) -> Option<Ending> {
         match packet {
             Incoming::PingReq => self.send(session_id, Outgoing::PingResp),
-            Incoming::Disconnect | Incoming::Connect { .. } => return false,
+            Incoming::Disconnect { with_will: false } => return Some(Ending::Clean),
+            Incoming::Disconnect { with_will: true } => return Some(Ending::Abrupt),
+            Incoming::Connect { .. } => {
+                tracing::info!(client_id = %identity.client_id, "connection closed: a second CONNECT");
+                return Some(Ending::Abrupt);
+            }
             Incoming::PubAck => {}
             // AWS IoT Core has no QoS 2: it closes the connection.
             Incoming::Unsupported(what) => {
                 tracing::info!(client_id = %identity.client_id, "connection closed: unsupported {what} (QoS 2 flows, AUTH: AWS IoT Core has neither)");
-                return false;
+                return Some(Ending::Abrupt);
             }
             Incoming::Subscribe { pkid, filters } => {
                 let granted = filters
@@ -190,7 +251,11 @@ impl Gateway {
                         }
                     }
                 }
+                let retained: Vec<(String, u8)> = filters.iter().zip(&granted).filter_map(|((f, _), g)| g.map(|q| (f.clone(), q))).collect();
                 self.send(session_id, Outgoing::SubAck { pkid, granted });
+                for (filter, q) in retained {
+                    self.send_retained(session_id, &filter, q);
+                }
             }
             Incoming::Unsubscribe { pkid, filters } => {
                 if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session_id) {
@@ -198,29 +263,33 @@ impl Gateway {
                 }
                 self.send(session_id, Outgoing::UnsubAck { pkid, count: filters.len() });
             }
-            Incoming::Publish { topic, qos, pkid, payload } => {
+            Incoming::Publish { topic, qos, pkid, payload, retain } => {
                 if qos > 1 {
                     tracing::info!(client_id = %identity.client_id, "connection closed: QoS 2 publish (AWS IoT Core has no QoS 2)");
-                    return false;
+                    return Some(Ending::Abrupt);
                 }
-                if !allows(&identity.policies, "iot:Publish", &topic_arn(&topic), &identity.context) {
-                    tracing::info!(client_id = %identity.client_id, topic = %topic, "publish refused: the certificate's policies do not allow iot:Publish to it");
+                let allowed = allows(&identity.policies, "iot:Publish", &topic_arn(&topic), &identity.context);
+                // A retained message also needs iot:RetainPublish, as on AWS.
+                let retain_allowed = !retain || allows(&identity.policies, "iot:RetainPublish", &topic_arn(&topic), &identity.context);
+                if !allowed || !retain_allowed {
+                    let action = if allowed { "iot:RetainPublish" } else { "iot:Publish" };
+                    tracing::info!(client_id = %identity.client_id, topic = %topic, "publish refused: the certificate's policies do not allow {action} to it");
                     // MQTT 5 can say so; with MQTT 3.1.1 AWS IoT Core closes the connection.
                     if protocol == Protocol::V5 {
                         if qos == 1 {
                             self.send(session_id, Outgoing::PubAck { pkid, authorized: false });
                         }
-                        return true;
+                        return None;
                     }
-                    return false;
+                    return Some(Ending::Abrupt);
                 }
                 if qos == 1 {
                     self.send(session_id, Outgoing::PubAck { pkid, authorized: true });
                 }
-                self.route(session_id, identity, &topic, payload, qos).await;
+                self.route(session_id, identity, &topic, payload, qos, retain).await;
             }
         }
-        true
+        None
     }
 }
 

@@ -15,16 +15,26 @@ pub enum Protocol {
     V5,
 }
 
+/// A client's last will: published if its connection ends without a clean DISCONNECT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+}
+
 /// A packet from a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Connect { client_id: String, keep_alive: u16, protocol: Protocol },
-    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes },
+    Connect { client_id: String, keep_alive: u16, protocol: Protocol, will: Option<Will> },
+    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool },
     Subscribe { pkid: u16, filters: Vec<(String, u8)> },
     Unsubscribe { pkid: u16, filters: Vec<String> },
     PubAck,
     PingReq,
-    Disconnect,
+    /// `with_will`: MQTT 5's reason 0x04, "disconnect with will message".
+    Disconnect { with_will: bool },
     /// QoS 2 and other packets the gateway does not serve (AWS IoT Core has no QoS 2).
     Unsupported(&'static str),
 }
@@ -36,7 +46,8 @@ pub enum Outgoing {
     SubAck { pkid: u16, granted: Vec<Option<u8>> },
     UnsubAck { pkid: u16, count: usize },
     PubAck { pkid: u16, authorized: bool },
-    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes },
+    /// `retain`: a retained message sent because of a new subscription.
+    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool },
     PingResp,
 }
 
@@ -95,15 +106,20 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(WireError(e.to_string())),
             Ok(packet) => Ok(Some(match packet {
-                v4::Packet::Connect(c) => Incoming::Connect { client_id: c.client_id, keep_alive: c.keep_alive, protocol },
-                v4::Packet::Publish(p) => Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload },
+                v4::Packet::Connect(c) => Incoming::Connect {
+                    client_id: c.client_id,
+                    keep_alive: c.keep_alive,
+                    protocol,
+                    will: c.last_will.map(|w| Will { topic: w.topic, payload: w.message, qos: w.qos as u8, retain: w.retain }),
+                },
+                v4::Packet::Publish(p) => Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload, retain: p.retain },
                 v4::Packet::Subscribe(s) => {
                     Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
                 }
                 v4::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.topics },
                 v4::Packet::PubAck(_) => Incoming::PubAck,
                 v4::Packet::PingReq => Incoming::PingReq,
-                v4::Packet::Disconnect => Incoming::Disconnect,
+                v4::Packet::Disconnect => Incoming::Disconnect { with_will: false },
                 _ => Incoming::Unsupported("packet type"),
             })),
         },
@@ -111,12 +127,18 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
             Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(WireError(e.to_string())),
             Ok(packet) => Ok(Some(match packet {
-                v5::Packet::Connect(c, _, _) => Incoming::Connect { client_id: c.client_id, keep_alive: c.keep_alive, protocol },
+                v5::Packet::Connect(c, will, _) => Incoming::Connect {
+                    client_id: c.client_id,
+                    keep_alive: c.keep_alive,
+                    protocol,
+                    will: will.map(|w| Will { topic: String::from_utf8_lossy(&w.topic).into_owned(), payload: w.message, qos: w.qos as u8, retain: w.retain }),
+                },
                 v5::Packet::Publish(p) => Incoming::Publish {
                     topic: String::from_utf8_lossy(&p.topic).into_owned(),
                     qos: p.qos as u8,
                     pkid: p.pkid,
                     payload: p.payload,
+                    retain: p.retain,
                 },
                 v5::Packet::Subscribe(s) => {
                     Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
@@ -124,7 +146,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                 v5::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.filters },
                 v5::Packet::PubAck(_) => Incoming::PubAck,
                 v5::Packet::PingReq(_) => Incoming::PingReq,
-                v5::Packet::Disconnect(_) => Incoming::Disconnect,
+                v5::Packet::Disconnect(d) => Incoming::Disconnect { with_will: d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage },
                 _ => Incoming::Unsupported("packet type"),
             })),
         },
@@ -151,9 +173,10 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
                 Outgoing::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck::new(pkid)),
                 // MQTT 3.1.1 has no negative PUBACK; the session closes the connection instead.
                 Outgoing::PubAck { pkid, .. } => v4::Packet::PubAck(v4::PubAck::new(pkid)),
-                Outgoing::Publish { topic, qos, pkid, payload } => {
+                Outgoing::Publish { topic, qos, pkid, payload, retain } => {
                     let mut p = v4::Publish::new(topic, qos_v4(qos), payload.to_vec());
                     p.pkid = pkid;
+                    p.retain = retain;
                     v4::Packet::Publish(p)
                 }
                 Outgoing::PingResp => v4::Packet::PingResp,
@@ -185,9 +208,10 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
                     reason: if authorized { v5::PubAckReason::Success } else { v5::PubAckReason::NotAuthorized },
                     properties: None,
                 }),
-                Outgoing::Publish { topic, qos, pkid, payload } => {
+                Outgoing::Publish { topic, qos, pkid, payload, retain } => {
                     let mut p = v5::Publish::new(topic, qos_v5(qos), payload, None);
                     p.pkid = pkid;
+                    p.retain = retain;
                     v5::Packet::Publish(p)
                 }
                 Outgoing::PingResp => v5::Packet::PingResp(v5::PingResp),
