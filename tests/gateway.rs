@@ -438,9 +438,10 @@ fn app_certificate(gw: &LocalGateway, policy: &str, document: Value) -> (String,
     (issued.certificate_pem, issued.private_key_pem)
 }
 
-/// Retained messages reach later subscribers with the retain flag, an empty one removes them,
-/// and retaining needs `iot:RetainPublish`; a last will is published when a client drops, not
-/// when it disconnects cleanly.
+/// Retained messages reach later subscriptions to their topic with the retain flag (not wildcard
+/// ones: AWS differs from MQTT there), an empty one removes them, and retaining needs
+/// `iot:RetainPublish`; a last will the client may not publish refuses its connection; a will is
+/// published when a client drops, not when it disconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_messages_and_last_wills_behave_as_on_aws() {
     let gw = LocalGateway::start().await;
@@ -451,8 +452,12 @@ async fn retained_messages_and_last_wills_behave_as_on_aws() {
     let publisher = connect("ward-display").await.unwrap();
     publisher.publish_retained("ward/7/status", "open").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // AWS sends a retained message only to a filter naming its topic, not to a wildcard.
+    let mut wildcard = connect("wildcard-subscriber").await.unwrap();
+    wildcard.subscribe("ward/+/status").await;
+    assert!(wildcard.topics_within(Duration::from_millis(500)).await.is_empty(), "no retained message for a wildcard");
     let mut late = connect("late-subscriber").await.unwrap();
-    late.subscribe("ward/+/status").await;
+    late.subscribe("ward/7/status").await;
     assert_eq!(late.publish_on("ward/7/status").await, Some((b"open".to_vec(), true)), "the retained message, flagged");
     publisher.publish("ward/7/status", "busy").await;
     assert_eq!(late.publish_on("ward/7/status").await, Some((b"busy".to_vec(), false)), "a live message is not flagged");
@@ -467,6 +472,13 @@ async fn retained_messages_and_last_wills_behave_as_on_aws() {
     let mut plain = MqttTestClient::connect(gw.port, &ca, plain_cert.as_bytes(), plain_key.as_bytes(), "no-retain").await.unwrap();
     plain.publish_retained("ward/8/status", "open").await;
     assert!(plain.closed().await, "a retained publish without iot:RetainPublish");
+
+    // A will the client may not publish refuses its connection.
+    let secret_will = |options: &mut rumqttc::MqttOptions| {
+        options.set_last_will(rumqttc::LastWill::new("ward/7/secret", "x", rumqttc::QoS::AtLeastOnce, true));
+    };
+    let refused = MqttTestClient::connect_with(gw.port, &ca, plain_cert.as_bytes(), plain_key.as_bytes(), "retained-will", secret_will).await;
+    assert!(refused.is_err(), "a retained will without iot:RetainPublish");
 
     // A last will: published when the client drops, not after a clean DISCONNECT.
     let will = |options: &mut rumqttc::MqttOptions| {

@@ -20,9 +20,9 @@ use super::{Gateway, Identity, Outbound, Session};
 /// How a connection ended, which decides its will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// A DISCONNECT: the will is discarded.
+    /// A DISCONNECT from the client: the will is discarded.
     Clean,
-    /// Anything else (including MQTT 5's "disconnect with will message"): the will is published.
+    /// Anything else (dropped, keep-alive, a protocol error, a takeover): the will is published.
     Abrupt,
 }
 
@@ -66,14 +66,23 @@ impl Gateway {
                 certificate.policies.iter().filter_map(|p| known.get(p).cloned()).collect()
             }),
         };
-        let authorized = !client_id.is_empty() && allows(&identity.policies, "iot:Connect", &client_arn(&client_id), &identity.context);
+        // A will the client may not publish refuses the connection, as AWS IoT Core does.
+        let will_refused = will.as_ref().is_some_and(|w| {
+            !allows(&identity.policies, "iot:Publish", &topic_arn(&w.topic), &identity.context)
+                || (w.retain && !allows(&identity.policies, "iot:RetainPublish", &topic_arn(&w.topic), &identity.context))
+        });
+        let refusal = if client_id.is_empty() {
+            Some("an empty client id (AWS IoT Core needs one)")
+        } else if !allows(&identity.policies, "iot:Connect", &client_arn(&client_id), &identity.context) {
+            Some("the certificate's policies do not allow iot:Connect with this client id (a device connects as its thing name, the claim certificate as provision_*)")
+        } else if will_refused {
+            Some("the certificate's policies do not allow publishing the last will to its topic")
+        } else {
+            None
+        };
+        let authorized = refusal.is_none();
         let mut out = BytesMut::new();
-        if !authorized {
-            let reason = if client_id.is_empty() {
-                "an empty client id (AWS IoT Core needs one)"
-            } else {
-                "the certificate's policies do not allow iot:Connect with this client id (a device connects as its thing name, the claim certificate as provision_*)"
-            };
+        if let Some(reason) = refusal {
             tracing::info!(%peer, client_id = %client_id, certificate_id = %cert, "connection refused (not authorized): {reason}");
         }
         if wire::write(protocol, Outgoing::ConnAck { accepted: authorized }, &mut out).is_err()
@@ -137,14 +146,9 @@ impl Gateway {
         }
     }
 
-    /// Publishes a client's will as if it had published it: only where its policies allow.
+    /// Publishes a client's will as if it had published it (its CONNECT was refused unless its
+    /// policies allow that).
     async fn publish_will(self: Arc<Self>, identity: &Identity, will: wire::Will) {
-        if !allows(&identity.policies, "iot:Publish", &topic_arn(&will.topic), &identity.context)
-            || (will.retain && !allows(&identity.policies, "iot:RetainPublish", &topic_arn(&will.topic), &identity.context))
-        {
-            tracing::info!(client_id = %identity.client_id, topic = %will.topic, "will not published: the certificate's policies do not allow publishing it");
-            return;
-        }
         tracing::info!(client_id = %identity.client_id, topic = %will.topic, "will published");
         self.route(0, identity, &will.topic, will.payload, will.qos, will.retain).await;
     }
@@ -180,16 +184,20 @@ impl Gateway {
         }
     }
 
-    /// Sends a new subscription the retained messages its filter matches (RETAIN set, as MQTT
-    /// requires), where the session may receive them.
+    /// Sends a new subscription the retained message of its topic (RETAIN set), where the
+    /// session may receive it. AWS IoT Core sends retained messages only to a filter that names
+    /// the topic exactly: a wildcard subscription gets later publishes only.
     fn send_retained(&self, session_id: u64, filter: &str, granted: u8) {
+        if filter.contains(['+', '#']) || filter.starts_with("$share/") {
+            return;
+        }
         let matching: Vec<(String, Bytes, u8)> = self
             .retained
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(topic, _)| filter_matches(filter, topic))
-            .map(|(topic, (payload, qos))| (topic.clone(), payload.clone(), *qos))
+            .get(filter)
+            .map(|(payload, qos)| (filter.to_owned(), payload.clone(), *qos))
+            .into_iter()
             .collect();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let Some(s) = sessions.get_mut(&session_id) else { return };
@@ -212,8 +220,14 @@ impl Gateway {
     async fn on_packet(self: Arc<Self>, session_id: u64, identity: &Identity, protocol: Protocol, packet: Incoming) -> Option<Ending> {
         match packet {
             Incoming::PingReq => self.send(session_id, Outgoing::PingResp),
-            Incoming::Disconnect { with_will: false } => return Some(Ending::Clean),
-            Incoming::Disconnect { with_will: true } => return Some(Ending::Abrupt),
+            // AWS IoT Core: any DISCONNECT from the client suppresses the will, MQTT 5's "with
+            // will message" (0x04) included, which the specification would publish.
+            Incoming::Disconnect { with_will } => {
+                if with_will {
+                    tracing::info!(client_id = %identity.client_id, "DISCONNECT asked for the will: AWS IoT Core does not publish it after a DISCONNECT");
+                }
+                return Some(Ending::Clean);
+            }
             Incoming::Connect { .. } => {
                 tracing::info!(client_id = %identity.client_id, "connection closed: a second CONNECT");
                 return Some(Ending::Abrupt);
