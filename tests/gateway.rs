@@ -238,7 +238,8 @@ async fn mqtt5_clients_get_a_not_authorized_puback_instead_of_a_disconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_dropped_after_one_and_a_half_keep_alives() {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, TlsConfiguration, Transport};
-    let gw = LocalGateway::start().await;
+    // AWS raises keep-alives under 30 s to 30; this gateway goes down to 1 s so the test is short.
+    let gw = LocalGateway::start_with_short_keep_alives().await;
     let connect = |client_id: &str| {
         let mut options = MqttOptions::new(client_id, "localhost", gw.port);
         options.set_keep_alive(Duration::from_secs(1));
@@ -492,4 +493,93 @@ async fn retained_messages_and_last_wills_behave_as_on_aws() {
     let dropped = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "monitor-dropped", will).await.unwrap();
     dropped.drop_connection();
     assert_eq!(watcher.publish_on("ward/7/presence").await, Some((b"offline".to_vec(), false)), "the will of a dropped client");
+}
+
+/// The next event of an MQTT 5 client, within ten seconds.
+async fn mqtt5_next(events: &mut rumqttc::v5::EventLoop) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
+    tokio::time::timeout(Duration::from_secs(10), events.poll()).await.expect("an event")
+}
+
+/// An MQTT 5 client learns in the CONNACK what AWS IoT Core offers (and what the gateway does
+/// not serve yet), uses topic aliases, and is told with a DISCONNECT reason when it breaks a
+/// topic limit; MQTT 3.1.1 clients breaking AWS's limits are disconnected, as on AWS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_clients_get_awss_connack_properties_topic_aliases_and_limits() {
+    use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, Packet, PublishProperties};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let mut options = MqttOptions::new("mqtt5-app", "localhost", gw.port);
+    options.set_keep_alive(Duration::from_secs(5));
+    options.set_session_expiry_interval(Some(3600));
+    options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+        ca: ca.clone(),
+        alpn: None,
+        client_auth: Some((cert.clone().into_bytes(), key.clone().into_bytes())),
+    }));
+    let (client, mut events) = AsyncClient::new(options, 10);
+    let Ok(Event::Incoming(Packet::ConnAck(ack))) = mqtt5_next(&mut events).await else { panic!("no CONNACK") };
+    let p = ack.properties.expect("CONNACK properties");
+    assert_eq!((p.max_qos, p.retain_available, p.topic_alias_max, p.receive_max), (Some(1), Some(1), Some(8), Some(100)));
+    assert_eq!((p.wildcard_subscription_available, p.subscription_identifiers_available, p.shared_subscription_available), (Some(1), Some(0), Some(0)));
+    assert_eq!(p.max_packet_size, Some(146 * 1024));
+    assert_eq!(p.server_keep_alive, Some(30), "AWS raises a keep-alive under 30 s");
+    assert_eq!(p.session_expiry_interval, Some(0), "no persistent sessions yet: the client is told");
+    // The client's requests go out while its event loop is polled; its end says why.
+    let (ended, why) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = events.poll().await {
+                let _ = ended.send(e);
+                return;
+            }
+        }
+    });
+
+    // Topic aliases: set with the topic, then used alone.
+    let mut watcher = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "alias-watcher").await.unwrap();
+    watcher.subscribe("ward/7/bed/3/spo2").await;
+    let alias = || PublishProperties { topic_alias: Some(1), ..Default::default() };
+    client.publish_with_properties("ward/7/bed/3/spo2", QoS::AtLeastOnce, false, "97", alias()).await.unwrap();
+    client.publish_with_properties("", QoS::AtLeastOnce, false, "96", alias()).await.unwrap();
+    assert_eq!(watcher.publish_on("ward/7/bed/3/spo2").await.map(|m| m.0), Some(b"97".to_vec()));
+    assert_eq!(watcher.publish_on("ward/7/bed/3/spo2").await.map(|m| m.0), Some(b"96".to_vec()), "the alias stands for the topic");
+
+    // A topic over 7 slashes: MQTT 5 is told why, then disconnected.
+    client.publish("a/b/c/d/e/f/g/h/i", QoS::AtLeastOnce, false, "x").await.unwrap();
+    // rumqttc ends its event loop with the server's DISCONNECT and its reason.
+    let end = tokio::time::timeout(Duration::from_secs(10), why).await.expect("the connection ends").unwrap();
+    let reason = match end {
+        rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect { reason_code, .. }) => Some(reason_code),
+        other => panic!("ended without a DISCONNECT: {other:?}"),
+    };
+    assert_eq!(reason, Some(DisconnectReasonCode::TopicNameInvalid));
+
+    // MQTT 3.1.1: over 8 filters in one SUBSCRIBE, or a payload over 128 KB, closes the connection.
+    let mut many = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "many-filters").await.unwrap();
+    let filters: Vec<rumqttc::SubscribeFilter> = (0..9).map(|i| rumqttc::SubscribeFilter::new(format!("ward/{i}"), rumqttc::QoS::AtLeastOnce)).collect();
+    many.client.subscribe_many(filters).await.unwrap();
+    assert!(many.closed().await, "nine filters in one SUBSCRIBE");
+    let mut big = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "big-payload", |o| {
+        o.set_max_packet_size(512 * 1024, 512 * 1024);
+    })
+    .await
+    .unwrap();
+    big.publish("ward/7/waveform", vec![b'x'; 129 * 1024]).await;
+    assert!(big.closed().await, "a payload over 128 KB");
+    let ok = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "within-limits", |o| {
+        o.set_max_packet_size(512 * 1024, 512 * 1024);
+    })
+    .await
+    .unwrap();
+    let mut wide = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "waveform-watcher", |o| {
+        o.set_max_packet_size(512 * 1024, 512 * 1024);
+    })
+    .await
+    .unwrap();
+    wide.subscribe("ward/7/waveform").await;
+    ok.publish("ward/7/waveform", vec![b'x'; 128 * 1024]).await;
+    assert_eq!(wide.publish_on("ward/7/waveform").await.map(|m| m.0.len()), Some(128 * 1024), "128 KB exactly is allowed");
 }

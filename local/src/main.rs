@@ -235,6 +235,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 api: localhost(api_port),
                 token_lifetime: None,
                 reply_latency: std::time::Duration::from_millis(latency),
+                keep_alive_floor: vitalwire_local::gateway::AWS_MINIMUM_KEEP_ALIVE,
                 upload_poll: std::time::Duration::from_millis(500),
                 polaris_rs256,
                 polaris_issuer,

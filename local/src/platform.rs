@@ -37,6 +37,8 @@ pub struct Settings {
     pub token_lifetime: Option<Duration>,
     /// The IoT gateway's pause before replies and rule runs (`gateway::AWS_REPLY_LATENCY`).
     pub reply_latency: Duration,
+    /// The shortest keep-alive the gateway applies (`gateway::AWS_MINIMUM_KEEP_ALIVE`).
+    pub keep_alive_floor: u16,
     /// How often the uploads and inbox prefixes are checked for new objects.
     pub upload_poll: Duration,
     /// The Polaris issuer signs RS256 (its keys published at `/.well-known/jwks.json`), not HS512.
@@ -113,7 +115,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let scheduler = crate::scheduler::Scheduler::new(functions.clone(), clock.clone(), aws.dynamodb(), alerts_table);
 
     let gateway = Gateway::new(
-        GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime, reply_latency: settings.reply_latency },
+        GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime, reply_latency: settings.reply_latency, keep_alive_floor: settings.keep_alive_floor },
         functions.clone(),
         aws.s3(),
     )

@@ -136,15 +136,21 @@ impl LocalGateway {
 
     /// With ownership tokens that live `token_lifetime` instead of an hour.
     pub async fn start_with(token_lifetime: Option<std::time::Duration>) -> Self {
-        Self::start_configured(token_lifetime, false).await
+        Self::start_configured(token_lifetime, false, vitalwire_local::gateway::AWS_MINIMUM_KEEP_ALIVE).await
     }
 
     /// With the Polaris issuer signing RS256 (`up --polaris-rs256`).
     pub async fn start_polaris_rs256() -> Self {
-        Self::start_configured(None, true).await
+        Self::start_configured(None, true, vitalwire_local::gateway::AWS_MINIMUM_KEEP_ALIVE).await
     }
 
-    async fn start_configured(token_lifetime: Option<std::time::Duration>, polaris_rs256: bool) -> Self {
+    /// With keep-alives as short as one second, for a test that watches a silent client be
+    /// dropped without waiting AWS's 45 seconds.
+    pub async fn start_with_short_keep_alives() -> Self {
+        Self::start_configured(None, false, 1).await
+    }
+
+    async fn start_configured(token_lifetime: Option<std::time::Duration>, polaris_rs256: bool, keep_alive_floor: u16) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         vitalwire_local::gateway::install_default_provider();
         let stack = TestStack::new().await;
@@ -159,6 +165,7 @@ impl LocalGateway {
             token_lifetime,
             // AWS's timing, as `up` has it: device code in the tests meets what it meets on AWS.
             reply_latency: vitalwire_local::gateway::AWS_REPLY_LATENCY,
+            keep_alive_floor,
             upload_poll: std::time::Duration::from_millis(200),
             polaris_rs256,
             polaris_issuer: None,

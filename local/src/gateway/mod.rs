@@ -69,6 +69,8 @@ struct Session {
     subscriptions: Vec<(String, u8)>,
     tx: mpsc::UnboundedSender<Outbound>,
     next_pkid: u16,
+    /// MQTT 5 topic aliases the client set on this connection.
+    topic_aliases: HashMap<u16, String>,
 }
 
 /// The gateway's state, shared by all connections. Its parts: the registry of certificates
@@ -98,6 +100,8 @@ pub struct Gateway {
     retained: Mutex<std::collections::BTreeMap<String, (bytes::Bytes, u8)>>,
     /// How long replies on reserved topics and rule runs wait, as AWS's round trip does.
     reply_latency: Duration,
+    /// The shortest keep-alive applied ([`AWS_MINIMUM_KEEP_ALIVE`]; tests lower it).
+    keep_alive_floor: u16,
 }
 
 fn read_json(path: &Path) -> Result<Value, GatewayError> {
@@ -114,7 +118,13 @@ pub struct GatewayConfig {
     /// How long a reply on a reserved topic (provisioning, jobs) and a rule's run wait:
     /// [`AWS_REPLY_LATENCY`] unless `up --latency` says otherwise.
     pub reply_latency: Duration,
+    /// The shortest keep-alive the gateway applies: [`AWS_MINIMUM_KEEP_ALIVE`], lower only in
+    /// tests that watch a silent client be dropped.
+    pub keep_alive_floor: u16,
 }
+
+/// AWS IoT Core raises a shorter keep-alive to 30 seconds.
+pub const AWS_MINIMUM_KEEP_ALIVE: u16 = 30;
 
 /// The pause before the gateway answers a request on a reserved topic or runs a rule. AWS
 /// IoT Core answers a request tens of milliseconds after its PUBACK (its round trip within a
@@ -181,6 +191,7 @@ impl Gateway {
             next_session: AtomicU64::new(1),
             retained: Mutex::default(),
             reply_latency: config.reply_latency,
+            keep_alive_floor: config.keep_alive_floor,
         }))
     }
 

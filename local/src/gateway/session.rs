@@ -1,6 +1,7 @@
 //! One connection's life: CONNECT with its certificate's identity, then packets until it
 //! closes; delivering messages to the sessions subscribed and allowed to receive them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +17,49 @@ use super::registry::CertificateStatus;
 use super::topics::{filter_matches, valid_filter};
 use super::wire::{self, Incoming, Outgoing, Protocol};
 use super::{Gateway, Identity, Outbound, Session};
+
+/// AWS IoT Core's limits on a connection (`docs/local/aws-iot-core-mqtt.md`).
+mod limits {
+    pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+    pub const MAX_TOPIC_BYTES: usize = 256;
+    pub const MAX_TOPIC_SLASHES: usize = 7;
+    pub const MAX_FILTERS_PER_SUBSCRIBE: usize = 8;
+    pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+    /// The keep-alive AWS applies: `floor` (30 s on AWS) to 1200 s; 0 and anything longer
+    /// become 1200.
+    pub fn keep_alive(asked: u16, floor: u16) -> u16 {
+        match asked {
+            0 | 1201.. => 1200,
+            short if short < floor => floor,
+            fine => fine,
+        }
+    }
+
+    /// Whether a topic is within 256 bytes and 7 slashes, not counting a Basic Ingest prefix
+    /// (`$aws/rules/<rule>/`).
+    pub fn topic_within_limits(topic: &str) -> bool {
+        let counted = match topic.strip_prefix("$aws/rules/") {
+            Some(rest) => rest.split_once('/').map_or("", |(_, after)| after),
+            None => topic,
+        };
+        counted.len() <= MAX_TOPIC_BYTES && counted.matches('/').count() <= MAX_TOPIC_SLASHES
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn keep_alive_and_topic_limits_are_awss() {
+            assert_eq!([0, 5, 30, 600, 5000].map(|k| keep_alive(k, 30)), [1200, 30, 30, 600, 1200]);
+            assert!(topic_within_limits("a/b/c/d/e/f/g/h"), "7 slashes");
+            assert!(!topic_within_limits("a/b/c/d/e/f/g/h/i"), "8 slashes");
+            assert!(topic_within_limits("$aws/rules/FHIRIngest/a/b/c/d/e/f/g/h"), "the Basic Ingest prefix does not count");
+            assert!(!topic_within_limits(&"x".repeat(257)));
+        }
+    }
+}
 
 /// How a connection ended, which decides its will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +89,17 @@ impl Gateway {
             }
         };
         let mut buf = BytesMut::with_capacity(4096);
-        let (protocol, client_id, keep_alive, will) = match read_connect(&mut tls, &mut buf).await {
-            Some(Incoming::Connect { client_id, protocol, keep_alive, will }) => (protocol, client_id, keep_alive, will),
+        let (protocol, client_id, asked_keep_alive, will, session_expiry) = match read_connect(&mut tls, &mut buf).await {
+            Some(Incoming::Connect { client_id, protocol, keep_alive, will, session_expiry }) => (protocol, client_id, keep_alive, will, session_expiry),
             _ => {
                 tracing::info!(%peer, certificate_id = %cert, "connection closed: no CONNECT within 10 s, or not an MQTT 3.1.1 or 5 CONNECT");
                 return;
             }
         };
-        // A client silent for 1.5 keep-alive periods is gone (MQTT 3.1.1 §3.1.2.10).
-        let idle_limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        // AWS IoT Core keeps connections alive 30 to 1200 s (0 and longer ask for 1200), and drops
+        // a client silent for 1.5 of them (MQTT 3.1.1 §3.1.2.10).
+        let keep_alive = limits::keep_alive(asked_keep_alive, self.keep_alive_floor);
+        let idle_limit = Some(Duration::from_millis(u64::from(keep_alive) * 1500));
         let identity = Identity {
             certificate_id: certificate.id.clone(),
             context: PolicyContext {
@@ -73,6 +119,8 @@ impl Gateway {
         });
         let refusal = if client_id.is_empty() {
             Some("an empty client id (AWS IoT Core needs one)")
+        } else if client_id.len() > limits::MAX_CLIENT_ID_BYTES {
+            Some("a client id over 128 bytes")
         } else if !allows(&identity.policies, "iot:Connect", &client_arn(&client_id), &identity.context) {
             Some("the certificate's policies do not allow iot:Connect with this client id (a device connects as its thing name, the claim certificate as provision_*)")
         } else if will_refused {
@@ -85,7 +133,19 @@ impl Gateway {
         if let Some(reason) = refusal {
             tracing::info!(%peer, client_id = %client_id, certificate_id = %cert, "connection refused (not authorized): {reason}");
         }
-        if wire::write(protocol, Outgoing::ConnAck { accepted: authorized }, &mut out).is_err()
+        let code = match refusal {
+            None => wire::ConnectCode::Accepted,
+            Some(_) if client_id.len() > limits::MAX_CLIENT_ID_BYTES => wire::ConnectCode::ClientIdNotValid,
+            Some(_) => wire::ConnectCode::NotAuthorized,
+        };
+        let connack = Outgoing::ConnAck {
+            code,
+            server_keep_alive: (keep_alive != asked_keep_alive).then_some(keep_alive),
+            // Sessions end with their connection here (persistent sessions are not served yet):
+            // a client that asked to keep one is told so.
+            session_expiry: (session_expiry > 0).then_some(0),
+        };
+        if wire::write(protocol, connack, &mut out).is_err()
             || tls.write_all(&out).await.is_err()
             || !authorized
         {
@@ -99,7 +159,7 @@ impl Gateway {
             for s in sessions.values().filter(|s| s.identity.client_id == client_id) {
                 let _ = s.tx.send(Outbound::Close);
             }
-            sessions.insert(session_id, Session { identity: identity.clone(), subscriptions: Vec::new(), tx, next_pkid: 0 });
+            sessions.insert(session_id, Session { identity: identity.clone(), subscriptions: Vec::new(), tx, next_pkid: 0, topic_aliases: HashMap::new() });
         }
         tracing::info!(%peer, client_id = %client_id, ?protocol, "connected");
         let mut chunk = vec![0u8; 16 * 1024];
@@ -136,6 +196,13 @@ impl Gateway {
                         Some(Outbound::Close) | None => break,
                     }
                 }
+            }
+        }
+        // What was queued before the end (a PUBACK, MQTT 5's DISCONNECT with its reason) still goes.
+        while let Ok(Outbound::Packet(p)) = rx.try_recv() {
+            out.clear();
+            if wire::write(protocol, p, &mut out).is_err() || tls.write_all(&out).await.is_err() {
+                break;
             }
         }
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session_id);
@@ -216,6 +283,31 @@ impl Gateway {
         }
     }
 
+    /// Closes a connection for breaking one of AWS's limits: MQTT 5 is told why (DISCONNECT with
+    /// the reason), MQTT 3.1.1 is just closed, as AWS IoT Core does.
+    fn refuse(&self, session_id: u64, identity: &Identity, reason: wire::DisconnectReason, what: &str) -> Ending {
+        tracing::info!(client_id = %identity.client_id, ?reason, "connection closed: {what}");
+        self.send(session_id, Outgoing::Disconnect(reason, what.to_owned()));
+        Ending::Abrupt
+    }
+
+    /// The topic of a publish that may use an MQTT 5 topic alias (1 to 8): a topic with an alias
+    /// sets it, an empty topic uses it; `None` when the alias is not valid.
+    fn resolve_alias(&self, session_id: u64, topic: String, alias: Option<u16>) -> Option<String> {
+        let Some(alias) = alias else { return (!topic.is_empty()).then_some(topic) };
+        if alias == 0 || alias > wire::connack::TOPIC_ALIAS_MAXIMUM {
+            return None;
+        }
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let session = sessions.get_mut(&session_id)?;
+        if topic.is_empty() {
+            session.topic_aliases.get(&alias).cloned()
+        } else {
+            session.topic_aliases.insert(alias, topic.clone());
+            Some(topic)
+        }
+    }
+
     /// Handles one packet; `Some` closes the connection, saying how it ended.
     async fn on_packet(self: Arc<Self>, session_id: u64, identity: &Identity, protocol: Protocol, packet: Incoming) -> Option<Ending> {
         match packet {
@@ -239,6 +331,11 @@ impl Gateway {
                 return Some(Ending::Abrupt);
             }
             Incoming::Subscribe { pkid, filters } => {
+                if filters.len() > limits::MAX_FILTERS_PER_SUBSCRIBE {
+                    // AWS IoT Core drops the connection without a SUBACK.
+                    tracing::info!(client_id = %identity.client_id, filters = filters.len(), "connection closed: over 8 topic filters in one SUBSCRIBE");
+                    return Some(Ending::Abrupt);
+                }
                 let granted = filters
                     .iter()
                     .map(|(filter, qos)| {
@@ -277,10 +374,20 @@ impl Gateway {
                 }
                 self.send(session_id, Outgoing::UnsubAck { pkid, count: filters.len() });
             }
-            Incoming::Publish { topic, qos, pkid, payload, retain } => {
+            Incoming::Publish { topic, qos, pkid, payload, retain, topic_alias } => {
                 if qos > 1 {
                     tracing::info!(client_id = %identity.client_id, "connection closed: QoS 2 publish (AWS IoT Core has no QoS 2)");
                     return Some(Ending::Abrupt);
+                }
+                let topic = match self.resolve_alias(session_id, topic, topic_alias) {
+                    Some(topic) => topic,
+                    None => return Some(self.refuse(session_id, identity, wire::DisconnectReason::TopicAliasInvalid, "an unknown topic alias, or one over the maximum of 8")),
+                };
+                if payload.len() > limits::MAX_PAYLOAD_BYTES {
+                    return Some(self.refuse(session_id, identity, wire::DisconnectReason::PacketTooLarge, "a payload over 128 KB"));
+                }
+                if !limits::topic_within_limits(&topic) {
+                    return Some(self.refuse(session_id, identity, wire::DisconnectReason::TopicNameInvalid, "a topic over 256 bytes or 7 slashes"));
                 }
                 let allowed = allows(&identity.policies, "iot:Publish", &topic_arn(&topic), &identity.context);
                 // A retained message also needs iot:RetainPublish, as on AWS.

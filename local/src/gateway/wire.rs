@@ -27,8 +27,10 @@ pub struct Will {
 /// A packet from a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Connect { client_id: String, keep_alive: u16, protocol: Protocol, will: Option<Will> },
-    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool },
+    /// `session_expiry`: MQTT 5's Session Expiry Interval the client asked for (0 for 3.1.1).
+    Connect { client_id: String, keep_alive: u16, protocol: Protocol, will: Option<Will>, session_expiry: u32 },
+    /// `topic_alias`: MQTT 5's Topic Alias (the topic is empty when the alias stands for it).
+    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, topic_alias: Option<u16> },
     Subscribe { pkid: u16, filters: Vec<(String, u8)> },
     Unsubscribe { pkid: u16, filters: Vec<String> },
     PubAck,
@@ -39,10 +41,45 @@ pub enum Incoming {
     Unsupported(&'static str),
 }
 
+/// The answer to a CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectCode {
+    Accepted,
+    NotAuthorized,
+    /// The client id is not one AWS IoT Core takes (over 128 bytes).
+    ClientIdNotValid,
+}
+
+/// What AWS IoT Core tells an MQTT 5 client in its CONNACK (`docs/local/aws-iot-core-mqtt.md`).
+pub mod connack {
+    /// Maximum QoS: AWS IoT Core has no QoS 2.
+    pub const MAXIMUM_QOS: u8 = 1;
+    /// Topic aliases per connection.
+    pub const TOPIC_ALIAS_MAXIMUM: u16 = 8;
+    /// In-flight QoS 1 messages from a client (AWS's quota of 100).
+    pub const RECEIVE_MAXIMUM: u16 = 100;
+    /// 128 KiB of payload with room for the topic and properties (146 KiB, AWS's packet quota as
+    /// third parties quote it; AWS documents only the 128 KB payload).
+    pub const MAXIMUM_PACKET_SIZE: u32 = 146 * 1024;
+}
+
+/// MQTT 5 DISCONNECT reasons the gateway sends before it closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    TopicNameInvalid,
+    TopicAliasInvalid,
+    PacketTooLarge,
+    KeepAliveTimeout,
+}
+
 /// A packet to a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
-    ConnAck { accepted: bool },
+    /// `server_keep_alive`: the keep-alive AWS applies when it is not the client's;
+    /// `session_expiry`: the session expiry granted, when the client asked for one.
+    ConnAck { code: ConnectCode, server_keep_alive: Option<u16>, session_expiry: Option<u32> },
+    /// MQTT 5 only (a 3.1.1 connection is just closed): the reason, and its words.
+    Disconnect(DisconnectReason, String),
     SubAck { pkid: u16, granted: Vec<Option<u8>> },
     UnsubAck { pkid: u16, count: usize },
     PubAck { pkid: u16, authorized: bool },
@@ -111,8 +148,11 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                     keep_alive: c.keep_alive,
                     protocol,
                     will: c.last_will.map(|w| Will { topic: w.topic, payload: w.message, qos: w.qos as u8, retain: w.retain }),
+                    session_expiry: 0,
                 },
-                v4::Packet::Publish(p) => Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload, retain: p.retain },
+                v4::Packet::Publish(p) => {
+                    Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload, retain: p.retain, topic_alias: None }
+                }
                 v4::Packet::Subscribe(s) => {
                     Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
                 }
@@ -128,12 +168,14 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
             Err(e) => Err(WireError(e.to_string())),
             Ok(packet) => Ok(Some(match packet {
                 v5::Packet::Connect(c, will, _) => Incoming::Connect {
+                    session_expiry: c.properties.as_ref().and_then(|p| p.session_expiry_interval).unwrap_or(0),
                     client_id: c.client_id,
                     keep_alive: c.keep_alive,
                     protocol,
                     will: will.map(|w| Will { topic: String::from_utf8_lossy(&w.topic).into_owned(), payload: w.message, qos: w.qos as u8, retain: w.retain }),
                 },
                 v5::Packet::Publish(p) => Incoming::Publish {
+                    topic_alias: p.properties.as_ref().and_then(|props| props.topic_alias),
                     topic: String::from_utf8_lossy(&p.topic).into_owned(),
                     qos: p.qos as u8,
                     pkid: p.pkid,
@@ -159,10 +201,16 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
     match protocol {
         Protocol::V311 => {
             let p = match packet {
-                Outgoing::ConnAck { accepted } => v4::Packet::ConnAck(v4::ConnAck::new(
-                    if accepted { v4::ConnectReturnCode::Success } else { v4::ConnectReturnCode::NotAuthorized },
+                Outgoing::ConnAck { code, .. } => v4::Packet::ConnAck(v4::ConnAck::new(
+                    match code {
+                        ConnectCode::Accepted => v4::ConnectReturnCode::Success,
+                        ConnectCode::NotAuthorized => v4::ConnectReturnCode::NotAuthorized,
+                        ConnectCode::ClientIdNotValid => v4::ConnectReturnCode::BadClientId,
+                    },
                     false,
                 )),
+                // MQTT 3.1.1 has no DISCONNECT from the server: the connection is just closed.
+                Outgoing::Disconnect(..) => return Ok(()),
                 Outgoing::SubAck { pkid, granted } => v4::Packet::SubAck(v4::SubAck::new(
                     pkid,
                     granted
@@ -185,10 +233,47 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
         }
         Protocol::V5 => {
             let p = match packet {
-                Outgoing::ConnAck { accepted } => v5::Packet::ConnAck(v5::ConnAck {
+                Outgoing::ConnAck { code, server_keep_alive, session_expiry } => v5::Packet::ConnAck(v5::ConnAck {
                     session_present: false,
-                    code: if accepted { v5::ConnectReturnCode::Success } else { v5::ConnectReturnCode::NotAuthorized },
-                    properties: None,
+                    code: match code {
+                        ConnectCode::Accepted => v5::ConnectReturnCode::Success,
+                        ConnectCode::NotAuthorized => v5::ConnectReturnCode::NotAuthorized,
+                        ConnectCode::ClientIdNotValid => v5::ConnectReturnCode::ClientIdentifierNotValid,
+                    },
+                    properties: (code == ConnectCode::Accepted).then(|| v5::ConnAckProperties {
+                        session_expiry_interval: session_expiry,
+                        receive_max: Some(connack::RECEIVE_MAXIMUM),
+                        max_qos: Some(connack::MAXIMUM_QOS),
+                        retain_available: Some(1),
+                        max_packet_size: Some(connack::MAXIMUM_PACKET_SIZE),
+                        assigned_client_identifier: None,
+                        topic_alias_max: Some(connack::TOPIC_ALIAS_MAXIMUM),
+                        reason_string: None,
+                        user_properties: Vec::new(),
+                        wildcard_subscription_available: Some(1),
+                        subscription_identifiers_available: Some(0),
+                        // Not served locally yet: said so, rather than let clients assume them.
+                        shared_subscription_available: Some(0),
+                        server_keep_alive,
+                        response_information: None,
+                        server_reference: None,
+                        authentication_method: None,
+                        authentication_data: None,
+                    }),
+                }),
+                Outgoing::Disconnect(reason, words) => v5::Packet::Disconnect(v5::Disconnect {
+                    reason_code: match reason {
+                        DisconnectReason::TopicNameInvalid => v5::DisconnectReasonCode::TopicNameInvalid,
+                        DisconnectReason::TopicAliasInvalid => v5::DisconnectReasonCode::TopicAliasInvalid,
+                        DisconnectReason::PacketTooLarge => v5::DisconnectReasonCode::PacketTooLarge,
+                        DisconnectReason::KeepAliveTimeout => v5::DisconnectReasonCode::KeepAliveTimeout,
+                    },
+                    properties: Some(v5::DisconnectProperties {
+                        session_expiry_interval: None,
+                        reason_string: Some(words),
+                        user_properties: Vec::new(),
+                        server_reference: None,
+                    }),
                 }),
                 Outgoing::SubAck { pkid, granted } => v5::Packet::SubAck(v5::SubAck {
                     pkid,
