@@ -500,8 +500,7 @@ async fn mqtt5_next(events: &mut rumqttc::v5::EventLoop) -> Result<rumqttc::v5::
     tokio::time::timeout(Duration::from_secs(10), events.poll()).await.expect("an event")
 }
 
-/// An MQTT 5 client learns in the CONNACK what AWS IoT Core offers (and what the gateway does
-/// not serve yet), uses topic aliases, and is told with a DISCONNECT reason when it breaks a
+/// An MQTT 5 client learns in the CONNACK what AWS IoT Core offers, uses topic aliases, and is told with a DISCONNECT reason when it breaks a
 /// topic limit; MQTT 3.1.1 clients breaking AWS's limits are disconnected, as on AWS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt5_clients_get_awss_connack_properties_topic_aliases_and_limits() {
@@ -523,10 +522,10 @@ async fn mqtt5_clients_get_awss_connack_properties_topic_aliases_and_limits() {
     let Ok(Event::Incoming(Packet::ConnAck(ack))) = mqtt5_next(&mut events).await else { panic!("no CONNACK") };
     let p = ack.properties.expect("CONNACK properties");
     assert_eq!((p.max_qos, p.retain_available, p.topic_alias_max, p.receive_max), (Some(1), Some(1), Some(8), Some(100)));
-    assert_eq!((p.wildcard_subscription_available, p.subscription_identifiers_available, p.shared_subscription_available), (Some(1), Some(0), Some(0)));
+    assert_eq!((p.wildcard_subscription_available, p.subscription_identifiers_available, p.shared_subscription_available), (Some(1), Some(0), Some(1)));
     assert_eq!(p.max_packet_size, Some(146 * 1024));
     assert_eq!(p.server_keep_alive, Some(30), "AWS raises a keep-alive under 30 s");
-    assert_eq!(p.session_expiry_interval, Some(0), "no persistent sessions yet: the client is told");
+    assert_eq!(p.session_expiry_interval, Some(3600), "the session is kept an hour, AWS's default maximum");
     // The client's requests go out while its event loop is polled; its end says why.
     let (ended, why) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
@@ -582,4 +581,48 @@ async fn mqtt5_clients_get_awss_connack_properties_topic_aliases_and_limits() {
     wide.subscribe("ward/7/waveform").await;
     ok.publish("ward/7/waveform", vec![b'x'; 128 * 1024]).await;
     assert_eq!(wide.publish_on("ward/7/waveform").await.map(|m| m.0.len()), Some(128 * 1024), "128 KB exactly is allowed");
+}
+
+/// A persistent session (MQTT 3.1.1 without Clean Session) keeps its subscriptions and catches
+/// QoS 1 messages while its client is away; a clean start ends it. A shared subscription hands
+/// each message to one member of its group, while ordinary subscribers get every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_sessions_and_shared_subscriptions_behave_as_on_aws() {
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let persistent = |o: &mut rumqttc::MqttOptions| {
+        o.set_clean_session(false);
+    };
+    let session_present = |c: &MqttTestClient| c.session_present;
+    let station = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "nurse-station", persistent).await.unwrap();
+    assert!(!session_present(&station), "a new session");
+    let mut station = station;
+    station.subscribe("ward/7/alerts").await;
+    station.client.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let publisher = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "monitor").await.unwrap();
+    publisher.publish("ward/7/alerts", "bed 3: NEWS2 7").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut back = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "nurse-station", persistent).await.unwrap();
+    assert!(session_present(&back), "the session was kept");
+    assert_eq!(back.publish_on("ward/7/alerts").await.map(|m| m.0), Some(b"bed 3: NEWS2 7".to_vec()), "caught while away, no new SUBSCRIBE");
+    back.client.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let clean = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "nurse-station").await.unwrap();
+    assert!(!session_present(&clean), "a clean start ends the session");
+
+    // Shared subscriptions: two members take turns; an ordinary subscriber gets both messages.
+    let mut first = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "worker-1").await.unwrap();
+    let mut second = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "worker-2").await.unwrap();
+    let mut audit = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "audit").await.unwrap();
+    for worker in [&mut first, &mut second] {
+        assert!(matches!(worker.subscribe("$share/workers/ward/+/jobs").await[0], rumqttc::SubscribeReasonCode::Success(_)));
+    }
+    audit.subscribe("ward/+/jobs").await;
+    publisher.publish("ward/7/jobs", "one").await;
+    publisher.publish("ward/7/jobs", "two").await;
+    let (a, b) = (first.topics_within(Duration::from_millis(700)).await, second.topics_within(Duration::from_millis(200)).await);
+    assert_eq!((a.len(), b.len()), (1, 1), "one message each: {a:?} {b:?}");
+    assert_eq!(audit.topics_within(Duration::from_millis(200)).await.len(), 2);
 }

@@ -278,6 +278,8 @@ impl<'a> Api<'a> {
 /// A real MQTT 3.1.1 client (rumqttc over rustls, client certificate) for the gateway tests.
 pub struct MqttTestClient {
     pub client: rumqttc::AsyncClient,
+    /// The CONNACK's session present flag.
+    pub session_present: bool,
     incoming: tokio::sync::mpsc::UnboundedReceiver<Option<rumqttc::Packet>>,
     _loop: tokio::task::JoinHandle<()>,
 }
@@ -311,11 +313,11 @@ impl MqttTestClient {
         let first = tokio::time::timeout(std::time::Duration::from_secs(10), eventloop.poll())
             .await
             .map_err(|_| "timed out connecting".to_owned())?;
-        match first {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == rumqttc::ConnectReturnCode::Success => {}
+        let session_present = match first {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == rumqttc::ConnectReturnCode::Success => ack.session_present,
             Ok(other) => return Err(format!("unexpected {other:?}")),
             Err(e) => return Err(e.to_string()),
-        }
+        };
         let (tx, incoming) = tokio::sync::mpsc::unbounded_channel();
         let pump = tokio::spawn(async move {
             loop {
@@ -331,7 +333,7 @@ impl MqttTestClient {
                 }
             }
         });
-        Ok(Self { client, incoming, _loop: pump })
+        Ok(Self { client, session_present, incoming, _loop: pump })
     }
 
     /// Drops the connection without a DISCONNECT, as a device losing power does.

@@ -64,6 +64,16 @@ enum Outbound {
     Close,
 }
 
+/// A persistent session while its client is away: its subscriptions and the QoS 1 messages
+/// they caught, until it expires.
+struct OfflineSession {
+    protocol: wire::Protocol,
+    identity: Identity,
+    subscriptions: Vec<(String, u8)>,
+    queue: std::collections::VecDeque<(String, bytes::Bytes)>,
+    expires_at: std::time::Instant,
+}
+
 struct Session {
     identity: Identity,
     subscriptions: Vec<(String, u8)>,
@@ -98,6 +108,10 @@ pub struct Gateway {
     next_session: AtomicU64,
     /// Retained messages by topic: payload and QoS.
     retained: Mutex<std::collections::BTreeMap<String, (bytes::Bytes, u8)>>,
+    /// Persistent sessions of clients that are not connected, by client id.
+    offline: Mutex<HashMap<String, OfflineSession>>,
+    /// Whose turn it is in a shared subscription group.
+    shared_turn: AtomicU64,
     /// How long replies on reserved topics and rule runs wait, as AWS's round trip does.
     reply_latency: Duration,
     /// The shortest keep-alive applied ([`AWS_MINIMUM_KEEP_ALIVE`]; tests lower it).
@@ -190,6 +204,8 @@ impl Gateway {
             sessions: Mutex::default(),
             next_session: AtomicU64::new(1),
             retained: Mutex::default(),
+            offline: Mutex::default(),
+            shared_turn: AtomicU64::new(0),
             reply_latency: config.reply_latency,
             keep_alive_floor: config.keep_alive_floor,
         }))

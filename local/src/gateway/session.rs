@@ -14,12 +14,27 @@ use tokio::sync::mpsc;
 use super::pki::certificate_id;
 use super::policy::{allows, client_arn, topic_arn, topic_filter_arn, PolicyContext};
 use super::registry::CertificateStatus;
-use super::topics::{filter_matches, valid_filter};
+use super::topics::{filter_matches, shared, valid_filter};
 use super::wire::{self, Incoming, Outgoing, Protocol};
-use super::{Gateway, Identity, Outbound, Session};
+use super::{Gateway, Identity, OfflineSession, Outbound, Session};
+
+/// Queues a PUBLISH to a session's connection, numbering it when QoS 1.
+fn push(s: &mut Session, topic: &str, payload: Bytes, qos: u8, retain: bool) {
+    let pkid = if qos > 0 {
+        s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
+        s.next_pkid
+    } else {
+        0
+    };
+    let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload, retain }));
+}
 
 /// AWS IoT Core's limits on a connection (`docs/local/aws-iot-core-mqtt.md`).
 mod limits {
+    /// How long a persistent session outlives its connection: AWS's default account maximum.
+    pub const SESSION_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3600);
+    /// QoS 1 messages kept for an absent client (AWS's per-session figure is not published).
+    pub const OFFLINE_QUEUE: usize = 1000;
     pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
     pub const MAX_TOPIC_BYTES: usize = 256;
     pub const MAX_TOPIC_SLASHES: usize = 7;
@@ -89,8 +104,8 @@ impl Gateway {
             }
         };
         let mut buf = BytesMut::with_capacity(4096);
-        let (protocol, client_id, asked_keep_alive, will, session_expiry) = match read_connect(&mut tls, &mut buf).await {
-            Some(Incoming::Connect { client_id, protocol, keep_alive, will, session_expiry }) => (protocol, client_id, keep_alive, will, session_expiry),
+        let (protocol, client_id, asked_keep_alive, will, clean, session_expiry) = match read_connect(&mut tls, &mut buf).await {
+            Some(Incoming::Connect { client_id, protocol, keep_alive, will, clean, session_expiry }) => (protocol, client_id, keep_alive, will, clean, session_expiry),
             _ => {
                 tracing::info!(%peer, certificate_id = %cert, "connection closed: no CONNECT within 10 s, or not an MQTT 3.1.1 or 5 CONNECT");
                 return;
@@ -138,12 +153,18 @@ impl Gateway {
             Some(_) if client_id.len() > limits::MAX_CLIENT_ID_BYTES => wire::ConnectCode::ClientIdNotValid,
             Some(_) => wire::ConnectCode::NotAuthorized,
         };
+        // A persistent session: 3.1.1 without Clean Session lasts the account's hour; MQTT 5's
+        // Session Expiry Interval is capped at it (AWS's default maximum).
+        let persist = match protocol {
+            Protocol::V311 => (!clean).then_some(limits::SESSION_EXPIRY),
+            Protocol::V5 => (session_expiry > 0).then(|| limits::SESSION_EXPIRY.min(Duration::from_secs(u64::from(session_expiry)))),
+        };
+        let resumed = if authorized { self.resume_session(&client_id, protocol, clean) } else { None };
         let connack = Outgoing::ConnAck {
             code,
+            session_present: resumed.is_some(),
             server_keep_alive: (keep_alive != asked_keep_alive).then_some(keep_alive),
-            // Sessions end with their connection here (persistent sessions are not served yet):
-            // a client that asked to keep one is told so.
-            session_expiry: (session_expiry > 0).then_some(0),
+            session_expiry: (session_expiry > 0).then(|| persist.map_or(0, |p| p.as_secs() as u32)),
         };
         if wire::write(protocol, connack, &mut out).is_err()
             || tls.write_all(&out).await.is_err()
@@ -159,7 +180,13 @@ impl Gateway {
             for s in sessions.values().filter(|s| s.identity.client_id == client_id) {
                 let _ = s.tx.send(Outbound::Close);
             }
-            sessions.insert(session_id, Session { identity: identity.clone(), subscriptions: Vec::new(), tx, next_pkid: 0, topic_aliases: HashMap::new() });
+            let (subscriptions, queued) = resumed.map(|r| (r.subscriptions, r.queue)).unwrap_or_default();
+            let mut session = Session { identity: identity.clone(), subscriptions, tx, next_pkid: 0, topic_aliases: HashMap::new() };
+            // What the session caught while its client was away follows the CONNACK.
+            for (topic, payload) in queued {
+                push(&mut session, &topic, payload, 1, false);
+            }
+            sessions.insert(session_id, session);
         }
         tracing::info!(%peer, client_id = %client_id, ?protocol, "connected");
         let mut chunk = vec![0u8; 16 * 1024];
@@ -205,7 +232,22 @@ impl Gateway {
                 break;
             }
         }
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session_id);
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let ended = sessions.remove(&session_id);
+            // A persistent session outlives its connection, unless a newer one took it over.
+            let taken_over = sessions.values().any(|s| s.identity.client_id == client_id);
+            if let (Some(ended), Some(expiry), false) = (ended, persist, taken_over) {
+                let offline = OfflineSession {
+                    protocol,
+                    identity: ended.identity,
+                    subscriptions: ended.subscriptions,
+                    queue: std::collections::VecDeque::new(),
+                    expires_at: std::time::Instant::now() + expiry,
+                };
+                self.offline.lock().unwrap_or_else(|e| e.into_inner()).insert(client_id.clone(), offline);
+            }
+        }
         let _ = tls.shutdown().await;
         tracing::info!(%peer, client_id = %client_id, clean = ending == Ending::Clean, "disconnected");
         if let Some(will) = will.filter(|_| ending != Ending::Clean) {
@@ -226,29 +268,75 @@ impl Gateway {
         }
     }
 
-    /// Delivers a message to every session subscribed to the topic and allowed to receive it;
-    /// `only` restricts delivery to one session (replies go only to the requester).
+    /// Delivers a message to every session subscribed to the topic and allowed to receive it,
+    /// to one member of each shared subscription group it matches, and, QoS 1, into the queues
+    /// of persistent sessions whose clients are away; `only` restricts delivery to one session
+    /// (replies go only to the requester).
     pub fn deliver(&self, topic: &str, payload: Bytes, qos: u8, only: Option<u64>) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<(u64, u8)>> = std::collections::BTreeMap::new();
         for (id, s) in sessions.iter_mut() {
-            if only.is_some_and(|o| o != *id) {
+            if only.is_some_and(|o| o != *id) || !allows(&s.identity.policies, "iot:Receive", &topic_arn(topic), &s.identity.context) {
                 continue;
             }
-            let Some(granted) = s.subscriptions.iter().filter(|(f, _)| filter_matches(f, topic)).map(|(_, q)| *q).max() else {
-                continue;
-            };
-            if !allows(&s.identity.policies, "iot:Receive", &topic_arn(topic), &s.identity.context) {
-                continue;
+            let mut direct: Option<u8> = None;
+            for (filter, granted) in &s.subscriptions {
+                match shared(filter) {
+                    Some((group, inner)) if only.is_none() && filter_matches(inner, topic) => {
+                        groups.entry((group.to_owned(), inner.to_owned())).or_default().push((*id, *granted));
+                    }
+                    Some(_) => {}
+                    None if filter_matches(filter, topic) => direct = direct.max(Some(*granted)),
+                    None => {}
+                }
             }
-            let qos = qos.min(granted);
-            let pkid = if qos > 0 {
-                s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
-                s.next_pkid
-            } else {
-                0
-            };
-            let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload: payload.clone(), retain: false }));
+            if let Some(granted) = direct {
+                push(s, topic, payload.clone(), qos.min(granted), false);
+            }
         }
+        // AWS hands each message to one member of a group, at random; here, in turn.
+        for members in groups.into_values() {
+            let turn = self.shared_turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+            let (id, granted) = members[turn % members.len()];
+            if let Some(s) = sessions.get_mut(&id) {
+                push(s, topic, payload.clone(), qos.min(granted), false);
+            }
+        }
+        if only.is_some() || qos == 0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut offline = self.offline.lock().unwrap_or_else(|e| e.into_inner());
+        offline.retain(|_, s| s.expires_at > now);
+        for s in offline.values_mut() {
+            let caught = s.subscriptions.iter().any(|(f, granted)| *granted > 0 && shared(f).is_none() && filter_matches(f, topic));
+            if caught && s.queue.len() < limits::OFFLINE_QUEUE && allows(&s.identity.policies, "iot:Receive", &topic_arn(topic), &s.identity.context) {
+                s.queue.push_back((topic.to_owned(), payload.clone()));
+            }
+        }
+    }
+
+    /// The session a connecting client resumes: a live one it takes over, or one kept while it
+    /// was away (of the same MQTT version, not expired); none for a clean start, which also
+    /// ends any kept session.
+    fn resume_session(&self, client_id: &str, protocol: Protocol, clean: bool) -> Option<OfflineSession> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut offline = self.offline.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = offline.remove(client_id);
+        if clean {
+            return None;
+        }
+        if let Some(live) = sessions.values().find(|s| s.identity.client_id == client_id) {
+            return Some(OfflineSession {
+                protocol,
+                identity: live.identity.clone(),
+                subscriptions: live.subscriptions.clone(),
+                queue: std::collections::VecDeque::new(),
+                expires_at: std::time::Instant::now(),
+            });
+        }
+        // AWS does not resume a session across MQTT versions.
+        kept.filter(|k| k.protocol == protocol && k.expires_at > std::time::Instant::now())
     }
 
     /// Sends a new subscription the retained message of its topic (RETAIN set), where the
@@ -269,17 +357,9 @@ impl Gateway {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let Some(s) = sessions.get_mut(&session_id) else { return };
         for (topic, payload, qos) in matching {
-            if !allows(&s.identity.policies, "iot:Receive", &topic_arn(&topic), &s.identity.context) {
-                continue;
+            if allows(&s.identity.policies, "iot:Receive", &topic_arn(&topic), &s.identity.context) {
+                push(s, &topic, payload, qos.min(granted), true);
             }
-            let qos = qos.min(granted);
-            let pkid = if qos > 0 {
-                s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
-                s.next_pkid
-            } else {
-                0
-            };
-            let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic, qos, pkid, payload, retain: true }));
         }
     }
 

@@ -27,8 +27,9 @@ pub struct Will {
 /// A packet from a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    /// `session_expiry`: MQTT 5's Session Expiry Interval the client asked for (0 for 3.1.1).
-    Connect { client_id: String, keep_alive: u16, protocol: Protocol, will: Option<Will>, session_expiry: u32 },
+    /// `clean`: 3.1.1's Clean Session or 5's Clean Start; `session_expiry`: MQTT 5's Session
+    /// Expiry Interval the client asked for (0 for 3.1.1).
+    Connect { client_id: String, keep_alive: u16, protocol: Protocol, will: Option<Will>, clean: bool, session_expiry: u32 },
     /// `topic_alias`: MQTT 5's Topic Alias (the topic is empty when the alias stands for it).
     Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, topic_alias: Option<u16> },
     Subscribe { pkid: u16, filters: Vec<(String, u8)> },
@@ -77,7 +78,7 @@ pub enum DisconnectReason {
 pub enum Outgoing {
     /// `server_keep_alive`: the keep-alive AWS applies when it is not the client's;
     /// `session_expiry`: the session expiry granted, when the client asked for one.
-    ConnAck { code: ConnectCode, server_keep_alive: Option<u16>, session_expiry: Option<u32> },
+    ConnAck { code: ConnectCode, session_present: bool, server_keep_alive: Option<u16>, session_expiry: Option<u32> },
     /// MQTT 5 only (a 3.1.1 connection is just closed): the reason, and its words.
     Disconnect(DisconnectReason, String),
     SubAck { pkid: u16, granted: Vec<Option<u8>> },
@@ -148,6 +149,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                     keep_alive: c.keep_alive,
                     protocol,
                     will: c.last_will.map(|w| Will { topic: w.topic, payload: w.message, qos: w.qos as u8, retain: w.retain }),
+                    clean: c.clean_session,
                     session_expiry: 0,
                 },
                 v4::Packet::Publish(p) => {
@@ -169,6 +171,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
             Ok(packet) => Ok(Some(match packet {
                 v5::Packet::Connect(c, will, _) => Incoming::Connect {
                     session_expiry: c.properties.as_ref().and_then(|p| p.session_expiry_interval).unwrap_or(0),
+                    clean: c.clean_start,
                     client_id: c.client_id,
                     keep_alive: c.keep_alive,
                     protocol,
@@ -201,13 +204,13 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
     match protocol {
         Protocol::V311 => {
             let p = match packet {
-                Outgoing::ConnAck { code, .. } => v4::Packet::ConnAck(v4::ConnAck::new(
+                Outgoing::ConnAck { code, session_present, .. } => v4::Packet::ConnAck(v4::ConnAck::new(
                     match code {
                         ConnectCode::Accepted => v4::ConnectReturnCode::Success,
                         ConnectCode::NotAuthorized => v4::ConnectReturnCode::NotAuthorized,
                         ConnectCode::ClientIdNotValid => v4::ConnectReturnCode::BadClientId,
                     },
-                    false,
+                    session_present,
                 )),
                 // MQTT 3.1.1 has no DISCONNECT from the server: the connection is just closed.
                 Outgoing::Disconnect(..) => return Ok(()),
@@ -233,8 +236,8 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
         }
         Protocol::V5 => {
             let p = match packet {
-                Outgoing::ConnAck { code, server_keep_alive, session_expiry } => v5::Packet::ConnAck(v5::ConnAck {
-                    session_present: false,
+                Outgoing::ConnAck { code, session_present, server_keep_alive, session_expiry } => v5::Packet::ConnAck(v5::ConnAck {
+                    session_present,
                     code: match code {
                         ConnectCode::Accepted => v5::ConnectReturnCode::Success,
                         ConnectCode::NotAuthorized => v5::ConnectReturnCode::NotAuthorized,
@@ -252,8 +255,7 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
                         user_properties: Vec::new(),
                         wildcard_subscription_available: Some(1),
                         subscription_identifiers_available: Some(0),
-                        // Not served locally yet: said so, rather than let clients assume them.
-                        shared_subscription_available: Some(0),
+                        shared_subscription_available: Some(1),
                         server_keep_alive,
                         response_information: None,
                         server_reference: None,
