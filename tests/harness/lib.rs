@@ -411,3 +411,20 @@ impl MqttTestClient {
         }
     }
 }
+
+/// An application certificate whose policy is `document` (devices may not use ordinary topics).
+pub fn app_certificate(gw: &LocalGateway, policy: &str, document: serde_json::Value) -> (String, String) {
+    use vitalwire_local::gateway::pki::{certificate_id, pem_to_der};
+    use vitalwire_local::gateway::registry::Certificate;
+    gw.gateway.define_policy(policy, document);
+    let issued = gw.gateway.pki.create_keys_and_certificate().unwrap();
+    gw.gateway.registry.insert(Certificate {
+        id: certificate_id(&pem_to_der(&issued.certificate_pem).unwrap()),
+        pem: issued.certificate_pem.clone(),
+        status: vitalwire_local::gateway::registry::CertificateStatus::Active,
+        things: Vec::new(),
+        policies: vec![policy.into()],
+        created_at: 0,
+    });
+    (issued.certificate_pem, issued.private_key_pem)
+}
