@@ -609,3 +609,49 @@ async fn persistent_sessions_and_shared_subscriptions_behave_as_on_aws() {
     assert_eq!((a.len(), b.len()), (1, 1), "one message each: {a:?} {b:?}");
     assert_eq!(audit.topics_within(Duration::from_millis(200)).await.len(), 2);
 }
+
+/// AWS IoT Core ignores QoS 2 (no PUBREC, no SUBACK, nothing delivered, the connection kept),
+/// and tells an MQTT 5 client whose client id a newer connection took why it is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_2_is_ignored_and_a_taken_over_mqtt5_client_hears_why() {
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let mut watcher = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "qos-watcher").await.unwrap();
+    watcher.subscribe("ward/7/qos").await;
+    let mut sender = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "qos-sender").await.unwrap();
+    sender.client.publish("ward/7/qos", rumqttc::QoS::ExactlyOnce, false, "two").await.unwrap();
+    sender.publish("ward/7/qos", "one").await;
+    assert_eq!(watcher.publish_on("ward/7/qos").await.map(|m| m.0), Some(b"one".to_vec()), "only the QoS 1 message");
+    sender.client.subscribe("ward/7/other", rumqttc::QoS::ExactlyOnce).await.unwrap();
+    let packets = sender.topics_within(Duration::from_millis(500)).await;
+    assert!(packets.is_empty(), "no SUBACK carries a publish: {packets:?}");
+    sender.publish("ward/7/qos", "still").await;
+    assert_eq!(watcher.publish_on("ward/7/qos").await.map(|m| m.0), Some(b"still".to_vec()), "the QoS 2 sender's connection was kept");
+
+    // Takeover: the older MQTT 5 connection gets DISCONNECT 0x8E.
+    use rumqttc::v5::{AsyncClient, MqttOptions};
+    let options = || {
+        let mut o = MqttOptions::new("shared-id", "localhost", gw.port);
+        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+            ca: ca.clone(),
+            alpn: None,
+            client_auth: Some((cert.clone().into_bytes(), key.clone().into_bytes())),
+        }));
+        o
+    };
+    let (_first, mut first_events) = AsyncClient::new(options(), 10);
+    mqtt5_next(&mut first_events).await.expect("the first connects");
+    let (_second, mut second_events) = AsyncClient::new(options(), 10);
+    mqtt5_next(&mut second_events).await.expect("the second connects");
+    let end = loop {
+        match mqtt5_next(&mut first_events).await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(end, rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect { reason_code: rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::SessionTakenOver, .. })),
+        "{end:?}"
+    );
+}

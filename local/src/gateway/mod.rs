@@ -62,6 +62,8 @@ pub struct Identity {
 enum Outbound {
     Packet(Outgoing),
     Close,
+    /// A newer connection took the client id: MQTT 5 hears so (DISCONNECT 0x8E), then closes.
+    TakenOver,
 }
 
 /// A persistent session while its client is away: its subscriptions and the QoS 1 messages

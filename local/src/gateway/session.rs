@@ -178,7 +178,7 @@ impl Gateway {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             // AWS IoT allows one connection per client id: the newer one wins.
             for s in sessions.values().filter(|s| s.identity.client_id == client_id) {
-                let _ = s.tx.send(Outbound::Close);
+                let _ = s.tx.send(Outbound::TakenOver);
             }
             let (subscriptions, queued) = resumed.map(|r| (r.subscriptions, r.queue)).unwrap_or_default();
             let mut session = Session { identity: identity.clone(), subscriptions, tx, next_pkid: 0, topic_aliases: HashMap::new() };
@@ -219,6 +219,15 @@ impl Gateway {
                         Some(Outbound::Packet(p)) => {
                             out.clear();
                             if wire::write(protocol, p, &mut out).is_err() || tls.write_all(&out).await.is_err() { break; }
+                        }
+                        Some(Outbound::TakenOver) => {
+                            tracing::info!(client_id = %client_id, "connection closed: a newer connection took the client id");
+                            out.clear();
+                            let taken = Outgoing::Disconnect(wire::DisconnectReason::SessionTakenOver, "another connection uses this client id".into());
+                            if wire::write(protocol, taken, &mut out).is_ok() {
+                                let _ = tls.write_all(&out).await;
+                            }
+                            break;
                         }
                         Some(Outbound::Close) | None => break,
                     }
@@ -405,12 +414,17 @@ impl Gateway {
                 return Some(Ending::Abrupt);
             }
             Incoming::PubAck => {}
-            // AWS IoT Core has no QoS 2: it closes the connection.
+            // QoS 2's PUBREL and PUBCOMP, and AUTH, which AWS IoT Core does not serve.
             Incoming::Unsupported(what) => {
                 tracing::info!(client_id = %identity.client_id, "connection closed: unsupported {what} (QoS 2 flows, AUTH: AWS IoT Core has neither)");
                 return Some(Ending::Abrupt);
             }
             Incoming::Subscribe { pkid, filters } => {
+                if filters.iter().any(|(_, qos)| *qos > 1) {
+                    // AWS IoT Core ignores a QoS 2 subscription: no SUBACK at all.
+                    tracing::info!(client_id = %identity.client_id, "subscription ignored: QoS 2 (AWS IoT Core answers no SUBACK)");
+                    return None;
+                }
                 if filters.len() > limits::MAX_FILTERS_PER_SUBSCRIBE {
                     // AWS IoT Core drops the connection without a SUBACK.
                     tracing::info!(client_id = %identity.client_id, filters = filters.len(), "connection closed: over 8 topic filters in one SUBSCRIBE");
@@ -456,8 +470,9 @@ impl Gateway {
             }
             Incoming::Publish { topic, qos, pkid, payload, retain, topic_alias } => {
                 if qos > 1 {
-                    tracing::info!(client_id = %identity.client_id, "connection closed: QoS 2 publish (AWS IoT Core has no QoS 2)");
-                    return Some(Ending::Abrupt);
+                    // AWS IoT Core ignores a QoS 2 publish: no PUBREC, nothing delivered.
+                    tracing::info!(client_id = %identity.client_id, "publish ignored: QoS 2 (AWS IoT Core has no QoS 2)");
+                    return None;
                 }
                 let topic = match self.resolve_alias(session_id, topic, topic_alias) {
                     Some(topic) => topic,

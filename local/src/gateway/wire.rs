@@ -67,6 +67,7 @@ pub mod connack {
 /// MQTT 5 DISCONNECT reasons the gateway sends before it closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
+    SessionTakenOver,
     TopicNameInvalid,
     TopicAliasInvalid,
     PacketTooLarge,
@@ -265,6 +266,7 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
                 }),
                 Outgoing::Disconnect(reason, words) => v5::Packet::Disconnect(v5::Disconnect {
                     reason_code: match reason {
+                        DisconnectReason::SessionTakenOver => v5::DisconnectReasonCode::SessionTakenOver,
                         DisconnectReason::TopicNameInvalid => v5::DisconnectReasonCode::TopicNameInvalid,
                         DisconnectReason::TopicAliasInvalid => v5::DisconnectReasonCode::TopicAliasInvalid,
                         DisconnectReason::PacketTooLarge => v5::DisconnectReasonCode::PacketTooLarge,
