@@ -655,3 +655,47 @@ async fn qos_2_is_ignored_and_a_taken_over_mqtt5_client_hears_why() {
         "{end:?}"
     );
 }
+
+/// MQTT 5 message expiry: a retained message that expired is not sent to a new subscription,
+/// and one that has not carries the seconds it has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_not_delivered_and_others_carry_their_time_left() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let options = |id: &str| {
+        let mut o = MqttOptions::new(id, "localhost", gw.port);
+        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+            ca: ca.clone(),
+            alpn: None,
+            client_auth: Some((cert.clone().into_bytes(), key.clone().into_bytes())),
+        }));
+        o
+    };
+    let (publisher, mut publisher_events) = AsyncClient::new(options("expiring-publisher"), 10);
+    mqtt5_next(&mut publisher_events).await.expect("connected");
+    tokio::spawn(async move { while publisher_events.poll().await.is_ok() {} });
+    let expiring = |seconds| PublishProperties { message_expiry_interval: Some(seconds), ..Default::default() };
+    publisher.publish_with_properties("ward/7/short", QoS::AtLeastOnce, true, "soon gone", expiring(1)).await.unwrap();
+    publisher.publish_with_properties("ward/7/long", QoS::AtLeastOnce, true, "still here", expiring(600)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    let (subscriber, mut events) = AsyncClient::new(options("expiry-reader"), 10);
+    mqtt5_next(&mut events).await.expect("connected");
+    subscriber.subscribe("ward/7/short", QoS::AtLeastOnce).await.unwrap();
+    subscriber.subscribe("ward/7/long", QoS::AtLeastOnce).await.unwrap();
+    let mut received = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Ok(event)) = tokio::time::timeout_at(until, events.poll()).await {
+        if let Event::Incoming(Packet::Publish(p)) = event {
+            received.push((String::from_utf8_lossy(&p.topic).into_owned(), p.properties.and_then(|props| props.message_expiry_interval)));
+        }
+    }
+    assert_eq!(received.len(), 1, "{received:?}");
+    let (topic, left) = &received[0];
+    assert_eq!(topic, "ward/7/long", "the expired one is gone");
+    assert!(left.is_some_and(|l| (590..600).contains(&l)), "the time it has left: {left:?}");
+}

@@ -66,13 +66,39 @@ enum Outbound {
     TakenOver,
 }
 
+/// A message on its way: its payload and, with MQTT 5's Message Expiry Interval, when it
+/// expires (1 s to 7 days, as AWS IoT Core clamps it).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub payload: bytes::Bytes,
+    pub expires_at: Option<std::time::Instant>,
+}
+
+impl Message {
+    /// AWS IoT Core's longest Message Expiry Interval: 7 days.
+    pub const MAX_EXPIRY: u32 = 604_800;
+
+    pub fn new(payload: bytes::Bytes, expiry: Option<u32>) -> Self {
+        let expires_at = expiry.map(|e| std::time::Instant::now() + Duration::from_secs(u64::from(e.clamp(1, Self::MAX_EXPIRY))));
+        Self { payload, expires_at }
+    }
+
+    /// The whole seconds left (`Some(None)`: it never expires); `None` once it has expired.
+    pub fn remaining(&self) -> Option<Option<u32>> {
+        match self.expires_at {
+            None => Some(None),
+            Some(at) => at.checked_duration_since(std::time::Instant::now()).filter(|left| !left.is_zero()).map(|left| Some(left.as_secs() as u32)),
+        }
+    }
+}
+
 /// A persistent session while its client is away: its subscriptions and the QoS 1 messages
 /// they caught, until it expires.
 struct OfflineSession {
     protocol: wire::Protocol,
     identity: Identity,
     subscriptions: Vec<(String, u8)>,
-    queue: std::collections::VecDeque<(String, bytes::Bytes)>,
+    queue: std::collections::VecDeque<(String, Message)>,
     expires_at: std::time::Instant,
 }
 
@@ -108,8 +134,8 @@ pub struct Gateway {
     s3: aws_sdk_s3::Client,
     sessions: Mutex<HashMap<u64, Session>>,
     next_session: AtomicU64,
-    /// Retained messages by topic: payload and QoS.
-    retained: Mutex<std::collections::BTreeMap<String, (bytes::Bytes, u8)>>,
+    /// Retained messages by topic, with their QoS.
+    retained: Mutex<std::collections::BTreeMap<String, (Message, u8)>>,
     /// Persistent sessions of clients that are not connected, by client id.
     offline: Mutex<HashMap<String, OfflineSession>>,
     /// Whose turn it is in a shared subscription group.

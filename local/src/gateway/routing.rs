@@ -10,8 +10,20 @@ use serde_json::Value;
 
 use super::{fleet, jobs, Gateway, Identity};
 
+/// A message a client published (or its will): what [`Gateway::route`] decides about.
+pub(super) struct Published {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+    /// MQTT 5's Message Expiry Interval, seconds.
+    pub expiry: Option<u32>,
+}
+
 impl Gateway {
-    pub(super) async fn route(self: Arc<Self>, session_id: u64, identity: &Identity, topic: &str, payload: Bytes, qos: u8, retain: bool) {
+    pub(super) async fn route(self: Arc<Self>, session_id: u64, identity: &Identity, published: Published) {
+        let Published { topic, payload, qos, retain, expiry } = published;
+        let topic = topic.as_str();
         if let Some(rest) = topic.strip_prefix("$aws/rules/") {
             let rule = rest.split('/').next().unwrap_or_default();
             self.run_rule(rule, identity, payload);
@@ -60,22 +72,23 @@ impl Gateway {
             // Other reserved topics are not served: dropped.
             ["$aws", ..] => tracing::info!(client_id = %identity.client_id, topic, "message dropped: this reserved topic is not served locally"),
             _ => {
+                let message = super::Message::new(payload.clone(), expiry);
                 if retain {
-                    self.retain(topic, &payload, qos);
+                    self.retain(topic, &message, qos);
                 }
-                self.deliver(topic, payload.clone(), qos, None);
+                self.deliver_message(topic, &message, qos, None);
                 self.run_topic_rules(topic, Some(&identity.client_id), &payload);
             }
         }
     }
 
     /// Keeps a retained message for the topic's future subscribers; an empty payload removes it.
-    fn retain(&self, topic: &str, payload: &Bytes, qos: u8) {
+    fn retain(&self, topic: &str, message: &super::Message, qos: u8) {
         let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
-        if payload.is_empty() {
+        if message.payload.is_empty() {
             retained.remove(topic);
         } else {
-            retained.insert(topic.to_owned(), (payload.clone(), qos));
+            retained.insert(topic.to_owned(), (message.clone(), qos));
         }
     }
 

@@ -16,17 +16,20 @@ use super::policy::{allows, client_arn, topic_arn, topic_filter_arn, PolicyConte
 use super::registry::CertificateStatus;
 use super::topics::{filter_matches, shared, valid_filter};
 use super::wire::{self, Incoming, Outgoing, Protocol};
-use super::{Gateway, Identity, OfflineSession, Outbound, Session};
+use super::routing::Published;
+use super::{Gateway, Identity, Message, OfflineSession, Outbound, Session};
 
-/// Queues a PUBLISH to a session's connection, numbering it when QoS 1.
-fn push(s: &mut Session, topic: &str, payload: Bytes, qos: u8, retain: bool) {
+/// Queues a PUBLISH to a session's connection, numbering it when QoS 1, with the seconds left of
+/// its expiry; an expired message is dropped.
+fn push(s: &mut Session, topic: &str, message: &Message, qos: u8, retain: bool) {
+    let Some(expiry) = message.remaining() else { return };
     let pkid = if qos > 0 {
         s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
         s.next_pkid
     } else {
         0
     };
-    let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload, retain }));
+    let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload: message.payload.clone(), retain, expiry }));
 }
 
 /// AWS IoT Core's limits on a connection (`docs/local/aws-iot-core-mqtt.md`).
@@ -183,8 +186,8 @@ impl Gateway {
             let (subscriptions, queued) = resumed.map(|r| (r.subscriptions, r.queue)).unwrap_or_default();
             let mut session = Session { identity: identity.clone(), subscriptions, tx, next_pkid: 0, topic_aliases: HashMap::new() };
             // What the session caught while its client was away follows the CONNACK.
-            for (topic, payload) in queued {
-                push(&mut session, &topic, payload, 1, false);
+            for (topic, message) in queued {
+                push(&mut session, &topic, &message, 1, false);
             }
             sessions.insert(session_id, session);
         }
@@ -268,7 +271,8 @@ impl Gateway {
     /// policies allow that).
     async fn publish_will(self: Arc<Self>, identity: &Identity, will: wire::Will) {
         tracing::info!(client_id = %identity.client_id, topic = %will.topic, "will published");
-        self.route(0, identity, &will.topic, will.payload, will.qos, will.retain).await;
+        let will = Published { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, expiry: None };
+        self.route(0, identity, will).await;
     }
 
     pub(super) fn send(&self, session_id: u64, packet: Outgoing) {
@@ -282,6 +286,11 @@ impl Gateway {
     /// of persistent sessions whose clients are away; `only` restricts delivery to one session
     /// (replies go only to the requester).
     pub fn deliver(&self, topic: &str, payload: Bytes, qos: u8, only: Option<u64>) {
+        self.deliver_message(topic, &Message::new(payload, None), qos, only);
+    }
+
+    /// [`Gateway::deliver`] of a message that may expire.
+    pub(super) fn deliver_message(&self, topic: &str, message: &Message, qos: u8, only: Option<u64>) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let mut groups: std::collections::BTreeMap<(String, String), Vec<(u64, u8)>> = std::collections::BTreeMap::new();
         for (id, s) in sessions.iter_mut() {
@@ -300,7 +309,7 @@ impl Gateway {
                 }
             }
             if let Some(granted) = direct {
-                push(s, topic, payload.clone(), qos.min(granted), false);
+                push(s, topic, message, qos.min(granted), false);
             }
         }
         // AWS hands each message to one member of a group, at random; here, in turn.
@@ -308,7 +317,7 @@ impl Gateway {
             let turn = self.shared_turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
             let (id, granted) = members[turn % members.len()];
             if let Some(s) = sessions.get_mut(&id) {
-                push(s, topic, payload.clone(), qos.min(granted), false);
+                push(s, topic, message, qos.min(granted), false);
             }
         }
         if only.is_some() || qos == 0 {
@@ -320,7 +329,7 @@ impl Gateway {
         for s in offline.values_mut() {
             let caught = s.subscriptions.iter().any(|(f, granted)| *granted > 0 && shared(f).is_none() && filter_matches(f, topic));
             if caught && s.queue.len() < limits::OFFLINE_QUEUE && allows(&s.identity.policies, "iot:Receive", &topic_arn(topic), &s.identity.context) {
-                s.queue.push_back((topic.to_owned(), payload.clone()));
+                s.queue.push_back((topic.to_owned(), message.clone()));
             }
         }
     }
@@ -355,19 +364,19 @@ impl Gateway {
         if filter.contains(['+', '#']) || filter.starts_with("$share/") {
             return;
         }
-        let matching: Vec<(String, Bytes, u8)> = self
-            .retained
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(filter)
-            .map(|(payload, qos)| (filter.to_owned(), payload.clone(), *qos))
-            .into_iter()
-            .collect();
+        let kept = {
+            let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+            // An expired retained message is gone.
+            if retained.get(filter).is_some_and(|(m, _)| m.remaining().is_none()) {
+                retained.remove(filter);
+            }
+            retained.get(filter).cloned()
+        };
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let Some(s) = sessions.get_mut(&session_id) else { return };
-        for (topic, payload, qos) in matching {
-            if allows(&s.identity.policies, "iot:Receive", &topic_arn(&topic), &s.identity.context) {
-                push(s, &topic, payload, qos.min(granted), true);
+        if let Some((message, qos)) = kept {
+            if allows(&s.identity.policies, "iot:Receive", &topic_arn(filter), &s.identity.context) {
+                push(s, filter, &message, qos.min(granted), true);
             }
         }
     }
@@ -468,7 +477,7 @@ impl Gateway {
                 }
                 self.send(session_id, Outgoing::UnsubAck { pkid, count: filters.len() });
             }
-            Incoming::Publish { topic, qos, pkid, payload, retain, topic_alias } => {
+            Incoming::Publish { topic, qos, pkid, payload, retain, topic_alias, expiry } => {
                 if qos > 1 {
                     // AWS IoT Core ignores a QoS 2 publish: no PUBREC, nothing delivered.
                     tracing::info!(client_id = %identity.client_id, "publish ignored: QoS 2 (AWS IoT Core has no QoS 2)");
@@ -502,7 +511,7 @@ impl Gateway {
                 if qos == 1 {
                     self.send(session_id, Outgoing::PubAck { pkid, authorized: true });
                 }
-                self.route(session_id, identity, &topic, payload, qos, retain).await;
+                self.route(session_id, identity, Published { topic, payload, qos, retain, expiry }).await;
             }
         }
         None

@@ -30,8 +30,9 @@ pub enum Incoming {
     /// `clean`: 3.1.1's Clean Session or 5's Clean Start; `session_expiry`: MQTT 5's Session
     /// Expiry Interval the client asked for (0 for 3.1.1).
     Connect { client_id: String, keep_alive: u16, protocol: Protocol, will: Option<Will>, clean: bool, session_expiry: u32 },
-    /// `topic_alias`: MQTT 5's Topic Alias (the topic is empty when the alias stands for it).
-    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, topic_alias: Option<u16> },
+    /// `topic_alias`: MQTT 5's Topic Alias (the topic is empty when the alias stands for it);
+    /// `expiry`: MQTT 5's Message Expiry Interval, seconds.
+    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, topic_alias: Option<u16>, expiry: Option<u32> },
     Subscribe { pkid: u16, filters: Vec<(String, u8)> },
     Unsubscribe { pkid: u16, filters: Vec<String> },
     PubAck,
@@ -85,8 +86,9 @@ pub enum Outgoing {
     SubAck { pkid: u16, granted: Vec<Option<u8>> },
     UnsubAck { pkid: u16, count: usize },
     PubAck { pkid: u16, authorized: bool },
-    /// `retain`: a retained message sent because of a new subscription.
-    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool },
+    /// `retain`: a retained message sent because of a new subscription; `expiry`: the seconds
+    /// left of its Message Expiry Interval (MQTT 5).
+    Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, expiry: Option<u32> },
     PingResp,
 }
 
@@ -154,7 +156,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                     session_expiry: 0,
                 },
                 v4::Packet::Publish(p) => {
-                    Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload, retain: p.retain, topic_alias: None }
+                    Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload, retain: p.retain, topic_alias: None, expiry: None }
                 }
                 v4::Packet::Subscribe(s) => {
                     Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
@@ -180,6 +182,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                 },
                 v5::Packet::Publish(p) => Incoming::Publish {
                     topic_alias: p.properties.as_ref().and_then(|props| props.topic_alias),
+                    expiry: p.properties.as_ref().and_then(|props| props.message_expiry_interval),
                     topic: String::from_utf8_lossy(&p.topic).into_owned(),
                     qos: p.qos as u8,
                     pkid: p.pkid,
@@ -225,7 +228,7 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
                 Outgoing::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck::new(pkid)),
                 // MQTT 3.1.1 has no negative PUBACK; the session closes the connection instead.
                 Outgoing::PubAck { pkid, .. } => v4::Packet::PubAck(v4::PubAck::new(pkid)),
-                Outgoing::Publish { topic, qos, pkid, payload, retain } => {
+                Outgoing::Publish { topic, qos, pkid, payload, retain, .. } => {
                     let mut p = v4::Publish::new(topic, qos_v4(qos), payload.to_vec());
                     p.pkid = pkid;
                     p.retain = retain;
@@ -297,8 +300,9 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
                     reason: if authorized { v5::PubAckReason::Success } else { v5::PubAckReason::NotAuthorized },
                     properties: None,
                 }),
-                Outgoing::Publish { topic, qos, pkid, payload, retain } => {
-                    let mut p = v5::Publish::new(topic, qos_v5(qos), payload, None);
+                Outgoing::Publish { topic, qos, pkid, payload, retain, expiry } => {
+                    let properties = expiry.map(|e| v5::PublishProperties { message_expiry_interval: Some(e), ..Default::default() });
+                    let mut p = v5::Publish::new(topic, qos_v5(qos), payload, properties);
                     p.pkid = pkid;
                     p.retain = retain;
                     v5::Packet::Publish(p)
