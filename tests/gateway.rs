@@ -699,3 +699,38 @@ async fn expired_messages_are_not_delivered_and_others_carry_their_time_left() {
     assert_eq!(topic, "ward/7/long", "the expired one is gone");
     assert!(left.is_some_and(|l| (590..600).contains(&l)), "the time it has left: {left:?}");
 }
+
+/// A QoS 1 message the client received but never acknowledged is sent again when its
+/// persistent session resumes (AWS keeps unacknowledged QoS 1 messages for the session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_message_is_sent_again_when_the_persistent_session_resumes() {
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let forgetful = |o: &mut rumqttc::MqttOptions| {
+        o.set_clean_session(false);
+        o.set_manual_acks(true);
+    };
+    let mut station = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "forgetful-station", forgetful).await.unwrap();
+    station.subscribe("ward/7/alerts").await;
+    let publisher = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "alerting").await.unwrap();
+    publisher.publish("ward/7/alerts", "bed 3: NEWS2 7").await;
+    assert!(station.publish_on("ward/7/alerts").await.is_some(), "received, not acknowledged");
+    station.drop_connection();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut back = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "forgetful-station", |o| {
+        o.set_clean_session(false);
+    })
+    .await
+    .unwrap();
+    assert!(back.session_present);
+    assert_eq!(back.publish_on("ward/7/alerts").await.map(|m| m.0), Some(b"bed 3: NEWS2 7".to_vec()), "sent again");
+    back.client.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "forgetful-station", |o| {
+        o.set_clean_session(false);
+    })
+    .await
+    .unwrap();
+    assert!(again.topics_within(Duration::from_millis(500)).await.is_empty(), "acknowledged this time: not sent a third time");
+}

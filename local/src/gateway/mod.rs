@@ -109,6 +109,10 @@ struct Session {
     next_pkid: u16,
     /// MQTT 5 topic aliases the client set on this connection.
     topic_aliases: HashMap<u16, String>,
+    /// QoS 1 messages sent and not yet acknowledged, by packet id, in the order sent: a
+    /// persistent session keeps them for the client's return.
+    unacked: std::collections::BTreeMap<u16, (u64, String, Message)>,
+    sent: u64,
 }
 
 /// The gateway's state, shared by all connections. Its parts: the registry of certificates

@@ -25,11 +25,26 @@ fn push(s: &mut Session, topic: &str, message: &Message, qos: u8, retain: bool) 
     let Some(expiry) = message.remaining() else { return };
     let pkid = if qos > 0 {
         s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
+        s.sent += 1;
+        s.unacked.insert(s.next_pkid, (s.sent, topic.to_owned(), message.clone()));
+        // A client that never acknowledges keeps at most as many as an absent one's queue.
+        if s.unacked.len() > limits::OFFLINE_QUEUE {
+            if let Some(oldest) = s.unacked.iter().min_by_key(|(_, (order, ..))| *order).map(|(pkid, _)| *pkid) {
+                s.unacked.remove(&oldest);
+            }
+        }
         s.next_pkid
     } else {
         0
     };
     let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload: message.payload.clone(), retain, expiry }));
+}
+
+/// The QoS 1 messages a session sent that its client has not acknowledged, oldest first.
+fn unacknowledged(s: &Session) -> std::collections::VecDeque<(String, Message)> {
+    let mut unacked: Vec<&(u64, String, Message)> = s.unacked.values().collect();
+    unacked.sort_by_key(|(order, ..)| *order);
+    unacked.into_iter().map(|(_, topic, message)| (topic.clone(), message.clone())).collect()
 }
 
 /// AWS IoT Core's limits on a connection (`docs/local/aws-iot-core-mqtt.md`).
@@ -184,7 +199,15 @@ impl Gateway {
                 let _ = s.tx.send(Outbound::TakenOver);
             }
             let (subscriptions, queued) = resumed.map(|r| (r.subscriptions, r.queue)).unwrap_or_default();
-            let mut session = Session { identity: identity.clone(), subscriptions, tx, next_pkid: 0, topic_aliases: HashMap::new() };
+            let mut session = Session {
+                identity: identity.clone(),
+                subscriptions,
+                tx,
+                next_pkid: 0,
+                topic_aliases: HashMap::new(),
+                unacked: std::collections::BTreeMap::new(),
+                sent: 0,
+            };
             // What the session caught while its client was away follows the CONNACK.
             for (topic, message) in queued {
                 push(&mut session, &topic, &message, 1, false);
@@ -250,11 +273,12 @@ impl Gateway {
             // A persistent session outlives its connection, unless a newer one took it over.
             let taken_over = sessions.values().any(|s| s.identity.client_id == client_id);
             if let (Some(ended), Some(expiry), false) = (ended, persist, taken_over) {
+                // What the client had not acknowledged goes first, in the order it was sent.
                 let offline = OfflineSession {
                     protocol,
+                    queue: unacknowledged(&ended),
                     identity: ended.identity,
                     subscriptions: ended.subscriptions,
-                    queue: std::collections::VecDeque::new(),
                     expires_at: std::time::Instant::now() + expiry,
                 };
                 self.offline.lock().unwrap_or_else(|e| e.into_inner()).insert(client_id.clone(), offline);
@@ -349,7 +373,7 @@ impl Gateway {
                 protocol,
                 identity: live.identity.clone(),
                 subscriptions: live.subscriptions.clone(),
-                queue: std::collections::VecDeque::new(),
+                queue: unacknowledged(live),
                 expires_at: std::time::Instant::now(),
             });
         }
@@ -422,7 +446,11 @@ impl Gateway {
                 tracing::info!(client_id = %identity.client_id, "connection closed: a second CONNECT");
                 return Some(Ending::Abrupt);
             }
-            Incoming::PubAck => {}
+            Incoming::PubAck { pkid } => {
+                if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session_id) {
+                    s.unacked.remove(&pkid);
+                }
+            }
             // QoS 2's PUBREL and PUBCOMP, and AUTH, which AWS IoT Core does not serve.
             Incoming::Unsupported(what) => {
                 tracing::info!(client_id = %identity.client_id, "connection closed: unsupported {what} (QoS 2 flows, AUTH: AWS IoT Core has neither)");

@@ -35,7 +35,7 @@ pub enum Incoming {
     Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, topic_alias: Option<u16>, expiry: Option<u32> },
     Subscribe { pkid: u16, filters: Vec<(String, u8)> },
     Unsubscribe { pkid: u16, filters: Vec<String> },
-    PubAck,
+    PubAck { pkid: u16 },
     PingReq,
     /// `with_will`: MQTT 5's reason 0x04, "disconnect with will message".
     Disconnect { with_will: bool },
@@ -162,7 +162,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                     Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
                 }
                 v4::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.topics },
-                v4::Packet::PubAck(_) => Incoming::PubAck,
+                v4::Packet::PubAck(a) => Incoming::PubAck { pkid: a.pkid },
                 v4::Packet::PingReq => Incoming::PingReq,
                 v4::Packet::Disconnect => Incoming::Disconnect { with_will: false },
                 _ => Incoming::Unsupported("packet type"),
@@ -193,7 +193,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                     Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| (f.path, f.qos as u8)).collect() }
                 }
                 v5::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.filters },
-                v5::Packet::PubAck(_) => Incoming::PubAck,
+                v5::Packet::PubAck(a) => Incoming::PubAck { pkid: a.pkid },
                 v5::Packet::PingReq(_) => Incoming::PingReq,
                 v5::Packet::Disconnect(d) => Incoming::Disconnect { with_will: d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage },
                 _ => Incoming::Unsupported("packet type"),
