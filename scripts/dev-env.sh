@@ -2,6 +2,7 @@
 # Installs the tools the tests and the local stack use, inside the repository:
 #   .venv/                               moto (AWS emulator), cfn-lint, the FHIR validators
 #   infra/local/fhir-schema/node_modules the official FHIR R4 JSON schema (npm package)
+#   tests/js/node_modules, tests/js/dist the AWS IoT Device SDK v2 for JavaScript and its samples
 # and, from Debian, mosquitto_pub and mosquitto_sub (mosquitto-clients), the plain MQTT clients
 # the gateway tests run unchanged. Needs python3 (3.11+) with venv and pip, npm, and apt (as
 # root, or through sudo). Re-running is cheap: each part is reinstalled only when its pinned
@@ -36,4 +37,13 @@ if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/de
   [ "$(id -u)" -eq 0 ] || as_root="sudo"
   $as_root apt-get update -qq
   $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null
+fi
+
+js_dir="tests/js"
+js_stamp="$js_dir/node_modules/.lock.sha256"
+want="$(cat "$js_dir/package-lock.json" "$js_dir"/samples/*.ts "$js_dir/tsconfig.json" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$js_stamp" 2>/dev/null)" != "$want" ] || [ ! -d "$js_dir/dist" ]; then
+  echo "dev-env: installing the AWS IoT Device SDK v2 for JavaScript and compiling its samples" >&2
+  (cd "$js_dir" && npm ci --silent --no-audit --no-fund && npx tsc)
+  echo "$want" > "$js_stamp"
 fi

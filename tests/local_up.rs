@@ -3,90 +3,15 @@
 //! reasons, HTTP API requests by route, never a patient's id or value), keeps its keys readable
 //! by their owner only, and answers an oversized body in API Gateway's JSON.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vitalwire_tests::{function_binary, MqttTestClient};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running `vitalwire-local up`, stopped when dropped.
-struct Up {
-    child: Child,
-    state_dir: std::path::PathBuf,
-    mqtt_port: u16,
-    api_url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Up {
-    fn start() -> Self {
-        let state_dir = std::env::temp_dir().join(format!("vitalwire-up-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state_dir);
-        let (mqtt_port, iot_port, api_port) = (free_port(), free_port(), free_port());
-        let mut child = Command::new(function_binary("vitalwire-local"))
-            .args(["--state-dir", state_dir.to_str().unwrap(), "up", "--log-format", "json"])
-            .args(["--mqtt-port", &mqtt_port.to_string(), "--iot-http-port", &iot_port.to_string(), "--api-port", &api_port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vitalwire-local up");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        // Ready once it has printed its endpoints.
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let started = Instant::now();
-        while !line.contains("Ctrl-C stops everything") {
-            line.clear();
-            let read = stdout.read_line(&mut line).unwrap();
-            assert!(read > 0 && started.elapsed() < Duration::from_secs(120), "vitalwire-local up stopped: {:?}", log.lock().unwrap());
-        }
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Self { child, state_dir, mqtt_port, api_url: format!("http://127.0.0.1:{api_port}"), log }
-    }
-
-    /// The JSON log lines logged so far.
-    fn logged(&self) -> Vec<Value> {
-        self.log.lock().unwrap().iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))).collect()
-    }
-
-    /// Waits for a log line whose message contains `text`.
-    async fn wait_for(&self, text: &str) -> Value {
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(found) = self.logged().into_iter().find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains(text))) {
-                return found;
-            }
-            assert!(Instant::now() < until, "no log line with {text:?}: {:?}", self.log.lock().unwrap());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
+use vitalwire_tests::{LocalUp as Up, MqttTestClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_logs_what_it_does_keeps_its_keys_private_and_answers_oversized_bodies_in_json() {
     vitalwire_local::gateway::install_default_provider();
-    let up = Up::start();
+    let up = Up::start(None);
     let certs = up.state_dir.join("certs");
     let read = |name: &str| std::fs::read(certs.join(name)).unwrap();
 

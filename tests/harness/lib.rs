@@ -428,3 +428,80 @@ pub fn app_certificate(gw: &LocalGateway, policy: &str, document: serde_json::Va
     });
     (issued.certificate_pem, issued.private_key_pem)
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `vitalwire-local up` (the real binary, its own emulator, `--log-format json`),
+/// stopped when dropped.
+pub struct LocalUp {
+    child: std::process::Child,
+    pub state_dir: std::path::PathBuf,
+    pub mqtt_port: u16,
+    pub api_url: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for LocalUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LocalUp {
+    /// Starts it on free ports, or with MQTT on `mqtt_port`.
+    pub fn start(mqtt_port: Option<u16>) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        let (mqtt_port, iot_port, api_port) = (mqtt_port.unwrap_or_else(free_port), free_port(), free_port());
+        let state_dir = std::env::temp_dir().join(format!("vitalwire-up-{}-{mqtt_port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        let mut child = Command::new(function_binary("vitalwire-local"))
+            .args(["--state-dir", state_dir.to_str().unwrap(), "up", "--log-format", "json"])
+            .args(["--mqtt-port", &mqtt_port.to_string(), "--iot-http-port", &iot_port.to_string(), "--api-port", &api_port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vitalwire-local up");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        // Ready once it has printed its endpoints.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let started = Instant::now();
+        while !line.contains("Ctrl-C stops everything") {
+            line.clear();
+            let read = stdout.read_line(&mut line).unwrap();
+            assert!(read > 0 && started.elapsed() < Duration::from_secs(120), "vitalwire-local up stopped: {:?}", log.lock().unwrap());
+        }
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Self { child, state_dir, mqtt_port, api_url: format!("http://127.0.0.1:{api_port}"), log }
+    }
+
+    /// The JSON log lines logged so far.
+    pub fn logged(&self) -> Vec<serde_json::Value> {
+        self.log.lock().unwrap().iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))).collect()
+    }
+
+    /// Waits for a log line whose message contains `text`.
+    pub async fn wait_for(&self, text: &str) -> serde_json::Value {
+        use std::time::{Duration, Instant};
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = self.logged().into_iter().find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains(text))) {
+                return found;
+            }
+            assert!(Instant::now() < until, "no log line with {text:?}: {:?}", self.log.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
