@@ -116,6 +116,22 @@ pub struct ObservationSet {
     pub nurse_concern: Option<String>,
 }
 
+impl ObservationSet {
+    /// The value entered for a measured NEWS2 parameter (systolic from the blood pressure).
+    fn entered(&self, parameter: news2::Parameter) -> Option<&Decimal> {
+        match parameter {
+            news2::Parameter::SystolicBloodPressure => self.blood_pressure.as_ref().map(|(systolic, _)| systolic),
+            p => self.vitals.iter().find(|(q, _)| *q == p).map(|(_, m)| &m.value),
+        }
+    }
+
+    /// The SpO2 scale it is scored on: the one a clinician named, else the patient's prescribed
+    /// one, else scale 1.
+    fn spo2_scale(&self, settings: &ClinicalSettings) -> u8 {
+        self.spo2_scale.or(settings.spo2.as_ref().map(|s| s.scale)).unwrap_or(1)
+    }
+}
+
 /// Why a set is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetRefusal {
@@ -255,18 +271,13 @@ pub struct FiledSet {
 
 /// What the set scores, once combined with the earlier readings of the parameters it left out.
 pub fn engine_set(set: &ObservationSet, earlier: &[EarlierReading], settings: &ClinicalSettings) -> EngineSet {
-    let entered = |p: news2::Parameter| set.vitals.iter().find(|(q, _)| *q == p).map(|(_, m)| m.value.as_f64());
-    let value = |p: news2::Parameter| {
-        let given = if p == news2::Parameter::SystolicBloodPressure { set.blood_pressure.as_ref().map(|(s, _)| s.as_f64()) } else { entered(p) };
-        given.or_else(|| earlier.iter().find(|d| d.parameter == p).map(|d| d.scored))
-    };
-    let scale = set.spo2_scale.or(settings.spo2.as_ref().map(|s| s.scale)).unwrap_or(1);
+    let value = |p: news2::Parameter| set.entered(p).map(Decimal::as_f64).or_else(|| earlier.iter().find(|d| d.parameter == p).map(|d| d.scored));
     EngineSet {
         time: set.at,
         respiratory_rate: value(news2::Parameter::RespiratoryRate),
         heart_rate: value(news2::Parameter::HeartRate),
         oxygen_saturation: value(news2::Parameter::OxygenSaturation),
-        spo2_scale: Some(f64::from(scale)),
+        spo2_scale: Some(f64::from(set.spo2_scale(settings))),
         o2_therapy: set.oxygen.as_ref().map(|o| o.flow.as_f64()),
         o2_therapy_mask: set.oxygen.as_ref().and_then(|o| o.mask.clone()),
         systolic_blood_pressure: value(news2::Parameter::SystolicBloodPressure),
@@ -279,13 +290,7 @@ pub fn engine_set(set: &ObservationSet, earlier: &[EarlierReading], settings: &C
 
 /// The parameters a set takes from earlier readings: the measured ones it left out.
 pub fn missing_parameters(set: &ObservationSet) -> Vec<news2::Parameter> {
-    news2::Parameter::MEASURED
-        .into_iter()
-        .filter(|p| match p {
-            news2::Parameter::SystolicBloodPressure => set.blood_pressure.is_none(),
-            p => !set.vitals.iter().any(|(q, _)| q == p),
-        })
-        .collect()
+    news2::Parameter::MEASURED.into_iter().filter(|p| set.entered(*p).is_none()).collect()
 }
 
 fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
@@ -311,19 +316,22 @@ fn acvpu_answer(c: Consciousness) -> (&'static str, &'static str) {
     }
 }
 
-/// (SNOMED CT code, display) of a NEWS2 sub-score, the SpO2 one per scale.
-fn sub_score_code(parameter: &str, scale: u8) -> (&'static str, String) {
-    let (code, what) = match (parameter, scale) {
-        ("respiratory_rate", _) => ("1104301000000104", "respiration rate score"),
-        ("oxygen_saturation", 2) => ("1104321000000108", "oxygen saturation scale 2 score"),
-        ("oxygen_saturation", _) => ("1104311000000102", "oxygen saturation scale 1 score"),
-        ("o2_therapy", _) => ("1104331000000105", "air or oxygen score"),
-        ("systolic_blood_pressure", _) => ("1104341000000101", "systolic blood pressure score"),
-        ("heart_rate", _) => ("1104351000000103", "pulse score"),
-        ("consciousness_acvpu", _) => ("1104361000000100", "consciousness score"),
-        _ => ("1104371000000107", "temperature score"),
+/// A parameter's NEWS2 sub-score in the engine's answer, and its SNOMED CT code and display
+/// (the SpO2 one per scale); none for what NEWS2 does not score (a nurse's concern).
+fn sub_score(score: &EngineScore, parameter: Parameter, scale: u8) -> Option<(u8, &'static str, String)> {
+    use news2::Parameter as P;
+    let (value, code, what) = match parameter {
+        Parameter::News2(P::RespiratoryRate) => (score.respiratory_rate_score, "1104301000000104", "respiration rate score"),
+        Parameter::News2(P::OxygenSaturation) if scale == 2 => (score.oxygen_saturation_score, "1104321000000108", "oxygen saturation scale 2 score"),
+        Parameter::News2(P::OxygenSaturation) => (score.oxygen_saturation_score, "1104311000000102", "oxygen saturation scale 1 score"),
+        Parameter::SupplementalOxygen => (score.o2_therapy_score, "1104331000000105", "air or oxygen score"),
+        Parameter::News2(P::SystolicBloodPressure) => (score.blood_pressure_score, "1104341000000101", "systolic blood pressure score"),
+        Parameter::News2(P::HeartRate) => (score.heart_rate_score, "1104351000000103", "pulse score"),
+        Parameter::Consciousness => (score.consciousness_score, "1104361000000100", "consciousness score"),
+        Parameter::News2(P::Temperature) => (score.temperature_score, "1104371000000107", "temperature score"),
+        Parameter::NurseConcern | Parameter::Glucose => return None,
     };
-    (code, format!("Royal College of Physicians NEWS2 (National Early Warning Score 2) - {what}"))
+    Some((value, code, format!("Royal College of Physicians NEWS2 (National Early Warning Score 2) - {what}")))
 }
 
 /// Builds a set's Observations.
@@ -378,11 +386,11 @@ pub fn build(
     let b = Builder { subject: subject.clone(), performer: performer_ref, set_id: set_id.clone() };
     let at = identity.as_str();
 
-    // (engine parameter name, the Observation)
-    let mut entered: Vec<(&'static str, StoredObservation, String, String)> = Vec::new();
+    // (what it measured, the Observation, its value and unit as entered)
+    let mut entered: Vec<(Parameter, StoredObservation, String, String)> = Vec::new();
     for (parameter, m) in &set.vitals {
         let o = b.entered(observations::measured(m, &b.subject));
-        entered.push((parameter.as_str(), stored(&o, m.code_key(), at)?, m.value.as_str().to_owned(), m.unit.clone()));
+        entered.push((Parameter::News2(*parameter), stored(&o, m.code_key(), at)?, m.value.as_str().to_owned(), m.unit.clone()));
     }
     if let Some((systolic, diastolic)) = &set.blood_pressure {
         let placeholder = diastolic.clone().unwrap_or_else(|| Decimal::whole(0));
@@ -393,7 +401,7 @@ pub fn build(
             component.value_quantity = None;
             component.data_absent_reason = Some(concept(DATA_ABSENT_REASON, "not-performed", "Not Performed"));
         }
-        entered.push(("systolic_blood_pressure", stored(&o, VitalSign::BloodPressurePanel.code_key(), at)?, systolic.as_str().to_owned(), "mmHg".into()));
+        entered.push((Parameter::News2(news2::Parameter::SystolicBloodPressure), stored(&o, VitalSign::BloodPressurePanel.code_key(), at)?, systolic.as_str().to_owned(), "mmHg".into()));
     }
     if let Some(oxygen) = &set.oxygen {
         // UK Core InspiredOxygen: on oxygen (with its flow) or breathing room air.
@@ -408,44 +416,31 @@ pub fn build(
                 data_absent_reason: None,
             });
         }
-        entered.push(("o2_therapy", stored(&o, format!("{SNOMED}|{code}"), at)?, oxygen.flow.as_str().to_owned(), "L/min".into()));
+        entered.push((Parameter::SupplementalOxygen, stored(&o, format!("{SNOMED}|{code}"), at)?, oxygen.flow.as_str().to_owned(), "L/min".into()));
     }
     if let Some(c) = set.consciousness {
         let mut o = b.coded(SNOMED, "1104441000000107", "Alert Confusion Voice Pain Unresponsive scale score", ("survey", "Survey"));
         let (code, display) = acvpu_answer(c);
         o.value_codeable_concept = Some(concept(SNOMED, code, display));
-        entered.push(("consciousness_acvpu", stored(&o, format!("{SNOMED}|1104441000000107"), at)?, display.to_owned(), String::new()));
+        entered.push((Parameter::Consciousness, stored(&o, format!("{SNOMED}|1104441000000107"), at)?, display.to_owned(), String::new()));
     }
     if let Some(concern) = &set.nurse_concern {
         let mut o = b.coded(VITALWIRE_NEWS2, "nurse-concern", "Nurse concern", ("exam", "Exam"));
         o.value_string = Some(concern.clone());
-        entered.push(("nurse_concern", stored(&o, format!("{VITALWIRE_NEWS2}|nurse-concern"), at)?, concern.clone(), String::new()));
+        entered.push((Parameter::NurseConcern, stored(&o, format!("{VITALWIRE_NEWS2}|nurse-concern"), at)?, concern.clone(), String::new()));
     }
 
-    let engine = engine_set(set, earlier, settings);
-    let score = super::scoring::score(&engine);
+    let score = super::scoring::score(&engine_set(set, earlier, settings));
     let severity = Severity::parse(score.overall_severity).unwrap_or(Severity::High);
-    let scale = engine.spo2_scale.map_or(1, |s| if s == 2.0 { 2 } else { 1 });
-    let sub_score = |name: &str| match name {
-        "respiratory_rate" => Some(score.respiratory_rate_score),
-        "oxygen_saturation" => Some(score.oxygen_saturation_score),
-        "o2_therapy" => Some(score.o2_therapy_score),
-        "systolic_blood_pressure" => Some(score.blood_pressure_score),
-        "heart_rate" => Some(score.heart_rate_score),
-        "consciousness_acvpu" => Some(score.consciousness_score),
-        "temperature" => Some(score.temperature_score),
-        _ => None,
-    };
+    let scale = set.spo2_scale(settings);
 
     // The score: UK Core EarlyWarningTotalScore.
     let mut total = b.coded(SNOMED, NEWS2_TOTAL_SCORE, "Royal College of Physicians NEWS2 (National Early Warning Score 2) total score", ("survey", "Survey"));
     total.value_quantity = Some(score_quantity(score.overall_score));
-    let scored_names = entered.iter().map(|(name, ..)| *name).chain(earlier.iter().map(|d| d.parameter.as_str()));
-    total.component = scored_names
-        .filter_map(|name| {
-            let (code, display) = sub_score_code(name, scale);
-            sub_score(name).map(|s| ObservationComponent::quantity(concept(SNOMED, code, &display), score_quantity(s)))
-        })
+    let scored = entered.iter().map(|(parameter, ..)| *parameter).chain(earlier.iter().map(|d| Parameter::News2(d.parameter)));
+    total.component = scored
+        .filter_map(|parameter| sub_score(&score, parameter, scale))
+        .map(|(value, code, display)| ObservationComponent::quantity(concept(SNOMED, code, &display), score_quantity(value)))
         .collect();
     total.derived_from = entered.iter().map(|(_, o, ..)| Reference::to("Observation", &o.id)).chain(earlier.iter().map(|d| Reference::to("Observation", &d.observation.id))).collect();
     let partial = if score.partial_set { ", partial set" } else { "" };
@@ -465,10 +460,15 @@ pub fn build(
 
     let contributions: Vec<Contribution> = entered
         .iter()
-        .map(|(name, o, value, unit)| (Parameter::parse(name), o, value.clone(), unit.clone(), sub_score(name)))
-        .chain(earlier.iter().map(|d| (Some(Parameter::News2(d.parameter)), &d.observation, d.text.clone(), d.unit.clone(), sub_score(d.parameter.as_str()))))
-        .filter_map(|(parameter, o, value, unit, score)| {
-            Some(Contribution { parameter: parameter?, observation_id: o.id.clone(), value, unit, effective_at: o.effective_at.clone(), score })
+        .map(|(parameter, o, value, unit)| (*parameter, o, value, unit))
+        .chain(earlier.iter().map(|d| (Parameter::News2(d.parameter), &d.observation, &d.text, &d.unit)))
+        .map(|(parameter, o, value, unit)| Contribution {
+            parameter,
+            observation_id: o.id.clone(),
+            value: value.clone(),
+            unit: unit.clone(),
+            effective_at: o.effective_at.clone(),
+            score: sub_score(&score, parameter, scale).map(|(value, ..)| value),
         })
         .collect();
     // As on device readings: one parameter scoring 3, an aggregate of 5, or a nurse's concern.
@@ -495,7 +495,7 @@ pub fn build(
 /// When the sweep first looks whether the patient's next set is overdue: after the shortest
 /// interval settings allow, then by the patient's own intervals (as for device readings).
 pub fn first_overdue_check(set: &ObservationSet) -> DateTime<Utc> {
-    set.at + Duration::minutes(MonitoringIntervals::SHORTEST.num_minutes())
+    set.at + MonitoringIntervals::SHORTEST
 }
 
 /// The patient's newest readings (a device's, or an earlier set's) within `window_minutes`
