@@ -214,16 +214,10 @@ async fn a_device_keeping_its_own_key_provisions_from_a_csr() {
 async fn mqtt5_clients_get_a_not_authorized_puback_instead_of_a_disconnect() {
     use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
     use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use rumqttc::v5::{AsyncClient, Event};
     let gw = LocalGateway::start().await;
     let (thing, cert, key) = provisioned_device(&gw, "0060").await;
-    let mut options = MqttOptions::new(thing.clone(), "localhost", gw.port);
-    options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-        ca: gw.read("ca.pem"),
-        alpn: None,
-        client_auth: Some((cert.into_bytes(), key.into_bytes())),
-    }));
-    let (client, mut events) = AsyncClient::new(options, 10);
+    let (client, mut events) = AsyncClient::new(mqtt5_options(&gw, &thing, &cert, &key), 10);
     client.publish("$aws/things/someone-else/jobs/get", QoS::AtLeastOnce, false, "{}").await.unwrap();
     client.publish("$aws/rules/FHIRIngest", QoS::AtLeastOnce, false, "{}").await.unwrap();
     let mut reasons = Vec::new();
@@ -478,6 +472,17 @@ async fn retained_messages_and_last_wills_behave_as_on_aws() {
     assert_eq!(watcher.publish_on("ward/7/presence").await, Some((b"offline".to_vec(), false)), "the will of a dropped client");
 }
 
+/// An MQTT 5 client's options: mutual TLS to the gateway with `cert` and `key`.
+fn mqtt5_options(gw: &LocalGateway, client_id: &str, cert: &str, key: &str) -> rumqttc::v5::MqttOptions {
+    let mut options = rumqttc::v5::MqttOptions::new(client_id, "localhost", gw.port);
+    options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+        ca: gw.read("ca.pem"),
+        alpn: None,
+        client_auth: Some((cert.as_bytes().to_vec(), key.as_bytes().to_vec())),
+    }));
+    options
+}
+
 /// The next event of an MQTT 5 client, within ten seconds.
 async fn mqtt5_next(events: &mut rumqttc::v5::EventLoop) -> Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError> {
     tokio::time::timeout(Duration::from_secs(10), events.poll()).await.expect("an event")
@@ -489,18 +494,13 @@ async fn mqtt5_next(events: &mut rumqttc::v5::EventLoop) -> Result<rumqttc::v5::
 async fn mqtt5_clients_get_awss_connack_properties_topic_aliases_and_limits() {
     use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, Packet, PublishProperties};
     use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use rumqttc::v5::{AsyncClient, Event};
     let gw = LocalGateway::start().await;
     let ca = gw.read("ca.pem");
     let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
-    let mut options = MqttOptions::new("mqtt5-app", "localhost", gw.port);
+    let mut options = mqtt5_options(&gw, "mqtt5-app", &cert, &key);
     options.set_keep_alive(Duration::from_secs(5));
     options.set_session_expiry_interval(Some(3600));
-    options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-        ca: ca.clone(),
-        alpn: None,
-        client_auth: Some((cert.clone().into_bytes(), key.clone().into_bytes())),
-    }));
     let (client, mut events) = AsyncClient::new(options, 10);
     let Ok(Event::Incoming(Packet::ConnAck(ack))) = mqtt5_next(&mut events).await else { panic!("no CONNACK") };
     let p = ack.properties.expect("CONNACK properties");
@@ -630,16 +630,8 @@ async fn qos_2_is_ignored_and_a_taken_over_mqtt5_client_hears_why() {
     assert_eq!(watcher.publish_on("ward/7/qos").await.map(|m| m.0), Some(b"still".to_vec()), "the QoS 2 sender's connection was kept");
 
     // Takeover: the older MQTT 5 connection gets DISCONNECT 0x8E.
-    use rumqttc::v5::{AsyncClient, MqttOptions};
-    let options = || {
-        let mut o = MqttOptions::new("shared-id", "localhost", gw.port);
-        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-            ca: ca.clone(),
-            alpn: None,
-            client_auth: Some((cert.clone().into_bytes(), key.clone().into_bytes())),
-        }));
-        o
-    };
+    use rumqttc::v5::AsyncClient;
+    let options = || mqtt5_options(&gw, "shared-id", &cert, &key);
     let (_first, mut first_events) = AsyncClient::new(options(), 10);
     mqtt5_next(&mut first_events).await.expect("the first connects");
     let (_second, mut second_events) = AsyncClient::new(options(), 10);
@@ -662,19 +654,10 @@ async fn qos_2_is_ignored_and_a_taken_over_mqtt5_client_hears_why() {
 async fn expired_messages_are_not_delivered_and_others_carry_their_time_left() {
     use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
     use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use rumqttc::v5::{AsyncClient, Event};
     let gw = LocalGateway::start().await;
-    let ca = gw.read("ca.pem");
     let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
-    let options = |id: &str| {
-        let mut o = MqttOptions::new(id, "localhost", gw.port);
-        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-            ca: ca.clone(),
-            alpn: None,
-            client_auth: Some((cert.clone().into_bytes(), key.clone().into_bytes())),
-        }));
-        o
-    };
+    let options = |id: &str| mqtt5_options(&gw, id, &cert, &key);
     let (publisher, mut publisher_events) = AsyncClient::new(options("expiring-publisher"), 10);
     mqtt5_next(&mut publisher_events).await.expect("connected");
     tokio::spawn(async move { while publisher_events.poll().await.is_ok() {} });

@@ -684,13 +684,8 @@ impl JobsEngine {
     /// request (`notify`, `notify-next`).
     pub fn device_request(&self, thing: &str, rest: &[&str], payload: &[u8]) -> Option<(Value, DeviceReply, Vec<Effect>)> {
         let now = (self.clock)();
-        let request: Value = if payload.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            match serde_json::from_slice::<Value>(payload) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => return Some((Value::Null, Err(err("InvalidJson", "the payload is not a JSON object")), Vec::new())),
-            }
+        let Some(request) = super::request_object(payload) else {
+            return Some((Value::Null, Err(err("InvalidJson", "the payload is not a JSON object")), Vec::new()));
         };
         let token = request.get("clientToken").cloned().unwrap_or(Value::Null);
         let mut effects = Vec::new();

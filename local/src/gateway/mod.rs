@@ -66,6 +66,15 @@ enum Outbound {
     TakenOver,
 }
 
+/// The JSON object of a request on a reserved topic (jobs, shadows): an empty payload is `{}`;
+/// anything but an object is `None`.
+pub(crate) fn request_object(payload: &[u8]) -> Option<Value> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Some(Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_slice::<Value>(payload).ok().filter(Value::is_object)
+}
+
 /// A message on its way: its payload and, with MQTT 5's Message Expiry Interval, when it
 /// expires (1 s to 7 days, as AWS IoT Core clamps it).
 #[derive(Debug, Clone)]
@@ -109,10 +118,9 @@ struct Session {
     next_pkid: u16,
     /// MQTT 5 topic aliases the client set on this connection.
     topic_aliases: HashMap<u16, String>,
-    /// QoS 1 messages sent and not yet acknowledged, by packet id, in the order sent: a
-    /// persistent session keeps them for the client's return.
-    unacked: std::collections::BTreeMap<u16, (u64, String, Message)>,
-    sent: u64,
+    /// QoS 1 messages sent and not yet acknowledged (packet id, topic, message), oldest first:
+    /// a persistent session keeps them for the client's return.
+    unacked: std::collections::VecDeque<(u16, String, Message)>,
 }
 
 /// The gateway's state, shared by all connections. Its parts: the registry of certificates

@@ -135,7 +135,7 @@ impl Gateway {
     /// AWS's round trip.
     fn shadow_request(self: &Arc<Self>, identity: &Identity, topic: &str, thing: &str, name: Option<&str>, operation: &str, payload: &[u8]) {
         let now = chrono::Utc::now().timestamp();
-        let request = if payload.iter().all(u8::is_ascii_whitespace) { Some(Value::Object(Default::default())) } else { serde_json::from_slice::<Value>(payload).ok() };
+        let request = super::request_object(payload);
         let token = request.as_ref().and_then(|r| r.get("clientToken")).cloned();
         let result = match (operation, request) {
             (_, None) => Err(super::shadows::ShadowError { code: 400, message: "Payload contains invalid json".into() }),
@@ -145,7 +145,7 @@ impl Gateway {
         };
         let (suffix, mut body, effects) = match result {
             Ok((body, effects)) => ("accepted", body, effects),
-            Err(e) => ("rejected", e.body(token.as_ref(), now), Vec::new()),
+            Err(e) => ("rejected", e.body(now), Vec::new()),
         };
         if let Some(t) = token.filter(|t| !t.is_null()) {
             body["clientToken"] = t;

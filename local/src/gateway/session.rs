@@ -25,13 +25,10 @@ fn push(s: &mut Session, topic: &str, message: &Message, qos: u8, retain: bool) 
     let Some(expiry) = message.remaining() else { return };
     let pkid = if qos > 0 {
         s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
-        s.sent += 1;
-        s.unacked.insert(s.next_pkid, (s.sent, topic.to_owned(), message.clone()));
+        s.unacked.push_back((s.next_pkid, topic.to_owned(), message.clone()));
         // A client that never acknowledges keeps at most as many as an absent one's queue.
         if s.unacked.len() > limits::OFFLINE_QUEUE {
-            if let Some(oldest) = s.unacked.iter().min_by_key(|(_, (order, ..))| *order).map(|(pkid, _)| *pkid) {
-                s.unacked.remove(&oldest);
-            }
+            s.unacked.pop_front();
         }
         s.next_pkid
     } else {
@@ -42,9 +39,20 @@ fn push(s: &mut Session, topic: &str, message: &Message, qos: u8, retain: bool) 
 
 /// The QoS 1 messages a session sent that its client has not acknowledged, oldest first.
 fn unacknowledged(s: &Session) -> std::collections::VecDeque<(String, Message)> {
-    let mut unacked: Vec<&(u64, String, Message)> = s.unacked.values().collect();
-    unacked.sort_by_key(|(order, ..)| *order);
-    unacked.into_iter().map(|(_, topic, message)| (topic.clone(), message.clone())).collect()
+    s.unacked.iter().map(|(_, topic, message)| (topic.clone(), message.clone())).collect()
+}
+
+/// Which permission a publish (or a will) lacks: `iot:Publish` on its topic, and for a retained
+/// one also `iot:RetainPublish`, as on AWS.
+fn publish_denied(identity: &Identity, topic: &str, retain: bool) -> Option<&'static str> {
+    let may = |action| allows(&identity.policies, action, &topic_arn(topic), &identity.context);
+    if !may("iot:Publish") {
+        Some("iot:Publish")
+    } else if retain && !may("iot:RetainPublish") {
+        Some("iot:RetainPublish")
+    } else {
+        None
+    }
 }
 
 /// AWS IoT Core's limits on a connection (`docs/local/aws-iot-core-mqtt.md`).
@@ -92,6 +100,13 @@ mod limits {
             assert!(!topic_within_limits(&"x".repeat(257)));
         }
     }
+}
+
+/// What a connecting client takes up of its session: its subscriptions and the messages queued
+/// for it.
+struct Resumed {
+    subscriptions: Vec<(String, u8)>,
+    queue: std::collections::VecDeque<(String, Message)>,
 }
 
 /// How a connection ended, which decides its will.
@@ -145,32 +160,25 @@ impl Gateway {
                 certificate.policies.iter().filter_map(|p| known.get(p).cloned()).collect()
             }),
         };
-        // A will the client may not publish refuses the connection, as AWS IoT Core does.
-        let will_refused = will.as_ref().is_some_and(|w| {
-            !allows(&identity.policies, "iot:Publish", &topic_arn(&w.topic), &identity.context)
-                || (w.retain && !allows(&identity.policies, "iot:RetainPublish", &topic_arn(&w.topic), &identity.context))
-        });
+        use wire::ConnectCode::{ClientIdNotValid, NotAuthorized};
         let refusal = if client_id.is_empty() {
-            Some("an empty client id (AWS IoT Core needs one)")
+            Some((NotAuthorized, "an empty client id (AWS IoT Core needs one)"))
         } else if client_id.len() > limits::MAX_CLIENT_ID_BYTES {
-            Some("a client id over 128 bytes")
+            Some((ClientIdNotValid, "a client id over 128 bytes"))
         } else if !allows(&identity.policies, "iot:Connect", &client_arn(&client_id), &identity.context) {
-            Some("the certificate's policies do not allow iot:Connect with this client id (a device connects as its thing name, the claim certificate as provision_*)")
-        } else if will_refused {
-            Some("the certificate's policies do not allow publishing the last will to its topic")
+            Some((NotAuthorized, "the certificate's policies do not allow iot:Connect with this client id (a device connects as its thing name, the claim certificate as provision_*)"))
+        } else if will.as_ref().is_some_and(|w| publish_denied(&identity, &w.topic, w.retain).is_some()) {
+            // A will the client may not publish refuses the connection, as AWS IoT Core does.
+            Some((NotAuthorized, "the certificate's policies do not allow publishing the last will to its topic"))
         } else {
             None
         };
         let authorized = refusal.is_none();
         let mut out = BytesMut::new();
-        if let Some(reason) = refusal {
+        if let Some((_, reason)) = refusal {
             tracing::info!(%peer, client_id = %client_id, certificate_id = %cert, "connection refused (not authorized): {reason}");
         }
-        let code = match refusal {
-            None => wire::ConnectCode::Accepted,
-            Some(_) if client_id.len() > limits::MAX_CLIENT_ID_BYTES => wire::ConnectCode::ClientIdNotValid,
-            Some(_) => wire::ConnectCode::NotAuthorized,
-        };
+        let code = refusal.map_or(wire::ConnectCode::Accepted, |(code, _)| code);
         // A persistent session: 3.1.1 without Clean Session lasts the account's hour; MQTT 5's
         // Session Expiry Interval is capped at it (AWS's default maximum).
         let persist = match protocol {
@@ -205,8 +213,7 @@ impl Gateway {
                 tx,
                 next_pkid: 0,
                 topic_aliases: HashMap::new(),
-                unacked: std::collections::BTreeMap::new(),
-                sent: 0,
+                unacked: std::collections::VecDeque::new(),
             };
             // What the session caught while its client was away follows the CONNACK.
             for (topic, message) in queued {
@@ -361,7 +368,7 @@ impl Gateway {
     /// The session a connecting client resumes: a live one it takes over, or one kept while it
     /// was away (of the same MQTT version, not expired); none for a clean start, which also
     /// ends any kept session.
-    fn resume_session(&self, client_id: &str, protocol: Protocol, clean: bool) -> Option<OfflineSession> {
+    fn resume_session(&self, client_id: &str, protocol: Protocol, clean: bool) -> Option<Resumed> {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let mut offline = self.offline.lock().unwrap_or_else(|e| e.into_inner());
         let kept = offline.remove(client_id);
@@ -369,16 +376,11 @@ impl Gateway {
             return None;
         }
         if let Some(live) = sessions.values().find(|s| s.identity.client_id == client_id) {
-            return Some(OfflineSession {
-                protocol,
-                identity: live.identity.clone(),
-                subscriptions: live.subscriptions.clone(),
-                queue: unacknowledged(live),
-                expires_at: std::time::Instant::now(),
-            });
+            return Some(Resumed { subscriptions: live.subscriptions.clone(), queue: unacknowledged(live) });
         }
         // AWS does not resume a session across MQTT versions.
         kept.filter(|k| k.protocol == protocol && k.expires_at > std::time::Instant::now())
+            .map(|k| Resumed { subscriptions: k.subscriptions, queue: k.queue })
     }
 
     /// Sends a new subscription the retained message of its topic (RETAIN set), where the
@@ -448,7 +450,7 @@ impl Gateway {
             }
             Incoming::PubAck { pkid } => {
                 if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session_id) {
-                    s.unacked.remove(&pkid);
+                    s.unacked.retain(|(sent_as, ..)| *sent_as != pkid);
                 }
             }
             // QoS 2's PUBREL and PUBCOMP, and AUTH, which AWS IoT Core does not serve.
@@ -521,11 +523,7 @@ impl Gateway {
                 if !limits::topic_within_limits(&topic) {
                     return Some(self.refuse(session_id, identity, wire::DisconnectReason::TopicNameInvalid, "a topic over 256 bytes or 7 slashes"));
                 }
-                let allowed = allows(&identity.policies, "iot:Publish", &topic_arn(&topic), &identity.context);
-                // A retained message also needs iot:RetainPublish, as on AWS.
-                let retain_allowed = !retain || allows(&identity.policies, "iot:RetainPublish", &topic_arn(&topic), &identity.context);
-                if !allowed || !retain_allowed {
-                    let action = if allowed { "iot:RetainPublish" } else { "iot:Publish" };
+                if let Some(action) = publish_denied(identity, &topic, retain) {
                     tracing::info!(client_id = %identity.client_id, topic = %topic, "publish refused: the certificate's policies do not allow {action} to it");
                     // MQTT 5 can say so; with MQTT 3.1.1 AWS IoT Core closes the connection.
                     if protocol == Protocol::V5 {

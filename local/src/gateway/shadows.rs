@@ -37,13 +37,9 @@ impl ShadowError {
         Self { code, message: message.into() }
     }
 
-    /// The rejected body: `{code, message, clientToken?, timestamp}`.
-    pub fn body(&self, client_token: Option<&Value>, now: i64) -> Value {
-        let mut body = json!({"code": self.code, "message": self.message, "timestamp": now});
-        if let Some(token) = client_token.filter(|t| !t.is_null()) {
-            body["clientToken"] = token.clone();
-        }
-        body
+    /// The rejected body: `{code, message, timestamp}` (the caller echoes the `clientToken`).
+    pub fn body(&self, now: i64) -> Value {
+        json!({"code": self.code, "message": self.message, "timestamp": now})
     }
 }
 
