@@ -117,6 +117,12 @@ async fn the_fleet_control_plane_answers_the_aws_sdk() {
     assert_eq!(code(&active).as_deref(), Some("CertificateStateException"));
     iot.update_certificate().certificate_id(&cert_id).new_status(CertificateStatus::Inactive).send().await.unwrap();
     iot.detach_thing_principal().thing_name(&thing).principal(&principals.principals()[0]).send().await.expect("DetachThingPrincipal");
+    let with_policy = iot.delete_certificate().certificate_id(&cert_id).send().await.unwrap_err();
+    assert_eq!(code(&with_policy).as_deref(), Some("DeleteConflictException"), "the device policy is still attached");
+    let attached = iot.list_attached_policies().target(&principals.principals()[0]).send().await.expect("ListAttachedPolicies");
+    for policy in attached.policies() {
+        iot.detach_policy().policy_name(policy.policy_name().unwrap()).target(&principals.principals()[0]).send().await.expect("DetachPolicy");
+    }
     iot.delete_certificate().certificate_id(&cert_id).send().await.expect("DeleteCertificate");
     iot.delete_thing().thing_name(&thing).send().await.expect("DeleteThing");
     assert_eq!(code(&iot.describe_thing().thing_name(&thing).send().await.unwrap_err()).as_deref(), Some("ResourceNotFoundException"));
@@ -126,4 +132,65 @@ async fn the_fleet_control_plane_answers_the_aws_sdk() {
     assert_eq!(endpoint.endpoint_address(), Some("localhost"));
     let unknown = iot.describe_index().index_name("AWS_Things").send().await.unwrap_err();
     assert_eq!(code(&unknown).as_deref(), Some("UnknownOperationException"));
+}
+
+/// AWS IoT's getting-started steps, as the AWS CLI and SDK samples take them: a certificate and
+/// keys from the control plane, a policy of one's own attached to it, a thing with it as
+/// principal; the gateway judges the connection by that policy, and by the new set once the
+/// policy is detached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_and_policy_made_through_the_control_plane_govern_mqtt() {
+    use aws_sdk_iot::error::ProvideErrorMetadata;
+    let gw = LocalGateway::start().await;
+    let config = vitalwire::platform::aws::load_config().await;
+    let iot = aws_sdk_iot::Client::from_conf(aws_sdk_iot::config::Builder::from(&config).endpoint_url(&gw.iot_endpoint).build());
+    let code = |e: &dyn ProvideErrorMetadata| e.code().map(str::to_owned);
+
+    let made = iot.create_keys_and_certificate().set_as_active(true).send().await.expect("CreateKeysAndCertificate");
+    let (arn, id) = (made.certificate_arn().unwrap().to_owned(), made.certificate_id().unwrap().to_owned());
+    assert_eq!(id, certificate_id(&pem_to_der(made.certificate_pem().unwrap()).unwrap()), "the id is the certificate's SHA-256, as AWS gives it");
+    let keys = made.key_pair().unwrap();
+    assert!(keys.public_key().unwrap().contains("PUBLIC KEY") && keys.private_key().unwrap().contains("PRIVATE KEY"));
+    let described = iot.describe_certificate().certificate_id(&id).send().await.unwrap();
+    assert_eq!(described.certificate_description().and_then(|d| d.status()), Some(&CertificateStatus::Active));
+
+    let malformed = iot.create_policy().policy_name("Broken").policy_document(r#"{"Statement": [{"Action": "iot:*"}]}"#).send().await.unwrap_err();
+    assert_eq!(code(&malformed).as_deref(), Some("MalformedPolicyException"));
+    let document = r#"{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/sample-*"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": "arn:aws:iot:*:*:topic/test/topic"},
+        {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": "arn:aws:iot:*:*:topicfilter/test/topic"}]}"#;
+    let policy = iot.create_policy().policy_name("PubSubSample").policy_document(document).send().await.expect("CreatePolicy");
+    assert_eq!(policy.policy_document(), Some(document), "kept as written");
+    let twice = iot.create_policy().policy_name("PubSubSample").policy_document(document).send().await.unwrap_err();
+    assert_eq!(code(&twice).as_deref(), Some("ResourceAlreadyExistsException"));
+    assert_eq!(iot.get_policy().policy_name("PubSubSample").send().await.expect("GetPolicy").policy_document(), Some(document));
+    assert!(iot.list_policies().send().await.unwrap().policies().iter().any(|p| p.policy_name() == Some("PubSubSample")));
+
+    let (ca, cert, key) = (gw.read("ca.pem"), made.certificate_pem().unwrap().as_bytes(), keys.private_key().unwrap().as_bytes());
+    assert!(MqttTestClient::connect(gw.port, &ca, cert, key, "sample-1").await.is_err(), "no policy attached: nothing is allowed");
+    iot.attach_policy().policy_name("PubSubSample").target(&arn).send().await.expect("AttachPolicy");
+    let attached = iot.list_attached_policies().target(&arn).send().await.expect("ListAttachedPolicies");
+    assert_eq!(attached.policies().iter().filter_map(|p| p.policy_name()).collect::<Vec<_>>(), ["PubSubSample"]);
+    iot.create_thing().thing_name("sample-thing").send().await.unwrap();
+    iot.attach_thing_principal().thing_name("sample-thing").principal(&arn).send().await.expect("AttachThingPrincipal");
+
+    assert!(MqttTestClient::connect(gw.port, &ca, cert, key, "someone-else").await.is_err(), "the policy allows sample-* client ids only");
+    let mut client = MqttTestClient::connect(gw.port, &ca, cert, key, "sample-1").await.expect("the policy allows connecting");
+    assert!(matches!(client.subscribe("test/topic").await[0], rumqttc::SubscribeReasonCode::Success(_)));
+    assert!(matches!(client.subscribe("other/topic").await[0], rumqttc::SubscribeReasonCode::Failure), "not in the policy");
+    client.publish("test/topic", r#"{"hello":1}"#).await;
+    assert_eq!(client.message_on("test/topic").await, Some(serde_json::json!({"hello": 1})));
+
+    let in_use = iot.delete_policy().policy_name("PubSubSample").send().await.unwrap_err();
+    assert_eq!(code(&in_use).as_deref(), Some("DeleteConflictException"));
+    iot.detach_policy().policy_name("PubSubSample").target(&arn).send().await.expect("DetachPolicy");
+    assert!(MqttTestClient::connect(gw.port, &ca, cert, key, "sample-2").await.is_err(), "a new connection is judged without it");
+    iot.delete_policy().policy_name("PubSubSample").send().await.expect("DeletePolicy");
+    assert_eq!(code(&iot.get_policy().policy_name("PubSubSample").send().await.unwrap_err()).as_deref(), Some("ResourceNotFoundException"));
+
+    let csr = rcgen::CertificateParams::new(vec![]).unwrap().serialize_request(&rcgen::KeyPair::generate().unwrap()).unwrap().pem().unwrap();
+    let from_csr = iot.create_certificate_from_csr().certificate_signing_request(csr).send().await.expect("CreateCertificateFromCsr");
+    let status = iot.describe_certificate().certificate_id(from_csr.certificate_id().unwrap()).send().await.unwrap();
+    assert_eq!(status.certificate_description().and_then(|d| d.status()), Some(&CertificateStatus::Inactive), "setAsActive was not asked");
 }

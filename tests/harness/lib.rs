@@ -416,7 +416,7 @@ impl MqttTestClient {
 pub fn app_certificate(gw: &LocalGateway, policy: &str, document: serde_json::Value) -> (String, String) {
     use vitalwire_local::gateway::pki::{certificate_id, pem_to_der};
     use vitalwire_local::gateway::registry::Certificate;
-    gw.gateway.define_policy(policy, document);
+    gw.gateway.registry.define_policy(policy, document);
     let issued = gw.gateway.pki.create_keys_and_certificate().unwrap();
     gw.gateway.registry.insert(Certificate {
         id: certificate_id(&pem_to_der(&issued.certificate_pem).unwrap()),

@@ -114,17 +114,22 @@ pub fn create_certificate_from_csr(gw: &Gateway, payload: &Value) -> Reply {
 }
 
 fn register_pending(gw: &Gateway, pem: &str) -> Result<String, Value> {
-    let der = pem_to_der(pem).ok_or_else(|| rejected(500, "InternalError", "issued certificate is not PEM"))?;
+    register_certificate(gw, pem, CertificateStatus::PendingActivation).ok_or_else(|| rejected(500, "InternalError", "issued certificate is not PEM"))
+}
+
+/// Registers a certificate the local CA issued; its id, `None` if `pem` is not a certificate.
+pub(super) fn register_certificate(gw: &Gateway, pem: &str, status: CertificateStatus) -> Option<String> {
+    let der = pem_to_der(pem)?;
     let id = certificate_id(&der);
     gw.registry.insert(Certificate {
         id: id.clone(),
         pem: pem.to_owned(),
-        status: CertificateStatus::PendingActivation,
+        status,
         things: Vec::new(),
         policies: Vec::new(),
         created_at: chrono::Utc::now().timestamp(),
     });
-    Ok(id)
+    Some(id)
 }
 
 /// `$aws/provisioning-templates/<name>/provision/json`

@@ -396,6 +396,176 @@ async fn delete_certificate(State(gw): State<Arc<Gateway>>, Path(id): Path<Strin
     }
 }
 
+fn policy_error(e: super::registry::PolicyError) -> Response {
+    let (status, kind) = e.aws_kind();
+    aws_error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), kind, e.to_string())
+}
+
+fn policy_arn(name: &str) -> String {
+    format!("{}:policy/{name}", super::policy::ARN_PREFIX)
+}
+
+/// `setAsActive=true` makes a new certificate ACTIVE; AWS leaves it INACTIVE otherwise.
+fn new_certificate_status(query: &HashMap<String, String>) -> CertificateStatus {
+    if query.get("setAsActive").is_some_and(|v| v == "true") {
+        CertificateStatus::Active
+    } else {
+        CertificateStatus::Inactive
+    }
+}
+
+/// `CreateKeysAndCertificate`: the AWS CLI's and the getting-started guide's way to a device
+/// certificate; signed by the local CA.
+async fn create_keys_and_certificate(State(gw): State<Arc<Gateway>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let issued = match gw.pki.create_keys_and_certificate() {
+        Ok(issued) => issued,
+        Err(e) => return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailureException", e.to_string()),
+    };
+    let status = new_certificate_status(&query);
+    let Some(id) = super::fleet::register_certificate(&gw, &issued.certificate_pem, status) else {
+        return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailureException", "the issued certificate is not PEM".into());
+    };
+    tracing::info!(certificate_id = %id, status = status.as_str(), "control plane: CreateKeysAndCertificate");
+    Json(json!({
+        "certificateArn": certificate_arn(&id),
+        "certificateId": id,
+        "certificatePem": issued.certificate_pem,
+        "keyPair": {"PublicKey": issued.public_key_pem, "PrivateKey": issued.private_key_pem},
+    }))
+    .into_response()
+}
+
+/// `CreateCertificateFromCsr`: the local CA signs the device's own key.
+async fn create_certificate_from_csr(State(gw): State<Arc<Gateway>>, Query(query): Query<HashMap<String, String>>, body: Bytes) -> Response {
+    let request = match json_body(&body) {
+        Ok(request) => request,
+        Err(e) => return control_error(e),
+    };
+    let Some(csr) = request.get("certificateSigningRequest").and_then(serde_json::Value::as_str) else {
+        return aws_error(StatusCode::BAD_REQUEST, "InvalidRequestException", "certificateSigningRequest is required".into());
+    };
+    let pem = match gw.pki.sign_csr(csr) {
+        Ok(pem) => pem,
+        Err(e) => return aws_error(StatusCode::BAD_REQUEST, "InvalidRequestException", format!("the certificate signing request is not valid: {e}")),
+    };
+    let status = new_certificate_status(&query);
+    let Some(id) = super::fleet::register_certificate(&gw, &pem, status) else {
+        return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailureException", "the issued certificate is not PEM".into());
+    };
+    tracing::info!(certificate_id = %id, status = status.as_str(), "control plane: CreateCertificateFromCsr");
+    Json(json!({"certificateArn": certificate_arn(&id), "certificateId": id, "certificatePem": pem})).into_response()
+}
+
+fn valid_policy_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+}
+
+/// `CreatePolicy`: connections made afterwards by certificates it is attached to are judged
+/// by it, as the stack's own policies are.
+async fn create_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>, body: Bytes) -> Response {
+    if !valid_policy_name(&name) {
+        return aws_error(StatusCode::BAD_REQUEST, "InvalidRequestException", format!("policy name {name} is not 1 to 128 of [A-Za-z0-9_+=,.@-]"));
+    }
+    let request = match json_body(&body) {
+        Ok(request) => request,
+        Err(e) => return control_error(e),
+    };
+    let Some(text) = request.get("policyDocument").and_then(serde_json::Value::as_str) else {
+        return aws_error(StatusCode::BAD_REQUEST, "InvalidRequestException", "policyDocument is required (a JSON document in a string)".into());
+    };
+    match gw.registry.create_policy(&name, text, gw.jobs.now()) {
+        Ok(policy) => {
+            tracing::info!(policy_name = %name, "control plane: CreatePolicy");
+            Json(json!({"policyName": name, "policyArn": policy_arn(&name), "policyDocument": policy.text, "policyVersionId": "1"})).into_response()
+        }
+        Err(e) => policy_error(e),
+    }
+}
+
+async fn get_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    match gw.registry.policy(&name) {
+        Some(policy) => Json(json!({
+            "policyName": name,
+            "policyArn": policy_arn(&name),
+            "policyDocument": policy.text,
+            "defaultVersionId": "1",
+            "creationDate": policy.created_at,
+            "lastModifiedDate": policy.created_at,
+        }))
+        .into_response(),
+        None => policy_error(super::registry::PolicyError::UnknownPolicy(name)),
+    }
+}
+
+fn policy_list(names: impl IntoIterator<Item = String>) -> Response {
+    let policies: Vec<serde_json::Value> = names.into_iter().map(|n| json!({"policyArn": policy_arn(&n), "policyName": n})).collect();
+    Json(json!({"policies": policies})).into_response()
+}
+
+async fn list_policies(State(gw): State<Arc<Gateway>>) -> Response {
+    policy_list(gw.registry.policy_names())
+}
+
+async fn delete_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    match gw.registry.delete_policy(&name) {
+        Ok(()) => {
+            tracing::info!(policy_name = %name, "control plane: DeletePolicy");
+            StatusCode::OK.into_response()
+        }
+        Err(e) => policy_error(e),
+    }
+}
+
+/// The certificate id of an `AttachPolicy` target; only certificates are served locally.
+fn certificate_target(target: &str) -> Result<String, Response> {
+    match target.rsplit_once(":cert/") {
+        Some((_, id)) if !id.is_empty() => Ok(id.to_owned()),
+        _ => Err(aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestException",
+            format!("target {target} is not a certificate ARN (thing groups and Cognito identities are not served locally)"),
+        )),
+    }
+}
+
+async fn set_policy_target(gw: Arc<Gateway>, name: String, body: Bytes, attach: bool) -> Response {
+    let request = match json_body(&body) {
+        Ok(request) => request,
+        Err(e) => return control_error(e),
+    };
+    let target = request.get("target").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let id = match certificate_target(target) {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
+    match gw.registry.set_policy(&id, &name, attach) {
+        Ok(()) => {
+            tracing::info!(policy_name = %name, certificate_id = %id, attach, "control plane: certificate policy changed");
+            StatusCode::OK.into_response()
+        }
+        Err(e) => policy_error(e),
+    }
+}
+
+async fn attach_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>, body: Bytes) -> Response {
+    set_policy_target(gw, name, body, true).await
+}
+
+async fn detach_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>, body: Bytes) -> Response {
+    set_policy_target(gw, name, body, false).await
+}
+
+async fn list_attached_policies(State(gw): State<Arc<Gateway>>, Path(target): Path<String>) -> Response {
+    let id = match certificate_target(&target) {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
+    match gw.registry.certificate(&id) {
+        Some(c) => policy_list(c.policies),
+        None => policy_error(super::registry::PolicyError::UnknownCertificate(id)),
+    }
+}
+
 async fn create_thing_type(State(gw): State<Arc<Gateway>>, Path(name): Path<String>, body: Bytes) -> Response {
     answered(json_body(&body).and_then(|request| gw.things.create_thing_type(&name, &request, gw.jobs.now())))
 }
@@ -511,7 +681,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/topics/{*topic}", post(publish))
         .route("/endpoint", get(describe_endpoint))
-        .route("/certificates", get(list_certificates))
+        .route("/certificates", get(list_certificates).post(create_certificate_from_csr))
+        .route("/keys-and-certificate", post(create_keys_and_certificate))
+        .route("/policies", get(list_policies))
+        .route("/policies/{name}", post(create_policy).get(get_policy).delete(delete_policy))
+        .route("/target-policies/{name}", put(attach_policy).post(detach_policy))
+        .route("/attached-policies/{target}", post(list_attached_policies))
         .route("/certificates/{id}", get(describe_certificate).put(update_certificate).delete(delete_certificate))
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", put(create_job).get(describe_job).delete(delete_job))

@@ -130,7 +130,6 @@ pub struct Gateway {
     pub pki: Pki,
     pub registry: IotRegistry,
     pub claim_certificate_id: String,
-    policies: std::sync::RwLock<HashMap<String, Value>>,
     /// What RegisterThing creates, and the hook it asks first.
     pub provisioning: Provisioning,
     rules: RuleWiring,
@@ -203,10 +202,6 @@ impl Gateway {
         };
         let device_policy = policy_name("DeviceIotPolicy")?;
         let claim_policy = policy_name("ClaimIotPolicy")?;
-        let policies = HashMap::from([
-            (device_policy, read_json(&root.join("infra/iot/device-policy.json"))?),
-            (claim_policy.clone(), read_json(&root.join("infra/iot/claim-policy.json"))?),
-        ]);
         let hook = functions
             .triggered_by(|t| matches!(t, Trigger::ProvisioningHook))
             .next()
@@ -218,6 +213,8 @@ impl Gateway {
 
         let pki = Pki::load_or_create(&config.certs_dir)?;
         let registry = config.token_lifetime.map(IotRegistry::with_token_lifetime).unwrap_or_default();
+        registry.define_policy(&device_policy, read_json(&root.join("infra/iot/device-policy.json"))?);
+        registry.define_policy(&claim_policy, read_json(&root.join("infra/iot/claim-policy.json"))?);
         let claim_pem = std::fs::read_to_string(&pki.files.claim_cert)?;
         let claim_der = pki::pem_to_der(&claim_pem).ok_or_else(|| GatewayError::Config("claim certificate is not PEM".into()))?;
         let claim_certificate_id = certificate_id(&claim_der);
@@ -233,7 +230,6 @@ impl Gateway {
             pki,
             registry,
             claim_certificate_id,
-            policies: std::sync::RwLock::new(policies),
             provisioning,
             rules,
             jobs: jobs::JobsEngine::default(),
@@ -289,12 +285,6 @@ impl Gateway {
                 }
             });
         }
-    }
-
-    /// Defines (or replaces) an IoT policy by name, as `CreatePolicy` does; certificates name
-    /// policies, and connections made afterwards use the document.
-    pub fn define_policy(&self, name: &str, document: Value) {
-        self.policies.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), document);
     }
 
     /// Runs `then` on its own task once the reply latency has passed: the requester's session

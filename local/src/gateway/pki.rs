@@ -40,6 +40,7 @@ pub struct Pki {
 pub struct Issued {
     pub certificate_pem: String,
     pub private_key_pem: String,
+    pub public_key_pem: String,
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -120,7 +121,7 @@ impl Pki {
     fn issue(&self, params: CertificateParams) -> Result<Issued, PkiError> {
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued { certificate_pem: cert.pem(), private_key_pem: key.serialize_pem() })
+        Ok(Issued { certificate_pem: cert.pem(), private_key_pem: key.serialize_pem(), public_key_pem: key.public_key_pem() })
     }
 
     /// A new device key pair and certificate (`CreateKeysAndCertificate`).

@@ -62,10 +62,72 @@ struct Token {
     used: bool,
 }
 
+/// An IoT policy: its document as written (what `GetPolicy` answers) and as parsed (what
+/// connections are judged by).
+#[derive(Debug, Clone)]
+pub struct IotPolicy {
+    pub text: String,
+    pub document: serde_json::Value,
+    /// Epoch seconds.
+    pub created_at: i64,
+}
+
+/// Why a policy operation of the control plane was refused, as AWS names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy {0} does not exist")]
+    UnknownPolicy(String),
+    #[error("certificate {0} does not exist")]
+    UnknownCertificate(String),
+    #[error("policy {0} already exists")]
+    Exists(String),
+    #[error("policy {0} is attached to {1} certificate(s): detach it first")]
+    Attached(String, usize),
+    #[error("the policy document is not valid: {0}")]
+    Malformed(String),
+}
+
+impl PolicyError {
+    /// The HTTP status and `x-amzn-errortype` AWS IoT answers with.
+    pub fn aws_kind(&self) -> (u16, &'static str) {
+        match self {
+            Self::UnknownPolicy(_) | Self::UnknownCertificate(_) => (404, "ResourceNotFoundException"),
+            Self::Exists(_) => (409, "ResourceAlreadyExistsException"),
+            Self::Attached(..) => (409, "DeleteConflictException"),
+            Self::Malformed(_) => (400, "MalformedPolicyException"),
+        }
+    }
+}
+
+/// A policy document AWS IoT would take: JSON with a `Statement` of objects, each with an
+/// `Effect` of `Allow` or `Deny`, an `Action` and a `Resource`.
+pub fn parse_policy_document(text: &str) -> Result<serde_json::Value, PolicyError> {
+    use serde_json::Value;
+    let bad = |m: &str| PolicyError::Malformed(m.to_owned());
+    let document: Value = serde_json::from_str(text).map_err(|e| PolicyError::Malformed(e.to_string()))?;
+    let statements = match document.get("Statement") {
+        Some(Value::Array(s)) if !s.is_empty() => s.clone(),
+        Some(s @ Value::Object(_)) => vec![s.clone()],
+        _ => return Err(bad("Statement must be a statement or a list of them")),
+    };
+    for statement in &statements {
+        if !matches!(statement.get("Effect").and_then(Value::as_str), Some("Allow" | "Deny")) {
+            return Err(bad("every statement needs an Effect of Allow or Deny"));
+        }
+        for key in ["Action", "Resource"] {
+            if !matches!(statement.get(key), Some(Value::String(_) | Value::Array(_))) {
+                return Err(PolicyError::Malformed(format!("every statement needs {key}")));
+            }
+        }
+    }
+    Ok(document)
+}
+
 #[derive(Default)]
 struct State {
     certificates: HashMap<String, Certificate>,
     tokens: HashMap<String, Token>,
+    policies: HashMap<String, IotPolicy>,
 }
 
 /// Certificates, things and tokens, shared by all connections.
@@ -138,7 +200,7 @@ impl IotRegistry {
         ids
     }
 
-    /// `DeleteCertificate`: only one that is not active and attached to no thing (AWS's
+    /// `DeleteCertificate`: only one that is not active and attached to no thing or policy (AWS's
     /// `CertificateStateException` and `DeleteConflictException`); `Ok(false)` when unknown.
     pub fn delete_certificate(&self, id: &str) -> Result<bool, (u16, &'static str, String)> {
         let mut state = self.lock();
@@ -146,11 +208,77 @@ impl IotRegistry {
         if c.status == CertificateStatus::Active {
             return Err((406, "CertificateStateException", format!("certificate {id} is ACTIVE: make it INACTIVE first")));
         }
-        if !c.things.is_empty() {
-            return Err((409, "DeleteConflictException", format!("certificate {id} is attached to {}: detach it first", c.things.join(", "))));
+        if !c.things.is_empty() || !c.policies.is_empty() {
+            let attached: Vec<&str> = c.things.iter().chain(&c.policies).map(String::as_str).collect();
+            return Err((409, "DeleteConflictException", format!("certificate {id} is attached to {}: detach it first", attached.join(", "))));
         }
         state.certificates.remove(id);
         Ok(true)
+    }
+
+    /// Defines (or replaces) a policy by name, as the stack does for its own policies.
+    pub fn define_policy(&self, name: &str, document: serde_json::Value) {
+        let policy = IotPolicy { text: document.to_string(), document, created_at: chrono::Utc::now().timestamp() };
+        self.lock().policies.insert(name.to_owned(), policy);
+    }
+
+    /// `CreatePolicy`: a new name only.
+    pub fn create_policy(&self, name: &str, text: &str, now: i64) -> Result<IotPolicy, PolicyError> {
+        let document = parse_policy_document(text)?;
+        let mut state = self.lock();
+        if state.policies.contains_key(name) {
+            return Err(PolicyError::Exists(name.to_owned()));
+        }
+        let policy = IotPolicy { text: text.to_owned(), document, created_at: now };
+        state.policies.insert(name.to_owned(), policy.clone());
+        Ok(policy)
+    }
+
+    /// `GetPolicy`.
+    pub fn policy(&self, name: &str) -> Option<IotPolicy> {
+        self.lock().policies.get(name).cloned()
+    }
+
+    /// Every policy's name (`ListPolicies`), in order.
+    pub fn policy_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().policies.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// `DeletePolicy`: only one no certificate uses (AWS's `DeleteConflictException`).
+    pub fn delete_policy(&self, name: &str) -> Result<(), PolicyError> {
+        let mut state = self.lock();
+        if !state.policies.contains_key(name) {
+            return Err(PolicyError::UnknownPolicy(name.to_owned()));
+        }
+        let users = state.certificates.values().filter(|c| c.policies.iter().any(|p| p == name)).count();
+        if users > 0 {
+            return Err(PolicyError::Attached(name.to_owned(), users));
+        }
+        state.policies.remove(name);
+        Ok(())
+    }
+
+    /// `AttachPolicy` (`attach`) or `DetachPolicy` to a certificate; connections made
+    /// afterwards are judged by the new set.
+    pub fn set_policy(&self, certificate_id: &str, name: &str, attach: bool) -> Result<(), PolicyError> {
+        let mut state = self.lock();
+        if !state.policies.contains_key(name) {
+            return Err(PolicyError::UnknownPolicy(name.to_owned()));
+        }
+        let c = state.certificates.get_mut(certificate_id).ok_or_else(|| PolicyError::UnknownCertificate(certificate_id.to_owned()))?;
+        c.policies.retain(|p| p != name);
+        if attach {
+            c.policies.push(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The documents of the named policies that exist, for judging a connection.
+    pub fn policy_documents(&self, names: &[String]) -> Vec<serde_json::Value> {
+        let state = self.lock();
+        names.iter().filter_map(|n| state.policies.get(n).map(|p| p.document.clone())).collect()
     }
 
     /// Issues a single-use ownership token for a new certificate.

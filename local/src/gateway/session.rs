@@ -155,10 +155,7 @@ impl Gateway {
                 thing_attached: certificate.things.contains(&client_id),
             },
             client_id: client_id.clone(),
-            policies: Arc::new({
-                let known = self.policies.read().unwrap_or_else(|e| e.into_inner());
-                certificate.policies.iter().filter_map(|p| known.get(p).cloned()).collect()
-            }),
+            policies: Arc::new(self.registry.policy_documents(&certificate.policies)),
         };
         use wire::ConnectCode::{ClientIdNotValid, NotAuthorized};
         let refusal = if client_id.is_empty() {
