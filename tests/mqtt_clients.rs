@@ -101,3 +101,26 @@ async fn mosquitto_clients_publish_a_measurement_receive_a_reply_and_a_retained_
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ward/7/status open");
 }
+
+/// MQTT 5 lets a normal DISCONNECT leave out its reason code (remaining length 0), and
+/// mosquitto's clients send exactly that: the gateway takes it as a clean end and drops the
+/// client's last will, as AWS IoT Core does, rather than calling it malformed and publishing
+/// the will as if the client had vanished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_mqtt5_disconnect_from_mosquitto_is_clean_and_discards_the_will() {
+    let gw = LocalGateway::start().await;
+    let (cert, key) = app_certificate(&gw, "WillApp", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let app = credentials(&gw, "will-app", &cert, &key);
+    let mut watcher = vitalwire_tests::MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), "watcher").await.unwrap();
+    watcher.subscribe("ward/#").await;
+
+    for version in ["mqttv5", "mqttv311"] {
+        let mut publish = mosquitto("mosquitto_pub", &gw, &app, "bedside", version);
+        publish.args(["-t", "ward/7/reading", "-m", version, "--will-topic", "ward/7/lost", "--will-payload", "gone"]);
+        let out = run(publish);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let after = watcher.topics_within(Duration::from_millis(1500)).await;
+    assert_eq!(after.iter().filter(|t| *t == "ward/7/reading").count(), 2, "both readings arrived: {after:?}");
+    assert!(!after.iter().any(|t| t == "ward/7/lost"), "no will after a clean DISCONNECT: {after:?}");
+}

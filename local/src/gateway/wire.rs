@@ -168,6 +168,22 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                 _ => Incoming::Unsupported("packet type"),
             })),
         },
+        // MQTT 5 §3.14.2.1: a DISCONNECT may leave out its property length (remaining length 1)
+        // and, when normal, its reason code too (remaining length 0), as mosquitto's clients
+        // send it; rumqttc's reader takes the first for a missing payload and waits for more
+        // bytes after the second.
+        Protocol::V5 if buf.len() >= 2 && buf[0] == 0xE0 && buf[1] <= 1 => {
+            let short = buf.split_to(2);
+            let reason = match short[1] {
+                0 => 0x00,
+                _ if buf.is_empty() => {
+                    buf.unsplit(short);
+                    return Ok(None);
+                }
+                _ => buf.split_to(1)[0],
+            };
+            Ok(Some(Incoming::Disconnect { with_will: reason == 0x04 }))
+        }
         Protocol::V5 => match v5::Packet::read(buf, Some(MAX_PACKET as u32)) {
             Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(WireError(e.to_string())),
@@ -311,5 +327,22 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
             };
             p.write(buf, Some(MAX_PACKET as u32)).map(|_| ()).map_err(|x| e(&x))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_mqtt5_disconnect_is_a_normal_disconnect_and_what_follows_stays() {
+        let mut buf = BytesMut::from(&[0xE0u8, 0x00, 0xC0, 0x00][..]);
+        assert!(matches!(read(Protocol::V5, &mut buf), Ok(Some(Incoming::Disconnect { with_will: false }))));
+        assert!(matches!(read(Protocol::V5, &mut buf), Ok(Some(Incoming::PingReq))), "the next packet is read as before");
+        let mut partial = BytesMut::from(&[0xE0u8, 0x01][..]);
+        assert!(matches!(read(Protocol::V5, &mut partial), Ok(None)));
+        assert_eq!(&partial[..], [0xE0, 0x01], "kept until its reason code arrives");
+        let mut with_will = BytesMut::from(&[0xE0u8, 0x01, 0x04][..]);
+        assert!(matches!(read(Protocol::V5, &mut with_will), Ok(Some(Incoming::Disconnect { with_will: true }))));
     }
 }
