@@ -440,6 +440,8 @@ pub struct LocalUp {
     pub state_dir: std::path::PathBuf,
     pub mqtt_port: u16,
     pub api_url: String,
+    /// The IoT HTTP endpoint: control plane, data plane, shadows.
+    pub iot_url: String,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -484,7 +486,7 @@ impl LocalUp {
             assert!(read > 0 && started.elapsed() < Duration::from_secs(120), "vitalwire-local up stopped: {:?}", log.lock().unwrap());
         }
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Self { child, state_dir, mqtt_port, api_url: format!("http://127.0.0.1:{api_port}"), log }
+        Self { child, state_dir, mqtt_port, api_url: format!("http://127.0.0.1:{api_port}"), iot_url: format!("http://127.0.0.1:{iot_port}"), log }
     }
 
     /// The JSON log lines logged so far.
