@@ -717,3 +717,105 @@ async fn an_unacknowledged_message_is_sent_again_when_the_persistent_session_res
     .unwrap();
     assert!(again.topics_within(Duration::from_millis(500)).await.is_empty(), "acknowledged this time: not sent a third time");
 }
+
+/// AWS's flow control: a client with 100 QoS 1 messages unacknowledged gets no more until it
+/// acknowledges (the rest wait, nothing is lost); and a connection publishing over 100 messages
+/// a second has the excess discarded, which an MQTT 5 client hears in its PUBACK (0x97).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_messages_hold_back_the_rest_and_publishes_over_the_rate_are_discarded() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event};
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+
+    let mut slow = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "slow-reader", |o| {
+        o.set_manual_acks(true);
+    })
+    .await
+    .unwrap();
+    slow.subscribe("ward/7/flow").await;
+    for n in 0..105 {
+        gw.gateway.deliver("ward/7/flow", bytes::Bytes::from(n.to_string()), 1, None);
+    }
+    let held = slow.publishes_within(Duration::from_millis(1500)).await;
+    assert_eq!(held.len(), 100, "AWS's in-flight quota");
+    slow.client.ack(&held[0]).await.unwrap();
+    let next = slow.publish_on("ward/7/flow").await.expect("one more after an acknowledgement");
+    assert_eq!(next.0, b"100");
+
+    let mut watcher = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "rate-watcher").await.unwrap();
+    watcher.subscribe("ward/7/rate").await;
+    let (client, mut events) = AsyncClient::new(mqtt5_options(&gw, "chatty-publisher", &cert, &key), 200);
+    mqtt5_next(&mut events).await.expect("connected");
+    for n in 0..110 {
+        client.publish("ward/7/rate", QoS::AtLeastOnce, false, n.to_string()).await.unwrap();
+    }
+    let (mut accepted, mut discarded) = (0, 0);
+    while accepted + discarded < 110 {
+        if let Ok(Event::Incoming(Packet::PubAck(ack))) = mqtt5_next(&mut events).await {
+            match ack.reason {
+                PubAckReason::Success => accepted += 1,
+                PubAckReason::QuotaExceeded => discarded += 1,
+                other => panic!("unexpected PUBACK {other:?}"),
+            }
+        }
+    }
+    assert!(discarded >= 10 && accepted <= 100, "{accepted} accepted, {discarded} discarded");
+    let delivered = watcher.topics_within(Duration::from_millis(1500)).await.len();
+    assert_eq!(delivered, accepted, "only what was accepted is delivered");
+}
+
+/// A shared subscription group whose members are all away with persistent sessions keeps QoS 1
+/// messages for the group, and the first member back takes them (AWS queues per group); and a
+/// will's own Message Expiry Interval applies to it once published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_groups_keep_messages_for_absent_members_and_a_will_expires() {
+    let gw = LocalGateway::start().await;
+    let ca = gw.read("ca.pem");
+    let (cert, key) = app_certificate(&gw, "AppPolicy", json!({"Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}));
+    let persistent = |o: &mut rumqttc::MqttOptions| {
+        o.set_clean_session(false);
+    };
+    for worker in ["worker-a", "worker-b"] {
+        let mut member = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), worker, persistent).await.unwrap();
+        member.subscribe("$share/workers/ward/+/jobs").await;
+        member.client.disconnect().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let publisher = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "job-source").await.unwrap();
+    publisher.publish("ward/7/jobs", "one").await;
+    publisher.publish("ward/8/jobs", "two").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut first_back = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "worker-b", persistent).await.unwrap();
+    assert!(first_back.session_present);
+    assert_eq!(first_back.topics_within(Duration::from_millis(800)).await, ["ward/7/jobs", "ward/8/jobs"], "both, in order");
+    let mut second_back = MqttTestClient::connect_with(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "worker-a", persistent).await.unwrap();
+    assert!(second_back.topics_within(Duration::from_millis(500)).await.is_empty(), "each message went to one member");
+
+    // Wills: one retained with a 1 s expiry is gone 2 s later; one without expiry stays.
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    use rumqttc::v5::mqttbytes::QoS;
+    let expiring = LastWillProperties {
+        delay_interval: None,
+        payload_format_indicator: None,
+        message_expiry_interval: Some(1),
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+    };
+    for (client_id, topic, properties) in [("short-will", "ward/7/short-will", Some(expiring)), ("long-will", "ward/7/long-will", None)] {
+        let mut options = mqtt5_options(&gw, client_id, &cert, &key);
+        options.set_last_will(LastWill::new(topic, "gone", QoS::AtLeastOnce, true, properties));
+        let (_client, mut events) = rumqttc::v5::AsyncClient::new(options, 10);
+        mqtt5_next(&mut events).await.expect("connected");
+        drop(events);
+    }
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let mut reader = MqttTestClient::connect(gw.port, &ca, cert.as_bytes(), key.as_bytes(), "will-reader").await.unwrap();
+    reader.subscribe("ward/7/short-will").await;
+    reader.subscribe("ward/7/long-will").await;
+    assert_eq!(reader.topics_within(Duration::from_millis(800)).await, ["ward/7/long-will"], "the expired will is gone");
+}

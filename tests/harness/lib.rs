@@ -390,14 +390,19 @@ impl MqttTestClient {
 
     /// The topics of the messages that arrive within `window`.
     pub async fn topics_within(&mut self, window: std::time::Duration) -> Vec<String> {
+        self.publishes_within(window).await.into_iter().map(|p| p.topic).collect()
+    }
+
+    /// The messages that arrive within `window` (to acknowledge, with manual acks).
+    pub async fn publishes_within(&mut self, window: std::time::Duration) -> Vec<rumqttc::Publish> {
         let until = tokio::time::Instant::now() + window;
-        let mut topics = Vec::new();
+        let mut publishes = Vec::new();
         while let Ok(Some(Some(packet))) = tokio::time::timeout_at(until, self.incoming.recv()).await {
             if let rumqttc::Packet::Publish(p) = packet {
-                topics.push(p.topic);
+                publishes.push(p);
             }
         }
-        topics
+        publishes
     }
 
     /// Waits until the gateway closes the connection.

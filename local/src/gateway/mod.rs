@@ -121,6 +121,14 @@ struct Session {
     /// QoS 1 messages sent and not yet acknowledged (packet id, topic, message), oldest first:
     /// a persistent session keeps them for the client's return.
     unacked: std::collections::VecDeque<(u16, String, Message)>,
+    /// How many unacknowledged QoS 1 messages the client may have at once: AWS's 100, or the
+    /// client's MQTT 5 Receive Maximum when lower.
+    in_flight_limit: usize,
+    /// QoS 1 messages held back while `in_flight_limit` are unacknowledged (topic, message,
+    /// retained flag), sent as acknowledgements come.
+    waiting: std::collections::VecDeque<(String, Message, bool)>,
+    /// The client's publishes in the current second, for AWS's per-connection rate.
+    publish_rate: (std::time::Instant, u32),
 }
 
 /// The gateway's state, shared by all connections. Its parts: the registry of certificates
@@ -149,6 +157,9 @@ pub struct Gateway {
     retained: Mutex<std::collections::BTreeMap<String, (Message, u8)>>,
     /// Persistent sessions of clients that are not connected, by client id.
     offline: Mutex<HashMap<String, OfflineSession>>,
+    /// QoS 1 messages for shared subscription groups (by `$share/<group>/<filter>`) none of
+    /// whose members is connected while a persistent one is away, for the first to come.
+    shared_queues: Mutex<HashMap<String, std::collections::VecDeque<(String, Message)>>>,
     /// Whose turn it is in a shared subscription group.
     shared_turn: AtomicU64,
     /// How long replies on reserved topics and rule runs wait, as AWS's round trip does.
@@ -241,6 +252,7 @@ impl Gateway {
             next_session: AtomicU64::new(1),
             retained: Mutex::default(),
             offline: Mutex::default(),
+            shared_queues: Mutex::default(),
             shared_turn: AtomicU64::new(0),
             reply_latency: config.reply_latency,
             keep_alive_floor: config.keep_alive_floor,

@@ -20,16 +20,20 @@ use super::routing::Published;
 use super::{Gateway, Identity, Message, OfflineSession, Outbound, Session};
 
 /// Queues a PUBLISH to a session's connection, numbering it when QoS 1, with the seconds left of
-/// its expiry; an expired message is dropped.
+/// its expiry; an expired message is dropped. A QoS 1 message waits while the client has its
+/// in-flight limit unacknowledged (AWS stops sending until PUBACKs come), and is dropped when
+/// that wait is full too.
 fn push(s: &mut Session, topic: &str, message: &Message, qos: u8, retain: bool) {
     let Some(expiry) = message.remaining() else { return };
     let pkid = if qos > 0 {
+        if s.unacked.len() >= s.in_flight_limit {
+            if s.waiting.len() < limits::OFFLINE_QUEUE {
+                s.waiting.push_back((topic.to_owned(), message.clone(), retain));
+            }
+            return;
+        }
         s.next_pkid = s.next_pkid.checked_add(1).filter(|p| *p != 0).unwrap_or(1);
         s.unacked.push_back((s.next_pkid, topic.to_owned(), message.clone()));
-        // A client that never acknowledges keeps at most as many as an absent one's queue.
-        if s.unacked.len() > limits::OFFLINE_QUEUE {
-            s.unacked.pop_front();
-        }
         s.next_pkid
     } else {
         0
@@ -37,9 +41,19 @@ fn push(s: &mut Session, topic: &str, message: &Message, qos: u8, retain: bool) 
     let _ = s.tx.send(Outbound::Packet(Outgoing::Publish { topic: topic.to_owned(), qos, pkid, payload: message.payload.clone(), retain, expiry }));
 }
 
-/// The QoS 1 messages a session sent that its client has not acknowledged, oldest first.
+/// Sends what waited for acknowledgements, as far as the in-flight limit allows.
+fn release_waiting(s: &mut Session) {
+    while s.unacked.len() < s.in_flight_limit {
+        let Some((topic, message, retain)) = s.waiting.pop_front() else { return };
+        push(s, &topic, &message, 1, retain);
+    }
+}
+
+/// The QoS 1 messages a session owes its client, oldest first: those sent and not acknowledged,
+/// then those waiting.
 fn unacknowledged(s: &Session) -> std::collections::VecDeque<(String, Message)> {
-    s.unacked.iter().map(|(_, topic, message)| (topic.clone(), message.clone())).collect()
+    let sent = s.unacked.iter().map(|(_, topic, message)| (topic.clone(), message.clone()));
+    sent.chain(s.waiting.iter().map(|(topic, message, _)| (topic.clone(), message.clone()))).collect()
 }
 
 /// Which permission a publish (or a will) lacks: `iot:Publish` on its topic, and for a retained
@@ -66,6 +80,10 @@ mod limits {
     pub const MAX_TOPIC_SLASHES: usize = 7;
     pub const MAX_FILTERS_PER_SUBSCRIBE: usize = 8;
     pub const MAX_CLIENT_ID_BYTES: usize = 128;
+    /// Unacknowledged QoS 1 messages to a client at once (AWS's outbound in-flight quota).
+    pub const IN_FLIGHT: usize = 100;
+    /// Publishes a connection may make per second; AWS discards the rest.
+    pub const PUBLISHES_PER_SECOND: u32 = 100;
 
     /// The keep-alive AWS applies: `floor` (30 s on AWS) to 1200 s; 0 and anything longer
     /// become 1200.
@@ -112,8 +130,9 @@ struct Resumed {
 /// How a connection ended, which decides its will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// A DISCONNECT from the client: the will is discarded.
-    Clean,
+    /// A DISCONNECT from the client: the will is discarded; MQTT 5 may give the session a new
+    /// expiry (0 ends it).
+    Clean { session_expiry: Option<u32> },
     /// Anything else (dropped, keep-alive, a protocol error, a takeover): the will is published.
     Abrupt,
 }
@@ -137,8 +156,8 @@ impl Gateway {
             }
         };
         let mut buf = BytesMut::with_capacity(4096);
-        let (protocol, client_id, asked_keep_alive, will, clean, session_expiry) = match read_connect(&mut tls, &mut buf).await {
-            Some(Incoming::Connect { client_id, protocol, keep_alive, will, clean, session_expiry }) => (protocol, client_id, keep_alive, will, clean, session_expiry),
+        let wire::Connect { protocol, client_id, keep_alive: asked_keep_alive, will, clean, session_expiry, receive_maximum } = match read_connect(&mut tls, &mut buf).await {
+            Some(Incoming::Connect(connect)) => connect,
             _ => {
                 tracing::info!(%peer, certificate_id = %cert, "connection closed: no CONNECT within 10 s, or not an MQTT 3.1.1 or 5 CONNECT");
                 return;
@@ -211,18 +230,28 @@ impl Gateway {
                 next_pkid: 0,
                 topic_aliases: HashMap::new(),
                 unacked: std::collections::VecDeque::new(),
+                in_flight_limit: receive_maximum.map_or(limits::IN_FLIGHT, |r| limits::IN_FLIGHT.min(usize::from(r.max(1)))),
+                waiting: std::collections::VecDeque::new(),
+                publish_rate: (std::time::Instant::now(), 0),
             };
             // What the session caught while its client was away follows the CONNACK.
             for (topic, message) in queued {
                 push(&mut session, &topic, &message, 1, false);
             }
+            let shared_filters: Vec<(String, u8)> = session.subscriptions.iter().filter(|(f, _)| shared(f).is_some()).cloned().collect();
             sessions.insert(session_id, session);
+            drop(sessions);
+            // A returning member of a shared group takes what the group caught meanwhile.
+            for (filter, granted) in shared_filters {
+                self.send_shared_queued(session_id, &filter, granted);
+            }
         }
         tracing::info!(%peer, client_id = %client_id, ?protocol, "connected");
         let mut chunk = vec![0u8; 16 * 1024];
         // How the connection ends: a clean DISCONNECT discards the will; anything else (the
         // socket dropped, keep-alive ran out, a protocol error, a takeover) publishes it.
         let mut ending = Ending::Abrupt;
+        let mut persist = persist;
         'connection: loop {
             tokio::select! {
                 read = read_within(&mut tls, &mut chunk, idle_limit) => {
@@ -271,6 +300,15 @@ impl Gateway {
                 break;
             }
         }
+        // MQTT 5's DISCONNECT may change the session's expiry: 0 ends it, another value replaces
+        // it; a session that had none cannot be given one (AWS, and the specification).
+        if let Ending::Clean { session_expiry: Some(asked) } = ending {
+            match persist {
+                _ if asked == 0 => persist = None,
+                Some(_) => persist = Some(limits::SESSION_EXPIRY.min(Duration::from_secs(u64::from(asked)))),
+                None => tracing::info!(client_id = %client_id, "DISCONNECT asked for a session expiry the session did not have: it ends (a protocol error)"),
+            }
+        }
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let ended = sessions.remove(&session_id);
@@ -289,8 +327,9 @@ impl Gateway {
             }
         }
         let _ = tls.shutdown().await;
-        tracing::info!(%peer, client_id = %client_id, clean = ending == Ending::Clean, "disconnected");
-        if let Some(will) = will.filter(|_| ending != Ending::Clean) {
+        let clean = matches!(ending, Ending::Clean { .. });
+        tracing::info!(%peer, client_id = %client_id, clean, "disconnected");
+        if let Some(will) = will.filter(|_| !clean) {
             self.publish_will(&identity, will).await;
         }
     }
@@ -299,7 +338,7 @@ impl Gateway {
     /// policies allow that).
     async fn publish_will(self: Arc<Self>, identity: &Identity, will: wire::Will) {
         tracing::info!(client_id = %identity.client_id, topic = %will.topic, "will published");
-        let will = Published { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, expiry: None };
+        let will = Published { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, expiry: will.expiry };
         self.route(0, identity, will).await;
     }
 
@@ -341,6 +380,7 @@ impl Gateway {
             }
         }
         // AWS hands each message to one member of a group, at random; here, in turn.
+        let served: std::collections::BTreeSet<String> = groups.keys().map(|(group, inner)| format!("$share/{group}/{inner}")).collect();
         for members in groups.into_values() {
             let turn = self.shared_turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
             let (id, granted) = members[turn % members.len()];
@@ -353,12 +393,58 @@ impl Gateway {
         }
         let now = std::time::Instant::now();
         let mut offline = self.offline.lock().unwrap_or_else(|e| e.into_inner());
+        let before = offline.len();
         offline.retain(|_, s| s.expires_at > now);
+        if offline.len() < before {
+            // A group's queue lasts as long as a member (connected or away) subscribes to it.
+            let member = |filter: &str| {
+                let subscribes = |subs: &[(String, u8)]| subs.iter().any(|(f, _)| f == filter);
+                sessions.values().any(|s| subscribes(&s.subscriptions)) || offline.values().any(|s| subscribes(&s.subscriptions))
+            };
+            self.shared_queues.lock().unwrap_or_else(|e| e.into_inner()).retain(|filter, _| member(filter));
+        }
+        // Shared groups with no member connected but a persistent one away keep the message
+        // for the first member to come (AWS queues for the group, not for one member).
+        let mut unserved_groups = std::collections::BTreeSet::new();
         for s in offline.values_mut() {
-            let caught = s.subscriptions.iter().any(|(f, granted)| *granted > 0 && shared(f).is_none() && filter_matches(f, topic));
-            if caught && s.queue.len() < limits::OFFLINE_QUEUE && allows(&s.identity.policies, "iot:Receive", &topic_arn(topic), &s.identity.context) {
+            if !allows(&s.identity.policies, "iot:Receive", &topic_arn(topic), &s.identity.context) {
+                continue;
+            }
+            let mut caught = false;
+            for (filter, _) in s.subscriptions.iter().filter(|(_, granted)| *granted > 0) {
+                match shared(filter) {
+                    Some((_, inner)) if filter_matches(inner, topic) && !served.contains(filter) => {
+                        unserved_groups.insert(filter.clone());
+                    }
+                    Some(_) => {}
+                    None => caught |= filter_matches(filter, topic),
+                }
+            }
+            if caught && s.queue.len() < limits::OFFLINE_QUEUE {
                 s.queue.push_back((topic.to_owned(), message.clone()));
             }
+        }
+        if unserved_groups.is_empty() {
+            return;
+        }
+        let mut queues = self.shared_queues.lock().unwrap_or_else(|e| e.into_inner());
+        for filter in unserved_groups {
+            let queue = queues.entry(filter).or_default();
+            // Once full, new messages are dropped, old ones kept (AWS).
+            if queue.len() < limits::OFFLINE_QUEUE {
+                queue.push_back((topic.to_owned(), message.clone()));
+            }
+        }
+    }
+
+    /// Sends a member of a shared group (subscribing, or back with its session) what the group
+    /// caught while no member was connected.
+    fn send_shared_queued(&self, session_id: u64, filter: &str, granted: u8) {
+        let Some(queued) = self.shared_queues.lock().unwrap_or_else(|e| e.into_inner()).remove(filter) else { return };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = sessions.get_mut(&session_id) else { return };
+        for (topic, message) in queued {
+            push(s, &topic, &message, granted, false);
         }
     }
 
@@ -404,6 +490,19 @@ impl Gateway {
         }
     }
 
+    /// Counts a publish against the connection's rate: whether it is within AWS's 100 per second.
+    fn within_publish_rate(&self, session_id: u64) -> bool {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = sessions.get_mut(&session_id) else { return true };
+        let (second, count) = &mut s.publish_rate;
+        if second.elapsed() >= Duration::from_secs(1) {
+            *second = std::time::Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        *count <= limits::PUBLISHES_PER_SECOND
+    }
+
     /// Closes a connection for breaking one of AWS's limits: MQTT 5 is told why (DISCONNECT with
     /// the reason), MQTT 3.1.1 is just closed, as AWS IoT Core does.
     fn refuse(&self, session_id: u64, identity: &Identity, reason: wire::DisconnectReason, what: &str) -> Ending {
@@ -435,11 +534,11 @@ impl Gateway {
             Incoming::PingReq => self.send(session_id, Outgoing::PingResp),
             // AWS IoT Core: any DISCONNECT from the client suppresses the will, MQTT 5's "with
             // will message" (0x04) included, which the specification would publish.
-            Incoming::Disconnect { with_will } => {
+            Incoming::Disconnect { with_will, session_expiry } => {
                 if with_will {
                     tracing::info!(client_id = %identity.client_id, "DISCONNECT asked for the will: AWS IoT Core does not publish it after a DISCONNECT");
                 }
-                return Some(Ending::Clean);
+                return Some(Ending::Clean { session_expiry });
             }
             Incoming::Connect { .. } => {
                 tracing::info!(client_id = %identity.client_id, "connection closed: a second CONNECT");
@@ -448,6 +547,7 @@ impl Gateway {
             Incoming::PubAck { pkid } => {
                 if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session_id) {
                     s.unacked.retain(|(sent_as, ..)| *sent_as != pkid);
+                    release_waiting(s);
                 }
             }
             // QoS 2's PUBREL and PUBCOMP, and AUTH, which AWS IoT Core does not serve.
@@ -492,10 +592,11 @@ impl Gateway {
                         }
                     }
                 }
-                let retained: Vec<(String, u8)> = filters.iter().zip(&granted).filter_map(|((f, _), g)| g.map(|q| (f.clone(), q))).collect();
+                let accepted: Vec<(String, u8)> = filters.iter().zip(&granted).filter_map(|((f, _), g)| g.map(|q| (f.clone(), q))).collect();
                 self.send(session_id, Outgoing::SubAck { pkid, granted });
-                for (filter, q) in retained {
+                for (filter, q) in accepted {
                     self.send_retained(session_id, &filter, q);
+                    self.send_shared_queued(session_id, &filter, q);
                 }
             }
             Incoming::Unsubscribe { pkid, filters } => {
@@ -520,19 +621,27 @@ impl Gateway {
                 if !limits::topic_within_limits(&topic) {
                     return Some(self.refuse(session_id, identity, wire::DisconnectReason::TopicNameInvalid, "a topic over 256 bytes or 7 slashes"));
                 }
+                if !self.within_publish_rate(session_id) {
+                    // AWS discards publishes over its rate; MQTT 5 hears why.
+                    tracing::info!(client_id = %identity.client_id, "publish discarded: over 100 publishes per second on this connection (AWS IoT Core's quota)");
+                    if protocol == Protocol::V5 && qos == 1 {
+                        self.send(session_id, Outgoing::PubAck { pkid, reason: wire::PubAckReason::QuotaExceeded });
+                    }
+                    return None;
+                }
                 if let Some(action) = publish_denied(identity, &topic, retain) {
                     tracing::info!(client_id = %identity.client_id, topic = %topic, "publish refused: the certificate's policies do not allow {action} to it");
                     // MQTT 5 can say so; with MQTT 3.1.1 AWS IoT Core closes the connection.
                     if protocol == Protocol::V5 {
                         if qos == 1 {
-                            self.send(session_id, Outgoing::PubAck { pkid, authorized: false });
+                            self.send(session_id, Outgoing::PubAck { pkid, reason: wire::PubAckReason::NotAuthorized });
                         }
                         return None;
                     }
                     return Some(Ending::Abrupt);
                 }
                 if qos == 1 {
-                    self.send(session_id, Outgoing::PubAck { pkid, authorized: true });
+                    self.send(session_id, Outgoing::PubAck { pkid, reason: wire::PubAckReason::Success });
                 }
                 self.route(session_id, identity, Published { topic, payload, qos, retain, expiry }).await;
             }

@@ -22,14 +22,29 @@ pub struct Will {
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
+    /// MQTT 5's Message Expiry Interval of the will, seconds.
+    pub expiry: Option<u32>,
+}
+
+/// A client's CONNECT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connect {
+    pub client_id: String,
+    pub keep_alive: u16,
+    pub protocol: Protocol,
+    pub will: Option<Will>,
+    /// 3.1.1's Clean Session or 5's Clean Start.
+    pub clean: bool,
+    /// MQTT 5's Session Expiry Interval the client asked for (0 for 3.1.1).
+    pub session_expiry: u32,
+    /// MQTT 5's Receive Maximum: how many unacknowledged QoS 1 messages the client takes at once.
+    pub receive_maximum: Option<u16>,
 }
 
 /// A packet from a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    /// `clean`: 3.1.1's Clean Session or 5's Clean Start; `session_expiry`: MQTT 5's Session
-    /// Expiry Interval the client asked for (0 for 3.1.1).
-    Connect { client_id: String, keep_alive: u16, protocol: Protocol, will: Option<Will>, clean: bool, session_expiry: u32 },
+    Connect(Connect),
     /// `topic_alias`: MQTT 5's Topic Alias (the topic is empty when the alias stands for it);
     /// `expiry`: MQTT 5's Message Expiry Interval, seconds.
     Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, topic_alias: Option<u16>, expiry: Option<u32> },
@@ -37,8 +52,9 @@ pub enum Incoming {
     Unsubscribe { pkid: u16, filters: Vec<String> },
     PubAck { pkid: u16 },
     PingReq,
-    /// `with_will`: MQTT 5's reason 0x04, "disconnect with will message".
-    Disconnect { with_will: bool },
+    /// `with_will`: MQTT 5's reason 0x04, "disconnect with will message"; `session_expiry`:
+    /// MQTT 5's new Session Expiry Interval for the session it leaves.
+    Disconnect { with_will: bool, session_expiry: Option<u32> },
     /// QoS 2 and other packets the gateway does not serve (AWS IoT Core has no QoS 2).
     Unsupported(&'static str),
 }
@@ -85,11 +101,21 @@ pub enum Outgoing {
     Disconnect(DisconnectReason, String),
     SubAck { pkid: u16, granted: Vec<Option<u8>> },
     UnsubAck { pkid: u16, count: usize },
-    PubAck { pkid: u16, authorized: bool },
+    PubAck { pkid: u16, reason: PubAckReason },
     /// `retain`: a retained message sent because of a new subscription; `expiry`: the seconds
     /// left of its Message Expiry Interval (MQTT 5).
     Publish { topic: String, qos: u8, pkid: u16, payload: Bytes, retain: bool, expiry: Option<u32> },
     PingResp,
+}
+
+/// How a PUBACK answers a client's QoS 1 publish (MQTT 5 says which; 3.1.1 only acknowledges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PubAckReason {
+    Success,
+    /// The certificate's policies do not allow the publish.
+    NotAuthorized,
+    /// Over AWS's publish rate per connection: the message was discarded.
+    QuotaExceeded,
 }
 
 /// A malformed or oversized packet.
@@ -147,14 +173,15 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(WireError(e.to_string())),
             Ok(packet) => Ok(Some(match packet {
-                v4::Packet::Connect(c) => Incoming::Connect {
+                v4::Packet::Connect(c) => Incoming::Connect(Connect {
                     client_id: c.client_id,
                     keep_alive: c.keep_alive,
                     protocol,
-                    will: c.last_will.map(|w| Will { topic: w.topic, payload: w.message, qos: w.qos as u8, retain: w.retain }),
+                    will: c.last_will.map(|w| Will { topic: w.topic, payload: w.message, qos: w.qos as u8, retain: w.retain, expiry: None }),
                     clean: c.clean_session,
                     session_expiry: 0,
-                },
+                    receive_maximum: None,
+                }),
                 v4::Packet::Publish(p) => {
                     Incoming::Publish { topic: p.topic, qos: p.qos as u8, pkid: p.pkid, payload: p.payload, retain: p.retain, topic_alias: None, expiry: None }
                 }
@@ -164,7 +191,7 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                 v4::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.topics },
                 v4::Packet::PubAck(a) => Incoming::PubAck { pkid: a.pkid },
                 v4::Packet::PingReq => Incoming::PingReq,
-                v4::Packet::Disconnect => Incoming::Disconnect { with_will: false },
+                v4::Packet::Disconnect => Incoming::Disconnect { with_will: false, session_expiry: None },
                 _ => Incoming::Unsupported("packet type"),
             })),
         },
@@ -182,20 +209,27 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                 }
                 _ => buf.split_to(1)[0],
             };
-            Ok(Some(Incoming::Disconnect { with_will: reason == 0x04 }))
+            Ok(Some(Incoming::Disconnect { with_will: reason == 0x04, session_expiry: None }))
         }
         Protocol::V5 => match v5::Packet::read(buf, Some(MAX_PACKET as u32)) {
             Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(WireError(e.to_string())),
             Ok(packet) => Ok(Some(match packet {
-                v5::Packet::Connect(c, will, _) => Incoming::Connect {
+                v5::Packet::Connect(c, will, _) => Incoming::Connect(Connect {
                     session_expiry: c.properties.as_ref().and_then(|p| p.session_expiry_interval).unwrap_or(0),
+                    receive_maximum: c.properties.as_ref().and_then(|p| p.receive_maximum),
                     clean: c.clean_start,
                     client_id: c.client_id,
                     keep_alive: c.keep_alive,
                     protocol,
-                    will: will.map(|w| Will { topic: String::from_utf8_lossy(&w.topic).into_owned(), payload: w.message, qos: w.qos as u8, retain: w.retain }),
-                },
+                    will: will.map(|w| Will {
+                        topic: String::from_utf8_lossy(&w.topic).into_owned(),
+                        payload: w.message,
+                        qos: w.qos as u8,
+                        retain: w.retain,
+                        expiry: w.properties.as_ref().and_then(|p| p.message_expiry_interval),
+                    }),
+                }),
                 v5::Packet::Publish(p) => Incoming::Publish {
                     topic_alias: p.properties.as_ref().and_then(|props| props.topic_alias),
                     expiry: p.properties.as_ref().and_then(|props| props.message_expiry_interval),
@@ -211,7 +245,10 @@ pub fn read(protocol: Protocol, buf: &mut BytesMut) -> Result<Option<Incoming>, 
                 v5::Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid, filters: u.filters },
                 v5::Packet::PubAck(a) => Incoming::PubAck { pkid: a.pkid },
                 v5::Packet::PingReq(_) => Incoming::PingReq,
-                v5::Packet::Disconnect(d) => Incoming::Disconnect { with_will: d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage },
+                v5::Packet::Disconnect(d) => Incoming::Disconnect {
+                    with_will: d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage,
+                    session_expiry: d.properties.and_then(|p| p.session_expiry_interval),
+                },
                 _ => Incoming::Unsupported("packet type"),
             })),
         },
@@ -311,9 +348,13 @@ pub fn write(protocol: Protocol, packet: Outgoing, buf: &mut BytesMut) -> Result
                     reasons: vec![v5::UnsubAckReason::Success; count],
                     properties: None,
                 }),
-                Outgoing::PubAck { pkid, authorized } => v5::Packet::PubAck(v5::PubAck {
+                Outgoing::PubAck { pkid, reason } => v5::Packet::PubAck(v5::PubAck {
                     pkid,
-                    reason: if authorized { v5::PubAckReason::Success } else { v5::PubAckReason::NotAuthorized },
+                    reason: match reason {
+                        PubAckReason::Success => v5::PubAckReason::Success,
+                        PubAckReason::NotAuthorized => v5::PubAckReason::NotAuthorized,
+                        PubAckReason::QuotaExceeded => v5::PubAckReason::QuotaExceeded,
+                    },
                     properties: None,
                 }),
                 Outgoing::Publish { topic, qos, pkid, payload, retain, expiry } => {
@@ -337,12 +378,12 @@ mod tests {
     #[test]
     fn a_short_mqtt5_disconnect_is_a_normal_disconnect_and_what_follows_stays() {
         let mut buf = BytesMut::from(&[0xE0u8, 0x00, 0xC0, 0x00][..]);
-        assert!(matches!(read(Protocol::V5, &mut buf), Ok(Some(Incoming::Disconnect { with_will: false }))));
+        assert!(matches!(read(Protocol::V5, &mut buf), Ok(Some(Incoming::Disconnect { with_will: false, session_expiry: None }))));
         assert!(matches!(read(Protocol::V5, &mut buf), Ok(Some(Incoming::PingReq))), "the next packet is read as before");
         let mut partial = BytesMut::from(&[0xE0u8, 0x01][..]);
         assert!(matches!(read(Protocol::V5, &mut partial), Ok(None)));
         assert_eq!(&partial[..], [0xE0, 0x01], "kept until its reason code arrives");
         let mut with_will = BytesMut::from(&[0xE0u8, 0x01, 0x04][..]);
-        assert!(matches!(read(Protocol::V5, &mut with_will), Ok(Some(Incoming::Disconnect { with_will: true }))));
+        assert!(matches!(read(Protocol::V5, &mut with_will), Ok(Some(Incoming::Disconnect { with_will: true, session_expiry: None }))));
     }
 }
