@@ -15,6 +15,7 @@
 
 use lambda_http::Request;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::alerting::FlowStore;
 use super::flow::{Answer, Effect, Event, Step};
@@ -546,10 +547,7 @@ impl<O: FromWiring, A: FromWiring, C: FromWiring, L: FromWiring, D: FromWiring> 
 /// failing to keep it only logs).
 async fn keep_refused_set<D: DeadLetterStore>(dead_letters: &D, patient: &str, code: &str, reason: String, body: &str, at: chrono::DateTime<chrono::Utc>) {
     let letter = DeadLetter::refused("observation-sets", None, code, format!("patient {patient}: {reason}"), body.to_owned(), format_utc(at));
-    match dead_letters.record(&letter).await {
-        Ok(()) => tracing::info!(reason_code = code, dead_letter_id = %letter.id, "observation set refused"),
-        Err(e) => tracing::error!(error = %e, reason_code = code, "refused observation set not kept"),
-    }
+    crate::dead_letters::keep_for_operator(dead_letters, &letter, "observation set").await;
 }
 
 /// `POST /patients/{patientId}/observation-sets`: a NEWS2 set recorded by a clinician of the
@@ -559,7 +557,7 @@ async fn keep_refused_set<D: DeadLetterStore>(dead_letters: &D, patient: &str, c
 /// 201 when filed, 200 for a retry of a set filed already, 409 for a different set under the
 /// same key (performer and time), 400 naming every problem, 403 for a patient recording a
 /// clinician's field. Refused sets are kept as dead letters of source `observation-sets`.
-pub async fn submit_set<O, A, C, L, D>(request: Request, deps: &SetDeps<O, A, C, L, D>) -> Result<Reply, ApiError>
+pub async fn submit_set<O, A, C, L, D>(request: Request, deps: &SetDeps<O, A, C, L, D>) -> Result<lambda_http::Response<lambda_http::Body>, ApiError>
 where
     O: ObservationStore,
     A: AlertStore,
@@ -613,10 +611,11 @@ where
     record_read(&deps.audit, &request, &who, &[patient.as_str()], status).await?;
     // No values or patient details in the log line.
     tracing::info!(set_id = %filed.set_id, severity = filed.severity.as_str(), alert_raised = raised, status, "observation set filed");
+    // The Observations go out exactly as filed: their stored JSON is embedded, not re-parsed.
     let observations = filed
         .observations
         .iter()
-        .map(|o| serde_json::from_str::<serde_json::Value>(&o.resource))
+        .map(|o| serde_json::from_str::<&RawValue>(&o.resource))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::Store(crate::StoreError::new("write the answer", e)))?;
     let earlier: Vec<serde_json::Value> = filed
@@ -624,14 +623,34 @@ where
         .iter()
         .map(|r| json!({"parameter": r.parameter.as_str(), "observationId": r.observation.id, "deviceId": r.observation.device_id, "value": r.text, "unit": r.unit, "effectiveAt": r.observation.effective_at}))
         .collect();
-    Ok((
-        status,
-        json!({
-            "setId": filed.set_id, "patientId": patient, "time": at, "performer": performer.reference().reference,
-            "news2": filed.score, "observations": observations, "earlierReadings": earlier,
-            "alert": filed.alert.as_ref().map(Alert::to_json), "alertRaised": raised,
-        }),
-    ))
+    let answer = SetAnswer {
+        set_id: &filed.set_id,
+        patient_id: &patient,
+        time: &at,
+        performer: performer.reference().reference,
+        news2: &filed.score,
+        observations,
+        earlier_readings: earlier,
+        alert: filed.alert.as_ref().map(Alert::to_json),
+        alert_raised: raised,
+    };
+    let text = serde_json::to_string(&answer).map_err(|e| ApiError::Store(crate::StoreError::new("write the answer", e)))?;
+    Ok(crate::platform::http::json_text_response(status, text, &[]))
+}
+
+/// The answer to a filed observation set.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SetAnswer<'a> {
+    set_id: &'a str,
+    patient_id: &'a str,
+    time: &'a str,
+    performer: String,
+    news2: &'a super::scoring::EngineScore,
+    observations: Vec<&'a RawValue>,
+    earlier_readings: Vec<serde_json::Value>,
+    alert: Option<serde_json::Value>,
+    alert_raised: bool,
 }
 
 #[cfg(test)]

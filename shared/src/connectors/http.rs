@@ -719,9 +719,7 @@ where
             let refuse = |code: &'static str, error: ApiError| async move {
                 let raw = String::from_utf8_lossy(bytes).into_owned();
                 let letter = crate::dead_letters::DeadLetter::refused(source, None, code, error.to_string(), raw, at.clone());
-                if let Err(e) = deps.dead_letters.record(&letter).await {
-                    tracing::error!(error = %e, reason_code = code, "refused connector message not kept");
-                }
+                crate::dead_letters::keep_for_operator(&deps.dead_letters, &letter, "connector message").await;
                 Err(error)
             };
             if bytes.len() > MAX_BODY_BYTES {

@@ -98,6 +98,17 @@ pub struct DeadLetterPage {
     pub next: Option<String>,
 }
 
+/// Keeps a refusal where an operator finds it, when the sender already has its answer (an HTTP
+/// reply): a store failure is logged, not returned, because losing the operator's copy must not
+/// fail the request. `what` names the refused thing in the log ("reading", "observation set").
+pub async fn keep_for_operator<D: DeadLetterStore>(store: &D, letter: &DeadLetter, what: &str) {
+    let (source, code, thing) = (&letter.source, &letter.reason_code, letter.thing_name.as_deref().unwrap_or("-"));
+    match store.record(letter).await {
+        Ok(()) => tracing::info!(%source, reason_code = %code, thing_name = %thing, dead_letter_id = %letter.id, "{what} refused"),
+        Err(e) => tracing::error!(error = %e, %source, reason_code = %code, "refused {what} not kept"),
+    }
+}
+
 /// The dead-letter store port.
 pub trait DeadLetterStore: Send + Sync {
     /// Keeps a refused message; recording the same one twice keeps one record.

@@ -261,11 +261,7 @@ where
 
 async fn keep_refused<L: DeadLetterStore>(dead_letters: &L, source: &str, device: &str, r: &RefusedReading<'_>, at: DateTime<Utc>) {
     let letter = DeadLetter::refused(source, Some(device), r.code, r.failure.error.clone(), r.text.to_owned(), format_utc(at));
-    match dead_letters.record(&letter).await {
-        Ok(()) => tracing::info!(thing_name = %device, reason_code = r.code, dead_letter_id = %letter.id, "reading refused"),
-        // The caller has its answer; losing the operator's copy must not fail the request.
-        Err(e) => tracing::error!(error = %e, reason_code = r.code, "refused reading not kept"),
-    }
+    crate::dead_letters::keep_for_operator(dead_letters, &letter, "reading").await;
 }
 
 #[allow(clippy::too_many_arguments)]
