@@ -249,3 +249,36 @@ async fn the_function_binary_files_the_sample_event_with_its_template_environmen
     assert_eq!(bad["reasonCode"], "INVALID_VALUE");
     assert_eq!(t.count(&DEAD_LETTERS).await, 1);
 }
+
+/// The patients' current vital signs in DynamoDB (`AlertsTable`, `VITALS`), which alert
+/// evaluation reads instead of the history: each vital sign keeps its newest value; an older
+/// value in the same set as a newer one does not stop the newer one landing; the same time
+/// again (a redelivery) is taken; a value entered in a set keeps no device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_vital_signs_keep_the_newest_value_of_each() {
+    use vitalwire::clinical::{AlertStore, CurrentValue};
+    let t = TestStack::new().await;
+    let alerts: DynamoAlertStore = t.deps("fhir-ingest");
+    let value = |code: &str, at: &str, v: &str| CurrentValue {
+        code_key: format!("http://loinc.org|{code}"),
+        observation_id: format!("{code}@{at}"),
+        device_id: "cuff-1".into(),
+        effective_at: at.into(),
+        value: v.into(),
+        unit: "/min".into(),
+    };
+    let current = |found: Vec<CurrentValue>| {
+        let mut found: Vec<(String, String, String)> = found.into_iter().map(|c| (c.code_key, c.value, c.device_id)).collect();
+        found.sort();
+        found
+    };
+    let (hr, rr) = ("http://loinc.org|8867-4".to_owned(), "http://loinc.org|9279-1".to_owned());
+    alerts.record_current("P1", &[value("8867-4", "2026-11-22T11:00:00.000Z", "72"), value("9279-1", "2026-11-22T11:00:00.000Z", "16")]).await.unwrap();
+    alerts.record_current("P1", &[value("8867-4", "2026-11-22T10:00:00.000Z", "60"), value("9279-1", "2026-11-22T11:05:00.000Z", "20")]).await.unwrap();
+    assert_eq!(current(alerts.current("P1").await.unwrap()), [(hr.clone(), "72".into(), "cuff-1".into()), (rr.clone(), "20".into(), "cuff-1".into())]);
+    alerts.record_current("P1", &[value("9279-1", "2026-11-22T11:05:00.000Z", "20")]).await.unwrap();
+    let entered = CurrentValue { device_id: String::new(), ..value("8867-4", "2026-11-22T11:10:00.000Z", "90") };
+    alerts.record_current("P1", &[entered]).await.unwrap();
+    assert_eq!(current(alerts.current("P1").await.unwrap()), [(hr, "90".into(), String::new()), (rr, "20".into(), "cuff-1".into())]);
+    assert!(alerts.current("P2").await.unwrap().is_empty(), "another patient's are their own");
+}

@@ -11,7 +11,9 @@
 //! and notification, written over its `attempts`). A single-use answer link is an item of its
 //! own partition, `LINK#<token hash>` (`sortKey` = `LINK`), found by the hash alone. A
 //! patient's latest NEWS2 set is `NEXTSET` (`lastSetAt`, `severity`, `overall`, and
-//! `dueShard`/`dueAt` while the sweep is to check it is not overdue).
+//! `dueShard`/`dueAt` while the sweep is to check it is not overdue). The patient's current
+//! vital signs are `VITALS`: one map attribute per vital sign, `v:<system|code>` =
+//! `{at, id, value, unit}`, each written only over an older one.
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -88,7 +90,75 @@ fn alert_of(item: &Item) -> Option<Alert> {
     serde_json::from_str::<Value>(opt_s(item, "alert")?.as_str()).ok().as_ref().and_then(Alert::from_json)
 }
 
+/// The `VITALS` attribute of a vital sign.
+fn vital_attribute(code_key: &str) -> String {
+    format!("v:{code_key}")
+}
+
+fn current_value(code_key: &str, value: &aws_sdk_dynamodb::types::AttributeValue) -> Option<super::CurrentValue> {
+    let map = value.as_m().ok()?;
+    let text = |k: &str| map.get(k).and_then(|v| v.as_s().ok()).cloned();
+    Some(super::CurrentValue {
+        code_key: code_key.to_owned(),
+        observation_id: text("id")?,
+        device_id: text("device").unwrap_or_default(),
+        effective_at: text("at")?,
+        value: text("value")?,
+        unit: text("unit").unwrap_or_default(),
+    })
+}
+
+impl DynamoAlertStore {
+    /// One update of `VITALS` writing `values`, each only over an older value; `Ok(false)` when a
+    /// condition failed (some value is newer), and nothing was written.
+    async fn update_current(&self, patient_id: &str, values: &[&super::CurrentValue]) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let mut update = self.client.update_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s("VITALS")).expression_attribute_names("#at", "at");
+        let (mut sets, mut conditions) = (Vec::new(), Vec::new());
+        for (i, v) in values.iter().enumerate() {
+            sets.push(format!("#v{i} = :v{i}"));
+            conditions.push(format!("(attribute_not_exists(#v{i}) OR #v{i}.#at <= :at{i})"));
+            let fields = [("at", &v.effective_at), ("id", &v.observation_id), ("device", &v.device_id), ("value", &v.value), ("unit", &v.unit)];
+            // Empty texts (a set's value has no device) are left out.
+            let map = fields.into_iter().filter(|(_, text)| !text.is_empty()).map(|(k, text)| (k.to_owned(), s(text)));
+            update = update
+                .expression_attribute_names(format!("#v{i}"), vital_attribute(&v.code_key))
+                .expression_attribute_values(format!(":v{i}"), AttributeValue::M(map.collect()))
+                .expression_attribute_values(format!(":at{i}"), s(&v.effective_at));
+        }
+        let update = update.update_expression(format!("SET {}", sets.join(", "))).condition_expression(conditions.join(" AND "));
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk("record current vital signs", &e)),
+        }
+    }
+}
+
 impl AlertStore for DynamoAlertStore {
+    async fn record_current(&self, patient_id: &str, values: &[super::CurrentValue]) -> Result<(), StoreError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        // One write for the whole set when each value is the newest (the usual case); when one
+        // is not, each is written on its own condition, so that the newer ones still land.
+        let all: Vec<&super::CurrentValue> = values.iter().collect();
+        if self.update_current(patient_id, &all).await? || values.len() == 1 {
+            return Ok(());
+        }
+        for v in all {
+            self.update_current(patient_id, &[v]).await?;
+        }
+        Ok(())
+    }
+
+    async fn current(&self, patient_id: &str) -> Result<Vec<super::CurrentValue>, StoreError> {
+        const OP: &str = "read current vital signs";
+        let out = self.client.get_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s("VITALS")).consistent_read(true).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        let Some(item) = out.item() else { return Ok(Vec::new()) };
+        Ok(item.iter().filter_map(|(name, value)| current_value(name.strip_prefix("v:")?, value)).collect())
+    }
+
     async fn raise(&self, alert: &Alert) -> Result<bool, StoreError> {
         const OP: &str = "raise alert";
         let rank = n(alert.rank());

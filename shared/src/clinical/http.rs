@@ -590,7 +590,7 @@ where
         }
     };
     let settings = deps.care.settings(&patient).await?.unwrap_or_default();
-    let earlier = sets::earlier_readings(&deps.observations, &patient, &set, deps.settings.window_minutes).await?;
+    let earlier = sets::earlier_readings(&deps.observations, &deps.alerts, &patient, &set, deps.settings.window_minutes).await?;
     let filed = sets::build(&patient, &performer, &set, &earlier, &settings, now).map_err(|e| ApiError::Store(crate::StoreError::new("build the set", e)))?;
     let status = match deps.observations.insert_set(&filed.observations).await? {
         Inserted::New => 201,
@@ -603,6 +603,9 @@ where
         }
     };
     let at = format_utc(set.at);
+    // The set's values become the patient's current ones, as a device's readings do.
+    let as_reading = super::ReadingSet { patient_id: &patient, device_id: "", set_id: &filed.set_id, at: set.at, observations: &filed.observations };
+    deps.alerts.record_current(&patient, &super::current_values(&as_reading)).await?;
     deps.alerts.record_set(&patient, &at, filed.severity, filed.score.overall_score, &format_utc(sets::first_overdue_check(&set))).await?;
     let raised = match &filed.alert {
         Some(alert) => deps.alerts.raise(alert).await?,
@@ -621,7 +624,7 @@ where
     let earlier: Vec<serde_json::Value> = filed
         .earlier
         .iter()
-        .map(|r| json!({"parameter": r.parameter.as_str(), "observationId": r.observation.id, "deviceId": r.observation.device_id, "value": r.text, "unit": r.unit, "effectiveAt": r.observation.effective_at}))
+        .map(|r| json!({"parameter": r.parameter.as_str(), "observationId": r.observation_id, "deviceId": r.device_id, "value": r.text, "unit": r.unit, "effectiveAt": r.effective_at}))
         .collect();
     let answer = SetAnswer {
         set_id: &filed.set_id,

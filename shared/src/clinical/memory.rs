@@ -28,6 +28,8 @@ struct Table {
     links: BTreeMap<String, AnswerLink>,
     /// Patient → their latest NEWS2 set and when the sweep looks at it.
     sets: BTreeMap<String, (LastSet, Option<String>)>,
+    /// (patient, code key) → the current value of that vital sign.
+    current: BTreeMap<(String, String), super::CurrentValue>,
 }
 
 #[derive(Default)]
@@ -62,6 +64,23 @@ impl MemoryAlerts {
 }
 
 impl AlertStore for MemoryAlerts {
+    async fn record_current(&self, patient_id: &str, values: &[super::CurrentValue]) -> Result<(), StoreError> {
+        let mut table = self.0.lock().expect("lock");
+        for v in values {
+            let key = (patient_id.to_owned(), v.code_key.clone());
+            // As the DynamoDB condition: only one at least as new replaces it.
+            if table.current.get(&key).is_none_or(|kept| kept.effective_at <= v.effective_at) {
+                table.current.insert(key, v.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn current(&self, patient_id: &str) -> Result<Vec<super::CurrentValue>, StoreError> {
+        let table = self.0.lock().expect("lock");
+        Ok(table.current.iter().filter(|((p, _), _)| p == patient_id).map(|(_, v)| v.clone()).collect())
+    }
+
     async fn raise(&self, alert: &Alert) -> Result<bool, StoreError> {
         let mut table = self.0.lock().expect("lock");
         let marker = marker_key(&alert.patient_id, alert.kind);

@@ -250,8 +250,29 @@ pub struct AlertPage {
     pub next: Option<String>,
 }
 
+/// A patient's newest value of one vital sign the alerts read, as filed: kept per patient and
+/// vital sign, so that evaluating a reading reads one record rather than the patient's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentValue {
+    /// The vital sign's `system|code`.
+    pub code_key: String,
+    pub observation_id: String,
+    /// Empty for a value entered in an observation set.
+    pub device_id: String,
+    pub effective_at: String,
+    /// The value's text as the device sent it (a JSON number).
+    pub value: String,
+    pub unit: String,
+}
+
 /// Where alerts are kept.
 pub trait AlertStore: Send + Sync {
+    /// Makes each value its patient's current one of its vital sign, unless a newer one is
+    /// recorded (a condition per vital sign: concurrent readings never lose one another, and a
+    /// reading arriving late does not replace a newer one).
+    fn record_current(&self, patient_id: &str, values: &[CurrentValue]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The patient's current value of each vital sign recorded.
+    fn current(&self, patient_id: &str) -> impl Future<Output = Result<Vec<CurrentValue>, StoreError>> + Send;
     /// Records the alert unless this alert exists already, or an open one of its kind and the
     /// same or higher severity exists for the patient; true when it was raised.
     fn raise(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -298,15 +319,45 @@ fn value_of(vital: VitalSign, resource: &Value) -> Option<MeasuredValue> {
     }
 }
 
-/// The patient's newest value of `vital` within the window: from the store, and from the set
-/// just filed (the store's index may not show it yet).
-async fn latest<O: ObservationStore>(
-    store: &O,
-    set: &ReadingSet<'_>,
-    vital: VitalSign,
-    from: &str,
-    to: &str,
-) -> Result<Option<(StoredObservation, MeasuredValue)>, StoreError> {
+/// A vital sign's newest value in the window, and the Observation it came from.
+struct Latest {
+    observation_id: String,
+    /// Empty for a value entered in an observation set.
+    device_id: String,
+    effective_at: String,
+    value: MeasuredValue,
+}
+
+/// The vital signs alerts read: those feeding a NEWS2 parameter, and glucose (in either unit).
+fn alerting_vital(code_key: &str) -> Option<VitalSign> {
+    VitalSign::ALL.into_iter().find(|v| (v.news2().is_some() || matches!(v, VitalSign::BloodGlucose | VitalSign::BloodGlucoseMolar)) && v.code_key() == code_key)
+}
+
+/// The values of the set just filed that alerts read, one per vital sign.
+fn current_values(set: &ReadingSet<'_>) -> Vec<CurrentValue> {
+    let mut values: Vec<CurrentValue> = Vec::new();
+    for o in set.observations.iter().filter(|o| o.patient_id == set.patient_id) {
+        let Some(vital) = alerting_vital(&o.code_key) else { continue };
+        if values.iter().any(|v| v.code_key == o.code_key) {
+            continue;
+        }
+        let Some(measured) = serde_json::from_str::<Value>(&o.resource).ok().and_then(|r| value_of(vital, &r)) else { continue };
+        values.push(CurrentValue {
+            code_key: o.code_key.clone(),
+            observation_id: o.id.clone(),
+            device_id: o.device_id.clone(),
+            effective_at: o.effective_at.clone(),
+            value: measured.text,
+            unit: measured.unit,
+        });
+    }
+    values
+}
+
+/// The patient's newest value of `vital` within the window, from the history: from the store,
+/// and from the set just filed (the store's index may not show it yet). Only a reading older
+/// than a current value needs this.
+async fn latest<O: ObservationStore>(store: &O, set: &ReadingSet<'_>, vital: VitalSign, from: &str, to: &str) -> Result<Option<Latest>, StoreError> {
     let code_key = vital.code_key();
     let mut found = store.for_patient_code(set.patient_id, &code_key, from, to).await?;
     for o in set.observations.iter().filter(|o| o.code_key == code_key && o.patient_id == set.patient_id) {
@@ -317,42 +368,65 @@ async fn latest<O: ObservationStore>(
     found.sort_by(|a, b| a.effective_at.cmp(&b.effective_at));
     Ok(found.into_iter().rev().find_map(|o| {
         let resource = serde_json::from_str::<Value>(&o.resource).ok()?;
-        value_of(vital, &resource).map(|v| (o, v))
+        value_of(vital, &resource).map(|value| Latest { observation_id: o.id, device_id: o.device_id, effective_at: o.effective_at, value })
     }))
 }
 
 /// What was measured within the window: the newest value of each NEWS2 parameter (over every
 /// vital sign that feeds it) and of glucose (in either unit).
 struct Window {
-    news2: Vec<(news2::Parameter, StoredObservation, MeasuredValue)>,
-    glucose: Option<(VitalSign, StoredObservation, MeasuredValue)>,
+    news2: Vec<(news2::Parameter, Latest)>,
+    glucose: Option<(VitalSign, Latest)>,
 }
 
-async fn window<O: ObservationStore>(observations: &O, set: &ReadingSet<'_>, from: &str, to: &str) -> Result<Window, StoreError> {
-    let mut news2: Vec<(news2::Parameter, StoredObservation, MeasuredValue)> = Vec::new();
-    let mut glucose: Option<(VitalSign, StoredObservation, MeasuredValue)> = None;
-    for vital in VitalSign::ALL {
-        let glucose_vital = matches!(vital, VitalSign::BloodGlucose | VitalSign::BloodGlucoseMolar);
-        let parameter = vital.news2();
-        if parameter.is_none() && !glucose_vital {
-            continue;
-        }
-        let Some((o, v)) = latest(observations, set, vital, from, to).await? else { continue };
-        if glucose_vital {
-            if glucose.as_ref().is_none_or(|(_, g, _)| g.effective_at < o.effective_at) {
-                glucose = Some((vital, o, v));
+impl Window {
+    /// The window of the newest value of each vital sign.
+    fn of(values: impl IntoIterator<Item = (VitalSign, Latest)>) -> Self {
+        let mut news2: Vec<(news2::Parameter, Latest)> = Vec::new();
+        let mut glucose: Option<(VitalSign, Latest)> = None;
+        for (vital, latest) in values {
+            if matches!(vital, VitalSign::BloodGlucose | VitalSign::BloodGlucoseMolar) {
+                if glucose.as_ref().is_none_or(|(_, g)| g.effective_at < latest.effective_at) {
+                    glucose = Some((vital, latest));
+                }
+                continue;
             }
-            continue;
+            let Some(parameter) = vital.news2() else { continue };
+            match news2.iter_mut().find(|(p, _)| *p == parameter) {
+                Some(slot) if slot.1.effective_at < latest.effective_at => *slot = (parameter, latest),
+                Some(_) => {}
+                None => news2.push((parameter, latest)),
+            }
         }
-        let Some(parameter) = parameter else { continue };
-        match news2.iter_mut().find(|(p, _, _)| *p == parameter) {
-            Some(slot) if slot.1.effective_at < o.effective_at => *slot = (parameter, o, v),
-            Some(_) => {}
-            None => news2.push((parameter, o, v)),
+        news2.sort_by_key(|(p, _)| *p);
+        Self { news2, glucose }
+    }
+}
+
+/// The window from the patient's current values (one read, whatever their history), when the
+/// set is at least as new as each of them; `None` for a reading that arrived after a newer
+/// one, whose window only the history holds.
+fn window_of_current(current: &[CurrentValue], from: &str, to: &str) -> Option<Window> {
+    let alerting: Vec<(VitalSign, &CurrentValue)> = current.iter().filter_map(|c| alerting_vital(&c.code_key).map(|v| (v, c))).collect();
+    if alerting.iter().any(|(_, c)| c.effective_at.as_str() > to) {
+        return None;
+    }
+    Some(Window::of(alerting.into_iter().filter(|(_, c)| c.effective_at.as_str() >= from).filter_map(|(vital, c)| {
+        let number = c.value.parse::<f64>().ok()?;
+        let value = MeasuredValue { number, text: c.value.clone(), unit: c.unit.clone() };
+        Some((vital, Latest { observation_id: c.observation_id.clone(), device_id: c.device_id.clone(), effective_at: c.effective_at.clone(), value }))
+    })))
+}
+
+/// The window from the patient's history: a query per vital sign.
+async fn window_of_history<O: ObservationStore>(observations: &O, set: &ReadingSet<'_>, from: &str, to: &str) -> Result<Window, StoreError> {
+    let mut found = Vec::new();
+    for vital in VitalSign::ALL.into_iter().filter(|v| alerting_vital(&v.code_key()).is_some()) {
+        if let Some(latest) = latest(observations, set, vital, from, to).await? {
+            found.push((vital, latest));
         }
     }
-    news2.sort_by_key(|(p, _, _)| *p);
-    Ok(Window { news2, glucose })
+    Ok(Window::of(found))
 }
 
 /// Whether the set just filed measured a NEWS2 parameter: only such a set re-scores NEWS2
@@ -387,8 +461,8 @@ fn news2_score(window: &Window) -> Option<news2::Score> {
         return None;
     }
     let mut set = news2::Observations::default();
-    for (parameter, _, v) in &window.news2 {
-        parameter.set(&mut set, scored_value(*parameter, v));
+    for (parameter, latest) in &window.news2 {
+        parameter.set(&mut set, scored_value(*parameter, &latest.value));
     }
     Some(news2::score(&set))
 }
@@ -402,12 +476,12 @@ fn news2_alert(window: &Window) -> Option<(AlertKind, news2::Score, Vec<Contribu
     let contributions = window
         .news2
         .iter()
-        .map(|(parameter, o, v)| Contribution {
+        .map(|(parameter, latest)| Contribution {
             parameter: Parameter::News2(*parameter),
-            observation_id: o.id.clone(),
-            value: v.text.clone(),
-            unit: v.unit.clone(),
-            effective_at: o.effective_at.clone(),
+            observation_id: latest.observation_id.clone(),
+            value: latest.value.text.clone(),
+            unit: latest.value.unit.clone(),
+            effective_at: latest.effective_at.clone(),
             score: Some(parameter.score_in(&score)),
         })
         .collect();
@@ -417,8 +491,8 @@ fn news2_alert(window: &Window) -> Option<(AlertKind, news2::Score, Vec<Contribu
 /// The glucose alert of the reading just filed (at `at`), if its glucose is out of range.
 fn glucose_alert(window: &Window, settings: &AlertSettings, at: &str) -> Option<(AlertKind, Severity, Contribution)> {
     // Only the reading just filed raises a glucose alert, not an older one in the window.
-    let (vital, o, v) = window.glucose.as_ref().filter(|(_, o, _)| o.effective_at == at)?;
-    let mg_dl = glucose_mg_dl(*vital, v.number);
+    let (vital, latest) = window.glucose.as_ref().filter(|(_, latest)| latest.effective_at == at)?;
+    let mg_dl = glucose_mg_dl(*vital, latest.value.number);
     // Below 54 mg/dL is level-2 hypoglycaemia (ADA); above 400 mg/dL needs urgent review.
     let (kind, severity) = if mg_dl < settings.glucose_low_mg_dl {
         (AlertKind::GlucoseLow, if mg_dl < 54.0 { Severity::High } else { Severity::Medium })
@@ -429,10 +503,10 @@ fn glucose_alert(window: &Window, settings: &AlertSettings, at: &str) -> Option<
     };
     let contribution = Contribution {
         parameter: Parameter::Glucose,
-        observation_id: o.id.clone(),
-        value: v.text.clone(),
-        unit: v.unit.clone(),
-        effective_at: o.effective_at.clone(),
+        observation_id: latest.observation_id.clone(),
+        value: latest.value.text.clone(),
+        unit: latest.value.unit.clone(),
+        effective_at: latest.effective_at.clone(),
         score: None,
     };
     Some((kind, severity, contribution))
@@ -458,7 +532,9 @@ pub struct ReadingSet<'a> {
 }
 
 /// Evaluates the patient's alerts after a reading set was filed; returns the alerts raised
-/// (de-duplicated ones are not).
+/// (de-duplicated ones are not). The set's values become the patient's current ones, and the
+/// window is read from those (a fixed number of reads per set, however long the patient's
+/// history); only a set older than a current value reads the history of its window.
 pub async fn evaluate<O: ObservationStore, A: AlertStore>(
     observations: &O,
     alerts: &A,
@@ -467,7 +543,12 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
 ) -> Result<Vec<Alert>, StoreError> {
     let to = format_utc(set.at);
     let from = format_utc(set.at - Duration::minutes(settings.window_minutes));
-    let window = window(observations, &set, &from, &to).await?;
+    let own = current_values(&set);
+    alerts.record_current(set.patient_id, &own).await?;
+    let window = match window_of_current(&alerts.current(set.patient_id).await?, &from, &to) {
+        Some(window) => window,
+        None => window_of_history(observations, &set, &from, &to).await?,
+    };
     let now = format_utc(Utc::now());
     let alert = |kind: AlertKind, score: Option<u8>, severity: Severity, partial: bool, contributions: Vec<Contribution>| Alert {
         alert_id: alert_id(set.patient_id, kind, set.set_id),
@@ -613,6 +694,52 @@ mod tests {
         assert_eq!(raised.first().map(|a| a.kind), Some(AlertKind::News2), "heart rate 30 scores 3");
     }
 
+    /// An Observation store that counts the history queries made of it.
+    #[derive(Default)]
+    struct CountingQueries(MemoryObservations, std::sync::atomic::AtomicUsize);
+
+    impl ObservationStore for CountingQueries {
+        async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
+            self.0.insert_set(set).await
+        }
+        async fn replace(&self, o: &StoredObservation, previous_hash: &str) -> Result<bool, StoreError> {
+            self.0.replace(o, previous_hash).await
+        }
+        async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
+            self.0.get(id).await
+        }
+        async fn for_patient_code(&self, patient: &str, code: &str, from: &str, to: &str) -> Result<Vec<StoredObservation>, StoreError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.for_patient_code(patient, code, from, to).await
+        }
+        async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
+            self.0.for_device(device_id, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn readings_in_order_are_scored_from_current_values_without_reading_history() {
+        let (store, alerts) = (CountingQueries::default(), MemoryAlerts::default());
+        let queries = || store.1.load(std::sync::atomic::Ordering::Relaxed);
+        evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:00:00Z", "heart_rate": 140}"#).await;
+        let raised = evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:10:00Z", "respiratory_rate": 26}"#).await;
+        assert_eq!(raised.first().and_then(|a| a.score), Some(6), "heart rate 140 (current) and respiratory rate 26 score 3 each");
+        for minute in 11..40 {
+            evaluate_after(&store, &alerts, &format!(r#"{{"timestamp": "2026-11-22T11:{minute}:00Z", "heart_rate": 80}}"#)).await;
+        }
+        assert_eq!(queries(), 0, "no history query, however many readings the patient has");
+        let current = alerts.current("P1").await.unwrap();
+        assert_eq!(current.iter().map(|c| (c.value.as_str(), c.effective_at.as_str())).collect::<Vec<_>>(), [("80", "2026-11-22T11:39:00.000Z"), ("26", "2026-11-22T11:10:00.000Z")]);
+
+        // A reading that arrives after a newer one: it stays out of the current values and is
+        // scored on its own window, from the history (the open alert closed, so it may raise).
+        alerts.close("P1", &raised[0].alert_id, "nurse", "2026-11-22T11:41:00.000Z").await.unwrap();
+        let late = evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:05:00Z", "heart_rate": 150, "respiratory_rate": 26}"#).await;
+        assert!(queries() > 0, "the late reading read its window's history");
+        assert_eq!(late.first().and_then(|a| a.score), Some(6), "its own values, not the newer heart rate 80");
+        assert_eq!(alerts.current("P1").await.unwrap()[0].value, "80", "the newer value stays current");
+    }
+
     #[test]
     fn glucose_thresholds_hold_in_either_unit_without_changing_the_reading() {
         assert!((glucose_mg_dl(VitalSign::BloodGlucoseMolar, 3.0) - 54.048).abs() < 1e-9);
@@ -621,16 +748,12 @@ mod tests {
             news2: Vec::new(),
             glucose: Some((
                 vital,
-                StoredObservation {
-                    id: "g".into(),
-                    patient_id: "P1".into(),
+                Latest {
+                    observation_id: "g".into(),
                     device_id: "d".into(),
-                    code_key: vital.code_key(),
                     effective_at: "t".into(),
-                    content_hash: String::new(),
-                    resource: String::new(),
+                    value: MeasuredValue { number: value, text: value.to_string(), unit: "mmol/L".into() },
                 },
-                MeasuredValue { number: value, text: value.to_string(), unit: "mmol/L".into() },
             )),
         };
         let low = glucose_alert(&window(VitalSign::BloodGlucoseMolar, 3.5), &AlertSettings::default(), "t").unwrap();

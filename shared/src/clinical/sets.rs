@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::news2::{self, Consciousness, Severity};
 use super::scoring::{EngineScore, EngineSet, Intervals};
-use super::{Alert, AlertKind, AlertStatus, Contribution, MeasuredValue, Parameter};
+use super::{Alert, AlertKind, AlertStatus, AlertStore, Contribution, Parameter};
 use crate::care::{ClinicalSettings, MonitoringIntervals};
 use crate::fhir::vitals::{VitalSign, OBSERVATION_CATEGORY, UCUM};
 use crate::fhir::{CodeableConcept, Coding, Decimal, Identifier, Meta, Observation, ObservationComponent, Quantity, Reference};
@@ -236,7 +236,10 @@ pub fn parse(body: &str, performer: &Performer, now: DateTime<Utc>) -> Result<Ob
 #[derive(Debug, Clone, PartialEq)]
 pub struct EarlierReading {
     pub parameter: news2::Parameter,
-    pub observation: StoredObservation,
+    pub observation_id: String,
+    /// The device that measured it; empty for a value entered in an earlier set.
+    pub device_id: String,
+    pub effective_at: String,
     /// The number in the chart's unit (°C for temperature), for scoring only.
     pub scored: f64,
     pub text: String,
@@ -244,8 +247,10 @@ pub struct EarlierReading {
 }
 
 impl EarlierReading {
-    pub(super) fn new(parameter: news2::Parameter, observation: StoredObservation, value: &MeasuredValue) -> Self {
-        Self { parameter, observation, scored: super::scored_value(parameter, value), text: value.text.clone(), unit: value.unit.clone() }
+    fn new(parameter: news2::Parameter, latest: super::Latest) -> Self {
+        let scored = super::scored_value(parameter, &latest.value);
+        let super::Latest { observation_id, device_id, effective_at, value } = latest;
+        Self { parameter, observation_id, device_id, effective_at, scored, text: value.text, unit: value.unit }
     }
 }
 
@@ -442,7 +447,7 @@ pub fn build(
         .filter_map(|parameter| sub_score(&score, parameter, scale))
         .map(|(value, code, display)| ObservationComponent::quantity(concept(SNOMED, code, &display), score_quantity(value)))
         .collect();
-    total.derived_from = entered.iter().map(|(_, o, ..)| Reference::to("Observation", &o.id)).chain(earlier.iter().map(|d| Reference::to("Observation", &d.observation.id))).collect();
+    total.derived_from = entered.iter().map(|(_, o, ..)| Reference::to("Observation", &o.id)).chain(earlier.iter().map(|d| Reference::to("Observation", &d.observation_id))).collect();
     let partial = if score.partial_set { ", partial set" } else { "" };
     total.interpretation = vec![CodeableConcept {
         coding: vec![Coding::new(VITALWIRE_NEWS2, score.overall_severity, Some(&format!("NEWS2 {} risk", score.overall_severity)))],
@@ -460,14 +465,14 @@ pub fn build(
 
     let contributions: Vec<Contribution> = entered
         .iter()
-        .map(|(parameter, o, value, unit)| (*parameter, o, value, unit))
-        .chain(earlier.iter().map(|d| (Parameter::News2(d.parameter), &d.observation, &d.text, &d.unit)))
-        .map(|(parameter, o, value, unit)| Contribution {
+        .map(|(parameter, o, value, unit)| (*parameter, &o.id, &o.effective_at, value, unit))
+        .chain(earlier.iter().map(|d| (Parameter::News2(d.parameter), &d.observation_id, &d.effective_at, &d.text, &d.unit)))
+        .map(|(parameter, id, effective_at, value, unit)| Contribution {
             parameter,
-            observation_id: o.id.clone(),
+            observation_id: id.clone(),
             value: value.clone(),
             unit: unit.clone(),
-            effective_at: o.effective_at.clone(),
+            effective_at: effective_at.clone(),
             score: sub_score(&score, parameter, scale).map(|(value, ..)| value),
         })
         .collect();
@@ -499,16 +504,26 @@ pub fn first_overdue_check(set: &ObservationSet) -> DateTime<Utc> {
 }
 
 /// The patient's newest readings (a device's, or an earlier set's) within `window_minutes`
-/// before the set, of the parameters it left out.
-pub async fn earlier_readings<O: ObservationStore>(observations: &O, patient_id: &str, set: &ObservationSet, window_minutes: i64) -> Result<Vec<EarlierReading>, StoreError> {
+/// before the set, of the parameters it left out: from the patient's current values, or, for a
+/// set older than one of them, from the history.
+pub async fn earlier_readings<O: ObservationStore, A: AlertStore>(
+    observations: &O,
+    alerts: &A,
+    patient_id: &str,
+    set: &ObservationSet,
+    window_minutes: i64,
+) -> Result<Vec<EarlierReading>, StoreError> {
     let missing = missing_parameters(set);
     if missing.is_empty() {
         return Ok(Vec::new());
     }
     let reading = super::ReadingSet { patient_id, device_id: "", set_id: "", at: set.at, observations: &[] };
     let (from, to) = (format_utc(set.at - Duration::minutes(window_minutes)), format_utc(set.at));
-    let window = super::window(observations, &reading, &from, &to).await?;
-    Ok(window.news2.into_iter().filter(|(p, ..)| missing.contains(p)).map(|(p, o, v)| EarlierReading::new(p, o, &v)).collect())
+    let window = match super::window_of_current(&alerts.current(patient_id).await?, &from, &to) {
+        Some(window) => window,
+        None => super::window_of_history(observations, &reading, &from, &to).await?,
+    };
+    Ok(window.news2.into_iter().filter(|(p, _)| missing.contains(p)).map(|(p, latest)| EarlierReading::new(p, latest)).collect())
 }
 
 #[cfg(test)]
@@ -649,26 +664,36 @@ mod tests {
 
     #[tokio::test]
     async fn what_the_set_leaves_out_comes_from_the_patients_newest_readings_in_the_window() {
-        let store = MemoryObservations::default();
-        // A device's readings: heart rate 135 (10 min before) and an older 60 (70 min before,
-        // outside the window), respiratory rate 30 after the set (not before it).
+        let (store, alerts) = (MemoryObservations::default(), crate::clinical::memory::MemoryAlerts::default());
+        // A device's readings, filed (and made current) as ingestion does: heart rate 135
+        // (10 min before) and an older 60 (70 min before, outside the window), then respiratory
+        // rate 30 after the set (not before it).
         let device = |at: &str, body: &str| crate::ingest::readings::parse(&format!(r#"{{"timestamp": "{at}", {body}}}"#), Some("cuff-1"), now()).unwrap().reading;
+        let set = parsed(json!({"time": "2026-12-05T10:00:00Z", "consciousness_acvpu": "A", "temperature": 37.0}));
+        let heart_rate_135 = || [(news2::Parameter::HeartRate, "135".to_owned(), "cuff-1".to_owned())];
+        let found = |earlier: &[EarlierReading]| earlier.iter().map(|e| (e.parameter, e.text.clone(), e.device_id.clone())).collect::<Vec<_>>();
         for (at, body) in [("2026-12-05T08:50:00Z", r#""heart_rate": 60"#), ("2026-12-05T09:50:00Z", r#""heart_rate": 135"#), ("2026-12-05T10:01:00Z", r#""respiratory_rate": 30"#)] {
             let reading = device(at, body);
             let built = reading.observations("P1", "2026-12-05T10:02:00.000Z");
             let stored: Vec<_> = built.iter().map(|(o, key)| StoredObservation::new(o, key.clone(), format_utc(reading.timing.at()), Fingerprint::WithTime).unwrap()).collect();
             store.insert_set(&stored).await.unwrap();
+            let as_set = crate::clinical::ReadingSet { patient_id: "P1", device_id: "cuff-1", set_id: "s", at: reading.timing.at(), observations: &stored };
+            alerts.record_current("P1", &crate::clinical::current_values(&as_set)).await.unwrap();
+            if at == "2026-12-05T09:50:00Z" {
+                // Nothing is newer than the set yet: the current values answer.
+                assert_eq!(found(&earlier_readings(&store, &alerts, "P1", &set, 60).await.unwrap()), heart_rate_135());
+            }
         }
-        let set = parsed(json!({"time": "2026-12-05T10:00:00Z", "consciousness_acvpu": "A", "temperature": 37.0}));
-        let earlier = earlier_readings(&store, "P1", &set, 60).await.unwrap();
-        assert_eq!(earlier.iter().map(|e| (e.parameter, e.text.as_str())).collect::<Vec<_>>(), [(news2::Parameter::HeartRate, "135")]);
+        // The respiratory rate is newer than the set: its window comes from the history.
+        let earlier = earlier_readings(&store, &alerts, "P1", &set, 60).await.unwrap();
+        assert_eq!(found(&earlier), heart_rate_135());
         let filed = build("P1", &nurse(), &set, &earlier, &ClinicalSettings::default(), now()).unwrap();
         assert_eq!(filed.score.heart_rate_score, 3);
         assert_eq!(filed.score.overall_severity, "low-medium");
         let total = resource(filed.observations.last().unwrap());
-        assert!(total["derivedFrom"].as_array().unwrap().contains(&json!({"reference": format!("Observation/{}", earlier[0].observation.id)})));
+        assert!(total["derivedFrom"].as_array().unwrap().contains(&json!({"reference": format!("Observation/{}", earlier[0].observation_id)})));
         let alert = filed.alert.unwrap();
-        assert!(alert.contributions.iter().any(|c| c.observation_id == earlier[0].observation.id && c.value == "135"));
+        assert!(alert.contributions.iter().any(|c| c.observation_id == earlier[0].observation_id && c.value == "135"));
 
         // A retry after another reading arrived is the same set; another set under its key is not.
         assert_eq!(store.insert_set(&filed.observations).await.unwrap(), Inserted::New);
