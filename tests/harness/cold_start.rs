@@ -5,9 +5,10 @@
 //!     cargo build --release -p vitalwire-functions
 //!     cargo run --release -p vitalwire-tests --bin cold-start -- [BINARY] [RUNS]
 //!
-//! BINARY defaults to `<target>/release/fhir-ingest`, RUNS to 30. The function's AWS clients
-//! are built during init but make no network call until the first event, so no emulator is
-//! needed; the endpoint below is never contacted.
+//! BINARY defaults to `<target>/release/fhir-ingest`, RUNS to 30. The function gets every
+//! setting `template.yaml` gives it, as the local runner does (a resource's name where AWS
+//! would put its name or ARN). Its AWS clients are built during init but make no network call
+//! until the first event, so no emulator is needed; the endpoint below is never contacted.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,6 +26,37 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// The settings `template.yaml` gives the function built as `binary`, as CloudFormation would set
+/// them but with placeholders for resources (init only reads them), plus an AWS environment
+/// whose endpoint is never contacted.
+fn settings_from_template(binary: &std::path::Path) -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+    use vitalwire::platform::stack::EnvValue;
+    let name = binary.file_name().and_then(|n| n.to_str()).ok_or("the binary has no name")?;
+    let template = vitalwire_local::stack::LocalStack::template()?;
+    let function = template.functions().into_iter().find(|f| f.binary.as_deref() == Some(name)).ok_or_else(|| format!("template.yaml has no function with binary {name}"))?;
+    let placeholder = |value: &EnvValue| match value {
+        EnvValue::Literal(v) => v.clone(),
+        EnvValue::Ref(target) => template.parameter_default(target).unwrap_or_else(|| target.clone()),
+        EnvValue::GetAtt(target) => format!("arn:aws:iam::000000000000:role/{target}"),
+        EnvValue::Sub(text) => text.replace("${", "").replace('}', ""),
+        EnvValue::Other => "cold-start".to_owned(),
+    };
+    let mut env: Vec<(String, String)> = function.environment.iter().map(|(k, v)| (k.clone(), placeholder(v))).collect();
+    for (k, v) in [
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "cold-start"),
+        ("AWS_SECRET_ACCESS_KEY", "cold-start"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("RUST_LOG", "warn"),
+    ] {
+        env.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(env)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -36,23 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let runs: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(30);
     let size = std::fs::metadata(&binary).map_err(|e| format!("{}: {e}", binary.display()))?.len();
-    let env: Vec<(String, String)> = [
-        ("DEVICES_TABLE", "Devices"),
-        ("OBSERVATIONS_TABLE", "Observations"),
-        ("DEAD_LETTERS_TABLE", "DeadLetters"),
-        ("AWS_REGION", "eu-west-1"),
-        ("AWS_ACCESS_KEY_ID", "cold-start"),
-        ("AWS_SECRET_ACCESS_KEY", "cold-start"),
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ("RUST_LOG", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-
+    let env = settings_from_template(&binary)?;
     let mut times = Vec::with_capacity(runs);
     let mut rss = Vec::with_capacity(runs);
     for _ in 0..runs {

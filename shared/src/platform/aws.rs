@@ -11,9 +11,49 @@ use std::sync::{Arc, OnceLock};
 use aws_config::{BehaviorVersion, SdkConfig};
 
 /// Loads the shared SDK configuration from the environment (no network call when credentials
-/// come from environment variables, as they do in Lambda).
+/// come from environment variables, as they do in Lambda), with the SDK's default HTTPS client
+/// made to load the system's CA certificates on its first request ([`DeferredTls`]).
 pub async fn load_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(deferred_tls_https_client()).load().await
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy settings from the
+/// environment, as `aws-smithy-runtime` builds it), under [`DeferredTls`].
+fn deferred_tls_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    let client = Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    });
+    aws_smithy_runtime_api::client::http::SharedHttpClient::new(DeferredTls(client))
+}
+
+/// An HTTP client that builds its connector (and so loads the system's CA certificates) on the
+/// first request. The SDK's own client builds it when an SDK client is constructed, which the
+/// functions do at start-up: reading and parsing the certificates was half of a cold start, and
+/// a function may answer its first event without any AWS call.
+#[derive(Debug)]
+struct DeferredTls(aws_smithy_runtime_api::client::http::SharedHttpClient);
+
+impl aws_smithy_runtime_api::client::http::HttpClient for DeferredTls {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+    // `validate_base_client_config` keeps its default (nothing): the inner client's would
+    // build the connector now.
 }
 
 /// A DynamoDB client for the configured region and endpoint.
