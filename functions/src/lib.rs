@@ -36,7 +36,8 @@ pub async fn run(spec: &FunctionSpec, binary: &str) -> Result<(), Error> {
 #[macro_export]
 macro_rules! lambda_function {
     ($entry:ident) => {
-        #[tokio::main]
+        // One event at a time per sandbox (Lambda's model): one thread, no worker pool to start.
+        #[tokio::main(flavor = "current_thread")]
         async fn main() -> Result<(), $crate::Error> {
             $crate::run(&vitalwire::wiring::functions::$entry, env!("CARGO_BIN_NAME")).await
         }

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use vitalwire_local::runtime_api::RuntimeApi;
 
-fn resident_kib(pid: u32) -> Option<u64> {
+/// Resident memory in KiB: in all, and the part that is the process's own (heap, stacks)
+/// rather than pages of the binary and libraries.
+fn resident_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse::<u64>().ok();
+    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -92,8 +94,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&times, 0.9),
         times[times.len() - 1]
     );
-    if let Some(median) = rss.get(rss.len() / 2) {
-        println!("resident memory at first poll: median {:.1} MiB", *median as f64 / 1024.0);
+    if let Some((all, own)) = rss.get(rss.len() / 2) {
+        println!("resident memory at first poll: median {:.1} MiB ({:.1} MiB of it the process's own, the rest pages of the binary and libraries)", *all as f64 / 1024.0, *own as f64 / 1024.0);
     }
     Ok(())
 }
