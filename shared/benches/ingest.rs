@@ -36,5 +36,31 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The parts of the hot path on their own, to see where its time goes.
+fn parts(c: &mut Criterion) {
+    use sha2::Digest;
+    let received = Utc.timestamp_millis_opt(1_795_315_200_000).unwrap();
+    c.bench_function("ingest part: parse and validate the payload", |b| b.iter(|| measurement::parse(black_box(HEART_RATE), received).expect("valid")));
+    let p = measurement::parse(HEART_RATE, received).expect("valid payload");
+    let reading = Reading {
+        device_id: "acme-bp-0001".into(),
+        named_patient: p.patient_id,
+        timing: Timing::Received { at: received, delivery: Delivery::Trace("0b8f1f5e".into()) },
+        measurements: vec![p.measurement],
+        blood_pressure: None,
+        grouped: false,
+    };
+    c.bench_function("ingest part: build the Observation", |b| b.iter(|| black_box(&reading).observations("patient-123", "2026-11-22T02:40:00.120Z")));
+    let (obs, code_key) = reading.observations("patient-123", "2026-11-22T02:40:00.120Z").remove(0);
+    c.bench_function("ingest part: serialize the Observation", |b| b.iter(|| serde_json::to_string(black_box(&obs)).unwrap()));
+    let json = serde_json::to_string(&obs).unwrap();
+    c.bench_function("ingest part: SHA-256 of its JSON", |b| b.iter(|| sha2::Sha256::digest(black_box(json.as_bytes()))));
+    c.bench_function("ingest part: SHA-256 of its JSON (aws-lc)", |b| b.iter(|| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, black_box(json.as_bytes()))));
+    println!("JSON: {} bytes", json.len());
+    c.bench_function("ingest part: wrap for storage (fingerprint and JSON)", |b| {
+        b.iter(|| StoredObservation::new(black_box(&obs), code_key.clone(), "2026-11-22T02:40:00.000Z".into(), Fingerprint::WithoutTime).unwrap())
+    });
+}
+
+criterion_group!(benches, bench, parts);
 criterion_main!(benches);
