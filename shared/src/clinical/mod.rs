@@ -544,6 +544,10 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
     let to = format_utc(set.at);
     let from = format_utc(set.at - Duration::minutes(settings.window_minutes));
     let own = current_values(&set);
+    if own.is_empty() && !measures_news2(&set) {
+        // A weight, a battery level: nothing alerts read, so nothing to record or score.
+        return Ok(Vec::new());
+    }
     alerts.record_current(set.patient_id, &own).await?;
     let window = match window_of_current(&alerts.current(set.patient_id).await?, &from, &to) {
         Some(window) => window,
@@ -727,6 +731,7 @@ mod tests {
         for minute in 11..40 {
             evaluate_after(&store, &alerts, &format!(r#"{{"timestamp": "2026-11-22T11:{minute}:00Z", "heart_rate": 80}}"#)).await;
         }
+        assert!(evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:40:00Z", "weight": 70, "weight_unit": "kg"}"#).await.is_empty());
         assert_eq!(queries(), 0, "no history query, however many readings the patient has");
         let current = alerts.current("P1").await.unwrap();
         assert_eq!(current.iter().map(|c| (c.value.as_str(), c.effective_at.as_str())).collect::<Vec<_>>(), [("80", "2026-11-22T11:39:00.000Z"), ("26", "2026-11-22T11:10:00.000Z")]);
