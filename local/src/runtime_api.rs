@@ -170,7 +170,13 @@ impl RuntimeApi {
 
     /// Starts a function binary against this Runtime API with the given extra environment.
     pub fn spawn_function(&self, binary: &Path, name: &str, env: &[(String, String)]) -> std::io::Result<Child> {
-        Command::new(binary)
+        self.spawn_command(Command::new(binary), name, env)
+    }
+
+    /// Starts a command (an interpreter and its script, say) as a function against this Runtime
+    /// API, with Lambda's variables and the given extra environment.
+    pub fn spawn_command(&self, mut command: Command, name: &str, env: &[(String, String)]) -> std::io::Result<Child> {
+        command
             .env("AWS_LAMBDA_RUNTIME_API", self.env_value())
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

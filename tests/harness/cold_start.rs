@@ -3,7 +3,7 @@
 //! Also reports the binary's size and its resident memory at that point.
 //!
 //!     cargo build --release -p vitalwire-functions
-//!     cargo run --release -p vitalwire-tests --bin cold-start -- [BINARY] [RUNS]
+//!     cargo run --release -p vitalwire-tests --bin cold-start -- [BINARY] [RUNS] [--python-peer]
 //!
 //! BINARY defaults to `<target>/release/fhir-ingest`, RUNS to 30. The function gets every
 //! setting `template.yaml` gives it, as the local runner does (a resource's name where AWS
@@ -46,6 +46,7 @@ fn settings_from_template(binary: &std::path::Path) -> Result<Vec<(String, Strin
     let mut env: Vec<(String, String)> = function.environment.iter().map(|(k, v)| (k.clone(), placeholder(v))).collect();
     for (k, v) in [
         ("AWS_REGION", "eu-west-1"),
+        ("AWS_DEFAULT_REGION", "eu-west-1"),
         ("AWS_ACCESS_KEY_ID", "cold-start"),
         ("AWS_SECRET_ACCESS_KEY", "cold-start"),
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
@@ -59,9 +60,45 @@ fn settings_from_template(binary: &std::path::Path) -> Result<Vec<(String, Strin
     Ok(env)
 }
 
+/// One measured start: time to the first poll and resident memory (all, own) then.
+async fn one_start(command: tokio::process::Command, env: &[(String, String)]) -> Result<(Duration, Option<(u64, u64)>), Box<dyn std::error::Error>> {
+    let api = RuntimeApi::start().await?;
+    let started = Instant::now();
+    let mut child = api.spawn_command(command, "cold-start", env)?;
+    let polled = api.first_poll(Duration::from_secs(30)).await.ok_or("the function never polled for work")?;
+    let memory = child.id().and_then(resident_kib);
+    child.kill().await?;
+    Ok((polled.duration_since(started), memory))
+}
+
+/// Median, p90 and the resident memory of the median run, as one line.
+fn summary(what: &str, mut runs: Vec<(Duration, Option<(u64, u64)>)>) -> (Duration, String) {
+    runs.sort_by_key(|(time, _)| *time);
+    let times: Vec<Duration> = runs.iter().map(|(t, _)| *t).collect();
+    let mut memory: Vec<(u64, u64)> = runs.iter().filter_map(|(_, m)| *m).collect();
+    memory.sort_unstable();
+    let median = percentile(&times, 0.5);
+    let mut line = format!(
+        "{what}: cold start to first Runtime API poll over {} runs: min {:?}, median {median:?}, p90 {:?}, max {:?}",
+        times.len(),
+        times[0],
+        percentile(&times, 0.9),
+        times[times.len() - 1]
+    );
+    if let Some((all, own)) = memory.get(memory.len() / 2) {
+        line += &format!("\n{what}: resident memory at first poll: median {:.1} MiB ({:.1} MiB of it the process's own, the rest pages of the binary and libraries)", *all as f64 / 1024.0, *own as f64 / 1024.0);
+    }
+    (median, line)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `--python-peer`: alternate each run with the Python 3 + boto3 function of the same shape
+    // (`harness/peer/python_boto3_bootstrap.py`), so both see the same machine, and give the ratio.
+    let versus_python = args.iter().any(|a| a == "--python-peer");
+    args.retain(|a| a != "--python-peer");
+    let mut args = args.into_iter();
     let binary = args.next().map(PathBuf::from).unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -71,31 +108,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(30);
     let size = std::fs::metadata(&binary).map_err(|e| format!("{}: {e}", binary.display()))?.len();
     let env = settings_from_template(&binary)?;
-    let mut times = Vec::with_capacity(runs);
-    let mut rss = Vec::with_capacity(runs);
+    let peer_script = vitalwire_local::repo_root().join("tests/harness/peer/python_boto3_bootstrap.py");
+    let (mut rust, mut python) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for _ in 0..runs {
-        let api = RuntimeApi::start().await?;
-        let started = Instant::now();
-        let mut child = api.spawn_function(&binary, "cold-start", &env)?;
-        let polled = api.first_poll(Duration::from_secs(10)).await.ok_or("the function never polled for work")?;
-        times.push(polled.duration_since(started));
-        if let Some(kib) = child.id().and_then(resident_kib) {
-            rss.push(kib);
+        rust.push(one_start(tokio::process::Command::new(&binary), &env).await?);
+        if versus_python {
+            let mut command = tokio::process::Command::new(vitalwire_local::python());
+            command.arg(&peer_script);
+            python.push(one_start(command, &env).await?);
         }
-        child.kill().await?;
     }
-    times.sort_unstable();
-    rss.sort_unstable();
     println!("binary: {} ({:.2} MiB)", binary.display(), size as f64 / (1024.0 * 1024.0));
-    println!(
-        "cold start to first Runtime API poll over {runs} runs: min {:?}, median {:?}, p90 {:?}, max {:?}",
-        times[0],
-        percentile(&times, 0.5),
-        percentile(&times, 0.9),
-        times[times.len() - 1]
-    );
-    if let Some((all, own)) = rss.get(rss.len() / 2) {
-        println!("resident memory at first poll: median {:.1} MiB ({:.1} MiB of it the process's own, the rest pages of the binary and libraries)", *all as f64 / 1024.0, *own as f64 / 1024.0);
+    let (rust_median, line) = summary("rust", rust);
+    println!("{line}");
+    if versus_python {
+        let (python_median, line) = summary("python + boto3", python);
+        println!("{line}");
+        println!("python + boto3 takes {:.0}x as long to start (medians, interleaved runs)", python_median.as_secs_f64() / rust_median.as_secs_f64());
     }
     Ok(())
 }
