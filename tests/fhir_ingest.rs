@@ -274,11 +274,13 @@ async fn the_current_vital_signs_keep_the_newest_value_of_each() {
     };
     let (hr, rr) = ("http://loinc.org|8867-4".to_owned(), "http://loinc.org|9279-1".to_owned());
     alerts.record_current("P1", &[value("8867-4", "2026-11-22T11:00:00.000Z", "72"), value("9279-1", "2026-11-22T11:00:00.000Z", "16")]).await.unwrap();
-    alerts.record_current("P1", &[value("8867-4", "2026-11-22T10:00:00.000Z", "60"), value("9279-1", "2026-11-22T11:05:00.000Z", "20")]).await.unwrap();
-    assert_eq!(current(alerts.current("P1").await.unwrap()), [(hr.clone(), "72".into(), "cuff-1".into()), (rr.clone(), "20".into(), "cuff-1".into())]);
+    let answered = alerts.record_current("P1", &[value("8867-4", "2026-11-22T10:00:00.000Z", "60"), value("9279-1", "2026-11-22T11:05:00.000Z", "20")]).await.unwrap();
+    let expected = [(hr.clone(), "72".into(), "cuff-1".into()), (rr.clone(), "20".into(), "cuff-1".into())];
+    assert_eq!(current(alerts.current("P1").await.unwrap()), expected);
+    assert_eq!(current(answered), expected, "the write answers the record as it now is");
     alerts.record_current("P1", &[value("9279-1", "2026-11-22T11:05:00.000Z", "20")]).await.unwrap();
     let entered = CurrentValue { device_id: String::new(), ..value("8867-4", "2026-11-22T11:10:00.000Z", "90") };
-    alerts.record_current("P1", &[entered]).await.unwrap();
-    assert_eq!(current(alerts.current("P1").await.unwrap()), [(hr, "90".into(), String::new()), (rr, "20".into(), "cuff-1".into())]);
+    let answered = alerts.record_current("P1", &[entered]).await.unwrap();
+    assert_eq!(current(answered), [(hr, "90".into(), String::new()), (rr, "20".into(), "cuff-1".into())], "one round trip answers the whole record");
     assert!(alerts.current("P2").await.unwrap().is_empty(), "another patient's are their own");
 }

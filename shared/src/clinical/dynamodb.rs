@@ -90,6 +90,11 @@ fn alert_of(item: &Item) -> Option<Alert> {
     serde_json::from_str::<Value>(opt_s(item, "alert")?.as_str()).ok().as_ref().and_then(Alert::from_json)
 }
 
+/// The current values a `VITALS` item holds.
+fn current_values_of(item: &Item) -> Vec<super::CurrentValue> {
+    item.iter().filter_map(|(name, value)| current_value(name.strip_prefix("v:")?, value)).collect()
+}
+
 /// The `VITALS` attribute of a vital sign.
 fn vital_attribute(code_key: &str) -> String {
     format!("v:{code_key}")
@@ -109,9 +114,10 @@ fn current_value(code_key: &str, value: &aws_sdk_dynamodb::types::AttributeValue
 }
 
 impl DynamoAlertStore {
-    /// One update of `VITALS` writing `values`, each only over an older value; `Ok(false)` when a
-    /// condition failed (some value is newer), and nothing was written.
-    async fn update_current(&self, patient_id: &str, values: &[&super::CurrentValue]) -> Result<bool, StoreError> {
+    /// One update of `VITALS` writing `values`, each only over an older value: the item's
+    /// current values after it, or `None` when a condition failed (some value is newer) and
+    /// nothing was written.
+    async fn update_current(&self, patient_id: &str, values: &[&super::CurrentValue]) -> Result<Option<Vec<super::CurrentValue>>, StoreError> {
         use aws_sdk_dynamodb::types::AttributeValue;
         let mut update = self.client.update_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s("VITALS")).expression_attribute_names("#at", "at");
         let (mut sets, mut conditions) = (Vec::new(), Vec::new());
@@ -126,37 +132,42 @@ impl DynamoAlertStore {
                 .expression_attribute_values(format!(":v{i}"), AttributeValue::M(map.collect()))
                 .expression_attribute_values(format!(":at{i}"), s(&v.effective_at));
         }
-        let update = update.update_expression(format!("SET {}", sets.join(", "))).condition_expression(conditions.join(" AND "));
+        let update = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         match update.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
+            Ok(out) => Ok(Some(out.attributes().map(current_values_of).unwrap_or_default())),
+            Err(e) if is_condition_failed(&e) => Ok(None),
             Err(e) => Err(StoreError::sdk("record current vital signs", &e)),
         }
     }
 }
 
 impl AlertStore for DynamoAlertStore {
-    async fn record_current(&self, patient_id: &str, values: &[super::CurrentValue]) -> Result<(), StoreError> {
+    async fn record_current(&self, patient_id: &str, values: &[super::CurrentValue]) -> Result<Vec<super::CurrentValue>, StoreError> {
         if values.is_empty() {
-            return Ok(());
+            return self.current(patient_id).await;
         }
-        // One write for the whole set when each value is the newest (the usual case); when one
-        // is not, each is written on its own condition, so that the newer ones still land.
+        // One write for the whole set when each value is the newest (the usual case), which
+        // also answers the current values; when one is not, each is written on its own
+        // condition, so that the newer ones still land, and the record is read after.
         let all: Vec<&super::CurrentValue> = values.iter().collect();
-        if self.update_current(patient_id, &all).await? || values.len() == 1 {
-            return Ok(());
+        if let Some(current) = self.update_current(patient_id, &all).await? {
+            return Ok(current);
         }
-        for v in all {
-            self.update_current(patient_id, &[v]).await?;
+        if values.len() > 1 {
+            for v in all {
+                self.update_current(patient_id, &[v]).await?;
+            }
         }
-        Ok(())
+        self.current(patient_id).await
     }
 
     async fn current(&self, patient_id: &str) -> Result<Vec<super::CurrentValue>, StoreError> {
         const OP: &str = "read current vital signs";
         let out = self.client.get_item().table_name(&self.table).key("patientId", s(patient_id)).key("sortKey", s("VITALS")).consistent_read(true).send().await.map_err(|e| StoreError::sdk(OP, &e))?;
-        let Some(item) = out.item() else { return Ok(Vec::new()) };
-        Ok(item.iter().filter_map(|(name, value)| current_value(name.strip_prefix("v:")?, value)).collect())
+        Ok(out.item().map(current_values_of).unwrap_or_default())
     }
 
     async fn raise(&self, alert: &Alert) -> Result<bool, StoreError> {

@@ -64,16 +64,18 @@ impl MemoryAlerts {
 }
 
 impl AlertStore for MemoryAlerts {
-    async fn record_current(&self, patient_id: &str, values: &[super::CurrentValue]) -> Result<(), StoreError> {
-        let mut table = self.0.lock().expect("lock");
-        for v in values {
-            let key = (patient_id.to_owned(), v.code_key.clone());
-            // As the DynamoDB condition: only one at least as new replaces it.
-            if table.current.get(&key).is_none_or(|kept| kept.effective_at <= v.effective_at) {
-                table.current.insert(key, v.clone());
+    async fn record_current(&self, patient_id: &str, values: &[super::CurrentValue]) -> Result<Vec<super::CurrentValue>, StoreError> {
+        {
+            let mut table = self.0.lock().expect("lock");
+            for v in values {
+                let key = (patient_id.to_owned(), v.code_key.clone());
+                // As the DynamoDB condition: only one at least as new replaces it.
+                if table.current.get(&key).is_none_or(|kept| kept.effective_at <= v.effective_at) {
+                    table.current.insert(key, v.clone());
+                }
             }
         }
-        Ok(())
+        self.current(patient_id).await
     }
 
     async fn current(&self, patient_id: &str) -> Result<Vec<super::CurrentValue>, StoreError> {

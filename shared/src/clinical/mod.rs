@@ -269,8 +269,9 @@ pub struct CurrentValue {
 pub trait AlertStore: Send + Sync {
     /// Makes each value its patient's current one of its vital sign, unless a newer one is
     /// recorded (a condition per vital sign: concurrent readings never lose one another, and a
-    /// reading arriving late does not replace a newer one).
-    fn record_current(&self, patient_id: &str, values: &[CurrentValue]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// reading arriving late does not replace a newer one); the patient's current values after
+    /// the write (one round trip when every value is the newest).
+    fn record_current(&self, patient_id: &str, values: &[CurrentValue]) -> impl Future<Output = Result<Vec<CurrentValue>, StoreError>> + Send;
     /// The patient's current value of each vital sign recorded.
     fn current(&self, patient_id: &str) -> impl Future<Output = Result<Vec<CurrentValue>, StoreError>> + Send;
     /// Records the alert unless this alert exists already, or an open one of its kind and the
@@ -548,8 +549,8 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
         // A weight, a battery level: nothing alerts read, so nothing to record or score.
         return Ok(Vec::new());
     }
-    alerts.record_current(set.patient_id, &own).await?;
-    let window = match window_of_current(&alerts.current(set.patient_id).await?, &from, &to) {
+    let current = alerts.record_current(set.patient_id, &own).await?;
+    let window = match window_of_current(&current, &from, &to) {
         Some(window) => window,
         None => window_of_history(observations, &set, &from, &to).await?,
     };
