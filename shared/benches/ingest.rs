@@ -12,18 +12,22 @@ use vitalwire::observations::{Fingerprint, StoredObservation};
 const HEART_RATE: &str = r#"{"value":72,"unit":"bpm","coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"thingName":"acme-bp-0001","receivedAt":1795315200000,"traceId":"0b8f1f5e"}"#;
 const VENDOR_CODE: &str = r#"{"value":"100","unit":"%","coding":[{"system":"http://lifeomic.com/fhir/devices","code":"9750d5e5-d766-4793-a97d-16179578cc4d","display":"Battery Percentage"}],"patientId":"patient-123","thingName":"acme-bp-0001","receivedAt":1795315200000}"#;
 
-fn ingest_once(payload: &str) -> StoredObservation {
-    let received = Utc.timestamp_millis_opt(1_795_315_200_000).unwrap();
+/// The payload validated and read as `fhir-ingest` reads it.
+fn reading_of(payload: &str, received: chrono::DateTime<Utc>) -> Reading {
     let p = measurement::parse(payload, received).expect("valid payload");
-    let reading = Reading {
+    Reading {
         device_id: "acme-bp-0001".into(),
         named_patient: p.patient_id,
         timing: Timing::Received { at: received, delivery: Delivery::Trace("0b8f1f5e".into()) },
         measurements: vec![p.measurement],
         blood_pressure: None,
         grouped: false,
-    };
-    let (obs, code_key) = reading.observations("patient-123", "2026-11-22T02:40:00.120Z").remove(0);
+    }
+}
+
+fn ingest_once(payload: &str) -> StoredObservation {
+    let received = Utc.timestamp_millis_opt(1_795_315_200_000).unwrap();
+    let (obs, code_key) = reading_of(payload, received).observations("patient-123", "2026-11-22T02:40:00.120Z").remove(0);
     StoredObservation::new(&obs, code_key, vitalwire::platform::time::format_utc(received), Fingerprint::WithoutTime).expect("serializes")
 }
 
@@ -41,15 +45,7 @@ fn parts(c: &mut Criterion) {
     use sha2::Digest;
     let received = Utc.timestamp_millis_opt(1_795_315_200_000).unwrap();
     c.bench_function("ingest part: parse and validate the payload", |b| b.iter(|| measurement::parse(black_box(HEART_RATE), received).expect("valid")));
-    let p = measurement::parse(HEART_RATE, received).expect("valid payload");
-    let reading = Reading {
-        device_id: "acme-bp-0001".into(),
-        named_patient: p.patient_id,
-        timing: Timing::Received { at: received, delivery: Delivery::Trace("0b8f1f5e".into()) },
-        measurements: vec![p.measurement],
-        blood_pressure: None,
-        grouped: false,
-    };
+    let reading = reading_of(HEART_RATE, received);
     c.bench_function("ingest part: build the Observation", |b| b.iter(|| black_box(&reading).observations("patient-123", "2026-11-22T02:40:00.120Z")));
     let (obs, code_key) = reading.observations("patient-123", "2026-11-22T02:40:00.120Z").remove(0);
     c.bench_function("ingest part: serialize the Observation", |b| b.iter(|| serde_json::to_string(black_box(&obs)).unwrap()));

@@ -605,26 +605,41 @@ mod tests {
     use crate::observations::memory::MemoryObservations;
     use crate::observations::{Fingerprint, Inserted};
 
-    /// An Observation store whose patient/code index has not caught up yet (DynamoDB's global
-    /// indexes are eventually consistent): it finds nothing.
+    /// An Observation store that counts the history queries made of it and, `lagging`, whose
+    /// patient/code index has not caught up yet (DynamoDB's global indexes are eventually
+    /// consistent): it finds nothing.
     #[derive(Default)]
-    struct LaggingIndex(MemoryObservations);
+    struct CountingQueries {
+        store: MemoryObservations,
+        queries: std::sync::atomic::AtomicUsize,
+        lagging: bool,
+    }
 
-    impl ObservationStore for LaggingIndex {
+    impl CountingQueries {
+        fn lagging() -> Self {
+            Self { lagging: true, ..Self::default() }
+        }
+    }
+
+    impl ObservationStore for CountingQueries {
         async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
-            self.0.insert_set(set).await
+            self.store.insert_set(set).await
         }
         async fn replace(&self, o: &StoredObservation, previous_hash: &str) -> Result<bool, StoreError> {
-            self.0.replace(o, previous_hash).await
+            self.store.replace(o, previous_hash).await
         }
         async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
-            self.0.get(id).await
+            self.store.get(id).await
         }
-        async fn for_patient_code(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Vec<StoredObservation>, StoreError> {
-            Ok(Vec::new())
+        async fn for_patient_code(&self, patient: &str, code: &str, from: &str, to: &str) -> Result<Vec<StoredObservation>, StoreError> {
+            self.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.lagging {
+                return Ok(Vec::new());
+            }
+            self.store.for_patient_code(patient, code, from, to).await
         }
         async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
-            self.0.for_device(device_id, limit).await
+            self.store.for_device(device_id, limit).await
         }
     }
 
@@ -691,7 +706,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_reading_just_filed_counts_even_before_the_index_shows_it() {
-        let (store, alerts) = (LaggingIndex::default(), MemoryAlerts::default());
+        let (store, alerts) = (CountingQueries::lagging(), MemoryAlerts::default());
         let raised = evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:00:00Z", "glucose": 45}"#).await;
         assert_eq!(raised.len(), 1, "glucose 45 mg/dL");
         assert_eq!((raised[0].kind, raised[0].severity), (AlertKind::GlucoseLow, Severity::High));
@@ -699,33 +714,10 @@ mod tests {
         assert_eq!(raised.first().map(|a| a.kind), Some(AlertKind::News2), "heart rate 30 scores 3");
     }
 
-    /// An Observation store that counts the history queries made of it.
-    #[derive(Default)]
-    struct CountingQueries(MemoryObservations, std::sync::atomic::AtomicUsize);
-
-    impl ObservationStore for CountingQueries {
-        async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
-            self.0.insert_set(set).await
-        }
-        async fn replace(&self, o: &StoredObservation, previous_hash: &str) -> Result<bool, StoreError> {
-            self.0.replace(o, previous_hash).await
-        }
-        async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
-            self.0.get(id).await
-        }
-        async fn for_patient_code(&self, patient: &str, code: &str, from: &str, to: &str) -> Result<Vec<StoredObservation>, StoreError> {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.0.for_patient_code(patient, code, from, to).await
-        }
-        async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
-            self.0.for_device(device_id, limit).await
-        }
-    }
-
     #[tokio::test]
     async fn readings_in_order_are_scored_from_current_values_without_reading_history() {
         let (store, alerts) = (CountingQueries::default(), MemoryAlerts::default());
-        let queries = || store.1.load(std::sync::atomic::Ordering::Relaxed);
+        let queries = || store.queries.load(std::sync::atomic::Ordering::Relaxed);
         evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:00:00Z", "heart_rate": 140}"#).await;
         let raised = evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:10:00Z", "respiratory_rate": 26}"#).await;
         assert_eq!(raised.first().and_then(|a| a.score), Some(6), "heart rate 140 (current) and respiratory rate 26 score 3 each");
