@@ -81,7 +81,7 @@ async fn describe_certificate(State(gw): State<Arc<Gateway>>, Path(id): Path<Str
         None => aws_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", format!("certificate {id} does not exist")),
         Some(c) => Json(json!({"certificateDescription": {
             "certificateId": c.id,
-            "certificateArn": format!("{}:cert/{}", super::policy::ARN_PREFIX, c.id),
+            "certificateArn": certificate_arn(&c.id),
             "status": c.status.as_str(),
             "certificatePem": c.pem,
         }}))
@@ -323,11 +323,16 @@ async fn delete_thing(State(gw): State<Arc<Gateway>>, Path(name): Path<String>, 
 /// The certificate id of the `x-amzn-principal` header (a certificate ARN, or its id).
 fn principal(headers: &HeaderMap) -> Result<String, super::jobs::ControlError> {
     let arn = headers.get("x-amzn-principal").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let id = arn.rsplit_once("cert/").map_or(arn, |(_, id)| id);
+    let id = certificate_id_of(arn).unwrap_or(arn);
     if id.is_empty() {
         return Err(invalid_request("the x-amzn-principal header must name a certificate ARN"));
     }
     Ok(id.to_owned())
+}
+
+/// The certificate id at the end of a certificate ARN (`...:cert/<id>`), if it is one.
+fn certificate_id_of(arn: &str) -> Option<&str> {
+    arn.rsplit_once("cert/").map(|(_, id)| id).filter(|id| !id.is_empty())
 }
 
 fn certificate_arn(id: &str) -> String {
@@ -421,18 +426,23 @@ async fn create_keys_and_certificate(State(gw): State<Arc<Gateway>>, Query(query
         Ok(issued) => issued,
         Err(e) => return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailureException", e.to_string()),
     };
-    let status = new_certificate_status(&query);
-    let Some(id) = super::fleet::register_certificate(&gw, &issued.certificate_pem, status) else {
+    let key_pair = json!({"PublicKey": issued.public_key_pem, "PrivateKey": issued.private_key_pem});
+    register_issued(&gw, &issued.certificate_pem, &query, "CreateKeysAndCertificate", Some(key_pair))
+}
+
+/// Registers a certificate the local CA issued (active if `setAsActive=true`) and answers as
+/// the control plane does: its ARN, id and PEM, and the key pair if one was made.
+fn register_issued(gw: &Gateway, pem: &str, query: &HashMap<String, String>, operation: &str, key_pair: Option<serde_json::Value>) -> Response {
+    let status = new_certificate_status(query);
+    let Some(id) = super::fleet::register_certificate(gw, pem, status) else {
         return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailureException", "the issued certificate is not PEM".into());
     };
-    tracing::info!(certificate_id = %id, status = status.as_str(), "control plane: CreateKeysAndCertificate");
-    Json(json!({
-        "certificateArn": certificate_arn(&id),
-        "certificateId": id,
-        "certificatePem": issued.certificate_pem,
-        "keyPair": {"PublicKey": issued.public_key_pem, "PrivateKey": issued.private_key_pem},
-    }))
-    .into_response()
+    tracing::info!(certificate_id = %id, status = status.as_str(), operation, "control plane: certificate issued");
+    let mut answer = json!({"certificateArn": certificate_arn(&id), "certificateId": id, "certificatePem": pem});
+    if let Some(key_pair) = key_pair {
+        answer["keyPair"] = key_pair;
+    }
+    Json(answer).into_response()
 }
 
 /// `CreateCertificateFromCsr`: the local CA signs the device's own key.
@@ -448,12 +458,7 @@ async fn create_certificate_from_csr(State(gw): State<Arc<Gateway>>, Query(query
         Ok(pem) => pem,
         Err(e) => return aws_error(StatusCode::BAD_REQUEST, "InvalidRequestException", format!("the certificate signing request is not valid: {e}")),
     };
-    let status = new_certificate_status(&query);
-    let Some(id) = super::fleet::register_certificate(&gw, &pem, status) else {
-        return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailureException", "the issued certificate is not PEM".into());
-    };
-    tracing::info!(certificate_id = %id, status = status.as_str(), "control plane: CreateCertificateFromCsr");
-    Json(json!({"certificateArn": certificate_arn(&id), "certificateId": id, "certificatePem": pem})).into_response()
+    register_issued(&gw, &pem, &query, "CreateCertificateFromCsr", None)
 }
 
 fn valid_policy_name(name: &str) -> bool {
@@ -518,9 +523,9 @@ async fn delete_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>)
 
 /// The certificate id of an `AttachPolicy` target; only certificates are served locally.
 fn certificate_target(target: &str) -> Result<String, Response> {
-    match target.rsplit_once(":cert/") {
-        Some((_, id)) if !id.is_empty() => Ok(id.to_owned()),
-        _ => Err(aws_error(
+    match certificate_id_of(target) {
+        Some(id) => Ok(id.to_owned()),
+        None => Err(aws_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequestException",
             format!("target {target} is not a certificate ARN (thing groups and Cognito identities are not served locally)"),
