@@ -230,7 +230,9 @@ async fn the_function_binary_files_the_sample_event_with_its_template_environmen
     let mut env = t.stack.function_env(&function).expect("environment resolves");
     env.extend(emulator_environment());
     let api = RuntimeApi::start().await.unwrap();
-    let _process = api.spawn_function(&function_binary("fhir-ingest"), "fhir-ingest", &env).unwrap();
+    let mut command = tokio::process::Command::new(function_binary("fhir-ingest"));
+    command.stdout(std::process::Stdio::piped());
+    let mut process = api.spawn_command(command, "fhir-ingest", &env).unwrap();
 
     let answer = api.invoke(sample_event().into_bytes(), Duration::from_secs(30)).await.expect("invocation");
     let answer: Value = serde_json::from_slice(&answer).unwrap();
@@ -248,6 +250,29 @@ async fn the_function_binary_files_the_sample_event_with_its_template_environmen
     assert_eq!(bad["outcome"], "rejected");
     assert_eq!(bad["reasonCode"], "INVALID_VALUE");
     assert_eq!(t.count(&DEAD_LETTERS).await, 1);
+
+    // Its metrics are EMF lines on standard output, which CloudWatch Logs turns into metrics.
+    process.start_kill().unwrap();
+    let output = process.wait_with_output().await.unwrap();
+    let emf: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|doc| doc.get("_aws").is_some())
+        .collect();
+    for doc in &emf {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!((directive["Namespace"].as_str(), doc["Service"].as_str()), (Some("Vitalwire"), Some("fhir-ingest")), "{doc}");
+        for dimension in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(doc[dimension.as_str().unwrap()].is_string(), "a declared dimension has its value: {doc}");
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            assert!(doc[metric["Name"].as_str().unwrap()].is_u64(), "a declared metric has its value: {doc}");
+        }
+    }
+    let total = |name: &str| emf.iter().filter_map(|doc| doc[name].as_u64()).sum::<u64>();
+    assert_eq!((total("Invocations"), total("Errors"), total("ReadingsFiled"), total("DuplicateReadings")), (3, 0, 1, 1));
+    let refusal = emf.iter().find(|doc| doc.get("Refusals").is_some()).expect("the refusal is counted");
+    assert_eq!((refusal["Reason"].as_str(), refusal["Refusals"].as_u64()), (Some("INVALID_VALUE"), Some(1)));
 }
 
 /// The patients' current vital signs in DynamoDB (`AlertsTable`, `VITALS`), which alert

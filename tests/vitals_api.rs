@@ -286,6 +286,30 @@ async fn refused_readings_are_kept_with_their_reason_and_text_for_the_operator()
     let inactive: Vec<_> = listed("source=iot-vitals-batch".into()).await.into_iter().filter(|l| l["reasonCode"] == "DEVICE_NOT_ACTIVE").collect();
     assert_eq!(inactive.len(), 1);
     assert_eq!(serde_json::from_str::<Value>(inactive[0]["rawPayload"].as_str().unwrap()).unwrap(), batch, "the whole batch, once");
+
+    // Each refusal is counted by its reason, under the function that refused it.
+    let metrics = local_metrics(&api).await;
+    assert_eq!(metric(&metrics, "Refusals", &[("Service", "iot-vitals"), ("Reason", "INVALID_READING")]), 1);
+    assert_eq!(metric(&metrics, "Refusals", &[("Service", "iot-vitals-batch"), ("Reason", "INVALID_READING")]), 1);
+    assert_eq!(metric(&metrics, "Refusals", &[("Service", "iot-vitals-batch"), ("Reason", "DEVICE_NOT_ACTIVE")]), 1);
+    assert_eq!(metric(&metrics, "ReadingsFiled", &[("Service", "iot-vitals-batch")]), 1, "the batch's good reading");
+    assert_eq!(metric(&metrics, "Invocations", &[("Service", "iot-vitals-batch")]), 2);
+}
+
+/// What the functions' metrics would be on CloudWatch: `GET /local/metrics`.
+async fn local_metrics(api: &Api<'_>) -> Vec<Value> {
+    let (status, listed) = api.call(Method::GET, "/local/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    listed["metrics"].as_array().unwrap().clone()
+}
+
+/// The sum of a metric over the dimension sets with these dimensions.
+fn metric(metrics: &[Value], name: &str, dimensions: &[(&str, &str)]) -> u64 {
+    metrics
+        .iter()
+        .filter(|m| m["metric"] == name && dimensions.iter().all(|(d, v)| m["dimensions"][d] == *v))
+        .map(|m| m["sum"].as_u64().unwrap())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,6 +469,17 @@ async fn abnormal_vitals_raise_news2_and_glucose_alerts_once() {
     assert_eq!(post(json!({"device_id": thing, "timestamp": at(30), "respiratory_rate": 27, "heart_rate": 141})).await, 1, "raised again once closed");
     let (status, _) = api.call(Method::POST, "/patients/P123/alerts/nope/close", Some(&clinician), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // What an operator's dashboard shows: readings, the redelivery, alerts by severity.
+    let metrics = local_metrics(&api).await;
+    let vitals = ("Service", "iot-vitals");
+    assert_eq!((metric(&metrics, "ReadingsFiled", &[vitals]), metric(&metrics, "DuplicateReadings", &[vitals])), (7, 1));
+    assert_eq!(metric(&metrics, "AlertsRaised", &[vitals, ("Severity", "high")]), 2, "the aggregate, and again once closed");
+    assert_eq!(metric(&metrics, "AlertsRaised", &[vitals, ("Severity", "low-medium")]), 1);
+    assert_eq!(metric(&metrics, "AlertsRaised", &[vitals]), 4);
+    assert_eq!((metric(&metrics, "Invocations", &[vitals]), metric(&metrics, "Errors", &[vitals])), (8, 0));
+    let duration = metrics.iter().find(|m| m["metric"] == "Duration" && m["dimensions"]["Service"] == "iot-vitals").unwrap();
+    assert_eq!((duration["unit"].as_str(), duration["samples"].as_u64()), (Some("Milliseconds"), Some(8)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ pub async fn run(spec: &FunctionSpec, binary: &str) -> Result<(), Error> {
         return Err(format!("binary {binary} runs the registry entry {}", spec.name).into());
     }
     let wiring = Wiring::from_env().await;
-    match (spec.build)(&wiring)? {
+    match spec.instantiate(wiring)? {
         Handler::Http(handler) => {
             let handler = &handler;
             lambda_http::run(service_fn(move |request| async move { Ok::<_, Error>(handler.call(request).await) })).await

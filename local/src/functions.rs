@@ -22,13 +22,20 @@ impl LocalFunctions {
     /// Builds every registry entry with its template settings; `overrides` replace settings the
     /// local platform provides itself (the authorizer's token issuer, say).
     /// Every function goes by `clock`, which the local platform can move forward.
-    pub fn build(stack: &LocalStack, aws: &AwsClients, overrides: &BTreeMap<String, String>, clock: &vitalwire::platform::time::Clock) -> Result<Arc<Self>, String> {
+    /// Their metrics go to `metrics`.
+    pub fn build(
+        stack: &LocalStack,
+        aws: &AwsClients,
+        overrides: &BTreeMap<String, String>,
+        clock: &vitalwire::platform::time::Clock,
+        metrics: &Arc<crate::metrics::LocalMetrics>,
+    ) -> Result<Arc<Self>, String> {
         let mut built = BTreeMap::new();
         for spec in ALL.iter().copied() {
             let definition = stack.function(spec.name).ok_or_else(|| format!("template.yaml has no function with binary {}", spec.name))?;
             let settings = stack.function_env_with(&definition, overrides).map_err(|e| e.to_string())?;
-            let wiring = Wiring::new(aws.clone(), Settings::from_map(settings)).with_clock(clock.clone());
-            let handler = (spec.build)(&wiring).map_err(|e| format!("{}: {e}", spec.name))?;
+            let wiring = Wiring::new(aws.clone(), Settings::from_map(settings)).with_clock(clock.clone()).with_metrics(metrics.clone() as Arc<dyn vitalwire::platform::metrics::Metrics>);
+            let handler = spec.instantiate(wiring).map_err(|e| format!("{}: {e}", spec.name))?;
             built.insert(spec.name, (spec, handler));
         }
         Ok(Arc::new(Self { built }))

@@ -11,6 +11,7 @@ pub mod emulator;
 pub mod functions;
 pub mod gateway;
 pub mod http_api;
+pub mod metrics;
 pub mod platform;
 pub mod runtime_api;
 pub mod s3_events;

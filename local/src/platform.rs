@@ -67,6 +67,8 @@ pub struct Platform {
     pub clock: vitalwire::platform::time::Clock,
     /// Runs the scheduled functions.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
+    /// What the functions' metrics would be on CloudWatch (`GET /local/metrics`).
+    pub metrics: Arc<crate::metrics::LocalMetrics>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -110,7 +112,8 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
         .chain([("ANSWER_LINK_BASE_URL".to_owned(), api_url.clone())])
         .collect();
     let clock = vitalwire::platform::time::Clock::controllable();
-    let functions = LocalFunctions::build(stack, &aws, &overrides, &clock)?;
+    let metrics = Arc::new(crate::metrics::LocalMetrics::default());
+    let functions = LocalFunctions::build(stack, &aws, &overrides, &clock, &metrics)?;
     let alerts_table = stack.table(vitalwire::platform::tables::ALERTS.logical_id).ok_or("template.yaml has no AlertsTable")?.to_owned();
     let scheduler = crate::scheduler::Scheduler::new(functions.clone(), clock.clone(), aws.dynamodb(), alerts_table);
 
@@ -133,7 +136,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
                 let _ = gateway.serve(mqtt_listener).await;
             }
         }),
-        spawn_http(api_listener, api.router().merge(scheduler.router())),
+        spawn_http(api_listener, api.router().merge(scheduler.router()).merge(metrics.router())),
         tokio::spawn({
             // Step and in-progress timeouts of job executions.
             let gateway = gateway.clone();
@@ -162,5 +165,5 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     if let Some(tick) = settings.schedule_tick {
         tasks.push(scheduler.spawn(tick));
     }
-    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, polaris, files, clock, scheduler, tasks })
+    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, polaris, files, clock, scheduler, metrics, tasks })
 }

@@ -185,14 +185,14 @@ where
         let counts: Vec<Counts> = tallies
             .iter()
             .flat_map(|(connector, t)| {
-                let totals = Counts {
-                    dimensions: vec![("Connector", connector.clone())],
-                    counts: vec![("MessagesReceived", t.messages), ("Measurements", t.measurements), ("ObservationsWritten", t.observations), ("Errors", t.errors.values().sum())],
-                };
-                let by_type = t.errors.iter().map(move |(error_type, n)| Counts {
-                    dimensions: vec![("Connector", connector.clone()), ("ErrorType", (*error_type).to_owned())],
-                    counts: vec![("Errors", *n)],
-                });
+                let totals = Counts::of(
+                    vec![("Connector", connector.clone())],
+                    vec![("MessagesReceived", t.messages), ("Measurements", t.measurements), ("ObservationsWritten", t.observations), ("Errors", t.errors.values().sum())],
+                );
+                let by_type = t
+                    .errors
+                    .iter()
+                    .map(move |(error_type, n)| Counts::of(vec![("Connector", connector.clone()), ("ErrorType", (*error_type).to_owned())], vec![("Errors", *n)]));
                 std::iter::once(totals).chain(by_type)
             })
             .collect();

@@ -192,6 +192,7 @@ pub fn consumer(mode: super::IdentityResolutionType, device_mapping: &str, fhir_
             observations: Default::default(),
             alerts: Default::default(),
             alert_settings: Default::default(),
+            metrics: Default::default(),
         },
         patients: Default::default(),
         encounters: Default::default(),

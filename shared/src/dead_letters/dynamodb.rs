@@ -2,22 +2,27 @@ use aws_sdk_dynamodb::Client;
 
 use super::{DeadLetter, DeadLetterPage, DeadLetterStore, DEFAULT_RETENTION_DAYS};
 use crate::platform::dynamodb::{expires_in_days, n, opt_s, conditional_put, put_opt, req_s, s, Item};
+use crate::platform::metrics::{Counts, MetricSink, Metrics as _};
 use crate::platform::tables::{DEAD_LETTERS, DEAD_LETTERS_BY_THING};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
 /// Dead letters in the `DeadLettersTable`, keyed by source and `<receivedAt>#<id>` (index
 /// `byThing` by thing), expired by a TTL (`expiresAt`) after the retention period.
+///
+/// Every refusal on every path ends here, so this is where refusals are counted: `Refusals` by
+/// `Reason`, once per refused message (a redelivery of one already kept is not counted again).
 #[derive(Debug, Clone)]
 pub struct DynamoDeadLetterStore {
     client: Client,
     table: String,
     retention_days: i64,
+    metrics: MetricSink,
 }
 
 impl DynamoDeadLetterStore {
     pub fn new(client: Client, table: impl Into<String>, retention_days: i64) -> Self {
-        Self { client, table: table.into(), retention_days }
+        Self { client, table: table.into(), retention_days, metrics: MetricSink::discard() }
     }
 
     async fn page(
@@ -35,7 +40,8 @@ impl DynamoDeadLetterStore {
 impl FromWiring for DynamoDeadLetterStore {
     /// The table and `DEAD_LETTER_RETENTION_DAYS` (365 unless set).
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self::new(w.aws.dynamodb(), w.table(&DEAD_LETTERS)?, w.settings.parsed("DEAD_LETTER_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?))
+        let store = Self::new(w.aws.dynamodb(), w.table(&DEAD_LETTERS)?, w.settings.parsed("DEAD_LETTER_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?);
+        Ok(Self { metrics: w.build()?, ..store })
     }
 }
 
@@ -87,7 +93,10 @@ impl DeadLetterStore for DynamoDeadLetterStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(sortKey)");
         // `false`: already kept by an earlier delivery of the same message.
-        conditional_put(put, "record dead letter").await.map(|_| ())
+        if conditional_put(put, "record dead letter").await? {
+            self.metrics.record(&[Counts::of(vec![("Reason", letter.reason_code.clone())], vec![("Refusals", 1)])]);
+        }
+        Ok(())
     }
 
     async fn list(&self, source: &str, limit: i32, after: Option<&str>) -> Result<DeadLetterPage, StoreError> {

@@ -542,6 +542,7 @@ mod tests {
                 observations: MemoryObservations::default(),
                 alerts: MemoryAlerts::default(),
                 alert_settings: AlertSettings::default(),
+                metrics: Default::default(),
             },
             access: KeyAccess { keys: MemoryApiKeys::default(), activity: MemoryActivity::default() },
             dead_letters: MemoryDeadLetters::default(),

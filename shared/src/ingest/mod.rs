@@ -35,6 +35,7 @@ use crate::devices::{self, AdmissionRefusal, Device, DeviceRegistry};
 use crate::fhir::{Decimal, Observation};
 use crate::fhir::vitals::VitalSign;
 use crate::observations::{self, Fingerprint, Inserted, Measurement, ObservationStore, StoredObservation, Subject};
+use crate::platform::metrics::{MetricSink, Metrics as _, Tally};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -200,11 +201,13 @@ pub struct FilingDeps<D, O, A> {
     /// Where the alerts evaluated after each filed reading go.
     pub alerts: A,
     pub alert_settings: AlertSettings,
+    /// Where each [`Filing`]'s counts go when it ends.
+    pub metrics: MetricSink,
 }
 
 impl<D: FromWiring, O: FromWiring, A: FromWiring> FromWiring for FilingDeps<D, O, A> {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { devices: w.build()?, observations: w.build()?, alerts: w.build()?, alert_settings: w.build()? })
+        Ok(Self { devices: w.build()?, observations: w.build()?, alerts: w.build()?, alert_settings: w.build()?, metrics: w.build()? })
     }
 }
 
@@ -217,14 +220,30 @@ pub struct MappedWrite {
 }
 
 /// Files readings: one per request, file or batch, so that each device's record is read once.
+///
+/// It counts what it did (`ReadingsFiled`, `DuplicateReadings`, `AlertsRaised` by `Severity`)
+/// and records the counts once, when it is dropped at the end of its request, file or batch.
 pub struct Filing<'a, D, O, A> {
     deps: &'a FilingDeps<D, O, A>,
     devices: HashMap<String, Option<Device>>,
+    tally: Tally,
+}
+
+impl<D, O, A> Drop for Filing<'_, D, O, A> {
+    fn drop(&mut self) {
+        self.deps.metrics.record(&self.tally.take());
+    }
 }
 
 impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O, A> {
     pub fn new(deps: &'a FilingDeps<D, O, A>) -> Self {
-        Self { deps, devices: HashMap::new() }
+        Self { deps, devices: HashMap::new(), tally: Tally::default() }
+    }
+
+    fn count_alerts(&mut self, raised: &[clinical::Alert]) {
+        for alert in raised {
+            self.tally.add(&[("Severity", alert.severity.as_str())], "AlertsRaised", 1);
+        }
     }
 
     async fn device(&mut self, thing: &str) -> Result<Option<Device>, StoreError> {
@@ -276,7 +295,8 @@ impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O,
             let Some(latest) = observations.iter().max_by(|a, b| a.effective_at.cmp(&b.effective_at)) else { continue };
             let Some(at) = crate::platform::time::parse_with_offset(&latest.effective_at) else { continue };
             let set = clinical::ReadingSet { patient_id, device_id, set_id: &latest.id, at, observations };
-            clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, set).await?;
+            let raised = clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, set).await?;
+            self.count_alerts(&raised);
         }
         Ok(Ok(writes.len()))
     }
@@ -324,6 +344,8 @@ impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O,
             observations: &stored,
         };
         let raised = clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, set).await?;
+        self.count_alerts(&raised);
+        self.tally.add(&[], if duplicate { "DuplicateReadings" } else { "ReadingsFiled" }, 1);
         Ok(Ok(Filed { set_id, patient_id: admitted.patient_id, duplicate, alerts_raised: raised.len() }))
     }
 }
@@ -345,6 +367,7 @@ mod tests {
             observations: MemoryObservations::default(),
             alerts: MemoryAlerts::default(),
             alert_settings: AlertSettings::default(),
+            metrics: MetricSink::discard(),
         }
     }
 
@@ -365,7 +388,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_reading_is_filed_once_and_a_different_one_under_its_key_is_refused() {
-        let deps = deps(DeviceStatus::Active);
+        let mut deps = deps(DeviceStatus::Active);
+        let metrics = std::sync::Arc::new(crate::platform::metrics::MemoryMetrics::default());
+        deps.metrics = MetricSink::new("fhir-ingest", metrics.clone());
         let mut filing = Filing::new(&deps);
         let first = filing.file(&heart_rate("72", at("2026-11-22T10:00:00Z"))).await.unwrap().unwrap();
         assert!(!first.duplicate);
@@ -376,6 +401,10 @@ mod tests {
         let refused = filing.file(&heart_rate("73", at("2026-11-22T10:00:00Z"))).await.unwrap().unwrap_err();
         assert_eq!(refused.code(), "CONFLICTING_DUPLICATE");
         assert_eq!(deps.observations.len(), 1);
+        assert_eq!(metrics.sum("ReadingsFiled"), 0, "counts are recorded when the filing ends");
+        drop(filing);
+        assert_eq!((metrics.sum("ReadingsFiled"), metrics.sum("DuplicateReadings")), (1, 1));
+        assert_eq!(metrics.total("ReadingsFiled", ("Service", "fhir-ingest")), 1);
     }
 
     #[tokio::test]

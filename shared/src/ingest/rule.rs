@@ -210,6 +210,7 @@ mod tests {
                 observations: MemoryObservations::default(),
                 alerts: MemoryAlerts::default(),
                 alert_settings: AlertSettings::default(),
+                metrics: Default::default(),
             },
             dead_letters: MemoryDeadLetters::default(),
         }

@@ -154,6 +154,7 @@ mod tests {
             observations: MemoryObservations::default(),
             alerts: MemoryAlerts::default(),
             alert_settings: AlertSettings::default(),
+            metrics: Default::default(),
         };
         let file = |minutes_ago: i64| {
             let at = (Utc::now() - Duration::minutes(minutes_ago)).to_rfc3339_opts(SecondsFormat::Secs, true);

@@ -50,7 +50,7 @@ use crate::observations::http::DeviceReadDeps;
 use crate::observations::DynamoObservationStore;
 use crate::patients::{DynamoEncounterStore, DynamoPatientStore};
 use crate::platform::http::HttpAnswer;
-use crate::platform::metrics::EmfLog;
+use crate::platform::metrics::MetricSink;
 
 /// Wraps a route function `(Request, &Deps) -> impl HttpAnswer` as a registry route.
 macro_rules! route {
@@ -67,7 +67,7 @@ type Activations = ActivationDeps<DynamoActivationStore, SecretsManagerPepper, D
 type Care = CareDeps<DynamoCareStore, DynamoAuditLog>;
 type Jobs = JobDeps<DynamoDeploymentStore, IotJobControl>;
 type ConnectorConsumer =
-    ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoEncounterStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, EmfLog>;
+    ConsumerDeps<DynamoConnectorStore, Devices, DynamoPatientStore, DynamoEncounterStore, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, MetricSink>;
 
 /// The trigger of one HTTP API route.
 macro_rules! one {

@@ -14,6 +14,8 @@
 
 pub mod functions;
 
+use crate::platform::metrics::{MetricSink, Metrics as _, Tally, Unit};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -109,16 +111,26 @@ pub struct Wiring {
     pub settings: Settings,
     /// The system clock on AWS; the local platform's and the tests' can be advanced.
     pub clock: crate::platform::time::Clock,
+    /// The registry name of the function being built: its metrics' `Service`.
+    pub function: &'static str,
+    /// Where metrics go instead of EMF log lines (the local platform's tally).
+    pub metrics: Option<Arc<dyn crate::platform::metrics::Metrics>>,
 }
 
 impl Wiring {
     /// A Lambda function's: the SDK's configuration and the process environment.
     pub async fn from_env() -> Self {
-        Self { aws: AwsClients::from_env().await, settings: Settings::from_env(), clock: Default::default() }
+        Self::new(AwsClients::from_env().await, Settings::from_env())
     }
 
     pub fn new(aws: AwsClients, settings: Settings) -> Self {
-        Self { aws, settings, clock: Default::default() }
+        Self { aws, settings, clock: Default::default(), function: "", metrics: None }
+    }
+
+    /// The same, with metrics going to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn crate::platform::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The same, going by `clock`.
@@ -186,6 +198,60 @@ pub struct FunctionSpec {
     pub trigger: Trigger,
     /// Builds the handler with its dependencies (once per cold start).
     pub build: fn(&Wiring) -> Result<Handler, WiringError>,
+}
+
+impl FunctionSpec {
+    /// Builds the entry's handler for `wiring` (its metrics tagged with the entry's name), and
+    /// measures every call: `Invocations`, `Errors` (a failed event, an HTTP 5xx answer) and
+    /// `Duration` in milliseconds, so every function reports the same basics.
+    pub fn instantiate(&self, mut wiring: Wiring) -> Result<Handler, WiringError> {
+        wiring.function = self.name;
+        let handler = (self.build)(&wiring)?;
+        let sink: MetricSink = wiring.build()?;
+        Ok(match handler {
+            Handler::Http(inner) => Handler::Http(Arc::new(Measured { inner, sink })),
+            Handler::Event(inner) => Handler::Event(Arc::new(Measured { inner, sink })),
+        })
+    }
+}
+
+/// A handler whose calls are counted and timed.
+struct Measured<H: ?Sized> {
+    inner: Arc<H>,
+    sink: MetricSink,
+}
+
+impl<H: ?Sized> Measured<H> {
+    fn record(&self, started: std::time::Instant, failed: bool) {
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut tally = Tally::default();
+        tally.add(&[], "Invocations", 1);
+        tally.add(&[], "Errors", u64::from(failed));
+        tally.put(&[], "Duration", elapsed, Unit::Milliseconds);
+        self.sink.record(&tally.take());
+    }
+}
+
+impl HttpHandler for Measured<dyn HttpHandler> {
+    fn call(&self, request: Request) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let response = self.inner.call(request).await;
+            self.record(started, response.status().is_server_error());
+            response
+        })
+    }
+}
+
+impl EventHandler for Measured<dyn EventHandler> {
+    fn call<'a>(&'a self, event: &'a str) -> BoxFuture<'a, Result<Box<RawValue>, FunctionError>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let answer = self.inner.call(event).await;
+            self.record(started, answer.is_err());
+            answer
+        })
+    }
 }
 
 impl std::fmt::Debug for FunctionSpec {

@@ -252,6 +252,18 @@ where
     }
 }
 
+/// `InboxFiles`, `InboxReadings`, `InboxReadingsFailed`, and `InboxLag`: the seconds from the
+/// file's arrival in the bucket to the end of its filing, which grows when files queue up.
+fn record_metrics(metrics: &crate::platform::metrics::MetricSink, tally: &Tally, arrived: DateTime<Utc>, done: DateTime<Utc>) {
+    use crate::platform::metrics::{Metrics as _, Unit};
+    let mut counts = crate::platform::metrics::Tally::default();
+    counts.add(&[], "InboxFiles", 1);
+    counts.add(&[], "InboxReadings", tally.readings as u64);
+    counts.add(&[], "InboxReadingsFailed", tally.failed as u64);
+    counts.put(&[], "InboxLag", u64::try_from((done - arrived).num_seconds()).unwrap_or(0), Unit::Seconds);
+    metrics.record(&counts.take());
+}
+
 /// Moves the file to `to`; false when a concurrent delivery moved it first.
 async fn move_file<S: InboxObjects>(objects: &S, object: &ObjectRef, to: &str) -> Result<bool, StoreError> {
     if !objects.copy(object, to).await? {
@@ -278,6 +290,7 @@ where
     if tally.readings == 0 && tally.failed == 0 {
         tally.note(Problem { index: None, field: "file".into(), reason: "the file holds no reading".into(), errors: Vec::new() });
     }
+    record_metrics(&deps.filing.metrics, &tally, at, Utc::now());
     if tally.failed == 0 {
         let to = destination("archive", object, at);
         if !move_file(&deps.objects, object, &to).await? {
