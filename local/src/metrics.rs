@@ -26,10 +26,13 @@ pub struct Aggregate {
     pub max: u64,
 }
 
+/// (dimension name, value) pairs.
+type Dimensions = Vec<(&'static str, String)>;
+
 /// Every metric the local functions recorded since the platform started.
 #[derive(Debug, Default)]
 pub struct LocalMetrics {
-    aggregates: Mutex<BTreeMap<(&'static str, Vec<(&'static str, String)>), Aggregate>>,
+    aggregates: Mutex<BTreeMap<(&'static str, Dimensions), Aggregate>>,
 }
 
 impl Metrics for LocalMetrics {

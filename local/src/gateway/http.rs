@@ -521,16 +521,13 @@ async fn delete_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>)
     }
 }
 
-/// The certificate id of an `AttachPolicy` target; only certificates are served locally.
-fn certificate_target(target: &str) -> Result<String, Response> {
-    match certificate_id_of(target) {
-        Some(id) => Ok(id.to_owned()),
-        None => Err(aws_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestException",
-            format!("target {target} is not a certificate ARN (thing groups and Cognito identities are not served locally)"),
-        )),
-    }
+/// A policy target that is not a certificate: only certificates are served locally.
+fn not_a_certificate(target: &str) -> Response {
+    aws_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestException",
+        format!("target {target} is not a certificate ARN (thing groups and Cognito identities are not served locally)"),
+    )
 }
 
 async fn set_policy_target(gw: Arc<Gateway>, name: String, body: Bytes, attach: bool) -> Response {
@@ -539,10 +536,7 @@ async fn set_policy_target(gw: Arc<Gateway>, name: String, body: Bytes, attach: 
         Err(e) => return control_error(e),
     };
     let target = request.get("target").and_then(serde_json::Value::as_str).unwrap_or_default();
-    let id = match certificate_target(target) {
-        Ok(id) => id,
-        Err(refusal) => return refusal,
-    };
+    let Some(id) = certificate_id_of(target).map(str::to_owned) else { return not_a_certificate(target) };
     match gw.registry.set_policy(&id, &name, attach) {
         Ok(()) => {
             tracing::info!(policy_name = %name, certificate_id = %id, attach, "control plane: certificate policy changed");
@@ -561,10 +555,7 @@ async fn detach_policy(State(gw): State<Arc<Gateway>>, Path(name): Path<String>,
 }
 
 async fn list_attached_policies(State(gw): State<Arc<Gateway>>, Path(target): Path<String>) -> Response {
-    let id = match certificate_target(&target) {
-        Ok(id) => id,
-        Err(refusal) => return refusal,
-    };
+    let Some(id) = certificate_id_of(&target).map(str::to_owned) else { return not_a_certificate(&target) };
     match gw.registry.certificate(&id) {
         Some(c) => policy_list(c.policies),
         None => policy_error(super::registry::PolicyError::UnknownCertificate(id)),

@@ -132,7 +132,7 @@ fn content_fingerprint(json: &str, obs: &Observation, fingerprint: Fingerprint) 
         // order; the same text inside a string value would have its quotes escaped.
         let field = format!("\"{name}\":\"{value}\"");
         let at = rest.find(&field)?;
-        context.update(rest[..at].as_bytes());
+        context.update(&rest.as_bytes()[..at]);
         context.update(format!("\"{name}\":\"\"").as_bytes());
         rest = &rest[at + field.len()..];
     }

@@ -147,11 +147,14 @@ impl crate::wiring::FromWiring for MetricSink {
     }
 }
 
+/// (dimension name, value) pairs.
+type Dimensions = Vec<(&'static str, String)>;
+
 /// Counts gathered over one unit of work (a request, a file, a batch) and recorded once when
 /// it ends, so that a file of half a million readings writes a handful of metric lines.
 #[derive(Debug, Default)]
 pub struct Tally {
-    values: BTreeMap<(Vec<(&'static str, String)>, Unit), BTreeMap<&'static str, u64>>,
+    values: BTreeMap<(Dimensions, Unit), BTreeMap<&'static str, u64>>,
 }
 
 impl Tally {
