@@ -245,3 +245,79 @@ fn functions_may_query_the_indexes_their_adapters_query() {
         assert!(resources.iter().any(|r| r.contains(&format!("\"{index}\""))), "{function} may not query {index}: {resources:?}");
     }
 }
+
+/// The metric names the README documents (its "Metrics, alarms and the dashboard" table).
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme.split("## Metrics, alarms and the dashboard").nth(1).expect("the README's metrics section");
+    let table = section.split("\n\n").find(|block| block.starts_with("| Metric |")).expect("its table");
+    table
+        .lines()
+        .skip(2)
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split(',').map(|name| name.trim().trim_matches('`').to_owned()).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn operators_hear_of_refusals_errors_and_throttles_and_see_the_stacks_metrics() {
+    let template = template();
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let raw: serde_json::Value = serde_json::to_value(serde_norway::from_str::<serde_norway::Value>(&text).unwrap()).unwrap();
+    let namespace = serde_json::json!({"!Sub": "Vitalwire/${AWS::StackName}"});
+    assert_eq!(raw["Globals"]["Function"]["Environment"]["Variables"]["METRICS_NAMESPACE"], namespace, "every function writes to its stack's namespace");
+    let documented = documented_metrics();
+    assert!(documented.contains("Refusals") && documented.contains("ReadingsFiled"), "{documented:?}");
+
+    for alarm in ["RefusalRateAlarm", "FunctionErrorsAlarm", "IngestThrottlesAlarm", "FailedEventsAlarm", "ConnectorMessagesDeadLetterAlarm"] {
+        let props = template.properties_json(alarm).unwrap_or_else(|| panic!("{alarm} is declared"));
+        assert_eq!(props["AlarmActions"][0]["!Ref"], "OperatorAlarmsTopic", "{alarm}");
+        for metric in props["Metrics"].as_array().into_iter().flatten().filter_map(|m| m["MetricStat"]["Metric"].as_object()) {
+            if metric["Namespace"] != "AWS/Lambda" {
+                assert_eq!(metric["Namespace"], namespace, "{alarm}");
+                let name = metric["MetricName"].as_str().unwrap();
+                assert!(documented.contains(name), "{alarm} watches {name}, which the README does not document");
+                assert!(metric.get("Dimensions").is_none(), "{alarm} watches the stack-wide roll-up, which has no dimensions");
+            }
+        }
+    }
+    // CloudWatch can publish only to a topic whose key lets it.
+    assert_eq!(template.properties_json("OperatorAlarmsTopic").unwrap()["KmsMasterKeyId"]["!Ref"], "OperatorAlarmsKey");
+    let key = template.properties_json("OperatorAlarmsKey").unwrap();
+    let statements = key["KeyPolicy"]["Statement"].as_array().unwrap();
+    assert!(statements.iter().any(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com" && s["Action"].to_string().contains("kms:GenerateDataKey")));
+
+    // The dashboard is JSON once CloudFormation substitutes its placeholders, and shows only
+    // metrics the functions write.
+    let dashboard = template.properties_json("OperationsDashboard").expect("a dashboard");
+    let body = dashboard["DashboardBody"]["!Sub"].as_str().unwrap();
+    let mut substituted = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').unwrap() + start;
+        let placeholder = &rest[start + 2..end];
+        assert!(placeholder.starts_with("AWS::") || template.has_resource(placeholder.split('.').next().unwrap()), "{placeholder} is not in the template");
+        substituted.push_str(&rest[..start]);
+        substituted.push_str(&format!("sub-{}", placeholder.replace("::", "-")));
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let body: serde_json::Value = serde_json::from_str(&substituted).expect("the dashboard body is JSON");
+    let own = "Vitalwire/sub-AWS-StackName";
+    let mut shown = std::collections::BTreeSet::new();
+    for widget in body["widgets"].as_array().unwrap() {
+        for metric in widget["properties"]["metrics"].as_array().unwrap() {
+            let first = &metric[0];
+            if first == own {
+                shown.insert(metric[1].as_str().unwrap().to_owned());
+            } else if let Some(expression) = first["expression"].as_str() {
+                assert!(expression.contains(&format!("{{{own},Service,")), "{expression}");
+                let name = expression.split("MetricName=\"").nth(1).unwrap().split('"').next().unwrap();
+                shown.insert(name.to_owned());
+            }
+        }
+    }
+    let undocumented: Vec<_> = shown.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "the dashboard shows metrics the README does not document: {undocumented:?}");
+    assert!(shown.contains("AlertsRaised") && shown.contains("InboxLag"), "{shown:?}");
+}

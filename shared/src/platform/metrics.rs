@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
-/// The namespace of the platform's metrics.
+/// The namespace of the platform's metrics when `METRICS_NAMESPACE` is not set (the template
+/// sets `Vitalwire/<stack name>`).
 pub const NAMESPACE: &str = "Vitalwire";
 
 /// The dimension every metric carries: the registry name of the function that recorded it
@@ -53,15 +54,27 @@ impl Counts {
     }
 }
 
-/// The EMF document of one set of counts, at `timestamp_ms`.
-pub fn emf(counts: &Counts, timestamp_ms: i64) -> Value {
+/// Metrics AWS Lambda already publishes per function, free (`AWS/Lambda`): written into the
+/// EMF line for Logs Insights and counted locally, but not declared, so they cost nothing.
+pub const PROVIDED_BY_LAMBDA: [&str; 2] = ["Invocations", "Duration"];
+
+/// The EMF document of one set of counts in `namespace`, at `timestamp_ms`.
+///
+/// Each metric is declared under its dimensions and under none: the stack-wide roll-up the
+/// template's alarms watch (one more metric per name, whatever the dimension values).
+pub fn emf(namespace: &str, counts: &Counts, timestamp_ms: i64) -> Value {
     let mut doc = Map::new();
     let names: Vec<&str> = counts.dimensions.iter().map(|(n, _)| *n).collect();
-    let metrics: Vec<Value> = counts.counts.iter().map(|(name, _)| json!({"Name": name, "Unit": counts.unit.as_str()})).collect();
-    doc.insert(
-        "_aws".into(),
-        json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [names], "Metrics": metrics}]}),
-    );
+    let metrics: Vec<Value> = counts
+        .counts
+        .iter()
+        .filter(|(name, _)| !PROVIDED_BY_LAMBDA.contains(name))
+        .map(|(name, _)| json!({"Name": name, "Unit": counts.unit.as_str()}))
+        .collect();
+    let dimension_sets = if names.is_empty() { json!([[]]) } else { json!([names, []]) };
+    // A line that declares nothing (only Lambda's own metrics) keeps an empty directive list.
+    let directives = if metrics.is_empty() { json!([]) } else { json!([{"Namespace": namespace, "Dimensions": dimension_sets, "Metrics": metrics}]) };
+    doc.insert("_aws".into(), json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}));
     for (name, value) in &counts.dimensions {
         doc.insert((*name).into(), json!(value));
     }
@@ -77,14 +90,18 @@ pub trait Metrics: Send + Sync {
 }
 
 /// EMF lines on standard output, where Lambda sends them to CloudWatch Logs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EmfLog;
+#[derive(Debug, Clone)]
+pub struct EmfLog {
+    /// `Vitalwire/<stack name>` (the template's `METRICS_NAMESPACE`), so that two stacks in an
+    /// account keep apart and a stack's roll-ups are its own.
+    pub namespace: String,
+}
 
 impl Metrics for EmfLog {
     fn record(&self, counts: &[Counts]) {
         let now = chrono::Utc::now().timestamp_millis();
         for c in counts {
-            println!("{}", emf(c, now));
+            println!("{}", emf(&self.namespace, c, now));
         }
     }
 }
@@ -142,7 +159,10 @@ impl Metrics for MetricSink {
 impl crate::wiring::FromWiring for MetricSink {
     /// The wiring's sink (the local platform's), or EMF log lines, for the wiring's function.
     fn from_wiring(w: &crate::wiring::Wiring) -> Result<Self, crate::wiring::WiringError> {
-        let to: Arc<dyn Metrics> = w.metrics.clone().unwrap_or_else(|| Arc::new(EmfLog));
+        let to: Arc<dyn Metrics> = match &w.metrics {
+            Some(to) => to.clone(),
+            None => Arc::new(EmfLog { namespace: w.settings.optional("METRICS_NAMESPACE").unwrap_or_else(|| NAMESPACE.to_owned()) }),
+        };
         Ok(Self::new(w.function, to))
     }
 }
@@ -212,11 +232,11 @@ mod tests {
     #[test]
     fn an_emf_document_declares_its_metrics_and_carries_their_values() {
         let counts = Counts::of(vec![("Connector", "ward-7".into())], vec![("Messages", 3), ("Errors", 1)]);
-        let doc = emf(&counts, 1_700_000_000_000);
+        let doc = emf("Vitalwire/prod", &counts, 1_700_000_000_000);
         let directive = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000i64);
-        assert_eq!(directive["Namespace"], NAMESPACE);
-        assert_eq!(directive["Dimensions"], json!([["Connector"]]));
+        assert_eq!(directive["Namespace"], "Vitalwire/prod");
+        assert_eq!(directive["Dimensions"], json!([["Connector"], []]), "and the stack-wide roll-up");
         assert_eq!(directive["Metrics"], json!([{"Name": "Messages", "Unit": "Count"}, {"Name": "Errors", "Unit": "Count"}]));
         assert_eq!((doc["Connector"].as_str(), doc["Messages"].as_u64(), doc["Errors"].as_u64()), (Some("ward-7"), Some(3), Some(1)));
     }
@@ -237,7 +257,12 @@ mod tests {
         assert_eq!(memory.total("AlertsRaised", ("Severity", "high")), 1);
         let recorded = memory.0.lock().unwrap();
         let duration = recorded.iter().find(|c| c.unit == Unit::Milliseconds).unwrap();
-        assert_eq!(emf(duration, 0)["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Milliseconds");
+        let handler = Counts { dimensions: duration.dimensions.clone(), counts: vec![("Duration", 12), ("Slowest", 12)], unit: Unit::Milliseconds };
+        let doc = emf(NAMESPACE, &handler, 0);
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"], json!([{"Name": "Slowest", "Unit": "Milliseconds"}]), "Lambda publishes Duration itself");
+        assert_eq!(doc["Duration"], 12, "but the line still carries it");
+        let only_lambdas = Counts { counts: vec![("Duration", 12)], ..handler };
+        assert_eq!(emf(NAMESPACE, &only_lambdas, 0)["_aws"]["CloudWatchMetrics"], json!([]));
         assert!(tally.take().is_empty(), "taking empties the tally");
         MetricSink::discard().record(&counts);
     }
