@@ -277,6 +277,25 @@ async fn the_function_binary_files_the_sample_event_with_its_template_environmen
     assert_eq!((refusal["Reason"].as_str(), refusal["Refusals"].as_u64()), (Some("INVALID_VALUE"), Some(1)));
 }
 
+/// The queued path's function binary, as Lambda's SQS event source runs it: the sample batch is
+/// filed, and a redelivery of it files nothing new and reports no failure.
+#[tokio::test]
+async fn the_queued_function_binary_files_the_sample_batch() {
+    let t = TestStack::with_parameters(&[("IngestPath", "queue")]).await;
+    with_sample_device(&t).await;
+    let function = t.stack.function("fhir-ingest-queue").expect("fhir-ingest-queue in template.yaml");
+    let mut env = t.stack.function_env(&function).expect("environment resolves");
+    env.extend(emulator_environment());
+    let api = RuntimeApi::start().await.unwrap();
+    let _process = api.spawn_function(&function_binary("fhir-ingest-queue"), "fhir-ingest-queue", &env).unwrap();
+    let batch = std::fs::read(repo_root().join("events/fhir-ingest-queue.json")).unwrap();
+    for _ in 0..2 {
+        let answer: Value = serde_json::from_slice(&api.invoke(batch.clone(), Duration::from_secs(30)).await.expect("invocation")).unwrap();
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+        assert_eq!(t.count(&OBSERVATIONS).await, 1);
+    }
+}
+
 /// The patients' current vital signs in DynamoDB (`AlertsTable`, `VITALS`), which alert
 /// evaluation reads instead of the history: each vital sign keeps its newest value; an older
 /// value in the same set as a newer one does not stop the newer one landing; the same time

@@ -59,6 +59,29 @@ async fn a_burst_of_readings_without_a_device_time_loses_none_and_a_republished_
     assert_eq!(gw.stack.count(&DEAD_LETTERS).await, 0, "and nothing was refused");
 }
 
+/// `IngestPath=queue`: the same rule, topic and payloads; the rule queues each message in
+/// `IngestQueue` and `fhir-ingest-queue` files the batches; a refusal is a dead letter there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_queued_path_measurements_are_filed_in_batches_and_refusals_kept() {
+    use vitalwire::platform::tables::DEAD_LETTERS;
+    let gw = LocalGateway::start_with_parameters(&[("IngestPath", "queue")]).await;
+    let (thing, cert, key) = provisioned_device(&gw, "0071").await;
+    let device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await.unwrap();
+    let heart_rate = |value: u32| format!(r#"{{"value": {value}, "unit": "bpm", "coding": [{{"system": "http://loinc.org", "code": "8867-4"}}]}}"#);
+    for value in [70, 71, 72, 73, 74] {
+        device.publish("$aws/rules/FHIRIngest", heart_rate(value)).await;
+    }
+    device.publish("$aws/rules/FHIRIngest", r#"{"value": "x", "unit": "bpm", "coding": [{"system": "http://loinc.org", "code": "8867-4"}]}"#).await;
+    assert_eq!(gw.stack.wait_for_count(&OBSERVATIONS, 5).await, 5, "every reading filed");
+    assert_eq!(gw.stack.wait_for_count(&DEAD_LETTERS, 1).await, 1, "the bad one kept for the operator");
+    let (queued, direct) = (("Service", "fhir-ingest-queue"), ("Service", "fhir-ingest"));
+    assert_eq!(gw.metrics().sum("ReadingsFiled", &[queued]), 5);
+    assert_eq!(gw.metrics().sum("Refusals", &[queued, ("Reason", "INVALID_VALUE")]), 1);
+    assert_eq!(gw.metrics().sum("Invocations", &[direct]), 0, "the rule no longer invokes fhir-ingest");
+    // (How many batches the six messages made depends on the timing of SQS's polls.)
+    assert!((1..=6).contains(&gw.metrics().sum("Invocations", &[queued])));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_provisioning_gets_aws_style_rejections() {
     let gw = LocalGateway::start().await;

@@ -24,7 +24,7 @@ fn template_triggers(template: &Template, logical_id: &str) -> Vec<String> {
     triggers.extend(definition.s3_events.iter().map(|(bucket, prefix)| format!("s3 {bucket} {prefix}")));
     triggers.extend(definition.sqs_events.iter().map(|queue| format!("sqs {queue}")));
     triggers.extend(definition.schedules.iter().map(|rate| format!("schedule {rate}")));
-    triggers.extend(template.topic_rules().into_iter().filter(|r| r.function == logical_id).map(|r| format!("rule {}", r.name)));
+    triggers.extend(template.topic_rules().into_iter().filter(|r| r.function() == Some(logical_id)).map(|r| format!("rule {}", r.name)));
     if template.http_authorizer_function().as_deref() == Some(logical_id) {
         triggers.push("authorizer".into());
     }

@@ -142,7 +142,7 @@ fn devices_reach_only_the_device_rules_and_job_events_come_from_iot_topics() {
     assert_eq!(by_name("CreateFileUploadLink").topic_filter(), None);
     let events = by_name("VitalwireJobExecutionEvents");
     assert_eq!(events.topic_filter(), Some("$aws/events/jobExecution/+/+"));
-    let binary = template.functions().into_iter().find(|f| f.logical_id == events.function).and_then(|f| f.binary);
+    let binary = template.functions().into_iter().find(|f| Some(f.logical_id.as_str()) == events.function()).and_then(|f| f.binary);
     assert_eq!(binary.as_deref(), Some("job-events"));
 
     // The device policy lets a device publish to the device rules, and to no other rule (any
@@ -165,7 +165,7 @@ fn failed_events_are_kept_and_someone_hears_of_them() {
     let template = template();
     let functions = template.functions();
     // Functions invoked asynchronously (IoT rules, S3 events) keep what they could not process.
-    let rule_functions: Vec<String> = template.topic_rules().into_iter().map(|r| r.function).collect();
+    let rule_functions: Vec<String> = template.topic_rules().iter().filter_map(|r| r.function().map(str::to_owned)).collect();
     for f in functions.iter().filter(|f| !f.s3_events.is_empty() || rule_functions.contains(&f.logical_id)) {
         let props = template.properties_json(&f.logical_id).unwrap();
         assert_eq!(props["DeadLetterQueue"]["Type"], "SQS", "{} has no dead-letter queue", f.logical_id);
@@ -320,4 +320,31 @@ fn operators_hear_of_refusals_errors_and_throttles_and_see_the_stacks_metrics() 
     let undocumented: Vec<_> = shown.difference(&documented).collect();
     assert!(undocumented.is_empty(), "the dashboard shows metrics the README does not document: {undocumented:?}");
     assert!(shown.contains("AlertsRaised") && shown.contains("InboxLag"), "{shown:?}");
+}
+
+#[test]
+fn the_queued_ingest_path_sends_the_same_rule_to_a_queue_whose_consumer_reports_partial_failures() {
+    use vitalwire::platform::stack::RuleTarget;
+    let rule = |template: &Template| template.topic_rules().into_iter().find(|r| r.name == "FHIRIngest").expect("FHIRIngest");
+    assert_eq!(rule(&template()).target, RuleTarget::Function("FhirIngestFunction".into()), "direct by default");
+    let queued = template().with_parameter("IngestPath", "queue");
+    assert_eq!(rule(&queued).target, RuleTarget::Queue("IngestQueue".into()));
+    assert_eq!(queued.condition("IngestQueued"), Some(true));
+    assert_eq!(template().condition("IngestQueued"), Some(false));
+
+    let role = template().properties_json("IngestQueueRole").unwrap();
+    let statement = &role["Policies"][0]["PolicyDocument"]["Statement"][0];
+    assert_eq!((statement["Action"].as_str(), statement["Resource"]["!GetAtt"].as_str()), (Some("sqs:SendMessage"), Some("IngestQueue.Arn")), "the rule may only send to its queue");
+    let queue = template().properties_json("IngestQueue").unwrap();
+    assert_eq!(queue["RedrivePolicy"]["deadLetterTargetArn"]["!GetAtt"], "FailedEventsQueue.Arn", "what keeps failing is kept where FailedEventsAlarm sees it");
+    let consumer = template().properties_json("FhirIngestQueueFunction").unwrap();
+    let source = &consumer["Events"]["Queue"]["Properties"];
+    assert_eq!(source["FunctionResponseTypes"], serde_json::json!(["ReportBatchItemFailures"]));
+    assert_eq!(source["Queue"]["!GetAtt"], "IngestQueue.Arn");
+    // The consumer may do what fhir-ingest may, and take from its queue.
+    let direct = template().properties_json("FhirIngestFunction").unwrap();
+    let sids = |props: &serde_json::Value| props["Policies"][0]["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let mut expected = sids(&direct);
+    expected.insert(0, "TakeQueuedMeasurements".into());
+    assert_eq!(sids(&consumer), expected);
 }

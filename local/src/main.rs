@@ -34,6 +34,10 @@ struct Cli {
     /// Devices to register first (JSON: {"devices": [...]}).
     #[arg(long, global = true, default_value = "events/seed-devices.json")]
     seed: PathBuf,
+    /// A template parameter, as `sam deploy --parameter-overrides` gives it: `NAME=VALUE`
+    /// (repeatable), e.g. `--parameter IngestPath=queue` for the queued ingest path.
+    #[arg(long = "parameter", global = true, value_parser = parse_parameter)]
+    parameters: Vec<(String, String)>,
     /// Where the local CA, certificates and endpoints.json live (kept across runs).
     #[arg(long, global = true, default_value = ".local")]
     state_dir: PathBuf,
@@ -218,7 +222,13 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     }
     let config = aws::load_config().await;
     let dynamodb = aws::dynamodb(&config);
-    let stack = LocalStack::create(&config, LocalStack::template()?, "").await?;
+    let template = cli.parameters.iter().try_fold(LocalStack::template()?, |template, (name, value)| {
+        if template.parameter_default(name).is_none() {
+            return Err(format!("template.yaml has no parameter {name} with a default"));
+        }
+        Ok(template.with_parameter(name, value))
+    })?;
+    let stack = LocalStack::create(&config, template, "").await?;
     let devices_table = stack.table(tables::DEVICES.logical_id).ok_or("template has no DevicesTable")?;
     let registry = DynamoDeviceRegistry::new(dynamodb.clone(), devices_table);
     let seeded = seed_devices(&registry, &repo_root().join(&cli.seed)).await?;
@@ -400,4 +410,9 @@ async fn seed_devices(registry: &DynamoDeviceRegistry, path: &Path) -> Result<Ve
         names.push(device.thing_name);
     }
     Ok(names)
+}
+
+/// `NAME=VALUE` of `--parameter`.
+fn parse_parameter(text: &str) -> Result<(String, String), String> {
+    text.split_once('=').map(|(n, v)| (n.to_owned(), v.to_owned())).ok_or_else(|| format!("{text}: expected NAME=VALUE"))
 }

@@ -120,7 +120,8 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let gateway = Gateway::new(
         GatewayConfig { certs_dir: settings.state_dir.join("certs"), token_lifetime: settings.token_lifetime, reply_latency: settings.reply_latency, keep_alive_floor: settings.keep_alive_floor },
         functions.clone(),
-        aws.s3(),
+        stack,
+        &aws,
     )
     .map_err(|e| e.to_string())?;
     let mqtt_listener = bind(settings.mqtt, "--mqtt-port").await?;

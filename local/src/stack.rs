@@ -183,7 +183,7 @@ impl LocalStack {
                 .or_else(|| self.kms_keys.get(target).map(String::as_str))
                 .or_else(|| self.queues.get(target).map(String::as_str))
                 .map(str::to_owned)
-                .or_else(|| self.template.parameter_default(target)),
+                .or_else(|| self.template.parameter_value(target)),
         }
     }
 

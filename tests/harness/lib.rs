@@ -45,11 +45,16 @@ pub struct TestStack {
 
 impl TestStack {
     pub async fn new() -> Self {
+        Self::with_parameters(&[]).await
+    }
+
+    /// The stack deployed with these template parameters (`sam deploy --parameter-overrides`).
+    pub async fn with_parameters(parameters: &[(&str, &str)]) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let prefix = format!("t{}-{}-", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let config = aws_config().await;
         let dynamodb = vitalwire::platform::aws::dynamodb(&config);
-        let template = LocalStack::template().expect("template.yaml parses");
+        let template = parameters.iter().fold(LocalStack::template().expect("template.yaml parses"), |t, (n, v)| t.with_parameter(n, v));
         let stack = LocalStack::create(&config, template, &prefix).await.expect("tables from template.yaml");
         Self { config, dynamodb, stack }
     }
@@ -150,10 +155,18 @@ impl LocalGateway {
         Self::start_configured(None, false, 1).await
     }
 
+    /// Deployed with these template parameters (`up --parameter NAME=VALUE`).
+    pub async fn start_with_parameters(parameters: &[(&str, &str)]) -> Self {
+        Self::start_configured_with(TestStack::with_parameters(parameters).await, None, false, vitalwire_local::gateway::AWS_MINIMUM_KEEP_ALIVE).await
+    }
+
     async fn start_configured(token_lifetime: Option<std::time::Duration>, polaris_rs256: bool, keep_alive_floor: u16) -> Self {
+        Self::start_configured_with(TestStack::new().await, token_lifetime, polaris_rs256, keep_alive_floor).await
+    }
+
+    async fn start_configured_with(stack: TestStack, token_lifetime: Option<std::time::Duration>, polaris_rs256: bool, keep_alive_floor: u16) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         vitalwire_local::gateway::install_default_provider();
-        let stack = TestStack::new().await;
         let state_dir = std::env::temp_dir()
             .join(format!("vitalwire-test-state-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
         let free = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -181,6 +194,11 @@ impl LocalGateway {
             stack,
             platform,
         }
+    }
+
+    /// What the functions' metrics would be on CloudWatch.
+    pub fn metrics(&self) -> &vitalwire_local::metrics::LocalMetrics {
+        &self.platform.metrics
     }
 
     /// Mints tokens the HTTP API accepts.

@@ -151,6 +151,8 @@ pub struct Gateway {
     pub(crate) functions: Arc<LocalFunctions>,
     /// Presigns the S3 URLs of job documents (`${aws:iot:s3-presigned-url:...}`).
     s3: aws_sdk_s3::Client,
+    /// Where rules with an SQS action send their messages.
+    sqs: aws_sdk_sqs::Client,
     sessions: Mutex<HashMap<u64, Session>>,
     next_session: AtomicU64,
     /// Retained messages by topic, with their QoS.
@@ -202,9 +204,11 @@ impl Gateway {
     /// Loads the PKI (creating it on first run), the policies and provisioning template from
     /// `infra/iot/`, and the rule wiring from `template.yaml`; rules and provisioning run
     /// `functions`.
-    pub fn new(config: GatewayConfig, functions: Arc<LocalFunctions>, s3: aws_sdk_s3::Client) -> Result<Arc<Self>, GatewayError> {
+    /// The gateway of `stack`: its template's policies, provisioning template and rules (with
+    /// the parameters the stack was made with), its queues for rules with an SQS action.
+    pub fn new(config: GatewayConfig, functions: Arc<LocalFunctions>, stack: &crate::stack::LocalStack, aws: &vitalwire::platform::aws::AwsClients) -> Result<Arc<Self>, GatewayError> {
         let root = crate::repo_root();
-        let template = crate::stack::LocalStack::template().map_err(|e| GatewayError::Config(e.to_string()))?;
+        let template = &stack.template;
         let policy_name = |logical: &str| {
             template
                 .properties_json(logical)
@@ -218,9 +222,9 @@ impl Gateway {
             .next()
             .map(|s| s.name)
             .ok_or_else(|| GatewayError::Config("the registry has no pre-provisioning hook".into()))?;
-        let provisioning = Provisioning::from_template(&template, &read_json(&root.join("infra/iot/provisioning-template.json"))?, hook)
+        let provisioning = Provisioning::from_template(template, &read_json(&root.join("infra/iot/provisioning-template.json"))?, hook)
             .map_err(GatewayError::Config)?;
-        let rules = RuleWiring::from_template(&template);
+        let rules = RuleWiring::from_template(template, &stack.queues);
 
         let pki = Pki::load_or_create(&config.certs_dir)?;
         let registry = config.token_lifetime.map(IotRegistry::with_token_lifetime).unwrap_or_default();
@@ -247,7 +251,8 @@ impl Gateway {
             things: things::Things::default(),
             shadows: shadows::Shadows::default(),
             functions,
-            s3,
+            s3: aws.s3(),
+            sqs: aws.sqs(),
             sessions: Mutex::default(),
             next_session: AtomicU64::new(1),
             retained: Mutex::default(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use vitalwire::platform::stack::Template;
+use vitalwire::platform::stack::{RuleTarget, Template};
 
 use super::topics::filter_matches;
 use super::{fleet, Gateway, Identity};
@@ -84,11 +84,20 @@ fn selected(item: &str) -> Result<Selected, String> {
     Ok(Selected::Field { name, value })
 }
 
-/// A rule: its function and what its `SELECT` gives it.
+/// What a rule's action reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A Lambda action: the function's registry name.
+    Function(String),
+    /// An SQS action: the queue's URL on the local stack.
+    Queue(String),
+}
+
+/// A rule: its action's target and what its `SELECT` gives it.
 #[derive(Debug, Clone)]
 struct Rule {
     name: String,
-    function: String,
+    target: Target,
     select: Vec<Selected>,
 }
 
@@ -102,13 +111,18 @@ pub struct RuleWiring {
 }
 
 impl RuleWiring {
-    /// The template's topic rules and the functions (binaries) of their Lambda actions. A rule
-    /// whose SQL the local rules cannot evaluate is left out, with an error in the log.
-    pub fn from_template(template: &Template) -> Self {
+    /// The template's topic rules and the functions (binaries) of their Lambda actions, or the
+    /// `queues` (logical id → URL) of their SQS actions. A rule whose SQL the local rules cannot
+    /// evaluate is left out, with an error in the log.
+    pub fn from_template(template: &Template, queues: &std::collections::BTreeMap<String, String>) -> Self {
         let functions_by_id: HashMap<_, _> = template.functions().into_iter().filter_map(|f| Some((f.logical_id, f.binary?))).collect();
         let mut wiring = Self::default();
         for r in template.topic_rules() {
-            let Some(function) = functions_by_id.get(&r.function).cloned() else { continue };
+            let target = match &r.target {
+                RuleTarget::Function(id) => functions_by_id.get(id).cloned().map(Target::Function),
+                RuleTarget::Queue(id) => queues.get(id).cloned().map(Target::Queue),
+            };
+            let Some(target) = target else { continue };
             let select = match select_list(&r.sql) {
                 Ok(s) => s,
                 Err(e) => {
@@ -116,7 +130,7 @@ impl RuleWiring {
                     continue;
                 }
             };
-            let rule = Rule { name: r.name.clone(), function, select };
+            let rule = Rule { name: r.name.clone(), target, select };
             wiring.basic_ingest.insert(r.name.clone(), rule.clone());
             if let Some(filter) = r.topic_filter() {
                 wiring.topic_rules.push((filter.to_owned(), rule));
@@ -176,14 +190,22 @@ impl Gateway {
 
     /// Runs a rule's function with its event, as IoT does: asynchronously, after the PUBACK
     /// and AWS's round trip (so a rule's reply, such as an upload link, never beats it).
+    /// A rule with an SQS action sends the event to its queue instead, whose consumer runs as
+    /// Lambda's event source mapping runs it (`crate::sqs_events`).
     fn invoke(self: &Arc<Self>, rule: &Rule, event: String) {
-        let (gw, rule, function) = (self.clone(), rule.name.clone(), rule.function.clone());
+        let (gw, rule, target) = (self.clone(), rule.name.clone(), rule.target.clone());
         self.after_latency(async move {
             let started = std::time::Instant::now();
-            match gw.functions.invoke(&function, &event).await {
+            match target {
                 // Neither the event nor the answer is logged: they may quote the device's values.
-                Ok(_) => tracing::info!(rule, function, ms = started.elapsed().as_millis() as u64, "rule ran its function"),
-                Err(e) => tracing::error!(rule, function, error = %e, "rule's function failed (on AWS: the rule's error action)"),
+                Target::Function(function) => match gw.functions.invoke(&function, &event).await {
+                    Ok(_) => tracing::info!(rule, function, ms = started.elapsed().as_millis() as u64, "rule ran its function"),
+                    Err(e) => tracing::error!(rule, function, error = %e, "rule's function failed (on AWS: the rule's error action)"),
+                },
+                Target::Queue(url) => match gw.sqs.send_message().queue_url(&url).message_body(event).send().await {
+                    Ok(_) => tracing::info!(rule, queue = %url, "rule queued its message"),
+                    Err(e) => tracing::error!(rule, queue = %url, error = %vitalwire::platform::describe(&e), "rule's queue refused the message (on AWS: the rule's error action)"),
+                },
             }
         });
     }
@@ -245,10 +267,15 @@ mod tests {
 
     #[test]
     fn the_templates_rules_run_their_functions() {
-        let wiring = RuleWiring::from_template(&crate::stack::LocalStack::template().unwrap());
-        assert_eq!(wiring.basic_ingest.get("FHIRIngest").map(|r| r.function.as_str()), Some("fhir-ingest"));
-        assert_eq!(wiring.basic_ingest.get("CreateFileUploadLink").map(|r| r.function.as_str()), Some("upload-link"));
-        assert!(wiring.topic_rules.iter().any(|(filter, r)| filter == "$aws/events/jobExecution/+/+" && r.function == "job-events"));
+        let queues = std::collections::BTreeMap::from([("IngestQueue".to_owned(), "http://queue/IngestQueue".to_owned())]);
+        let function = |name: &str| Some(Target::Function(name.into()));
+        let wiring = RuleWiring::from_template(&crate::stack::LocalStack::template().unwrap(), &queues);
+        assert_eq!(wiring.basic_ingest.get("FHIRIngest").map(|r| r.target.clone()), function("fhir-ingest"));
+        assert_eq!(wiring.basic_ingest.get("CreateFileUploadLink").map(|r| r.target.clone()), function("upload-link"));
+        assert!(wiring.topic_rules.iter().any(|(filter, r)| filter == "$aws/events/jobExecution/+/+" && Some(r.target.clone()) == function("job-events")));
+        // Deployed with IngestPath=queue, the same rule queues its messages.
+        let queued = RuleWiring::from_template(&crate::stack::LocalStack::template().unwrap().with_parameter("IngestPath", "queue"), &queues);
+        assert_eq!(queued.basic_ingest.get("FHIRIngest").map(|r| r.target.clone()), Some(Target::Queue("http://queue/IngestQueue".into())));
         let template = crate::stack::LocalStack::template().unwrap();
         for rule in template.topic_rules() {
             assert!(select_list(&rule.sql).is_ok(), "{}: {:?}", rule.name, select_list(&rule.sql));

@@ -13,7 +13,7 @@
 //! Redelivery files nothing twice: Observation ids derive from the device, patient, type and
 //! time window, a merge that adds nothing writes nothing, and dead letters are keyed by message.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +35,7 @@ use crate::mapping::observation::MappedObservation;
 use crate::ingest::{Filing, FilingDeps, MappedWrite};
 use crate::observations::{ObservationStore, StoredObservation};
 use crate::patients::{EncounterStore, PatientStore};
+use crate::platform::batch::BatchFailures;
 use crate::platform::metrics::{Counts, Metrics};
 use crate::platform::time::{format_utc, parse_with_offset};
 use crate::wiring::{FromWiring, Wiring, WiringError};
@@ -163,23 +164,18 @@ where
 {
     /// Handles one batch; the messages to deliver again.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, Infallible> {
-        let mut response = SqsBatchResponse::default();
-        let mut failed_groups: HashSet<String> = HashSet::new();
+        let mut failures = BatchFailures::default();
         let mut connectors: HashMap<String, Option<Arc<Loaded>>> = HashMap::new();
         let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
         for record in &event.records {
-            let id = record.message_id.clone().unwrap_or_default();
-            let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
             // A FIFO group stays in order: after one of its messages fails, the rest wait for it.
-            if failed_groups.contains(&group) {
-                response.add_failure(id);
+            if failures.waits(record) {
                 continue;
             }
             let body = record.body.as_deref().unwrap_or_default();
             if let Err(e) = self.one_message(body, &mut connectors, &mut tallies).await {
-                tracing::warn!(error = %e, message_id = %id, "connector message not filed; it will be delivered again");
-                failed_groups.insert(group);
-                response.add_failure(id);
+                tracing::warn!(error = %e, message_id = record.message_id.as_deref().unwrap_or_default(), "connector message not filed; it will be delivered again");
+                failures.fail(record);
             }
         }
         let counts: Vec<Counts> = tallies
@@ -197,7 +193,7 @@ where
             })
             .collect();
         self.metrics.record(&counts);
-        Ok(response)
+        Ok(failures.into_response())
     }
 
     /// Files one message; `Err` when it should be delivered again.

@@ -9,7 +9,13 @@
 //! A message the platform refuses is kept as a dead letter and the invocation succeeds (retrying
 //! cannot fix it); a storage failure fails the invocation so Lambda retries it and, after that,
 //! keeps the event in the function's dead-letter queue.
+//!
+//! With the template's `IngestPath=queue` the rule sends its events to an SQS queue instead, and
+//! `fhir-ingest-queue` files them in batches ([`handle_queued`]) with the same code.
 
+use std::convert::Infallible;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -21,6 +27,7 @@ use crate::clinical::AlertStore;
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::devices::DeviceRegistry;
 use crate::observations::ObservationStore;
+use crate::platform::batch::BatchFailures;
 use crate::platform::time::{format_utc, from_epoch_millis};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -135,7 +142,44 @@ where
     A: AlertStore,
     L: DeadLetterStore,
 {
-    let raw = event.get();
+    file_message(&mut Filing::new(&deps.filing), event.get(), deps).await
+}
+
+/// Handles a batch of `FHIRIngest` rule events queued by the rule's SQS action (the template's
+/// `IngestPath=queue`): each message is filed as [`handle`] files one, by one filing for the
+/// batch (each device read once, the counts one metric line). A refused message is a dead
+/// letter and counts as handled; only a message whose storage failed is reported back, alone,
+/// to be delivered again: the others are done and never re-run.
+pub async fn handle_queued<D, O, A, L>(event: SqsEvent, deps: &IngestDeps<D, O, A, L>) -> Result<SqsBatchResponse, Infallible>
+where
+    D: DeviceRegistry,
+    O: ObservationStore,
+    A: AlertStore,
+    L: DeadLetterStore,
+{
+    let mut filing = Filing::new(&deps.filing);
+    let mut failures = BatchFailures::default();
+    for record in &event.records {
+        if failures.waits(record) {
+            continue;
+        }
+        let body = record.body.as_deref().unwrap_or_default();
+        if let Err(e) = file_message(&mut filing, body, deps).await {
+            tracing::warn!(error = %e, message_id = record.message_id.as_deref().unwrap_or_default(), "queued measurement not filed; it will be delivered again");
+            failures.fail(record);
+        }
+    }
+    Ok(failures.into_response())
+}
+
+/// Files one rule event (`raw`): stored, a duplicate, or refused and kept as a dead letter.
+async fn file_message<D, O, A, L>(filing: &mut Filing<'_, D, O, A>, raw: &str, deps: &IngestDeps<D, O, A, L>) -> Result<IngestOutcome, StoreError>
+where
+    D: DeviceRegistry,
+    O: ObservationStore,
+    A: AlertStore,
+    L: DeadLetterStore,
+{
     let rule = match rule_event(raw) {
         Ok(rule) => rule,
         Err((thing, rejection)) => return reject(deps, raw, thing.as_deref(), Utc::now(), rejection).await,
@@ -144,7 +188,7 @@ where
         Ok(r) => r,
         Err(rejection) => return reject(deps, raw, Some(&rule.thing), rule.received_at, rejection).await,
     };
-    match Filing::new(&deps.filing).file(&reading).await? {
+    match filing.file(&reading).await? {
         Ok(filed) => {
             let outcome = if filed.duplicate { "duplicate" } else { "stored" };
             tracing::info!(thing_name = %rule.thing, observation_id = %filed.set_id, outcome, alerts = filed.alerts_raised, "measurement filed");
@@ -242,6 +286,41 @@ mod tests {
         assert_eq!(d.filing.alerts.len(), 1, "heart rate 140 scores 3");
         assert!(matches!(run(&d, &abnormal).await, IngestOutcome::Duplicate { .. }));
         assert_eq!(d.filing.alerts.len(), 1, "a redelivery raises nothing new");
+    }
+
+    fn queued(id: &str, body: &RawValue) -> aws_lambda_events::sqs::SqsMessage {
+        let mut message = aws_lambda_events::sqs::SqsMessage::default();
+        message.message_id = Some(id.into());
+        message.body = Some(body.get().to_owned());
+        message
+    }
+
+    #[tokio::test]
+    async fn a_queued_batch_reports_only_the_message_whose_storage_failed() {
+        let d = deps(vec![device("cuff-1", DeviceStatus::Active, Some("pat-1"), false)]);
+        let at = |minute: u32| json!({"effectiveDateTime": format!("2026-11-18T07:{minute:02}:00Z")});
+        let not_json = RawValue::from_string("\"not an object\"".into()).unwrap();
+        let batch = |ids: &[&str]| {
+            let mut event = SqsEvent::default();
+            event.records = ids
+                .iter()
+                .map(|id| match *id {
+                    "bad" => queued(id, &not_json),
+                    minute => queued(id, &self::event("cuff-1", at(minute.parse().unwrap()))),
+                })
+                .collect();
+            event
+        };
+        d.filing.observations.fail_next();
+        let answer = handle_queued(batch(&["1", "bad", "2", "3"]), &d).await.unwrap();
+        let reported: Vec<_> = answer.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(reported, ["1"], "the refused message is a dead letter, not a failure; the others are filed");
+        assert_eq!((d.filing.observations.len(), d.dead_letters.len()), (2, 1));
+        // SQS delivers message 1 again, and the rest of the batch too if the answer was lost:
+        // only message 1 is new.
+        let again = handle_queued(batch(&["1", "2", "3"]), &d).await.unwrap();
+        assert!(again.batch_item_failures.is_empty());
+        assert_eq!(d.filing.observations.len(), 3);
     }
 
     fn rejected_code(outcome: &IngestOutcome) -> &str {

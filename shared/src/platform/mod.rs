@@ -2,6 +2,7 @@
 //! response helpers, the table specs, time formats and logging. No domain logic lives here.
 
 pub mod aws;
+pub mod batch;
 pub mod dynamodb;
 pub mod http;
 pub mod metrics;

@@ -88,14 +88,33 @@ pub struct FunctionDefinition {
     pub schedules: Vec<String>,
 }
 
-/// An `AWS::IoT::TopicRule` with a Lambda action.
+/// Where a topic rule's action sends what its SQL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleTarget {
+    /// A Lambda action: the function's logical id.
+    Function(String),
+    /// An SQS action: the queue's logical id.
+    Queue(String),
+}
+
+/// An `AWS::IoT::TopicRule` with a Lambda or SQS action (the one its parameters choose, when
+/// `Actions` is an `!If`).
 #[derive(Debug, Clone)]
 pub struct TopicRuleDefinition {
     /// `RuleName` (Basic Ingest addresses rules by it).
     pub name: String,
     pub sql: String,
-    /// Logical id of the function of its Lambda action.
-    pub function: String,
+    pub target: RuleTarget,
+}
+
+impl TopicRuleDefinition {
+    /// The logical id of the function its Lambda action invokes, if that is its action.
+    pub fn function(&self) -> Option<&str> {
+        match &self.target {
+            RuleTarget::Function(f) => Some(f),
+            RuleTarget::Queue(_) => None,
+        }
+    }
 }
 
 impl TopicRuleDefinition {
@@ -113,6 +132,9 @@ impl TopicRuleDefinition {
 pub struct Template {
     resources: serde_norway::Mapping,
     parameters: serde_norway::Mapping,
+    conditions: serde_norway::Mapping,
+    /// Parameter values given at deploy time (`--parameter-overrides`); the rest take their defaults.
+    overrides: BTreeMap<String, String>,
 }
 
 fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
@@ -156,7 +178,68 @@ impl Template {
             .cloned()
             .ok_or_else(|| StackError::Shape("no Resources section".into()))?;
         let parameters = field(&doc, "Parameters").and_then(Value::as_mapping).cloned().unwrap_or_default();
-        Ok(Self { resources, parameters })
+        let conditions = field(&doc, "Conditions").and_then(Value::as_mapping).cloned().unwrap_or_default();
+        Ok(Self { resources, parameters, conditions, overrides: BTreeMap::new() })
+    }
+
+    /// The template deployed with `name=value` (as `sam deploy --parameter-overrides`).
+    pub fn with_parameter(mut self, name: &str, value: &str) -> Self {
+        self.overrides.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// A parameter's value: as overridden, else its default.
+    pub fn parameter_value(&self, name: &str) -> Option<String> {
+        self.overrides.get(name).cloned().or_else(|| self.parameter_default(name))
+    }
+
+    /// Whether a condition of `Conditions` holds for the parameter values; `None` if it uses
+    /// what is not evaluated here (only `!Equals`, `!Not`, `!And`, `!Or`, `!Condition` and
+    /// `!Ref` to parameters are).
+    pub fn condition(&self, name: &str) -> Option<bool> {
+        self.holds(self.conditions.get(name)?)
+    }
+
+    fn holds(&self, value: &Value) -> Option<bool> {
+        let Value::Tagged(t) = value else { return None };
+        let args = t.value.as_sequence();
+        if t.tag == "Equals" {
+            let [a, b] = args?.as_slice() else { return None };
+            Some(self.scalar(a)? == self.scalar(b)?)
+        } else if t.tag == "Not" {
+            Some(!self.holds(args?.first()?)?)
+        } else if t.tag == "And" {
+            args?.iter().map(|c| self.holds(c)).collect::<Option<Vec<_>>>().map(|all| all.iter().all(|c| *c))
+        } else if t.tag == "Or" {
+            args?.iter().map(|c| self.holds(c)).collect::<Option<Vec<_>>>().map(|all| all.iter().any(|c| *c))
+        } else if t.tag == "Condition" {
+            self.condition(t.value.as_str()?)
+        } else {
+            None
+        }
+    }
+
+    /// A literal or a `!Ref` to a parameter, as text.
+    fn scalar(&self, value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Tagged(t) if t.tag == "Ref" => self.parameter_value(t.value.as_str()?),
+            _ => None,
+        }
+    }
+
+    /// `value`, or the branch an `!If [condition, then, else]` chooses.
+    fn chosen<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+        match value {
+            Value::Tagged(t) if t.tag == "If" => {
+                let [condition, then, otherwise] = t.value.as_sequence()?.as_slice() else { return None };
+                let branch = if self.condition(condition.as_str()?)? { then } else { otherwise };
+                self.chosen(branch)
+            }
+            other => Some(other),
+        }
     }
 
     /// Whether the template declares a resource of this logical id.
@@ -216,23 +299,23 @@ impl Template {
         serde_json::to_value(field(resource, "Properties")?).ok()
     }
 
-    /// Every `AWS::IoT::TopicRule`: its `RuleName` and the logical id of the function its Lambda
-    /// action invokes (`!GetAtt <Function>.Arn`).
+    /// Every `AWS::IoT::TopicRule`: its `RuleName` and what its action reaches: the function
+    /// of a Lambda action (`!GetAtt <Function>.Arn`) or the queue of an SQS action (`!Ref`).
     pub fn topic_rules(&self) -> Vec<TopicRuleDefinition> {
         self.resources_of("AWS::IoT::TopicRule")
             .filter_map(|(_, r)| {
                 let props = field(r, "Properties")?;
                 let name = text(props, "RuleName")?;
                 let payload = field(props, "TopicRulePayload")?;
-                let function = list(payload, "Actions").iter().find_map(|a| {
-                    match field(field(a, "Lambda")?, "FunctionArn")? {
-                        Value::Tagged(t) if t.tag == "GetAtt" => {
-                            t.value.as_str().and_then(|s| s.strip_suffix(".Arn")).map(str::to_owned)
-                        }
-                        _ => None,
+                let actions = self.chosen(field(payload, "Actions")?)?.as_sequence()?;
+                let target = actions.iter().find_map(|a| {
+                    if let Some(lambda) = field(a, "Lambda") {
+                        let function = tagged(field(lambda, "FunctionArn")?, "GetAtt")?;
+                        return function.strip_suffix(".Arn").map(|f| RuleTarget::Function(f.to_owned()));
                     }
+                    tagged(field(field(a, "Sqs")?, "QueueUrl")?, "Ref").map(RuleTarget::Queue)
                 })?;
-                Some(TopicRuleDefinition { name, sql: text(payload, "Sql").unwrap_or_default(), function })
+                Some(TopicRuleDefinition { name, sql: text(payload, "Sql").unwrap_or_default(), target })
             })
             .collect()
     }
@@ -276,7 +359,7 @@ impl Template {
         self.resources_of("AWS::SES::EmailIdentity")
             .filter_map(|(_, resource)| {
                 let identity = field(field(resource, "Properties")?, "EmailIdentity")?;
-                tagged(identity, "Ref").and_then(|p| self.parameter_default(&p)).or_else(|| identity.as_str().map(str::to_owned))
+                tagged(identity, "Ref").and_then(|p| self.parameter_value(&p)).or_else(|| identity.as_str().map(str::to_owned))
             })
             .collect()
     }

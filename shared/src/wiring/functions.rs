@@ -130,14 +130,19 @@ pub static ADMIN_DEAD_LETTERS: FunctionSpec = FunctionSpec {
 
 // ---------------------------------------------------------------- readings
 
+type Ingest = IngestDeps<Devices, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore>;
+
 pub static FHIR_INGEST: FunctionSpec = FunctionSpec {
     name: "fhir-ingest",
     trigger: Trigger::IotRule("FHIRIngest"),
-    build: |w| {
-        event::<IngestDeps<Devices, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore>, Box<RawValue>, _, _>(w, |e, deps| {
-            Box::pin(async move { rule::handle(&e, deps).await })
-        })
-    },
+    build: |w| event::<Ingest, Box<RawValue>, _, _>(w, |e, deps| Box::pin(async move { rule::handle(&e, deps).await })),
+};
+
+/// The `FHIRIngest` rule's events queued in batches (the template's `IngestPath=queue`).
+pub static FHIR_INGEST_QUEUE: FunctionSpec = FunctionSpec {
+    name: "fhir-ingest-queue",
+    trigger: Trigger::Sqs { queue: "IngestQueue" },
+    build: |w| event::<Ingest, SqsEvent, _, _>(w, |e, deps| Box::pin(async move { rule::handle_queued(e, deps).await })),
 };
 
 pub static IOT_VITALS: FunctionSpec = FunctionSpec {
@@ -714,6 +719,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &ADMIN_DEVICES_STATUS,
     &ADMIN_DEAD_LETTERS,
     &FHIR_INGEST,
+    &FHIR_INGEST_QUEUE,
     &IOT_VITALS,
     &IOT_VITALS_BATCH,
     &IOT_STATUS,
