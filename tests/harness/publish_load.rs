@@ -4,9 +4,10 @@
 //! watched for in the device's index of `ObservationsTable` (the moto emulator). Prints the
 //! latency percentiles from each publish to its Observation being readable.
 //!
-//!     cargo run --release -p vitalwire-tests --bin publish-load -- [READINGS] [PER_SECOND]
+//!     cargo run --release -p vitalwire-tests --bin publish-load -- [READINGS] [PER_SECOND] [direct|queue]
 //!
-//! READINGS defaults to 1 000 (at most 20 000), PER_SECOND to 50; it gives up after ten
+//! READINGS defaults to 1 000 (at most 20 000), PER_SECOND to 50; `queue` deploys the stack with
+//! `IngestPath=queue` (the rule queues, `fhir-ingest-queue` files batches); it gives up after ten
 //! minutes. The gateway keeps AWS's 50 ms before a rule runs (`up --latency`), so that is in
 //! every figure, and the watch looks every 20 ms.
 
@@ -28,7 +29,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(1000).min(20_000);
     let per_second: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(50).max(1);
-    let gw = LocalGateway::start().await;
+    let path = args.next().unwrap_or_else(|| "direct".into());
+    if path != "direct" && path != "queue" {
+        return Err(format!("the ingest path is direct or queue, not {path}").into());
+    }
+    let gw = LocalGateway::start_with_parameters(&[("IngestPath", path.as_str())]).await;
     let (thing, cert, key) = provisioned_device(&gw, "load-0001").await;
     let device = MqttTestClient::connect(gw.port, &gw.read("ca.pem"), cert.as_bytes(), key.as_bytes(), &thing).await?;
 
@@ -84,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut latencies: Vec<Duration> = published.iter().filter_map(|(at, sent)| seen.get(at).map(|stored| stored.saturating_duration_since(*sent))).collect();
     latencies.sort_unstable();
     let missing = total - latencies.len();
-    println!("{total} heart-rate readings published at {per_second}/s ({:.1}/s achieved) over MQTT, filed with alert evaluation", total as f64 / sent.as_secs_f64());
+    println!("{total} heart-rate readings published at {per_second}/s ({:.1}/s achieved) over MQTT, filed with alert evaluation ({path} ingest path)", total as f64 / sent.as_secs_f64());
     if latencies.is_empty() {
         return Err("no reading was stored".into());
     }
