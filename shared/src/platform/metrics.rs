@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 pub const NAMESPACE: &str = "Vitalwire";
 
 /// The dimension every metric carries: the registry name of the function that recorded it
-/// (`fhir-ingest`, `vitals-post`...), stable across stacks so the template's alarms and
+/// (`fhir-ingest`, `iot-vitals`...), stable across stacks so the template's alarms and
 /// dashboard can name it.
 pub const SERVICE: &str = "Service";
 
