@@ -10,7 +10,7 @@ use vitalwire::clinical::DynamoAlertStore;
 use vitalwire::dead_letters::DynamoDeadLetterStore;
 use vitalwire::access::Role;
 use vitalwire::devices::DynamoDeviceRegistry;
-use vitalwire::ingest::inbox::{self, InboxDeps, InboxOutcome, S3Inbox};
+use vitalwire::ingest::inbox::{self, DynamoInboxProgress, InboxDeps, InboxOutcome, RunLimits, S3Inbox, SqsInboxContinuation};
 use vitalwire::observations::DynamoObservationStore;
 use vitalwire::platform::tables::OBSERVATIONS;
 use vitalwire_tests::{Api, LocalGateway};
@@ -28,6 +28,8 @@ async fn device(api: &Api<'_>, serial: &str) -> String {
     assert_eq!(status, StatusCode::OK);
     thing
 }
+
+type Deps = InboxDeps<S3Inbox, DynamoDeviceRegistry, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, DynamoInboxProgress, SqsInboxContinuation>;
 
 struct Inbox<'a> {
     gw: &'a LocalGateway,
@@ -66,7 +68,7 @@ impl Inbox<'_> {
         String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
     }
 
-    fn deps(&self) -> InboxDeps<S3Inbox, DynamoDeviceRegistry, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore> {
+    fn deps(&self) -> Deps {
         self.gw.stack.deps("inbox-processor")
     }
 }
@@ -250,4 +252,68 @@ async fn a_100_mb_file_is_streamed() {
     let head = inbox.s3.head_object().bucket(&inbox.bucket).key(key).send().await.unwrap();
     assert_eq!(head.content_length(), Some(size as i64), "archived whole");
     assert_eq!(gw.stack.count(&OBSERVATIONS).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_larger_than_one_run_goes_on_through_the_queue_from_where_it_saved() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let thing = device(&api, "DEV106").await;
+    let inbox = Inbox::new(&gw);
+    // A batch object and NDJSON lines, one reading bad: resumed within the batch and between lines.
+    let reading = |minute: u32| json!({"timestamp": format!("2025-11-17T10:{minute:02}:00Z"), "heart_rate": 60 + minute});
+    let mut body = json!({"device_id": thing, "readings": (0..5).map(reading).collect::<Vec<_>>()}).to_string();
+    for minute in 5..12 {
+        let mut line = reading(minute);
+        line["device_id"] = json!(thing);
+        if minute == 8 {
+            line["heart_rate"] = json!(900);
+        }
+        body.push('\n');
+        body.push_str(&line.to_string());
+    }
+    // In a bucket the platform does not watch: the first run is this test's, with a chunk of
+    // three readings and no time budget, so it files one chunk and hands the rest on.
+    let quiet = format!("{}-large", inbox.bucket);
+    inbox.s3.create_bucket().bucket(&quiet).send().await.unwrap();
+    inbox.s3.put_object().bucket(&quiet).key("inbox/day.ndjson").body(body.clone().into_bytes().into()).send().await.unwrap();
+    let event = vitalwire_local::s3_events::object_created_event(&quiet, "inbox/day.ndjson", None, body.len() as i64, "e3", chrono::Utc::now());
+    let event: S3Event = serde_json::from_value(event).unwrap();
+    let mut deps = inbox.deps();
+    deps.limits = RunLimits { chunk_readings: 3, budget: Duration::ZERO };
+    let outcome = inbox::handle(&event, &deps).await.unwrap();
+    let InboxOutcome::Continued { file_id, readings, .. } = &outcome[0] else { panic!("{outcome:?}") };
+    assert_eq!(*readings, 3);
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 6, "the first chunk: three heart rates, each with its set");
+    let admin = api.token(Role::Admin, None);
+    let (status, filing) = api.call(Method::GET, "/admin/inbox/files?status=FILING", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(filing["files"].as_array().unwrap().iter().any(|f| f["fileId"] == file_id.as_str() && f["readings"] == 3), "{filing}");
+
+    // The queue starts inbox-continue on the local platform (500 readings a chunk): it goes on
+    // from reading 3, inside the batch, to the end, and moves the file.
+    let mut file = Value::Null;
+    for _ in 0..300 {
+        let (_, f) = api.call(Method::GET, &format!("/admin/inbox/files/{file_id}"), Some(&admin), None).await;
+        if f["status"] != "FILING" {
+            file = f;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(file["status"], "FAILED", "{file}");
+    assert_eq!((file["readings"].as_u64(), file["stored"].as_u64(), file["failed"].as_u64(), file["runs"].as_u64()), (Some(12), Some(11), Some(1), Some(2)), "{file}");
+    assert_eq!((file["problems"][0]["index"].as_u64(), file["problems"][0]["field"].as_str()), (Some(8), Some("heart_rate")), "{file}");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 22, "eleven readings, none filed twice, none skipped");
+    let report: Value = serde_json::from_str(&inbox_text(&inbox.s3, &quiet, file["report"].as_str().unwrap()).await).unwrap();
+    assert_eq!((report["readings"].as_u64(), report["failed"].as_u64(), report["errors"][0]["index"].as_u64()), (Some(12), Some(1), Some(8)));
+    let (status, missing) = api.call(Method::GET, "/admin/inbox/files/0123", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    let (status, _) = api.call(Method::GET, "/admin/inbox/files", Some(&api.token(Role::Clinician, Some("c-1"))), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "operators only");
+}
+
+async fn inbox_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+    String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
 }

@@ -231,6 +231,8 @@ fn functions_may_query_the_indexes_their_adapters_query() {
         ("IotVitalsFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
         ("IotVitalsBatchFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
         ("InboxProcessorFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
+        ("InboxContinueFunction", "${ObservationsTable.Arn}/index/byPatientCode"),
+        ("AdminInboxFilesFunction", "${InboxFilesTable.Arn}/index/byStatus"),
         ("DeviceObservationsFunction", "${ObservationsTable.Arn}/index/byDevice"),
         ("IotStatusFunction", "${ObservationsTable.Arn}/index/byDevice"),
         ("AdminApiKeysListFunction", "${ApiKeysTable.Arn}/index/byThing"),

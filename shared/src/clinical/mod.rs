@@ -296,6 +296,7 @@ pub trait AlertStore: Send + Sync {
 }
 
 /// A quantity as stored: the number for scoring, its text and unit as the device sent them.
+#[derive(Clone)]
 struct MeasuredValue {
     number: f64,
     text: String,
@@ -321,6 +322,7 @@ fn value_of(vital: VitalSign, resource: &Value) -> Option<MeasuredValue> {
 }
 
 /// A vital sign's newest value in the window, and the Observation it came from.
+#[derive(Clone)]
 struct Latest {
     observation_id: String,
     /// Empty for a value entered in an observation set.
@@ -367,10 +369,21 @@ async fn latest<O: ObservationStore>(store: &O, set: &ReadingSet<'_>, vital: Vit
         }
     }
     found.sort_by(|a, b| a.effective_at.cmp(&b.effective_at));
-    Ok(found.into_iter().rev().find_map(|o| {
-        let resource = serde_json::from_str::<Value>(&o.resource).ok()?;
-        value_of(vital, &resource).map(|value| Latest { observation_id: o.id, device_id: o.device_id, effective_at: o.effective_at, value })
-    }))
+    Ok(found.into_iter().rev().find_map(|o| latest_of_stored(vital, o)))
+}
+
+/// A stored Observation's value of `vital`.
+fn latest_of_stored(vital: VitalSign, o: StoredObservation) -> Option<Latest> {
+    let resource = serde_json::from_str::<Value>(&o.resource).ok()?;
+    value_of(vital, &resource).map(|value| Latest { observation_id: o.id, device_id: o.device_id, effective_at: o.effective_at, value })
+}
+
+/// A current value as a window's value.
+fn latest_of_current(c: &CurrentValue) -> Option<(VitalSign, Latest)> {
+    let vital = alerting_vital(&c.code_key)?;
+    let number = c.value.parse::<f64>().ok()?;
+    let value = MeasuredValue { number, text: c.value.clone(), unit: c.unit.clone() };
+    Some((vital, Latest { observation_id: c.observation_id.clone(), device_id: c.device_id.clone(), effective_at: c.effective_at.clone(), value }))
 }
 
 /// What was measured within the window: the newest value of each NEWS2 parameter (over every
@@ -412,11 +425,7 @@ fn window_of_current(current: &[CurrentValue], from: &str, to: &str) -> Option<W
     if alerting.iter().any(|(_, c)| c.effective_at.as_str() > to) {
         return None;
     }
-    Some(Window::of(alerting.into_iter().filter(|(_, c)| c.effective_at.as_str() >= from).filter_map(|(vital, c)| {
-        let number = c.value.parse::<f64>().ok()?;
-        let value = MeasuredValue { number, text: c.value.clone(), unit: c.unit.clone() };
-        Some((vital, Latest { observation_id: c.observation_id.clone(), device_id: c.device_id.clone(), effective_at: c.effective_at.clone(), value }))
-    })))
+    Some(Window::of(alerting.into_iter().filter(|(_, c)| c.effective_at.as_str() >= from).filter_map(|(_, c)| latest_of_current(c))))
 }
 
 /// The window from the patient's history: a query per vital sign.
@@ -554,7 +563,25 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
         Some(window) => window,
         None => window_of_history(observations, &set, &from, &to).await?,
     };
-    let now = format_utc(Utc::now());
+    if measures_news2(&set) {
+        if let Some(score) = news2_score(&window) {
+            record_set(alerts, &set, &score).await?;
+        }
+    }
+    raise_all(alerts, candidates(&window, &set, settings, &format_utc(Utc::now()))).await
+}
+
+/// Records the set as the patient's latest NEWS2 set: a patient whose settings track sets gets
+/// a grey alert when the next is overdue. The sweep first looks after the shortest interval
+/// settings allow and then goes by the patient's own (ingestion does not read settings).
+async fn record_set<A: AlertStore>(alerts: &A, set: &ReadingSet<'_>, score: &news2::Score) -> Result<(), StoreError> {
+    let first_check = set.at + crate::care::MonitoringIntervals::SHORTEST;
+    alerts.record_set(set.patient_id, &format_utc(set.at), score.severity, score.overall, &format_utc(first_check)).await
+}
+
+/// The alerts a set's window calls for (`now` is when they are raised).
+fn candidates(window: &Window, set: &ReadingSet<'_>, settings: &AlertSettings, now: &str) -> Vec<Alert> {
+    let to = format_utc(set.at);
     let alert = |kind: AlertKind, score: Option<u8>, severity: Severity, partial: bool, contributions: Vec<Contribution>| Alert {
         alert_id: alert_id(set.patient_id, kind, set.set_id),
         patient_id: set.patient_id.to_owned(),
@@ -565,27 +592,23 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
         partial,
         contributions,
         set_at: to.clone(),
-        raised_at: now.clone(),
+        raised_at: now.to_owned(),
         status: AlertStatus::Open,
         closed_at: None,
         closed_by: None,
     };
-    // The patient's latest set: a patient whose settings track sets gets a grey alert when the
-    // next is overdue. The sweep first looks after the shortest interval settings allow and then
-    // goes by the patient's own (ingestion does not read settings).
-    if measures_news2(&set) {
-        if let Some(score) = news2_score(&window) {
-            let first_check = set.at + crate::care::MonitoringIntervals::SHORTEST;
-            alerts.record_set(set.patient_id, &to, score.severity, score.overall, &format_utc(first_check)).await?;
-        }
-    }
     let mut candidates = Vec::new();
-    if let Some((kind, score, contributions)) = news2_alert(&window).filter(|_| measures_news2(&set)) {
+    if let Some((kind, score, contributions)) = news2_alert(window).filter(|_| measures_news2(set)) {
         candidates.push(alert(kind, Some(score.overall), score.severity, score.partial, contributions));
     }
-    if let Some((kind, severity, contribution)) = glucose_alert(&window, settings, &to) {
+    if let Some((kind, severity, contribution)) = glucose_alert(window, settings, &to) {
         candidates.push(alert(kind, None, severity, false, vec![contribution]));
     }
+    candidates
+}
+
+/// Raises each alert (the store de-duplicates); those raised.
+async fn raise_all<A: AlertStore>(alerts: &A, candidates: Vec<Alert>) -> Result<Vec<Alert>, StoreError> {
     let mut raised = Vec::new();
     for alert in candidates {
         if alerts.raise(&alert).await? {
@@ -595,6 +618,82 @@ pub async fn evaluate<O: ObservationStore, A: AlertStore>(
         }
     }
     Ok(raised)
+}
+
+/// Evaluates one patient's alerts once for several reading sets filed together (a chunk of an
+/// inbox file), with a fixed number of store calls whatever the number of sets: the patient's
+/// current values read and written once, and, only when another reading is newer than the
+/// earliest set (a late upload) or arrived meanwhile, one history query per vital sign for the
+/// span of the sets. Each set is scored on its own window in time order, as [`evaluate`] would;
+/// of the alerts they call for, the most severe of each kind is raised (the earliest of
+/// equals): one alert per kind where reading by reading would have raised a lower one first and
+/// then superseded it.
+pub async fn evaluate_together<O: ObservationStore, A: AlertStore>(
+    observations: &O,
+    alerts: &A,
+    settings: &AlertSettings,
+    patient_id: &str,
+    sets: &[ReadingSet<'_>],
+) -> Result<Vec<Alert>, StoreError> {
+    let mut sets: Vec<&ReadingSet<'_>> = sets.iter().filter(|s| s.patient_id == patient_id).collect();
+    sets.sort_by_key(|s| s.at);
+    let (Some(first), Some(last)) = (sets.first().copied(), sets.last().copied()) else { return Ok(Vec::new()) };
+    let own: Vec<CurrentValue> = sets.iter().flat_map(|s| current_values(s)).collect();
+    if own.is_empty() && !sets.iter().any(|s| measures_news2(s)) {
+        return Ok(Vec::new());
+    }
+    let mut newest: Vec<CurrentValue> = Vec::new();
+    for v in &own {
+        match newest.iter_mut().find(|n| n.code_key == v.code_key) {
+            Some(n) if n.effective_at < v.effective_at => *n = v.clone(),
+            Some(_) => {}
+            None => newest.push(v.clone()),
+        }
+    }
+    let before = alerts.current(patient_id).await?;
+    let after = alerts.record_current(patient_id, &newest).await?;
+    let earliest = format_utc(first.at);
+    let later_than_earliest = before.iter().any(|c| alerting_vital(&c.code_key).is_some() && c.effective_at > earliest);
+    let meanwhile = after.iter().any(|c| !before.contains(c) && !own.iter().any(|o| o.observation_id == c.observation_id));
+    let mut pool: Vec<(VitalSign, Latest)> = Vec::new();
+    if later_than_earliest || meanwhile {
+        let from = format_utc(first.at - Duration::minutes(settings.window_minutes));
+        let to = format_utc(last.at);
+        for vital in VitalSign::ALL.into_iter().filter(|v| alerting_vital(&v.code_key()).is_some()) {
+            for o in observations.for_patient_code(patient_id, &vital.code_key(), &from, &to).await? {
+                pool.extend(latest_of_stored(vital, o).map(|l| (vital, l)));
+            }
+        }
+    } else {
+        pool.extend(before.iter().filter_map(latest_of_current));
+    }
+    // The sets' own values (the history's index may not show them yet).
+    for v in &own {
+        if !pool.iter().any(|(_, l)| l.observation_id == v.observation_id) {
+            pool.extend(latest_of_current(v));
+        }
+    }
+    let now = format_utc(Utc::now());
+    let mut chosen: Vec<Alert> = Vec::new();
+    let mut latest_news2 = None;
+    for set in sets {
+        let (from, to) = (format_utc(set.at - Duration::minutes(settings.window_minutes)), format_utc(set.at));
+        let window = Window::of(pool.iter().filter(|(_, l)| (from.as_str()..=to.as_str()).contains(&l.effective_at.as_str())).cloned());
+        if measures_news2(set) {
+            latest_news2 = news2_score(&window).map(|score| (set, score)).or(latest_news2);
+        }
+        for alert in candidates(&window, set, settings, &now) {
+            match chosen.iter_mut().find(|c| c.kind == alert.kind) {
+                Some(c) if alert.severity > c.severity => *c = alert,
+                Some(_) => {}
+                None => chosen.push(alert),
+            }
+        }
+    }
+    if let Some((set, score)) = latest_news2 {
+        record_set(alerts, set, &score).await?;
+    }
+    raise_all(alerts, chosen).await
 }
 
 #[cfg(test)]
@@ -624,6 +723,9 @@ mod tests {
     impl ObservationStore for CountingQueries {
         async fn insert_set(&self, set: &[StoredObservation]) -> Result<Inserted, StoreError> {
             self.store.insert_set(set).await
+        }
+        async fn insert_new_sets(&self, sets: &[&[StoredObservation]]) -> Result<bool, StoreError> {
+            self.store.insert_new_sets(sets).await
         }
         async fn replace(&self, o: &StoredObservation, previous_hash: &str) -> Result<bool, StoreError> {
             self.store.replace(o, previous_hash).await
@@ -661,6 +763,64 @@ mod tests {
         let (set_id, stored, at) = file(store, body).await;
         let set = ReadingSet { patient_id: "P1", device_id: "dev-1", set_id: &set_id, at, observations: &stored };
         evaluate(store, alerts, &AlertSettings::default(), set).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sets_evaluated_together_raise_the_worst_alert_of_each_kind_with_a_fixed_number_of_calls() {
+        let (store, alerts) = (CountingQueries::default(), MemoryAlerts::default());
+        // Earlier: an SpO2 that every later set's window holds.
+        evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T10:50:00Z", "oxygen_saturation": 91}"#).await;
+        let queries_before = store.queries.load(std::sync::atomic::Ordering::Relaxed);
+        let bodies = [
+            r#"{"timestamp": "2026-11-22T11:00:00Z", "heart_rate": 95}"#,
+            r#"{"timestamp": "2026-11-22T11:05:00Z", "heart_rate": 135, "respiratory_rate": 26}"#,
+            r#"{"timestamp": "2026-11-22T11:10:00Z", "heart_rate": 80, "respiratory_rate": 16}"#,
+            r#"{"timestamp": "2026-11-22T11:12:00Z", "glucose": 45}"#,
+            r#"{"timestamp": "2026-11-22T11:15:00Z", "glucose": 60}"#,
+        ];
+        let mut filed = Vec::new();
+        for body in bodies {
+            filed.push(file(&store, body).await);
+        }
+        // Given out of order: evaluated in time order all the same.
+        let sets: Vec<ReadingSet<'_>> = filed.iter().rev().map(|(id, stored, at)| ReadingSet { patient_id: "P1", device_id: "dev-1", set_id: id, at: *at, observations: stored }).collect();
+        let raised = evaluate_together(&store, &alerts, &AlertSettings::default(), "P1", &sets).await.unwrap();
+        assert_eq!(store.queries.load(std::sync::atomic::Ordering::Relaxed), queries_before, "the current values serve every window: no history read");
+        let news2 = raised.iter().find(|a| a.kind == AlertKind::News2).expect("a NEWS2 alert");
+        // 11:05: heart rate 135 (3), respiratory rate 26 (3), SpO2 91 (3) = 9: high, the worst.
+        assert_eq!((news2.score, news2.severity, news2.set_at.as_str()), (Some(9), Severity::High, "2026-11-22T11:05:00.000Z"));
+        assert_eq!(news2.alert_id, alert_id("P1", AlertKind::News2, &filed[1].0));
+        let low = raised.iter().find(|a| a.kind == AlertKind::GlucoseLow).expect("a low glucose alert");
+        assert_eq!((low.severity, low.set_at.as_str()), (Severity::High, "2026-11-22T11:12:00.000Z"), "45 mg/dL, not the milder 60 after it");
+        assert_eq!(raised.len(), 2, "one alert per kind: {raised:?}");
+        let last = alerting::FlowStore::last_set(&alerts, "P1").await.unwrap().unwrap();
+        assert_eq!(last.at, "2026-11-22T11:10:00.000Z", "the latest NEWS2 set is the one kept");
+        let current = alerts.current("P1").await.unwrap();
+        let hr = current.iter().find(|c| c.code_key == VitalSign::HeartRate.code_key()).unwrap();
+        assert_eq!((hr.value.as_str(), hr.effective_at.as_str()), ("80", "2026-11-22T11:10:00.000Z"), "the newest value is current");
+        // The same sets again (a chunk run twice) raise nothing new.
+        assert!(evaluate_together(&store, &alerts, &AlertSettings::default(), "P1", &sets).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sets_older_than_a_current_value_read_the_history_once_per_vital_sign() {
+        let (store, alerts) = (CountingQueries::default(), MemoryAlerts::default());
+        evaluate_after(&store, &alerts, r#"{"timestamp": "2026-11-22T11:30:00Z", "heart_rate": 70}"#).await;
+        // A late upload of an hour before: its windows are not in the current values.
+        let (id, stored, at) = file(&store, r#"{"timestamp": "2026-11-22T10:30:00Z", "heart_rate": 140, "respiratory_rate": 26}"#).await;
+        let (id2, stored2, at2) = file(&store, r#"{"timestamp": "2026-11-22T10:35:00Z", "heart_rate": 72}"#).await;
+        let before = store.queries.load(std::sync::atomic::Ordering::Relaxed);
+        let sets = [
+            ReadingSet { patient_id: "P1", device_id: "dev-1", set_id: &id, at, observations: &stored },
+            ReadingSet { patient_id: "P1", device_id: "dev-1", set_id: &id2, at: at2, observations: &stored2 },
+        ];
+        let raised = evaluate_together(&store, &alerts, &AlertSettings::default(), "P1", &sets).await.unwrap();
+        let per_set = store.queries.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(per_set > 0 && per_set <= VitalSign::ALL.len(), "one query per vital sign for both sets: {per_set}");
+        assert_eq!(raised.len(), 1);
+        assert_eq!((raised[0].score, raised[0].set_at.as_str()), (Some(6), "2026-11-22T10:30:00.000Z"));
+        let current = alerts.current("P1").await.unwrap();
+        assert_eq!(current.iter().find(|c| c.code_key == VitalSign::HeartRate.code_key()).unwrap().value, "70", "the newer value stays current");
     }
 
     #[tokio::test]

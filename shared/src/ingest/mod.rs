@@ -185,6 +185,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The reading's key holds a different reading already.
+    fn conflict(reading: &Reading) -> Self {
+        let at = match &reading.timing {
+            Timing::Device(e) => e.text.clone(),
+            Timing::Received { at, .. } => format_utc(*at),
+        };
+        Refusal::Conflict { device: reading.device_id.clone(), at }
+    }
+
     /// A stable machine-readable code for the reason.
     pub fn code(&self) -> &'static str {
         match self {
@@ -301,18 +310,16 @@ impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O,
         Ok(Ok(writes.len()))
     }
 
-    /// Admits, files and scores one reading. `Err` is a storage failure (retry); `Ok(Err)` a
-    /// refusal the reading's sender must hear of.
-    pub async fn file(&mut self, reading: &Reading) -> Result<Result<Filed, Refusal>, StoreError> {
+    /// Admits a reading and builds its Observations.
+    async fn prepare(&mut self, reading: &Reading) -> Result<Result<Prepared, Refusal>, StoreError> {
         let device = self.device(&reading.device_id).await?;
         let admitted = match devices::admit(device, &reading.device_id, reading.named_patient.as_deref()) {
             Ok(a) => a,
             Err(refusal) => return Ok(Err(refusal.into())),
         };
-        let patient = admitted.patient_id.as_str();
         let issued = format_utc(Utc::now());
         let effective_utc = format_utc(reading.timing.at());
-        let built = reading.observations(patient, &issued);
+        let built = reading.observations(&admitted.patient_id, &issued);
         let fingerprint = match reading.timing {
             Timing::Device(_) => Fingerprint::WithTime,
             Timing::Received { .. } => Fingerprint::WithoutTime,
@@ -322,32 +329,159 @@ impl<'a, D: DeviceRegistry, O: ObservationStore, A: AlertStore> Filing<'a, D, O,
             .map(|(o, code_key)| StoredObservation::new(o, code_key.clone(), effective_utc.clone(), fingerprint))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::new("serialize observation", e))?;
-        let duplicate = match self.deps.observations.insert_set(&stored).await? {
+        Ok(Ok(Prepared { set_id: reading.set_id(&built), patient_id: admitted.patient_id, stored }))
+    }
+
+    /// Counts a reading filed.
+    fn count_filed(&mut self, duplicate: bool) {
+        self.tally.add(&[], if duplicate { "DuplicateReadings" } else { "ReadingsFiled" }, 1);
+    }
+
+    /// Admits, files and scores one reading. `Err` is a storage failure (retry); `Ok(Err)` a
+    /// refusal the reading's sender must hear of.
+    pub async fn file(&mut self, reading: &Reading) -> Result<Result<Filed, Refusal>, StoreError> {
+        let prepared = match self.prepare(reading).await? {
+            Ok(p) => p,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let duplicate = match self.deps.observations.insert_set(&prepared.stored).await? {
             Inserted::New => false,
             Inserted::Duplicate => true,
-            Inserted::Conflict => {
-                let at = match &reading.timing {
-                    Timing::Device(e) => e.text.clone(),
-                    Timing::Received { .. } => effective_utc.clone(),
-                };
-                return Ok(Err(Refusal::Conflict { device: reading.device_id.clone(), at }));
-            }
+            Inserted::Conflict => return Ok(Err(Refusal::conflict(reading))),
         };
-        let set_id = reading.set_id(&built);
         // Evaluated for a redelivery too: if the first delivery failed after filing, its alert is
         // raised now; an alert already raised is not raised again.
-        let set = clinical::ReadingSet {
-            patient_id: patient,
-            device_id: &reading.device_id,
-            set_id: &set_id,
-            at: reading.timing.at(),
-            observations: &stored,
-        };
-        let raised = clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, set).await?;
+        let raised = clinical::evaluate(&self.deps.observations, &self.deps.alerts, &self.deps.alert_settings, prepared.set_of(reading)).await?;
         self.count_alerts(&raised);
-        self.tally.add(&[], if duplicate { "DuplicateReadings" } else { "ReadingsFiled" }, 1);
-        Ok(Ok(Filed { set_id, patient_id: admitted.patient_id, duplicate, alerts_raised: raised.len() }))
+        self.count_filed(duplicate);
+        Ok(Ok(Filed { set_id: prepared.set_id, patient_id: prepared.patient_id, duplicate, alerts_raised: raised.len() }))
     }
+
+    /// Files readings together (a chunk of an inbox file), each as [`Self::file`] would, in
+    /// fewer requests: readings whose Observations are all new are written
+    /// [`observations::MAX_WRITTEN_TOGETHER`] Observations at a time, in one all-or-none request
+    /// each, a few requests at once; a reading naming an id an earlier one of the chunk names,
+    /// and every reading of a request a condition stopped (some were filed before: a retried
+    /// chunk), go one at a time in the chunk's order, which tells a duplicate from a conflict
+    /// as [`Self::file`] does. Then each patient's alerts are evaluated once for all their sets
+    /// ([`clinical::evaluate_together`]). The result of each reading, in order.
+    pub async fn file_together(&mut self, readings: &[Reading]) -> Result<Vec<Result<Filed, Refusal>>, StoreError> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        let mut prepared = Vec::with_capacity(readings.len());
+        for reading in readings {
+            prepared.push(self.prepare(reading).await?);
+        }
+        let (groups, mut alone) = write_groups(&prepared);
+        let observations = &self.deps.observations;
+        let prepared_ref = &prepared;
+        // Futures made first, then run a few at a time (a closure making them inside the
+        // stream would not be `Send` for every lifetime, which the Lambda runtime needs).
+        let mut writes = Vec::with_capacity(groups.len());
+        for (g, members) in groups.iter().enumerate() {
+            let sets: Vec<&[StoredObservation]> = members.iter().filter_map(|&i| prepared_ref[i].as_ref().ok()).map(|p| p.stored.as_slice()).collect();
+            writes.push(async move { observations.insert_new_sets(&sets).await.map(|all_new| (g, all_new)) });
+        }
+        let written: Vec<(usize, bool)> = futures_util::stream::iter(writes).buffer_unordered(WRITES_AT_ONCE).try_collect().await?;
+        // Per reading: filed (and whether as a duplicate), or refused as a conflict.
+        let mut filed: Vec<Option<Result<bool, Refusal>>> = vec![None; readings.len()];
+        for (g, all_new) in written {
+            for &i in &groups[g] {
+                if all_new {
+                    filed[i] = Some(Ok(false));
+                } else {
+                    alone.push(i);
+                }
+            }
+        }
+        alone.sort_unstable();
+        for i in alone {
+            let Ok(p) = &prepared[i] else { continue };
+            filed[i] = Some(match observations.insert_set(&p.stored).await? {
+                Inserted::New => Ok(false),
+                Inserted::Duplicate => Ok(true),
+                Inserted::Conflict => Err(Refusal::conflict(&readings[i])),
+            });
+        }
+        let mut by_patient: std::collections::BTreeMap<&str, Vec<clinical::ReadingSet<'_>>> = std::collections::BTreeMap::new();
+        for (i, p) in prepared.iter().enumerate() {
+            if let (Ok(p), Some(Ok(_))) = (p, &filed[i]) {
+                by_patient.entry(p.patient_id.as_str()).or_default().push(p.set_of(&readings[i]));
+            }
+        }
+        let deps = self.deps;
+        let evaluations: Vec<_> = by_patient
+            .iter()
+            .map(|(patient, sets)| clinical::evaluate_together(&deps.observations, &deps.alerts, &deps.alert_settings, patient, sets))
+            .collect();
+        let raised: Vec<Vec<clinical::Alert>> = futures_util::stream::iter(evaluations).buffer_unordered(EVALUATIONS_AT_ONCE).try_collect().await?;
+        let raised: Vec<clinical::Alert> = raised.into_iter().flatten().collect();
+        self.count_alerts(&raised);
+        let mut results = Vec::with_capacity(readings.len());
+        for (p, filed) in prepared.into_iter().zip(filed) {
+            results.push(match (p, filed) {
+                (Err(refusal), _) => Err(refusal),
+                (Ok(_), Some(Err(refusal))) => Err(refusal),
+                (Ok(p), Some(Ok(duplicate))) => {
+                    self.count_filed(duplicate);
+                    let alerts_raised = raised.iter().filter(|a| a.patient_id == p.patient_id && a.alert_id == clinical::alert_id(&p.patient_id, a.kind, &p.set_id)).count();
+                    Ok(Filed { set_id: p.set_id, patient_id: p.patient_id, duplicate, alerts_raised })
+                }
+                (Ok(_), None) => return Err(StoreError::new("file readings", "a reading was neither written nor refused")),
+            });
+        }
+        Ok(results)
+    }
+}
+
+/// How many of a chunk's write requests are in flight at once.
+const WRITES_AT_ONCE: usize = 4;
+/// How many patients' alerts are evaluated at once.
+const EVALUATIONS_AT_ONCE: usize = 4;
+
+/// A reading admitted and built, ready to be written.
+struct Prepared {
+    set_id: String,
+    patient_id: String,
+    stored: Vec<StoredObservation>,
+}
+
+impl Prepared {
+    fn set_of<'r>(&'r self, reading: &'r Reading) -> clinical::ReadingSet<'r> {
+        clinical::ReadingSet {
+            patient_id: &self.patient_id,
+            device_id: &reading.device_id,
+            set_id: &self.set_id,
+            at: reading.timing.at(),
+            observations: &self.stored,
+        }
+    }
+}
+
+/// The readings (by index) written together, request by request, and those to write one at a
+/// time: one naming an id an earlier reading of the chunk names (a transaction may not name an
+/// item twice, and the earlier one must be written first to judge the later), or too large.
+fn write_groups(prepared: &[Result<Prepared, Refusal>]) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let max = observations::MAX_WRITTEN_TOGETHER;
+    let mut seen = std::collections::HashSet::new();
+    let (mut groups, mut alone): (Vec<Vec<usize>>, Vec<usize>) = (Vec::new(), Vec::new());
+    let mut size = 0;
+    for (i, p) in prepared.iter().enumerate() {
+        let Ok(p) = p else { continue };
+        if p.stored.len() > max || p.stored.iter().any(|o| seen.contains(o.id.as_str())) {
+            alone.push(i);
+            continue;
+        }
+        seen.extend(p.stored.iter().map(|o| o.id.as_str()));
+        if groups.is_empty() || size + p.stored.len() > max {
+            groups.push(Vec::new());
+            size = 0;
+        }
+        size += p.stored.len();
+        if let Some(group) = groups.last_mut() {
+            group.push(i);
+        }
+    }
+    (groups, alone)
 }
 
 #[cfg(test)]
@@ -440,6 +574,61 @@ mod tests {
         let second = parse(r#"{"device_id": "acme-1", "timestamp": "2026-11-22T10:00:00Z", "heart_rate": 72, "oxygen_saturation": 97}"#);
         assert_eq!(filing.file(&second).await.unwrap().unwrap_err().code(), "CONFLICTING_DUPLICATE");
         assert_eq!(deps.observations.len(), 2, "the SpO2 was not filed outside its reading");
+    }
+
+    #[tokio::test]
+    async fn readings_filed_together_are_judged_as_one_by_one_and_written_in_few_requests() {
+        let deps = deps(DeviceStatus::Active);
+        let at_minute = |m: u32| at(&format!("2026-11-22T{:02}:{:02}:00Z", 8 + m / 60, m % 60));
+        // 120 distinct readings (more than one request's 100 Observations), a repeat of the
+        // third, and a different reading under the fifth's key.
+        let mut readings: Vec<Reading> = (0..120).map(|i| heart_rate(&format!("{}", 60 + i % 40), at_minute(i))).collect();
+        readings.push(readings[2].clone());
+        readings.push(heart_rate("150", readings[4].timing.clone()));
+        let mut filing = Filing::new(&deps);
+        let results = filing.file_together(&readings).await.unwrap();
+        assert_eq!(results.len(), 122);
+        assert!(results[..120].iter().all(|r| matches!(r, Ok(f) if !f.duplicate)));
+        assert!(matches!(&results[120], Ok(f) if f.duplicate && f.set_id == results[2].as_ref().unwrap().set_id), "{:?}", results[120]);
+        assert_eq!(results[121].as_ref().unwrap_err().code(), "CONFLICTING_DUPLICATE");
+        assert_eq!(deps.observations.len(), 120);
+        // The same chunk again (a run that died before it saved): every reading a duplicate, none
+        // written twice, the conflict still refused.
+        let again = filing.file_together(&readings).await.unwrap();
+        assert!(again[..121].iter().all(|r| matches!(r, Ok(f) if f.duplicate)));
+        assert_eq!(again[121].as_ref().unwrap_err().code(), "CONFLICTING_DUPLICATE");
+        assert_eq!(deps.observations.len(), 120);
+        // A refused device in the chunk refuses its readings only.
+        let mut stranger = heart_rate("70", at_minute(1));
+        stranger.device_id = "nobody".into();
+        let mixed = filing.file_together(&[stranger, heart_rate("71", at("2026-11-22T11:00:00Z"))]).await.unwrap();
+        assert_eq!(mixed[0].as_ref().unwrap_err().code(), "UNKNOWN_DEVICE");
+        assert!(mixed[1].is_ok());
+    }
+
+    #[test]
+    fn a_chunk_is_written_in_requests_of_at_most_100_observations_and_repeated_ids_wait() {
+        let prepared = |ids: &[&str]| -> Result<Prepared, Refusal> {
+            let stored = ids
+                .iter()
+                .map(|id| StoredObservation {
+                    id: (*id).into(),
+                    patient_id: "p".into(),
+                    device_id: "d".into(),
+                    code_key: "k".into(),
+                    effective_at: "t".into(),
+                    content_hash: "h".into(),
+                    resource: "{}".into(),
+                })
+                .collect();
+            Ok(Prepared { set_id: ids[0].into(), patient_id: "p".into(), stored })
+        };
+        let mut chunk: Vec<Result<Prepared, Refusal>> = (0..60).map(|i| prepared(&[&format!("a{i}"), &format!("b{i}")])).collect();
+        chunk.push(prepared(&["a3", "b3"]));
+        chunk.push(Err(Refusal::Conflict { device: "d".into(), at: "t".into() }));
+        let (groups, alone) = write_groups(&chunk);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [50, 10], "two Observations a reading, 100 a request");
+        assert_eq!(alone, [60], "the repeat of reading 3 waits for it; the refused reading is not written");
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use crate::fhir::{is_valid_id, Decimal};
 use crate::observations::Measurement;
 
 /// One field's problem.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub reason: String,

@@ -147,6 +147,14 @@ impl ObservationStore for DynamoObservationStore {
         Err(StoreError::new(OP, "the set kept changing while it was written"))
     }
 
+    async fn insert_new_sets(&self, sets: &[&[StoredObservation]]) -> Result<bool, StoreError> {
+        let all: Vec<&StoredObservation> = sets.iter().flat_map(|s| s.iter()).collect();
+        if all.is_empty() {
+            return Ok(true);
+        }
+        self.write_all_or_none(&all).await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
         let out = self
             .client

@@ -49,6 +49,26 @@ impl ObservationStore for MemoryObservations {
         Ok(verdict)
     }
 
+    async fn insert_new_sets(&self, sets: &[&[StoredObservation]]) -> Result<bool, StoreError> {
+        let all: Vec<&StoredObservation> = sets.iter().flat_map(|s| s.iter()).collect();
+        // DynamoDB refuses a transaction over its item limit or naming one item twice.
+        let distinct: std::collections::HashSet<&str> = all.iter().map(|o| o.id.as_str()).collect();
+        if all.len() > super::MAX_WRITTEN_TOGETHER || distinct.len() != all.len() {
+            return Err(StoreError::new("insert observations", "more than 100 Observations, or one twice, in one transaction"));
+        }
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::new("insert observations", "simulated throttling"));
+        }
+        let mut items = self.items.lock().expect("lock");
+        if all.iter().any(|o| items.contains_key(&o.id)) {
+            return Ok(false);
+        }
+        for o in all {
+            items.insert(o.id.clone(), o.clone());
+        }
+        Ok(true)
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
         Ok(self.get_sync(id))
     }

@@ -344,12 +344,21 @@ pub fn judge(set: &[StoredObservation], existing: &[StoredObservation]) -> Inser
 }
 
 /// The observation store port.
+/// The most Observations written in one request (DynamoDB's limit on a transaction's items).
+pub const MAX_WRITTEN_TOGETHER: usize = 100;
+
 pub trait ObservationStore: Send + Sync {
     /// Writes a reading's Observations, all or none, each only where its id is free: a set
     /// that exists with the same content is a [`Inserted::Duplicate`], one whose key holds
     /// different content a [`Inserted::Conflict`], and neither writes anything. (A set only
     /// partly there, from an interrupted write, gets the rest.)
     fn insert_set(&self, set: &[StoredObservation]) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+
+    /// Writes several readings' Observations (at most [`MAX_WRITTEN_TOGETHER`], ids distinct)
+    /// in one request, all or none, only if none of their ids is taken: true when written;
+    /// false, writing nothing, when one is (then each set goes through [`Self::insert_set`],
+    /// which tells a duplicate from a conflict).
+    fn insert_new_sets(&self, sets: &[&[StoredObservation]]) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredObservation>, StoreError>> + Send;
 

@@ -219,6 +219,36 @@ pub const CARE_TEAMS: TableSpec = TableSpec {
     indexes: &[CARE_TEAMS_BY_KIND],
 };
 
+pub const INBOX_FILES_BY_STATUS: IndexSpec = IndexSpec { name: "byStatus", partition_key: "status", sort_key: Some("statusSortKey") };
+
+/// Inbox files' progress (`item` = `FILE`) and problems (`PROBLEM#<n>`) by file id; files by
+/// status, most recently updated first (sparse: the `FILE` items only).
+pub const INBOX_FILES: TableSpec = TableSpec {
+    logical_id: "InboxFilesTable",
+    env_var: "INBOX_FILES_TABLE",
+    partition_key: "fileId",
+    sort_key: Some("item"),
+    indexes: &[INBOX_FILES_BY_STATUS],
+};
+
 /// Every table the platform uses.
-pub const ALL: &[TableSpec] =
-    &[DEVICES, OBSERVATIONS, DEAD_LETTERS, UPLOADS, FIRMWARE, DEPLOYMENTS, API_KEYS, API_KEY_USAGE, ACTIVITY, ALERTS, AUDIT, CONNECTORS, PATIENTS, ENCOUNTERS, MESSAGES, ACTIVATIONS, CARE_TEAMS];
+pub const ALL: &[TableSpec] = &[
+    DEVICES,
+    OBSERVATIONS,
+    DEAD_LETTERS,
+    UPLOADS,
+    FIRMWARE,
+    DEPLOYMENTS,
+    API_KEYS,
+    API_KEY_USAGE,
+    ACTIVITY,
+    ALERTS,
+    AUDIT,
+    CONNECTORS,
+    PATIENTS,
+    ENCOUNTERS,
+    MESSAGES,
+    ACTIVATIONS,
+    CARE_TEAMS,
+    INBOX_FILES,
+];

@@ -44,7 +44,7 @@ use crate::firmware::{DynamoDeploymentStore, DynamoFirmwareStore, IotJobControl}
 use crate::ingest::http::{StatusDeps, VitalsDeps};
 use crate::messages::http::{DevelopmentDeps, DropDataDeps, MessageDeps};
 use crate::messages::DynamoMessageStore;
-use crate::ingest::inbox::{self, InboxDeps, S3Inbox};
+use crate::ingest::inbox::{self, DynamoInboxProgress, InboxDeps, S3Inbox, SqsInboxContinuation};
 use crate::ingest::rule::{self, IngestDeps};
 use crate::observations::http::DeviceReadDeps;
 use crate::observations::DynamoObservationStore;
@@ -168,14 +168,24 @@ pub static IOT_STATUS: FunctionSpec = FunctionSpec {
     },
 };
 
+type Inbox = InboxDeps<S3Inbox, Devices, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore, DynamoInboxProgress, SqsInboxContinuation>;
+
 pub static INBOX_PROCESSOR: FunctionSpec = FunctionSpec {
     name: "inbox-processor",
     trigger: Trigger::S3ObjectCreated { bucket: "InboxBucket", prefix: inbox::INBOX_PREFIX },
-    build: |w| {
-        event::<InboxDeps<S3Inbox, Devices, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore>, S3Event, _, _>(w, |e, deps| {
-            Box::pin(async move { inbox::handle(&e, deps).await })
-        })
-    },
+    build: |w| event::<Inbox, S3Event, _, _>(w, |e, deps| Box::pin(async move { inbox::handle(&e, deps).await })),
+};
+
+pub static INBOX_CONTINUE: FunctionSpec = FunctionSpec {
+    name: "inbox-continue",
+    trigger: Trigger::Sqs { queue: "InboxFilesQueue" },
+    build: |w| event::<Inbox, SqsEvent, _, _>(w, |e, deps| Box::pin(async move { inbox::handle_continued(e, deps).await })),
+};
+
+pub static ADMIN_INBOX_FILES: FunctionSpec = FunctionSpec {
+    name: "admin-inbox-files",
+    trigger: Trigger::Http(&[Route { method: "GET", path: "/admin/inbox/files" }, Route { method: "GET", path: "/admin/inbox/files/{fileId}" }]),
+    build: |w| http::<DynamoInboxProgress>(w, route!(crate::ingest::inbox::http::files)),
 };
 
 pub static DEVICE_OBSERVATIONS: FunctionSpec = FunctionSpec {
@@ -724,6 +734,8 @@ pub static ALL: &[&FunctionSpec] = &[
     &IOT_VITALS_BATCH,
     &IOT_STATUS,
     &INBOX_PROCESSOR,
+    &INBOX_CONTINUE,
+    &ADMIN_INBOX_FILES,
     &DEVICE_OBSERVATIONS,
     &PATIENT_ALERTS,
     &PATIENT_ALERTS_CLOSE,

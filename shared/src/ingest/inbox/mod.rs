@@ -1,9 +1,16 @@
-//! `inbox-processor`: files dropped under `inbox/` in the inbox bucket (S3 `ObjectCreated`).
+//! `inbox-processor`: files dropped under `inbox/` in the inbox bucket (S3 `ObjectCreated`);
+//! `inbox-continue`: the rest of a file too large for one run (SQS).
 //!
 //! A file holds one reading (the vitals API's format), a batch `{"device_id", "readings": [...]}`,
-//! or NDJSON (one reading or batch per line). It is streamed ([`scanner`]): only the reading
-//! being read is held, so a 100 MB file fits a 256 MB function. Each valid reading goes through
-//! the filing service like a reading of the REST API.
+//! or NDJSON (one reading or batch per line). It is streamed ([`scanner`]): only the readings
+//! being filed are held, so a 100 MB file fits a 256 MB function. Readings are filed in chunks
+//! ([`RunLimits`]) through the filing service ([`Filing::file_together`]: written together
+//! where idempotency allows, each patient's alerts evaluated once per chunk). After each chunk
+//! the file's record ([`progress`]) saves how far it got; a run that has used its time budget
+//! hands the rest to the next run through a queue, which starts reading where the record says:
+//! nothing saved is filed again, and nothing after it is skipped (a run that dies mid-chunk
+//! leaves the chunk to the next run, whose filing finds the readings already filed as
+//! duplicates). `GET /admin/inbox/files` shows every file's record.
 //!
 //! Then the file moves (copy, then delete: nothing is deleted without a copy) to
 //! `archive/YYYY-MM-DD/<name>_<YYYYmmdd_HHMMSS>_<id>.json`, or, if any reading or the file itself
@@ -17,29 +24,40 @@
 //! redelivered event computes the same one; a redelivered event whose version has moved already
 //! finds nothing and changes nothing.
 
+pub mod dynamodb;
+pub mod http;
+pub mod memory;
+pub mod progress;
 pub mod s3;
 pub mod scanner;
+pub mod sqs;
 
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use self::scanner::{Found, Scanner};
-use super::readings::{self, FieldError};
+use self::progress::{FileProgress, FileStatus, GoOn, InboxContinuation, InboxProgress, Problem};
+use self::scanner::{Found, Resume, Scanner};
+use super::readings;
 use super::{Filing, FilingDeps};
 use crate::clinical::AlertStore;
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::devices::DeviceRegistry;
 use crate::observations::ObservationStore;
-use crate::platform::time::format_utc;
+use crate::platform::batch::BatchFailures;
+use crate::platform::time::{format_utc, parse_with_offset};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
+pub use self::dynamodb::DynamoInboxProgress;
 pub use self::s3::S3Inbox;
+pub use self::sqs::SqsInboxContinuation;
 
 /// Where files are dropped.
 pub const INBOX_PREFIX: &str = "inbox/";
@@ -60,8 +78,9 @@ pub struct ObjectRef {
 
 /// The inbox bucket.
 pub trait InboxObjects: Send + Sync {
-    /// The object version's bytes, streamed; `None` if it is gone (moved by an earlier delivery).
-    fn open(&self, object: &ObjectRef) -> impl Future<Output = Result<Option<ByteStream>, StoreError>> + Send;
+    /// The object version's bytes from byte `from` on, streamed (nothing when `from` is its
+    /// end); `None` if it is gone (moved by an earlier run).
+    fn open(&self, object: &ObjectRef, from: u64) -> impl Future<Output = Result<Option<ByteStream>, StoreError>> + Send;
     /// Copies the object version to `to` in its bucket; false if the version is gone (a
     /// concurrent delivery moved it).
     fn copy(&self, object: &ObjectRef, to: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -70,27 +89,67 @@ pub trait InboxObjects: Send + Sync {
     fn delete(&self, object: &ObjectRef) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// What the inbox processor needs.
-pub struct InboxDeps<S, D, O, A, L> {
-    pub objects: S,
-    pub filing: FilingDeps<D, O, A>,
-    pub dead_letters: L,
+/// How a run divides its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Readings filed together and saved as one step (`INBOX_CHUNK_READINGS`, 500 unless set):
+    /// what a run that dies repeats at most, and what the memory of a run holds.
+    pub chunk_readings: usize,
+    /// A run that has worked this long saves and hands the rest of its file to the next
+    /// (`INBOX_RUN_SECONDS`, 600 unless set: Lambda ends a run at 900 s, and a chunk must fit
+    /// in what is left).
+    pub budget: Duration,
 }
 
-impl<S: FromWiring, D: FromWiring, O: FromWiring, A: FromWiring, L: FromWiring> FromWiring for InboxDeps<S, D, O, A, L> {
-    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { objects: w.build()?, filing: w.build()?, dead_letters: w.build()? })
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self { chunk_readings: 500, budget: Duration::from_secs(600) }
     }
 }
 
-/// What processing one file did.
+impl FromWiring for RunLimits {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        let d = Self::default();
+        let chunk_readings = w.settings.parsed("INBOX_CHUNK_READINGS", d.chunk_readings)?.max(1);
+        Ok(Self { chunk_readings, budget: Duration::from_secs(w.settings.parsed("INBOX_RUN_SECONDS", d.budget.as_secs())?) })
+    }
+}
+
+/// What the inbox functions need.
+pub struct InboxDeps<S, D, O, A, L, P, C> {
+    pub objects: S,
+    pub filing: FilingDeps<D, O, A>,
+    pub dead_letters: L,
+    pub progress: P,
+    pub continuation: C,
+    pub limits: RunLimits,
+}
+
+impl<S: FromWiring, D: FromWiring, O: FromWiring, A: FromWiring, L: FromWiring, P: FromWiring, C: FromWiring> FromWiring for InboxDeps<S, D, O, A, L, P, C> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self {
+            objects: w.build()?,
+            filing: w.build()?,
+            dead_letters: w.build()?,
+            progress: w.build()?,
+            continuation: w.build()?,
+            limits: w.build()?,
+        })
+    }
+}
+
+/// What a run did with a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum InboxOutcome {
-    Archived { key: String, to: String, stored: usize },
-    Failed { key: String, to: String, report: String, stored: usize, failed: usize },
+    Archived { key: String, file_id: String, to: String, stored: u64 },
+    Failed { key: String, file_id: String, to: String, report: String, stored: u64, failed: u64 },
+    /// The run used its budget: the next run goes on from the record's `readings`.
+    Continued { key: String, file_id: String, readings: u64 },
     /// The file had been moved by an earlier (or concurrent) delivery of the event.
     AlreadyProcessed { key: String },
+    /// Another run saved progress first: it goes on with the file, this one stopped.
+    FiledElsewhere { key: String, file_id: String },
     /// Not under `inbox/` (or a folder marker): left alone.
     Ignored { key: String },
 }
@@ -115,14 +174,17 @@ pub fn object_of(record: &S3EventRecord) -> ObjectRef {
     }
 }
 
-/// Handles one S3 event.
-pub async fn handle<S, D, O, A, L>(event: &S3Event, deps: &InboxDeps<S, D, O, A, L>) -> Result<Vec<InboxOutcome>, StoreError>
+/// Handles one S3 event (`inbox-processor`): each file from its start, or from where its
+/// record says an earlier delivery got.
+pub async fn handle<S, D, O, A, L, P, C>(event: &S3Event, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<Vec<InboxOutcome>, StoreError>
 where
     S: InboxObjects,
     D: DeviceRegistry,
     O: ObservationStore,
     A: AlertStore,
     L: DeadLetterStore,
+    P: InboxProgress,
+    C: InboxContinuation,
 {
     let mut outcomes = Vec::new();
     for record in &event.records {
@@ -131,135 +193,233 @@ where
             outcomes.push(InboxOutcome::Ignored { key: object.key });
             continue;
         }
-        outcomes.push(process(&object, record.event_time, deps).await?);
+        outcomes.push(start(&object, record.event_time, deps).await?);
     }
     Ok(outcomes)
 }
 
-/// A bad reading (or the file itself, without an index) and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-struct Problem {
-    index: Option<usize>,
-    field: String,
-    reason: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldError>,
-}
-
-/// What reading a file's readings found.
-#[derive(Default)]
-struct Tally {
-    readings: usize,
-    stored: usize,
-    failed: usize,
-    /// The first [`MAX_REPORTED_ERRORS`] problems.
-    problems: Vec<Problem>,
-}
-
-impl Tally {
-    fn note(&mut self, problem: Problem) -> bool {
-        self.failed += 1;
-        let listed = self.problems.len() < MAX_REPORTED_ERRORS;
-        if listed {
-            self.problems.push(problem);
-        }
-        listed
-    }
-}
-
-/// Files one reading the scanner found; its problem, if any, with the reason code to keep.
-async fn file_one<D, O, A>(
-    filing: &mut Filing<'_, D, O, A>,
-    index: usize,
-    text: &str,
-    batch_device: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Option<(&'static str, Option<String>, Problem)>, StoreError>
+/// Handles a batch of the inbox queue (`inbox-continue`): each message names a file whose
+/// record says where to go on. A message that fails comes back (partial batch failure).
+pub async fn handle_continued<S, D, O, A, L, P, C>(event: SqsEvent, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<SqsBatchResponse, std::convert::Infallible>
 where
+    S: InboxObjects,
     D: DeviceRegistry,
     O: ObservationStore,
     A: AlertStore,
+    L: DeadLetterStore,
+    P: InboxProgress,
+    C: InboxContinuation,
 {
-    let parsed = match readings::parse(text, batch_device, now) {
-        Err(errors) => {
-            let first = errors[0].clone();
-            let device = batch_device.map(str::to_owned);
-            return Ok(Some(("INVALID_READING", device, Problem { index: Some(index), field: first.field, reason: first.reason, errors })));
+    let mut failures = BatchFailures::default();
+    for record in &event.records {
+        let result = match serde_json::from_str::<GoOn>(record.body.as_deref().unwrap_or_default()) {
+            Ok(go_on) => go_on_with(&go_on, deps).await.map(|_| ()),
+            Err(e) => Err(StoreError::new("read inbox queue message", e)),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, message_id = record.message_id.as_deref().unwrap_or_default(), "inbox file not continued; the message comes back");
+            failures.fail(record);
         }
-        Ok(p) => p,
-    };
-    match filing.file(&parsed.reading).await? {
-        Ok(_) => Ok(None),
-        Err(refusal) => {
-            let field = if matches!(refusal, super::Refusal::Admission(_)) { "device_id" } else { "reading" };
-            let problem = Problem { index: Some(index), field: field.into(), reason: refusal.to_string(), errors: Vec::new() };
-            Ok(Some((refusal.code(), Some(parsed.reading.device_id), problem)))
-        }
+    }
+    Ok(failures.into_response())
+}
+
+async fn go_on_with<S, D, O, A, L, P, C>(go_on: &GoOn, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
+where
+    S: InboxObjects,
+    D: DeviceRegistry,
+    O: ObservationStore,
+    A: AlertStore,
+    L: DeadLetterStore,
+    P: InboxProgress,
+    C: InboxContinuation,
+{
+    match deps.progress.get(&go_on.file_id).await? {
+        Some(progress) if progress.status == FileStatus::Filing => run(progress, deps).await,
+        Some(_) => Ok(InboxOutcome::AlreadyProcessed { key: go_on.key.clone() }),
+        None => Err(StoreError::new("continue inbox file", format!("no record of file {} ({})", go_on.file_id, go_on.key))),
     }
 }
 
-/// Streams the file and files each reading, keeping the refused ones as dead letters.
-async fn file_readings<S, D, O, A, L>(
-    mut body: ByteStream,
-    received: &str,
-    deps: &InboxDeps<S, D, O, A, L>,
-) -> Result<Tally, StoreError>
+/// Starts (or resumes) a file an S3 event names.
+async fn start<S, D, O, A, L, P, C>(object: &ObjectRef, at: DateTime<Utc>, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
+where
+    S: InboxObjects,
+    D: DeviceRegistry,
+    O: ObservationStore,
+    A: AlertStore,
+    L: DeadLetterStore,
+    P: InboxProgress,
+    C: InboxContinuation,
+{
+    let fresh = FileProgress::new(object, &format_utc(at), &format_utc(Utc::now()));
+    let progress = deps.progress.start(&fresh).await?;
+    if progress.status == FileStatus::Filing {
+        return run(progress, deps).await;
+    }
+    // Done, and moved before it was marked done: unless the object is there again, which only
+    // a new file under the same key in a bucket without versions makes so: filed afresh.
+    if deps.objects.open(object, 0).await?.is_none() {
+        tracing::info!(key = %object.key, "inbox file already processed");
+        return Ok(InboxOutcome::AlreadyProcessed { key: object.key.clone() });
+    }
+    let again = FileProgress { version_saved: progress.version_saved + 1, ..fresh };
+    if !deps.progress.save(&again, 0, &[]).await? {
+        return Ok(InboxOutcome::FiledElsewhere { key: again.key, file_id: again.file_id });
+    }
+    run(again, deps).await
+}
+
+/// Readings read from the file and not yet filed.
+#[derive(Default)]
+struct Chunk {
+    readings: Vec<(String, Option<String>)>,
+    /// Where to resume after the last of them.
+    resume: Option<Resume>,
+    /// The file is not JSON of an accepted shape from here on.
+    malformed: Option<String>,
+}
+
+/// Files a file from where its record says, a chunk at a time, until its end or the run's budget.
+async fn run<S, D, O, A, L, P, C>(mut progress: FileProgress, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
+where
+    S: InboxObjects,
+    D: DeviceRegistry,
+    O: ObservationStore,
+    A: AlertStore,
+    L: DeadLetterStore,
+    P: InboxProgress,
+    C: InboxContinuation,
+{
+    let started = Instant::now();
+    let object = progress.object();
+    let Some(mut body) = deps.objects.open(&object, progress.resume.offset).await? else {
+        return record_moved(progress, deps).await;
+    };
+    progress.runs += 1;
+    let mut filing = Filing::new(&deps.filing);
+    let mut scanner = Scanner::resumed_at(progress.resume.offset);
+    let mut skip = progress.resume.skip;
+    let (mut found, mut chunk) = (Vec::new(), Chunk::default());
+    loop {
+        let bytes = body.try_next().await.map_err(|e| StoreError::new("read inbox file", e))?;
+        let done = bytes.is_none();
+        match bytes {
+            Some(bytes) => scanner.feed(&bytes, &mut found),
+            None => std::mem::take(&mut scanner).finish(&mut found),
+        }
+        for item in found.drain(..) {
+            match item {
+                Found::Malformed(why) => chunk.malformed = Some(why),
+                // Handled by an earlier run: the first readings of a batch resumed within.
+                Found::Reading { .. } if skip > 0 => skip -= 1,
+                Found::Reading { text, batch_device, resume } => {
+                    chunk.readings.push((text, batch_device));
+                    chunk.resume = Some(resume);
+                }
+            }
+            if chunk.readings.len() < deps.limits.chunk_readings {
+                continue;
+            }
+            if !file_chunk(&mut progress, std::mem::take(&mut chunk), &mut filing, deps).await? {
+                return Ok(InboxOutcome::FiledElsewhere { key: progress.key, file_id: progress.file_id });
+            }
+            if started.elapsed() >= deps.limits.budget {
+                deps.continuation.go_on(&progress).await?;
+                tracing::info!(key = %progress.key, readings = progress.readings, "inbox file handed to the next run");
+                return Ok(InboxOutcome::Continued { key: progress.key, file_id: progress.file_id, readings: progress.readings });
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if !file_chunk(&mut progress, chunk, &mut filing, deps).await? {
+        return Ok(InboxOutcome::FiledElsewhere { key: progress.key, file_id: progress.file_id });
+    }
+    drop(filing);
+    finish(progress, deps).await
+}
+
+/// Files a chunk's readings together, keeps its bad ones as dead letters and problems, and
+/// saves the file's progress after it; false when another run saved first.
+async fn file_chunk<S, D, O, A, L, P, C>(
+    progress: &mut FileProgress,
+    chunk: Chunk,
+    filing: &mut Filing<'_, D, O, A>,
+    deps: &InboxDeps<S, D, O, A, L, P, C>,
+) -> Result<bool, StoreError>
 where
     D: DeviceRegistry,
     O: ObservationStore,
     A: AlertStore,
     L: DeadLetterStore,
+    P: InboxProgress,
 {
     let now = Utc::now();
-    let mut filing = Filing::new(&deps.filing);
-    let mut scanner = Scanner::default();
-    let mut found = Vec::new();
-    let mut tally = Tally::default();
-    loop {
-        let chunk = body.try_next().await.map_err(|e| StoreError::new("read inbox file", e))?;
-        let done = chunk.is_none();
-        match chunk {
-            Some(chunk) => scanner.feed(&chunk, &mut found),
-            None => std::mem::take(&mut scanner).finish(&mut found),
-        }
-        for item in found.drain(..) {
-            let (code, device, problem, raw) = match item {
-                Found::Malformed(why) => {
-                    let problem = Problem { index: None, field: "file".into(), reason: format!("malformed JSON: {why}"), errors: Vec::new() };
-                    ("INVALID_JSON", None, problem, String::new())
-                }
-                Found::Reading { text, batch_device } => {
-                    let index = tally.readings;
-                    tally.readings += 1;
-                    match file_one(&mut filing, index, &text, batch_device.as_deref(), now).await? {
-                        None => {
-                            tally.stored += 1;
-                            continue;
-                        }
-                        Some((code, device, problem)) => (code, device, problem, text),
-                    }
-                }
-            };
-            let reason = format!("{} {}", problem.field, problem.reason);
-            if tally.note(problem) && !raw.is_empty() {
-                let letter = DeadLetter::refused(SOURCE, device.as_deref(), code, reason, raw, received.to_owned());
-                deps.dead_letters.record(&letter).await?;
+    let first_index = progress.readings;
+    let mut problems: Vec<(Problem, &'static str, Option<String>, String)> = Vec::new();
+    let (mut valid, mut positions) = (Vec::new(), Vec::new());
+    for (i, (text, batch_device)) in chunk.readings.iter().enumerate() {
+        let index = first_index + i as u64;
+        match readings::parse(text, batch_device.as_deref(), now) {
+            Ok(parsed) => {
+                valid.push(parsed.reading);
+                positions.push(i);
+            }
+            Err(errors) => {
+                let first = errors[0].clone();
+                let problem = Problem { index: Some(index), field: first.field, reason: first.reason, errors };
+                problems.push((problem, "INVALID_READING", batch_device.clone(), text.clone()));
             }
         }
-        if done {
-            return Ok(tally);
+    }
+    let results = filing.file_together(&valid).await?;
+    for ((result, reading), &i) in results.into_iter().zip(&valid).zip(&positions) {
+        if let Err(refusal) = result {
+            let field = if matches!(refusal, super::Refusal::Admission(_)) { "device_id" } else { "reading" };
+            let problem = Problem { index: Some(first_index + i as u64), field: field.into(), reason: refusal.to_string(), errors: Vec::new() };
+            problems.push((problem, refusal.code(), Some(reading.device_id.clone()), chunk.readings[i].0.clone()));
         }
     }
+    problems.sort_by_key(|(p, ..)| p.index);
+    let handled = chunk.readings.len() as u64;
+    let failed = problems.len() as u64;
+    if let Some(why) = chunk.malformed {
+        let problem = Problem { index: None, field: "file".into(), reason: format!("malformed JSON: {why}"), errors: Vec::new() };
+        problems.push((problem, "INVALID_JSON", None, String::new()));
+    }
+    let room = MAX_REPORTED_ERRORS.saturating_sub(usize::try_from(progress.problems_listed).unwrap_or(usize::MAX));
+    let received = progress.arrived_at.clone();
+    let mut listed = Vec::new();
+    for (problem, code, device, raw) in problems.iter().take(room) {
+        // A file that is not readings at all is kept as one dead letter when it moves.
+        if !raw.is_empty() {
+            let reason = format!("{} {}", problem.field, problem.reason);
+            deps.dead_letters.record(&DeadLetter::refused(SOURCE, device.as_deref(), code, reason, raw.clone(), received.clone())).await?;
+        }
+        listed.push(problem.clone());
+    }
+    let first_problem = progress.problems_listed;
+    progress.readings += handled;
+    progress.stored += handled - failed;
+    progress.failed += problems.len() as u64;
+    progress.problems_listed += listed.len() as u64;
+    progress.resume = chunk.resume.unwrap_or(progress.resume);
+    progress.version_saved += 1;
+    progress.updated_at = format_utc(Utc::now());
+    deps.progress.save(progress, first_problem, &listed).await
 }
 
 /// `InboxFiles`, `InboxReadings`, `InboxReadingsFailed`, and `InboxLag`: the seconds from the
 /// file's arrival in the bucket to the end of its filing, which grows when files queue up.
-fn record_metrics(metrics: &crate::platform::metrics::MetricSink, tally: &Tally, arrived: DateTime<Utc>, done: DateTime<Utc>) {
+fn record_metrics(metrics: &crate::platform::metrics::MetricSink, progress: &FileProgress, done: DateTime<Utc>) {
     use crate::platform::metrics::{Metrics as _, Unit};
+    let arrived = parse_with_offset(&progress.arrived_at).unwrap_or(done);
     let mut counts = crate::platform::metrics::Tally::default();
     counts.add(&[], "InboxFiles", 1);
-    counts.add(&[], "InboxReadings", tally.readings as u64);
-    counts.add(&[], "InboxReadingsFailed", tally.failed as u64);
+    counts.add(&[], "InboxReadings", progress.readings);
+    counts.add(&[], "InboxReadingsFailed", progress.failed);
     counts.put(&[], "InboxLag", u64::try_from((done - arrived).num_seconds()).unwrap_or(0), Unit::Seconds);
     metrics.record(&counts.take());
 }
@@ -273,62 +433,103 @@ async fn move_file<S: InboxObjects>(objects: &S, object: &ObjectRef, to: &str) -
     Ok(true)
 }
 
-async fn process<S, D, O, A, L>(object: &ObjectRef, at: DateTime<Utc>, deps: &InboxDeps<S, D, O, A, L>) -> Result<InboxOutcome, StoreError>
+/// Where a file goes when filed: its status, destination and (when failed) report.
+fn destinations(progress: &FileProgress) -> (FileStatus, String, Option<String>) {
+    let at = parse_with_offset(&progress.arrived_at).unwrap_or_else(Utc::now);
+    if progress.failed == 0 {
+        return (FileStatus::Archived, destination("archive", &progress.object(), at), None);
+    }
+    let to = destination("failed", &progress.object(), at);
+    let report = format!("{}.errors.json", to.strip_suffix(".json").unwrap_or(&to));
+    (FileStatus::Failed, to, Some(report))
+}
+
+/// Marks a file done whose move an earlier run made before it could say so.
+async fn record_moved<S, D, O, A, L, P, C>(mut progress: FileProgress, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
+where
+    P: InboxProgress,
+{
+    let (status, to, report) = destinations(&progress);
+    progress.status = status;
+    progress.moved_to = Some(to);
+    progress.report = report;
+    progress.version_saved += 1;
+    progress.updated_at = format_utc(Utc::now());
+    deps.progress.save(&progress, progress.problems_listed, &[]).await?;
+    tracing::info!(key = %progress.key, "inbox file already processed");
+    Ok(InboxOutcome::AlreadyProcessed { key: progress.key })
+}
+
+/// The end of a file: its report (if anything was bad), the move, the record marked done.
+async fn finish<S, D, O, A, L, P, C>(mut progress: FileProgress, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
 where
     S: InboxObjects,
     D: DeviceRegistry,
     O: ObservationStore,
     A: AlertStore,
     L: DeadLetterStore,
+    P: InboxProgress,
 {
-    let key = object.key.clone();
-    let Some(body) = deps.objects.open(object).await? else {
-        tracing::info!(key = %key, "inbox file already processed");
-        return Ok(InboxOutcome::AlreadyProcessed { key });
-    };
-    let mut tally = file_readings(body, &format_utc(at), deps).await?;
-    if tally.readings == 0 && tally.failed == 0 {
-        tally.note(Problem { index: None, field: "file".into(), reason: "the file holds no reading".into(), errors: Vec::new() });
+    let mut last = Vec::new();
+    if progress.readings == 0 && progress.failed == 0 {
+        last.push(Problem { index: None, field: "file".into(), reason: "the file holds no reading".into(), errors: Vec::new() });
+        progress.failed += 1;
     }
-    record_metrics(&deps.filing.metrics, &tally, at, Utc::now());
-    if tally.failed == 0 {
-        let to = destination("archive", object, at);
-        if !move_file(&deps.objects, object, &to).await? {
-            return Ok(InboxOutcome::AlreadyProcessed { key });
+    let object = progress.object();
+    let key = progress.key.clone();
+    let (status, to, report) = destinations(&progress);
+    if let Some(report) = &report {
+        let mut problems = deps.progress.problems(&progress.file_id, MAX_REPORTED_ERRORS).await?;
+        let room = MAX_REPORTED_ERRORS.saturating_sub(problems.len());
+        problems.extend(last.iter().take(room).cloned());
+        // A file that is not readings at all (malformed JSON, nothing in it) has no reading to
+        // keep as a dead letter: the file itself is, and where it went.
+        let file_problems: Vec<&Problem> = problems.iter().filter(|p| p.index.is_none()).collect();
+        if !file_problems.is_empty() {
+            let reason = file_problems.iter().map(|p| p.reason.as_str()).collect::<Vec<_>>().join("; ");
+            let raw = json!({"file": key, "version": object.version, "movedTo": to, "report": report, "errors": file_problems});
+            let letter = DeadLetter::refused(SOURCE, None, "INVALID_FILE", format!("{key}: {reason}"), raw.to_string(), progress.arrived_at.clone());
+            deps.dead_letters.record(&letter).await?;
         }
-        tracing::info!(key = %key, to = %to, stored = tally.stored, "inbox file archived");
-        return Ok(InboxOutcome::Archived { key, to, stored: tally.stored });
+        let body = json!({
+            "file": key,
+            "fileId": progress.file_id,
+            "version": object.version,
+            "movedTo": to,
+            "processedAt": format_utc(Utc::now()),
+            "readings": progress.readings,
+            "stored": progress.stored,
+            "failed": progress.failed,
+            "errorsListed": problems.len(),
+            "errors": problems,
+        });
+        // The report first, then the copy: the original stays until both exist.
+        let bytes = serde_json::to_vec_pretty(&body).map_err(|e| StoreError::new("write inbox report", e))?;
+        deps.objects.put_json(&object.bucket, report, bytes).await?;
     }
-    let to = destination("failed", object, at);
-    let report = format!("{}.errors.json", to.strip_suffix(".json").unwrap_or(&to));
-    let body: Value = json!({
-        "file": key,
-        "version": object.version,
-        "movedTo": to,
-        "processedAt": format_utc(Utc::now()),
-        "readings": tally.readings,
-        "stored": tally.stored,
-        "failed": tally.failed,
-        "errorsListed": tally.problems.len(),
-        "errors": tally.problems,
-    });
-    // A file that is not readings at all (malformed JSON, nothing in it) has no reading to keep
-    // as a dead letter: the file itself is, and where it went (each bad reading is kept above).
-    let file_problems: Vec<&Problem> = tally.problems.iter().filter(|p| p.index.is_none()).collect();
-    if !file_problems.is_empty() {
-        let reason = file_problems.iter().map(|p| p.reason.as_str()).collect::<Vec<_>>().join("; ");
-        let raw = json!({"file": key, "version": object.version, "movedTo": to, "report": report, "errors": file_problems});
-        let letter = DeadLetter::refused(SOURCE, None, "INVALID_FILE", format!("{key}: {reason}"), raw.to_string(), format_utc(at));
-        deps.dead_letters.record(&letter).await?;
-    }
-    // The report first, then the copy: the original stays until both exist.
-    let report_bytes = serde_json::to_vec_pretty(&body).map_err(|e| StoreError::new("write inbox report", e))?;
-    deps.objects.put_json(&object.bucket, &report, report_bytes).await?;
-    if !move_file(&deps.objects, object, &to).await? {
+    if !move_file(&deps.objects, &object, &to).await? {
         return Ok(InboxOutcome::AlreadyProcessed { key });
     }
-    tracing::warn!(key = %key, to = %to, stored = tally.stored, failed = tally.failed, "inbox file had errors");
-    Ok(InboxOutcome::Failed { key, to, report, stored: tally.stored, failed: tally.failed })
+    record_metrics(&deps.filing.metrics, &progress, Utc::now());
+    let first_problem = progress.problems_listed;
+    progress.problems_listed += last.len() as u64;
+    progress.status = status;
+    progress.moved_to = Some(to.clone());
+    progress.report = report.clone();
+    progress.version_saved += 1;
+    progress.updated_at = format_utc(Utc::now());
+    deps.progress.save(&progress, first_problem, &last).await?;
+    let file_id = progress.file_id.clone();
+    match report {
+        None => {
+            tracing::info!(key = %key, to = %to, stored = progress.stored, "inbox file archived");
+            Ok(InboxOutcome::Archived { key, file_id, to, stored: progress.stored })
+        }
+        Some(report) => {
+            tracing::warn!(key = %key, to = %to, stored = progress.stored, failed = progress.failed, "inbox file had errors");
+            Ok(InboxOutcome::Failed { key, file_id, to, report, stored: progress.stored, failed: progress.failed })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,11 +26,15 @@ impl FromWiring for S3Inbox {
 }
 
 impl InboxObjects for S3Inbox {
-    async fn open(&self, object: &ObjectRef) -> Result<Option<ByteStream>, StoreError> {
+    async fn open(&self, object: &ObjectRef, from: u64) -> Result<Option<ByteStream>, StoreError> {
+        use aws_sdk_s3::error::ProvideErrorMetadata as _;
         let request = self.client.get_object().bucket(&object.bucket).key(&object.key).set_version_id(object.version.clone());
+        let request = if from > 0 { request.range(format!("bytes={from}-")) } else { request };
         match request.send().await {
             Ok(out) => Ok(Some(out.body)),
             Err(e) if object_gone(&e) => Ok(None),
+            // A run that saved at the very end of the file: nothing is left to read.
+            Err(e) if from > 0 && e.as_service_error().and_then(|s| s.code()) == Some("InvalidRange") => Ok(Some(ByteStream::from_static(b""))),
             Err(e) => Err(StoreError::sdk("read inbox file", &e)),
         }
     }

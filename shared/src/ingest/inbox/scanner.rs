@@ -2,11 +2,21 @@
 //! reading object, a batch `{"device_id", "readings": [...]}` (each element handed out as it
 //! completes), or NDJSON (one value per line). Only the reading being read is buffered.
 
+/// Where to start reading the file again to go on after a reading: at `offset` (a byte
+/// between top-level values, where a fresh scanner can start), skipping the first `skip`
+/// readings found there (those of a batch object already handled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    pub offset: u64,
+    pub skip: u64,
+}
+
 /// What the scanner found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// A reading's JSON text, and the batch's `device_id` when it came from a batch.
-    Reading { text: String, batch_device: Option<String> },
+    /// A reading's JSON text, the batch's `device_id` when it came from a batch, and where to
+    /// resume after it.
+    Reading { text: String, batch_device: Option<String>, resume: Resume },
     /// The file is not JSON of an accepted shape from this point on.
     Malformed(String),
 }
@@ -44,6 +54,11 @@ pub struct Scanner {
     pending: Vec<String>,
     pending_bytes: usize,
     broken: bool,
+    /// Bytes of the file before the next one fed (the scanner may start mid-file).
+    consumed: u64,
+    /// The last point between top-level values, and the readings handed out since.
+    boundary: u64,
+    since_boundary: u64,
 }
 
 impl Default for Scanner {
@@ -63,6 +78,9 @@ impl Default for Scanner {
             pending: Vec::new(),
             pending_bytes: 0,
             broken: false,
+            consumed: 0,
+            boundary: 0,
+            since_boundary: 0,
         }
     }
 }
@@ -74,14 +92,25 @@ pub const MAX_READING_BYTES: usize = 64 * 1024;
 pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
 impl Scanner {
+    /// A scanner starting at `offset`, which must be a [`Resume::offset`] of an earlier scan.
+    pub fn resumed_at(offset: u64) -> Self {
+        Self { consumed: offset, boundary: offset, ..Self::default() }
+    }
+
+    /// Hands out a reading, which is resumed after at the last boundary, skipping it and those before it.
+    fn emit(&mut self, out: &mut Vec<Found>, text: String, batch_device: Option<String>) {
+        self.since_boundary += 1;
+        out.push(Found::Reading { text, batch_device, resume: Resume { offset: self.boundary, skip: self.since_boundary } });
+    }
+
     fn text(bytes: &[u8]) -> String {
         String::from_utf8_lossy(bytes).into_owned()
     }
 
     fn emit_element(&mut self, out: &mut Vec<Found>) {
         let text = Self::text(&std::mem::take(&mut self.capture));
-        match &self.batch_device {
-            Some(d) => out.push(Found::Reading { text, batch_device: Some(d.clone()) }),
+        match self.batch_device.clone() {
+            Some(d) => self.emit(out, text, Some(d)),
             // `device_id` may come after `readings`: hold the elements until the object ends.
             None => {
                 self.pending_bytes += text.len();
@@ -114,10 +143,14 @@ impl Scanner {
 
     /// Feeds the next bytes; readings completed by them are pushed to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Found>) {
-        for &b in bytes {
+        let start = self.consumed;
+        self.consumed += bytes.len() as u64;
+        for (i, &b) in bytes.iter().enumerate() {
             if self.broken {
                 return;
             }
+            // Just after this byte: where a top-level value that it closes ends.
+            let after = start + i as u64 + 1;
             let capturing = matches!(self.mode, Mode::Object) || (self.mode == Mode::Readings && self.depth >= 2);
             if capturing {
                 self.capture.push(b);
@@ -188,8 +221,8 @@ impl Scanner {
                     match (self.mode, self.depth) {
                         (Mode::Object, 0) => {
                             let text = Self::text(&std::mem::take(&mut self.capture));
-                            out.push(Found::Reading { text, batch_device: None });
-                            self.reset_top();
+                            self.emit(out, text, None);
+                            self.reset_top(after);
                         }
                         (Mode::Readings, 2) => self.emit_element(out),
                         (Mode::Readings, 1) => {
@@ -201,9 +234,10 @@ impl Scanner {
                         (Mode::Batch, 0) => {
                             self.pending_bytes = 0;
                             for text in std::mem::take(&mut self.pending) {
-                                out.push(Found::Reading { text, batch_device: self.batch_device.clone() });
+                                let device = self.batch_device.clone();
+                                self.emit(out, text, device);
                             }
-                            self.reset_top();
+                            self.reset_top(after);
                         }
                         _ => {}
                     }
@@ -245,7 +279,10 @@ impl Scanner {
         }
     }
 
-    fn reset_top(&mut self) {
+    /// Back between top-level values, at `boundary`.
+    fn reset_top(&mut self, boundary: u64) {
+        self.boundary = boundary;
+        self.since_boundary = 0;
         self.mode = Mode::Top;
         self.expect_key = false;
         self.current_key.clear();
@@ -279,7 +316,7 @@ mod tests {
         found
             .iter()
             .filter_map(|f| match f {
-                Found::Reading { text, batch_device } => Some((serde_json::from_str(text).unwrap(), batch_device.clone())),
+                Found::Reading { text, batch_device, .. } => Some((serde_json::from_str(text).unwrap(), batch_device.clone())),
                 Found::Malformed(_) => None,
             })
             .collect()
@@ -306,6 +343,47 @@ mod tests {
             assert_eq!(texts, ["1", "\"x\"", "{\"a\": 1}", "true"], "scalar elements are handed out to be refused");
             let r = readings(&scan_in_chunks(ndjson, chunk));
             assert_eq!(r.iter().map(|(v, _)| v["device_id"].as_str().unwrap()).collect::<Vec<_>>(), ["D1", "D2"]);
+        }
+    }
+
+    /// The texts of the readings found, and where to resume after each.
+    fn found_with_resume(found: Vec<Found>) -> Vec<(String, Resume)> {
+        found
+            .into_iter()
+            .filter_map(|f| match f {
+                Found::Reading { text, resume, .. } => Some((text, resume)),
+                Found::Malformed(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resuming_after_any_reading_finds_exactly_the_readings_after_it() {
+        let files = [
+            "{\"device_id\": \"D1\", \"heart_rate\": 1}\n{\"device_id\": \"D1\", \"heart_rate\": 2}\n\n{\"device_id\": \"D2\", \"heart_rate\": 3}\n",
+            r#"{"device_id": "D1", "readings": [{"heart_rate": 1}, {"heart_rate": 2}, {"heart_rate": 3}]}"#,
+            r#"{"readings": [{"heart_rate": 1}, {"heart_rate": 2}], "device_id": "D9"} {"device_id": "D1", "readings": [{"heart_rate": 3}]}"#,
+            "{\"device_id\": \"D1\", \"heart_rate\": 1}\n{\"device_id\": \"D1\", \"readings\": [{\"heart_rate\": 2}, {\"heart_rate\": 3}]}\n",
+        ];
+        for file in files {
+            let all = found_with_resume(scan_in_chunks(file, 5));
+            assert_eq!(all.len(), 3, "{file}");
+            for (i, (_, resume)) in all.iter().enumerate() {
+                let offset = usize::try_from(resume.offset).unwrap();
+                let mut s = Scanner::resumed_at(resume.offset);
+                let mut out = Vec::new();
+                for part in file.as_bytes()[offset..].chunks(3) {
+                    s.feed(part, &mut out);
+                }
+                s.finish(&mut out);
+                let rest = found_with_resume(out);
+                let skip = usize::try_from(resume.skip).unwrap();
+                assert!(rest.len() >= skip, "{file} after {i}");
+                let expected: Vec<_> = all[i + 1..].iter().map(|(t, _)| t.clone()).collect();
+                assert_eq!(rest[skip..].iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), expected, "{file} after reading {i}");
+                // The resumed scan's own resume points are the first scan's.
+                assert_eq!(rest[skip..].iter().map(|(_, r)| *r).collect::<Vec<_>>(), all[i + 1..].iter().map(|(_, r)| *r).collect::<Vec<_>>());
+            }
         }
     }
 
