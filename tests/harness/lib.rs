@@ -92,10 +92,15 @@ impl TestStack {
         seen
     }
 
-    /// How many items a table holds (a scan; test tables are small).
+    /// How many items a table holds (a counting scan through every page).
     pub async fn count(&self, spec: &vitalwire::platform::tables::TableSpec) -> i32 {
-        let out = self.dynamodb.scan().table_name(self.table(spec)).send().await.expect("scan");
-        out.count()
+        let scan = self.dynamodb.scan().table_name(self.table(spec)).select(aws_sdk_dynamodb::types::Select::Count);
+        let mut pages = scan.into_paginator().send();
+        let mut count = 0;
+        while let Some(page) = pages.next().await {
+            count += page.expect("scan").count();
+        }
+        count
     }
 }
 

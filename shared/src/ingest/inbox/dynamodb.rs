@@ -34,6 +34,11 @@ impl FromWiring for DynamoInboxProgress {
     }
 }
 
+/// A problem's sort key: numbered so that they sort in order.
+fn problem_item(number: u64) -> String {
+    format!("PROBLEM#{number:020}")
+}
+
 fn status_sort_key(p: &FileProgress) -> String {
     format!("{}#{}", p.updated_at, p.file_id)
 }
@@ -51,6 +56,7 @@ fn to_item(p: &FileProgress) -> Item {
         ("stored".to_owned(), n(p.stored)),
         ("failed".to_owned(), n(p.failed)),
         ("problemsListed".to_owned(), n(p.problems_listed)),
+        ("problemBase".to_owned(), n(p.problem_base)),
         ("resumeOffset".to_owned(), n(p.resume.offset)),
         ("resumeSkip".to_owned(), n(p.resume.skip)),
         ("runs".to_owned(), n(p.runs)),
@@ -80,6 +86,7 @@ fn from_item(item: &Item) -> Result<FileProgress, StoreError> {
         stored: number("stored")?,
         failed: number("failed")?,
         problems_listed: number("problemsListed")?,
+        problem_base: number("problemBase")?,
         resume: Resume { offset: number("resumeOffset")?, skip: number("resumeSkip")? },
         runs: number("runs")?,
         version_saved: number("version")?,
@@ -119,7 +126,7 @@ impl InboxProgress for DynamoInboxProgress {
             let text = serde_json::to_string(problem).map_err(|e| StoreError::new(OP, e))?;
             let item = Item::from([
                 ("fileId".to_owned(), s(&progress.file_id)),
-                ("item".to_owned(), s(format!("PROBLEM#{number:010}"))),
+                ("item".to_owned(), s(problem_item(number))),
                 ("problem".to_owned(), s(text)),
                 ("expiresAt".to_owned(), expires_in_days(RETENTION_DAYS)),
             ]);
@@ -130,16 +137,17 @@ impl InboxProgress for DynamoInboxProgress {
         put_over_version(&self.client, &self.table, to_item(progress), progress.version_saved, "fileId", OP).await
     }
 
-    async fn problems(&self, file_id: &str, limit: usize) -> Result<Vec<Problem>, StoreError> {
+    async fn problems(&self, file_id: &str, from: u64, limit: usize) -> Result<Vec<Problem>, StoreError> {
         const OP: &str = "read inbox file problems";
         let query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("fileId = :f AND begins_with(#item, :p)")
+            .key_condition_expression("fileId = :f AND #item BETWEEN :from AND :to")
             .expression_attribute_names("#item", "item")
             .expression_attribute_values(":f", s(file_id))
-            .expression_attribute_values(":p", s("PROBLEM#"));
+            .expression_attribute_values(":from", s(problem_item(from)))
+            .expression_attribute_values(":to", s(problem_item(u64::MAX)));
         let mut pages = query.into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {

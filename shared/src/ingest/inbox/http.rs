@@ -28,7 +28,7 @@ pub async fn files<P: InboxProgress>(request: Request, progress: &P) -> Result<R
     use lambda_http::RequestExt as _;
     if let Some(file_id) = request.path_parameters_ref().and_then(|p| p.first("fileId")).map(str::to_owned) {
         let file = progress.get(&file_id).await?.ok_or_else(|| ApiError::NotFound(format!("no inbox file {file_id}")))?;
-        let problems = progress.problems(&file_id, MAX_REPORTED_ERRORS).await?;
+        let problems = progress.problems(&file_id, file.problem_base, MAX_REPORTED_ERRORS).await?;
         let mut body = file_json(&file);
         body["problems"] = json!(problems);
         return Ok((200, body));

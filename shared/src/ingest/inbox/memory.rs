@@ -1,11 +1,59 @@
-//! In-memory [`InboxProgress`] and [`InboxContinuation`] for unit tests: the same conditions as
-//! the DynamoDB and SQS adapters (a save only over the version before it).
+//! In-memory [`InboxObjects`], [`InboxProgress`] and [`InboxContinuation`] for unit tests: the
+//! same conditions as the S3, DynamoDB and SQS adapters (a version read, copied or deleted only
+//! while it is there; a save only over the version before it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use aws_sdk_s3::primitives::ByteStream;
+
 use super::progress::{FileProgress, FileStatus, GoOn, InboxContinuation, InboxProgress, Problem, ProgressPage};
+use super::{InboxObjects, ObjectRef};
 use crate::StoreError;
+
+/// Objects by (bucket, key); one version each (a bucket without versioning).
+#[derive(Default)]
+pub struct MemoryInbox {
+    pub objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl MemoryInbox {
+    pub fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+        self.objects.lock().expect("lock").insert((bucket.to_owned(), key.to_owned()), body.into());
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        self.objects.lock().expect("lock").get(&(bucket.to_owned(), key.to_owned())).cloned()
+    }
+
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.objects.lock().expect("lock").keys().filter(|(_, k)| k.starts_with(prefix)).map(|(_, k)| k.clone()).collect()
+    }
+}
+
+impl InboxObjects for MemoryInbox {
+    async fn open(&self, object: &ObjectRef, from: u64) -> Result<Option<ByteStream>, StoreError> {
+        let Some(body) = self.get(&object.bucket, &object.key) else { return Ok(None) };
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(body.len());
+        Ok(Some(ByteStream::from(body[from..].to_vec())))
+    }
+
+    async fn copy(&self, object: &ObjectRef, to: &str) -> Result<bool, StoreError> {
+        let Some(body) = self.get(&object.bucket, &object.key) else { return Ok(false) };
+        self.put(&object.bucket, to, body);
+        Ok(true)
+    }
+
+    async fn put_json(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        self.put(bucket, key, body);
+        Ok(())
+    }
+
+    async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError> {
+        self.objects.lock().expect("lock").remove(&(object.bucket.clone(), object.key.clone()));
+        Ok(())
+    }
+}
 
 #[derive(Default)]
 pub struct MemoryProgress {
@@ -37,9 +85,9 @@ impl InboxProgress for MemoryProgress {
         }
     }
 
-    async fn problems(&self, file_id: &str, limit: usize) -> Result<Vec<Problem>, StoreError> {
+    async fn problems(&self, file_id: &str, from: u64, limit: usize) -> Result<Vec<Problem>, StoreError> {
         let kept = self.problems.lock().expect("lock");
-        Ok(kept.range((file_id.to_owned(), 0)..=(file_id.to_owned(), u64::MAX)).map(|(_, p)| p.clone()).take(limit).collect())
+        Ok(kept.range((file_id.to_owned(), from)..=(file_id.to_owned(), u64::MAX)).map(|(_, p)| p.clone()).take(limit).collect())
     }
 
     async fn by_status(&self, status: FileStatus, limit: i32, after: Option<&str>) -> Result<ProgressPage, StoreError> {

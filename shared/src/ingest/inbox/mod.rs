@@ -193,7 +193,7 @@ where
             outcomes.push(InboxOutcome::Ignored { key: object.key });
             continue;
         }
-        outcomes.push(start(&object, record.event_time, deps).await?);
+        outcomes.push(deps.start(&object, record.event_time).await?);
     }
     Ok(outcomes)
 }
@@ -213,7 +213,7 @@ where
     let mut failures = BatchFailures::default();
     for record in &event.records {
         let result = match serde_json::from_str::<GoOn>(record.body.as_deref().unwrap_or_default()) {
-            Ok(go_on) => go_on_with(&go_on, deps).await.map(|_| ()),
+            Ok(go_on) => deps.go_on_with(&go_on).await.map(|_| ()),
             Err(e) => Err(StoreError::new("read inbox queue message", e)),
         };
         if let Err(e) = result {
@@ -224,7 +224,8 @@ where
     Ok(failures.into_response())
 }
 
-async fn go_on_with<S, D, O, A, L, P, C>(go_on: &GoOn, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
+/// A file's runs: each step over the same ports.
+impl<S, D, O, A, L, P, C> InboxDeps<S, D, O, A, L, P, C>
 where
     S: InboxObjects,
     D: DeviceRegistry,
@@ -234,40 +235,221 @@ where
     P: InboxProgress,
     C: InboxContinuation,
 {
-    match deps.progress.get(&go_on.file_id).await? {
-        Some(progress) if progress.status == FileStatus::Filing => run(progress, deps).await,
-        Some(_) => Ok(InboxOutcome::AlreadyProcessed { key: go_on.key.clone() }),
-        None => Err(StoreError::new("continue inbox file", format!("no record of file {} ({})", go_on.file_id, go_on.key))),
+    /// Goes on with the file a queue message names, from where its record says.
+    async fn go_on_with(&self, go_on: &GoOn) -> Result<InboxOutcome, StoreError> {
+        match self.progress.get(&go_on.file_id).await? {
+            Some(progress) if progress.status == FileStatus::Filing => self.run(progress).await,
+            Some(_) => Ok(InboxOutcome::AlreadyProcessed { key: go_on.key.clone() }),
+            None => Err(StoreError::new("continue inbox file", format!("no record of file {} ({})", go_on.file_id, go_on.key))),
+        }
     }
-}
 
-/// Starts (or resumes) a file an S3 event names.
-async fn start<S, D, O, A, L, P, C>(object: &ObjectRef, at: DateTime<Utc>, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
-where
-    S: InboxObjects,
-    D: DeviceRegistry,
-    O: ObservationStore,
-    A: AlertStore,
-    L: DeadLetterStore,
-    P: InboxProgress,
-    C: InboxContinuation,
-{
-    let fresh = FileProgress::new(object, &format_utc(at), &format_utc(Utc::now()));
-    let progress = deps.progress.start(&fresh).await?;
-    if progress.status == FileStatus::Filing {
-        return run(progress, deps).await;
+    /// Starts (or resumes) a file an S3 event names.
+    async fn start(&self, object: &ObjectRef, at: DateTime<Utc>) -> Result<InboxOutcome, StoreError> {
+        let fresh = FileProgress::new(object, &format_utc(at), &format_utc(Utc::now()));
+        let progress = self.progress.start(&fresh).await?;
+        if progress.status == FileStatus::Filing {
+            return self.run(progress).await;
+        }
+        // Done, and moved before it was marked done: unless the object is there again, which only
+        // a new file under the same key in a bucket without versions makes so: filed afresh.
+        if self.objects.open(object, 0).await?.is_none() {
+            tracing::info!(key = %object.key, "inbox file already processed");
+            return Ok(InboxOutcome::AlreadyProcessed { key: object.key.clone() });
+        }
+        let again = FileProgress { version_saved: progress.version_saved + 1, problem_base: progress.next_problem(), ..fresh };
+        if !self.progress.save(&again, 0, &[]).await? {
+            return Ok(InboxOutcome::FiledElsewhere { key: again.key, file_id: again.file_id });
+        }
+        self.run(again).await
     }
-    // Done, and moved before it was marked done: unless the object is there again, which only
-    // a new file under the same key in a bucket without versions makes so: filed afresh.
-    if deps.objects.open(object, 0).await?.is_none() {
-        tracing::info!(key = %object.key, "inbox file already processed");
-        return Ok(InboxOutcome::AlreadyProcessed { key: object.key.clone() });
+
+    /// Files a file from where its record says, a chunk at a time, until its end or the run's budget.
+    async fn run(&self, mut progress: FileProgress) -> Result<InboxOutcome, StoreError> {
+        let started = Instant::now();
+        let object = progress.object();
+        let Some(mut body) = self.objects.open(&object, progress.resume.offset).await? else {
+            return self.record_moved(progress).await;
+        };
+        progress.runs += 1;
+        let mut filing = Filing::new(&self.filing);
+        let mut scanner = Scanner::resumed_at(progress.resume.offset);
+        let mut skip = progress.resume.skip;
+        let (mut found, mut chunk) = (Vec::new(), Chunk::default());
+        loop {
+            let bytes = body.try_next().await.map_err(|e| StoreError::new("read inbox file", e))?;
+            let done = bytes.is_none();
+            match bytes {
+                Some(bytes) => scanner.feed(&bytes, &mut found),
+                None => std::mem::take(&mut scanner).finish(&mut found),
+            }
+            for item in found.drain(..) {
+                match item {
+                    Found::Malformed(why) => chunk.malformed = Some(why),
+                    // Handled by an earlier run: the first readings of a batch resumed within.
+                    Found::Reading { .. } if skip > 0 => skip -= 1,
+                    Found::Reading { text, batch_device, resume } => {
+                        chunk.readings.push((text, batch_device));
+                        chunk.resume = Some(resume);
+                    }
+                }
+                if chunk.readings.len() < self.limits.chunk_readings {
+                    continue;
+                }
+                if !self.file_chunk(&mut progress, std::mem::take(&mut chunk), &mut filing).await? {
+                    return Ok(InboxOutcome::FiledElsewhere { key: progress.key, file_id: progress.file_id });
+                }
+                if started.elapsed() >= self.limits.budget {
+                    self.continuation.go_on(&progress).await?;
+                    tracing::info!(key = %progress.key, readings = progress.readings, "inbox file handed to the next run");
+                    return Ok(InboxOutcome::Continued { key: progress.key, file_id: progress.file_id, readings: progress.readings });
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        if !self.file_chunk(&mut progress, chunk, &mut filing).await? {
+            return Ok(InboxOutcome::FiledElsewhere { key: progress.key, file_id: progress.file_id });
+        }
+        drop(filing);
+        self.finish(progress).await
     }
-    let again = FileProgress { version_saved: progress.version_saved + 1, ..fresh };
-    if !deps.progress.save(&again, 0, &[]).await? {
-        return Ok(InboxOutcome::FiledElsewhere { key: again.key, file_id: again.file_id });
+
+    /// Files a chunk's readings together, keeps its bad ones as dead letters and problems, and
+    /// saves the file's progress after it; false when another run saved first.
+    async fn file_chunk(&self, progress: &mut FileProgress, chunk: Chunk, filing: &mut Filing<'_, D, O, A>) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let first_index = progress.readings;
+        let mut problems: Vec<(Problem, &'static str, Option<String>, String)> = Vec::new();
+        let (mut valid, mut positions) = (Vec::new(), Vec::new());
+        for (i, (text, batch_device)) in chunk.readings.iter().enumerate() {
+            let index = first_index + i as u64;
+            match readings::parse(text, batch_device.as_deref(), now) {
+                Ok(parsed) => {
+                    valid.push(parsed.reading);
+                    positions.push(i);
+                }
+                Err(errors) => {
+                    let first = errors[0].clone();
+                    let problem = Problem { index: Some(index), field: first.field, reason: first.reason, errors };
+                    problems.push((problem, "INVALID_READING", batch_device.clone(), text.clone()));
+                }
+            }
+        }
+        let results = filing.file_together(&valid).await?;
+        for ((result, reading), &i) in results.into_iter().zip(&valid).zip(&positions) {
+            if let Err(refusal) = result {
+                let field = if matches!(refusal, super::Refusal::Admission(_)) { "device_id" } else { "reading" };
+                let problem = Problem { index: Some(first_index + i as u64), field: field.into(), reason: refusal.to_string(), errors: Vec::new() };
+                problems.push((problem, refusal.code(), Some(reading.device_id.clone()), chunk.readings[i].0.clone()));
+            }
+        }
+        problems.sort_by_key(|(p, ..)| p.index);
+        let handled = chunk.readings.len() as u64;
+        let failed = problems.len() as u64;
+        if let Some(why) = chunk.malformed {
+            let problem = Problem { index: None, field: "file".into(), reason: format!("malformed JSON: {why}"), errors: Vec::new() };
+            problems.push((problem, "INVALID_JSON", None, String::new()));
+        }
+        let room = MAX_REPORTED_ERRORS.saturating_sub(usize::try_from(progress.problems_listed).unwrap_or(usize::MAX));
+        let received = progress.arrived_at.clone();
+        let mut listed = Vec::new();
+        for (problem, code, device, raw) in problems.iter().take(room) {
+            // A file that is not readings at all is kept as one dead letter when it moves.
+            if !raw.is_empty() {
+                let reason = format!("{} {}", problem.field, problem.reason);
+                self.dead_letters.record(&DeadLetter::refused(SOURCE, device.as_deref(), code, reason, raw.clone(), received.clone())).await?;
+            }
+            listed.push(problem.clone());
+        }
+        let first_problem = progress.next_problem();
+        progress.readings += handled;
+        progress.stored += handled - failed;
+        progress.failed += problems.len() as u64;
+        progress.problems_listed += listed.len() as u64;
+        progress.resume = chunk.resume.unwrap_or(progress.resume);
+        progress.version_saved += 1;
+        progress.updated_at = format_utc(Utc::now());
+        self.progress.save(progress, first_problem, &listed).await
     }
-    run(again, deps).await
+
+    /// Marks a file done whose move an earlier run made before it could say so.
+    async fn record_moved(&self, mut progress: FileProgress) -> Result<InboxOutcome, StoreError> {
+        let (status, to, report) = destinations(&progress);
+        progress.status = status;
+        progress.moved_to = Some(to);
+        progress.report = report;
+        progress.version_saved += 1;
+        progress.updated_at = format_utc(Utc::now());
+        self.progress.save(&progress, progress.next_problem(), &[]).await?;
+        tracing::info!(key = %progress.key, "inbox file already processed");
+        Ok(InboxOutcome::AlreadyProcessed { key: progress.key })
+    }
+
+    /// The end of a file: its report (if anything was bad), the move, the record marked done.
+    async fn finish(&self, mut progress: FileProgress) -> Result<InboxOutcome, StoreError> {
+        let mut last = Vec::new();
+        if progress.readings == 0 && progress.failed == 0 {
+            last.push(Problem { index: None, field: "file".into(), reason: "the file holds no reading".into(), errors: Vec::new() });
+            progress.failed += 1;
+        }
+        let object = progress.object();
+        let key = progress.key.clone();
+        let (status, to, report) = destinations(&progress);
+        if let Some(report) = &report {
+            let mut problems = self.progress.problems(&progress.file_id, progress.problem_base, MAX_REPORTED_ERRORS).await?;
+            let room = MAX_REPORTED_ERRORS.saturating_sub(problems.len());
+            problems.extend(last.iter().take(room).cloned());
+            // A file that is not readings at all (malformed JSON, nothing in it) has no reading to
+            // keep as a dead letter: the file itself is, and where it went.
+            let file_problems: Vec<&Problem> = problems.iter().filter(|p| p.index.is_none()).collect();
+            if !file_problems.is_empty() {
+                let reason = file_problems.iter().map(|p| p.reason.as_str()).collect::<Vec<_>>().join("; ");
+                let raw = json!({"file": key, "version": object.version, "movedTo": to, "report": report, "errors": file_problems});
+                let letter = DeadLetter::refused(SOURCE, None, "INVALID_FILE", format!("{key}: {reason}"), raw.to_string(), progress.arrived_at.clone());
+                self.dead_letters.record(&letter).await?;
+            }
+            let body = json!({
+                "file": key,
+                "fileId": progress.file_id,
+                "version": object.version,
+                "movedTo": to,
+                "processedAt": format_utc(Utc::now()),
+                "readings": progress.readings,
+                "stored": progress.stored,
+                "failed": progress.failed,
+                "errorsListed": problems.len(),
+                "errors": problems,
+            });
+            // The report first, then the copy: the original stays until both exist.
+            let bytes = serde_json::to_vec_pretty(&body).map_err(|e| StoreError::new("write inbox report", e))?;
+            self.objects.put_json(&object.bucket, report, bytes).await?;
+        }
+        if !move_file(&self.objects, &object, &to).await? {
+            return Ok(InboxOutcome::AlreadyProcessed { key });
+        }
+        record_metrics(&self.filing.metrics, &progress, Utc::now());
+        let first_problem = progress.next_problem();
+        progress.problems_listed += last.len() as u64;
+        progress.status = status;
+        progress.moved_to = Some(to.clone());
+        progress.report = report.clone();
+        progress.version_saved += 1;
+        progress.updated_at = format_utc(Utc::now());
+        self.progress.save(&progress, first_problem, &last).await?;
+        let file_id = progress.file_id.clone();
+        match report {
+            None => {
+                tracing::info!(key = %key, to = %to, stored = progress.stored, "inbox file archived");
+                Ok(InboxOutcome::Archived { key, file_id, to, stored: progress.stored })
+            }
+            Some(report) => {
+                tracing::warn!(key = %key, to = %to, stored = progress.stored, failed = progress.failed, "inbox file had errors");
+                Ok(InboxOutcome::Failed { key, file_id, to, report, stored: progress.stored, failed: progress.failed })
+            }
+        }
+    }
 }
 
 /// Readings read from the file and not yet filed.
@@ -278,137 +460,6 @@ struct Chunk {
     resume: Option<Resume>,
     /// The file is not JSON of an accepted shape from here on.
     malformed: Option<String>,
-}
-
-/// Files a file from where its record says, a chunk at a time, until its end or the run's budget.
-async fn run<S, D, O, A, L, P, C>(mut progress: FileProgress, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
-where
-    S: InboxObjects,
-    D: DeviceRegistry,
-    O: ObservationStore,
-    A: AlertStore,
-    L: DeadLetterStore,
-    P: InboxProgress,
-    C: InboxContinuation,
-{
-    let started = Instant::now();
-    let object = progress.object();
-    let Some(mut body) = deps.objects.open(&object, progress.resume.offset).await? else {
-        return record_moved(progress, deps).await;
-    };
-    progress.runs += 1;
-    let mut filing = Filing::new(&deps.filing);
-    let mut scanner = Scanner::resumed_at(progress.resume.offset);
-    let mut skip = progress.resume.skip;
-    let (mut found, mut chunk) = (Vec::new(), Chunk::default());
-    loop {
-        let bytes = body.try_next().await.map_err(|e| StoreError::new("read inbox file", e))?;
-        let done = bytes.is_none();
-        match bytes {
-            Some(bytes) => scanner.feed(&bytes, &mut found),
-            None => std::mem::take(&mut scanner).finish(&mut found),
-        }
-        for item in found.drain(..) {
-            match item {
-                Found::Malformed(why) => chunk.malformed = Some(why),
-                // Handled by an earlier run: the first readings of a batch resumed within.
-                Found::Reading { .. } if skip > 0 => skip -= 1,
-                Found::Reading { text, batch_device, resume } => {
-                    chunk.readings.push((text, batch_device));
-                    chunk.resume = Some(resume);
-                }
-            }
-            if chunk.readings.len() < deps.limits.chunk_readings {
-                continue;
-            }
-            if !file_chunk(&mut progress, std::mem::take(&mut chunk), &mut filing, deps).await? {
-                return Ok(InboxOutcome::FiledElsewhere { key: progress.key, file_id: progress.file_id });
-            }
-            if started.elapsed() >= deps.limits.budget {
-                deps.continuation.go_on(&progress).await?;
-                tracing::info!(key = %progress.key, readings = progress.readings, "inbox file handed to the next run");
-                return Ok(InboxOutcome::Continued { key: progress.key, file_id: progress.file_id, readings: progress.readings });
-            }
-        }
-        if done {
-            break;
-        }
-    }
-    if !file_chunk(&mut progress, chunk, &mut filing, deps).await? {
-        return Ok(InboxOutcome::FiledElsewhere { key: progress.key, file_id: progress.file_id });
-    }
-    drop(filing);
-    finish(progress, deps).await
-}
-
-/// Files a chunk's readings together, keeps its bad ones as dead letters and problems, and
-/// saves the file's progress after it; false when another run saved first.
-async fn file_chunk<S, D, O, A, L, P, C>(
-    progress: &mut FileProgress,
-    chunk: Chunk,
-    filing: &mut Filing<'_, D, O, A>,
-    deps: &InboxDeps<S, D, O, A, L, P, C>,
-) -> Result<bool, StoreError>
-where
-    D: DeviceRegistry,
-    O: ObservationStore,
-    A: AlertStore,
-    L: DeadLetterStore,
-    P: InboxProgress,
-{
-    let now = Utc::now();
-    let first_index = progress.readings;
-    let mut problems: Vec<(Problem, &'static str, Option<String>, String)> = Vec::new();
-    let (mut valid, mut positions) = (Vec::new(), Vec::new());
-    for (i, (text, batch_device)) in chunk.readings.iter().enumerate() {
-        let index = first_index + i as u64;
-        match readings::parse(text, batch_device.as_deref(), now) {
-            Ok(parsed) => {
-                valid.push(parsed.reading);
-                positions.push(i);
-            }
-            Err(errors) => {
-                let first = errors[0].clone();
-                let problem = Problem { index: Some(index), field: first.field, reason: first.reason, errors };
-                problems.push((problem, "INVALID_READING", batch_device.clone(), text.clone()));
-            }
-        }
-    }
-    let results = filing.file_together(&valid).await?;
-    for ((result, reading), &i) in results.into_iter().zip(&valid).zip(&positions) {
-        if let Err(refusal) = result {
-            let field = if matches!(refusal, super::Refusal::Admission(_)) { "device_id" } else { "reading" };
-            let problem = Problem { index: Some(first_index + i as u64), field: field.into(), reason: refusal.to_string(), errors: Vec::new() };
-            problems.push((problem, refusal.code(), Some(reading.device_id.clone()), chunk.readings[i].0.clone()));
-        }
-    }
-    problems.sort_by_key(|(p, ..)| p.index);
-    let handled = chunk.readings.len() as u64;
-    let failed = problems.len() as u64;
-    if let Some(why) = chunk.malformed {
-        let problem = Problem { index: None, field: "file".into(), reason: format!("malformed JSON: {why}"), errors: Vec::new() };
-        problems.push((problem, "INVALID_JSON", None, String::new()));
-    }
-    let room = MAX_REPORTED_ERRORS.saturating_sub(usize::try_from(progress.problems_listed).unwrap_or(usize::MAX));
-    let received = progress.arrived_at.clone();
-    let mut listed = Vec::new();
-    for (problem, code, device, raw) in problems.iter().take(room) {
-        // A file that is not readings at all is kept as one dead letter when it moves.
-        if !raw.is_empty() {
-            let reason = format!("{} {}", problem.field, problem.reason);
-            deps.dead_letters.record(&DeadLetter::refused(SOURCE, device.as_deref(), code, reason, raw.clone(), received.clone())).await?;
-        }
-        listed.push(problem.clone());
-    }
-    let first_problem = progress.problems_listed;
-    progress.readings += handled;
-    progress.stored += handled - failed;
-    progress.failed += problems.len() as u64;
-    progress.problems_listed += listed.len() as u64;
-    progress.resume = chunk.resume.unwrap_or(progress.resume);
-    progress.version_saved += 1;
-    progress.updated_at = format_utc(Utc::now());
-    deps.progress.save(progress, first_problem, &listed).await
 }
 
 /// `InboxFiles`, `InboxReadings`, `InboxReadingsFailed`, and `InboxLag`: the seconds from the
@@ -444,94 +495,6 @@ fn destinations(progress: &FileProgress) -> (FileStatus, String, Option<String>)
     (FileStatus::Failed, to, Some(report))
 }
 
-/// Marks a file done whose move an earlier run made before it could say so.
-async fn record_moved<S, D, O, A, L, P, C>(mut progress: FileProgress, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
-where
-    P: InboxProgress,
-{
-    let (status, to, report) = destinations(&progress);
-    progress.status = status;
-    progress.moved_to = Some(to);
-    progress.report = report;
-    progress.version_saved += 1;
-    progress.updated_at = format_utc(Utc::now());
-    deps.progress.save(&progress, progress.problems_listed, &[]).await?;
-    tracing::info!(key = %progress.key, "inbox file already processed");
-    Ok(InboxOutcome::AlreadyProcessed { key: progress.key })
-}
-
-/// The end of a file: its report (if anything was bad), the move, the record marked done.
-async fn finish<S, D, O, A, L, P, C>(mut progress: FileProgress, deps: &InboxDeps<S, D, O, A, L, P, C>) -> Result<InboxOutcome, StoreError>
-where
-    S: InboxObjects,
-    D: DeviceRegistry,
-    O: ObservationStore,
-    A: AlertStore,
-    L: DeadLetterStore,
-    P: InboxProgress,
-{
-    let mut last = Vec::new();
-    if progress.readings == 0 && progress.failed == 0 {
-        last.push(Problem { index: None, field: "file".into(), reason: "the file holds no reading".into(), errors: Vec::new() });
-        progress.failed += 1;
-    }
-    let object = progress.object();
-    let key = progress.key.clone();
-    let (status, to, report) = destinations(&progress);
-    if let Some(report) = &report {
-        let mut problems = deps.progress.problems(&progress.file_id, MAX_REPORTED_ERRORS).await?;
-        let room = MAX_REPORTED_ERRORS.saturating_sub(problems.len());
-        problems.extend(last.iter().take(room).cloned());
-        // A file that is not readings at all (malformed JSON, nothing in it) has no reading to
-        // keep as a dead letter: the file itself is, and where it went.
-        let file_problems: Vec<&Problem> = problems.iter().filter(|p| p.index.is_none()).collect();
-        if !file_problems.is_empty() {
-            let reason = file_problems.iter().map(|p| p.reason.as_str()).collect::<Vec<_>>().join("; ");
-            let raw = json!({"file": key, "version": object.version, "movedTo": to, "report": report, "errors": file_problems});
-            let letter = DeadLetter::refused(SOURCE, None, "INVALID_FILE", format!("{key}: {reason}"), raw.to_string(), progress.arrived_at.clone());
-            deps.dead_letters.record(&letter).await?;
-        }
-        let body = json!({
-            "file": key,
-            "fileId": progress.file_id,
-            "version": object.version,
-            "movedTo": to,
-            "processedAt": format_utc(Utc::now()),
-            "readings": progress.readings,
-            "stored": progress.stored,
-            "failed": progress.failed,
-            "errorsListed": problems.len(),
-            "errors": problems,
-        });
-        // The report first, then the copy: the original stays until both exist.
-        let bytes = serde_json::to_vec_pretty(&body).map_err(|e| StoreError::new("write inbox report", e))?;
-        deps.objects.put_json(&object.bucket, report, bytes).await?;
-    }
-    if !move_file(&deps.objects, &object, &to).await? {
-        return Ok(InboxOutcome::AlreadyProcessed { key });
-    }
-    record_metrics(&deps.filing.metrics, &progress, Utc::now());
-    let first_problem = progress.problems_listed;
-    progress.problems_listed += last.len() as u64;
-    progress.status = status;
-    progress.moved_to = Some(to.clone());
-    progress.report = report.clone();
-    progress.version_saved += 1;
-    progress.updated_at = format_utc(Utc::now());
-    deps.progress.save(&progress, first_problem, &last).await?;
-    let file_id = progress.file_id.clone();
-    match report {
-        None => {
-            tracing::info!(key = %key, to = %to, stored = progress.stored, "inbox file archived");
-            Ok(InboxOutcome::Archived { key, file_id, to, stored: progress.stored })
-        }
-        Some(report) => {
-            tracing::warn!(key = %key, to = %to, stored = progress.stored, failed = progress.failed, "inbox file had errors");
-            Ok(InboxOutcome::Failed { key, file_id, to, report, stored: progress.stored, failed: progress.failed })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +506,125 @@ mod tests {
 
     fn object(key: &str, version: Option<&str>) -> ObjectRef {
         ObjectRef { bucket: "inbox".into(), key: key.into(), version: version.map(Into::into) }
+    }
+
+    mod runs {
+        use super::super::memory::{MemoryContinuation, MemoryInbox, MemoryProgress};
+        use super::*;
+        use crate::clinical::memory::MemoryAlerts;
+        use crate::clinical::AlertSettings;
+        use crate::dead_letters::memory::MemoryDeadLetters;
+        use crate::devices::memory::MemoryDevices;
+        use crate::devices::{Device, DeviceStatus};
+        use crate::observations::memory::MemoryObservations;
+        use crate::platform::metrics::MetricSink;
+
+        type Deps = InboxDeps<MemoryInbox, MemoryDevices, MemoryObservations, MemoryAlerts, MemoryDeadLetters, MemoryProgress, MemoryContinuation>;
+
+        fn deps(chunk_readings: usize) -> Deps {
+            let mut d = Device::registered("Acme", "1", "HR", "", "");
+            d.status = DeviceStatus::Active;
+            d.patient_id = Some("pat-1".into());
+            InboxDeps {
+                objects: MemoryInbox::default(),
+                filing: FilingDeps {
+                    devices: MemoryDevices::with(vec![d]),
+                    observations: MemoryObservations::default(),
+                    alerts: MemoryAlerts::default(),
+                    alert_settings: AlertSettings::default(),
+                    metrics: MetricSink::discard(),
+                },
+                dead_letters: MemoryDeadLetters::default(),
+                progress: MemoryProgress::default(),
+                continuation: MemoryContinuation::default(),
+                limits: RunLimits { chunk_readings, budget: Duration::ZERO },
+            }
+        }
+
+        /// Seven readings: a batch object of three (the second bad), then four lines.
+        fn file() -> String {
+            let reading = |minute: u32, rate: u32| format!(r#"{{"device_id": "acme-1", "timestamp": "2026-11-22T10:{minute:02}:00Z", "heart_rate": {rate}}}"#);
+            let batch = r#"{"device_id": "acme-1", "readings": [{"timestamp": "2026-11-22T10:00:00Z", "heart_rate": 70}, {"timestamp": "2026-11-22T10:01:00Z", "heart_rate": 900}, {"timestamp": "2026-11-22T10:02:00Z", "heart_rate": 72}]}"#;
+            format!("{batch}\n{}\n{}\n{}\n{}\n", reading(3, 73), reading(4, 74), reading(5, 75), reading(6, 76))
+        }
+
+        fn event() -> S3Event {
+            let mut event: S3Event = serde_json::from_str(include_str!("../../../../events/inbox-processor.json")).unwrap();
+            event.records[0].s3.bucket.name = Some("inbox".into());
+            event.records[0].s3.object.key = Some("inbox/day.ndjson".into());
+            event.records[0].s3.object.version_id = None;
+            event
+        }
+
+        async fn go_on(deps: &Deps) -> InboxOutcome {
+            let asked = deps.continuation.asked.lock().unwrap().last().cloned().expect("a continuation");
+            deps.go_on_with(&asked).await.unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_file_goes_on_run_after_run_from_where_each_saved() {
+            let deps = deps(2);
+            deps.objects.put("inbox", "inbox/day.ndjson", file());
+            let first = handle(&event(), &deps).await.unwrap();
+            let InboxOutcome::Continued { file_id, readings: 2, .. } = &first[0] else { panic!("{first:?}") };
+            let record = deps.progress.get(file_id).await.unwrap().unwrap();
+            assert_eq!((record.stored, record.failed, record.resume.skip), (1, 1, 2), "saved inside the batch object");
+            assert!(matches!(go_on(&deps).await, InboxOutcome::Continued { readings: 4, .. }), "the third of the batch, then a line");
+            assert!(matches!(go_on(&deps).await, InboxOutcome::Continued { readings: 6, .. }));
+            let last = go_on(&deps).await;
+            let InboxOutcome::Failed { stored: 6, failed: 1, report, .. } = &last else { panic!("{last:?}") };
+            assert_eq!(deps.filing.observations.len(), 12, "six readings, each with its panel, once each");
+            let record = deps.progress.get(file_id).await.unwrap().unwrap();
+            assert_eq!((record.status, record.readings, record.runs), (FileStatus::Failed, 7, 4));
+            let report: serde_json::Value = serde_json::from_slice(&deps.objects.get("inbox", report).unwrap()).unwrap();
+            assert_eq!((report["errors"][0]["index"].as_u64(), report["readings"].as_u64()), (Some(1), Some(7)));
+            assert_eq!(deps.objects.keys("inbox/"), Vec::<String>::new(), "moved");
+            // The queue's message again, after the file moved: nothing to do.
+            assert!(matches!(go_on(&deps).await, InboxOutcome::AlreadyProcessed { .. }));
+        }
+
+        #[tokio::test]
+        async fn a_new_file_under_the_same_key_of_a_bucket_without_versions_is_filed_with_only_its_own_problems() {
+            let deps = deps(500);
+            deps.objects.put("inbox", "inbox/day.ndjson", file());
+            assert!(matches!(&handle(&event(), &deps).await.unwrap()[0], InboxOutcome::Failed { failed: 1, .. }));
+            // Delivered again after the move: nothing to do.
+            assert!(matches!(&handle(&event(), &deps).await.unwrap()[0], InboxOutcome::AlreadyProcessed { .. }));
+            let second = "{\"device_id\": \"acme-1\", \"timestamp\": \"2026-11-22T11:00:00Z\", \"heart_rate\": 80}\n{\"device_id\": \"acme-1\", \"timestamp\": \"2026-11-22T11:01:00Z\", \"heart_rate\": 1000}\n";
+            deps.objects.put("inbox", "inbox/day.ndjson", second);
+            let outcome = handle(&event(), &deps).await.unwrap();
+            let InboxOutcome::Failed { file_id, stored: 1, failed: 1, report, .. } = &outcome[0] else { panic!("{outcome:?}") };
+            let report: serde_json::Value = serde_json::from_slice(&deps.objects.get("inbox", report).unwrap()).unwrap();
+            assert_eq!(report["errors"].as_array().unwrap().len(), 1, "{report}");
+            assert_eq!((report["errors"][0]["index"].as_u64(), report["readings"].as_u64()), (Some(1), Some(2)));
+            let record = deps.progress.get(file_id).await.unwrap().unwrap();
+            assert_eq!(deps.progress.problems(file_id, record.problem_base, 10).await.unwrap().len(), 1);
+            assert_eq!(deps.filing.observations.len(), 14, "the first file's six readings and the second's one, each with its panel");
+        }
+
+        #[tokio::test]
+        async fn a_run_that_dies_mid_chunk_leaves_the_chunk_to_the_next_and_two_runs_never_both_advance() {
+            let deps = deps(3);
+            deps.objects.put("inbox", "inbox/day.ndjson", file());
+            // The second chunk's write fails (throttled): the run fails, nothing of the chunk saved.
+            deps.filing.observations.fail_next();
+            assert!(handle(&event(), &deps).await.is_err());
+            assert!(deps.filing.observations.is_empty() || deps.filing.observations.len() == 4);
+            // The event's retry resumes from the record and files everything once.
+            let again = handle(&event(), &deps).await.unwrap();
+            assert!(matches!(again[0], InboxOutcome::Continued { readings: 3, .. }), "{again:?}");
+            // A duplicate message for the same point: one run saves, the other stops.
+            let asked = deps.continuation.asked.lock().unwrap().last().cloned().unwrap();
+            let record = deps.progress.get(&asked.file_id).await.unwrap().unwrap();
+            let mut stale = record.clone();
+            stale.version_saved += 1;
+            assert!(deps.progress.save(&stale, 0, &[]).await.unwrap(), "another run saved first");
+            assert!(matches!(deps.run(record).await.unwrap(), InboxOutcome::FiledElsewhere { .. }));
+            let done = go_on(&deps).await;
+            assert!(matches!(done, InboxOutcome::Continued { .. } | InboxOutcome::Failed { .. }), "{done:?}");
+            while let InboxOutcome::Continued { .. } = go_on(&deps).await {}
+            assert_eq!(deps.filing.observations.len(), 12, "every good reading once");
+        }
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct FileProgress {
     pub failed: u64,
     /// Problems kept so far (at most [`super::MAX_REPORTED_ERRORS`]).
     pub problems_listed: u64,
+    /// The number of this file's first problem: a new file under the same key of a bucket
+    /// without versions (the same record) numbers its problems after the previous file's.
+    pub problem_base: u64,
     /// Where the next run starts reading.
     pub resume: Resume,
     /// Runs (invocations) that worked on the file.
@@ -93,6 +96,7 @@ impl FileProgress {
             stored: 0,
             failed: 0,
             problems_listed: 0,
+            problem_base: 0,
             resume: Resume::default(),
             runs: 0,
             version_saved: 1,
@@ -101,6 +105,11 @@ impl FileProgress {
             moved_to: None,
             report: None,
         }
+    }
+
+    /// The number the next problem kept gets.
+    pub fn next_problem(&self) -> u64 {
+        self.problem_base + self.problems_listed
     }
 
     pub fn object(&self) -> ObjectRef {
@@ -131,8 +140,8 @@ pub trait InboxProgress: Send + Sync {
     /// harmless), then saves the record if the kept one is the version before it; false when
     /// another run saved first (this one stops: the readings it filed were filed idempotently).
     fn save(&self, progress: &FileProgress, first_problem: u64, problems: &[Problem]) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The file's problems in order, at most `limit`.
-    fn problems(&self, file_id: &str, limit: usize) -> impl Future<Output = Result<Vec<Problem>, StoreError>> + Send;
+    /// The file's problems in order from number `from`, at most `limit`.
+    fn problems(&self, file_id: &str, from: u64, limit: usize) -> impl Future<Output = Result<Vec<Problem>, StoreError>> + Send;
     /// Files of one status, most recently updated first.
     fn by_status(&self, status: FileStatus, limit: i32, after: Option<&str>) -> impl Future<Output = Result<ProgressPage, StoreError>> + Send;
 }
