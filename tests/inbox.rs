@@ -64,7 +64,11 @@ impl Inbox<'_> {
     }
 
     async fn text(&self, key: &str) -> String {
-        let out = self.s3.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
+        self.text_in(&self.bucket, key).await
+    }
+
+    async fn text_in(&self, bucket: &str, key: &str) -> String {
+        let out = self.s3.get_object().bucket(bucket).key(key).send().await.unwrap();
         String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
     }
 
@@ -305,15 +309,10 @@ async fn a_file_larger_than_one_run_goes_on_through_the_queue_from_where_it_save
     assert_eq!((file["readings"].as_u64(), file["stored"].as_u64(), file["failed"].as_u64(), file["runs"].as_u64()), (Some(12), Some(11), Some(1), Some(2)), "{file}");
     assert_eq!((file["problems"][0]["index"].as_u64(), file["problems"][0]["field"].as_str()), (Some(8), Some("heart_rate")), "{file}");
     assert_eq!(gw.stack.count(&OBSERVATIONS).await, 22, "eleven readings, none filed twice, none skipped");
-    let report: Value = serde_json::from_str(&inbox_text(&inbox.s3, &quiet, file["report"].as_str().unwrap()).await).unwrap();
+    let report: Value = serde_json::from_str(&inbox.text_in(&quiet, file["report"].as_str().unwrap()).await).unwrap();
     assert_eq!((report["readings"].as_u64(), report["failed"].as_u64(), report["errors"][0]["index"].as_u64()), (Some(12), Some(1), Some(8)));
     let (status, missing) = api.call(Method::GET, "/admin/inbox/files/0123", Some(&admin), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
     let (status, _) = api.call(Method::GET, "/admin/inbox/files", Some(&api.token(Role::Clinician, Some("c-1"))), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "operators only");
-}
-
-async fn inbox_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
-    let out = s3.get_object().bucket(bucket).key(key).send().await.unwrap();
-    String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
 }
