@@ -99,7 +99,8 @@ fn matches_decimal_grammar(s: &[u8]) -> bool {
 
 impl Serialize for Decimal {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let raw = RawValue::from_string(self.text.clone()).map_err(serde::ser::Error::custom)?;
+        // Borrowed: the text is already a JSON number (FHIR's decimal grammar), nothing to copy.
+        let raw: &RawValue = serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
         raw.serialize(serializer)
     }
 }

@@ -110,34 +110,83 @@ fn sha256(bytes: &[u8]) -> aws_lc_rs::digest::Digest {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
 }
 
-/// The fingerprint of an Observation's content: the SHA-256 of its JSON with `issued` emptied
-/// and, for [`Fingerprint::WithoutTime`], `effectiveDateTime` too. That is the digest of
-/// serializing a copy with those fields cleared; it is taken from `json`, the one
-/// serialization, by hashing around the two values (they are timestamps, which JSON writes
-/// without escapes). `None` when `json` is not laid out so.
-fn content_fingerprint(json: &str, obs: &Observation, fingerprint: Fingerprint) -> Option<String> {
-    let mut blanked: Vec<(&str, &str)> = Vec::with_capacity(2);
-    if fingerprint == Fingerprint::WithoutTime {
-        blanked.push(("effectiveDateTime", &obs.effective_date_time));
+/// What an Observation records, for its fingerprint: the code, subject, device, value(s),
+/// performer, members and sources, and, for [`Fingerprint::WithTime`], the effective time. What
+/// it leaves out the platform derives from these (`meta`, `category`, `status`, `identifier`:
+/// the code and the key) or from when it filed the reading (`issued`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Recorded<'a> {
+    code: &'a CodeableConcept,
+    subject: &'a Reference,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_date_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    performer: &'a [Reference],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_quantity: Option<&'a Quantity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_codeable_concept: Option<&'a CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_string: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    interpretation: &'a [CodeableConcept],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    component: &'a [ObservationComponent],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    has_member: &'a [Reference],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    derived_from: &'a [Reference],
+}
+
+/// The fingerprint of what an Observation records: `<scheme>:<SHA-256 of [`Recorded`]'s JSON>`,
+/// the scheme naming what it covers (`2t` with the effective time, `2r` without). About a third
+/// of the whole resource's bytes, so it costs a third of hashing the resource. Fingerprints of
+/// the first scheme (64 hex digits, the whole JSON with `issued` blanked) are still stored; see
+/// [`same_content`].
+fn recorded_fingerprint(obs: &Observation, fingerprint: Fingerprint) -> Result<String, serde_json::Error> {
+    let recorded = Recorded {
+        code: &obs.code,
+        subject: &obs.subject,
+        device: obs.device.as_ref(),
+        effective_date_time: (fingerprint == Fingerprint::WithTime).then_some(obs.effective_date_time.as_str()),
+        performer: &obs.performer,
+        value_quantity: obs.value_quantity.as_ref(),
+        value_codeable_concept: obs.value_codeable_concept.as_ref(),
+        value_string: obs.value_string.as_deref(),
+        interpretation: &obs.interpretation,
+        component: &obs.component,
+        has_member: &obs.has_member,
+        derived_from: &obs.derived_from,
+    };
+    let mut json = Vec::with_capacity(512);
+    serde_json::to_writer(&mut json, &recorded)?;
+    let mut hex = [0u8; 64];
+    // A 32-byte digest always fits 64 hex digits.
+    let _ = hex::encode_to_slice(sha256(&json), &mut hex);
+    let mut hash = String::with_capacity(67);
+    hash.push_str(fingerprint.scheme());
+    hash.push(':');
+    hash.extend(hex.iter().map(|&b| char::from(b)));
+    Ok(hash)
+}
+
+/// Whether a new Observation records what a stored one under its id does: the same reading
+/// delivered again. A stored fingerprint of the first scheme (written before the scheme was
+/// named) is compared with the new Observation's taken by that scheme, from its JSON.
+pub fn same_content(new: &StoredObservation, stored: &StoredObservation) -> bool {
+    if new.content_hash == stored.content_hash {
+        return true;
     }
-    blanked.push(("issued", &obs.issued));
-    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut rest = json;
-    for (name, value) in blanked {
-        // A value JSON would escape is not written as is, so it is left to the slow path.
-        if value.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-            return None;
-        }
-        // The fields are the Observation's own, at its top level, where `serde` writes them in
-        // order; the same text inside a string value would have its quotes escaped.
-        let field = format!("\"{name}\":\"{value}\"");
-        let at = rest.find(&field)?;
-        context.update(&rest.as_bytes()[..at]);
-        context.update(format!("\"{name}\":\"\"").as_bytes());
-        rest = &rest[at + field.len()..];
-    }
-    context.update(rest.as_bytes());
-    Some(hex::encode(context.finish()))
+    let first_scheme = stored.content_hash.len() == 64 && !stored.content_hash.contains(':');
+    let Some(fingerprint) = Fingerprint::of_scheme(&new.content_hash) else { return false };
+    first_scheme
+        && serde_json::from_str::<Observation>(&new.resource)
+            .ok()
+            .and_then(|obs| StoredObservation::whole_json_fingerprint(&obs, fingerprint).ok())
+            .is_some_and(|hash| hash == stored.content_hash)
 }
 
 /// `meta` of an Observation a device measured: its profiles and the `device` data-source tag.
@@ -257,6 +306,19 @@ pub enum Fingerprint {
     WithoutTime,
 }
 
+impl Fingerprint {
+    fn scheme(self) -> &'static str {
+        match self {
+            Fingerprint::WithTime => "2t",
+            Fingerprint::WithoutTime => "2r",
+        }
+    }
+
+    fn of_scheme(hash: &str) -> Option<Self> {
+        [Fingerprint::WithTime, Fingerprint::WithoutTime].into_iter().find(|f| hash.strip_prefix(f.scheme()).is_some_and(|rest| rest.starts_with(':')))
+    }
+}
+
 impl StoredObservation {
     /// Wraps an Observation a connector's mapping made: found by its first LOINC coding (its
     /// first coding without one) and the start of its period; fingerprinted whole but for
@@ -280,26 +342,22 @@ impl StoredObservation {
         })
     }
 
-    /// Wraps a built Observation for storage: serialized once, fingerprinted from that JSON.
+    /// Wraps a built Observation for storage: serialized, and fingerprinted by what it records.
     pub fn new(obs: &Observation, code_key: String, effective_at: String, fingerprint: Fingerprint) -> Result<Self, serde_json::Error> {
-        let resource = serde_json::to_string(obs)?;
-        let content_hash = match content_fingerprint(&resource, obs, fingerprint) {
-            Some(hash) => hash,
-            None => Self::cleared_copy_fingerprint(obs, fingerprint)?,
-        };
         Ok(Self {
             id: obs.id.clone(),
             patient_id: obs.subject.reference.trim_start_matches("Patient/").to_owned(),
             device_id: obs.device.as_ref().map(|d| d.reference.trim_start_matches("Device/").to_owned()).unwrap_or_default(),
             code_key,
             effective_at,
-            content_hash,
-            resource,
+            content_hash: recorded_fingerprint(obs, fingerprint)?,
+            resource: serde_json::to_string(obs)?,
         })
     }
 
-    /// The fingerprint by its definition: a copy with the fields cleared, serialized and hashed.
-    fn cleared_copy_fingerprint(obs: &Observation, fingerprint: Fingerprint) -> Result<String, serde_json::Error> {
+    /// The first scheme's fingerprint: a copy with `issued` (and, without time, the effective
+    /// time) cleared, serialized whole and hashed.
+    fn whole_json_fingerprint(obs: &Observation, fingerprint: Fingerprint) -> Result<String, serde_json::Error> {
         let mut unissued = obs.clone();
         unissued.issued.clear();
         if fingerprint == Fingerprint::WithoutTime {
@@ -333,7 +391,7 @@ pub enum Inserted {
 
 /// Tells, from the Observations of a set that exist already, what writing the set means.
 pub fn judge(set: &[StoredObservation], existing: &[StoredObservation]) -> Inserted {
-    let differs = existing.iter().any(|e| set.iter().any(|o| o.id == e.id && o.content_hash != e.content_hash));
+    let differs = existing.iter().any(|e| set.iter().any(|o| o.id == e.id && !same_content(o, e)));
     if differs {
         Inserted::Conflict
     } else if existing.len() == set.len() {
@@ -417,28 +475,60 @@ mod tests {
     }
 
     #[test]
-    fn the_fingerprint_from_the_one_serialization_is_the_cleared_copys_and_sha2s() {
+    fn the_fingerprint_covers_what_was_recorded_and_names_its_scheme() {
         use sha2::Digest;
         assert_eq!(sha256(b"a reading").as_ref(), sha2::Sha256::digest(b"a reading").as_slice(), "stored fingerprints stay valid");
-        let mut tricky = measured(&vital(VitalSign::HeartRate, "72", "bpm"), &subject());
-        // A display text that reads like the fields being blanked: escaped in JSON, so never
-        // taken for them.
-        tricky.code.text = Some(r#"x","issued":"2026-11-22T10:00:01.000Z","effectiveDateTime":"2026-11-22T10:00:00.000Z"#.to_owned());
-        for obs in [measured(&vital(VitalSign::BodyTemperature, "36.60", "C"), &subject()), tricky] {
-            for fingerprint in [Fingerprint::WithTime, Fingerprint::WithoutTime] {
-                let stored = StoredObservation::new(&obs, "k".into(), "t".into(), fingerprint).unwrap();
-                assert!(content_fingerprint(&stored.resource, &obs, fingerprint).is_some(), "the fast path is taken");
-                assert_eq!(stored.content_hash, StoredObservation::cleared_copy_fingerprint(&obs, fingerprint).unwrap(), "{fingerprint:?}");
-                assert_eq!(stored.resource, serde_json::to_string(&obs).unwrap());
-            }
-        }
         let obs = measured(&vital(VitalSign::HeartRate, "72", "bpm"), &subject());
-        let later = Observation { issued: "2026-11-22T11:00:00.000Z".into(), ..obs.clone() };
         let fingerprint = |o: &Observation, f| StoredObservation::new(o, "k".into(), "t".into(), f).unwrap().content_hash;
-        assert_eq!(fingerprint(&obs, Fingerprint::WithTime), fingerprint(&later, Fingerprint::WithTime), "issued is not what was measured");
+        let with_time = fingerprint(&obs, Fingerprint::WithTime);
+        assert!(with_time.starts_with("2t:") && with_time.len() == 67, "{with_time}");
+        assert!(fingerprint(&obs, Fingerprint::WithoutTime).starts_with("2r:"));
+        let later = Observation { issued: "2026-11-22T11:00:00.000Z".into(), ..obs.clone() };
+        assert_eq!(with_time, fingerprint(&later, Fingerprint::WithTime), "issued is not what was measured");
         let moved = Observation { effective_date_time: "2026-11-22T10:05:00.000Z".into(), ..obs.clone() };
-        assert_ne!(fingerprint(&obs, Fingerprint::WithTime), fingerprint(&moved, Fingerprint::WithTime));
+        assert_ne!(with_time, fingerprint(&moved, Fingerprint::WithTime));
         assert_eq!(fingerprint(&obs, Fingerprint::WithoutTime), fingerprint(&moved, Fingerprint::WithoutTime));
+        // Everything a reading records changes it: the value's text, its unit, the code, the
+        // patient, the device, the members of a panel.
+        let mut changed = Vec::new();
+        let mut o = obs.clone();
+        o.value_quantity.as_mut().unwrap().value = Decimal::parse("72.0").unwrap();
+        changed.push(o);
+        let mut o = obs.clone();
+        o.value_quantity.as_mut().unwrap().unit = "/min".into();
+        changed.push(o);
+        let mut o = obs.clone();
+        o.code.coding[0].code = Some("8889-8".into());
+        changed.push(o);
+        changed.push(Observation { subject: Reference::to("Patient", "pat-2"), ..obs.clone() });
+        changed.push(Observation { device: Some(Reference::to("Device", "cuff-2")), ..obs.clone() });
+        changed.push(Observation { has_member: vec![Reference::to("Observation", "x")], ..obs.clone() });
+        for o in changed {
+            assert_ne!(with_time, fingerprint(&o, Fingerprint::WithTime), "{:?}", o);
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_of_the_first_scheme_still_tells_a_repeat_from_a_conflict() {
+        for fingerprint in [Fingerprint::WithTime, Fingerprint::WithoutTime] {
+            let obs = measured(&vital(VitalSign::BodyTemperature, "36.60", "C"), &subject());
+            let new = StoredObservation::new(&obs, "k".into(), "t".into(), fingerprint).unwrap();
+            // As an earlier version stored it: issued at another time, fingerprinted whole.
+            let earlier = Observation { issued: "2026-11-22T09:00:00.000Z".into(), ..obs.clone() };
+            let stored = StoredObservation {
+                content_hash: StoredObservation::whole_json_fingerprint(&earlier, fingerprint).unwrap(),
+                resource: serde_json::to_string(&earlier).unwrap(),
+                ..new.clone()
+            };
+            assert_eq!(stored.content_hash.len(), 64);
+            assert!(same_content(&new, &stored), "{fingerprint:?}");
+            assert_eq!(judge(std::slice::from_ref(&new), std::slice::from_ref(&stored)), Inserted::Duplicate);
+            let mut other = obs.clone();
+            other.value_quantity.as_mut().unwrap().value = Decimal::parse("36.7").unwrap();
+            let other = StoredObservation::new(&other, "k".into(), "t".into(), fingerprint).unwrap();
+            assert!(!same_content(&other, &stored));
+            assert_eq!(judge(&[other], &[stored]), Inserted::Conflict);
+        }
     }
 
     #[test]
