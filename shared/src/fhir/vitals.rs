@@ -174,19 +174,19 @@ impl VitalSign {
         }
     }
 
-    /// The specific FHIR R4 vital-signs profile (short name), if the code has one.
+    /// The URL of the specific FHIR R4 vital-signs profile, if the code has one.
     pub fn profile(self) -> Option<&'static str> {
         match self {
-            VitalSign::HeartRate => Some("heartrate"),
-            VitalSign::RespiratoryRate => Some("resprate"),
-            VitalSign::OxygenSaturation | VitalSign::PulseOximetry => Some("oxygensat"),
-            VitalSign::BodyTemperature => Some("bodytemp"),
-            VitalSign::BodyWeight => Some("bodyweight"),
-            VitalSign::BodyHeight => Some("bodyheight"),
-            VitalSign::HeadCircumference => Some("headcircum"),
-            VitalSign::BodyMassIndex => Some("bmi"),
-            VitalSign::BloodPressurePanel => Some("bp"),
-            VitalSign::VitalSignsPanel => Some("vitalspanel"),
+            VitalSign::HeartRate => Some("http://hl7.org/fhir/StructureDefinition/heartrate"),
+            VitalSign::RespiratoryRate => Some("http://hl7.org/fhir/StructureDefinition/resprate"),
+            VitalSign::OxygenSaturation | VitalSign::PulseOximetry => Some("http://hl7.org/fhir/StructureDefinition/oxygensat"),
+            VitalSign::BodyTemperature => Some("http://hl7.org/fhir/StructureDefinition/bodytemp"),
+            VitalSign::BodyWeight => Some("http://hl7.org/fhir/StructureDefinition/bodyweight"),
+            VitalSign::BodyHeight => Some("http://hl7.org/fhir/StructureDefinition/bodyheight"),
+            VitalSign::HeadCircumference => Some("http://hl7.org/fhir/StructureDefinition/headcircum"),
+            VitalSign::BodyMassIndex => Some("http://hl7.org/fhir/StructureDefinition/bmi"),
+            VitalSign::BloodPressurePanel => Some("http://hl7.org/fhir/StructureDefinition/bp"),
+            VitalSign::VitalSignsPanel => Some("http://hl7.org/fhir/StructureDefinition/vitalspanel"),
             VitalSign::SystolicBloodPressure
             | VitalSign::DiastolicBloodPressure
             | VitalSign::BloodGlucose
@@ -275,10 +275,6 @@ pub fn verbatim_ucum(unit: &str) -> Option<&'static str> {
 }
 
 /// The canonical URL of a vital-signs profile by its short name.
-pub fn profile_url(short: &str) -> String {
-    format!("http://hl7.org/fhir/StructureDefinition/{short}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{check_time, Effective};
 use crate::fhir::vitals::{self, Implausible, VitalSign, LOINC};
-use crate::fhir::{is_valid_id, Coding, Decimal};
+use crate::fhir::{is_valid_id, Coding, Decimal, Text};
 use crate::observations::Measurement;
 
 /// What is wrong with a measurement payload.
@@ -184,7 +184,7 @@ fn parse_coding(raw: Option<Value>) -> Result<Vec<Coding>, PayloadError> {
             let system = text("system", true)?;
             let code = text("code", true)?;
             let display = text("display", false)?;
-            Ok(Coding { system, code, display })
+            Ok(Coding { system: system.map(Text::from), code: code.map(Text::from), display: display.map(Text::from) })
         })
         .collect()
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fhir::{CodeableConcept, Coding, Decimal, Identifier, Reference};
+use crate::fhir::{CodeableConcept, Coding, Decimal, Identifier, Reference, Text};
 
 use super::fhir_templates::{CodeValueTemplate, TemplateCode, TemplateConcept, ValueKind, ValueTemplate};
 use super::grouping::ObservationGroup;
@@ -202,7 +202,7 @@ pub enum ObservationError {
 pub fn identifier(group: &ObservationGroup, ids: &ResourceIds) -> (Identifier, String) {
     let value = format!("{}.{}.{}.{}", ids.patient, ids.device, group.name, group.id_segment);
     let id = hash_id(SERVICE_SYSTEM, &value);
-    (Identifier { system: SERVICE_SYSTEM.to_owned(), value }, id)
+    (Identifier { system: SERVICE_SYSTEM.into(), value }, id)
 }
 
 /// The connector's deterministic resource id: lowercase hex SHA-256 of `"{system}_{value}"`.
@@ -307,7 +307,7 @@ fn code(name: &str, codes: &[TemplateCode]) -> CodeableConcept {
 }
 
 fn coding(c: &TemplateCode) -> Coding {
-    Coding { system: c.system.clone(), code: c.code.clone(), display: c.display.clone() }
+    Coding { system: c.system.clone().map(Text::from), code: c.code.clone().map(Text::from), display: c.display.clone().map(Text::from) }
 }
 
 fn concept(c: &TemplateConcept) -> CodeableConcept {
