@@ -86,7 +86,7 @@ fn summary(what: &str, mut runs: Vec<(Duration, Option<(u64, u64)>)>) -> (Durati
         times[times.len() - 1]
     );
     if let Some((all, own)) = memory.get(memory.len() / 2) {
-        line += &format!("\n{what}: resident memory at first poll: median {:.1} MiB ({:.1} MiB of it the process's own, the rest pages of the binary and libraries)", *all as f64 / 1024.0, *own as f64 / 1024.0);
+        line += &format!("\n{what}: resident memory at first poll: median {:.2} MiB ({:.2} MiB of it the process's own, the rest pages of the binary and libraries)", *all as f64 / 1024.0, *own as f64 / 1024.0);
     }
     (median, line)
 }
