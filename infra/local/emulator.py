@@ -18,6 +18,7 @@ from datetime import datetime
 import moto.backends as moto_backends
 import moto.core.responses as core_responses
 import moto.dynamodb.models as dynamodb_models
+import moto.s3.models as s3_models
 from moto.core.utils import get_service_model
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -231,6 +232,61 @@ def _undo_logged_transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = _undo_logged_transact_write_items
+
+
+# moto lists object versions by deep-copying every version of every object in the bucket,
+# bytes included, into a new temporary file each: the local platform's S3 event source lists its
+# buckets a few times a second, so a 100 MB inbox file was copied to disk a few times a second,
+# and the copies (freed only by the cyclic collector) filled the disk during the 100 MB
+# benchmark. A listed version here is the stored one's attributes over the same bytes; it never
+# closes them (the stored version owns them). Only inside a listing: a copy of an object
+# (CopyObject) still gets its own bytes.
+_listing = threading.local()
+
+
+class _ListedVersion(s3_models.FakeKey):
+    __module__ = s3_models.__name__  # moto's model registry names a model's service by its module
+
+    def dispose(self, garbage=False):
+        pass
+
+    def __del__(self):
+        pass
+
+
+class _CopyListedVersions:
+    """`copy` for moto's S3 models: inside a listing, an object version is listed, not copied."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        # The listing copies each key's list of versions.
+        if getattr(_listing, "active", False) and isinstance(value, list):
+            return [_listed(v) if isinstance(v, s3_models.FakeKey) else copy.deepcopy(v) for v in value]
+        return copy.deepcopy(value, memo)
+
+
+def _listed(version):
+    listed = object.__new__(_ListedVersion)
+    listed.__dict__.update(version.__dict__)
+    return listed
+
+
+s3_models.copy = _CopyListedVersions()
+_list_object_versions = s3_models.S3Backend.list_object_versions
+
+
+def _list_versions_without_copies(self, *args, **kwargs):
+    _listing.active = True
+    try:
+        return _list_object_versions(self, *args, **kwargs)
+    finally:
+        _listing.active = False
+
+
+s3_models.S3Backend.list_object_versions = _list_versions_without_copies
 
 
 def main() -> None:
