@@ -98,10 +98,21 @@ pub async fn query_all<T>(
     operation: &'static str,
     from: impl Fn(&Item) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
+    query_at_most(query, operation, usize::MAX, from).await
+}
+
+/// The first `limit` items a query finds, page by page, reading no page past them.
+pub async fn query_at_most<T>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    operation: &'static str,
+    limit: usize,
+    from: impl Fn(&Item) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let mut pages = query.into_paginator().send();
     let mut found = Vec::new();
-    while let Some(page) = pages.next().await {
-        for item in page.map_err(|e| StoreError::sdk(operation, &e))?.items() {
+    while found.len() < limit {
+        let Some(page) = pages.next().await else { break };
+        for item in page.map_err(|e| StoreError::sdk(operation, &e))?.items().iter().take(limit - found.len()) {
             found.push(from(item)?);
         }
     }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::progress::{FileProgress, FileStatus, InboxProgress, Problem, ProgressPage};
 use super::scanner::Resume;
-use crate::platform::dynamodb::{batch_write, expires_in_days, n, opt_s, opt_u64, put_opt, put_over_version, req_s, s, Item};
+use crate::platform::dynamodb::{batch_write, expires_in_days, n, opt_s, opt_u64, put_opt, put_over_version, query_at_most, req_s, s, Item};
 use crate::platform::tables::{INBOX_FILES, INBOX_FILES_BY_STATUS};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -147,18 +147,10 @@ impl InboxProgress for DynamoInboxProgress {
             .expression_attribute_names("#item", "item")
             .expression_attribute_values(":f", s(file_id))
             .expression_attribute_values(":from", s(problem_item(from)))
-            .expression_attribute_values(":to", s(problem_item(u64::MAX)));
-        let mut pages = query.into_paginator().send();
-        let mut found = Vec::new();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(|e| StoreError::sdk(OP, &e))?.items() {
-                found.push(serde_json::from_str(&req_s(item, "problem", OP)?).map_err(|e| StoreError::new(OP, e))?);
-                if found.len() >= limit {
-                    return Ok(found);
-                }
-            }
-        }
-        Ok(found)
+            .expression_attribute_values(":to", s(problem_item(u64::MAX)))
+            // Pages no larger than what is asked for: DynamoDB reads (and bills) a page whole.
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX).clamp(1, 1000));
+        query_at_most(query, OP, limit, |item| serde_json::from_str(&req_s(item, "problem", OP)?).map_err(|e| StoreError::new(OP, e))).await
     }
 
     async fn by_status(&self, status: FileStatus, limit: i32, after: Option<&str>) -> Result<ProgressPage, StoreError> {

@@ -38,6 +38,10 @@ impl InboxObjects for MemoryInbox {
         Ok(Some(ByteStream::from(body[from..].to_vec())))
     }
 
+    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError> {
+        Ok(self.get(&object.bucket, &object.key).is_some())
+    }
+
     async fn copy(&self, object: &ObjectRef, to: &str) -> Result<bool, StoreError> {
         let Some(body) = self.get(&object.bucket, &object.key) else { return Ok(false) };
         self.put(&object.bucket, to, body);

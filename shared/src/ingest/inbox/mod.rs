@@ -81,6 +81,8 @@ pub trait InboxObjects: Send + Sync {
     /// The object version's bytes from byte `from` on, streamed (nothing when `from` is its
     /// end); `None` if it is gone (moved by an earlier run).
     fn open(&self, object: &ObjectRef, from: u64) -> impl Future<Output = Result<Option<ByteStream>, StoreError>> + Send;
+    /// Whether the object version is there (not moved by an earlier run), without reading it.
+    fn exists(&self, object: &ObjectRef) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Copies the object version to `to` in its bucket; false if the version is gone (a
     /// concurrent delivery moved it).
     fn copy(&self, object: &ObjectRef, to: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -253,7 +255,7 @@ where
         }
         // Done, and moved before it was marked done: unless the object is there again, which only
         // a new file under the same key in a bucket without versions makes so: filed afresh.
-        if self.objects.open(object, 0).await?.is_none() {
+        if !self.objects.exists(object).await? {
             tracing::info!(key = %object.key, "inbox file already processed");
             return Ok(InboxOutcome::AlreadyProcessed { key: object.key.clone() });
         }

@@ -39,6 +39,14 @@ impl InboxObjects for S3Inbox {
         }
     }
 
+    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError> {
+        match self.client.head_object().bucket(&object.bucket).key(&object.key).set_version_id(object.version.clone()).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if object_gone(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk("look for inbox file", &e)),
+        }
+    }
+
     async fn copy(&self, object: &ObjectRef, to: &str) -> Result<bool, StoreError> {
         let source = copy_source(&object.bucket, &object.key, object.version.as_deref());
         match self.client.copy_object().bucket(&object.bucket).key(to).copy_source(source).send().await {
