@@ -363,12 +363,16 @@ async fn call_route(api: &LocalApi, route: &Route, params: Map<String, Value>, u
     };
     let query: Map<String, Value> =
         form_urlencoded::parse(raw_query.as_bytes()).into_owned().map(|(k, v)| (k, Value::String(v))).collect();
+    // API Gateway tells the function how the client called it; lambda_http builds the
+    // request's URI (and the FHIR API its links) from these.
+    let mut forwarded = headers_json(headers);
+    forwarded.entry("x-forwarded-proto").or_insert_with(|| json!("http"));
     let event = json!({
         "version": "2.0",
         "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": raw_query,
-        "headers": headers_json(headers),
+        "headers": forwarded,
         "queryStringParameters": query,
         "pathParameters": params,
         "requestContext": {

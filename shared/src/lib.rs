@@ -33,6 +33,7 @@ pub mod connectors;
 pub mod dead_letters;
 pub mod devices;
 pub mod fhir;
+pub mod fhir_api;
 pub mod files;
 pub mod firmware;
 pub mod ingest;

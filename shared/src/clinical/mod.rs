@@ -743,6 +743,12 @@ mod tests {
         async fn for_device(&self, device_id: &str, limit: i32) -> Result<Vec<StoredObservation>, StoreError> {
             self.store.for_device(device_id, limit).await
         }
+        async fn search_page(&self, page: &crate::observations::SearchPage<'_>) -> Result<(Vec<StoredObservation>, bool), StoreError> {
+            self.store.search_page(page).await
+        }
+        async fn count(&self, along: &crate::observations::Along, from: Option<&str>, to: Option<&str>) -> Result<usize, StoreError> {
+            self.store.count(along, from, to).await
+        }
     }
 
     /// Files a vitals-format reading for `P1` into the store; its set id and Observations.

@@ -2,9 +2,9 @@ use aws_sdk_dynamodb::Client;
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
-use super::{judge, Inserted, ObservationStore, StoredObservation};
+use super::{judge, Along, Inserted, ObservationStore, SearchPage, StoredObservation};
 use crate::platform::dynamodb::{conditional_put, req_s, s, Item};
-use crate::platform::tables::{OBSERVATIONS, OBSERVATIONS_BY_DEVICE, OBSERVATIONS_BY_PATIENT_CODE};
+use crate::platform::tables::{IndexSpec, OBSERVATIONS, OBSERVATIONS_BY_DEVICE, OBSERVATIONS_BY_PATIENT, OBSERVATIONS_BY_PATIENT_CODE};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
@@ -72,6 +72,47 @@ impl DynamoObservationStore {
         }
         Ok(found)
     }
+}
+
+/// The index a search runs on, and the value of its partition key.
+fn index_of(along: &Along) -> (&'static IndexSpec, String) {
+    match along {
+        Along::Patient(p) => (&OBSERVATIONS_BY_PATIENT, p.clone()),
+        Along::PatientCode { patient, code_key } => (&OBSERVATIONS_BY_PATIENT_CODE, patient_code(patient, code_key)),
+        Along::Device(d) => (&OBSERVATIONS_BY_DEVICE, d.clone()),
+    }
+}
+
+/// A query of the search's index keyed by its partition value and, when given, the bounds on
+/// `effectiveAt`.
+fn search_query(
+    client: &Client,
+    table: &str,
+    along: &Along,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    let (index, partition) = index_of(along);
+    let condition = match (from, to) {
+        (Some(_), Some(_)) => "#pk = :pk AND effectiveAt BETWEEN :from AND :to",
+        (Some(_), None) => "#pk = :pk AND effectiveAt >= :from",
+        (None, Some(_)) => "#pk = :pk AND effectiveAt <= :to",
+        (None, None) => "#pk = :pk",
+    };
+    let mut query = client
+        .query()
+        .table_name(table)
+        .index_name(index.name)
+        .key_condition_expression(condition)
+        .expression_attribute_names("#pk", index.partition_key)
+        .expression_attribute_values(":pk", s(partition));
+    if let Some(from) = from {
+        query = query.expression_attribute_values(":from", s(from));
+    }
+    if let Some(to) = to {
+        query = query.expression_attribute_values(":to", s(to));
+    }
+    query
 }
 
 fn patient_code(patient_id: &str, code_key: &str) -> String {
@@ -196,5 +237,34 @@ impl ObservationStore for DynamoObservationStore {
             .scan_index_forward(false)
             .limit(limit);
         self.query("query observations by device", request, usize::try_from(limit).ok()).await
+    }
+
+    async fn search_page(&self, page: &SearchPage<'_>) -> Result<(Vec<StoredObservation>, bool), StoreError> {
+        const OP: &str = "search observations";
+        let mut query = search_query(&self.client, &self.table, page.along, page.from, page.to)
+            .scan_index_forward(!page.newest_first)
+            .limit(i32::try_from(page.limit).unwrap_or(i32::MAX));
+        if let Some(after) = page.after {
+            // The index's key of the Observation the last page ended on, with the table's.
+            let (index, partition) = index_of(page.along);
+            query = query
+                .exclusive_start_key("id", s(&after.id))
+                .exclusive_start_key("effectiveAt", s(&after.effective_at))
+                .exclusive_start_key(index.partition_key, s(partition));
+        }
+        let out = query.send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        let found = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        Ok((found, out.last_evaluated_key.is_some()))
+    }
+
+    async fn count(&self, along: &Along, from: Option<&str>, to: Option<&str>) -> Result<usize, StoreError> {
+        let query = search_query(&self.client, &self.table, along, from, to).select(aws_sdk_dynamodb::types::Select::Count);
+        let mut pages = query.into_paginator().send();
+        let mut count = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::sdk("count observations", &e))?;
+            count += usize::try_from(page.count()).unwrap_or(0);
+        }
+        Ok(count)
     }
 }

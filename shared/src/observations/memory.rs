@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use super::{Inserted, ObservationStore, StoredObservation};
+use super::{Along, Inserted, ObservationStore, Position, SearchPage, StoredObservation};
 use crate::StoreError;
 
 #[derive(Default)]
@@ -110,5 +110,44 @@ impl ObservationStore for MemoryObservations {
         found.sort_by(|a, b| b.effective_at.cmp(&a.effective_at));
         found.truncate(usize::try_from(limit).unwrap_or(0));
         Ok(found)
+    }
+
+    async fn search_page(&self, page: &SearchPage<'_>) -> Result<(Vec<StoredObservation>, bool), StoreError> {
+        let mut found = self.along(page.along, page.from, page.to);
+        if page.newest_first {
+            found.reverse();
+        }
+        if let Some(after) = page.after {
+            found.retain(|o| if page.newest_first { Position::of(o) < *after } else { Position::of(o) > *after });
+        }
+        let more = found.len() > page.limit;
+        found.truncate(page.limit);
+        Ok((found, more))
+    }
+
+    async fn count(&self, along: &Along, from: Option<&str>, to: Option<&str>) -> Result<usize, StoreError> {
+        Ok(self.along(along, from, to).len())
+    }
+}
+
+impl MemoryObservations {
+    /// What an index holds for the search, oldest first (ties by id, as a table key breaks them).
+    fn along(&self, along: &Along, from: Option<&str>, to: Option<&str>) -> Vec<StoredObservation> {
+        let mut found: Vec<StoredObservation> = self
+            .items
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|o| match along {
+                Along::Patient(p) => &o.patient_id == p,
+                Along::PatientCode { patient, code_key } => &o.patient_id == patient && &o.code_key == code_key,
+                // An Observation without a device is not on `byDevice`.
+                Along::Device(d) => !o.device_id.is_empty() && &o.device_id == d,
+            })
+            .filter(|o| from.is_none_or(|f| o.effective_at.as_str() >= f) && to.is_none_or(|t| o.effective_at.as_str() <= t))
+            .cloned()
+            .collect();
+        found.sort_by_key(Position::of);
+        found
     }
 }

@@ -445,6 +445,52 @@ pub trait ObservationStore: Send + Sync {
 
     /// A device's most recent observations, newest first.
     fn for_device(&self, device_id: &str, limit: i32) -> impl Future<Output = Result<Vec<StoredObservation>, StoreError>> + Send;
+
+    /// One page of a search along an index, in effective-time order (newest first when asked),
+    /// with `from <= effective_at <= to`, strictly after `after`: at most `limit`
+    /// Observations, and whether the index may hold more.
+    fn search_page(&self, page: &SearchPage<'_>) -> impl Future<Output = Result<(Vec<StoredObservation>, bool), StoreError>> + Send;
+
+    /// How many Observations a search along an index finds with `from <= effective_at <= to`.
+    fn count(&self, along: &Along, from: Option<&str>, to: Option<&str>) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// An index a search runs along, with the value it is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Along {
+    /// A patient's Observations (`byPatient`).
+    Patient(String),
+    /// A patient's Observations of one code (`byPatientCode`): `code_key` is `system|code`.
+    PatientCode { patient: String, code_key: String },
+    /// A device's Observations (`byDevice`).
+    Device(String),
+}
+
+/// Where a search stopped: the last Observation it went past, in its index's order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    #[serde(rename = "t")]
+    pub effective_at: String,
+    #[serde(rename = "i")]
+    pub id: String,
+}
+
+impl Position {
+    pub fn of(o: &StoredObservation) -> Self {
+        Self { effective_at: o.effective_at.clone(), id: o.id.clone() }
+    }
+}
+
+/// One page of a search along an index.
+#[derive(Debug, Clone)]
+pub struct SearchPage<'a> {
+    pub along: &'a Along,
+    /// Inclusive bounds on `effective_at` (`time::format_utc`).
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub newest_first: bool,
+    pub after: Option<&'a Position>,
+    pub limit: usize,
 }
 
 #[cfg(test)]

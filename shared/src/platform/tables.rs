@@ -40,16 +40,18 @@ pub const DEVICES: TableSpec = TableSpec {
 
 pub const OBSERVATIONS_BY_PATIENT_CODE: IndexSpec =
     IndexSpec { name: "byPatientCode", partition_key: "patientCode", sort_key: Some("effectiveAt") };
+pub const OBSERVATIONS_BY_PATIENT: IndexSpec =
+    IndexSpec { name: "byPatient", partition_key: "patientId", sort_key: Some("effectiveAt") };
 pub const OBSERVATIONS_BY_DEVICE: IndexSpec =
     IndexSpec { name: "byDevice", partition_key: "deviceId", sort_key: Some("effectiveAt") };
 
-/// Observations, by id; by patient and code over time; by device over time.
+/// Observations, by id; by patient over time; by patient and code over time; by device over time.
 pub const OBSERVATIONS: TableSpec = TableSpec {
     logical_id: "ObservationsTable",
     env_var: "OBSERVATIONS_TABLE",
     partition_key: "id",
     sort_key: None,
-    indexes: &[OBSERVATIONS_BY_PATIENT_CODE, OBSERVATIONS_BY_DEVICE],
+    indexes: &[OBSERVATIONS_BY_PATIENT, OBSERVATIONS_BY_PATIENT_CODE, OBSERVATIONS_BY_DEVICE],
 };
 
 pub const DEAD_LETTERS_BY_THING: IndexSpec =

@@ -46,6 +46,7 @@ use crate::messages::http::{DevelopmentDeps, DropDataDeps, MessageDeps};
 use crate::messages::DynamoMessageStore;
 use crate::ingest::inbox::{self, DynamoInboxProgress, InboxDeps, S3Inbox, SqsInboxContinuation};
 use crate::ingest::rule::{self, IngestDeps};
+use crate::fhir_api::http::FhirReadDeps;
 use crate::observations::http::DeviceReadDeps;
 use crate::observations::DynamoObservationStore;
 use crate::patients::{DynamoEncounterStore, DynamoPatientStore};
@@ -192,6 +193,28 @@ pub static DEVICE_OBSERVATIONS: FunctionSpec = FunctionSpec {
     name: "device-observations",
     trigger: one!("GET", "/devices/{thingName}/observations"),
     build: |w| http::<DeviceReadDeps<Devices, DynamoObservationStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::observations::http::device_observations)),
+};
+
+// ---------------------------------------------------------------- the FHIR API
+
+pub static FHIR_METADATA: FunctionSpec = FunctionSpec {
+    name: "fhir-metadata",
+    trigger: Trigger::PublicHttp(&[Route { method: "GET", path: "/fhir/metadata" }]),
+    build: |w| http::<()>(w, route!(crate::fhir_api::http::metadata)),
+};
+
+type FhirRead = FhirReadDeps<DynamoObservationStore, DynamoAuditLog, DynamoCareStore>;
+
+pub static FHIR_OBSERVATION_READ: FunctionSpec = FunctionSpec {
+    name: "fhir-observation-read",
+    trigger: one!("GET", "/fhir/Observation/{id}"),
+    build: |w| http::<FhirRead>(w, route!(crate::fhir_api::http::read_observation)),
+};
+
+pub static FHIR_OBSERVATION_SEARCH: FunctionSpec = FunctionSpec {
+    name: "fhir-observation-search",
+    trigger: one!("GET", "/fhir/Observation"),
+    build: |w| http::<FhirRead>(w, route!(crate::fhir_api::http::search_observations)),
 };
 
 // ---------------------------------------------------------------- alerts
@@ -737,6 +760,9 @@ pub static ALL: &[&FunctionSpec] = &[
     &INBOX_CONTINUE,
     &ADMIN_INBOX_FILES,
     &DEVICE_OBSERVATIONS,
+    &FHIR_METADATA,
+    &FHIR_OBSERVATION_READ,
+    &FHIR_OBSERVATION_SEARCH,
     &PATIENT_ALERTS,
     &PATIENT_ALERTS_CLOSE,
     &PATIENT_ALERTS_ACKNOWLEDGE,
