@@ -76,11 +76,29 @@ def schema_errors(schema: dict, resource: dict) -> list[str]:
     ]
 
 
+def allow_r4_technical_correction(schema: dict) -> None:
+    """The package ships the schema of R4's first release (4.0.0), whose FHIR version enum
+    predates R4's technical correction 4.0.1 (the version current R4 servers declare, with the
+    same structures). The correction's version is added wherever 4.0.0 is allowed."""
+    def walk(node):
+        if isinstance(node, dict):
+            values = node.get("enum")
+            if isinstance(values, list) and "4.0.0" in values and "4.0.1" not in values:
+                values.append("4.0.1")
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+    walk(schema["definitions"])
+
+
 def main() -> int:
     if not SCHEMA_PATH.exists():
         print(f"FHIR JSON schema not found at {SCHEMA_PATH}: run scripts/dev-env.sh", file=sys.stderr)
         return 2
     schema = json.loads(SCHEMA_PATH.read_text())
+    allow_r4_technical_correction(schema)
     data = json.load(sys.stdin)
     resources = data if isinstance(data, list) else [data]
     failed = False
