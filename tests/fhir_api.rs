@@ -126,3 +126,18 @@ async fn apps_search_and_page_a_patients_observations_on_the_indexes() {
     let (status, _, mine) = get(&api, &format!("{base}/Observation?_count=1"), Some(&api.token(Role::Patient, Some("pat-1")))).await;
     assert_eq!((status, mine["entry"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "a patient's own, by default");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhirpy_searches_and_pages_as_an_app_would() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    seed(&gw.stack.deps::<DynamoObservationStore>("fhir-observation-search")).await;
+    let token = api.token(Role::Patient, Some("pat-1"));
+    let out = std::process::Command::new(vitalwire_local::python())
+        .arg(vitalwire_tests::repo_root().join("tests/fhirpy_search.py"))
+        .args([format!("{}/fhir", gw.api_url), token, PER_CODE.to_string()])
+        .output()
+        .expect("python with fhirpy (scripts/dev-env.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), "ok", "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -183,23 +183,7 @@ pub async fn search_observations<O: ObservationStore, L: AuditLog, C: CareStore>
     let everyone = search.patient.is_some() || scope.who().role == Role::Admin;
     let about: Vec<String> = search.patient.iter().cloned().collect();
     if search.summary_count {
-        let total = if everyone {
-            search::count(&deps.store, &plan).await?
-        } else {
-            let mut states = vec![StreamState::Start; plan.streams.len()];
-            let mut total = 0;
-            loop {
-                let page = search::page(&deps.store, &plan, &states, true, super::MAX_COUNT).await?;
-                for o in &page.found {
-                    total += usize::from(scope.allows(&o.patient_id).await?);
-                }
-                match page.next {
-                    Some(next) => states = next,
-                    None => break,
-                }
-            }
-            total
-        };
+        let total = total(&deps.store, &plan, &mut scope, everyone).await?;
         record_read(&deps.audit, &request, scope.who(), &about, 200).await?;
         let bundle = Bundle { resource_type: "Bundle", r#type: "searchset", total: Some(total), link: vec![Link { relation: "self", url: search_url(&base, &pairs, None) }], entry: Vec::new() };
         return Ok(fhir_json(&request, to_json(&bundle)?, &[]));
@@ -228,10 +212,35 @@ pub async fn search_observations<O: ObservationStore, L: AuditLog, C: CareStore>
         let cursor = Cursor { search: search.digest.clone(), streams: streams.clone() };
         link.push(Link { relation: "next", url: search_url(&base, &pairs, Some(&cursor.encode())) });
     }
-    // The total is known when the first page holds everything.
-    let total = (search.cursor.is_none() && page.next.is_none()).then_some(entry.len());
+    // The total is known when the first page holds everything; counted when asked for.
+    let total = if search.cursor.is_none() && page.next.is_none() {
+        Some(entry.len())
+    } else if search.total_wanted {
+        Some(total(&deps.store, &plan, &mut scope, everyone).await?)
+    } else {
+        None
+    };
     let bundle = Bundle { resource_type: "Bundle", r#type: "searchset", total, link, entry };
     Ok(fhir_json(&request, to_json(&bundle)?, &[]))
+}
+
+/// How many Observations the search finds that the caller may read.
+async fn total<O: ObservationStore, C: CareStore>(store: &O, plan: &search::Plan, scope: &mut ReadScope<'_, C>, everyone: bool) -> Result<usize, StoreError> {
+    if everyone {
+        return search::count(store, plan).await;
+    }
+    let mut states = vec![StreamState::Start; plan.streams.len()];
+    let mut total = 0;
+    loop {
+        let page = search::page(store, plan, &states, true, super::MAX_COUNT).await?;
+        for o in &page.found {
+            total += usize::from(scope.allows(&o.patient_id).await?);
+        }
+        match page.next {
+            Some(next) => states = next,
+            None => return Ok(total),
+        }
+    }
 }
 
 fn to_json(bundle: &Bundle) -> Result<String, StoreError> {
@@ -323,6 +332,8 @@ mod tests {
             answer = run(&deps, follow(next, testing::clinician())).await;
         }
         assert_eq!(pages, [vec![65, 64], vec![63, 62], vec![61]], "newest first, each once");
+        let counted = run(&deps, search(testing::clinician(), &[heart_rate[0], heart_rate[1], heart_rate[2], ("_total", "accurate")])).await;
+        assert_eq!((counted.body["total"].as_u64(), values(&counted).len()), (Some(5), 2), "counted when asked for");
         let all = run(&deps, search(testing::clinician(), &[("subject", "pat-1"), ("code", "8867-4"), ("_sort", "date")])).await;
         assert_eq!(values(&all), [61, 62, 63, 64, 65]);
         assert_eq!(all.body["total"], 5, "one page holds them all");
@@ -341,7 +352,7 @@ mod tests {
         let count = run(&deps, search(testing::admin(), &[("patient", "pat-1"), ("_summary", "count")])).await;
         assert_eq!((count.body["total"].as_u64(), count.body.get("entry")), (Some(10), None));
         let audited: Vec<(String, u16)> = deps.audit.all().into_iter().map(|r| (r.patient_id, r.status)).collect();
-        assert_eq!(audited, vec![("pat-1".to_owned(), 200); 6], "every answer about pat-1, none about pat-2");
+        assert_eq!(audited, vec![("pat-1".to_owned(), 200); 7], "every answer about pat-1, none about pat-2");
     }
 
     #[tokio::test]

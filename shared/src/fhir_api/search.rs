@@ -33,15 +33,17 @@ pub struct ObservationSearch {
     pub last_updated: Vec<DateCondition>,
     pub count: usize,
     pub newest_first: bool,
-    /// `_summary=count`: the total only.
+    /// `_summary=count` (or `_count=0`): the total only.
     pub summary_count: bool,
+    /// `_total=accurate` (or fhirpy's `_totalMethod=count`): the total on every page.
+    pub total_wanted: bool,
     pub cursor: Option<String>,
     /// A digest of what chooses the results (not `_count`, `_cursor`, `_format`), which a
     /// cursor must carry.
     pub digest: String,
 }
 
-const PARAMETERS: &str = "patient, subject, code, category, date, device, _lastUpdated, _count, _sort, _summary, _cursor, _format";
+const PARAMETERS: &str = "patient, subject, code, category, date, device, _lastUpdated, _count, _sort, _summary, _total, _cursor, _format";
 
 impl ObservationSearch {
     /// Reads the query's parameters in order; refuses any unknown, repeated or malformed one.
@@ -56,6 +58,7 @@ impl ObservationSearch {
             count: DEFAULT_COUNT,
             newest_first: true,
             summary_count: false,
+            total_wanted: false,
             cursor: None,
             digest: String::new(),
         };
@@ -72,7 +75,7 @@ impl ObservationSearch {
             // Parameters that may appear once (`subject` is `patient` by another name).
             let once = match name {
                 "subject" => Some("patient"),
-                "patient" | "device" | "code" | "category" | "_count" | "_sort" | "_summary" | "_cursor" | "_format" => Some(name),
+                "patient" | "device" | "code" | "category" | "_count" | "_sort" | "_summary" | "_total" | "_totalMethod" | "_cursor" | "_format" => Some(name),
                 _ => None,
             };
             if let Some(key) = once {
@@ -95,11 +98,30 @@ impl ObservationSearch {
                     if name == "date" { &mut search.dates } else { &mut search.last_updated }.push(condition);
                 }
                 "_count" => {
-                    search.count = value
+                    let count: usize = value
                         .parse()
                         .ok()
-                        .filter(|c| (1..=MAX_COUNT).contains(c))
-                        .ok_or_else(|| FhirError::bad(name, format!("must be a whole number from 1 to {MAX_COUNT}")))?
+                        .filter(|c| *c <= MAX_COUNT)
+                        .ok_or_else(|| FhirError::bad(name, format!("must be a whole number from 0 to {MAX_COUNT}")))?;
+                    // FHIR: `_count=0` asks for the total alone.
+                    match count {
+                        0 => search.summary_count = true,
+                        n => search.count = n,
+                    }
+                }
+                "_total" => {
+                    search.total_wanted = match value.as_str() {
+                        "accurate" | "estimate" => true,
+                        "none" => false,
+                        _ => return Err(FhirError::bad(name, "must be none, estimate or accurate")),
+                    }
+                }
+                // What fhirpy's `count()` sends (an Aidbox parameter) with `_count=0`.
+                "_totalMethod" => {
+                    if value != "count" {
+                        return Err(FhirError::bad(name, "only count is supported"));
+                    }
+                    search.total_wanted = true;
                 }
                 "_sort" => {
                     search.newest_first = match value.as_str() {
@@ -379,6 +401,9 @@ mod tests {
         assert_eq!((s.count, s.newest_first, s.summary_count), (20, false, false));
         assert_eq!(search("patient=p-1").unwrap().count, DEFAULT_COUNT);
         assert!(search("patient=p-1").unwrap().newest_first, "newest first unless asked");
+        assert!(search("patient=p-1&_count=0").unwrap().summary_count, "FHIR's total alone");
+        assert!(search("patient=p-1&_count=0&_totalMethod=count").unwrap().total_wanted, "as fhirpy counts");
+        assert!(search("patient=p-1&_total=accurate").unwrap().total_wanted);
         for (query, parameter, says) in [
             ("patient=p-1&color=red", "color", "is not a supported parameter"),
             ("patient=p-1&code:text=pulse", "code", "modifier :text"),
@@ -389,8 +414,10 @@ mod tests {
             ("patient=has space", "patient", "not a Patient id"),
             ("patient=p-1&date=2026-13", "date", "not a FHIR date"),
             ("patient=p-1&date=ge2026,le2027", "date", "repeat the parameter"),
-            ("patient=p-1&_count=0", "_count", "1 to 200"),
-            ("patient=p-1&_count=201", "_count", "1 to 200"),
+            ("patient=p-1&_count=-1", "_count", "0 to 200"),
+            ("patient=p-1&_count=201", "_count", "0 to 200"),
+            ("patient=p-1&_total=exact", "_total", "none, estimate or accurate"),
+            ("patient=p-1&_totalMethod=guess", "_totalMethod", "only count"),
             ("patient=p-1&_sort=code", "_sort", "date and -date"),
             ("patient=p-1&_summary=true", "_summary", "count and false"),
             ("patient=p-1&_format=xml", "_format", "JSON"),
