@@ -116,6 +116,13 @@ async fn apps_search_and_page_a_patients_observations_on_the_indexes() {
     let temperature = hour.iter().find(|o| o["code"]["coding"][0]["code"] == "8310-5").unwrap();
     assert!(temperature["valueQuantity"]["value"].to_string().ends_with('0'), "36.x0 keeps its text: {}", temperature["valueQuantity"]);
 
+    // $lastn: the latest of each code, for a chart.
+    let (status, _, latest) = get(&api, &format!("{base}/Observation/$lastn?patient=pat-1&max=2"), Some(&clinician)).await;
+    assert_eq!(status, StatusCode::OK, "{latest}");
+    let latest: Vec<(&str, &str)> = latest["entry"].as_array().unwrap().iter().map(|e| (e["resource"]["code"]["coding"][0]["code"].as_str().unwrap(), e["resource"]["effectiveDateTime"].as_str().unwrap())).collect();
+    let (last, before) = (at(PER_CODE - 1), at(PER_CODE - 2));
+    assert_eq!(latest, [("8867-4", last.as_str()), ("8867-4", before.as_str()), ("8310-5", last.as_str()), ("8310-5", before.as_str())]);
+
     // Refusals are OperationOutcomes naming what is wrong; another patient's data is a 403.
     let (status, _, outcome) = get(&api, &format!("{base}/Observation?patient=pat-1&date=ne2026"), Some(&clinician)).await;
     assert_eq!((status, outcome["resourceType"].as_str()), (StatusCode::BAD_REQUEST, Some("OperationOutcome")));

@@ -88,13 +88,16 @@ fn http_date(instant: &str) -> Option<String> {
     crate::platform::time::parse_with_offset(instant).map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
 }
 
-/// `GET /fhir/Observation/{id}`
+/// `GET /fhir/Observation/{id}`, and `GET /fhir/Observation/$lastn` (no id holds a `$`).
 pub async fn read_observation<O: ObservationStore, L: AuditLog, C: CareStore>(
     request: Request,
     deps: &FhirReadDeps<O, L, C>,
 ) -> Result<Response<Body>, FhirError> {
     let mut scope = ReadScope::new(&deps.care, require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?);
     let id = path_param(&request, "id")?;
+    if id == "$lastn" {
+        return lastn(&request, deps, scope).await;
+    }
     if !crate::fhir::is_valid_id(&id) {
         return Err(FhirError::bad("id", format!("{id:?} is not a FHIR id")));
     }
@@ -112,6 +115,44 @@ pub async fn read_observation<O: ObservationStore, L: AuditLog, C: CareStore>(
         headers.push(("last-modified", date));
     }
     Ok(fhir_json(&request, answer.json, &headers))
+}
+
+/// `GET /fhir/Observation/$lastn?patient=&code=&category=&max=`
+async fn lastn<O: ObservationStore, L: AuditLog, C: CareStore>(
+    request: &Request,
+    deps: &FhirReadDeps<O, L, C>,
+    mut scope: ReadScope<'_, C>,
+) -> Result<Response<Body>, FhirError> {
+    let pairs = query_pairs(request);
+    let mut ask = search::LastN::parse(&pairs)?;
+    if scope.who().role == Role::Patient && ask.patient.is_none() {
+        ask.patient.clone_from(&scope.who().patient_id);
+    }
+    let Some(patient) = ask.patient.clone() else {
+        return Err(FhirError::bad("patient", "$lastn needs patient (or subject)"));
+    };
+    if !scope.allows(&patient).await? {
+        record_read(&deps.audit, request, scope.who(), &[&patient], 403).await?;
+        return Err(FhirError::Forbidden(format!("Patient/{patient} is not a patient whose data you may read")));
+    }
+    let found = search::lastn(&deps.store, &patient, &ask).await?;
+    let base = base_url(request);
+    let entry = entries(&base, &found)?;
+    record_read(&deps.audit, request, scope.who(), &[&patient], 200).await?;
+    let self_url = format!("{base}/Observation/$lastn?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish());
+    let bundle = Bundle { resource_type: "Bundle", r#type: "searchset", total: Some(entry.len()), link: vec![Link { relation: "self", url: self_url }], entry };
+    Ok(fhir_json(request, to_json(&bundle)?, &[]))
+}
+
+/// The Bundle entries of stored Observations, each with its version.
+fn entries(base: &str, found: &[StoredObservation]) -> Result<Vec<Entry>, StoreError> {
+    found
+        .iter()
+        .map(|o| {
+            let resource = RawValue::from_string(versioned(o)?.json).map_err(|e| StoreError::new("read observation", e))?;
+            Ok(Entry { full_url: format!("{base}/Observation/{}", o.id), resource, search: EntrySearch { mode: "match" } })
+        })
+        .collect()
 }
 
 #[derive(serde::Serialize)]
@@ -199,11 +240,7 @@ pub async fn search_observations<O: ObservationStore, L: AuditLog, C: CareStore>
             shown.push(o);
         }
     }
-    let mut entry = Vec::with_capacity(shown.len());
-    for o in &shown {
-        let resource = RawValue::from_string(versioned(o)?.json).map_err(|e| StoreError::new("read observation", e))?;
-        entry.push(Entry { full_url: format!("{base}/Observation/{}", o.id), resource, search: EntrySearch { mode: "match" } });
-    }
+    let entry = entries(&base, &shown)?;
     let mut patients = about;
     patients.extend(shown.iter().map(|o| o.patient_id.clone()));
     record_read(&deps.audit, &request, scope.who(), &patients, 200).await?;
@@ -405,6 +442,25 @@ mod tests {
         assert_eq!(outcome(&unknown).0, 404);
         let bad_id = answered(read_observation(ApiRequest::new("GET /fhir/Observation/{id}").path("id", "a_b").caller(testing::admin()).build(), &deps).await);
         assert_eq!(outcome(&bad_id).0, 400);
+    }
+
+    #[tokio::test]
+    async fn lastn_answers_a_patients_latest_vital_signs() {
+        let deps = deps().await;
+        let lastn = |caller: Value, query: &[(&str, &str)]| {
+            let request = query.iter().fold(ApiRequest::new("GET /fhir/Observation/{id}").path("id", "$lastn").caller(caller), |r, (n, v)| r.query(n, v));
+            read_observation(request.build(), &deps)
+        };
+        let latest = answered(lastn(testing::patient("pat-1"), &[]).await);
+        assert_eq!(latest.status, 200, "{}", latest.body);
+        assert_eq!(values(&latest), [65], "the latest heart rate; panels are not vital signs of their own");
+        assert_eq!(latest.body["total"], 1);
+        let two = answered(lastn(testing::clinician(), &[("patient", "pat-1"), ("code", "http://loinc.org|8867-4"), ("max", "2")]).await);
+        assert_eq!(values(&two), [65, 64]);
+        let refused = answered(lastn(testing::clinician(), &[("patient", "pat-2")]).await);
+        assert_eq!(outcome(&refused).0, 403);
+        let unnamed = answered(lastn(testing::admin(), &[]).await);
+        assert_eq!(outcome(&unnamed).0, 400);
     }
 
     #[tokio::test]

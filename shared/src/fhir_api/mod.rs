@@ -426,6 +426,11 @@ pub fn capability_statement(base: &str, software_version: &str) -> serde_json::V
                 "profile": "http://hl7.org/fhir/StructureDefinition/Observation",
                 "supportedProfile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"],
                 "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "operation": [{
+                    "name": "lastn",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+                    "documentation": "patient (or subject), code (system|code, comma for several; default: every vital sign and glucose code the platform files), category, max (1 to 100, default 1)"
+                }],
                 "versioning": "versioned",
                 "readHistory": false,
                 "updateCreate": false,

@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 
 use super::{effective_bounds, DateCondition, FhirError, StreamState, Token, DEFAULT_COUNT, MAX_ALTERNATIVES, MAX_COUNT};
+use crate::fhir::vitals::VitalSign;
 use crate::fhir::CodeableConcept;
 use crate::observations::{Along, ObservationStore, Position, SearchPage, StoredObservation};
 use crate::StoreError;
@@ -187,6 +188,74 @@ fn tokens(parameter: &str, value: &str) -> Result<Vec<Token>, FhirError> {
         return Err(FhirError::bad(parameter, format!("at most {MAX_ALTERNATIVES} alternatives")));
     }
     Ok(tokens)
+}
+
+/// `Observation/$lastn`: the latest `max` Observations of each code for one patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastN {
+    pub patient: Option<String>,
+    /// `system|code` keys, in the order asked (each keys `byPatientCode`).
+    pub code_keys: Vec<String>,
+    pub categories: Vec<Token>,
+    pub max: usize,
+}
+
+/// The most Observations of one code `$lastn` answers.
+pub const MAX_LASTN: usize = 100;
+
+impl LastN {
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, FhirError> {
+        let mut lastn = LastN { patient: None, code_keys: Vec::new(), categories: Vec::new(), max: 1 };
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in pairs {
+            let name = name.as_str();
+            if value.is_empty() {
+                return Err(FhirError::bad(name, "has no value"));
+            }
+            let key = if name == "subject" { "patient" } else { name };
+            if seen.contains(&key) {
+                return Err(FhirError::bad(name, "is given more than once"));
+            }
+            seen.push(key);
+            match name {
+                "patient" | "subject" => lastn.patient = Some(reference(name, value, "Patient")?),
+                "code" => {
+                    lastn.code_keys = tokens(name, value)?
+                        .iter()
+                        .map(|t| t.code_key().ok_or_else(|| FhirError::bad(name, "$lastn needs each code as system|code")))
+                        .collect::<Result<_, _>>()?;
+                    lastn.code_keys.dedup();
+                }
+                "category" => lastn.categories = tokens(name, value)?,
+                "max" => {
+                    lastn.max = value
+                        .parse()
+                        .ok()
+                        .filter(|m| (1..=MAX_LASTN).contains(m))
+                        .ok_or_else(|| FhirError::bad(name, format!("must be a whole number from 1 to {MAX_LASTN}")))?
+                }
+                "_format" if matches!(value.as_str(), "json" | "application/json" | "application/fhir+json") => {}
+                _ => return Err(FhirError::bad(name, "is not a parameter of $lastn (patient, subject, code, category, max)")),
+            }
+        }
+        if lastn.code_keys.is_empty() {
+            // Every code the platform files of its own (vital signs, glucose); others by name.
+            lastn.code_keys = VitalSign::ALL.iter().filter(|v| **v != VitalSign::VitalSignsPanel).map(|v| v.code_key()).collect();
+        }
+        Ok(lastn)
+    }
+}
+
+/// The latest Observations of each code: one query of `byPatientCode` per code, newest first.
+pub async fn lastn<O: ObservationStore>(store: &O, patient: &str, ask: &LastN) -> Result<Vec<StoredObservation>, StoreError> {
+    let filter = Plan { streams: Vec::new(), codes: Vec::new(), device: None, categories: ask.categories.clone(), last_updated: Vec::new(), from: None, to: None };
+    let mut found = Vec::new();
+    for code_key in &ask.code_keys {
+        let along = Along::PatientCode { patient: patient.to_owned(), code_key: code_key.clone() };
+        let page = SearchPage { along: &along, from: None, to: None, newest_first: true, after: None, limit: ask.max };
+        found.extend(store.search_page(&page).await?.0.into_iter().filter(|o| filter.admits(o)));
+    }
+    Ok(found)
 }
 
 /// The indexes a search runs along and what is checked of each Observation found there.
@@ -453,6 +522,19 @@ mod tests {
         assert_eq!(streams("device=d-1&code=8867-4"), [Along::Device("d-1".into())]);
         let p = plan(&search("patient=p-1&date=ge2026-11-22&date=lt2026-11-23").unwrap()).unwrap();
         assert_eq!((p.from.as_deref(), p.to.as_deref()), (Some("2026-11-22T00:00:00.000Z"), Some("2026-11-22T23:59:59.999Z")));
+    }
+
+    #[tokio::test]
+    async fn lastn_answers_the_latest_of_each_code() {
+        let store = store(10).await;
+        let ask = |q: &str| LastN::parse(&pairs(q)).unwrap();
+        let ids = |found: Vec<StoredObservation>| found.into_iter().map(|o| o.id).collect::<Vec<_>>();
+        assert_eq!(ids(lastn(&store, "p-1", &ask("patient=p-1")).await.unwrap()), ["8867-4-09", "2339-0-09"], "each code the platform files, heart rate and glucose here");
+        assert_eq!(ids(lastn(&store, "p-1", &ask("patient=p-1&code=http://loinc.org|2339-0,http://loinc.org|8867-4&max=2")).await.unwrap()), ["2339-0-09", "2339-0-08", "8867-4-09", "8867-4-08"]);
+        assert_eq!(ids(lastn(&store, "p-1", &ask("patient=p-1&code=http://loinc.org|2339-0,http://loinc.org|8867-4&category=laboratory")).await.unwrap()), ["2339-0-09"]);
+        for (query, parameter) in [("patient=p-1&code=8867-4", "code"), ("patient=p-1&max=0", "max"), ("patient=p-1&date=2026", "date"), ("patient=p-1&max=1&max=2", "max")] {
+            assert!(matches!(LastN::parse(&pairs(query)), Err(FhirError::BadParameter { parameter: p, .. }) if p == parameter), "{query}");
+        }
     }
 
     /// `n` readings of each code for p-1 from device d-1 (d-2 for odd minutes of heart rate),
