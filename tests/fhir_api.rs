@@ -123,6 +123,22 @@ async fn apps_search_and_page_a_patients_observations_on_the_indexes() {
     let (last, before) = (at(PER_CODE - 1), at(PER_CODE - 2));
     assert_eq!(latest, [("8867-4", last.as_str()), ("8867-4", before.as_str()), ("8310-5", last.as_str()), ("8310-5", before.as_str())]);
 
+    // The patient and a device of theirs, read as FHIR resources.
+    let admin = api.token(Role::Admin, None);
+    let (status, registered) = api.call(reqwest::Method::POST, "/admin/devices", Some(&admin), Some(serde_json::json!({"serialNumber": "C-1", "manufacturer": "Acme", "model": "BP-200"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let thing = registered["thingName"].as_str().unwrap();
+    let (status, _) = api.call(reqwest::Method::PUT, &format!("/admin/devices/{thing}/patient"), Some(&admin), Some(serde_json::json!({"patientId": "pat-1"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, device) = get(&api, &format!("{base}/Device/{thing}"), Some(&clinician)).await;
+    assert_eq!((status, device["patient"]["reference"].as_str()), (StatusCode::OK, Some("Patient/pat-1")), "{device}");
+    assert!(headers.contains_key("etag") && headers.contains_key("last-modified"));
+    let (status, _, patient) = get(&api, &format!("{base}/Patient/pat-1"), Some(&clinician)).await;
+    assert_eq!((status, patient["id"].as_str()), (StatusCode::OK, Some("pat-1")));
+    assert_valid_fhir(&Value::Array(vec![device, patient]).to_string());
+    let (status, _, _) = get(&api, &format!("{base}/Patient/pat-9"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Refusals are OperationOutcomes naming what is wrong; another patient's data is a 403.
     let (status, _, outcome) = get(&api, &format!("{base}/Observation?patient=pat-1&date=ne2026"), Some(&clinician)).await;
     assert_eq!((status, outcome["resourceType"].as_str()), (StatusCode::BAD_REQUEST, Some("OperationOutcome")));

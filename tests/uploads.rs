@@ -76,6 +76,11 @@ async fn a_device_gets_an_upload_link_on_its_topic_and_uploads_with_it() {
     assert_eq!((status.as_u16(), own["total"].as_u64()), (200, Some(1)));
     let (status, _) = api.call(reqwest::Method::GET, &path, Some(&api.token(vitalwire::access::Role::Patient, Some("patient-999"))), None).await;
     assert_eq!(status.as_u16(), 404, "another patient learns nothing");
+    // And by id through the FHIR API (the uploads' document index), with its version.
+    let (status, read) = api.call(reqwest::Method::GET, &format!("/fhir/DocumentReference/{}", document["id"].as_str().unwrap()), Some(&api.token(vitalwire::access::Role::Clinician, None)), None).await;
+    assert_eq!(status.as_u16(), 200, "{read}");
+    assert_eq!((read["id"].clone(), read["content"].clone(), read["meta"]["lastUpdated"].clone()), (document["id"].clone(), document["content"].clone(), document["date"].clone()));
+    vitalwire_tests::assert_valid_fhir(&read.to_string());
 
     // Redelivery changes nothing.
     let registered_version = item["versionId"].as_s().expect("the registered version").to_owned();

@@ -10,11 +10,14 @@ use lambda_http::{Body, Request, Response};
 use serde_json::value::RawValue;
 
 use super::search::{self, ObservationSearch};
-use super::{capability_statement, version_id, with_version, Cursor, FhirError, StreamState, FHIR_JSON};
+use super::{capability_statement, content_version, device_resource, patient_resource, version_id, with_version, Cursor, FhirError, StreamState, FHIR_JSON};
 use crate::access::audit::{record_read, AuditLog};
 use crate::access::{require, Role};
 use crate::care::{CareStore, ReadScope};
-use crate::observations::{ObservationStore, StoredObservation};
+use crate::devices::DeviceRegistry;
+use crate::files::UploadRecordStore;
+use crate::observations::{Along, ObservationStore, SearchPage, StoredObservation};
+use crate::patients::PatientStore;
 use crate::platform::http::{json_text_response_for, path_param, text_response, HttpAnswer};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -65,17 +68,9 @@ pub async fn metadata(request: Request, _: &()) -> Response<Body> {
 
 /// A stored Observation as answered: `meta.versionId` and `meta.lastUpdated` (when it was
 /// filed, its `issued`) set.
-struct Versioned {
-    json: String,
-    version: String,
-    last_updated: Option<String>,
-}
-
-fn versioned(o: &StoredObservation) -> Result<Versioned, StoreError> {
-    let version = version_id(&o.content_hash);
-    let last_updated = serde_json::from_str::<IssuedOnly>(&o.resource).map_err(|e| StoreError::new("read observation", e))?.issued;
-    let json = with_version(&o.resource, &version, last_updated.as_deref()).map_err(|e| StoreError::new("read observation", e))?;
-    Ok(Versioned { json, version, last_updated })
+fn versioned(o: &StoredObservation) -> Result<String, StoreError> {
+    let issued = serde_json::from_str::<IssuedOnly>(&o.resource).map_err(|e| StoreError::new("read observation", e))?.issued;
+    with_version(&o.resource, &version_id(&o.content_hash), issued.as_deref()).map_err(|e| StoreError::new("read observation", e))
 }
 
 #[derive(serde::Deserialize)]
@@ -104,17 +99,148 @@ pub async fn read_observation<O: ObservationStore, L: AuditLog, C: CareStore>(
     let Some(o) = deps.store.get(&id).await? else {
         return Err(FhirError::NotFound(format!("Observation/{id} is not known")));
     };
-    if !scope.allows(&o.patient_id).await? {
-        record_read(&deps.audit, &request, scope.who(), &[&o.patient_id], 403).await?;
-        return Err(FhirError::Forbidden(format!("Observation/{id} is about a patient whose data you may not read")));
+    let issued = serde_json::from_str::<IssuedOnly>(&o.resource).map_err(|e| StoreError::new("read observation", e))?.issued;
+    let read = Read { what: format!("Observation/{id}"), patient: Some(&o.patient_id), json: &o.resource, version: version_id(&o.content_hash), last_updated: issued.as_deref() };
+    answer_read(&request, &deps.audit, &mut scope, read).await
+}
+
+/// A resource read by id, about a patient (or none: then only an admin reads it).
+struct Read<'a> {
+    what: String,
+    patient: Option<&'a str>,
+    json: &'a str,
+    version: String,
+    last_updated: Option<&'a str>,
+}
+
+/// The resource, versioned, once the caller may read its patient (403 otherwise); audited
+/// either way.
+async fn answer_read<L: AuditLog, C: CareStore>(request: &Request, audit: &L, scope: &mut ReadScope<'_, C>, read: Read<'_>) -> Result<Response<Body>, FhirError> {
+    let patients: Vec<&str> = read.patient.into_iter().collect();
+    let allowed = match read.patient {
+        Some(patient) => scope.allows(patient).await?,
+        None => scope.who().role == Role::Admin,
+    };
+    if !allowed {
+        record_read(audit, request, scope.who(), &patients, 403).await?;
+        return Err(FhirError::Forbidden(format!("{} is about a patient whose data you may not read", read.what)));
     }
-    let answer = versioned(&o)?;
-    record_read(&deps.audit, &request, scope.who(), &[&o.patient_id], 200).await?;
-    let mut headers = vec![("etag", format!("W/\"{}\"", answer.version))];
-    if let Some(date) = answer.last_updated.as_deref().and_then(http_date) {
+    let json = with_version(read.json, &read.version, read.last_updated).map_err(|e| StoreError::new("read resource", e))?;
+    record_read(audit, request, scope.who(), &patients, 200).await?;
+    let mut headers = vec![("etag", format!("W/\"{}\"", read.version))];
+    if let Some(date) = read.last_updated.and_then(http_date) {
         headers.push(("last-modified", date));
     }
-    Ok(fhir_json(&request, answer.json, &headers))
+    Ok(fhir_json(request, json, &headers))
+}
+
+/// The id of a read, checked to be a FHIR id.
+fn read_id(request: &Request) -> Result<String, FhirError> {
+    let id = path_param(request, "id")?;
+    if crate::fhir::is_valid_id(&id) {
+        Ok(id)
+    } else {
+        Err(FhirError::bad("id", format!("{id:?} is not a FHIR id")))
+    }
+}
+
+/// What the Patient read needs: the patient records, the Observations (whether an id has any
+/// data), the care teams and the audit log.
+pub struct FhirPatientDeps<P, O, L, C> {
+    pub patients: P,
+    pub observations: O,
+    pub audit: L,
+    pub care: C,
+}
+
+impl<P: FromWiring, O: FromWiring, L: FromWiring, C: FromWiring> FromWiring for FhirPatientDeps<P, O, L, C> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { patients: w.build()?, observations: w.build()?, audit: w.build()?, care: w.build()? })
+    }
+}
+
+/// `GET /fhir/Patient/{id}`: a patient the platform knows (a record, a care team, or readings).
+pub async fn read_patient<P: PatientStore, O: ObservationStore, L: AuditLog, C: CareStore>(
+    request: Request,
+    deps: &FhirPatientDeps<P, O, L, C>,
+) -> Result<Response<Body>, FhirError> {
+    let mut scope = ReadScope::new(&deps.care, require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?);
+    let id = read_id(&request)?;
+    let record = deps.patients.get(&id).await?;
+    // Only an admin may ask about any id; for the others, may they read it is the question.
+    if scope.who().role == Role::Admin && record.is_none() && deps.care.care_team(&id).await?.is_none() {
+        let along = Along::Patient(id.clone());
+        let any = SearchPage { along: &along, from: None, to: None, newest_first: true, after: None, limit: 1 };
+        if deps.observations.search_page(&any).await?.0.is_empty() {
+            return Err(FhirError::NotFound(format!("Patient/{id} is not known")));
+        }
+    }
+    let json = patient_resource(&id, record.as_ref()).to_string();
+    let read = Read { what: format!("Patient/{id}"), patient: Some(&id), version: content_version(&json), json: &json, last_updated: record.as_ref().map(|r| r.created_at.as_str()) };
+    answer_read(&request, &deps.audit, &mut scope, read).await
+}
+
+/// What the Device read needs.
+pub struct FhirDeviceDeps<D, L, C> {
+    pub devices: D,
+    pub audit: L,
+    pub care: C,
+}
+
+impl<D: FromWiring, L: FromWiring, C: FromWiring> FromWiring for FhirDeviceDeps<D, L, C> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { devices: w.build()?, audit: w.build()?, care: w.build()? })
+    }
+}
+
+/// `GET /fhir/Device/{id}`: a registered device (its thing name), read by an admin or by those
+/// who may read its patient.
+pub async fn read_device<D: DeviceRegistry, L: AuditLog, C: CareStore>(request: Request, deps: &FhirDeviceDeps<D, L, C>) -> Result<Response<Body>, FhirError> {
+    let mut scope = ReadScope::new(&deps.care, require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?);
+    // Thing names are device ids here, and may hold `:` and `_`, which FHIR ids do not.
+    let id = path_param(&request, "id")?;
+    let Some(device) = deps.devices.get(&id).await? else {
+        return Err(FhirError::NotFound(format!("Device/{id} is not known")));
+    };
+    let json = device_resource(&device).to_string();
+    let read = Read { what: format!("Device/{id}"), patient: device.patient_id.as_deref(), version: content_version(&json), json: &json, last_updated: Some(&device.updated_at) };
+    answer_read(&request, &deps.audit, &mut scope, read).await
+}
+
+/// What the DocumentReference read needs.
+pub struct FhirDocumentDeps<U, L, C> {
+    pub uploads: U,
+    pub audit: L,
+    pub care: C,
+}
+
+impl<U: FromWiring, L: FromWiring, C: FromWiring> FromWiring for FhirDocumentDeps<U, L, C> {
+    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
+        Ok(Self { uploads: w.build()?, audit: w.build()?, care: w.build()? })
+    }
+}
+
+/// The members of a stored DocumentReference a read needs.
+#[derive(serde::Deserialize)]
+struct DocumentFacts {
+    subject: Option<crate::fhir::Reference>,
+    date: Option<String>,
+}
+
+/// `GET /fhir/DocumentReference/{id}`: a file a device uploaded, once registered.
+pub async fn read_document<U: UploadRecordStore, L: AuditLog, C: CareStore>(
+    request: Request,
+    deps: &FhirDocumentDeps<U, L, C>,
+) -> Result<Response<Body>, FhirError> {
+    let mut scope = ReadScope::new(&deps.care, require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?);
+    let id = read_id(&request)?;
+    let Some(json) = deps.uploads.document(&id).await? else {
+        return Err(FhirError::NotFound(format!("DocumentReference/{id} is not known")));
+    };
+    let facts: DocumentFacts = serde_json::from_str(&json).map_err(|e| StoreError::new("read document", e))?;
+    let patient = facts.subject.as_ref().and_then(|s| s.reference.strip_prefix("Patient/"));
+    let read = Read { what: format!("DocumentReference/{id}"), patient, version: content_version(&json), json: &json, last_updated: facts.date.as_deref() };
+    answer_read(&request, &deps.audit, &mut scope, read).await
 }
 
 /// `GET /fhir/Observation/$lastn?patient=&code=&category=&max=`
@@ -149,7 +275,7 @@ fn entries(base: &str, found: &[StoredObservation]) -> Result<Vec<Entry>, StoreE
     found
         .iter()
         .map(|o| {
-            let resource = RawValue::from_string(versioned(o)?.json).map_err(|e| StoreError::new("read observation", e))?;
+            let resource = RawValue::from_string(versioned(o)?).map_err(|e| StoreError::new("read observation", e))?;
             Ok(Entry { full_url: format!("{base}/Observation/{}", o.id), resource, search: EntrySearch { mode: "match" } })
         })
         .collect()
@@ -464,13 +590,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn patients_devices_and_documents_are_read_by_those_who_may_read_their_patient() {
+        use crate::files::{PendingUpload, UploadStore};
+        use crate::patients::memory::MemoryPatients;
+        let filed = deps().await;
+        let read = |route: &str, id: &str, caller: Value| ApiRequest::new(route).path("id", id).caller(caller).build();
+        let status = |a: &Answered| a.status;
+
+        // Patients: pat-1 has readings and a care team; pat-2 readings only; nobody nothing.
+        let patients = MemoryPatients::default();
+        patients.create(&crate::patients::Patient { id: "pat-1".into(), identifier: "MRN-1".into(), created_by: "connector/ward".into(), created_at: "2026-11-20T08:00:00.000Z".into() }).await.unwrap();
+        let deps = FhirPatientDeps { patients, observations: filed.store, audit: MemoryAudit::default(), care: MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
+        let patient = |id: &str, caller: Value| read_patient(read("GET /fhir/Patient/{id}", id, caller), &deps);
+        let own = answered(patient("pat-1", testing::patient("pat-1")).await);
+        assert_eq!((own.status, own.body["resourceType"].as_str(), own.body["identifier"][0]["value"].as_str()), (200, Some("Patient"), Some("MRN-1")));
+        assert_eq!(own.body["meta"]["lastUpdated"], "2026-11-20T08:00:00.000Z");
+        assert_eq!(own.header("etag"), Some(format!("W/\"{}\"", own.body["meta"]["versionId"].as_str().unwrap()).as_str()));
+        assert_eq!(status(&answered(patient("pat-1", testing::clinician()).await)), 200);
+        assert_eq!(outcome(&answered(patient("pat-2", testing::clinician()).await)).0, 403);
+        assert_eq!(outcome(&answered(patient("pat-2", testing::patient("pat-1")).await)).0, 403);
+        let by_admin = answered(patient("pat-2", testing::admin()).await);
+        assert_eq!((by_admin.status, by_admin.body.get("identifier")), (200, None), "known by its readings, an id only");
+        assert_eq!(outcome(&answered(patient("nobody", testing::admin()).await)).0, 404);
+
+        // Devices: read by an admin, or by those who may read the device's patient.
+        let device = |serial: &str, patient: Option<&str>| {
+            let mut d = Device::registered("Acme", serial, "BP-200", "Ward cuff", "2026-11-01T00:00:00.000Z");
+            d.status = DeviceStatus::Active;
+            d.patient_id = patient.map(Into::into);
+            d
+        };
+        let deps = FhirDeviceDeps { devices: MemoryDevices::with(vec![device("1", Some("pat-1")), device("9", None)]), audit: MemoryAudit::default(), care: MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
+        let device_read = |id: &str, caller: Value| read_device(read("GET /fhir/Device/{id}", id, caller), &deps);
+        let cuff = answered(device_read("acme-1", testing::patient("pat-1")).await);
+        assert_eq!(cuff.status, 200, "{}", cuff.body);
+        assert_eq!((cuff.body["status"].as_str(), cuff.body["serialNumber"].as_str(), cuff.body["patient"]["reference"].as_str()), (Some("active"), Some("1"), Some("Patient/pat-1")));
+        assert_eq!(cuff.body["deviceName"][0], json!({"name": "Ward cuff", "type": "user-friendly-name"}));
+        assert_eq!(outcome(&answered(device_read("acme-1", testing::patient("pat-2")).await)).0, 403);
+        assert_eq!(outcome(&answered(device_read("acme-9", testing::clinician()).await)).0, 403, "a device of no patient: admins only");
+        assert_eq!(status(&answered(device_read("acme-9", testing::admin()).await)), 200);
+        assert_eq!(outcome(&answered(device_read("acme-7", testing::admin()).await)).0, 404);
+
+        // DocumentReferences: found by id once registered.
+        let uploads = crate::files::memory::MemoryUploads::default();
+        let key = "uploads/acme-1/2026/report.pdf";
+        uploads.record_pending(&PendingUpload { object_key: key.into(), thing_name: "acme-1".into(), file_name: "report.pdf".into(), content_type: "application/pdf".into(), declared_size: None, requested_at: "2026-11-22T10:00:00.000Z".into(), expires_at: "2026-11-22T10:15:00.000Z".into() }).await.unwrap();
+        let id = crate::files::registration::document_id(key);
+        let document = json!({"resourceType": "DocumentReference", "id": id, "status": "current", "date": "2026-11-22T10:01:00.000Z", "subject": {"reference": "Patient/pat-1"}, "content": [{"attachment": {"contentType": "application/pdf"}}]});
+        let facts = crate::files::registration::ObjectFacts { size: 3, sha256: "00".into(), sha1_base64: "AA==".into() };
+        let deps = FhirDocumentDeps { uploads, audit: MemoryAudit::default(), care: MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
+        let document_read = |id: String, caller: Value| read_document(read("GET /fhir/DocumentReference/{id}", &id, caller), &deps);
+        assert_eq!(outcome(&answered(document_read(id.clone(), testing::admin()).await)).0, 404, "not registered yet");
+        deps.uploads.complete(key, Some("v1"), &facts, &document.to_string()).await.unwrap();
+        let found = answered(document_read(id.clone(), testing::clinician()).await);
+        assert_eq!((found.status, found.body["id"].as_str()), (200, Some(id.as_str())));
+        assert_eq!(found.body["meta"]["lastUpdated"], "2026-11-22T10:01:00.000Z");
+        assert_eq!(outcome(&answered(document_read(id.clone(), testing::patient("pat-2")).await)).0, 403);
+        assert_eq!(deps.audit.all().iter().map(|r| (r.patient_id.as_str(), r.status)).collect::<Vec<_>>(), [("pat-1", 200), ("pat-1", 403)]);
+    }
+
+    #[tokio::test]
     async fn the_capability_statement_says_what_is_served() {
         let answer = answered(metadata(ApiRequest::new("GET /fhir/metadata").build(), &()).await);
         assert_eq!((answer.status, answer.header("content-type")), (200, Some(FHIR_JSON)));
         assert_eq!(answer.body["fhirVersion"], "4.0.1");
         assert_eq!(answer.body["implementation"]["url"], "https://api.example.test/fhir");
         let resources = answer.body["rest"][0]["resource"].as_array().unwrap();
-        assert_eq!(resources.iter().map(|r| r["type"].as_str().unwrap()).collect::<Vec<_>>(), ["Observation"]);
+        assert_eq!(resources.iter().map(|r| r["type"].as_str().unwrap()).collect::<Vec<_>>(), ["Observation", "Patient", "Device", "DocumentReference"]);
         let params: Vec<&str> = resources[0]["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         // Each declared parameter is one the search reads.
         for name in &params {

@@ -401,9 +401,87 @@ impl<'de> serde::Deserialize<'de> for RawMembers {
     }
 }
 
+/// The version of a resource the platform builds on each read (a Device, a Patient): from its
+/// content, so it changes exactly when the resource does.
+pub fn content_version(json: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes());
+    hex::encode(&digest.as_ref()[..8])
+}
+
+/// A registered device as a FHIR R4 `Device` (its id is its thing name).
+pub fn device_resource(d: &crate::devices::Device) -> serde_json::Value {
+    use crate::devices::DeviceStatus;
+    let status = match d.status {
+        DeviceStatus::Active => "active",
+        DeviceStatus::Registered | DeviceStatus::Inactive | DeviceStatus::Blocked => "inactive",
+    };
+    let mut names = vec![json!({"name": d.thing_name, "type": "other"})];
+    if !d.display_name.is_empty() {
+        names.insert(0, json!({"name": d.display_name, "type": "user-friendly-name"}));
+    }
+    let mut device = json!({
+        "resourceType": "Device",
+        "id": d.thing_name,
+        "identifier": [{"system": "urn:vitalwire:thing-name", "value": d.thing_name}],
+        "status": status,
+        "manufacturer": d.manufacturer,
+        "serialNumber": d.serial_number,
+        "deviceName": names,
+        // The platform's own state, which FHIR's two statuses do not tell apart.
+        "note": [{"text": format!("Vitalwire status: {}", d.status.as_str())}],
+    });
+    if !d.model.is_empty() {
+        device["modelNumber"] = json!(d.model);
+    }
+    if let Some(firmware) = &d.firmware {
+        device["version"] = json!([{"type": {"text": "firmware"}, "value": firmware.version}]);
+    }
+    if let Some(patient) = &d.patient_id {
+        device["patient"] = json!({"reference": format!("Patient/{patient}")});
+    }
+    device
+}
+
+/// A patient as a FHIR R4 `Patient`: most patients are an id only; one a connector created
+/// carries the identifier it was created from.
+pub fn patient_resource(id: &str, record: Option<&crate::patients::Patient>) -> serde_json::Value {
+    let mut patient = json!({"resourceType": "Patient", "id": id, "active": true});
+    if let Some(record) = record {
+        patient["identifier"] = json!([{"use": "usual", "value": record.identifier}]);
+    }
+    patient
+}
+
 /// The CapabilityStatement: exactly the interactions and parameters this API serves.
 pub fn capability_statement(base: &str, software_version: &str) -> serde_json::Value {
     let param = |name: &str, kind: &str, doc: &str| json!({"name": name, "type": kind, "documentation": doc});
+    let observation = json!({
+        "type": "Observation",
+        "profile": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "supportedProfile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"],
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "operation": [{
+            "name": "lastn",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+            "documentation": "patient (or subject), code (system|code, comma for several; default: every vital sign and glucose code the platform files), category, max (1 to 100, default 1)"
+        }],
+        "versioning": "versioned",
+        "readHistory": false,
+        "updateCreate": false,
+        "searchParam": [
+            param("patient", "reference", "Patient/id or id"),
+            param("subject", "reference", "Patient/id or id; the same as patient"),
+            param("code", "token", "system|code, code, |code or system|; a comma gives alternatives. Matches the Observation's primary coding (its LOINC code when it has one)"),
+            param("category", "token", "system|code or code; a comma gives alternatives"),
+            param("date", "date", "effective time; prefixes eq, lt, le, gt, ge; repeat for a range; a date without a zone is UTC"),
+            param("device", "reference", "Device/id or id"),
+            param("_lastUpdated", "date", "when the platform filed the reading (meta.lastUpdated); prefixes as date"),
+        ],
+    });
+    let mut resources = vec![observation];
+    resources.extend(["Patient", "Device", "DocumentReference"].map(|kind| {
+        json!({"type": kind, "interaction": [{"code": "read"}], "versioning": "versioned", "readHistory": false, "updateCreate": false})
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -419,31 +497,9 @@ pub fn capability_statement(base: &str, software_version: &str) -> serde_json::V
             "documentation": "Parameters are strict: an unknown, repeated or malformed one is answered 400 with an OperationOutcome naming it. A search needs patient (or subject) or device, except a patient's, which defaults to their own.",
             "security": {
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
-                "description": "Bearer tokens of the platform's user pools. Scopes follow the role: a patient has patient/Observation.rs (their own data), a clinician user/Observation.rs (their care team's patients), an admin user/Observation.rs (all). Every read is audited."
+                "description": "Bearer tokens of the platform's user pools. Scopes follow the role: a patient has patient/*.rs (their own data), a clinician user/*.rs (their care teams' patients), an admin user/*.rs (all). Every read is audited."
             },
-            "resource": [{
-                "type": "Observation",
-                "profile": "http://hl7.org/fhir/StructureDefinition/Observation",
-                "supportedProfile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"],
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "operation": [{
-                    "name": "lastn",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
-                    "documentation": "patient (or subject), code (system|code, comma for several; default: every vital sign and glucose code the platform files), category, max (1 to 100, default 1)"
-                }],
-                "versioning": "versioned",
-                "readHistory": false,
-                "updateCreate": false,
-                "searchParam": [
-                    param("patient", "reference", "Patient/id or id"),
-                    param("subject", "reference", "Patient/id or id; the same as patient"),
-                    param("code", "token", "system|code, code, |code or system|; a comma gives alternatives. Matches the Observation's primary coding (its LOINC code when it has one)"),
-                    param("category", "token", "system|code or code; a comma gives alternatives"),
-                    param("date", "date", "effective time; prefixes eq, lt, le, gt, ge; repeat for a range; a date without a zone is UTC"),
-                    param("device", "reference", "Device/id or id"),
-                    param("_lastUpdated", "date", "when the platform filed the reading (meta.lastUpdated); prefixes as date"),
-                ],
-            }],
+            "resource": resources,
         }],
     })
 }

@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::registration::ObjectFacts;
 use super::{PendingUpload, UploadRecord, UploadRecordStore, UploadStatus, UploadStore};
 use crate::platform::dynamodb::{is_condition_failed, n, opt_s, opt_u64, conditional_put, req_s, s};
-use crate::platform::tables::{UPLOADS, UPLOADS_BY_THING};
+use crate::platform::tables::{UPLOADS, UPLOADS_BY_DOCUMENT, UPLOADS_BY_THING};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -57,6 +57,21 @@ impl UploadRecordStore for DynamoUploadStore {
         Ok(documents)
     }
 
+    async fn document(&self, document_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(UPLOADS_BY_DOCUMENT.name)
+            .key_condition_expression("documentId = :d")
+            .expression_attribute_values(":d", s(document_id))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("read document", &e))?;
+        Ok(out.items().first().and_then(|i| opt_s(i, "documentReference")))
+    }
+
     async fn get(&self, object_key: &str) -> Result<Option<UploadRecord>, StoreError> {
         const OP: &str = "read upload";
         let out = self
@@ -83,7 +98,8 @@ impl UploadRecordStore for DynamoUploadStore {
     }
 
     async fn complete(&self, object_key: &str, version_id: Option<&str>, facts: &ObjectFacts, document: &str) -> Result<bool, StoreError> {
-        let mut set = "SET #status = :done, sizeBytes = :size, sha256 = :sha, documentReference = :doc, completedAt = :at".to_owned();
+        // `documentId` keys the sparse `byDocument` index, by which the FHIR API reads it.
+        let mut set = "SET #status = :done, sizeBytes = :size, sha256 = :sha, documentReference = :doc, documentId = :docid, completedAt = :at".to_owned();
         let mut update = self
             .client
             .update_item()
@@ -96,6 +112,7 @@ impl UploadRecordStore for DynamoUploadStore {
             .expression_attribute_values(":size", n(facts.size))
             .expression_attribute_values(":sha", s(&facts.sha256))
             .expression_attribute_values(":doc", s(document))
+            .expression_attribute_values(":docid", s(super::registration::document_id(object_key)))
             .expression_attribute_values(":at", s(format_utc(Utc::now())));
         if let Some(version) = version_id {
             set.push_str(", versionId = :version");

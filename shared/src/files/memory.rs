@@ -71,6 +71,11 @@ impl UploadRecordStore for MemoryUploads {
         }
     }
 
+    async fn document(&self, document_id: &str) -> Result<Option<String>, StoreError> {
+        let all = self.0.lock().expect("lock");
+        Ok(all.values().find(|s| s.document.is_some() && super::registration::document_id(&s.record.object_key) == document_id).and_then(|s| s.document.clone()))
+    }
+
     async fn documents_for_device(&self, thing_name: &str, limit: i32) -> Result<Vec<String>, StoreError> {
         let all = self.0.lock().expect("lock");
         let mut found: Vec<_> = all.values().filter(|s| s.record.thing_name == thing_name && s.document.is_some()).collect();

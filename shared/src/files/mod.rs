@@ -331,6 +331,9 @@ pub trait UploadRecordStore: Send + Sync {
 
     /// The DocumentReferences (FHIR JSON) of a device's completed uploads, newest first.
     fn documents_for_device(&self, thing_name: &str, limit: i32) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The DocumentReference (FHIR JSON) with this id, once its upload completed.
+    fn document(&self, document_id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
 
 /// The accepted content types from `UPLOAD_CONTENT_TYPES` (comma-separated), or the defaults.

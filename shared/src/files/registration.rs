@@ -413,6 +413,9 @@ mod tests {
         async fn documents_for_device(&self, thing: &str, limit: i32) -> Result<Vec<String>, StoreError> {
             self.uploads.documents_for_device(thing, limit).await
         }
+        async fn document(&self, id: &str) -> Result<Option<String>, StoreError> {
+            UploadRecordStore::document(&self.uploads, id).await
+        }
     }
 
     #[tokio::test]

@@ -67,14 +67,16 @@ pub const DEAD_LETTERS: TableSpec = TableSpec {
 };
 
 pub const UPLOADS_BY_THING: IndexSpec = IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("requestedAt") };
+pub const UPLOADS_BY_DOCUMENT: IndexSpec = IndexSpec { name: "byDocument", partition_key: "documentId", sort_key: None };
 
-/// Device file uploads, by object key; a device's uploads newest first.
+/// Device file uploads, by object key; a device's uploads newest first; a completed upload by
+/// its DocumentReference's id.
 pub const UPLOADS: TableSpec = TableSpec {
     logical_id: "UploadsTable",
     env_var: "UPLOADS_TABLE",
     partition_key: "objectKey",
     sort_key: None,
-    indexes: &[UPLOADS_BY_THING],
+    indexes: &[UPLOADS_BY_THING, UPLOADS_BY_DOCUMENT],
 };
 
 /// Firmware images, by id.

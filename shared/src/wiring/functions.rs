@@ -46,7 +46,7 @@ use crate::messages::http::{DevelopmentDeps, DropDataDeps, MessageDeps};
 use crate::messages::DynamoMessageStore;
 use crate::ingest::inbox::{self, DynamoInboxProgress, InboxDeps, S3Inbox, SqsInboxContinuation};
 use crate::ingest::rule::{self, IngestDeps};
-use crate::fhir_api::http::FhirReadDeps;
+use crate::fhir_api::http::{FhirDeviceDeps, FhirDocumentDeps, FhirPatientDeps, FhirReadDeps};
 use crate::observations::http::DeviceReadDeps;
 use crate::observations::DynamoObservationStore;
 use crate::patients::{DynamoEncounterStore, DynamoPatientStore};
@@ -215,6 +215,24 @@ pub static FHIR_OBSERVATION_SEARCH: FunctionSpec = FunctionSpec {
     name: "fhir-observation-search",
     trigger: one!("GET", "/fhir/Observation"),
     build: |w| http::<FhirRead>(w, route!(crate::fhir_api::http::search_observations)),
+};
+
+pub static FHIR_PATIENT_READ: FunctionSpec = FunctionSpec {
+    name: "fhir-patient-read",
+    trigger: one!("GET", "/fhir/Patient/{id}"),
+    build: |w| http::<FhirPatientDeps<DynamoPatientStore, DynamoObservationStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::fhir_api::http::read_patient)),
+};
+
+pub static FHIR_DEVICE_READ: FunctionSpec = FunctionSpec {
+    name: "fhir-device-read",
+    trigger: one!("GET", "/fhir/Device/{id}"),
+    build: |w| http::<FhirDeviceDeps<Devices, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::fhir_api::http::read_device)),
+};
+
+pub static FHIR_DOCUMENT_READ: FunctionSpec = FunctionSpec {
+    name: "fhir-document-read",
+    trigger: one!("GET", "/fhir/DocumentReference/{id}"),
+    build: |w| http::<FhirDocumentDeps<DynamoUploadStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::fhir_api::http::read_document)),
 };
 
 // ---------------------------------------------------------------- alerts
@@ -763,6 +781,9 @@ pub static ALL: &[&FunctionSpec] = &[
     &FHIR_METADATA,
     &FHIR_OBSERVATION_READ,
     &FHIR_OBSERVATION_SEARCH,
+    &FHIR_PATIENT_READ,
+    &FHIR_DEVICE_READ,
+    &FHIR_DOCUMENT_READ,
     &PATIENT_ALERTS,
     &PATIENT_ALERTS_CLOSE,
     &PATIENT_ALERTS_ACKNOWLEDGE,
