@@ -1,5 +1,5 @@
-//! The FHIR routes: `GET /fhir/metadata` (no token), `GET /fhir/Observation/{id}` and
-//! `GET /fhir/Observation`.
+//! The FHIR routes: `GET /fhir/metadata` (no token), the Observation search and `$lastn`, and
+//! reads of Observation, Patient, Device and DocumentReference.
 //!
 //! Who reads what: an admin any patient's data; a clinician their care teams' patients'; a
 //! patient their own. A read or search about a patient the caller may not read is a 403; a
@@ -28,15 +28,15 @@ impl HttpAnswer for Result<Response<Body>, FhirError> {
     }
 }
 
-/// What the FHIR read routes need: the Observations, the care teams (who may read) and the
-/// audit log.
-pub struct FhirReadDeps<O, L, C> {
-    pub store: O,
+/// What a FHIR route over one store needs: the store (Observations, devices or uploads), the
+/// care teams (who may read) and the audit log.
+pub struct FhirReadDeps<S, L, C> {
+    pub store: S,
     pub audit: L,
     pub care: C,
 }
 
-impl<O: FromWiring, L: FromWiring, C: FromWiring> FromWiring for FhirReadDeps<O, L, C> {
+impl<S: FromWiring, L: FromWiring, C: FromWiring> FromWiring for FhirReadDeps<S, L, C> {
     fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
         Ok(Self { store: w.build()?, audit: w.build()?, care: w.build()? })
     }
@@ -69,8 +69,12 @@ pub async fn metadata(request: Request, _: &()) -> Response<Body> {
 /// A stored Observation as answered: `meta.versionId` and `meta.lastUpdated` (when it was
 /// filed, its `issued`) set.
 fn versioned(o: &StoredObservation) -> Result<String, StoreError> {
-    let issued = serde_json::from_str::<IssuedOnly>(&o.resource).map_err(|e| StoreError::new("read observation", e))?.issued;
-    with_version(&o.resource, &version_id(&o.content_hash), issued.as_deref()).map_err(|e| StoreError::new("read observation", e))
+    with_version(&o.resource, &version_id(&o.content_hash), issued(o)?.as_deref()).map_err(|e| StoreError::new("read observation", e))
+}
+
+/// When the platform filed a stored Observation: its `issued`, the resource's `lastUpdated`.
+fn issued(o: &StoredObservation) -> Result<Option<String>, StoreError> {
+    Ok(serde_json::from_str::<IssuedOnly>(&o.resource).map_err(|e| StoreError::new("read observation", e))?.issued)
 }
 
 #[derive(serde::Deserialize)]
@@ -93,13 +97,11 @@ pub async fn read_observation<O: ObservationStore, L: AuditLog, C: CareStore>(
     if id == "$lastn" {
         return lastn(&request, deps, scope).await;
     }
-    if !crate::fhir::is_valid_id(&id) {
-        return Err(FhirError::bad("id", format!("{id:?} is not a FHIR id")));
-    }
+    let id = fhir_id(id)?;
     let Some(o) = deps.store.get(&id).await? else {
         return Err(FhirError::NotFound(format!("Observation/{id} is not known")));
     };
-    let issued = serde_json::from_str::<IssuedOnly>(&o.resource).map_err(|e| StoreError::new("read observation", e))?.issued;
+    let issued = issued(&o)?;
     let read = Read { what: format!("Observation/{id}"), patient: Some(&o.patient_id), json: &o.resource, version: version_id(&o.content_hash), last_updated: issued.as_deref() };
     answer_read(&request, &deps.audit, &mut scope, read).await
 }
@@ -136,7 +138,10 @@ async fn answer_read<L: AuditLog, C: CareStore>(request: &Request, audit: &L, sc
 
 /// The id of a read, checked to be a FHIR id.
 fn read_id(request: &Request) -> Result<String, FhirError> {
-    let id = path_param(request, "id")?;
+    fhir_id(path_param(request, "id")?)
+}
+
+fn fhir_id(id: String) -> Result<String, FhirError> {
     if crate::fhir::is_valid_id(&id) {
         Ok(id)
     } else {
@@ -180,44 +185,18 @@ pub async fn read_patient<P: PatientStore, O: ObservationStore, L: AuditLog, C: 
     answer_read(&request, &deps.audit, &mut scope, read).await
 }
 
-/// What the Device read needs.
-pub struct FhirDeviceDeps<D, L, C> {
-    pub devices: D,
-    pub audit: L,
-    pub care: C,
-}
-
-impl<D: FromWiring, L: FromWiring, C: FromWiring> FromWiring for FhirDeviceDeps<D, L, C> {
-    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { devices: w.build()?, audit: w.build()?, care: w.build()? })
-    }
-}
-
 /// `GET /fhir/Device/{id}`: a registered device (its thing name), read by an admin or by those
 /// who may read its patient.
-pub async fn read_device<D: DeviceRegistry, L: AuditLog, C: CareStore>(request: Request, deps: &FhirDeviceDeps<D, L, C>) -> Result<Response<Body>, FhirError> {
+pub async fn read_device<D: DeviceRegistry, L: AuditLog, C: CareStore>(request: Request, deps: &FhirReadDeps<D, L, C>) -> Result<Response<Body>, FhirError> {
     let mut scope = ReadScope::new(&deps.care, require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?);
     // Thing names are device ids here, and may hold `:` and `_`, which FHIR ids do not.
     let id = path_param(&request, "id")?;
-    let Some(device) = deps.devices.get(&id).await? else {
+    let Some(device) = deps.store.get(&id).await? else {
         return Err(FhirError::NotFound(format!("Device/{id} is not known")));
     };
     let json = device_resource(&device).to_string();
     let read = Read { what: format!("Device/{id}"), patient: device.patient_id.as_deref(), version: content_version(&json), json: &json, last_updated: Some(&device.updated_at) };
     answer_read(&request, &deps.audit, &mut scope, read).await
-}
-
-/// What the DocumentReference read needs.
-pub struct FhirDocumentDeps<U, L, C> {
-    pub uploads: U,
-    pub audit: L,
-    pub care: C,
-}
-
-impl<U: FromWiring, L: FromWiring, C: FromWiring> FromWiring for FhirDocumentDeps<U, L, C> {
-    fn from_wiring(w: &Wiring) -> Result<Self, WiringError> {
-        Ok(Self { uploads: w.build()?, audit: w.build()?, care: w.build()? })
-    }
 }
 
 /// The members of a stored DocumentReference a read needs.
@@ -230,11 +209,11 @@ struct DocumentFacts {
 /// `GET /fhir/DocumentReference/{id}`: a file a device uploaded, once registered.
 pub async fn read_document<U: UploadRecordStore, L: AuditLog, C: CareStore>(
     request: Request,
-    deps: &FhirDocumentDeps<U, L, C>,
+    deps: &FhirReadDeps<U, L, C>,
 ) -> Result<Response<Body>, FhirError> {
     let mut scope = ReadScope::new(&deps.care, require(&request, &[Role::Admin, Role::Clinician, Role::Patient])?);
     let id = read_id(&request)?;
-    let Some(json) = deps.uploads.document(&id).await? else {
+    let Some(json) = deps.store.document(&id).await? else {
         return Err(FhirError::NotFound(format!("DocumentReference/{id} is not known")));
     };
     let facts: DocumentFacts = serde_json::from_str(&json).map_err(|e| StoreError::new("read document", e))?;
@@ -257,10 +236,7 @@ async fn lastn<O: ObservationStore, L: AuditLog, C: CareStore>(
     let Some(patient) = ask.patient.clone() else {
         return Err(FhirError::bad("patient", "$lastn needs patient (or subject)"));
     };
-    if !scope.allows(&patient).await? {
-        record_read(&deps.audit, request, scope.who(), &[&patient], 403).await?;
-        return Err(FhirError::Forbidden(format!("Patient/{patient} is not a patient whose data you may read")));
-    }
+    readable_patient(request, &deps.audit, &mut scope, &patient).await?;
     let found = search::lastn(&deps.store, &patient, &ask).await?;
     let base = base_url(request);
     let entry = entries(&base, &found)?;
@@ -268,6 +244,15 @@ async fn lastn<O: ObservationStore, L: AuditLog, C: CareStore>(
     let self_url = format!("{base}/Observation/$lastn?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish());
     let bundle = Bundle { resource_type: "Bundle", r#type: "searchset", total: Some(entry.len()), link: vec![Link { relation: "self", url: self_url }], entry };
     Ok(fhir_json(request, to_json(&bundle)?, &[]))
+}
+
+/// A 403, audited against the patient, unless the caller may read the patient a search is about.
+async fn readable_patient<L: AuditLog, C: CareStore>(request: &Request, audit: &L, scope: &mut ReadScope<'_, C>, patient: &str) -> Result<(), FhirError> {
+    if scope.allows(patient).await? {
+        return Ok(());
+    }
+    record_read(audit, request, scope.who(), &[patient], 403).await?;
+    Err(FhirError::Forbidden(format!("Patient/{patient} is not a patient whose data you may read")))
 }
 
 /// The Bundle entries of stored Observations, each with its version.
@@ -339,10 +324,7 @@ pub async fn search_observations<O: ObservationStore, L: AuditLog, C: CareStore>
     }
     let mut scope = ReadScope::new(&deps.care, who);
     if let Some(patient) = &search.patient {
-        if !scope.allows(patient).await? {
-            record_read(&deps.audit, &request, scope.who(), &[patient], 403).await?;
-            return Err(FhirError::Forbidden(format!("Patient/{patient} is not a patient whose data you may read")));
-        }
+        readable_patient(&request, &deps.audit, &mut scope, patient).await?;
     }
     let plan = search::plan(&search)?;
     let base = base_url(&request);
@@ -620,7 +602,7 @@ mod tests {
             d.patient_id = patient.map(Into::into);
             d
         };
-        let deps = FhirDeviceDeps { devices: MemoryDevices::with(vec![device("1", Some("pat-1")), device("9", None)]), audit: MemoryAudit::default(), care: MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
+        let deps = FhirReadDeps { store: MemoryDevices::with(vec![device("1", Some("pat-1")), device("9", None)]), audit: MemoryAudit::default(), care: MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
         let device_read = |id: &str, caller: Value| read_device(read("GET /fhir/Device/{id}", id, caller), &deps);
         let cuff = answered(device_read("acme-1", testing::patient("pat-1")).await);
         assert_eq!(cuff.status, 200, "{}", cuff.body);
@@ -638,10 +620,10 @@ mod tests {
         let id = crate::files::registration::document_id(key);
         let document = json!({"resourceType": "DocumentReference", "id": id, "status": "current", "date": "2026-11-22T10:01:00.000Z", "subject": {"reference": "Patient/pat-1"}, "content": [{"attachment": {"contentType": "application/pdf"}}]});
         let facts = crate::files::registration::ObjectFacts { size: 3, sha256: "00".into(), sha1_base64: "AA==".into() };
-        let deps = FhirDocumentDeps { uploads, audit: MemoryAudit::default(), care: MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
+        let deps = FhirReadDeps { store: uploads, audit: MemoryAudit::default(), care: MemoryCare::looking_after("clinician-sub", &["pat-1"]) };
         let document_read = |id: String, caller: Value| read_document(read("GET /fhir/DocumentReference/{id}", &id, caller), &deps);
         assert_eq!(outcome(&answered(document_read(id.clone(), testing::admin()).await)).0, 404, "not registered yet");
-        deps.uploads.complete(key, Some("v1"), &facts, &document.to_string()).await.unwrap();
+        deps.store.complete(key, Some("v1"), &facts, &document.to_string()).await.unwrap();
         let found = answered(document_read(id.clone(), testing::clinician()).await);
         assert_eq!((found.status, found.body["id"].as_str()), (200, Some(id.as_str())));
         assert_eq!(found.body["meta"]["lastUpdated"], "2026-11-22T10:01:00.000Z");

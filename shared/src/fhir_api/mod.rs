@@ -74,10 +74,7 @@ impl FhirError {
     /// The `OperationOutcome`; storage details stay in the logs.
     pub fn into_response(self) -> Response<Body> {
         let diagnostics = match &self {
-            FhirError::Store(e) => {
-                tracing::error!(error = %e, "storage failure");
-                "the service is temporarily unavailable; retry later".to_owned()
-            }
+            FhirError::Store(e) => crate::platform::http::unavailable(e),
             other => other.to_string(),
         };
         let outcome = json!({

@@ -62,10 +62,7 @@ impl ApiError {
     /// The response; storage details stay in the logs, not in the body.
     pub fn into_response(self) -> Response<Body> {
         let message = match &self {
-            ApiError::Store(e) => {
-                tracing::error!(error = %e, "storage failure");
-                "the service is temporarily unavailable; retry later".to_owned()
-            }
+            ApiError::Store(e) => unavailable(e),
             other => other.to_string(),
         };
         let mut body = json!({"error": {"code": self.code(), "message": message}});
@@ -74,6 +71,12 @@ impl ApiError {
         }
         json_response(self.status(), &body, &[])
     }
+}
+
+/// What a client is told of a storage failure; the failure itself goes to the logs.
+pub fn unavailable(e: &StoreError) -> String {
+    tracing::error!(error = %e, "storage failure");
+    "the service is temporarily unavailable; retry later".to_owned()
 }
 
 /// A route's success: status and JSON body.

@@ -46,7 +46,7 @@ use crate::messages::http::{DevelopmentDeps, DropDataDeps, MessageDeps};
 use crate::messages::DynamoMessageStore;
 use crate::ingest::inbox::{self, DynamoInboxProgress, InboxDeps, S3Inbox, SqsInboxContinuation};
 use crate::ingest::rule::{self, IngestDeps};
-use crate::fhir_api::http::{FhirDeviceDeps, FhirDocumentDeps, FhirPatientDeps, FhirReadDeps};
+use crate::fhir_api::http::{FhirPatientDeps, FhirReadDeps};
 use crate::observations::http::DeviceReadDeps;
 use crate::observations::DynamoObservationStore;
 use crate::patients::{DynamoEncounterStore, DynamoPatientStore};
@@ -226,13 +226,13 @@ pub static FHIR_PATIENT_READ: FunctionSpec = FunctionSpec {
 pub static FHIR_DEVICE_READ: FunctionSpec = FunctionSpec {
     name: "fhir-device-read",
     trigger: one!("GET", "/fhir/Device/{id}"),
-    build: |w| http::<FhirDeviceDeps<Devices, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::fhir_api::http::read_device)),
+    build: |w| http::<FhirReadDeps<Devices, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::fhir_api::http::read_device)),
 };
 
 pub static FHIR_DOCUMENT_READ: FunctionSpec = FunctionSpec {
     name: "fhir-document-read",
     trigger: one!("GET", "/fhir/DocumentReference/{id}"),
-    build: |w| http::<FhirDocumentDeps<DynamoUploadStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::fhir_api::http::read_document)),
+    build: |w| http::<FhirReadDeps<DynamoUploadStore, DynamoAuditLog, DynamoCareStore>>(w, route!(crate::fhir_api::http::read_document)),
 };
 
 // ---------------------------------------------------------------- alerts
