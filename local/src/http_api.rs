@@ -34,6 +34,7 @@ pub const LOCAL_PATIENT_ISSUER: &str = "vitalwire-local-patients";
 pub const LOCAL_AUDIENCE: &str = "vitalwire-local-app";
 
 /// The local signing key and its JWKS.
+#[derive(Clone)]
 pub struct LocalAuth {
     key: EncodingKey,
     kid: String,
@@ -99,6 +100,13 @@ impl LocalAuth {
 
     /// A token with Cognito's claim names, valid for `minutes`.
     pub fn mint(&self, subject: &str, role: Role, patient_id: Option<&str>, minutes: i64) -> Result<String, String> {
+        self.mint_with(subject, role, patient_id, minutes, Map::new())
+    }
+
+    /// [`Self::mint`] with more claims, as the hosted UI's id tokens carry (`cognito:username`,
+    /// `nonce`). They never replace the claims `mint` sets: issuer, audience, role and expiry
+    /// stay what the authorizer is meant to check.
+    pub fn mint_with(&self, subject: &str, role: Role, patient_id: Option<&str>, minutes: i64, extra: Map<String, Value>) -> Result<String, String> {
         let mut claims = json!({
             "sub": subject, "iss": if role == Role::Patient { LOCAL_PATIENT_ISSUER } else { LOCAL_STAFF_ISSUER },
             "aud": LOCAL_AUDIENCE, "token_use": "id",
@@ -107,6 +115,11 @@ impl LocalAuth {
         });
         if let Some(p) = patient_id {
             claims["custom:patientId"] = json!(p);
+        }
+        if let Value::Object(claims) = &mut claims {
+            for (name, value) in extra {
+                claims.entry(name).or_insert(value);
+            }
         }
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
