@@ -4,12 +4,16 @@
 //! - [`stack`]: tables created from `template.yaml`, and each function's environment resolved
 //!   the way CloudFormation would resolve it.
 //! - [`runtime_api`]: a Lambda Runtime API stand-in that runs the real function binaries.
+//! - [`hosted_ui`] and [`console`]: the stand-in for Cognito's hosted UI (sign-in by OAuth 2.0
+//!   code and PKCE) and the clinician console, served by the HTTP API.
 //!
 //! The integration tests use the same pieces.
 
+pub mod console;
 pub mod emulator;
 pub mod functions;
 pub mod gateway;
+pub mod hosted_ui;
 pub mod http_api;
 pub mod metrics;
 pub mod platform;
