@@ -96,6 +96,10 @@ enum Command {
         /// object per line. `RUST_LOG` sets the levels (default: `info` for the platform).
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+        /// The built clinician console served at `/console/` (relative to the repository, as
+        /// `--state-dir`); default `console/dist`, the Vite build `scripts/dev-env.sh` makes.
+        #[arg(long)]
+        console_dir: Option<PathBuf>,
     },
     /// Mint a JWT for the local HTTP API, signed with the local key; with `--polaris`, a
     /// Polaris-compatibility token (HS512) for the running `up` instead.
@@ -235,7 +239,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     tracing::info!(tables = stack.tables.len(), seed_devices = seeded.len(), "tables and buckets of template.yaml created, seed devices registered");
 
     match cli.command {
-        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256, polaris_issuer, latency, .. } => {
+        Command::Up { mqtt_port, iot_http_port, api_port, polaris_rs256, polaris_issuer, latency, console_dir, .. } => {
             let state_dir = repo_root().join(&cli.state_dir);
             let localhost = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
             let settings = platform::Settings {
@@ -250,6 +254,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 polaris_rs256,
                 polaris_issuer,
                 schedule_tick: Some(std::time::Duration::from_secs(2)),
+                console_dir: console_dir.map_or_else(vitalwire_local::console::default_dir, |d| repo_root().join(d)),
             };
             let running = platform::start(&stack, &config, settings).await?;
             let (mqtt_port, iot_endpoint, api_url, files) =
@@ -273,6 +278,8 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
                 // The alert sweep's clock (POST {"advanceMinutes": n}) and what it sent.
                 "clockUrl": format!("{api_url}/local/clock"),
                 "outboxUrl": format!("{api_url}/local/outbox"),
+                // The clinician console, signing in through the local stand-in for Cognito.
+                "consoleUrl": running.console_url,
             });
             // It names the Polaris key: the owner's only, like the keys.
             vitalwire_local::private_file::write(&state_dir.join("endpoints.json"), serde_json::to_string_pretty(&endpoints)?.as_bytes())?;
@@ -283,6 +290,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             println!("  written to {}", state_dir.join("endpoints.json").display());
             println!("HTTP API: {api_url} (tokens: vitalwire-local token --role admin)");
             println!("  alert sweep every 2 s; move its clock: POST {api_url}/local/clock {{\"advanceMinutes\": 15}}; sent SMS and email: GET {api_url}/local/outbox");
+            println!("Clinician console: {} (sign in with any user name, as clinician or admin)", running.console_url);
             println!("AWS emulator: {}", emulator.endpoint());
             println!("Tables: {}", stack.tables.values().cloned().collect::<Vec<_>>().join(", "));
             println!("Seed devices: {}", seeded.join(", "));

@@ -48,6 +48,9 @@ pub struct Settings {
     /// How often scheduled functions (the alert sweep) run by themselves; none: only when the
     /// clock is moved (`POST /local/clock`), as tests want.
     pub schedule_tick: Option<Duration>,
+    /// The built clinician console served at `/console/` ([`crate::console::default_dir`] for
+    /// `up`; tests point it at a directory of their own).
+    pub console_dir: PathBuf,
 }
 
 /// A running local platform; dropping it stops its servers.
@@ -58,6 +61,8 @@ pub struct Platform {
     pub iot_endpoint: String,
     /// Base URL of the HTTP API.
     pub api_url: String,
+    /// The clinician console's URL (`<api_url>/console/`).
+    pub console_url: String,
     /// Mints tokens the HTTP API accepts.
     pub auth: LocalAuth,
     /// Mints Polaris-compatibility tokens the HTTP API accepts.
@@ -127,6 +132,11 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     let mqtt_listener = bind(settings.mqtt, "--mqtt-port").await?;
     let mqtt_port = mqtt_listener.local_addr().map_err(|e| e.to_string())?.port();
     let api = LocalApi::new(functions.clone(), auth.jwks.clone())?;
+    // The console and its sign-in on the API's origin, as Cognito's hosted UI and the console's
+    // bucket are reached from the browser on AWS.
+    let hosted_ui = crate::hosted_ui::HostedUi::new(auth.clone(), &api_url)?;
+    let console = crate::console::Console::new(settings.console_dir.clone(), &api_url);
+    let console_url = format!("{api_url}{}", crate::hosted_ui::CONSOLE_PATH);
 
     let files = gateway.pki.files.clone();
     let mut tasks = vec![
@@ -137,7 +147,7 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
                 let _ = gateway.serve(mqtt_listener).await;
             }
         }),
-        spawn_http(api_listener, api.router().merge(scheduler.router()).merge(metrics.router())),
+        spawn_http(api_listener, api.router().merge(scheduler.router()).merge(metrics.router()).merge(hosted_ui.router()).merge(console.router())),
         tokio::spawn({
             // Step and in-progress timeouts of job executions.
             let gateway = gateway.clone();
@@ -166,5 +176,5 @@ pub async fn start(stack: &LocalStack, config: &SdkConfig, settings: Settings) -
     if let Some(tick) = settings.schedule_tick {
         tasks.push(scheduler.spawn(tick));
     }
-    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, auth, polaris, files, clock, scheduler, metrics, tasks })
+    Ok(Platform { gateway, mqtt_port, iot_endpoint, api_url, console_url, auth, polaris, files, clock, scheduler, metrics, tasks })
 }

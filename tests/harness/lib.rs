@@ -162,14 +162,19 @@ impl LocalGateway {
 
     /// Deployed with these template parameters (`up --parameter NAME=VALUE`).
     pub async fn start_with_parameters(parameters: &[(&str, &str)]) -> Self {
-        Self::start_configured_with(TestStack::with_parameters(parameters).await, None, false, vitalwire_local::gateway::AWS_MINIMUM_KEEP_ALIVE).await
+        Self::start_configured_with(TestStack::with_parameters(parameters).await, None, false, vitalwire_local::gateway::AWS_MINIMUM_KEEP_ALIVE, vitalwire_local::console::default_dir()).await
+    }
+
+    /// Serving the clinician console from `console_dir` (a test's own files) at `/console/`.
+    pub async fn start_with_console(console_dir: &std::path::Path) -> Self {
+        Self::start_configured_with(TestStack::new().await, None, false, vitalwire_local::gateway::AWS_MINIMUM_KEEP_ALIVE, console_dir.to_owned()).await
     }
 
     async fn start_configured(token_lifetime: Option<std::time::Duration>, polaris_rs256: bool, keep_alive_floor: u16) -> Self {
-        Self::start_configured_with(TestStack::new().await, token_lifetime, polaris_rs256, keep_alive_floor).await
+        Self::start_configured_with(TestStack::new().await, token_lifetime, polaris_rs256, keep_alive_floor, vitalwire_local::console::default_dir()).await
     }
 
-    async fn start_configured_with(stack: TestStack, token_lifetime: Option<std::time::Duration>, polaris_rs256: bool, keep_alive_floor: u16) -> Self {
+    async fn start_configured_with(stack: TestStack, token_lifetime: Option<std::time::Duration>, polaris_rs256: bool, keep_alive_floor: u16, console_dir: std::path::PathBuf) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         vitalwire_local::gateway::install_default_provider();
         let state_dir = std::env::temp_dir()
@@ -188,6 +193,7 @@ impl LocalGateway {
             polaris_rs256,
             polaris_issuer: None,
             schedule_tick: None,
+            console_dir,
         };
         let platform = vitalwire_local::platform::start(&stack.stack, &stack.config, settings).await.expect("local platform");
         Self {
