@@ -3,6 +3,8 @@
 #   .venv/                               moto (AWS emulator), cfn-lint, the FHIR validators
 #   infra/local/fhir-schema/node_modules the official FHIR R4 JSON schema (npm package)
 #   tests/js/node_modules, tests/js/dist the AWS IoT Device SDK v2 for JavaScript and its samples
+#   console/node_modules, console/dist   the clinician console (npm packages, Vite build), which
+#                                        `vitalwire-local up` serves at /console/
 # and, from Debian, mosquitto_pub and mosquitto_sub (mosquitto-clients), the plain MQTT clients
 # the gateway tests run unchanged. Needs python3 (3.11+) with venv and pip, npm, and apt (as
 # root, or through sudo). Re-running is cheap: each part is reinstalled only when its pinned
@@ -46,4 +48,21 @@ if [ "$(cat "$js_stamp" 2>/dev/null)" != "$want" ] || [ ! -d "$js_dir/dist" ]; t
   echo "dev-env: installing the AWS IoT Device SDK v2 for JavaScript and compiling its samples" >&2
   (cd "$js_dir" && npm ci --silent --no-audit --no-fund && npx tsc)
   echo "$want" > "$js_stamp"
+fi
+
+console_dir="console"
+console_stamp="$console_dir/node_modules/.lock.sha256"
+want="$(sha256sum "$console_dir/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$console_stamp" 2>/dev/null)" != "$want" ]; then
+  echo "dev-env: installing the console's npm packages" >&2
+  (cd "$console_dir" && npm ci --silent --no-audit --no-fund)
+  echo "$want" > "$console_stamp"
+fi
+# Rebuilt only when its sources changed: the type check and the Vite build take a few seconds.
+build_stamp="$console_dir/dist/.sources.sha256"
+want="$(cd "$console_dir" && find src index.html package-lock.json vite.config.ts tsconfig.json -type f | sort | xargs cat | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$build_stamp" 2>/dev/null)" != "$want" ]; then
+  echo "dev-env: building the console (console/dist)" >&2
+  (cd "$console_dir" && npm run --silent build >/dev/null)
+  echo "$want" > "$build_stamp"
 fi
