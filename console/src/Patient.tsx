@@ -114,10 +114,17 @@ function TrendChart({ chart, observations, since }: { chart: VitalChart; observa
   }
   const values = points.map((p) => p.value);
   const [low, high] = [Math.min(chart.domain[0], ...values), Math.max(chart.domain[1], ...values)];
+  // A chosen period runs up to now; "All" spans the readings themselves, so old readings are not
+  // squeezed against the left edge by the months since.
+  const last = points[points.length - 1].at;
   const start = since ? Date.parse(since) : points[0].at;
-  const end = Math.max(Date.now(), points[points.length - 1].at);
-  const span = Math.max(end - start, 60000);
-  const tick = (t: number) => new Date(t).toLocaleString(undefined, span > 2 * 86400000 ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
+  const end = since ? Math.max(Date.now(), last) : last;
+  const span = Math.max(end - start, 3600000);
+  // Days for long spans; times for short ones, with the day too unless they are from the last day.
+  const recent = Date.now() - start < 86400000;
+  const format: Intl.DateTimeFormatOptions =
+    span > 2 * 86400000 ? { month: "short", day: "numeric" } : recent ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+  const tick = (t: number) => new Date(t).toLocaleString(undefined, format);
   return (
     <figure className="chart" aria-labelledby={headingId} data-chart={chart.key} data-points={points.length}>
       <figcaption id={headingId}>
@@ -132,7 +139,7 @@ function TrendChart({ chart, observations, since }: { chart: VitalChart; observa
                 <ReferenceArea key={b.from} y1={Math.max(b.from, low)} y2={Math.min(b.to, high)} fill={BAND_COLOURS[b.score]} fillOpacity={0.7} ifOverflow="hidden" />
               ))}
             <CartesianGrid strokeDasharray="3 3" stroke="#d0d5dd" />
-            <XAxis dataKey="at" type="number" scale="time" domain={[start - span * 0.02, end]} tickFormatter={tick} />
+            <XAxis dataKey="at" type="number" scale="time" domain={[start - span * 0.03, Math.max(end, start + span) + span * 0.03]} tickFormatter={tick} />
             <YAxis domain={[low, high]} width={44} allowDecimals />
             <Tooltip
               labelFormatter={(t) => when(new Date(Number(t)).toISOString())}
