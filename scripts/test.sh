@@ -21,3 +21,4 @@ cargo test --locked --workspace
 echo "cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml
 echo "cfn-lint: passed"
+.venv/bin/python infra/local/sam_resources.py template.yaml
