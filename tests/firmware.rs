@@ -298,6 +298,56 @@ async fn job_events_are_recorded_once_and_foreign_or_malformed_ones_are_not_lost
     assert_eq!(gw.stack.count(&DEAD_LETTERS).await, dead_before + 2, "refused events are kept");
     let state = deployment_when(&api, &id, |d| d["status"] == "COMPLETED").await;
     assert_eq!(device_status(&state, &thing)["status"], "SUCCEEDED");
+    // The list counts the device once, however often its end was delivered.
+    let (_, listed) = api.call(Method::GET, "/admin/firmware/deployments", Some(&api.token(Role::Admin, None)), None).await;
+    let entry = &listed["deployments"][0];
+    assert_eq!((entry["deploymentId"].as_str(), entry["status"].as_str(), entry["devices"].as_u64(), entry["finished"].as_u64()), (Some(id.as_str()), Some("COMPLETED"), Some(1), Some(1)), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_are_listed_newest_first_in_pages() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let (thing, _, _) = provisioned_device(&gw, "0561").await;
+    let firmware_id = register_firmware(&api, "7.0.0", b"image", &sha256_hex(b"image")).await;
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        let (status, d) = deploy(&api, json!({"firmwareId": firmware_id, "thingNames": [thing]})).await;
+        assert_eq!(status, StatusCode::CREATED, "{d}");
+        created.push(d["deploymentId"].as_str().unwrap().to_owned());
+    }
+    let admin = api.token(Role::Admin, None);
+    let mut listed = Vec::new();
+    let mut next: Option<String> = None;
+    for _ in 0..4 {
+        let path = match &next {
+            Some(n) => format!("/admin/firmware/deployments?limit=2&next={n}"),
+            None => "/admin/firmware/deployments?limit=2".to_owned(),
+        };
+        let (status, page) = api.call(Method::GET, &path, Some(&admin), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for d in page["deployments"].as_array().unwrap() {
+            assert_eq!((d["version"].as_str(), d["devices"].as_u64(), d["finished"].as_u64(), d["status"].as_str()), (Some("7.0.0"), Some(1), Some(0), Some("IN_PROGRESS")), "{d}");
+            listed.push((d["createdAt"].as_str().unwrap().to_owned(), d["deploymentId"].as_str().unwrap().to_owned()));
+        }
+        next = page["next"].as_str().map(str::to_owned);
+        if next.is_none() {
+            break;
+        }
+    }
+    assert!(next.is_none(), "the pages end");
+    let mut newest_first = listed.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(listed, newest_first, "newest first");
+    let mut ids: Vec<String> = listed.into_iter().map(|(_, id)| id).collect();
+    ids.sort();
+    created.sort();
+    assert_eq!(ids, created, "every deployment once, and no device item listed");
+
+    let (status, error) = api.call(Method::GET, "/admin/firmware/deployments?next=forged", Some(&admin), None).await;
+    assert_eq!((status, error["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("next")), "{error}");
+    let (status, _) = api.call(Method::GET, "/admin/firmware/deployments", Some(&api.token(Role::Clinician, None)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,6 +204,90 @@ impl Deployment {
     }
 }
 
+/// A deployment as the list shows it: its record without its devices, and how many of its
+/// devices finished (kept on the record by each terminal status, so a list reads one item per
+/// deployment).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentSummary {
+    pub deployment_id: String,
+    pub firmware_id: String,
+    pub version: String,
+    pub device_model: String,
+    pub status: DeploymentStatus,
+    pub status_reason: Option<String>,
+    pub device_count: usize,
+    pub finished_count: usize,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl DeploymentSummary {
+    pub fn of(d: &Deployment) -> Self {
+        Self {
+            deployment_id: d.deployment_id.clone(),
+            firmware_id: d.firmware_id.clone(),
+            version: d.version.clone(),
+            device_model: d.device_model.clone(),
+            status: d.status,
+            status_reason: d.status_reason.clone(),
+            device_count: d.devices.len(),
+            finished_count: d.devices.iter().filter(|e| e.status.is_terminal()).count(),
+            created_at: d.created_at.clone(),
+            updated_at: d.updated_at.clone(),
+        }
+    }
+
+    /// COMPLETED once every device finished, as [`Deployment::effective_status`] says.
+    pub fn effective_status(&self) -> DeploymentStatus {
+        match self.status {
+            DeploymentStatus::InProgress if self.finished_count >= self.device_count => DeploymentStatus::Completed,
+            other => other,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "deploymentId": self.deployment_id,
+            "firmwareId": self.firmware_id,
+            "version": self.version,
+            "deviceModel": self.device_model,
+            "status": self.effective_status().as_str(),
+            "statusReason": self.status_reason,
+            "devices": self.device_count,
+            "finished": self.finished_count,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        })
+    }
+}
+
+/// Where a page of the deployment list (newest first) resumes: after this deployment. Its token
+/// is opaque to callers (base64url), and a token that does not decode is refused, not ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: String,
+    pub deployment_id: String,
+}
+
+impl ListCursor {
+    pub fn after(last: &DeploymentSummary) -> Self {
+        Self { created_at: last.created_at.clone(), deployment_id: last.deployment_id.clone() }
+    }
+
+    pub fn token(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{}", self.created_at, self.deployment_id))
+    }
+
+    pub fn parse(token: &str) -> Option<Self> {
+        use base64::Engine;
+        let text = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+        let (created_at, deployment_id) = text.split_once('|')?;
+        let valid = chrono::DateTime::parse_from_rfc3339(created_at).is_ok() && !deployment_id.is_empty();
+        valid.then(|| Self { created_at: created_at.to_owned(), deployment_id: deployment_id.to_owned() })
+    }
+}
+
 /// What recording a device's terminal status did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -219,6 +303,13 @@ pub trait DeploymentStore: Send + Sync {
     /// Records a new deployment with its devices QUEUED; false if the id is taken.
     fn create(&self, deployment: &Deployment) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn get(&self, deployment_id: &str) -> impl Future<Output = Result<Option<Deployment>, StoreError>> + Send;
+    /// Up to `limit` deployments, newest first, after `after`; and where the next page starts,
+    /// when more may follow.
+    fn list(
+        &self,
+        limit: usize,
+        after: Option<&ListCursor>,
+    ) -> impl Future<Output = Result<(Vec<DeploymentSummary>, Option<ListCursor>), StoreError>> + Send;
     /// Sets the overall status (cancelled, failed to start) with a reason.
     fn set_status(
         &self,
@@ -227,7 +318,8 @@ pub trait DeploymentStore: Send + Sync {
         reason: Option<&str>,
         at: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records a device's terminal status once: later deliveries of the same end change nothing.
+    /// Records a device's terminal status once, and counts it on the deployment's record, in one
+    /// step: later deliveries of the same end change nothing.
     fn record_terminal(
         &self,
         deployment_id: &str,

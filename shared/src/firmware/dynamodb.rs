@@ -2,14 +2,16 @@
 //! `DeploymentsTable`: one item per deployment (`sk = DEPLOYMENT`) and one per device
 //! (`sk = THING#<thingName>`), so a single query reads a deployment whole.
 
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{PutRequest, TransactWriteItem, Update, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
 
-use super::deployments::{Deployment, DeploymentStatus, DeploymentStore, DeviceExecution, ExecutionStatus, Recorded, RolloutSettings};
+use super::deployments::{
+    Deployment, DeploymentStatus, DeploymentStore, DeploymentSummary, DeviceExecution, ExecutionStatus, ListCursor, Recorded, RolloutSettings,
+};
 use super::{FirmwareImage, FirmwareStore};
-use crate::platform::dynamodb::{batch_write, is_condition_failed, n, opt_s, opt_u64, conditional_put, req_s, s, Item};
-use crate::platform::tables::{DEPLOYMENTS, FIRMWARE};
+use crate::platform::dynamodb::{batch_write, conditional_put, n, only_conditions_failed, opt_s, opt_u64, req_s, s, Item};
+use crate::platform::tables::{DEPLOYMENTS, DEPLOYMENTS_BY_CREATED, FIRMWARE};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
 
@@ -95,6 +97,9 @@ fn image_from(item: &Item, op: &'static str) -> Result<FirmwareImage, StoreError
 
 const HEADER: &str = "DEPLOYMENT";
 const THING_PREFIX: &str = "THING#";
+/// The partition of the byCreated index: only deployment records carry it (a sparse index), so
+/// the list reads no device items. Admin traffic only, far below one partition's limits.
+const LISTED: &str = "DEPLOYMENT";
 
 /// [`DeploymentStore`] over DynamoDB.
 #[derive(Debug, Clone)]
@@ -144,9 +149,29 @@ fn header_item(d: &Deployment) -> Item {
         ("timeoutMinutes".into(), n(d.settings.timeout_minutes)),
         ("createdAt".into(), s(&d.created_at)),
         ("updatedAt".into(), s(&d.updated_at)),
+        ("listKey".into(), s(LISTED)),
+        ("deviceCount".into(), n(d.devices.len())),
+        ("finishedCount".into(), n(d.devices.iter().filter(|e| e.status.is_terminal()).count())),
     ]);
     crate::platform::dynamodb::put_opt(&mut item, "statusReason", d.status_reason.as_deref());
     item
+}
+
+fn summary_from(item: &Item) -> Result<DeploymentSummary, StoreError> {
+    const OP: &str = "list deployments";
+    let status = req_s(item, "status", OP)?;
+    Ok(DeploymentSummary {
+        deployment_id: req_s(item, "deploymentId", OP)?,
+        firmware_id: req_s(item, "firmwareId", OP)?,
+        version: req_s(item, "version", OP)?,
+        device_model: req_s(item, "deviceModel", OP)?,
+        status: DeploymentStatus::parse(&status).ok_or_else(|| StoreError::new(OP, format!("unknown status {status}")))?,
+        status_reason: opt_s(item, "statusReason"),
+        device_count: opt_n(item, "deviceCount").unwrap_or(0),
+        finished_count: opt_n(item, "finishedCount").unwrap_or(0),
+        created_at: req_s(item, "createdAt", OP)?,
+        updated_at: opt_s(item, "updatedAt").unwrap_or_default(),
+    })
 }
 
 impl DeploymentStore for DynamoDeploymentStore {
@@ -226,6 +251,30 @@ impl DeploymentStore for DynamoDeploymentStore {
         }))
     }
 
+    async fn list(&self, limit: usize, after: Option<&ListCursor>) -> Result<(Vec<DeploymentSummary>, Option<ListCursor>), StoreError> {
+        const OP: &str = "list deployments";
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DEPLOYMENTS_BY_CREATED.name)
+            .key_condition_expression("listKey = :k")
+            .expression_attribute_values(":k", s(LISTED))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        if let Some(after) = after {
+            request = request
+                .exclusive_start_key("listKey", s(LISTED))
+                .exclusive_start_key("createdAt", s(&after.created_at))
+                .exclusive_start_key("deploymentId", s(&after.deployment_id))
+                .exclusive_start_key("sk", s(HEADER));
+        }
+        let out = request.send().await.map_err(|e| StoreError::sdk(OP, &e))?;
+        let page = out.items().iter().map(summary_from).collect::<Result<Vec<_>, _>>()?;
+        let next = if out.last_evaluated_key().is_some() { page.last().map(ListCursor::after) } else { None };
+        Ok((page, next))
+    }
+
     async fn set_status(&self, deployment_id: &str, status: DeploymentStatus, reason: Option<&str>, at: &str) -> Result<(), StoreError> {
         let mut request = self
             .client
@@ -257,9 +306,7 @@ impl DeploymentStore for DynamoDeploymentStore {
     ) -> Result<Recorded, StoreError> {
         const OP: &str = "record device result";
         let key = format!("{THING_PREFIX}{thing_name}");
-        let update = self
-            .client
-            .update_item()
+        let device = Update::builder()
             .table_name(&self.table)
             .key("deploymentId", s(deployment_id))
             .key("sk", s(&key))
@@ -272,11 +319,28 @@ impl DeploymentStore for DynamoDeploymentStore {
             .expression_attribute_values(":at", s(at))
             .expression_attribute_values(":queued", s(ExecutionStatus::Queued.as_str()))
             .expression_attribute_values(":running", s(ExecutionStatus::InProgress.as_str()))
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        // Counted in the same transaction, so the list's progress never drifts from the devices'.
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key("deploymentId", s(deployment_id))
+            .key("sk", s(HEADER))
+            .update_expression("ADD finishedCount :one")
+            .condition_expression("attribute_exists(deploymentId)")
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(|e| StoreError::new(OP, e))?;
+        let update = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(device).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
             .send()
             .await;
         match update {
             Ok(_) => Ok(Recorded::Updated),
-            Err(e) if is_condition_failed(&e) => {
+            Err(e) if only_conditions_failed(&e) => {
                 let item = self
                     .client
                     .get_item()

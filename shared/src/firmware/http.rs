@@ -5,6 +5,7 @@
 //! | `POST /admin/firmware` | `admin-firmware-register` |
 //! | `GET /admin/firmware?deviceModel=` | `admin-firmware-list` |
 //! | `POST /admin/firmware/deployments` | `admin-deployments-create` |
+//! | `GET /admin/firmware/deployments?limit=&next=` | `admin-deployments-list` |
 //! | `GET /admin/firmware/deployments/{deploymentId}` | `admin-deployments-get` |
 //! | `POST /admin/firmware/deployments/{deploymentId}/cancel` | `admin-deployments-cancel` |
 //!
@@ -18,14 +19,14 @@ use serde::Deserialize;
 use serde_json::{json, Map};
 
 use super::deployments::{
-    job_document, resume, start, Deployment, DeploymentStatus, DeploymentStore, DeviceExecution, ExecutionStatus, JobControl,
-    JobRequest, RolloutSettings, MAX_TARGETS,
+    job_document, resume, start, Deployment, DeploymentStatus, DeploymentStore, DeploymentSummary, DeviceExecution, ExecutionStatus,
+    JobControl, JobRequest, ListCursor, RolloutSettings, MAX_TARGETS,
 };
 use super::{FirmwareImage, FirmwareStore, MAX_FIRMWARE_BYTES};
 use crate::access::{require, Role};
 use crate::devices::{slug, DeviceRegistry, DeviceStatus};
 use crate::files::UploadSigner;
-use crate::platform::http::{json_body, path_param, query_param, ApiError, Reply};
+use crate::platform::http::{json_body, limit_param, path_param, query_param, ApiError, Reply};
 use crate::platform::time::format_utc;
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -309,6 +310,22 @@ pub async fn create<F: FirmwareStore, D: DeviceRegistry, S: DeploymentStore, J: 
 
 async fn load<S: DeploymentStore>(store: &S, id: &str) -> Result<Deployment, ApiError> {
     store.get(id).await?.ok_or_else(|| ApiError::NotFound(format!("no deployment {id}")))
+}
+
+/// `GET /admin/firmware/deployments?limit=&next=`: deployments newest first, each with its
+/// status and how many of its devices finished (the devices themselves: the deployment's own route).
+pub async fn list_deployments<S: DeploymentStore>(request: Request, deployments: &S) -> Result<Reply, ApiError> {
+    require(&request, &[Role::Admin])?;
+    let limit = limit_param(&request, 25, 100)?;
+    let after = match query_param(&request, "next") {
+        None => None,
+        Some(token) => Some(ListCursor::parse(&token).ok_or_else(|| ApiError::bad("next", "is not a cursor this list gave"))?),
+    };
+    let (page, next) = deployments.list(usize::try_from(limit).unwrap_or(25), after.as_ref()).await?;
+    Ok((200, json!({
+        "deployments": page.iter().map(DeploymentSummary::to_json).collect::<Vec<_>>(),
+        "next": next.map(|c| c.token()),
+    })))
 }
 
 /// `GET /admin/firmware/deployments/{deploymentId}`: the deployment with each device's status
@@ -595,6 +612,55 @@ mod tests {
         let by_clinician =
             ApiRequest::new("POST /admin/firmware/deployments/{deploymentId}/cancel").path("deploymentId", &id).caller(testing::clinician());
         assert_eq!(answered(cancel(by_clinician.build(), &jobs).await).status, 403);
+    }
+
+    #[tokio::test]
+    async fn deployments_are_listed_newest_first_in_pages_with_their_progress() {
+        let deps = deploying().await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let created = deploy(&deps, json!({"firmwareId": "bp-1.0", "thingNames": ["acme-1"]})).await;
+            assert_eq!(created.status, 201, "{}", created.body);
+            ids.push(created.body["deploymentId"].as_str().unwrap().to_owned());
+        }
+        let finished = deps.deployments.record_terminal(&ids[0], "acme-1", ExecutionStatus::Succeeded, &Map::new(), "2026-12-06T10:00:00.000Z").await;
+        assert_eq!(finished.unwrap(), super::super::deployments::Recorded::Updated);
+        let page = |next: Option<&str>, caller| {
+            let request = ApiRequest::new("GET /admin/firmware/deployments").query("limit", "2").caller(caller);
+            match next {
+                Some(n) => request.query("next", n).build(),
+                None => request.build(),
+            }
+        };
+        let first = answered(list_deployments(page(None, testing::admin()), &deps.deployments).await);
+        assert_eq!(first.status, 200, "{}", first.body);
+        let second = answered(list_deployments(page(first.body["next"].as_str(), testing::admin()), &deps.deployments).await);
+        let listed: Vec<&Value> = first.body["deployments"].as_array().unwrap().iter().chain(second.body["deployments"].as_array().unwrap()).collect();
+        let mut newest_first = listed.iter().map(|d| (d["createdAt"].as_str().unwrap(), d["deploymentId"].as_str().unwrap())).collect::<Vec<_>>();
+        assert_eq!(newest_first.len(), 3, "each deployment once: {newest_first:?}");
+        let shown = newest_first.clone();
+        newest_first.sort_by(|a, b| b.cmp(a));
+        assert_eq!(shown, newest_first);
+        assert_eq!(second.body["next"], Value::Null, "nothing follows a short page");
+        let oldest = listed.iter().find(|d| d["deploymentId"] == ids[0].as_str()).unwrap();
+        assert_eq!((oldest["status"].as_str(), oldest["devices"].as_u64(), oldest["finished"].as_u64()), (Some("COMPLETED"), Some(1), Some(1)));
+        let other = listed.iter().find(|d| d["deploymentId"] == ids[1].as_str()).unwrap();
+        assert_eq!((other["status"].as_str(), other["finished"].as_u64(), other["version"].as_str()), (Some("IN_PROGRESS"), Some(0), Some("1.0")));
+
+        let forged = answered(list_deployments(page(Some("not-a-cursor"), testing::admin()), &deps.deployments).await);
+        assert_eq!((forged.status, forged.error_field()), (400, Some("next")));
+        assert_eq!(answered(list_deployments(page(None, testing::clinician()), &deps.deployments).await).status, 403);
+    }
+
+    #[test]
+    fn list_cursors_round_trip_and_refuse_what_they_did_not_make() {
+        let cursor = ListCursor { created_at: "2026-12-06T10:00:00.000Z".into(), deployment_id: "fw-20261206T100000-ab12".into() };
+        assert_eq!(ListCursor::parse(&cursor.token()), Some(cursor));
+        use base64::Engine;
+        let encode = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t);
+        for bad in [encode("yesterday|fw-1"), encode("2026-12-06T10:00:00.000Z|"), encode("no separator"), "%%%".to_owned()] {
+            assert_eq!(ListCursor::parse(&bad), None, "{bad}");
+        }
     }
 
     #[test]

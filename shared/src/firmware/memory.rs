@@ -8,7 +8,9 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value};
 
-use super::deployments::{Deployment, DeploymentStatus, DeploymentStore, ExecutionStatus, JobControl, JobRequest, Recorded};
+use super::deployments::{
+    Deployment, DeploymentStatus, DeploymentStore, DeploymentSummary, ExecutionStatus, JobControl, JobRequest, ListCursor, Recorded,
+};
 use super::{FirmwareImage, FirmwareStore};
 use crate::StoreError;
 
@@ -68,6 +70,20 @@ impl DeploymentStore for MemoryDeployments {
 
     async fn get(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
         Ok(self.all.lock().expect("lock").get(deployment_id).cloned())
+    }
+
+    async fn list(&self, limit: usize, after: Option<&ListCursor>) -> Result<(Vec<DeploymentSummary>, Option<ListCursor>), StoreError> {
+        // As the byCreated index orders them: newest first, ties by id, descending.
+        let mut page: Vec<DeploymentSummary> = self.all.lock().expect("lock").values().map(DeploymentSummary::of).collect();
+        page.sort_by(|a, b| (&b.created_at, &b.deployment_id).cmp(&(&a.created_at, &a.deployment_id)));
+        if let Some(after) = after {
+            page.retain(|d| (&d.created_at, &d.deployment_id) < (&after.created_at, &after.deployment_id));
+        }
+        // As a DynamoDB query with a limit does: a full page has a cursor, even when nothing follows.
+        let full = limit > 0 && page.len() >= limit;
+        page.truncate(limit);
+        let next = if full { page.last().map(ListCursor::after) } else { None };
+        Ok((page, next))
     }
 
     async fn set_status(&self, deployment_id: &str, status: DeploymentStatus, reason: Option<&str>, at: &str) -> Result<(), StoreError> {

@@ -88,13 +88,16 @@ pub const FIRMWARE: TableSpec = TableSpec {
     indexes: &[],
 };
 
+/// Deployment records newest first: only they carry `listKey` (a sparse index).
+pub const DEPLOYMENTS_BY_CREATED: IndexSpec = IndexSpec { name: "byCreated", partition_key: "listKey", sort_key: Some("createdAt") };
+
 /// Firmware deployments: the deployment (`sk = DEPLOYMENT`) and each device (`THING#<name>`).
 pub const DEPLOYMENTS: TableSpec = TableSpec {
     logical_id: "DeploymentsTable",
     env_var: "DEPLOYMENTS_TABLE",
     partition_key: "deploymentId",
     sort_key: Some("sk"),
-    indexes: &[],
+    indexes: &[DEPLOYMENTS_BY_CREATED],
 };
 
 pub const API_KEYS_BY_THING: IndexSpec = IndexSpec { name: "byThing", partition_key: "thingName", sort_key: Some("createdAt") };

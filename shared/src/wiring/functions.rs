@@ -350,6 +350,12 @@ pub static ADMIN_DEPLOYMENTS_CREATE: FunctionSpec = FunctionSpec {
     },
 };
 
+pub static ADMIN_DEPLOYMENTS_LIST: FunctionSpec = FunctionSpec {
+    name: "admin-deployments-list",
+    trigger: one!("GET", "/admin/firmware/deployments"),
+    build: |w| http::<DynamoDeploymentStore>(w, route!(crate::firmware::http::list_deployments)),
+};
+
 pub static ADMIN_DEPLOYMENTS_GET: FunctionSpec = FunctionSpec {
     name: "admin-deployments-get",
     trigger: one!("GET", "/admin/firmware/deployments/{deploymentId}"),
@@ -799,6 +805,7 @@ pub static ALL: &[&FunctionSpec] = &[
     &ADMIN_FIRMWARE_REGISTER,
     &ADMIN_FIRMWARE_LIST,
     &ADMIN_DEPLOYMENTS_CREATE,
+    &ADMIN_DEPLOYMENTS_LIST,
     &ADMIN_DEPLOYMENTS_GET,
     &ADMIN_DEPLOYMENTS_CANCEL,
     &JOB_EVENTS,
