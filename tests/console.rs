@@ -65,6 +65,33 @@ async fn a_clinician_and_an_admin_use_the_console_in_a_real_browser() {
     assert_eq!(filed["alerts_triggered"], 1, "{filed}");
     heart_rates += 1;
 
+    // A cuff that provisioned itself with the claim certificate (the real device CLI), and a
+    // firmware deployment to it, for the admin's firmware view.
+    let registered = call(&http, Method::POST, api("/admin/devices"), &admin, Some(json!({"serialNumber": "FW001", "manufacturer": "Acme Medical", "model": "BP-200"}))).await;
+    let cuff = registered["thingName"].as_str().unwrap().to_owned();
+    let certs = up.state_dir.join("certs");
+    let device_dir = up.state_dir.join("device");
+    std::fs::create_dir_all(&device_dir).unwrap();
+    let provisioned = Command::new(vitalwire_tests::function_binary("vitalwire-device"))
+        .current_dir(&device_dir)
+        .args(["provision", "--serialNumber", "FW001", "--manufacturer", "Acme Medical", "--model", "BP-200", "--port", &up.mqtt_port.to_string()])
+        .arg("--ca")
+        .arg(certs.join("ca.pem"))
+        .arg("--claimCert")
+        .arg(certs.join("claim.pem"))
+        .arg("--claimKey")
+        .arg(certs.join("claim.key"))
+        .output()
+        .expect("run vitalwire-device");
+    assert!(provisioned.status.success(), "{}", String::from_utf8_lossy(&provisioned.stderr));
+    let image = b"BP-200 firmware 2.1.0".to_vec();
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&image));
+    let firmware = call(&http, Method::POST, api("/admin/firmware"), &admin, Some(json!({"version": "2.1.0", "deviceModel": "BP-200", "sha256": sha256, "sizeBytes": image.len()}))).await;
+    let uploaded = http.put(firmware["uploadUrl"].as_str().unwrap()).header("content-type", "application/octet-stream").body(image).send().await.unwrap();
+    assert!(uploaded.status().is_success(), "{}", uploaded.status());
+    let deployment = call(&http, Method::POST, api("/admin/firmware/deployments"), &admin, Some(json!({"firmwareId": firmware["firmwareId"], "thingNames": [cuff]}))).await;
+    let deployment = deployment["deploymentId"].as_str().unwrap().to_owned();
+
     let started = std::time::SystemTime::now();
     let run = Command::new("npx")
         .args(["playwright", "test"])
@@ -75,6 +102,8 @@ async fn a_clinician_and_an_admin_use_the_console_in_a_real_browser() {
         .env("VITALWIRE_ADMIN", ADMIN)
         .env("VITALWIRE_HEART_RATE_READINGS", heart_rates.to_string())
         .env("VITALWIRE_SCREENSHOTS", root.join("docs/console"))
+        .env("VITALWIRE_DEPLOYMENT", &deployment)
+        .env("VITALWIRE_DEPLOYED_DEVICE", &cuff)
         .output()
         .expect("run Playwright (npx, in console/)");
     assert!(
@@ -93,7 +122,9 @@ async fn a_clinician_and_an_admin_use_the_console_in_a_real_browser() {
     let devices = call(&http, Method::GET, api("/admin/devices"), &admin, None).await;
     let registered: Vec<&str> = devices["devices"].as_array().unwrap().iter().filter_map(|d| d["serialNumber"].as_str()).collect();
     assert!(registered.iter().any(|s| s.starts_with("CONSOLE-")), "{registered:?}");
-    for shot in ["worklist.png", "patient.png", "patient-tablet.png", "admin.png"] {
+    let cancelled = call(&http, Method::GET, api(&format!("/admin/firmware/deployments/{deployment}")), &admin, None).await;
+    assert_eq!(cancelled["status"], "CANCELED", "the admin cancelled it in the browser: {cancelled}");
+    for shot in ["worklist.png", "patient.png", "patient-tablet.png", "admin.png", "firmware.png"] {
         let written = root.join("docs/console").join(shot).metadata().is_ok_and(|m| m.len() > 10_000 && m.modified().is_ok_and(|t| t >= started));
         assert!(written, "{shot} was not written by this run");
     }

@@ -267,9 +267,6 @@ function DeviceManager({ api, thingName, onChanged }: { api: Api; thingName: str
   );
 }
 
-/** Deployments started or looked up in this tab, so their progress can be followed. */
-const DEPLOYMENTS_KEY = "vitalwire.deployments";
-
 function FirmwareAdmin({ api }: { api: Api }) {
   const images = useAsync<Json>(() => api.get("/admin/firmware"), []);
   const [notice, setNotice] = useState<NoticeState>(null);
@@ -277,13 +274,8 @@ function FirmwareAdmin({ api }: { api: Api }) {
   const [firmwareId, setFirmwareId] = useState("");
   const [things, setThings] = useState("");
   const [allOfModel, setAllOfModel] = useState(false);
-  const [followed, setFollowed] = useState<string[]>(() => JSON.parse(window.sessionStorage.getItem(DEPLOYMENTS_KEY) ?? "[]"));
-  const [lookup, setLookup] = useState("");
-  const follow = (id: string) => {
-    const next = [id, ...followed.filter((f) => f !== id)];
-    setFollowed(next);
-    window.sessionStorage.setItem(DEPLOYMENTS_KEY, JSON.stringify(next));
-  };
+  const [listed, setListed] = useState(0);
+  const [open, setOpen] = useState<string | null>(null);
 
   return (
     <>
@@ -297,7 +289,7 @@ function FirmwareAdmin({ api }: { api: Api }) {
             <ul>
               {images.data.firmware.map((f: Json) => (
                 <li key={f.firmwareId}>
-                  <strong>{f.firmwareId}</strong> · {f.deviceModel} {f.version} · {f.sizeBytes} bytes · {f.status ?? ""}
+                  <strong>{f.firmwareId}</strong> · {f.deviceModel} {f.version} · {f.sizeBytes} bytes{f.status ? ` · ${f.status}` : ""}
                 </li>
               ))}
             </ul>
@@ -315,7 +307,8 @@ function FirmwareAdmin({ api }: { api: Api }) {
               "start the deployment",
               async () => {
                 const d = await api.post("/admin/firmware/deployments", body);
-                follow(d.deploymentId);
+                setOpen(d.deploymentId);
+                setListed((n) => n + 1);
               },
               "Deployment started.",
             );
@@ -337,52 +330,143 @@ function FirmwareAdmin({ api }: { api: Api }) {
           <button type="submit" disabled={busy}>Deploy</button>
         </form>
       </Section>
-      <Section title="Deployments">
-        <form
-          className="inline-form"
-          onSubmit={(e) => {
-            e.preventDefault();
-            if (lookup.trim()) follow(lookup.trim());
-            setLookup("");
-          }}
-        >
-          <label htmlFor="deployment-id">Deployment id</label>
-          <input id="deployment-id" value={lookup} onChange={(e) => setLookup(e.target.value)} />
-          <button type="submit">Follow</button>
-        </form>
-        {followed.length === 0 && <p className="empty">Deployments started here, or followed by id, show their progress here.</p>}
-        {followed.map((id) => (
-          <Deployment key={id} api={api} id={id} />
-        ))}
-      </Section>
+      <DeploymentList key={listed} api={api} open={open} onOpen={setOpen} />
+      {open && <Deployment key={open} api={api} id={open} onChanged={() => setListed((n) => n + 1)} />}
     </>
   );
 }
 
-function Deployment({ api, id }: { api: Api; id: string }) {
+/** Deployments newest first, a page at a time, each with how many of its devices finished. */
+function DeploymentList({ api, open, onOpen }: { api: Api; open: string | null; onOpen: (id: string) => void }) {
+  const [pages, setPages] = useState<Json[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const first = useAsync<Json>(() => api.get("/admin/firmware/deployments?limit=25"), []);
+  const [more, setMore] = useState<{ loading: boolean; error: Error | null }>({ loading: false, error: null });
+  const shown = [...(first.data?.deployments ?? []), ...pages.flatMap((p) => p.deployments)];
+  const next = pages.length ? cursor : first.data?.next ?? null;
+  const loadMore = async () => {
+    if (!next) return;
+    setMore({ loading: true, error: null });
+    try {
+      const page = await api.get(`/admin/firmware/deployments?limit=25&next=${encodeURIComponent(next)}`);
+      setPages((p) => [...p, page]);
+      setCursor(page.next ?? null);
+      setMore({ loading: false, error: null });
+    } catch (error) {
+      setMore({ loading: false, error: error instanceof Error ? error : new Error(String(error)) });
+    }
+  };
+  return (
+    <Section title="Deployments" actions={<button type="button" onClick={() => { setPages([]); setCursor(null); first.reload(); }}>Refresh</button>}>
+      {first.error && <Failure error={first.error} what="the deployments" />}
+      {!first.data && !first.error && <Loading what="the deployments" />}
+      {first.data && shown.length === 0 && <p className="empty">No deployments yet.</p>}
+      {shown.length > 0 && (
+        <div className="table-wrap">
+          <table className="deployments">
+            <caption className="visually-hidden">Firmware deployments, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Started</th>
+                <th scope="col">Image</th>
+                <th scope="col">Status</th>
+                <th scope="col">Devices finished</th>
+                <th scope="col"><span className="visually-hidden">Actions</span></th>
+              </tr>
+            </thead>
+            <tbody>
+              {shown.map((d: Json) => (
+                <tr key={d.deploymentId} data-deployment={d.deploymentId} aria-selected={open === d.deploymentId}>
+                  <td>{when(d.createdAt)}</td>
+                  <td>
+                    {d.deviceModel} {d.version}
+                    <div className="meta">{d.deploymentId}</div>
+                  </td>
+                  <td>
+                    {d.status}
+                    {d.statusReason ? <div className="meta">{d.statusReason}</div> : null}
+                  </td>
+                  <td>
+                    <progress max={Math.max(d.devices, 1)} value={d.finished} aria-label={`Devices finished of deployment ${d.deploymentId}`} /> {d.finished} of {d.devices}
+                  </td>
+                  <td>
+                    <button type="button" onClick={() => onOpen(d.deploymentId)} aria-pressed={open === d.deploymentId}>
+                      Devices
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {more.error ? <Failure error={more.error} what="more deployments" /> : null}
+      {next && (
+        <button type="button" onClick={loadMore} disabled={more.loading}>
+          {more.loading ? "Loading…" : "More deployments"}
+        </button>
+      )}
+    </Section>
+  );
+}
+
+/** One deployment: each device's status (live from IoT Jobs while it runs), and cancelling it. */
+function Deployment({ api, id, onChanged }: { api: Api; id: string; onChanged: () => void }) {
   const d = useAsync<Json>(() => api.get(`/admin/firmware/deployments/${seg(id)}`), [id]);
+  const [notice, setNotice] = useState<NoticeState>(null);
+  const { busy, run } = useAction(setNotice);
+  const title = `Deployment ${id}`;
   if (d.error) return <Failure error={d.error} what={`deployment ${id}`} />;
   if (!d.data) return <Loading what={`deployment ${id}`} />;
   const p = d.data.progress ?? {};
+  const running = d.data.status === "IN_PROGRESS" || d.data.status === "STARTING";
   return (
-    <div className="deployment">
-      <h3>
-        {id} · {d.data.status} <button type="button" onClick={d.reload}>Refresh</button>
-      </h3>
+    <Section
+      title={title}
+      actions={
+        <>
+          <button type="button" onClick={d.reload}>Refresh</button>
+          {running && (
+            <button
+              type="button"
+              disabled={busy}
+              onClick={() =>
+                run(
+                  "cancel the deployment",
+                  async () => {
+                    await api.post(`/admin/firmware/deployments/${seg(id)}/cancel`, {});
+                    d.reload();
+                    onChanged();
+                  },
+                  "Deployment cancelled: devices not started get nothing, devices updating finish.",
+                )
+              }
+            >
+              Cancel deployment
+            </button>
+          )}
+        </>
+      }
+    >
+      <Notice notice={notice} />
+      <p>
+        {d.data.deviceModel} {d.data.version} · <strong>{d.data.status}</strong>
+        {d.data.statusReason ? ` · ${d.data.statusReason}` : ""}
+      </p>
       <progress max={100} value={p.percentComplete ?? 0} aria-label={`Deployment ${id} progress`} /> {p.percentComplete ?? 0}% ·{" "}
       {Object.entries(p)
-        .filter(([k]) => k !== "percentComplete")
+        .filter(([k, v]) => k !== "percentComplete" && v !== 0)
         .map(([k, v]) => `${k} ${v}`)
         .join(", ")}
       <ul>
         {(d.data.devices ?? []).map((x: Json) => (
           <li key={x.thingName}>
             {x.thingName}: {x.status}
-            {x.statusDetails ? ` (${JSON.stringify(x.statusDetails)})` : ""}
+            {x.statusDetails && Object.keys(x.statusDetails).length ? ` (${JSON.stringify(x.statusDetails)})` : ""}
           </li>
         ))}
       </ul>
-    </div>
+    </Section>
   );
 }
 

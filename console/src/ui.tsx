@@ -77,7 +77,7 @@ export function Section({ title, children, actions }: { title: string; children:
     <section className="card" aria-labelledby={id}>
       <div className="card-head">
         <h2 id={id}>{title}</h2>
-        {actions}
+        {actions && <div className="card-actions">{actions}</div>}
       </div>
       {children}
     </section>

@@ -14,6 +14,8 @@ const patient = env("VITALWIRE_PATIENT");
 const clinician = env("VITALWIRE_CLINICIAN");
 const admin = env("VITALWIRE_ADMIN");
 const heartRateReadings = Number(env("VITALWIRE_HEART_RATE_READINGS"));
+const deployment = env("VITALWIRE_DEPLOYMENT");
+const deployedDevice = env("VITALWIRE_DEPLOYED_DEVICE");
 const shots = process.env.VITALWIRE_SCREENSHOTS ?? path.join(import.meta.dirname, "..", "..", "docs", "console");
 
 async function signIn(page: Page, user: string, role: "clinician" | "admin") {
@@ -105,4 +107,21 @@ test("an admin registers a device and sees it listed", async ({ page }) => {
   await page.getByRole("button", { name: "Register" }).click();
   await expect(page.getByRole("alert").filter({ hasText: "Could not register the device" })).toBeVisible();
   await page.screenshot({ path: path.join(shots, "admin.png"), fullPage: true });
+});
+
+test("an admin follows a firmware deployment device by device and cancels it", async ({ page }) => {
+  await signIn(page, admin, "admin");
+  await page.getByRole("link", { name: "Firmware" }).click();
+  const row = page.locator(`tr[data-deployment="${deployment}"]`);
+  await expect(row).toContainText("BP-200 2.1.0");
+  await expect(row).toContainText("IN_PROGRESS");
+  await expect(row).toContainText("0 of 1");
+  await row.getByRole("button", { name: "Devices" }).click();
+  const detail = page.getByRole("region", { name: `Deployment ${deployment}` });
+  await expect(detail).toContainText(`${deployedDevice}: QUEUED`);
+  await page.screenshot({ path: path.join(shots, "firmware.png"), fullPage: true });
+  await detail.getByRole("button", { name: "Cancel deployment" }).click();
+  await expect(page.getByRole("status").filter({ hasText: "Deployment cancelled" })).toBeVisible();
+  await expect(detail).toContainText("CANCELED");
+  await expect(page.locator(`tr[data-deployment="${deployment}"]`)).toContainText("CANCELED");
 });
