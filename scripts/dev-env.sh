@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the tests and the local stack use, inside the repository:
 #   .venv/                               moto (AWS emulator), cfn-lint, the FHIR validators
+#   .venv-sam/                           the AWS SAM CLI (its own virtualenv: it pins its own boto3)
 #   infra/local/fhir-schema/node_modules the official FHIR R4 JSON schema (npm package)
 #   tests/js/node_modules, tests/js/dist the AWS IoT Device SDK v2 for JavaScript and its samples
 #   console/node_modules, console/dist   the clinician console (npm packages, Vite build), which
@@ -22,6 +23,17 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
   echo "$want" > "$stamp"
+fi
+
+sam_venv="$root/.venv-sam"
+sam_requirements="infra/local/sam-requirements.txt"
+sam_stamp="$sam_venv/.requirements.sha256"
+want="$(sha256sum "$sam_requirements" | cut -d' ' -f1)"
+if [ ! -x "$sam_venv/bin/sam" ] || [ "$(cat "$sam_stamp" 2>/dev/null)" != "$want" ]; then
+  echo "dev-env: installing the AWS SAM CLI into .venv-sam" >&2
+  python3 -m venv "$sam_venv"
+  "$sam_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$sam_requirements"
+  echo "$want" > "$sam_stamp"
 fi
 
 schema_dir="infra/local/fhir-schema"

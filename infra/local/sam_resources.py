@@ -4,7 +4,7 @@ cfn-lint checks the template as written; CloudFormation counts what the SAM tran
 it (a function is also its role, its permissions, its event source mappings...), and refuses a
 stack over 500 resources at deploy time. This runs the transform itself (aws-sam-translator, the
 library `sam deploy` uses) offline, with placeholder code locations, and prints the count by type.
-    .venv/bin/python infra/local/sam_resources.py template.yaml
+    .venv-sam/bin/python infra/local/sam_resources.py template.yaml
 """
 
 import json
