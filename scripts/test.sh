@@ -18,6 +18,8 @@ fi
 # The integration tests also run the real function binaries and the device CLI.
 cargo build --locked -p vitalwire-functions -p vitalwire-local
 cargo test --locked --workspace
+# Every benchmark command the README and docs/benchmarks.md give, run small (about 2 minutes).
+scripts/check-bench-commands.sh
 echo "cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml
 echo "cfn-lint: passed"

@@ -11,6 +11,8 @@
 //!     scripts/local.sh up    # in another terminal
 //!     cargo run -p vitalwire-tests --bin messages-load -- [MESSAGES] [reference|short]
 //!
+//! `VITALWIRE_ENDPOINTS=<file>` reads another platform's endpoints file.
+//!
 //! `reference` (the default) makes contents as the reference's seeding does (its alphabet
 //! joined 64 to 256 times: 3 to 13 KB); `short` makes 64 to 256 characters.
 
@@ -38,7 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10_000);
     let reference_contents = args.next().as_deref() != Some("short");
-    let endpoints_file = repo_root().join(".local/endpoints.json");
+    // Another platform's endpoints (`up --state-dir D` writes D/endpoints.json), as the
+    // benchmark commands' check runs it.
+    let endpoints_file = std::env::var_os("VITALWIRE_ENDPOINTS").map_or_else(|| repo_root().join(".local/endpoints.json"), std::path::PathBuf::from);
     let endpoints: Value = serde_json::from_slice(&std::fs::read(&endpoints_file).map_err(|e| format!("{}: {e} (start `scripts/local.sh up` first)", endpoints_file.display()))?)?;
     let text = |k: &str| endpoints[k].as_str().map(str::to_owned).ok_or(format!("endpoints.json has no {k}"));
     let api_url = text("httpApiUrl")?;
