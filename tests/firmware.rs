@@ -305,6 +305,35 @@ async fn job_events_are_recorded_once_and_foreign_or_malformed_ones_are_not_lost
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_finishing_at_once_are_each_counted_once_on_the_deployment() {
+    let gw = LocalGateway::start().await;
+    let api = Api::new(&gw);
+    let mut things = Vec::new();
+    for serial in ["0571", "0572", "0573", "0574"] {
+        things.push(provisioned_device(&gw, serial).await.0);
+    }
+    let firmware_id = register_firmware(&api, "8.0.0", b"image", &sha256_hex(b"image")).await;
+    let (_, created) = deploy(&api, json!({"firmwareId": firmware_id, "thingNames": things})).await;
+    let id = created["deploymentId"].as_str().unwrap().to_owned();
+    let deps: JobEventDeps<DynamoDeploymentStore, DynamoDeviceRegistry, DynamoDeadLetterStore> = gw.stack.deps("job-events");
+    let event = |thing: &str| {
+        json!({
+            "eventType": "JOB_EXECUTION", "eventId": format!("e-{thing}"), "timestamp": 1_800_000_000, "operation": "succeeded",
+            "jobId": id, "thingArn": format!("arn:aws:iot:us-east-1:000000000000:thing/{thing}"), "status": "SUCCEEDED",
+            "statusDetails": {"version": "8.0.0"},
+        })
+    };
+    // Every device's end at once, each delivered twice.
+    let events: Vec<Value> = things.iter().chain(things.iter()).map(|t| event(t)).collect();
+    let outcomes = futures_util::future::join_all(events.iter().map(|e| job_events::handle(e, &deps))).await;
+    let recorded = outcomes.into_iter().map(Result::unwrap).filter(|o| matches!(o, Outcome::Recorded { .. })).count();
+    assert_eq!(recorded, things.len(), "each device's end recorded once");
+    let (_, listed) = api.call(Method::GET, "/admin/firmware/deployments", Some(&api.token(Role::Admin, None)), None).await;
+    let entry = &listed["deployments"][0];
+    assert_eq!((entry["status"].as_str(), entry["devices"].as_u64(), entry["finished"].as_u64()), (Some("COMPLETED"), Some(4), Some(4)), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_are_listed_newest_first_in_pages() {
     let gw = LocalGateway::start().await;
     let api = Api::new(&gw);

@@ -10,7 +10,7 @@ use super::deployments::{
     Deployment, DeploymentStatus, DeploymentStore, DeploymentSummary, DeviceExecution, ExecutionStatus, ListCursor, Recorded, RolloutSettings,
 };
 use super::{FirmwareImage, FirmwareStore};
-use crate::platform::dynamodb::{batch_write, conditional_put, n, only_conditions_failed, opt_s, opt_u64, req_s, s, Item};
+use crate::platform::dynamodb::{batch_write, conditional_put, met_another_transaction, n, only_conditions_failed, opt_s, opt_u64, req_s, s, Item};
 use crate::platform::tables::{DEPLOYMENTS, DEPLOYMENTS_BY_CREATED, FIRMWARE};
 use crate::wiring::{FromWiring, Wiring, WiringError};
 use crate::StoreError;
@@ -331,13 +331,23 @@ impl DeploymentStore for DynamoDeploymentStore {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(|e| StoreError::new(OP, e))?;
-        let update = self
+        let transaction = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(device).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
+            .transact_items(TransactWriteItem::builder().update(count).build());
+        // Devices of one deployment finishing at once all count on its record: a transaction
+        // that met another there is sent again (its condition still decides what counts).
+        let mut attempt = 0;
+        let update = loop {
+            match transaction.clone().send().await {
+                Err(e) if met_another_transaction(&e) && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                other => break other,
+            }
+        };
         match update {
             Ok(_) => Ok(Recorded::Updated),
             Err(e) if only_conditions_failed(&e) => {

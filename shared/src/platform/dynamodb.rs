@@ -60,6 +60,18 @@ pub fn only_conditions_failed<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk
     }
 }
 
+/// Whether a transaction was cancelled only because it met another transaction on the same
+/// items (no condition failed): the same request, sent again a moment later, may succeed.
+pub fn met_another_transaction<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
+    match err.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let reasons = e.cancellation_reasons();
+            reasons.iter().any(|r| r.code() == Some("TransactionConflict")) && !reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+        }
+        _ => false,
+    }
+}
+
 /// Whether a transaction was cancelled because conditions failed or it met another
 /// transaction on the same items: either way, read again and retry.
 pub fn lost_to_another_write<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
