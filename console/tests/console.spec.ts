@@ -2,6 +2,7 @@
 // clinician signs in through the local stand-in for Cognito's hosted UI, finds the raised alert
 // on the worklist, acknowledges it, opens the patient and sees the readings charted; an admin
 // registers a device. Screenshots of the main views go to docs/console/ for the README.
+import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Page } from "@playwright/test";
 import path from "node:path";
 
@@ -17,6 +18,14 @@ const heartRateReadings = Number(env("VITALWIRE_HEART_RATE_READINGS"));
 const deployment = env("VITALWIRE_DEPLOYMENT");
 const deployedDevice = env("VITALWIRE_DEPLOYED_DEVICE");
 const shots = process.env.VITALWIRE_SCREENSHOTS ?? path.join(import.meta.dirname, "..", "..", "docs", "console");
+
+/** axe-core's WCAG 2.1 A and AA rules over the page as it stands: labels, names, roles,
+ * contrast, landmarks. Every violation is listed with the elements it found. */
+async function expectAccessible(page: Page, view: string) {
+  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  const found = results.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).slice(0, 5).join(", ")}`);
+  expect(found, `accessibility of ${view}`).toEqual([]);
+}
 
 async function signIn(page: Page, user: string, role: "clinician" | "admin") {
   await page.goto("./");
@@ -47,6 +56,7 @@ test("a clinician signs in, acknowledges the raised alert, and sees the patient'
   await expect(row).toContainText("Respiratory rate 26");
   await expect(row.locator(".stage")).toHaveText("Asking the patient");
   await page.screenshot({ path: path.join(shots, "worklist.png"), fullPage: true });
+  await expectAccessible(page, "the worklist");
 
   // Acknowledge it: the platform says so, and the flow's stage changes.
   await row.getByRole("button", { name: /^Acknowledge/ }).click();
@@ -67,6 +77,7 @@ test("a clinician signs in, acknowledges the raised alert, and sees the patient'
   expect(await pulse.locator(".recharts-reference-area").count()).toBeGreaterThan(0);
   await expect(page.getByRole("region", { name: "Devices and documents" })).toContainText("Last contact");
   await page.screenshot({ path: path.join(shots, "patient.png"), fullPage: true });
+  await expectAccessible(page, "the patient view");
 
   // A tablet held upright: one column, nothing cut off sideways.
   await page.setViewportSize({ width: 768, height: 1024 });
@@ -107,6 +118,7 @@ test("an admin registers a device and sees it listed", async ({ page }) => {
   await page.getByRole("button", { name: "Register" }).click();
   await expect(page.getByRole("alert").filter({ hasText: "Could not register the device" })).toBeVisible();
   await page.screenshot({ path: path.join(shots, "admin.png"), fullPage: true });
+  await expectAccessible(page, "the devices administration");
 });
 
 test("an admin follows a firmware deployment device by device and cancels it", async ({ page }) => {
@@ -120,6 +132,7 @@ test("an admin follows a firmware deployment device by device and cancels it", a
   const detail = page.getByRole("region", { name: `Deployment ${deployment}` });
   await expect(detail).toContainText(`${deployedDevice}: QUEUED`);
   await page.screenshot({ path: path.join(shots, "firmware.png"), fullPage: true });
+  await expectAccessible(page, "the firmware administration");
   await detail.getByRole("button", { name: "Cancel deployment" }).click();
   await expect(page.getByRole("status").filter({ hasText: "Deployment cancelled" })).toBeVisible();
   await expect(detail).toContainText("CANCELED");
