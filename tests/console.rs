@@ -84,6 +84,27 @@ async fn a_clinician_and_an_admin_use_the_console_in_a_real_browser() {
         .output()
         .expect("run vitalwire-device");
     assert!(provisioned.status.success(), "{}", String::from_utf8_lossy(&provisioned.stderr));
+    // The cuff is the patient's too, and reports its battery as LifeOmic's device samples do.
+    call(&http, Method::PUT, api(&format!("/admin/devices/{cuff}/patient")), &admin, Some(json!({"patientId": PATIENT}))).await;
+    let battery = Command::new(vitalwire_tests::function_binary("vitalwire-device"))
+        .current_dir(&device_dir)
+        .args(["upload-observation", "--deviceName", &cuff, "--payloadValue", "87", "--unit", "%", "--code", "9750d5e5-d766-4793-a97d-16179578cc4d"])
+        .args(["--codeSystem", "http://lifeomic.com/fhir/devices", "--codeDisplay", "Battery Percentage", "--port", &up.mqtt_port.to_string()])
+        .arg("--ca")
+        .arg(certs.join("ca.pem"))
+        .output()
+        .expect("run vitalwire-device");
+    assert!(battery.status.success(), "{}", String::from_utf8_lossy(&battery.stderr));
+    let search = api(&format!("/fhir/Observation?patient={PATIENT}&device={cuff}"));
+    let mut filed = Value::Null;
+    for _ in 0..100 {
+        filed = call(&http, Method::GET, search.clone(), &admin, None).await;
+        if filed["entry"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(filed["entry"][0]["resource"]["valueQuantity"]["value"], 87, "the battery reading was filed: {filed}");
     let image = b"BP-200 firmware 2.1.0".to_vec();
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&image));
     let firmware = call(&http, Method::POST, api("/admin/firmware"), &admin, Some(json!({"version": "2.1.0", "deviceModel": "BP-200", "sha256": sha256, "sizeBytes": image.len()}))).await;
@@ -104,6 +125,7 @@ async fn a_clinician_and_an_admin_use_the_console_in_a_real_browser() {
         .env("VITALWIRE_SCREENSHOTS", root.join("docs/console"))
         .env("VITALWIRE_DEPLOYMENT", &deployment)
         .env("VITALWIRE_DEPLOYED_DEVICE", &cuff)
+        .env("VITALWIRE_BATTERY_DEVICE", &cuff)
         .output()
         .expect("run Playwright (npx, in console/)");
     assert!(

@@ -5,7 +5,7 @@ import { useMemo, useState } from "react";
 import { CartesianGrid, ComposedChart, Line, ReferenceArea, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
 import { seg, type Api, type Json } from "./api";
 import type { Person } from "./auth";
-import { BAND_COLOURS, BATTERY_CODE, CHARTS, LOINC, deviceOf, display, effectiveAt, title, toPoint, type Point, type VitalChart } from "./vitals";
+import { BAND_COLOURS, BATTERY_CODES, CHARTS, LOINC, deviceOf, display, effectiveAt, title, toPoint, type Point, type VitalChart } from "./vitals";
 import { AlertHistory } from "./Worklist";
 import { Failure, Loading, Notice, Section, SeverityBadge, age, useAsync, when } from "./ui";
 
@@ -206,17 +206,20 @@ function PatientAlerts({ api, patientId }: { api: Api; patientId: string }) {
 }
 
 /** The devices that sent the patient's readings, from the readings themselves: the FHIR API
- * reads a device by id, and a patient's readings name theirs. */
+ * reads a device by id, and a patient's readings name theirs. Besides the charted vital signs,
+ * the newest readings of any code count, so a device that reports only its battery or a
+ * manufacturer's code is listed with its last contact too. */
 function Devices({ api, patientId, latest, series }: { api: Api; patientId: string; latest?: Json[]; series?: Json[][] }) {
+  const recent = useAsync<Json[]>(() => api.searchAll(`/fhir/Observation?patient=${seg(patientId)}&_sort=-date&_count=200`, 200), [patientId]);
   const contacts = useMemo(() => {
     const last = new Map<string, string>();
-    for (const o of [...(latest ?? []), ...(series ?? []).flat()]) {
+    for (const o of [...(latest ?? []), ...(series ?? []).flat(), ...(recent.data ?? [])]) {
       const device = deviceOf(o);
       const at = effectiveAt(o);
       if (device && at && (!last.has(device) || last.get(device)! < at)) last.set(device, at);
     }
     return last;
-  }, [latest, series]);
+  }, [latest, series, recent.data]);
   const ids = [...contacts.keys()].sort();
   const devices = useAsync<{ device: Json | null; error?: string; battery: Json | null; documents: Json[] }[]>(
     () =>
@@ -224,7 +227,7 @@ function Devices({ api, patientId, latest, series }: { api: Api; patientId: stri
         ids.map(async (id) => {
           const [device, battery, documents] = await Promise.all([
             api.get(`/fhir/Device/${seg(id)}`).then((d) => ({ d, e: undefined as string | undefined }), (e: Error) => ({ d: null, e: e.message })),
-            api.searchAll(`/fhir/Observation?patient=${seg(patientId)}&device=${seg(id)}&code=${seg(`urn:iso:std:iso:11073:10101|${BATTERY_CODE}`)}&_sort=-date&_count=1`, 1).then((b) => b[0] ?? null, () => null),
+            api.searchAll(`/fhir/Observation?patient=${seg(patientId)}&device=${seg(id)}&code=${seg(BATTERY_CODES.join(","))}&_sort=-date&_count=1`, 1).then((b) => b[0] ?? null, () => null),
             api.get(`/devices/${seg(id)}/documents?limit=10`).then((b) => (b.entry ?? []).map((e: Json) => e.resource), () => []),
           ]);
           return { device: device.d, error: device.e, battery, documents };

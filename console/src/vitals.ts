@@ -130,8 +130,10 @@ export function deviceOf(observation: Json): string | null {
   return ref?.startsWith("Device/") ? ref.slice("Device/".length) : null;
 }
 
-/** IEEE 11073 MDC_ATTR_VAL_BATT_CHARGE: a device's battery charge, when it reports one. */
-export const BATTERY_CODE = "67996";
+/** The codes a device's battery charge comes under, as FHIR search tokens: IEEE 11073
+ * MDC_ATTR_VAL_BATT_CHARGE, and the "Battery Percentage" code of LifeOmic's device samples, which
+ * devices written for that platform publish unchanged. */
+export const BATTERY_CODES = ["urn:iso:std:iso:11073:10101|67996", "http://lifeomic.com/fhir/devices|9750d5e5-d766-4793-a97d-16179578cc4d"];
 
 /** The NEWS2 parameter names the platform uses, as people read them. */
 export const PARAMETER_LABELS: Record<string, string> = {

@@ -17,6 +17,7 @@ const admin = env("VITALWIRE_ADMIN");
 const heartRateReadings = Number(env("VITALWIRE_HEART_RATE_READINGS"));
 const deployment = env("VITALWIRE_DEPLOYMENT");
 const deployedDevice = env("VITALWIRE_DEPLOYED_DEVICE");
+const batteryDevice = env("VITALWIRE_BATTERY_DEVICE");
 const shots = process.env.VITALWIRE_SCREENSHOTS ?? path.join(import.meta.dirname, "..", "..", "docs", "console");
 
 /** axe-core's WCAG 2.1 A and AA rules over the page as it stands: labels, names, roles,
@@ -75,7 +76,11 @@ test("a clinician signs in, acknowledges the raised alert, and sees the patient'
   await expect(pulse.locator("circle.reading-dot")).toHaveCount(heartRateReadings);
   // The NEWS2 bands are drawn behind the readings.
   expect(await pulse.locator(".recharts-reference-area").count()).toBeGreaterThan(0);
-  await expect(page.getByRole("region", { name: "Devices and documents" })).toContainText("Last contact");
+  const devices = page.getByRole("region", { name: "Devices and documents" });
+  await expect(devices).toContainText("Last contact");
+  // A device that reported only its battery (LifeOmic's code) is listed, with the charge.
+  const cuff = devices.locator("li.device").filter({ hasText: batteryDevice });
+  await expect(cuff).toContainText("87 %");
   await page.screenshot({ path: path.join(shots, "patient.png"), fullPage: true });
   await expectAccessible(page, "the patient view");
 
