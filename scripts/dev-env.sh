@@ -14,27 +14,19 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-venv="$root/.venv"
-requirements="infra/local/requirements.txt"
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "dev-env: installing Python tools into .venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-  echo "$want" > "$stamp"
-fi
-
-sam_venv="$root/.venv-sam"
-sam_requirements="infra/local/sam-requirements.txt"
-sam_stamp="$sam_venv/.requirements.sha256"
-want="$(sha256sum "$sam_requirements" | cut -d' ' -f1)"
-if [ ! -x "$sam_venv/bin/sam" ] || [ "$(cat "$sam_stamp" 2>/dev/null)" != "$want" ]; then
-  echo "dev-env: installing the AWS SAM CLI into .venv-sam" >&2
-  python3 -m venv "$sam_venv"
-  "$sam_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$sam_requirements"
-  echo "$want" > "$sam_stamp"
-fi
+# A virtualenv from a pinned requirements file, reinstalled when that file changes.
+python_tools() { # <venv dir> <requirements> <what, for the message>
+  local venv="$root/$1" stamp="$root/$1/.requirements.sha256" want
+  want="$(sha256sum "$2" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "dev-env: installing $3 into $1" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$2"
+    echo "$want" > "$stamp"
+  fi
+}
+python_tools .venv infra/local/requirements.txt "Python tools"
+python_tools .venv-sam infra/local/sam-requirements.txt "the AWS SAM CLI"
 
 schema_dir="infra/local/fhir-schema"
 schema_stamp="$schema_dir/node_modules/.lock.sha256"
