@@ -14,11 +14,16 @@ use vitalwire::mapping::fhir_templates::FhirMapping;
 use vitalwire::mapping::identity::{IdentityMode, MemoryRegistry};
 use vitalwire::mapping::measurement::wrap;
 
+/// The conformance templates, found where the tests find them (`platform::reference_dir`, which
+/// only test builds have): `$VITALWIRE_REFERENCE_DIR`, a `shared/` beside the repository or one
+/// of its ancestors, or the workplace's `/work/shared`.
 fn conformance(name: &str) -> String {
-    let dir = std::env::var_os("VITALWIRE_REFERENCE_DIR")
-        .map(|d| PathBuf::from(d).join("conformance/iomt-fhir"))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/iomt-fhir"));
-    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e} (set VITALWIRE_REFERENCE_DIR to ../shared)"))
+    let sub = "conformance/iomt-fhir";
+    let mut candidates: Vec<PathBuf> = std::env::var_os("VITALWIRE_REFERENCE_DIR").map(|d| PathBuf::from(d).join(sub)).into_iter().collect();
+    candidates.extend(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(|a| a.join("shared").join(sub)));
+    candidates.push(PathBuf::from("/work/shared").join(sub));
+    let dir = candidates.iter().find(|p| p.is_dir()).unwrap_or_else(|| panic!("the reference material ../shared/{sub} is needed; looked in {candidates:?}"));
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// Heart-rate messages one second apart over an hour, as a device sends them.
