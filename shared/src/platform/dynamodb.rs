@@ -47,41 +47,38 @@ where
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
-/// Whether a transaction was cancelled only because conditions failed (and not, say, because
-/// it conflicted with another transaction on the same items, which is worth a retry).
-pub fn only_conditions_failed<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
+type TransactError<R> = aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>;
+
+/// Why a transaction was cancelled, one reason per item (`None` or `"None"` for an item that
+/// was fine); empty for any other error.
+fn cancellation_codes<R>(err: &TransactError<R>) -> Vec<Option<&str>> {
     match err.as_service_error() {
         Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
-            let reasons = e.cancellation_reasons();
-            !reasons.is_empty() && reasons.iter().all(|r| matches!(r.code(), None | Some("None") | Some("ConditionalCheckFailed")))
-                && reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+            e.cancellation_reasons().iter().map(|r| r.code()).collect()
         }
-        _ => false,
+        _ => Vec::new(),
     }
+}
+
+/// Whether a transaction was cancelled only because conditions failed (and not, say, because
+/// it conflicted with another transaction on the same items, which is worth a retry).
+pub fn only_conditions_failed<R>(err: &TransactError<R>) -> bool {
+    let codes = cancellation_codes(err);
+    codes.iter().all(|c| matches!(c, None | Some("None") | Some("ConditionalCheckFailed"))) && codes.contains(&Some("ConditionalCheckFailed"))
 }
 
 /// Whether a transaction was cancelled only because it met another transaction on the same
 /// items (no condition failed): the same request, sent again a moment later, may succeed.
-pub fn met_another_transaction<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
-    match err.as_service_error() {
-        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
-            let reasons = e.cancellation_reasons();
-            reasons.iter().any(|r| r.code() == Some("TransactionConflict")) && !reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-        }
-        _ => false,
-    }
+pub fn met_another_transaction<R>(err: &TransactError<R>) -> bool {
+    let codes = cancellation_codes(err);
+    codes.contains(&Some("TransactionConflict")) && !codes.contains(&Some("ConditionalCheckFailed"))
 }
 
 /// Whether a transaction was cancelled because conditions failed or it met another
 /// transaction on the same items: either way, read again and retry.
-pub fn lost_to_another_write<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
-    match err.as_service_error() {
-        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
-            let reasons = e.cancellation_reasons();
-            !reasons.is_empty() && reasons.iter().all(|r| matches!(r.code(), None | Some("None") | Some("ConditionalCheckFailed") | Some("TransactionConflict")))
-        }
-        _ => false,
-    }
+pub fn lost_to_another_write<R>(err: &TransactError<R>) -> bool {
+    let codes = cancellation_codes(err);
+    !codes.is_empty() && codes.iter().all(|c| matches!(c, None | Some("None") | Some("ConditionalCheckFailed") | Some("TransactionConflict")))
 }
 
 /// Writes an item whatever is there (a record with its own unique key: an activity or audit
