@@ -107,6 +107,15 @@ impl DeploymentStatus {
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Starting, Self::InProgress, Self::Completed, Self::Canceled, Self::FailedToStart].into_iter().find(|s| s.as_str() == text)
     }
+
+    /// The status as shown: a running deployment whose devices have all finished is COMPLETED
+    /// (no event says so; it is read from the devices).
+    pub fn once_finished(self, every_device_finished: bool) -> Self {
+        match self {
+            Self::InProgress if every_device_finished => Self::Completed,
+            other => other,
+        }
+    }
 }
 
 /// How the job reaches devices: pace, when to give up, how long a device may take.
@@ -170,10 +179,7 @@ impl Deployment {
 
     /// The overall status: stored states win; otherwise complete once every device is terminal.
     pub fn effective_status(&self) -> DeploymentStatus {
-        match self.status {
-            DeploymentStatus::InProgress if self.devices.iter().all(|d| d.status.is_terminal()) => DeploymentStatus::Completed,
-            other => other,
-        }
+        self.status.once_finished(self.devices.iter().all(|d| d.status.is_terminal()))
     }
 
     pub fn to_json(&self) -> Value {
@@ -239,10 +245,7 @@ impl DeploymentSummary {
 
     /// COMPLETED once every device finished, as [`Deployment::effective_status`] says.
     pub fn effective_status(&self) -> DeploymentStatus {
-        match self.status {
-            DeploymentStatus::InProgress if self.finished_count >= self.device_count => DeploymentStatus::Completed,
-            other => other,
-        }
+        self.status.once_finished(self.finished_count >= self.device_count)
     }
 
     pub fn to_json(&self) -> Value {
