@@ -19,6 +19,7 @@ import moto.backends as moto_backends
 import moto.core.responses as core_responses
 import moto.dynamodb.models as dynamodb_models
 import moto.s3.models as s3_models
+import moto.sqs.models as sqs_models
 from moto.core.utils import get_service_model
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -287,6 +288,35 @@ def _list_versions_without_copies(self, *args, **kwargs):
 
 
 s3_models.S3Backend.list_object_versions = _list_versions_without_copies
+
+
+# SQS drops a FIFO message whose deduplication id was sent in the last five minutes, whether or
+# not the first one has been received and deleted since. moto compares only with the messages
+# still in the queue, so a resend arriving after the consumer deleted the first copy got in
+# (the connectors' retry test failed on this race). Each queue remembers the ids it took.
+_add_fifo_message = sqs_models.Queue.add_message
+_deduplication_lock = threading.Lock()
+
+
+def _add_message_deduplicated_for_five_minutes(self, message):
+    if not (self.fifo_queue and message.deduplication_id):
+        return _add_fifo_message(self, message)
+    per_group = self.attributes.get("DeduplicationScope") == "messageGroup"
+    key = (message.group_id if per_group else None, message.deduplication_id)
+    window_ms = sqs_models.DEDUPLICATION_TIME_IN_SECONDS * 1000
+    with _deduplication_lock:
+        taken = self.__dict__.setdefault("_deduplication_ids_taken", {})
+        first = taken.get(key)
+        if first is not None and message.sent_timestamp - first < window_ms:
+            return None
+        if len(taken) > 10_000:
+            for old in [k for k, at in taken.items() if message.sent_timestamp - at >= window_ms]:
+                del taken[old]
+        taken[key] = message.sent_timestamp
+    return _add_fifo_message(self, message)
+
+
+sqs_models.Queue.add_message = _add_message_deduplicated_for_five_minutes
 
 
 def main() -> None:
