@@ -33,8 +33,9 @@ run() {
 for load in $loads; do
   case "$load" in
     cold-start)
-      run cold-start "$target/debug/fhir-ingest" 3
-      run cold-start "$target/debug/fhir-ingest" 2 --python-peer ;;
+      run cold-start "$target/debug/vitalwire-lambda-ingest" 3
+      run cold-start "$target/debug/vitalwire-lambda-polaris" 2 --function messages-get
+      run cold-start "$target/debug/vitalwire-lambda-ingest" 2 --python-peer ;;
     readings-load) run readings-load 100 50 ;;
     fhir-search-load) run fhir-search-load 300 2 ;;
     connector-load) run connector-load 100 50 ;;

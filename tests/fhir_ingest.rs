@@ -12,7 +12,7 @@ use vitalwire::observations::{DynamoObservationStore, ObservationStore};
 use vitalwire::clinical::DynamoAlertStore;
 use vitalwire::platform::tables::{DEAD_LETTERS, OBSERVATIONS};
 use vitalwire_local::runtime_api::RuntimeApi;
-use vitalwire_tests::{assert_valid_fhir, emulator_environment, function_binary, repo_root, TestStack};
+use vitalwire_tests::{assert_valid_fhir, deployed_binary, emulator_environment, repo_root, TestStack};
 
 type Deps = IngestDeps<DynamoDeviceRegistry, DynamoObservationStore, DynamoAlertStore, DynamoDeadLetterStore>;
 
@@ -230,7 +230,7 @@ async fn the_function_binary_files_the_sample_event_with_its_template_environmen
     let mut env = t.stack.function_env(&function).expect("environment resolves");
     env.extend(emulator_environment());
     let api = RuntimeApi::start().await.unwrap();
-    let mut command = tokio::process::Command::new(function_binary("fhir-ingest"));
+    let mut command = tokio::process::Command::new(deployed_binary("fhir-ingest"));
     command.stdout(std::process::Stdio::piped());
     let mut process = api.spawn_command(command, "fhir-ingest", &env).unwrap();
 
@@ -287,7 +287,7 @@ async fn the_queued_function_binary_files_the_sample_batch() {
     let mut env = t.stack.function_env(&function).expect("environment resolves");
     env.extend(emulator_environment());
     let api = RuntimeApi::start().await.unwrap();
-    let _process = api.spawn_function(&function_binary("fhir-ingest-queue"), "fhir-ingest-queue", &env).unwrap();
+    let _process = api.spawn_function(&deployed_binary("fhir-ingest-queue"), "fhir-ingest-queue", &env).unwrap();
     let batch = std::fs::read(repo_root().join("events/fhir-ingest-queue.json")).unwrap();
     for _ in 0..2 {
         let answer: Value = serde_json::from_slice(&api.invoke(batch.clone(), Duration::from_secs(30)).await.expect("invocation")).unwrap();

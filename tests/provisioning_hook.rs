@@ -12,7 +12,7 @@ use vitalwire::devices::provisioning::{self, HookDeps, HookRequest, HookResponse
 use vitalwire::platform::tables::DEAD_LETTERS;
 use tokio::task::JoinSet;
 use vitalwire_local::runtime_api::RuntimeApi;
-use vitalwire_tests::{emulator_environment, function_binary, repo_root, TestStack};
+use vitalwire_tests::{deployed_binary, emulator_environment, repo_root, TestStack};
 
 type Deps = HookDeps<DynamoDeviceRegistry, IotCertificateControl, DynamoDeadLetterStore>;
 
@@ -131,7 +131,7 @@ async fn the_function_binary_answers_the_sample_hook_event() {
     let mut env = t.stack.function_env(&function).expect("environment resolves");
     env.extend(emulator_environment());
     let api = RuntimeApi::start().await.unwrap();
-    let _process = api.spawn_function(&function_binary("provisioning-hook"), "provisioning-hook", &env).unwrap();
+    let _process = api.spawn_function(&deployed_binary("provisioning-hook"), "provisioning-hook", &env).unwrap();
     let event = std::fs::read(repo_root().join("events/provisioning-hook.json")).unwrap();
     let answer: Value = serde_json::from_slice(&api.invoke(event, Duration::from_secs(30)).await.unwrap()).unwrap();
     assert_eq!(answer, serde_json::json!({"allowProvisioning": true, "parameterOverrides": {"ThingName": "acme-medical-0001"}}));

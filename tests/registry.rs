@@ -1,11 +1,12 @@
 //! The registry (`vitalwire::wiring::functions`), `template.yaml` and the function binaries
-//! agree, both ways: every function of one is in the others with the same trigger, each
-//! builds from the settings the template gives it, and reads every one of them.
+//! agree, both ways: every function of one is in the other with the same trigger, each builds
+//! from the settings the template gives it and reads every one of them, and every function
+//! deploys its bundle's binary, which runs the entry its `Handler` names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use vitalwire::platform::stack::Template;
-use vitalwire::wiring::functions::{by_name, ALL};
+use vitalwire::wiring::functions::{bundle_of, by_name, ALL, BUNDLES, INGEST_BUNDLE};
 use vitalwire::wiring::{Settings, Trigger, Wiring};
 use vitalwire_tests::{repo_root, TestStack};
 
@@ -58,8 +59,8 @@ fn every_function_of_the_registry_is_in_the_template_with_its_trigger_and_back()
     for spec in ALL {
         let definition = functions
             .iter()
-            .find(|f| f.binary.as_deref() == Some(spec.name))
-            .unwrap_or_else(|| panic!("{} is in the registry but template.yaml has no function with that binary", spec.name));
+            .find(|f| f.handler.as_deref() == Some(spec.name))
+            .unwrap_or_else(|| panic!("{} is in the registry but template.yaml has no function with that Handler", spec.name));
         assert_eq!(
             template_triggers(&template, &definition.logical_id),
             registry_triggers(&spec.trigger),
@@ -69,8 +70,8 @@ fn every_function_of_the_registry_is_in_the_template_with_its_trigger_and_back()
         );
     }
     for definition in &functions {
-        let binary = definition.binary.as_deref().unwrap_or_default();
-        assert!(by_name(binary).is_some(), "{} ({binary}) is in template.yaml but not in the registry", definition.logical_id);
+        let handler = definition.handler.as_deref().unwrap_or_default();
+        assert!(by_name(handler).is_some(), "{} (Handler {handler:?}) is in template.yaml but not in the registry", definition.logical_id);
     }
     let names: BTreeSet<_> = ALL.iter().map(|s| s.name).collect();
     assert_eq!(names.len(), ALL.len(), "a function is listed twice in the registry");
@@ -82,25 +83,76 @@ fn a_drifted_route_is_caught() {
     let body = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
     let drifted = Template::parse(&body.replace("Path: /admin/devices/{thingName}/status", "Path: /admin/devices/{thingName}/state")).unwrap();
     let spec = by_name("admin-devices-status").unwrap();
-    let logical = drifted.functions().into_iter().find(|f| f.binary.as_deref() == Some(spec.name)).unwrap().logical_id;
+    let logical = drifted.functions().into_iter().find(|f| f.handler.as_deref() == Some(spec.name)).unwrap().logical_id;
     assert_ne!(template_triggers(&drifted, &logical), registry_triggers(&spec.trigger));
 }
 
+/// What `sam build` compares to decide that two functions are one build (aws-sam-cli's
+/// `FunctionBuildDefinition.__eq__`): the same `CodeUri`, `Runtime`, `Architectures`, package
+/// type and `Metadata`. `Handler` is not in it for `provided.al2023`.
+fn build_definition(resource: &serde_norway::Value, globals: &serde_norway::Value) -> String {
+    let property = |name: &str| resource["Properties"].get(name).or_else(|| globals.get(name)).cloned().unwrap_or_default();
+    serde_norway::to_string(&(&resource["Metadata"], property("CodeUri"), property("Runtime"), property("Architectures"), property("PackageType"))).unwrap()
+}
+
+/// The build definitions of the template's functions: (definition, the logical ids built by it).
+fn build_definitions(body: &str) -> BTreeMap<String, Vec<String>> {
+    let template: serde_norway::Value = serde_norway::from_str(body).unwrap();
+    let globals = &template["Globals"]["Function"];
+    let mut definitions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"] == "AWS::Serverless::Function" {
+            definitions.entry(build_definition(resource, globals)).or_default().push(id.as_str().unwrap().to_owned());
+        }
+    }
+    definitions
+}
+
 #[test]
-fn every_function_has_its_binary_and_every_binary_is_a_function() {
-    let bins: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions/src/bin"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
-        .collect();
-    let names: BTreeSet<String> = ALL.iter().map(|s| s.name.to_owned()).collect();
-    assert_eq!(bins, names, "functions/src/bin and the registry list different functions");
-    let cargo = std::fs::read_to_string(repo_root().join("functions/Cargo.toml")).unwrap();
-    for spec in ALL {
-        assert!(cargo.contains(&format!("name = \"{}\"", spec.name)), "functions/Cargo.toml has no [[bin]] {}", spec.name);
-        let source = std::fs::read_to_string(repo_root().join(format!("functions/src/bin/{}.rs", spec.name))).unwrap();
-        let entry = spec.name.to_uppercase().replace('-', "_");
-        assert!(source.contains(&format!("lambda_function!({entry})")), "{}.rs does not run the registry entry {entry}", spec.name);
+fn every_function_deploys_its_bundles_binary_so_sam_builds_each_bundle_once() {
+    let body = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    assert_eq!(build_definitions(&body).len(), BUNDLES.len(), "functions that differ in these are built (and linked) again: {:#?}", build_definitions(&body).keys());
+    // The check can fail: one function with a binary of its own is one build more.
+    assert_eq!(build_definitions(&body.replacen("Binary: vitalwire-lambda-admin", "Binary: admin-devices-register", 1)).len(), BUNDLES.len() + 1);
+
+    let functions = template().functions();
+    for f in &functions {
+        let bundle = bundle_of(f.handler.as_deref().unwrap_or_default()).unwrap_or_else(|| panic!("{}: its Handler is in no bundle", f.logical_id));
+        assert_eq!(f.binary.as_deref(), Some(bundle.binary), "{}: BuildProperties.Binary must be its bundle's", f.logical_id);
+    }
+    let handlers: BTreeSet<_> = functions.iter().filter_map(|f| f.handler.clone()).collect();
+    assert_eq!(handlers.len(), functions.len(), "every function names its own registry entry in Handler");
+
+    // Each function of the registry is in exactly one bundle, and each bundle is a binary.
+    let mut bundled: Vec<&str> = BUNDLES.iter().flat_map(|b| b.functions.iter().map(|f| f.name)).collect();
+    bundled.sort_unstable();
+    let mut all: Vec<&str> = ALL.iter().map(|f| f.name).collect();
+    all.sort_unstable();
+    assert_eq!(bundled, all, "the bundles and ALL list different functions (or one twice)");
+    let bins: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions/src/bin")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let expected: BTreeSet<String> = BUNDLES.iter().map(|b| format!("{}.rs", b.binary)).collect();
+    assert_eq!(bins, expected, "functions/src/bin holds one binary per bundle");
+}
+
+/// A bundle's binary runs the entry its `_HANDLER` names, and refuses to start with a function
+/// of another bundle, an unknown one, or none.
+#[tokio::test]
+async fn a_bundles_binary_runs_only_its_own_functions() {
+    let binary = vitalwire_tests::function_binary(INGEST_BUNDLE.binary);
+    for (handler, expected) in [
+        (Some("messages-get"), "vitalwire-lambda-ingest has no function messages-get"),
+        (Some("no-such-function"), "vitalwire-lambda-ingest has no function no-such-function"),
+        (None, "_HANDLER is not set"),
+    ] {
+        let mut command = std::process::Command::new(&binary);
+        command.env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9").env_remove("_HANDLER");
+        if let Some(handler) = handler {
+            command.env("_HANDLER", handler);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{handler:?}: {stderr}");
     }
 }
 
@@ -114,7 +166,9 @@ async fn every_function_builds_from_its_template_settings_and_reads_them_all() {
         // The authorizer's issuers name the Cognito user pools, which only AWS has.
         let overrides = vitalwire_local::http_api::LocalAuth::authorizer_settings("http://127.0.0.1:1").into_iter().collect();
         let settings = t.stack.function_env_with(&definition, &overrides).unwrap_or_else(|e| panic!("{e}"));
-        let given: BTreeSet<String> = settings.iter().map(|(k, _)| k.clone()).collect();
+        // `_HANDLER` is Lambda's, from the function's `Handler`: the binary's `main` reads it.
+        let given: BTreeSet<String> = settings.iter().map(|(k, _)| k.clone()).filter(|k| k != "_HANDLER").collect();
+        assert!(settings.contains(&("_HANDLER".to_owned(), spec.name.to_owned())), "{}: no _HANDLER", spec.name);
         let wiring = Wiring::new(aws.clone(), Settings::from_map(settings));
         if let Err(e) = (spec.build)(&wiring) {
             problems.push(format!("{} does not build from its template settings: {e}", spec.name));

@@ -68,7 +68,7 @@ fn a_drifted_template_is_caught() {
 fn functions_get_the_table_names_they_read() {
     let template = template();
     let functions = template.functions();
-    let ingest = functions.iter().find(|f| f.binary.as_deref() == Some("fhir-ingest")).expect("fhir-ingest function");
+    let ingest = functions.iter().find(|f| f.handler.as_deref() == Some("fhir-ingest")).expect("fhir-ingest function");
     for spec in [tables::DEVICES, tables::OBSERVATIONS, tables::DEAD_LETTERS] {
         assert_eq!(
             ingest.environment.get(spec.env_var),
@@ -79,7 +79,6 @@ fn functions_get_the_table_names_they_read() {
         );
     }
     for f in &functions {
-        assert!(f.binary.is_some(), "{} has no Metadata.BuildProperties.Binary", f.logical_id);
         for (name, value) in &f.environment {
             if let EnvValue::Ref(target) = value {
                 if let Some(spec) = tables::ALL.iter().find(|s| s.logical_id == target) {
@@ -142,8 +141,8 @@ fn devices_reach_only_the_device_rules_and_job_events_come_from_iot_topics() {
     assert_eq!(by_name("CreateFileUploadLink").topic_filter(), None);
     let events = by_name("VitalwireJobExecutionEvents");
     assert_eq!(events.topic_filter(), Some("$aws/events/jobExecution/+/+"));
-    let binary = template.functions().into_iter().find(|f| Some(f.logical_id.as_str()) == events.function()).and_then(|f| f.binary);
-    assert_eq!(binary.as_deref(), Some("job-events"));
+    let handler = template.functions().into_iter().find(|f| Some(f.logical_id.as_str()) == events.function()).and_then(|f| f.handler);
+    assert_eq!(handler.as_deref(), Some("job-events"));
 
     // The device policy lets a device publish to the device rules, and to no other rule (any
     // rule is reachable by name through Basic Ingest).

@@ -143,9 +143,9 @@ enum Command {
         #[arg(long, default_value = "")]
         prefix: String,
     },
-    /// Run one function binary with one event.
+    /// Run one function, as its deployed binary (`vitalwire-lambda-<bundle>`), with one event.
     Invoke {
-        /// The function's binary name, e.g. fhir-ingest.
+        /// The function's registry name (its `Handler` in template.yaml), e.g. fhir-ingest.
         function: String,
         /// The event file, e.g. events/fhir-ingest.json.
         #[arg(long)]
@@ -313,10 +313,11 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Invoke { function, event, bin_dir } => {
-            let definition = stack.function(&function).ok_or_else(|| format!("template.yaml has no function with binary {function}"))?;
+            let definition = stack.function(&function).ok_or_else(|| format!("template.yaml has no function with Handler {function}"))?;
             let mut env = stack.function_env(&definition)?;
             env.extend(aws_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-            let binary = bin_dir.unwrap_or_else(default_bin_dir).join(&function);
+            let bundle = vitalwire::wiring::functions::bundle_of(&function).ok_or_else(|| format!("no function {function} in the registry"))?;
+            let binary = bin_dir.unwrap_or_else(default_bin_dir).join(bundle.binary);
             let payload = std::fs::read(repo_root().join(&event)).map_err(|e| format!("{}: {e}", event.display()))?;
             let api = RuntimeApi::start().await?;
             let _process = api

@@ -130,12 +130,13 @@ impl LocalStack {
         self.tables.get(logical_id).map(String::as_str)
     }
 
-    /// The function with this cargo binary name.
-    pub fn function(&self, binary: &str) -> Option<FunctionDefinition> {
-        self.template.functions().into_iter().find(|f| f.binary.as_deref() == Some(binary))
+    /// The function that runs this registry entry (its `Handler`).
+    pub fn function(&self, name: &str) -> Option<FunctionDefinition> {
+        self.template.functions().into_iter().find(|f| f.handler.as_deref() == Some(name))
     }
 
-    /// A function's environment as CloudFormation would set it: `!Ref Table` becomes the name.
+    /// A function's environment as CloudFormation and Lambda would set it: `!Ref Table` becomes
+    /// the name, and `_HANDLER` names the registry entry the binary runs.
     pub fn function_env(&self, function: &FunctionDefinition) -> Result<Vec<(String, String)>, UnresolvedEnv> {
         self.function_env_with(function, &BTreeMap::new())
     }
@@ -147,24 +148,22 @@ impl LocalStack {
         function: &FunctionDefinition,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Vec<(String, String)>, UnresolvedEnv> {
-        function
-            .environment
-            .iter()
-            .map(|(name, value)| {
-                let unresolved = |target: String| UnresolvedEnv { function: function.logical_id.clone(), variable: name.clone(), target };
-                if let Some(v) = overrides.get(name) {
-                    return Ok((name.clone(), v.clone()));
-                }
-                let resolved = match value {
-                    EnvValue::Literal(v) => Some(v.clone()),
-                    EnvValue::Ref(r) => self.resolve_ref(r),
-                    EnvValue::GetAtt(a) => self.resolve_get_att(a),
-                    EnvValue::Sub(text) => self.resolve_sub(text).map_err(unresolved)?.into(),
-                    EnvValue::Other => return Err(unresolved("an intrinsic function".into())),
-                };
-                resolved.map(|v| (name.clone(), v)).ok_or_else(|| unresolved(format!("{value:?}")))
-            })
-            .collect()
+        let handler = function.handler.iter().map(|h| Ok(("_HANDLER".to_owned(), h.clone())));
+        let variables = function.environment.iter().map(|(name, value)| {
+            let unresolved = |target: String| UnresolvedEnv { function: function.logical_id.clone(), variable: name.clone(), target };
+            if let Some(v) = overrides.get(name) {
+                return Ok((name.clone(), v.clone()));
+            }
+            let resolved = match value {
+                EnvValue::Literal(v) => Some(v.clone()),
+                EnvValue::Ref(r) => self.resolve_ref(r),
+                EnvValue::GetAtt(a) => self.resolve_get_att(a),
+                EnvValue::Sub(text) => self.resolve_sub(text).map_err(unresolved)?.into(),
+                EnvValue::Other => return Err(unresolved("an intrinsic function".into())),
+            };
+            resolved.map(|v| (name.clone(), v)).ok_or_else(|| unresolved(format!("{value:?}")))
+        });
+        handler.chain(variables).collect()
     }
 
     /// What `!Ref` of a resource or parameter is here.

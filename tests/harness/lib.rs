@@ -2,6 +2,7 @@
 //! binary exits), tables created from `template.yaml` under a fresh prefix per test, and the
 //! independent FHIR validators.
 
+pub mod lambda_start;
 pub mod provisioning;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,6 +110,13 @@ pub fn assert_valid_fhir(resources_json: &str) {
     if let Err(report) = validate_fhir(resources_json) {
         panic!("FHIR validation failed:\n{report}\nfor: {resources_json}");
     }
+}
+
+/// The binary of the bundle that deploys `function` (`fhir-ingest`), as built for the tests; it
+/// runs the function when given `_HANDLER` (the local stack's `function_env` sets it).
+pub fn deployed_binary(function: &str) -> std::path::PathBuf {
+    let bundle = vitalwire::wiring::functions::bundle_of(function).unwrap_or_else(|| panic!("no function {function} in the registry"));
+    function_binary(bundle.binary)
 }
 
 /// A binary of the workspace (function or CLI) built by `scripts/test.sh` before the tests

@@ -111,11 +111,11 @@ pub struct RuleWiring {
 }
 
 impl RuleWiring {
-    /// The template's topic rules and the functions (binaries) of their Lambda actions, or the
+    /// The template's topic rules and the functions (registry entries) of their Lambda actions, or the
     /// `queues` (logical id → URL) of their SQS actions. A rule whose SQL the local rules cannot
     /// evaluate is left out, with an error in the log.
     pub fn from_template(template: &Template, queues: &std::collections::BTreeMap<String, String>) -> Self {
-        let functions_by_id: HashMap<_, _> = template.functions().into_iter().filter_map(|f| Some((f.logical_id, f.binary?))).collect();
+        let functions_by_id: HashMap<_, _> = template.functions().into_iter().filter_map(|f| Some((f.logical_id, f.handler?))).collect();
         let mut wiring = Self::default();
         for r in template.topic_rules() {
             let target = match &r.target {

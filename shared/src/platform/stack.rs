@@ -73,8 +73,11 @@ pub enum EnvValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionDefinition {
     pub logical_id: String,
-    /// The cargo binary (`Metadata.BuildProperties.Binary`).
+    /// The cargo binary `sam build` builds for it (`Metadata.BuildProperties.Binary`).
     pub binary: Option<String>,
+    /// The registry entry it runs (`Properties.Handler`, which Lambda hands the binary as
+    /// `_HANDLER`).
+    pub handler: Option<String>,
     pub environment: BTreeMap<String, EnvValue>,
     /// Its `HttpApi` events: (method, path), e.g. (`GET`, `/admin/devices/{thingName}`).
     pub http_routes: Vec<(String, String)>,
@@ -376,6 +379,7 @@ impl Template {
                 let binary = field(resource, "Metadata")
                     .and_then(|m| field(m, "BuildProperties"))
                     .and_then(|b| text(b, "Binary"));
+                let handler = field(resource, "Properties").and_then(|p| text(p, "Handler"));
                 let environment = field(resource, "Properties")
                     .and_then(|p| field(p, "Environment"))
                     .and_then(|e| field(e, "Variables"))
@@ -412,7 +416,7 @@ impl Template {
                     .collect();
                 let sqs_events = of_type("SQS").filter_map(|e| tagged(field(field(e, "Properties")?, "Queue")?, "GetAtt").map(|q| q.trim_end_matches(".Arn").to_owned())).collect();
                 let schedules = of_type("Schedule").filter_map(|e| text(field(e, "Properties")?, "Schedule")).collect();
-                FunctionDefinition { logical_id, binary, environment, http_routes, public_routes, s3_events, sqs_events, schedules }
+                FunctionDefinition { logical_id, binary, handler, environment, http_routes, public_routes, s3_events, sqs_events, schedules }
             })
             .collect()
     }

@@ -1,11 +1,12 @@
 //! The registry: every Lambda function of the platform, its trigger, its handler, and the AWS
-//! adapters its dependencies are built from. One `static` per function, so that a function's
-//! binary links only its own entry; [`ALL`] lists them for the local platform and the tests.
+//! adapters its dependencies are built from. [`ALL`] lists them for the local platform and the
+//! tests; the [`BUNDLES`] group them into the binaries deployed, each running the entry its
+//! function's `_HANDLER` names.
 //!
-//! To add a function: write its handler in its domain, add its entry here and to [`ALL`], its
-//! resource (environment, least-privilege policy, event) to `template.yaml`, its route to
-//! `docs/openapi.yaml` if it has one, and its three-line binary to `functions/src/bin/`.
-//! `tests/registry.rs` fails until the template, the binaries and the registry agree.
+//! To add a function: write its handler in its domain, add its entry here, to [`ALL`] and to
+//! one bundle, its resource (`Handler` = its name, `Binary` = its bundle's, environment,
+//! least-privilege policy, event) to `template.yaml`, and its route to `docs/openapi.yaml` if it
+//! has one. `tests/registry.rs` fails until the template and the registry agree.
 
 use std::convert::Infallible;
 
@@ -15,7 +16,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{event, http, FunctionSpec, Route, Trigger};
+use super::{event, http, Bundle, FunctionSpec, Route, Trigger};
 use crate::access::authorizer::{self, AuthorizerDeps};
 use crate::access::dynamodb::{DynamoActivityLog, DynamoApiKeyStore, DynamoAuditLog};
 use crate::access::http::ApiKeyAdminDeps;
@@ -883,4 +884,176 @@ pub static ALL: &[&FunctionSpec] = &[
 /// The function of this name.
 pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
     ALL.iter().copied().find(|f| f.name == name)
+}
+
+// ---------------------------------------------------------------- bundles
+// Each function is in exactly one bundle (`tests/registry.rs`). A bundle's binary links only the
+// entries listed here, so these lists, not `ALL`, decide what each package holds.
+
+/// Readings filed as they arrive (the `FHIRIngest` rule, its queued path, the gateways' IoT
+/// rules), the alert sweep, and the authorizer every API request passes: the paths a reading or
+/// a request waits on, kept in the smallest binary.
+pub static INGEST_BUNDLE: Bundle = Bundle {
+    binary: "vitalwire-lambda-ingest",
+    functions: &[
+        &FHIR_INGEST,
+        &FHIR_INGEST_QUEUE,
+        &IOT_VITALS,
+        &IOT_VITALS_BATCH,
+        &IOT_STATUS,
+        &ALERT_SWEEP,
+        &AUTHORIZER,
+    ],
+};
+
+/// A device's life beyond its readings: provisioning, file uploads, the inbox of reading files,
+/// firmware job events.
+pub static DEVICES_BUNDLE: Bundle = Bundle {
+    binary: "vitalwire-lambda-devices",
+    functions: &[
+        &PROVISIONING_HOOK,
+        &UPLOAD_LINK,
+        &UPLOAD_REGISTERED,
+        &INBOX_PROCESSOR,
+        &INBOX_CONTINUE,
+        &JOB_EVENTS,
+    ],
+};
+
+/// The IoMT connectors: receiving (HTTPS, MQTT), the queue's consumer with the mapping engine, and
+/// their management (connectors, connections, mappings, errors).
+pub static CONNECTORS_BUNDLE: Bundle = Bundle {
+    binary: "vitalwire-lambda-connectors",
+    functions: &[
+        &CONNECTOR_MESSAGES_RECEIVE,
+        &CONNECTOR_MESSAGES,
+        &CONNECTOR_MQTT,
+        &CONNECTORS_LIST,
+        &CONNECTORS_GET,
+        &CONNECTORS_PUT,
+        &CONNECTORS_DELETE,
+        &CONNECTIONS_LIST,
+        &CONNECTIONS_GET,
+        &CONNECTIONS_PUT,
+        &CONNECTIONS_DELETE,
+        &CONNECTIONS_LIST_KEYS,
+        &CONNECTIONS_REGENERATE_KEY,
+        &MAPPINGS_LIST,
+        &MAPPINGS_GET,
+        &MAPPINGS_PUT,
+        &MAPPINGS_DELETE,
+        &MAPPINGS_DEBUG,
+        &CONNECTOR_ERRORS,
+    ],
+};
+
+/// What clinicians, patients and their apps read and answer: the FHIR API, alerts and the
+/// worklist, a device's readings and documents, scores, patient settings.
+pub static CLINICAL_BUNDLE: Bundle = Bundle {
+    binary: "vitalwire-lambda-clinical",
+    functions: &[
+        &DEVICE_OBSERVATIONS,
+        &DEVICE_DOCUMENTS,
+        &FHIR_METADATA,
+        &FHIR_OBSERVATION_READ,
+        &FHIR_OBSERVATION_SEARCH,
+        &FHIR_PATIENT_READ,
+        &FHIR_DEVICE_READ,
+        &FHIR_DOCUMENT_READ,
+        &PATIENT_ALERTS,
+        &PATIENT_ALERTS_CLOSE,
+        &PATIENT_ALERTS_ACKNOWLEDGE,
+        &PATIENT_ALERTS_ANSWER,
+        &PATIENT_ALERTS_HISTORY,
+        &CLINICIAN_WORKLIST,
+        &ALERT_ANSWER_PAGE,
+        &ALERT_ANSWER_LINK,
+        &SCORES_NEWS2,
+        &PATIENT_OBSERVATION_SETS,
+        &PATIENT_SETTINGS_PUT,
+        &PATIENT_SETTINGS_GET,
+    ],
+};
+
+/// The operators' API: devices, dead letters, inbox files, firmware, API keys, audit,
+/// encounters, clinicians, locations, care teams.
+pub static ADMIN_BUNDLE: Bundle = Bundle {
+    binary: "vitalwire-lambda-admin",
+    functions: &[
+        &ADMIN_DEVICES_REGISTER,
+        &ADMIN_DEVICES_LIST,
+        &ADMIN_DEVICES_GET,
+        &ADMIN_DEVICES_ASSIGN,
+        &ADMIN_DEVICES_UNASSIGN,
+        &ADMIN_DEVICES_STATUS,
+        &ADMIN_DEVICES_ACTIVITY,
+        &ADMIN_DEAD_LETTERS,
+        &ADMIN_INBOX_FILES,
+        &ADMIN_FIRMWARE_REGISTER,
+        &ADMIN_FIRMWARE_LIST,
+        &ADMIN_DEPLOYMENTS_CREATE,
+        &ADMIN_DEPLOYMENTS_LIST,
+        &ADMIN_DEPLOYMENTS_GET,
+        &ADMIN_DEPLOYMENTS_CANCEL,
+        &ADMIN_API_KEYS_CREATE,
+        &ADMIN_API_KEYS_LIST,
+        &ADMIN_API_KEYS_REVOKE,
+        &ADMIN_PATIENT_AUDIT,
+        &ADMIN_ENCOUNTERS_REGISTER,
+        &ADMIN_CLINICIANS_PUT,
+        &ADMIN_CLINICIANS_LIST,
+        &ADMIN_CLINICIANS_GET,
+        &ADMIN_LOCATIONS_PUT,
+        &ADMIN_LOCATIONS_LIST,
+        &ADMIN_LOCATIONS_GET,
+        &ADMIN_CARE_TEAM_PUT,
+        &ADMIN_CARE_TEAM_GET,
+    ],
+};
+
+/// The Polaris-compatible services: messages, activations, device entries, clinician logins
+/// and their tokens, and the service routes.
+pub static POLARIS_BUNDLE: Bundle = Bundle {
+    binary: "vitalwire-lambda-polaris",
+    functions: &[
+        &MESSAGES_CREATE_V1,
+        &MESSAGES_CREATE,
+        &MESSAGES_GET,
+        &MESSAGES_UPDATE,
+        &MESSAGES_SENT,
+        &MESSAGES_RECEIVED,
+        &MESSAGES_SENT_ACTIVE,
+        &MESSAGES_RECEIVED_ACTIVE,
+        &MESSAGES_RECEIVED_CALLBACKS,
+        &MESSAGES_SENT_OR_RECEIVED,
+        &MESSAGES_BETWEEN,
+        &MESSAGES_BETWEEN_ACTIVE,
+        &MESSAGES_OPEN_CALLBACKS,
+        &MESSAGES_DROP_DATA,
+        &MESSAGES_CREATE_BATCH,
+        &SERVICE_RUNNING,
+        &SERVICE_VERSION,
+        &ACTIVATION_CREATE,
+        &ACTIVATION_LIST,
+        &ACTIVATION_VALIDATE,
+        &ACTIVATION_PATIENT_JWT,
+        &ENTRY_DEVICE_CREATE,
+        &ENTRY_DEVICE_LIST,
+        &ENTRY_DEVICE_GET,
+        &ENTRY_DEVICE_UPDATE,
+        &ENTRY_DEVICE_ACTIVATION_CREATE,
+        &ENTRY_DEVICE_JWT,
+        &CLINICIAN_LOGIN_CREATE,
+        &CLINICIAN_LOGIN_UPDATE,
+        &CLINICIAN_JWT,
+        &POLARIS_JWKS,
+    ],
+};
+
+/// Every bundle.
+pub static BUNDLES: &[&Bundle] = &[&INGEST_BUNDLE, &DEVICES_BUNDLE, &CONNECTORS_BUNDLE, &CLINICAL_BUNDLE, &ADMIN_BUNDLE, &POLARIS_BUNDLE];
+
+/// The bundle that deploys the function of this name.
+pub fn bundle_of(name: &str) -> Option<&'static Bundle> {
+    BUNDLES.iter().copied().find(|b| b.function(name).is_some())
 }

@@ -1,9 +1,9 @@
 //! How every function is put together, in one place.
 //!
-//! [`functions`] is the registry: for each Lambda function, its name (the cargo binary and the
-//! template's `BuildProperties.Binary`), what triggers it (an HTTP route, an IoT rule, an S3
-//! event, ...), and how its dependencies are built from the AWS clients and its settings. The
-//! binaries in `functions/src/bin/` run one entry each; `vitalwire-local` builds every entry
+//! [`functions`] is the registry: for each Lambda function, its name (the template's `Handler`),
+//! what triggers it (an HTTP route, an IoT rule, an S3 event, ...), and how its dependencies are
+//! built from the AWS clients and its settings. Its [`Bundle`]s are the binaries deployed: each
+//! runs the entry its function's `Handler` names; `vitalwire-local` builds every entry
 //! with the settings `template.yaml` gives that function and dispatches to it; the tests build
 //! entries the same way; `tests/registry.rs` checks the registry against `template.yaml` both
 //! ways.
@@ -13,6 +13,7 @@
 //! other function takes its event as JSON and answers JSON, exactly what Lambda hands it.
 
 pub mod functions;
+
 
 use crate::platform::metrics::{MetricSink, Metrics as _, Tally, Unit};
 
@@ -191,9 +192,27 @@ pub enum Trigger {
     Schedule(&'static str),
 }
 
+/// Functions deployed as one binary (`functions/src/bin/<binary>.rs`): `sam build` builds and
+/// links each bundle once and copies it into the package of each of its functions, whose
+/// `Handler` (Lambda's `_HANDLER`) names the entry to run. A few bundles rather than one binary
+/// for all keep each package under 5 MB zipped and each cold start near a single function's
+/// (docs/benchmarks.md, "Release builds").
+pub struct Bundle {
+    /// The cargo binary, and the template's `BuildProperties.Binary` of its functions.
+    pub binary: &'static str,
+    pub functions: &'static [&'static FunctionSpec],
+}
+
+impl Bundle {
+    /// Its function of this name.
+    pub fn function(&self, name: &str) -> Option<&'static FunctionSpec> {
+        self.functions.iter().copied().find(|f| f.name == name)
+    }
+}
+
 /// One function of the registry.
 pub struct FunctionSpec {
-    /// The function's name: its cargo binary and the template's `BuildProperties.Binary`.
+    /// The function's name: the template's `Handler` (Lambda's `_HANDLER`) for it.
     pub name: &'static str,
     pub trigger: Trigger,
     /// Builds the handler with its dependencies (once per cold start).

@@ -1,2 +1,0 @@
-//! `admin-clinicians-get`: `GET /admin/clinicians/{clinicianId}` (`vitalwire::care::http::get_clinician`).
-vitalwire_functions::lambda_function!(ADMIN_CLINICIANS_GET);

@@ -1,2 +1,0 @@
-//! `admin-devices-list`: `GET /admin/devices` (`vitalwire::devices::http::list`).
-vitalwire_functions::lambda_function!(ADMIN_DEVICES_LIST);

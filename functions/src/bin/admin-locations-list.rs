@@ -1,2 +1,0 @@
-//! `admin-locations-list`: `GET /admin/locations` (`vitalwire::care::http::list_locations`).
-vitalwire_functions::lambda_function!(ADMIN_LOCATIONS_LIST);

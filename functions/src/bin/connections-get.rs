@@ -1,2 +1,0 @@
-//! `connections-get`: `GET /connectors/{connectorName}/connections/{connectionName}` (`vitalwire::connectors::http::get_connection`).
-vitalwire_functions::lambda_function!(CONNECTIONS_GET);

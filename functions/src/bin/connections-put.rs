@@ -1,2 +1,0 @@
-//! `connections-put`: `PUT /connectors/{connectorName}/connections/{connectionName}` (`vitalwire::connectors::http::put_connection`).
-vitalwire_functions::lambda_function!(CONNECTIONS_PUT);

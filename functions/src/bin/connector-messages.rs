@@ -1,2 +1,0 @@
-//! `connector-messages`: batches of the connectors' SQS FIFO queue: normalized, converted and filed (`vitalwire::connectors::consumer`).
-vitalwire_functions::lambda_function!(CONNECTOR_MESSAGES);

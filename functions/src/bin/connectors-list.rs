@@ -1,2 +1,0 @@
-//! `connectors-list`: `GET /connectors` (`vitalwire::connectors::http::list`).
-vitalwire_functions::lambda_function!(CONNECTORS_LIST);

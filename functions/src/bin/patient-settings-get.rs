@@ -1,2 +1,0 @@
-//! `patient-settings-get`: `GET /patients/{patientId}/settings` (`vitalwire::care::http::get_settings`).
-vitalwire_functions::lambda_function!(PATIENT_SETTINGS_GET);

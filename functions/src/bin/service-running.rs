@@ -1,2 +1,0 @@
-//! `service-running`: `GET /running` (`vitalwire::messages::http::running`).
-vitalwire_functions::lambda_function!(SERVICE_RUNNING);

@@ -1,2 +1,0 @@
-//! `service-version`: `GET /version` (`vitalwire::messages::http::version`).
-vitalwire_functions::lambda_function!(SERVICE_VERSION);
