@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs Vitalwire locally: installs the local tools, builds the function binary, the local
+# Runs Vitalwire locally: installs the local tools, builds the function binaries, the local
 # runner and the device CLI, then runs `vitalwire-local` with the given arguments (default: up).
 #   scripts/local.sh up
 #   scripts/local.sh invoke fhir-ingest --event events/fhir-ingest.json
@@ -10,7 +10,7 @@ cd "$root"
 scripts/dev-env.sh
 # Cargo's own progress shows what is being built: the first build takes several minutes on two
 # cores, later ones seconds.
-echo "local.sh: building the function binary, the local platform and the device CLI" >&2
+echo "local.sh: building the function binaries, the local platform and the device CLI" >&2
 cargo build --locked -p vitalwire-functions -p vitalwire-local
 target="${CARGO_TARGET_DIR:-$root/target}"
 [ $# -gt 0 ] || set -- up

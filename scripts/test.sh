@@ -15,7 +15,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   $as_root apt-get update -qq
   $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
 fi
-# The integration tests also run the real function binary and the device CLI.
+# The integration tests also run the real function binaries and the device CLI.
 cargo build --locked -p vitalwire-functions -p vitalwire-local
 cargo test --locked --workspace
 # Every benchmark command the README and docs/benchmarks.md give, run small (about 2 minutes).

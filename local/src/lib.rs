@@ -3,7 +3,7 @@
 //! - [`emulator`]: the moto AWS emulator on a loopback port, owned by this process.
 //! - [`stack`]: tables created from `template.yaml`, and each function's environment resolved
 //!   the way CloudFormation would resolve it.
-//! - [`runtime_api`]: a Lambda Runtime API stand-in that runs the real function binary.
+//! - [`runtime_api`]: a Lambda Runtime API stand-in that runs the real function binaries.
 //! - [`hosted_ui`] and [`console`]: the stand-in for Cognito's hosted UI (sign-in by OAuth 2.0
 //!   code and PKCE) and the clinician console, served by the HTTP API.
 //!

@@ -1,4 +1,4 @@
-//! A Lambda Runtime API stand-in, so the real function binary runs here as it does in Lambda:
+//! A Lambda Runtime API stand-in, so the real function binaries run here as they do in Lambda:
 //! the binary polls `GET /runtime/invocation/next`, handles the event and posts the result.
 //!
 //! One server serves one function process; invocations are queued and handed out in order.
