@@ -9,7 +9,6 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 use vitalwire::platform::aws::AwsClients;
-use vitalwire::wiring::functions::ALL;
 use vitalwire::wiring::{EventHandler, FunctionSpec, Handler, HttpHandler, Settings, Trigger, Wiring};
 
 use crate::stack::LocalStack;
@@ -71,8 +70,8 @@ impl LocalFunctions {
         metrics: &Arc<crate::metrics::LocalMetrics>,
     ) -> Result<Arc<Self>, String> {
         let mut built = BTreeMap::new();
-        for spec in ALL.iter().copied() {
-            let definition = stack.function(spec.name).ok_or_else(|| format!("template.yaml has no function with binary {}", spec.name))?;
+        for spec in vitalwire::wiring::functions::all() {
+            let definition = stack.function(spec.name).ok_or_else(|| format!("template.yaml has no function with Handler {}", spec.name))?;
             let settings = stack.function_env_with(&definition, overrides).map_err(|e| e.to_string())?;
             let wiring = Wiring::new(aws.clone(), Settings::from_map(settings)).with_clock(clock.clone()).with_metrics(metrics.clone() as Arc<dyn vitalwire::platform::metrics::Metrics>);
             let handler = bounded(spec.instantiate(wiring).map_err(|e| format!("{}: {e}", spec.name))?);

@@ -1,12 +1,11 @@
 //! The registry: every Lambda function of the platform, its trigger, its handler, and the AWS
-//! adapters its dependencies are built from. [`ALL`] lists them for the local platform and the
-//! tests; the [`BUNDLES`] group them into the binaries deployed, each running the entry its
-//! function's `_HANDLER` names.
+//! adapters its dependencies are built from. The [`BUNDLES`] group them into the binaries
+//! deployed, each running the entry its function's `_HANDLER` names; [`all`] lists every one for
+//! the local platform and the tests.
 //!
-//! To add a function: write its handler in its domain, add its entry here, to [`ALL`] and to
-//! one bundle, its resource (`Handler` = its name, `Binary` = its bundle's, environment,
-//! least-privilege policy, event) to `template.yaml`, and its route to `docs/openapi.yaml` if it
-//! has one. `tests/registry.rs` fails until the template and the registry agree.
+//! To add a function: write its handler in its domain, add its entry here and to one bundle,
+//! its resource (`Handler` = its name, `Binary` = its bundle's, environment, least-privilege
+//! policy, event) to `template.yaml`, and its route to `docs/openapi.yaml` if it has one. `tests/registry.rs` fails until the template and the registry agree.
 
 use std::convert::Infallible;
 
@@ -766,129 +765,19 @@ pub static PATIENT_SETTINGS_GET: FunctionSpec = FunctionSpec {
     build: |w| http::<Care>(w, route!(crate::care::http::get_settings)),
 };
 
-/// Every function of the platform.
-pub static ALL: &[&FunctionSpec] = &[
-    &PROVISIONING_HOOK,
-    &ADMIN_DEVICES_REGISTER,
-    &ADMIN_DEVICES_LIST,
-    &ADMIN_DEVICES_GET,
-    &ADMIN_DEVICES_ASSIGN,
-    &ADMIN_DEVICES_UNASSIGN,
-    &ADMIN_DEVICES_STATUS,
-    &ADMIN_DEAD_LETTERS,
-    &FHIR_INGEST,
-    &FHIR_INGEST_QUEUE,
-    &IOT_VITALS,
-    &IOT_VITALS_BATCH,
-    &IOT_STATUS,
-    &INBOX_PROCESSOR,
-    &INBOX_CONTINUE,
-    &ADMIN_INBOX_FILES,
-    &DEVICE_OBSERVATIONS,
-    &FHIR_METADATA,
-    &FHIR_OBSERVATION_READ,
-    &FHIR_OBSERVATION_SEARCH,
-    &FHIR_PATIENT_READ,
-    &FHIR_DEVICE_READ,
-    &FHIR_DOCUMENT_READ,
-    &PATIENT_ALERTS,
-    &PATIENT_ALERTS_CLOSE,
-    &PATIENT_ALERTS_ACKNOWLEDGE,
-    &PATIENT_ALERTS_ANSWER,
-    &PATIENT_ALERTS_HISTORY,
-    &CLINICIAN_WORKLIST,
-    &ALERT_ANSWER_PAGE,
-    &ALERT_ANSWER_LINK,
-    &ALERT_SWEEP,
-    &UPLOAD_LINK,
-    &UPLOAD_REGISTERED,
-    &DEVICE_DOCUMENTS,
-    &ADMIN_FIRMWARE_REGISTER,
-    &ADMIN_FIRMWARE_LIST,
-    &ADMIN_DEPLOYMENTS_CREATE,
-    &ADMIN_DEPLOYMENTS_LIST,
-    &ADMIN_DEPLOYMENTS_GET,
-    &ADMIN_DEPLOYMENTS_CANCEL,
-    &JOB_EVENTS,
-    &AUTHORIZER,
-    &ADMIN_API_KEYS_CREATE,
-    &ADMIN_API_KEYS_LIST,
-    &ADMIN_API_KEYS_REVOKE,
-    &ADMIN_DEVICES_ACTIVITY,
-    &ADMIN_PATIENT_AUDIT,
-    &CONNECTORS_LIST,
-    &CONNECTORS_GET,
-    &CONNECTORS_PUT,
-    &CONNECTORS_DELETE,
-    &CONNECTIONS_LIST,
-    &CONNECTIONS_GET,
-    &CONNECTIONS_PUT,
-    &CONNECTIONS_DELETE,
-    &CONNECTIONS_LIST_KEYS,
-    &CONNECTIONS_REGENERATE_KEY,
-    &MAPPINGS_LIST,
-    &MAPPINGS_GET,
-    &MAPPINGS_PUT,
-    &MAPPINGS_DELETE,
-    &MAPPINGS_DEBUG,
-    &CONNECTOR_MESSAGES_RECEIVE,
-    &CONNECTOR_ERRORS,
-    &CONNECTOR_MESSAGES,
-    &CONNECTOR_MQTT,
-    &ADMIN_ENCOUNTERS_REGISTER,
-    &MESSAGES_CREATE_V1,
-    &MESSAGES_CREATE,
-    &MESSAGES_GET,
-    &MESSAGES_UPDATE,
-    &MESSAGES_SENT,
-    &MESSAGES_RECEIVED,
-    &MESSAGES_SENT_ACTIVE,
-    &MESSAGES_RECEIVED_ACTIVE,
-    &MESSAGES_RECEIVED_CALLBACKS,
-    &MESSAGES_SENT_OR_RECEIVED,
-    &MESSAGES_BETWEEN,
-    &MESSAGES_BETWEEN_ACTIVE,
-    &MESSAGES_OPEN_CALLBACKS,
-    &SERVICE_RUNNING,
-    &SERVICE_VERSION,
-    &MESSAGES_DROP_DATA,
-    &MESSAGES_CREATE_BATCH,
-    &ACTIVATION_CREATE,
-    &ACTIVATION_LIST,
-    &ACTIVATION_VALIDATE,
-    &ACTIVATION_PATIENT_JWT,
-    &ENTRY_DEVICE_CREATE,
-    &ENTRY_DEVICE_LIST,
-    &ENTRY_DEVICE_GET,
-    &ENTRY_DEVICE_UPDATE,
-    &ENTRY_DEVICE_ACTIVATION_CREATE,
-    &ENTRY_DEVICE_JWT,
-    &CLINICIAN_LOGIN_CREATE,
-    &CLINICIAN_LOGIN_UPDATE,
-    &CLINICIAN_JWT,
-    &POLARIS_JWKS,
-    &SCORES_NEWS2,
-    &PATIENT_OBSERVATION_SETS,
-    &ADMIN_CLINICIANS_PUT,
-    &ADMIN_CLINICIANS_LIST,
-    &ADMIN_CLINICIANS_GET,
-    &ADMIN_LOCATIONS_PUT,
-    &ADMIN_LOCATIONS_LIST,
-    &ADMIN_LOCATIONS_GET,
-    &ADMIN_CARE_TEAM_PUT,
-    &ADMIN_CARE_TEAM_GET,
-    &PATIENT_SETTINGS_PUT,
-    &PATIENT_SETTINGS_GET,
-];
+/// Every function of the platform: those of every bundle, each in exactly one.
+pub fn all() -> impl Iterator<Item = &'static FunctionSpec> {
+    BUNDLES.iter().flat_map(|bundle| bundle.functions.iter().copied())
+}
 
 /// The function of this name.
 pub fn by_name(name: &str) -> Option<&'static FunctionSpec> {
-    ALL.iter().copied().find(|f| f.name == name)
+    all().find(|f| f.name == name)
 }
 
 // ---------------------------------------------------------------- bundles
 // Each function is in exactly one bundle (`tests/registry.rs`). A bundle's binary links only the
-// entries listed here, so these lists, not `ALL`, decide what each package holds.
+// entries listed here, so these lists decide what each package holds.
 
 /// Readings filed as they arrive (the `FHIRIngest` rule, its queued path, the gateways' IoT
 /// rules), the alert sweep, and the authorizer every API request passes: the paths a reading or
