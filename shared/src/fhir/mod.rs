@@ -159,7 +159,7 @@ pub struct Reference {
 
 impl Reference {
     pub fn to(resource_type: &str, id: &str) -> Self {
-        Self { reference: format!("{resource_type}/{id}") }
+        Self { reference: [resource_type, "/", id].concat() }
     }
 }
 

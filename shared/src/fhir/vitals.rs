@@ -237,7 +237,7 @@ impl VitalSign {
 
     /// `system|code` of this vital sign's LOINC code: how its Observations are keyed.
     pub fn code_key(self) -> String {
-        format!("{LOINC}|{}", self.loinc())
+        [LOINC, "|", self.loinc()].concat()
     }
 
     /// The UCUM unit a device's unit text stands for, if it is one of this vital sign's units.

@@ -6,6 +6,7 @@
 //! be plausible in its unit (a heart rate of 10 000/min is a fault, not a reading).
 
 use chrono::{DateTime, Utc};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -81,7 +82,7 @@ pub struct Payload {
 struct RawPayload {
     value: Option<Box<RawValue>>,
     unit: Option<Value>,
-    coding: Option<Value>,
+    coding: Option<RawCodings>,
     patient_id: Option<Value>,
     effective_date_time: Option<Value>,
     message_id: Option<Value>,
@@ -159,34 +160,172 @@ fn json_kind(text: &str) -> &'static str {
     }
 }
 
-fn parse_coding(raw: Option<Value>) -> Result<Vec<Coding>, PayloadError> {
-    let items = match raw {
-        None | Some(Value::Null) => return Err(PayloadError::Missing("coding")),
-        Some(Value::Array(items)) if items.is_empty() => {
-            return Err(PayloadError::Coding("must name at least one code".into()))
+/// Visitor methods that read any JSON scalar (null included) as `$type::Other`.
+macro_rules! forward_scalars_to_other {
+    ($type:ident) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$type, E> {
+            Ok($type::Other)
         }
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(PayloadError::Coding("must be an array of codings".into())),
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$type, E> {
+            Ok($type::Other)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$type, E> {
+            Ok($type::Other)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$type, E> {
+            Ok($type::Other)
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<$type, E> {
+            Ok($type::Other)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<$type, E> {
+            Ok($type::Other)
+        }
+    };
+}
+
+fn parse_coding(raw: Option<RawCodings>) -> Result<Vec<Coding>, PayloadError> {
+    let items = match raw {
+        None => return Err(PayloadError::Missing("coding")),
+        Some(RawCodings::Array(items)) if items.is_empty() => return Err(PayloadError::Coding("must name at least one code".into())),
+        Some(RawCodings::Array(items)) => items,
+        Some(RawCodings::Other) => return Err(PayloadError::Coding("must be an array of codings".into())),
     };
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let Value::Object(mut obj) = item else {
+            let RawCoding::Object { system, code, display } = item else {
                 return Err(PayloadError::Coding(format!("[{i}] must be an object")));
             };
-            let mut text = |field: &'static str, required: bool| match obj.remove(field) {
-                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s)),
-                None | Some(Value::Null) if !required => Ok(None),
-                Some(Value::String(_)) if !required => Ok(None),
+            let text = |field: &'static str, value: LooseText, required: bool| match value {
+                LooseText::Text(s) if !s.trim().is_empty() => Ok(Some(Text::from(s))),
+                LooseText::Null | LooseText::Text(_) if !required => Ok(None),
                 _ => Err(PayloadError::Coding(format!("[{i}].{field} must be a non-empty string"))),
             };
-            let system = text("system", true)?;
-            let code = text("code", true)?;
-            let display = text("display", false)?;
-            Ok(Coding { system: system.map(Text::from), code: code.map(Text::from), display: display.map(Text::from) })
+            Ok(Coding { system: text("system", system, true)?, code: text("code", code, true)?, display: text("display", display, false)? })
         })
         .collect()
+}
+
+/// `coding` as sent, read only as far as validation needs: an array, or anything else. (Read
+/// into codings directly rather than through `serde_json::Value`, whose maps cost a sixth of
+/// parsing a payload.)
+enum RawCodings {
+    Array(Vec<RawCoding>),
+    Other,
+}
+
+/// One element of `coding`: an object's three fields (absent ones null), or anything else.
+enum RawCoding {
+    Object { system: LooseText, code: LooseText, display: LooseText },
+    Other,
+}
+
+/// A field that should be a string: a string, null (or absent), or anything else.
+enum LooseText {
+    Null,
+    Text(String),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for RawCodings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Codings;
+        impl<'de> Visitor<'de> for Codings {
+            type Value = RawCodings;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawCodings, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(RawCodings::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCodings, A::Error> {
+                IgnoredAny.visit_map(map).map(|_| RawCodings::Other)
+            }
+            forward_scalars_to_other!(RawCodings);
+        }
+        deserializer.deserialize_any(Codings)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawCoding {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Item;
+        impl<'de> Visitor<'de> for Item {
+            type Value = RawCoding;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawCoding, A::Error> {
+                let (mut system, mut code, mut display) = (LooseText::Null, LooseText::Null, LooseText::Null);
+                // As `serde_json::Value` reads an object, a repeated key's last value counts.
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "system" => system = map.next_value()?,
+                        "code" => code = map.next_value()?,
+                        "display" => display = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RawCoding::Object { system, code, display })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawCoding, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| RawCoding::Other)
+            }
+            forward_scalars_to_other!(RawCoding);
+        }
+        deserializer.deserialize_any(Item)
+    }
+}
+
+impl<'de> Deserialize<'de> for LooseText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Loose;
+        impl<'de> Visitor<'de> for Loose {
+            type Value = LooseText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LooseText, E> {
+                Ok(LooseText::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<LooseText, E> {
+                Ok(LooseText::Text(v))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<LooseText, E> {
+                Ok(LooseText::Null)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<LooseText, E> {
+                Ok(LooseText::Null)
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<LooseText, E> {
+                Ok(LooseText::Other)
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<LooseText, E> {
+                Ok(LooseText::Other)
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<LooseText, E> {
+                Ok(LooseText::Other)
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<LooseText, E> {
+                Ok(LooseText::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LooseText, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| LooseText::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LooseText, A::Error> {
+                IgnoredAny.visit_map(map).map(|_| LooseText::Other)
+            }
+        }
+        deserializer.deserialize_any(Loose)
+    }
 }
 
 fn vital_sign(coding: &[Coding]) -> Result<Option<VitalSign>, PayloadError> {
@@ -314,6 +453,36 @@ mod tests {
         assert_eq!(err, PayloadError::Missing("value"));
         let err = parse(r#"{"value":null,"unit":"%","coding":[{"system":"s","code":"c"}]}"#, now()).unwrap_err();
         assert_eq!(err, PayloadError::Missing("value"));
+    }
+
+    #[test]
+    fn each_malformed_coding_is_refused_with_where_and_why() {
+        let cases = [
+            (r#"null"#, "`coding` is required"),
+            (r#"[]"#, "`coding` must name at least one code"),
+            (r#"{"system":"s","code":"c"}"#, "`coding` must be an array of codings"),
+            (r#""8867-4""#, "`coding` must be an array of codings"),
+            (r#"7"#, "`coding` must be an array of codings"),
+            (r#"[{"system":"s","code":"c"},"x"]"#, "`coding` [1] must be an object"),
+            (r#"[null]"#, "`coding` [0] must be an object"),
+            (r#"[[{"system":"s","code":"c"}]]"#, "`coding` [0] must be an object"),
+            (r#"[{"system":7,"code":"c"}]"#, "`coding` [0].system must be a non-empty string"),
+            (r#"[{"system":"s","code":{"x":1}}]"#, "`coding` [0].code must be a non-empty string"),
+            (r#"[{"system":"s","code":"  "}]"#, "`coding` [0].code must be a non-empty string"),
+            (r#"[{"system":"s","code":null}]"#, "`coding` [0].code must be a non-empty string"),
+            (r#"[{"system":"s","code":"c","display":["a"]}]"#, "`coding` [0].display must be a non-empty string"),
+            (r#"[{"system":"s","code":"c","display":false}]"#, "`coding` [0].display must be a non-empty string"),
+        ];
+        for (coding, why) in cases {
+            let payload = format!(r#"{{"value":1,"unit":"%","coding":{coding}}}"#);
+            assert_eq!(parse(&payload, now()).unwrap_err().to_string(), why, "{coding}");
+        }
+        // What is kept: other fields ignored, an empty or null display dropped, a repeated key's
+        // last value (as a JSON object reads).
+        let kept = |coding: &str| measured(&format!(r#"{{"value":1,"unit":"%","coding":{coding}}}"#)).coding;
+        assert_eq!(kept(r#"[{"system":"s","code":"c","display":"","userSelected":true,"extension":[{}]}]"#), [Coding::new("s", "c", None)]);
+        assert_eq!(kept(r#"[{"system":"s","code":"a","display":null,"code":"b"}]"#), [Coding::new("s", "b", None)]);
+        assert_eq!(kept(r#"[{"display":"Pulse \u00e9","code":"c","system":"s"}]"#), [Coding::new("s", "c", Some("Pulse é"))]);
     }
 
     #[test]

@@ -104,11 +104,12 @@ impl Timing {
     }
 
     /// What identifies the reading among the device's, for its Observations' keys.
-    fn identity(&self) -> String {
+    /// `received` is [`format_utc`] of the receipt time, which the caller has already written.
+    fn identity(&self, received: &str) -> String {
         match self {
             Timing::Device(e) => format_utc(e.at),
-            Timing::Received { delivery: Delivery::Message(id), .. } => format!("message:{id}"),
-            Timing::Received { at, delivery: Delivery::Trace(trace) } => format!("{}#{trace}", format_utc(*at)),
+            Timing::Received { delivery: Delivery::Message(id), .. } => ["message:", id].concat(),
+            Timing::Received { delivery: Delivery::Trace(trace), .. } => [received, "#", trace].concat(),
         }
     }
 }
@@ -135,7 +136,7 @@ impl Reading {
             Timing::Device(e) => e.text.clone(),
             Timing::Received { at, .. } => format_utc(*at),
         };
-        let identity = self.timing.identity();
+        let identity = self.timing.identity(&effective);
         let subject = Subject {
             thing_name: &self.device_id,
             patient_id: patient,
