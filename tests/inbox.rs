@@ -104,7 +104,7 @@ async fn a_valid_file_is_filed_and_archived_by_date_with_a_timestamped_name() {
     assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S").is_ok(), "YYYYmmdd_HHMMSS: {stamp}");
     assert!(id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()), "the file's own id: {id}");
     assert_eq!(inbox.text(&archived[0]).await, file, "archived unchanged");
-    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8);
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 9, "six vitals, the blood-pressure panel, the battery, the grouping panel");
 
     // NDJSON and batch files go the same way.
     let ndjson = format!(
@@ -115,7 +115,7 @@ async fn a_valid_file_is_filed_and_archived_by_date_with_a_timestamped_name() {
     inbox.drop_file("site/readings.ndjson", ndjson).await;
     let (archived, _) = inbox.moved("site/readings.ndjson").await;
     assert!(archived.iter().any(|k| k.contains("/site_readings_")), "{archived:?}");
-    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8 + 4, "two heart rates, each with its set");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 9 + 4, "two heart rates, each with its set");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

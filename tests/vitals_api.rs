@@ -77,7 +77,7 @@ async fn keys_are_shown_once_stored_hashed_and_file_the_seeds_reading_as_fhir() 
     let id = body["vital_sign_id"].as_str().unwrap().to_owned();
     assert_eq!(headers["x-ratelimit-limit"], "60");
     assert_eq!(headers["x-ratelimit-remaining"], "59");
-    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8, "six vitals, the blood-pressure panel, the grouping panel");
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 9, "six vitals, the blood-pressure panel, the battery, the grouping panel");
 
     // The grouping panel is the reading set; every Observation passes the FHIR validators.
     let table = gw.stack.table(&OBSERVATIONS);
@@ -90,12 +90,19 @@ async fn keys_are_shown_once_stored_hashed_and_file_the_seeds_reading_as_fhir() 
     assert_eq!((temp["valueQuantity"]["value"].to_string(), temp["valueQuantity"]["unit"].as_str()), ("98.6".to_owned(), Some("F")));
     assert_eq!(temp["subject"]["reference"], "Patient/P123");
     assert_eq!(temp["meta"]["tag"][0]["code"], "device");
+    // The battery level is the device's battery charge (MDC 67996), not a member of the panel.
+    let battery = resources.iter().find(|r| r["code"]["coding"][0]["code"] == "67996").expect("the battery charge");
+    assert_eq!(battery["code"]["coding"][0]["system"], "urn:iso:std:iso:11073:10101");
+    assert_eq!((battery["valueQuantity"]["value"].to_string(), battery["valueQuantity"]["code"].as_str()), ("80".to_owned(), Some("%")));
+    assert_eq!(battery["effectiveDateTime"], "2025-11-17T10:30:00Z");
+    let battery_ref = format!("Observation/{}", battery["id"].as_str().unwrap());
+    assert!(!group["hasMember"].as_array().unwrap().iter().any(|m| m["reference"] == battery_ref.as_str()));
     vitalwire_tests::assert_valid_fhir(&Value::Array(resources.clone()).to_string());
 
     // Redelivery: the same reading is acknowledged and filed once.
     let (status, _, again) = with_key(&api, Method::POST, "/api/iot/vitals/", &secret, Some(&reading)).await;
     assert_eq!((status, again["vital_sign_id"].as_str()), (StatusCode::OK, Some(id.as_str())), "{again}");
-    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 8);
+    assert_eq!(gw.stack.count(&OBSERVATIONS).await, 9);
     // A different reading at the same time and device is a conflict, not an overwrite.
     let mut changed = reading.clone();
     changed["heart_rate"] = json!(76);

@@ -22,6 +22,7 @@ fn reading_of(payload: &str, received: chrono::DateTime<Utc>) -> Reading {
         measurements: vec![p.measurement],
         blood_pressure: None,
         grouped: false,
+        device_status: Vec::new(),
     }
 }
 

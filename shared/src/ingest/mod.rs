@@ -126,11 +126,16 @@ pub struct Reading {
     pub blood_pressure: Option<(Decimal, Decimal)>,
     /// Whether the Observations are grouped by an 85353-1 vital-signs panel (a vitals-API reading).
     pub grouped: bool,
+    /// What the device reported of itself with the reading (its battery charge): filed as
+    /// Observations beside the measurements, at the same time, but not members of the
+    /// vital-signs panel, and not read by alerts (they are not vital signs).
+    pub device_status: Vec<Measurement>,
 }
 
 impl Reading {
     /// The reading's FHIR Observations for `patient`, each with its code key: one per
-    /// measurement, the blood-pressure panel, and the grouping panel last when grouped.
+    /// measurement, the blood-pressure panel, one per device status, and the grouping panel
+    /// (of the measurements and the blood-pressure panel) last when grouped.
     pub fn observations(&self, patient: &str, issued: &str) -> Vec<(Observation, String)> {
         let effective = match &self.timing {
             Timing::Device(e) => e.text.clone(),
@@ -150,8 +155,10 @@ impl Reading {
         if let Some((systolic, diastolic)) = &self.blood_pressure {
             built.push((observations::blood_pressure(systolic, diastolic, &subject), VitalSign::BloodPressurePanel.code_key()));
         }
+        let measured = built.len();
+        built.extend(self.device_status.iter().map(|m| (observations::measured(m, &subject), m.code_key())));
         if self.grouped {
-            let group = observations::vital_signs_panel(built.iter().map(|(o, _)| o.id.as_str()), &subject);
+            let group = observations::vital_signs_panel(built[..measured].iter().map(|(o, _)| o.id.as_str()), &subject);
             built.push((group, VitalSign::VitalSignsPanel.code_key()));
         }
         built
@@ -514,6 +521,7 @@ mod tests {
             measurements: vec![Measurement::vital(VitalSign::HeartRate, Decimal::parse(value).unwrap(), "bpm", "/min")],
             blood_pressure: None,
             grouped: false,
+            device_status: Vec::new(),
         }
     }
 

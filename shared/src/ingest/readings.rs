@@ -43,8 +43,9 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// A validated reading of the vitals format, and the fields of it that are not measurements.
-/// (`notes`, `signal_quality` and `battery_level` are checked, not yet filed: see the README.)
+/// A validated reading of the vitals format, and the fields of it that are not filed. Its
+/// `battery_level` is filed, as the device's battery charge (MDC 67996); `notes` and
+/// `signal_quality` are checked, not filed (see the README).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VitalsReading {
     pub reading: Reading,
@@ -53,7 +54,6 @@ pub struct VitalsReading {
     /// Free text from the device; never logged.
     pub notes: Option<String>,
     pub signal_quality: Option<Decimal>,
-    pub battery_level: Option<Decimal>,
 }
 
 /// Fields a reading may carry.
@@ -317,10 +317,17 @@ pub fn parse(text: &str, batch_device: Option<&str>, now: DateTime<Utc>) -> Resu
     match (f.errors.is_empty(), timestamp) {
         (true, Some(timestamp)) => Ok(VitalsReading {
             timestamp: timestamp.text.clone(),
-            reading: Reading { device_id, named_patient, timing: Timing::Device(timestamp), measurements, blood_pressure, grouped: true },
+            reading: Reading {
+                device_id,
+                named_patient,
+                timing: Timing::Device(timestamp),
+                measurements,
+                blood_pressure,
+                grouped: true,
+                device_status: battery_level.map(Measurement::battery_charge).into_iter().collect(),
+            },
             notes,
             signal_quality,
-            battery_level,
         }),
         _ => Err(f.errors),
     }
@@ -362,6 +369,31 @@ mod tests {
         assert_eq!(bp, Some(("120", "80")));
         assert_eq!(r.notes.as_deref(), Some("Morning reading"));
         assert_eq!(r.timestamp, "2025-11-17T10:30:00Z");
+    }
+
+    #[test]
+    fn the_battery_level_is_filed_as_the_devices_battery_charge_outside_the_vital_signs_panel() {
+        use crate::observations::{MDC_BATTERY_CHARGE, MDC_SYSTEM};
+        let r = parse(&SEED.replace(r#""battery_level": 80"#, r#""battery_level": 80.50"#), None, now()).unwrap();
+        let [battery] = r.reading.device_status.as_slice() else { panic!("one device status: {:?}", r.reading.device_status) };
+        assert_eq!((battery.value.as_str(), battery.unit.as_str(), battery.ucum, battery.vital), ("80.50", "%", Some("%"), None), "as sent");
+        assert!(battery.coding[0].is(MDC_SYSTEM, MDC_BATTERY_CHARGE));
+        let built = r.reading.observations("P123", "2025-11-17T10:31:00.000Z");
+        let codes: Vec<&str> = built.iter().map(|(o, _)| o.code.coding[0].code.as_deref().unwrap()).collect();
+        assert_eq!(codes.len(), 9, "{codes:?}: six vitals, the blood-pressure panel, the battery, the grouping panel");
+        let (panel, _) = built.last().unwrap();
+        assert_eq!(panel.code.coding[0].code.as_deref(), Some("85353-1"), "the grouping panel stays last: it is the reading set");
+        let (charge, key) = built.iter().find(|(o, _)| o.code.coding[0].code.as_deref() == Some(MDC_BATTERY_CHARGE)).unwrap();
+        assert_eq!(key, "urn:iso:std:iso:11073:10101|67996");
+        assert!(charge.category.is_empty() && charge.meta.as_ref().unwrap().profile.is_empty(), "not a vital sign");
+        assert_eq!(charge.device.as_ref().unwrap().reference, "Device/DEV001");
+        assert_eq!(charge.effective_date_time, "2025-11-17T10:30:00Z", "the reading's time");
+        assert_eq!(panel.has_member.len(), 7, "the vital signs and the blood-pressure panel only");
+        assert!(!panel.has_member.iter().any(|m| m.reference == format!("Observation/{}", charge.id)));
+        let quiet = parse(&SEED.replace(r#", "battery_level": 80"#, ""), None, now()).unwrap();
+        assert!(quiet.reading.device_status.is_empty());
+        let errors = parse(&SEED.replace(r#""battery_level": 80"#, r#""battery_level": 101"#), None, now()).unwrap_err();
+        assert_eq!((fields(&errors), errors[0].reason.as_str()), (vec!["battery_level"], "must be from 0 to 100"));
     }
 
     #[test]
@@ -427,7 +459,7 @@ mod tests {
     fn a_reading_becomes_observations_grouped_by_a_vital_signs_panel() {
         let r = parse(SEED, None, now()).unwrap();
         let set = r.reading.observations("P123", "2025-11-17T10:31:00.000Z");
-        assert_eq!(set.len(), 8, "six single vitals, the blood-pressure panel, the grouping panel");
+        assert_eq!(set.len(), 9, "six single vitals, the blood-pressure panel, the battery, the grouping panel");
         let by_code = |code: &str| set.iter().map(|(o, _)| o).find(|o| o.code.coding[0].code.as_deref() == Some(code)).unwrap();
         let bp = by_code("85354-9");
         assert!(bp.value_quantity.is_none());
@@ -443,7 +475,8 @@ mod tests {
         assert_eq!(group.has_member.len(), 7);
         assert_eq!(group.id, r.reading.set_id(&set));
         for (o, key) in &set {
-            assert_eq!(key, &format!("http://loinc.org|{}", o.code.coding[0].code.as_deref().unwrap()), "code keys line up");
+            let coding = &o.code.coding[0];
+            assert_eq!(key, &format!("{}|{}", coding.system.as_deref().unwrap(), coding.code.as_deref().unwrap()), "code keys line up");
         }
         let again = r.reading.observations("P123", "2025-11-17T10:31:00.000Z");
         assert_eq!(set.iter().map(|(o, _)| &o.id).collect::<Vec<_>>(), again.iter().map(|(o, _)| &o.id).collect::<Vec<_>>());

@@ -131,6 +131,7 @@ fn reading(raw: &str, rule: &RuleEvent) -> Result<Reading, Rejection> {
         measurements: vec![payload.measurement],
         blood_pressure: None,
         grouped: false,
+        device_status: Vec::new(),
     })
 }
 

@@ -28,6 +28,13 @@ pub const IDENTIFIER_SYSTEM: &str = "urn:vitalwire:observation";
 /// The tag system saying where a reading came from (`device`, as opposed to manual entry).
 pub const DATA_SOURCE_SYSTEM: &str = "urn:vitalwire:data-source";
 
+/// IEEE 11073-10101, the nomenclature of personal health devices: the code system the HL7
+/// Personal Health Device IG codes a device's own state in (its battery).
+pub const MDC_SYSTEM: &str = "urn:iso:std:iso:11073:10101";
+
+/// MDC 67996, `MDC_ATTR_VAL_BATT_CHARGE`: the battery's charge, in percent.
+pub const MDC_BATTERY_CHARGE: &str = "67996";
+
 /// One measured value: a vital sign the platform knows, or a code of the device maker's own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
@@ -51,6 +58,17 @@ impl Measurement {
             coding: vec![Coding::new(LOINC, vital.loinc(), Some(vital.display()))],
             vital: Some(vital),
             ucum: Some(ucum),
+        }
+    }
+
+    /// A device's battery charge in percent (MDC 67996), the value's text as the device sent it.
+    pub fn battery_charge(value: Decimal) -> Self {
+        Self {
+            value,
+            unit: "%".to_owned(),
+            coding: vec![Coding::fixed(MDC_SYSTEM, MDC_BATTERY_CHARGE, Some("MDC_ATTR_VAL_BATT_CHARGE"))],
+            vital: None,
+            ucum: Some("%"),
         }
     }
 
