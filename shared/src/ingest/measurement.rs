@@ -262,14 +262,25 @@ impl<'de> Deserialize<'de> for RawCoding {
                 f.write_str("any JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawCoding, A::Error> {
+                /// The keys of a coding that are read; serde's field identifiers compare them
+                /// without copying them.
+                #[derive(Deserialize)]
+                #[serde(field_identifier, rename_all = "lowercase")]
+                enum Field {
+                    System,
+                    Code,
+                    Display,
+                    #[serde(other)]
+                    Other,
+                }
                 let (mut system, mut code, mut display) = (LooseText::Null, LooseText::Null, LooseText::Null);
                 // As `serde_json::Value` reads an object, a repeated key's last value counts.
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "system" => system = map.next_value()?,
-                        "code" => code = map.next_value()?,
-                        "display" => display = map.next_value()?,
-                        _ => {
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::System => system = map.next_value()?,
+                        Field::Code => code = map.next_value()?,
+                        Field::Display => display = map.next_value()?,
+                        Field::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
