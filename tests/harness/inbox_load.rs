@@ -109,8 +109,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the whole table again.
     let described = gw.stack.dynamodb.describe_table().table_name(gw.stack.table(&OBSERVATIONS)).send().await?;
     let observations = described.table.and_then(|t| t.item_count).unwrap_or(0);
-    println!("{observations} Observations stored (a heart rate and its grouping panel per reading)");
-    if record["status"] != "ARCHIVED" || record["stored"] != json!(total) || observations != 2 * total as i64 {
+    println!("{observations} Observations stored (per reading a heart rate, the device's battery charge and the grouping panel)");
+    if record["status"] != "ARCHIVED" || record["stored"] != json!(total) || observations != 3 * total as i64 {
         return Err(format!("not every reading was filed once: {record}").into());
     }
     Ok(())
