@@ -17,7 +17,7 @@ pub use lambda_runtime::Error;
 /// Runs the entry `name` (Lambda's `_HANDLER`) of `bundle`, whose binary this is (`binary`, the
 /// cargo binary's name): a binary of another bundle, and a name absent or not in the bundle,
 /// fail at start-up, saying what was given. Only `bundle` is named here: a reference to the
-/// other bundles (or to `ALL`) would link every function into every binary.
+/// other bundles (or to `functions::all()`) would link every function into every binary.
 pub async fn run_bundle(bundle: &Bundle, binary: &str, name: Option<&str>) -> Result<(), Error> {
     vitalwire::platform::telemetry::init_lambda_logging();
     if bundle.binary != binary {

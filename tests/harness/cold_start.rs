@@ -6,10 +6,11 @@
 //!     cargo run --release -p vitalwire-tests --bin cold-start -- [BINARY] [RUNS] [--function NAME] [--python-peer]
 //!
 //! NAME (the registry entry, the template's `Handler`) defaults to `fhir-ingest`, BINARY to the
-//! release build of its bundle's binary (`<target>/release/vitalwire-lambda-ingest`), RUNS to 30. The function
-//! gets every setting `template.yaml` gives it, as the local runner does (a resource's name where
-//! AWS would put its name or ARN). Its AWS clients are built during init but make no network call
-//! until the first event, so no emulator is needed; the endpoint below is never contacted.
+//! release build of its bundle's binary (`<target>/release/vitalwire-lambda-ingest`), RUNS to
+//! 30. The function gets every setting `template.yaml` gives it, as the local runner does (a
+//! resource's name where AWS would put its name or ARN). Its AWS clients are built during init
+//! but make no network call until the first event, so no emulator is needed; the endpoint below
+//! is never contacted.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,7 +5,8 @@
 //!
 //! To add a function: write its handler in its domain, add its entry here and to one bundle,
 //! its resource (`Handler` = its name, `Binary` = its bundle's, environment, least-privilege
-//! policy, event) to `template.yaml`, and its route to `docs/openapi.yaml` if it has one. `tests/registry.rs` fails until the template and the registry agree.
+//! policy, event) to `template.yaml`, and its route to `docs/openapi.yaml` if it has one.
+//! `tests/registry.rs` fails until the template and the registry agree.
 
 use std::convert::Infallible;
 

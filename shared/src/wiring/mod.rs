@@ -14,7 +14,6 @@
 
 pub mod functions;
 
-
 use crate::platform::metrics::{MetricSink, Metrics as _, Tally, Unit};
 
 use std::collections::{BTreeMap, BTreeSet};
