@@ -8,6 +8,7 @@
 /// Text that is usually one of the platform's constants, borrowed, and otherwise owned.
 pub type Text = Cow<'static, str>;
 
+pub mod json;
 pub mod vitals;
 
 use std::borrow::Cow;

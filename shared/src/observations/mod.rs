@@ -159,28 +159,56 @@ struct Recorded<'a> {
     derived_from: &'a [Reference],
 }
 
+impl Recorded<'_> {
+    fn of(obs: &Observation, fingerprint: Fingerprint) -> Recorded<'_> {
+        Recorded {
+            code: &obs.code,
+            subject: &obs.subject,
+            device: obs.device.as_ref(),
+            effective_date_time: (fingerprint == Fingerprint::WithTime).then_some(obs.effective_date_time.as_str()),
+            performer: &obs.performer,
+            value_quantity: obs.value_quantity.as_ref(),
+            value_codeable_concept: obs.value_codeable_concept.as_ref(),
+            value_string: obs.value_string.as_deref(),
+            interpretation: &obs.interpretation,
+            component: &obs.component,
+            has_member: &obs.has_member,
+            derived_from: &obs.derived_from,
+        }
+    }
+
+    /// The JSON its derived `Serialize` gives, written by [`fhir::json`](crate::fhir::json).
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        use crate::fhir::json;
+        let Recorded { code, subject, device, effective_date_time, performer, value_quantity, value_codeable_concept, value_string, interpretation, component, has_member, derived_from } = self;
+        let mut o = json::Object::open(out);
+        json::codeable_concept(o.key("code"), code)?;
+        json::reference(o.key("subject"), subject)?;
+        o.optional("device", *device, json::reference)?;
+        o.optional_string("effectiveDateTime", *effective_date_time)?;
+        o.array("performer", performer, json::reference)?;
+        o.optional("valueQuantity", *value_quantity, json::quantity)?;
+        o.optional("valueCodeableConcept", *value_codeable_concept, json::codeable_concept)?;
+        o.optional_string("valueString", *value_string)?;
+        o.array("interpretation", interpretation, json::codeable_concept)?;
+        o.array("component", component, json::component)?;
+        o.array("hasMember", has_member, json::reference)?;
+        o.array("derivedFrom", derived_from, json::reference)?;
+        o.close();
+        Ok(())
+    }
+}
+
 /// The fingerprint of what an Observation records: `<scheme>:<SHA-256 of [`Recorded`]'s JSON>`,
 /// the scheme naming what it covers (`2t` with the effective time, `2r` without). About a third
 /// of the whole resource's bytes, so it costs a third of hashing the resource. Fingerprints of
 /// the first scheme (64 hex digits, the whole JSON with `issued` blanked) are still stored; see
 /// [`same_content`].
 fn recorded_fingerprint(obs: &Observation, fingerprint: Fingerprint) -> Result<String, serde_json::Error> {
-    let recorded = Recorded {
-        code: &obs.code,
-        subject: &obs.subject,
-        device: obs.device.as_ref(),
-        effective_date_time: (fingerprint == Fingerprint::WithTime).then_some(obs.effective_date_time.as_str()),
-        performer: &obs.performer,
-        value_quantity: obs.value_quantity.as_ref(),
-        value_codeable_concept: obs.value_codeable_concept.as_ref(),
-        value_string: obs.value_string.as_deref(),
-        interpretation: &obs.interpretation,
-        component: &obs.component,
-        has_member: &obs.has_member,
-        derived_from: &obs.derived_from,
-    };
+    let recorded = Recorded::of(obs, fingerprint);
     let mut json = Vec::with_capacity(512);
-    serde_json::to_writer(&mut json, &recorded)?;
+    recorded.write(&mut json)?;
+    debug_assert_eq!(Some(&json), serde_json::to_vec(&recorded).ok().as_ref(), "the fingerprint's JSON differs from serde_json's");
     let mut hex = [0u8; 64];
     // A 32-byte digest always fits 64 hex digits.
     let _ = hex::encode_to_slice(sha256(&json), &mut hex);
@@ -192,12 +220,15 @@ fn recorded_fingerprint(obs: &Observation, fingerprint: Fingerprint) -> Result<S
     Ok(hash)
 }
 
-/// The Observation's JSON, written into a buffer sized for a typical one (a heart rate is 963
-/// bytes) rather than one grown from empty by copying (8% of the hot path's time).
+/// The Observation's JSON as serde_json writes it, by [`fhir::json`](crate::fhir::json), into a
+/// buffer sized for a typical one (a heart rate is 963 bytes) rather than one grown from empty
+/// by copying (8% of the hot path's time).
 fn resource_json(obs: &Observation) -> Result<String, serde_json::Error> {
     let mut json = Vec::with_capacity(1536);
-    serde_json::to_writer(&mut json, obs)?;
-    // serde_json writes UTF-8 only; the check is a fast scan, and an error is never expected.
+    crate::fhir::json::observation(&mut json, obs)?;
+    debug_assert_eq!(Some(&json), serde_json::to_vec(obs).ok().as_ref(), "the Observation's JSON differs from serde_json's");
+    // Only UTF-8 is written (the strings' own bytes, literals, and serde_json's escapes); the
+    // check is a fast scan, and an error is never expected.
     String::from_utf8(json).map_err(serde::ser::Error::custom)
 }
 
