@@ -6,7 +6,10 @@
 //! A device's unit text is matched against each unit's spellings; the device's text is kept as
 //! `Quantity.unit` and only the UCUM `code` is added, so nothing is converted.
 
+use std::borrow::Cow;
+
 use crate::clinical::news2;
+use crate::fhir::{Coding, Text};
 
 pub const LOINC: &str = "http://loinc.org";
 pub const UCUM: &str = "http://unitsofmeasure.org";
@@ -259,6 +262,22 @@ impl VitalSign {
         } else {
             Err(Implausible { value: value.as_str().to_owned(), unit: unit_text.to_owned(), low: unit.plausible.0, high: unit.plausible.1 })
         }
+    }
+}
+
+/// A coding as a device sent it, sharing the platform's own text where the device's is the same
+/// (the LOINC system, a vital sign's LOINC code and display): the Observations built from a
+/// reading then copy none of it.
+pub fn coding_as_sent(system: Cow<'_, str>, code: Cow<'_, str>, display: Option<Cow<'_, str>>) -> Coding {
+    let owned = |text: Cow<'_, str>| Text::Owned(text.into_owned());
+    let vital = (system == LOINC).then(|| VitalSign::from_loinc(&code)).flatten();
+    Coding {
+        system: Some(if system == LOINC { Text::Borrowed(LOINC) } else { owned(system) }),
+        code: Some(vital.map_or_else(|| owned(code), |v| Text::Borrowed(v.loinc()))),
+        display: display.map(|d| match vital {
+            Some(v) if d == v.display() => Text::Borrowed(v.display()),
+            _ => owned(d),
+        }),
     }
 }
 

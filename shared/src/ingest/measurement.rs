@@ -13,7 +13,10 @@ use serde_json::Value;
 
 use super::{check_time, Effective};
 use crate::fhir::vitals::{self, Implausible, VitalSign, LOINC};
-use crate::fhir::{is_valid_id, Coding, Decimal, Text};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use crate::fhir::{is_valid_id, Coding, Decimal};
 use crate::observations::Measurement;
 
 /// What is wrong with a measurement payload.
@@ -79,10 +82,11 @@ pub struct Payload {
 /// The raw shape of a payload; fields stay loose so each can be reported precisely.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawPayload {
+struct RawPayload<'a> {
     value: Option<Box<RawValue>>,
     unit: Option<Value>,
-    coding: Option<RawCodings>,
+    #[serde(borrow)]
+    coding: Option<RawCodings<'a>>,
     patient_id: Option<Value>,
     effective_date_time: Option<Value>,
     message_id: Option<Value>,
@@ -163,28 +167,28 @@ fn json_kind(text: &str) -> &'static str {
 /// Visitor methods that read any JSON scalar (null included) as `$type::Other`.
 macro_rules! forward_scalars_to_other {
     ($type:ident) => {
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$type, E> {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok($type::Other)
         }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$type, E> {
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
             Ok($type::Other)
         }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$type, E> {
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
             Ok($type::Other)
         }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$type, E> {
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
             Ok($type::Other)
         }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<$type, E> {
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
             Ok($type::Other)
         }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<$type, E> {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok($type::Other)
         }
     };
 }
 
-fn parse_coding(raw: Option<RawCodings>) -> Result<Vec<Coding>, PayloadError> {
+fn parse_coding(raw: Option<RawCodings<'_>>) -> Result<Vec<Coding>, PayloadError> {
     let items = match raw {
         None => return Err(PayloadError::Missing("coding")),
         Some(RawCodings::Array(items)) if items.is_empty() => return Err(PayloadError::Coding("must name at least one code".into())),
@@ -198,70 +202,82 @@ fn parse_coding(raw: Option<RawCodings>) -> Result<Vec<Coding>, PayloadError> {
             let RawCoding::Object { system, code, display } = item else {
                 return Err(PayloadError::Coding(format!("[{i}] must be an object")));
             };
-            let text = |field: &'static str, value: LooseText, required: bool| match value {
-                LooseText::Text(s) if !s.trim().is_empty() => Ok(Some(Text::from(s))),
-                LooseText::Null | LooseText::Text(_) if !required => Ok(None),
-                _ => Err(PayloadError::Coding(format!("[{i}].{field} must be a non-empty string"))),
+            let refused = |field: &str| PayloadError::Coding(format!("[{i}].{field} must be a non-empty string"));
+            let (system, code) = (required(system).ok_or_else(|| refused("system"))?, required(code).ok_or_else(|| refused("code"))?);
+            // A blank display is left out, as an absent one is.
+            let display = match display {
+                LooseText::Other => return Err(refused("display")),
+                LooseText::Null => None,
+                LooseText::Text(d) => Some(d).filter(|d| !d.trim().is_empty()),
             };
-            Ok(Coding { system: text("system", system, true)?, code: text("code", code, true)?, display: text("display", display, false)? })
+            Ok(vitals::coding_as_sent(system, code, display))
         })
         .collect()
+}
+
+/// A coding's text that must be there: a string with more than blanks.
+fn required(text: LooseText<'_>) -> Option<Cow<'_, str>> {
+    match text {
+        LooseText::Text(s) if !s.trim().is_empty() => Some(s),
+        _ => None,
+    }
 }
 
 /// `coding` as sent, read only as far as validation needs: an array, or anything else. (Read
 /// into codings directly rather than through `serde_json::Value`, whose maps cost a sixth of
 /// parsing a payload.)
-enum RawCodings {
-    Array(Vec<RawCoding>),
+enum RawCodings<'a> {
+    Array(Vec<RawCoding<'a>>),
     Other,
 }
 
 /// One element of `coding`: an object's three fields (absent ones null), or anything else.
-enum RawCoding {
-    Object { system: LooseText, code: LooseText, display: LooseText },
+enum RawCoding<'a> {
+    Object { system: LooseText<'a>, code: LooseText<'a>, display: LooseText<'a> },
     Other,
 }
 
-/// A field that should be a string: a string, null (or absent), or anything else.
-enum LooseText {
+/// A field that should be a string: a string (borrowed from the payload unless it had escapes),
+/// null (or absent), or anything else.
+enum LooseText<'a> {
     Null,
-    Text(String),
+    Text(Cow<'a, str>),
     Other,
 }
 
-impl<'de> Deserialize<'de> for RawCodings {
+impl<'de: 'a, 'a> Deserialize<'de> for RawCodings<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Codings;
-        impl<'de> Visitor<'de> for Codings {
-            type Value = RawCodings;
+        struct Codings<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Codings<'a> {
+            type Value = RawCodings<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawCodings, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawCodings<'a>, A::Error> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(2));
                 while let Some(item) = seq.next_element()? {
                     items.push(item);
                 }
                 Ok(RawCodings::Array(items))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCodings, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCodings<'a>, A::Error> {
                 IgnoredAny.visit_map(map).map(|_| RawCodings::Other)
             }
             forward_scalars_to_other!(RawCodings);
         }
-        deserializer.deserialize_any(Codings)
+        deserializer.deserialize_any(Codings(PhantomData))
     }
 }
 
-impl<'de> Deserialize<'de> for RawCoding {
+impl<'de: 'a, 'a> Deserialize<'de> for RawCoding<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Item;
-        impl<'de> Visitor<'de> for Item {
-            type Value = RawCoding;
+        struct Item<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Item<'a> {
+            type Value = RawCoding<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawCoding, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawCoding<'a>, A::Error> {
                 /// The keys of a coding that are read; serde's field identifiers compare them
                 /// without copying them.
                 #[derive(Deserialize)]
@@ -287,55 +303,58 @@ impl<'de> Deserialize<'de> for RawCoding {
                 }
                 Ok(RawCoding::Object { system, code, display })
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawCoding, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawCoding<'a>, A::Error> {
                 IgnoredAny.visit_seq(seq).map(|_| RawCoding::Other)
             }
             forward_scalars_to_other!(RawCoding);
         }
-        deserializer.deserialize_any(Item)
+        deserializer.deserialize_any(Item(PhantomData))
     }
 }
 
-impl<'de> Deserialize<'de> for LooseText {
+impl<'de: 'a, 'a> Deserialize<'de> for LooseText<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Loose;
-        impl<'de> Visitor<'de> for Loose {
-            type Value = LooseText;
+        struct Loose<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Loose<'a> {
+            type Value = LooseText<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LooseText, E> {
-                Ok(LooseText::Text(v.to_owned()))
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<LooseText<'a>, E> {
+                Ok(LooseText::Text(Cow::Borrowed(v)))
             }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<LooseText, E> {
-                Ok(LooseText::Text(v))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LooseText<'a>, E> {
+                Ok(LooseText::Text(Cow::Owned(v.to_owned())))
             }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<LooseText, E> {
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<LooseText<'a>, E> {
+                Ok(LooseText::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<LooseText<'a>, E> {
                 Ok(LooseText::Null)
             }
-            fn visit_none<E: serde::de::Error>(self) -> Result<LooseText, E> {
+            fn visit_none<E: serde::de::Error>(self) -> Result<LooseText<'a>, E> {
                 Ok(LooseText::Null)
             }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<LooseText, E> {
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<LooseText<'a>, E> {
                 Ok(LooseText::Other)
             }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<LooseText, E> {
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<LooseText<'a>, E> {
                 Ok(LooseText::Other)
             }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<LooseText, E> {
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<LooseText<'a>, E> {
                 Ok(LooseText::Other)
             }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<LooseText, E> {
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<LooseText<'a>, E> {
                 Ok(LooseText::Other)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LooseText, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LooseText<'a>, A::Error> {
                 IgnoredAny.visit_seq(seq).map(|_| LooseText::Other)
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LooseText, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LooseText<'a>, A::Error> {
                 IgnoredAny.visit_map(map).map(|_| LooseText::Other)
             }
         }
-        deserializer.deserialize_any(Loose)
+        deserializer.deserialize_any(Loose(PhantomData))
     }
 }
 
@@ -494,6 +513,29 @@ mod tests {
         assert_eq!(kept(r#"[{"system":"s","code":"c","display":"","userSelected":true,"extension":[{}]}]"#), [Coding::new("s", "c", None)]);
         assert_eq!(kept(r#"[{"system":"s","code":"a","display":null,"code":"b"}]"#), [Coding::new("s", "b", None)]);
         assert_eq!(kept(r#"[{"display":"Pulse \u00e9","code":"c","system":"s"}]"#), [Coding::new("s", "c", Some("Pulse é"))]);
+    }
+
+    #[test]
+    fn a_vital_signs_loinc_text_is_shared_not_copied_and_anything_else_is_kept_as_sent() {
+        use std::borrow::Cow;
+        let shared = |t: &Option<crate::fhir::Text>| matches!(t, Some(Cow::Borrowed(_)));
+        // Escaped or not, LOINC's heart rate is the platform's own text; a display of the
+        // device's own wording is kept as sent.
+        for coding in [r#"{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}"#, r#"{"system":"http:\/\/loinc.org","code":"\u0038867-4","display":"Heart\u0020rate"}"#] {
+            let c = &measured(&payload_with(coding)).coding[0];
+            assert_eq!(*c, Coding::new(LOINC, "8867-4", Some("Heart rate")), "{coding}");
+            assert!(shared(&c.system) && shared(&c.code) && shared(&c.display), "{coding}: {c:?}");
+        }
+        let c = &measured(&payload_with(r#"{"system":"http://loinc.org","code":"8867-4","display":"Pulse"}"#)).coding[0];
+        assert_eq!(*c, Coding::new(LOINC, "8867-4", Some("Pulse")));
+        assert!(shared(&c.code) && !shared(&c.display));
+        let c = &measured(&payload_with(r#"{"system":"urn:acme","code":"8867-4","display":"Heart rate"}"#)).coding[0];
+        assert_eq!(*c, Coding::new("urn:acme", "8867-4", Some("Heart rate")));
+        assert!(!shared(&c.system) && !shared(&c.code) && !shared(&c.display), "not LOINC: not a vital sign's text");
+    }
+
+    fn payload_with(coding: &str) -> String {
+        format!(r#"{{"value":70,"unit":"/min","coding":[{coding}]}}"#)
     }
 
     #[test]
