@@ -10,22 +10,24 @@
 //! serde_json's. Every type is taken apart field by field without `..`, so a field added to a
 //! type does not compile until it is written here.
 
+use std::ops::Range;
+
 use super::{CodeableConcept, Coding, Decimal, Identifier, Meta, Observation, ObservationComponent, Quantity, Reference};
 
 /// A JSON object being written: its members, comma-separated, in the order they are given.
-pub(crate) struct Object<'o> {
+struct Object<'o> {
     out: &'o mut Vec<u8>,
     empty: bool,
 }
 
 impl<'o> Object<'o> {
-    pub(crate) fn open(out: &'o mut Vec<u8>) -> Self {
+    fn open(out: &'o mut Vec<u8>) -> Self {
         out.push(b'{');
         Self { out, empty: true }
     }
 
     /// Starts a member; `key` is one of the writer's literals, which need no escaping.
-    pub(crate) fn key(&mut self, key: &str) -> &mut Vec<u8> {
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.empty {
             self.out.push(b',');
         }
@@ -36,21 +38,21 @@ impl<'o> Object<'o> {
         self.out
     }
 
-    pub(crate) fn string(&mut self, key: &str, value: &str) -> Result<(), serde_json::Error> {
+    fn string(&mut self, key: &str, value: &str) -> Result<(), serde_json::Error> {
         string(self.key(key), value)
     }
 
-    pub(crate) fn optional_string(&mut self, key: &str, value: Option<&str>) -> Result<(), serde_json::Error> {
+    fn optional_string(&mut self, key: &str, value: Option<&str>) -> Result<(), serde_json::Error> {
         value.map_or(Ok(()), |v| self.string(key, v))
     }
 
     /// A member written by `write`, if there is a value (serde's `skip_serializing_if = "Option::is_none"`).
-    pub(crate) fn optional<T>(&mut self, key: &str, value: Option<&T>, write: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>) -> Result<(), serde_json::Error> {
+    fn optional<T>(&mut self, key: &str, value: Option<&T>, write: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>) -> Result<(), serde_json::Error> {
         value.map_or(Ok(()), |v| write(self.key(key), v))
     }
 
     /// An array member, left out when empty (serde's `skip_serializing_if = "Vec::is_empty"`).
-    pub(crate) fn array<T>(&mut self, key: &str, items: &[T], write: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>) -> Result<(), serde_json::Error> {
+    fn array<T>(&mut self, key: &str, items: &[T], write: fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>) -> Result<(), serde_json::Error> {
         if items.is_empty() {
             return Ok(());
         }
@@ -66,9 +68,29 @@ impl<'o> Object<'o> {
         Ok(())
     }
 
-    pub(crate) fn close(self) {
+    fn close(self) {
         self.out.push(b'}');
     }
+
+    /// Where the next member will start (after its comma).
+    fn next_member_at(&self) -> usize {
+        self.out.len() + usize::from(!self.empty)
+    }
+
+    /// Where the members so far end.
+    fn end(&self) -> usize {
+        self.out.len()
+    }
+}
+
+/// Where the members of an Observation's JSON that its fingerprint covers were written, each a
+/// run of whole members without the commas around it: what was measured (`code` to `device`),
+/// `effectiveDateTime`, and everything after `issued` (empty if nothing is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedMembers {
+    pub measured: Range<usize>,
+    pub effective: Range<usize>,
+    pub after_issued: Range<usize>,
 }
 
 /// Whether JSON must escape a byte of `s`: a control character, `"` or `\` (serde_json escapes
@@ -99,7 +121,7 @@ fn decimal(out: &mut Vec<u8>, d: &Decimal) {
     out.extend_from_slice(d.as_str().as_bytes());
 }
 
-pub(crate) fn coding(out: &mut Vec<u8>, c: &Coding) -> Result<(), serde_json::Error> {
+fn coding(out: &mut Vec<u8>, c: &Coding) -> Result<(), serde_json::Error> {
     let Coding { system, code, display } = c;
     let mut o = Object::open(out);
     o.optional_string("system", system.as_deref())?;
@@ -109,7 +131,7 @@ pub(crate) fn coding(out: &mut Vec<u8>, c: &Coding) -> Result<(), serde_json::Er
     Ok(())
 }
 
-pub(crate) fn codeable_concept(out: &mut Vec<u8>, c: &CodeableConcept) -> Result<(), serde_json::Error> {
+fn codeable_concept(out: &mut Vec<u8>, c: &CodeableConcept) -> Result<(), serde_json::Error> {
     let CodeableConcept { coding: codings, text } = c;
     let mut o = Object::open(out);
     o.array("coding", codings, coding)?;
@@ -118,7 +140,7 @@ pub(crate) fn codeable_concept(out: &mut Vec<u8>, c: &CodeableConcept) -> Result
     Ok(())
 }
 
-pub(crate) fn reference(out: &mut Vec<u8>, r: &Reference) -> Result<(), serde_json::Error> {
+fn reference(out: &mut Vec<u8>, r: &Reference) -> Result<(), serde_json::Error> {
     let Reference { reference } = r;
     let mut o = Object::open(out);
     o.string("reference", reference)?;
@@ -126,7 +148,7 @@ pub(crate) fn reference(out: &mut Vec<u8>, r: &Reference) -> Result<(), serde_js
     Ok(())
 }
 
-pub(crate) fn quantity(out: &mut Vec<u8>, q: &Quantity) -> Result<(), serde_json::Error> {
+fn quantity(out: &mut Vec<u8>, q: &Quantity) -> Result<(), serde_json::Error> {
     let Quantity { value, unit, system, code } = q;
     let mut o = Object::open(out);
     decimal(o.key("value"), value);
@@ -155,7 +177,7 @@ fn meta(out: &mut Vec<u8>, m: &Meta) -> Result<(), serde_json::Error> {
     Ok(())
 }
 
-pub(crate) fn component(out: &mut Vec<u8>, c: &ObservationComponent) -> Result<(), serde_json::Error> {
+fn component(out: &mut Vec<u8>, c: &ObservationComponent) -> Result<(), serde_json::Error> {
     let ObservationComponent { code, value_quantity, value_codeable_concept, data_absent_reason } = c;
     let mut o = Object::open(out);
     codeable_concept(o.key("code"), code)?;
@@ -166,8 +188,8 @@ pub(crate) fn component(out: &mut Vec<u8>, c: &ObservationComponent) -> Result<(
     Ok(())
 }
 
-/// An Observation's JSON, appended to `out`.
-pub fn observation(out: &mut Vec<u8>, obs: &Observation) -> Result<(), serde_json::Error> {
+/// An Observation's JSON, appended to `out`; and where in `out` the members its fingerprint covers are.
+pub fn observation(out: &mut Vec<u8>, obs: &Observation) -> Result<RecordedMembers, serde_json::Error> {
     let Observation {
         resource_type,
         id,
@@ -196,11 +218,16 @@ pub fn observation(out: &mut Vec<u8>, obs: &Observation) -> Result<(), serde_jso
     o.array("identifier", identifiers, identifier)?;
     o.string("status", status)?;
     o.array("category", category, codeable_concept)?;
+    let measured_at = o.next_member_at();
     codeable_concept(o.key("code"), code)?;
     reference(o.key("subject"), subject)?;
     o.optional("device", device.as_ref(), reference)?;
+    let measured = measured_at..o.end();
+    let effective_at = o.next_member_at();
     o.string("effectiveDateTime", effective_date_time)?;
+    let effective = effective_at..o.end();
     o.string("issued", issued)?;
+    let after_issued_at = o.next_member_at();
     o.array("performer", performer, reference)?;
     o.optional("valueQuantity", value_quantity.as_ref(), quantity)?;
     o.optional("valueCodeableConcept", value_codeable_concept.as_ref(), codeable_concept)?;
@@ -209,8 +236,10 @@ pub fn observation(out: &mut Vec<u8>, obs: &Observation) -> Result<(), serde_jso
     o.array("component", components, component)?;
     o.array("hasMember", has_member, reference)?;
     o.array("derivedFrom", derived_from, reference)?;
+    // Nothing after `issued`: the next member would have started past the end.
+    let after_issued = after_issued_at.min(o.end())..o.end();
     o.close();
-    Ok(())
+    Ok(RecordedMembers { measured, effective, after_issued })
 }
 
 #[cfg(test)]
@@ -276,9 +305,22 @@ mod tests {
         for i in 0..4096 {
             let obs = observation_of(i);
             let mut out = Vec::new();
-            observation(&mut out, &obs).unwrap();
-            let expected = serde_json::to_string(&obs).unwrap();
-            assert_eq!(String::from_utf8(out).unwrap(), expected, "observation {i}");
+            let members = observation(&mut out, &obs).unwrap();
+            let json = String::from_utf8(out).unwrap();
+            assert_eq!(json, serde_json::to_string(&obs).unwrap(), "observation {i}");
+
+            // The members a fingerprint covers: `code` up to `device`, then the effective time,
+            // then `issued`, then the rest up to the closing brace.
+            let member = |key: &str, value: &str| format!("\"{key}\":{}", serde_json::to_string(value).unwrap());
+            assert!(json[members.measured.clone()].starts_with("\"code\":{"), "observation {i}");
+            assert_eq!(&json[members.measured.end..members.effective.start], ",", "observation {i}");
+            assert_eq!(json[members.effective.clone()], member("effectiveDateTime", &obs.effective_date_time), "observation {i}");
+            let issued = format!(",{}", member("issued", &obs.issued));
+            let after = &json[members.effective.end..];
+            assert!(after.starts_with(&issued), "observation {i}");
+            let rest = &after[issued.len()..after.len() - 1];
+            assert_eq!(&json[members.after_issued.clone()], rest.strip_prefix(',').unwrap_or(rest), "observation {i}");
+            assert_eq!(rest.is_empty(), members.after_issued.is_empty(), "observation {i}");
         }
     }
 

@@ -19,6 +19,7 @@ use std::future::Future;
 pub use dynamodb::DynamoObservationStore;
 
 use crate::fhir::vitals::{Category, VitalSign, LOINC, OBSERVATION_CATEGORY, UCUM, VITAL_SIGNS_PROFILE};
+use crate::fhir::json::RecordedMembers;
 use crate::fhir::{CodeableConcept, Coding, Decimal, Identifier, Meta, Observation, ObservationComponent, Quantity, Reference, Text};
 use crate::StoreError;
 
@@ -176,27 +177,6 @@ impl Recorded<'_> {
             derived_from: &obs.derived_from,
         }
     }
-
-    /// The JSON its derived `Serialize` gives, written by [`fhir::json`](crate::fhir::json).
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        use crate::fhir::json;
-        let Recorded { code, subject, device, effective_date_time, performer, value_quantity, value_codeable_concept, value_string, interpretation, component, has_member, derived_from } = self;
-        let mut o = json::Object::open(out);
-        json::codeable_concept(o.key("code"), code)?;
-        json::reference(o.key("subject"), subject)?;
-        o.optional("device", *device, json::reference)?;
-        o.optional_string("effectiveDateTime", *effective_date_time)?;
-        o.array("performer", performer, json::reference)?;
-        o.optional("valueQuantity", *value_quantity, json::quantity)?;
-        o.optional("valueCodeableConcept", *value_codeable_concept, json::codeable_concept)?;
-        o.optional_string("valueString", *value_string)?;
-        o.array("interpretation", interpretation, json::codeable_concept)?;
-        o.array("component", component, json::component)?;
-        o.array("hasMember", has_member, json::reference)?;
-        o.array("derivedFrom", derived_from, json::reference)?;
-        o.close();
-        Ok(())
-    }
 }
 
 /// The fingerprint of what an Observation records: `<scheme>:<SHA-256 of [`Recorded`]'s JSON>`,
@@ -204,32 +184,52 @@ impl Recorded<'_> {
 /// of the whole resource's bytes, so it costs a third of hashing the resource. Fingerprints of
 /// the first scheme (64 hex digits, the whole JSON with `issued` blanked) are still stored; see
 /// [`same_content`].
-fn recorded_fingerprint(obs: &Observation, fingerprint: Fingerprint) -> Result<String, serde_json::Error> {
-    let recorded = Recorded::of(obs, fingerprint);
-    let mut json = Vec::with_capacity(512);
-    recorded.write(&mut json)?;
-    debug_assert_eq!(Some(&json), serde_json::to_vec(&recorded).ok().as_ref(), "the fingerprint's JSON differs from serde_json's");
+///
+/// [`Recorded`]'s JSON is the resource's own members in the same order, so it is hashed from
+/// the resource's JSON, `json`, rather than written a second time.
+fn recorded_fingerprint(json: &[u8], members: &RecordedMembers, fingerprint: Fingerprint) -> String {
+    let with_time = fingerprint == Fingerprint::WithTime;
+    let after_issued = &json[members.after_issued.clone()];
+    let parts: [&[u8]; 7] = [
+        b"{",
+        &json[members.measured.clone()],
+        if with_time { b"," } else { b"" },
+        if with_time { &json[members.effective.clone()] } else { b"" },
+        if after_issued.is_empty() { b"" } else { b"," },
+        after_issued,
+        b"}",
+    ];
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in parts {
+        digest.update(part);
+    }
     let mut hex = [0u8; 64];
     // A 32-byte digest always fits 64 hex digits.
-    let _ = hex::encode_to_slice(sha256(&json), &mut hex);
+    let _ = hex::encode_to_slice(digest.finish(), &mut hex);
     let mut hash = String::with_capacity(67);
     hash.push_str(fingerprint.scheme());
     hash.push(':');
     // Hex digits are ASCII: always UTF-8 (pushed char by char, they cost 2% of the hot path).
     hash.push_str(std::str::from_utf8(&hex).unwrap_or_default());
-    Ok(hash)
+    hash
 }
 
 /// The Observation's JSON as serde_json writes it, by [`fhir::json`](crate::fhir::json), into a
 /// buffer sized for a typical one (a heart rate is 963 bytes) rather than one grown from empty
-/// by copying (8% of the hot path's time).
-fn resource_json(obs: &Observation) -> Result<String, serde_json::Error> {
+/// by copying (8% of the hot path's time); and its fingerprint.
+fn resource_json(obs: &Observation, fingerprint: Fingerprint) -> Result<(String, String), serde_json::Error> {
     let mut json = Vec::with_capacity(1536);
-    crate::fhir::json::observation(&mut json, obs)?;
+    let members = crate::fhir::json::observation(&mut json, obs)?;
     debug_assert_eq!(Some(&json), serde_json::to_vec(obs).ok().as_ref(), "the Observation's JSON differs from serde_json's");
+    let hash = recorded_fingerprint(&json, &members, fingerprint);
+    debug_assert_eq!(
+        Some(hash.as_str()),
+        serde_json::to_vec(&Recorded::of(obs, fingerprint)).ok().map(|recorded| [fingerprint.scheme(), ":", &hex::encode(sha256(&recorded))].concat()).as_deref(),
+        "the fingerprint is not of the recorded members' JSON"
+    );
     // Only UTF-8 is written (the strings' own bytes, literals, and serde_json's escapes); the
     // check is a fast scan, and an error is never expected.
-    String::from_utf8(json).map_err(serde::ser::Error::custom)
+    Ok((String::from_utf8(json).map_err(serde::ser::Error::custom)?, hash))
 }
 
 /// Whether a new Observation records what a stored one under its id does: the same reading
@@ -403,14 +403,17 @@ impl StoredObservation {
 
     /// Wraps a built Observation for storage: serialized, and fingerprinted by what it records.
     pub fn new(obs: &Observation, code_key: String, effective_at: String, fingerprint: Fingerprint) -> Result<Self, serde_json::Error> {
+        let (resource, content_hash) = resource_json(obs, fingerprint)?;
+        // Ids have no `/` (FHIR's id grammar): the prefix is there once or not at all.
+        let id_of = |reference: &str, prefix: &str| reference.strip_prefix(prefix).unwrap_or(reference).to_owned();
         Ok(Self {
             id: obs.id.clone(),
-            patient_id: obs.subject.reference.trim_start_matches("Patient/").to_owned(),
-            device_id: obs.device.as_ref().map(|d| d.reference.trim_start_matches("Device/").to_owned()).unwrap_or_default(),
+            patient_id: id_of(&obs.subject.reference, "Patient/"),
+            device_id: obs.device.as_ref().map(|d| id_of(&d.reference, "Device/")).unwrap_or_default(),
             code_key,
             effective_at,
-            content_hash: recorded_fingerprint(obs, fingerprint)?,
-            resource: resource_json(obs)?,
+            content_hash,
+            resource,
         })
     }
 
