@@ -299,7 +299,7 @@ pub fn missing_parameters(set: &ObservationSet) -> Vec<news2::Parameter> {
 }
 
 fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
-    CodeableConcept { coding: vec![Coding::new(system, code, Some(display))], text: Some(display.to_owned()) }
+    CodeableConcept { coding: vec![Coding::new(system, code, Some(display))], text: Some(display.to_owned().into()) }
 }
 
 fn category(code: &str, display: &str) -> Vec<CodeableConcept> {
@@ -352,7 +352,7 @@ impl Builder<'_> {
     fn entered(&self, mut o: Observation) -> Observation {
         o.device = None;
         let profile = o.meta.take().map(|m| m.profile).unwrap_or_default();
-        o.meta = Some(Meta { profile, tag: vec![Coding::new(DATA_SOURCE_SYSTEM, "manual", Some("Entered by a person"))] });
+        o.meta = Some(Meta { profile, tag: vec![Coding::new(DATA_SOURCE_SYSTEM, "manual", Some("Entered by a person"))].into() });
         o.performer = vec![self.performer.clone()];
         o.identifier.push(Identifier { system: SET_IDENTIFIER_SYSTEM.into(), value: self.set_id.clone() });
         o
@@ -417,7 +417,7 @@ pub fn build(
             o.component.push(ObservationComponent {
                 code: concept(VITALWIRE_NEWS2, "oxygen-delivery-device", "Oxygen delivery device"),
                 value_quantity: None,
-                value_codeable_concept: Some(CodeableConcept { coding: Vec::new(), text: Some(mask.clone()) }),
+                value_codeable_concept: Some(CodeableConcept { coding: Vec::new(), text: Some(mask.clone().into()) }),
                 data_absent_reason: None,
             });
         }
@@ -451,7 +451,7 @@ pub fn build(
     let partial = if score.partial_set { ", partial set" } else { "" };
     total.interpretation = vec![CodeableConcept {
         coding: vec![Coding::new(VITALWIRE_NEWS2, score.overall_severity, Some(&format!("NEWS2 {} risk", score.overall_severity)))],
-        text: Some(format!("NEWS2 {} ({}{partial}); {}; next set due {}", score.overall_score_display, score.overall_severity, score.monitoring_instruction, score.time_next_obs_set_due)),
+        text: Some(format!("NEWS2 {} ({}{partial}); {}; next set due {}", score.overall_score_display, score.overall_severity, score.monitoring_instruction, score.time_next_obs_set_due).into()),
     }];
     let mut total_stored = stored(&total, score_key, at)?;
     // A retried submission is the same set even if a device reading arrived since: the score

@@ -150,7 +150,7 @@ pub struct CodeableConcept {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub coding: Vec<Coding>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub text: Option<Text>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,11 +183,12 @@ pub struct Identifier {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub profile: Vec<Text>,
-    /// E.g. the data-source tag (`device`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tag: Vec<Coding>,
+    /// Shared when they are the platform's own (a vital sign's profiles).
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub profile: Cow<'static, [Text]>,
+    /// E.g. the data-source tag (`device`), shared when it is the platform's own.
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub tag: Cow<'static, [Coding]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

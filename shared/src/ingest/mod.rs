@@ -150,13 +150,17 @@ impl Reading {
             named_patient: self.named_patient.is_some(),
             issued,
         };
-        let mut built: Vec<(Observation, String)> =
-            self.measurements.iter().map(|m| (observations::measured(m, &subject), m.code_key())).collect();
+        let keyed = |m: &Measurement| {
+            let code_key = m.code_key();
+            (observations::measured_as(m, &code_key, &subject), code_key)
+        };
+        let mut built: Vec<(Observation, String)> = Vec::with_capacity(self.measurements.len() + self.device_status.len() + 2);
+        built.extend(self.measurements.iter().map(keyed));
         if let Some((systolic, diastolic)) = &self.blood_pressure {
             built.push((observations::blood_pressure(systolic, diastolic, &subject), VitalSign::BloodPressurePanel.code_key()));
         }
         let measured = built.len();
-        built.extend(self.device_status.iter().map(|m| (observations::measured(m, &subject), m.code_key())));
+        built.extend(self.device_status.iter().map(keyed));
         if self.grouped {
             let group = observations::vital_signs_panel(built[..measured].iter().map(|(o, _)| o.id.as_str()), &subject);
             built.push((group, VitalSign::VitalSignsPanel.code_key()));

@@ -303,7 +303,7 @@ pub fn replaces_a_reading(existing: &MappedObservation, merged: &MappedObservati
 fn code(name: &str, codes: &[TemplateCode]) -> CodeableConcept {
     let mut coding: Vec<Coding> = codes.iter().map(coding).collect();
     coding.push(Coding::new(SERVICE_SYSTEM, name, Some(name)));
-    CodeableConcept { coding, text: Some(name.to_owned()) }
+    CodeableConcept { coding, text: Some(name.to_owned().into()) }
 }
 
 fn coding(c: &TemplateCode) -> Coding {
@@ -311,7 +311,7 @@ fn coding(c: &TemplateCode) -> Coding {
 }
 
 fn concept(c: &TemplateConcept) -> CodeableConcept {
-    CodeableConcept { coding: c.codes.iter().map(coding).collect(), text: c.text.clone() }
+    CodeableConcept { coding: c.codes.iter().map(coding).collect(), text: c.text.clone().map(Text::from) }
 }
 
 pub(super) type Span = (DateTime<Utc>, DateTime<Utc>);

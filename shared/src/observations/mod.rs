@@ -13,7 +13,9 @@ pub mod http;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 
+use std::borrow::Cow;
 use std::future::Future;
+use std::sync::LazyLock;
 
 
 pub use dynamodb::DynamoObservationStore;
@@ -218,18 +220,16 @@ fn recorded_fingerprint(json: &[u8], members: &RecordedMembers, fingerprint: Fin
 /// buffer sized for a typical one (a heart rate is 963 bytes) rather than one grown from empty
 /// by copying (8% of the hot path's time); and its fingerprint.
 fn resource_json(obs: &Observation, fingerprint: Fingerprint) -> Result<(String, String), serde_json::Error> {
-    let mut json = Vec::with_capacity(1536);
+    let mut json = String::with_capacity(1536);
     let members = crate::fhir::json::observation(&mut json, obs)?;
-    debug_assert_eq!(Some(&json), serde_json::to_vec(obs).ok().as_ref(), "the Observation's JSON differs from serde_json's");
-    let hash = recorded_fingerprint(&json, &members, fingerprint);
+    debug_assert_eq!(Some(&json), serde_json::to_string(obs).ok().as_ref(), "the Observation's JSON differs from serde_json's");
+    let hash = recorded_fingerprint(json.as_bytes(), &members, fingerprint);
     debug_assert_eq!(
         Some(hash.as_str()),
         serde_json::to_vec(&Recorded::of(obs, fingerprint)).ok().map(|recorded| [fingerprint.scheme(), ":", &hex::encode(sha256(&recorded))].concat()).as_deref(),
         "the fingerprint is not of the recorded members' JSON"
     );
-    // Only UTF-8 is written (the strings' own bytes, literals, and serde_json's escapes); the
-    // check is a fast scan, and an error is never expected.
-    Ok((String::from_utf8(json).map_err(serde::ser::Error::custom)?, hash))
+    Ok((json, hash))
 }
 
 /// Whether a new Observation records what a stored one under its id does: the same reading
@@ -249,18 +249,27 @@ pub fn same_content(new: &StoredObservation, stored: &StoredObservation) -> bool
 }
 
 /// `meta` of an Observation a device measured: its profiles and the `device` data-source tag.
-pub fn device_sourced(profile: Vec<Text>) -> Meta {
-    Meta { profile, tag: vec![Coding::fixed(DATA_SOURCE_SYSTEM, "device", Some("Measured by a device"))] }
+fn device_sourced(profile: Cow<'static, [Text]>) -> Meta {
+    /// The tag, shared by every Observation a device measured rather than built for each.
+    static DEVICE: [Coding; 1] = [Coding { system: Some(Cow::Borrowed(DATA_SOURCE_SYSTEM)), code: Some(Cow::Borrowed("device")), display: Some(Cow::Borrowed("Measured by a device")) }];
+    Meta { profile, tag: Cow::Borrowed(&DEVICE) }
 }
 
-fn profiles(vital: Option<VitalSign>) -> Vec<Text> {
-    match vital {
-        Some(v) if v.category() == Category::VitalSigns => {
-            let mut profiles = vec![Text::from(VITAL_SIGNS_PROFILE)];
-            profiles.extend(v.profile().map(Text::from));
-            profiles
-        }
-        _ => Vec::new(),
+/// The profiles an Observation of `vital` claims: FHIR's vital-signs profile and the vital
+/// sign's own; none for a code that is not a vital sign. Made once per vital sign and shared.
+fn profiles(vital: Option<VitalSign>) -> Cow<'static, [Text]> {
+    static BY_VITAL_SIGN: LazyLock<Vec<Vec<Text>>> = LazyLock::new(|| {
+        VitalSign::ALL
+            .iter()
+            .map(|v| match v.category() {
+                Category::VitalSigns => std::iter::once(VITAL_SIGNS_PROFILE).chain(v.profile()).map(Text::from).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    });
+    match vital.and_then(|v| VitalSign::ALL.iter().position(|&known| known == v)) {
+        Some(i) => Cow::Borrowed(&BY_VITAL_SIGN[i]),
+        None => Cow::Borrowed(&[]),
     }
 }
 
@@ -300,8 +309,14 @@ pub(crate) fn skeleton(subject: &Subject<'_>, code_key: &str, vital: Option<Vita
 
 /// The FHIR R4 Observation of one measured value.
 pub fn measured(m: &Measurement, subject: &Subject<'_>) -> Observation {
-    let text = m.coding.iter().find_map(|c| c.display.as_deref()).or_else(|| m.vital.map(|v| v.display())).map(str::to_owned);
-    let mut o = skeleton(subject, &m.code_key(), m.vital, CodeableConcept { coding: m.coding.clone(), text });
+    measured_as(m, &m.code_key(), subject)
+}
+
+/// [`measured`], for a caller that has the measurement's [`Measurement::code_key`] already.
+pub fn measured_as(m: &Measurement, code_key: &str, subject: &Subject<'_>) -> Observation {
+    // The first display, shared rather than copied when it is the platform's own text.
+    let text = m.coding.iter().find_map(|c| c.display.clone()).or_else(|| m.vital.map(|v| Text::from(v.display())));
+    let mut o = skeleton(subject, code_key, m.vital, CodeableConcept { coding: m.coding.clone(), text });
     o.value_quantity = Some(Quantity {
         value: m.value.clone(),
         unit: m.unit.clone(),
@@ -334,7 +349,7 @@ pub fn vital_signs_panel<'m>(members: impl IntoIterator<Item = &'m str>, subject
 }
 
 fn panel(vital: VitalSign, subject: &Subject<'_>) -> Observation {
-    let code = CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))], text: Some(vital.display().to_owned()) };
+    let code = CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))], text: Some(vital.display().into()) };
     skeleton(subject, &vital.code_key(), Some(vital), code)
 }
 
@@ -572,7 +587,7 @@ mod tests {
         assert_eq!(obs.status, "final");
         assert_eq!(obs.category[0].coding[0].code.as_deref(), Some("vital-signs"));
         assert_eq!(
-            obs.meta.unwrap().profile,
+            *obs.meta.unwrap().profile,
             ["http://hl7.org/fhir/StructureDefinition/vitalsigns", "http://hl7.org/fhir/StructureDefinition/bodytemp"]
         );
         let q = obs.value_quantity.unwrap();
