@@ -23,6 +23,8 @@
 //! Ids are deterministic (performer, time, code, patient), so a retried submission writes
 //! nothing; a different set under the same key is a conflict, never merged.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
@@ -299,11 +301,11 @@ pub fn missing_parameters(set: &ObservationSet) -> Vec<news2::Parameter> {
 }
 
 fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
-    CodeableConcept { coding: vec![Coding::new(system, code, Some(display))], text: Some(display.to_owned().into()) }
+    CodeableConcept { coding: vec![Coding::new(system, code, Some(display))].into(), text: Some(display.to_owned().into()) }
 }
 
-fn category(code: &str, display: &str) -> Vec<CodeableConcept> {
-    vec![CodeableConcept { coding: vec![Coding::new(OBSERVATION_CATEGORY, code, Some(display))], text: None }]
+fn category(code: &str, display: &str) -> Cow<'static, [CodeableConcept]> {
+    vec![CodeableConcept { coding: vec![Coding::new(OBSERVATION_CATEGORY, code, Some(display))].into(), text: None }].into()
 }
 
 fn score_quantity(score: u8) -> Quantity {
@@ -417,7 +419,7 @@ pub fn build(
             o.component.push(ObservationComponent {
                 code: concept(VITALWIRE_NEWS2, "oxygen-delivery-device", "Oxygen delivery device"),
                 value_quantity: None,
-                value_codeable_concept: Some(CodeableConcept { coding: Vec::new(), text: Some(mask.clone().into()) }),
+                value_codeable_concept: Some(CodeableConcept { coding: Cow::Borrowed(&[]), text: Some(mask.clone().into()) }),
                 data_absent_reason: None,
             });
         }
@@ -450,7 +452,7 @@ pub fn build(
     total.derived_from = entered.iter().map(|(_, o, ..)| Reference::to("Observation", &o.id)).chain(earlier.iter().map(|d| Reference::to("Observation", &d.observation_id))).collect();
     let partial = if score.partial_set { ", partial set" } else { "" };
     total.interpretation = vec![CodeableConcept {
-        coding: vec![Coding::new(VITALWIRE_NEWS2, score.overall_severity, Some(&format!("NEWS2 {} risk", score.overall_severity)))],
+        coding: vec![Coding::new(VITALWIRE_NEWS2, score.overall_severity, Some(&format!("NEWS2 {} risk", score.overall_severity)))].into(),
         text: Some(format!("NEWS2 {} ({}{partial}); {}; next set due {}", score.overall_score_display, score.overall_severity, score.monitoring_instruction, score.time_next_obs_set_due).into()),
     }];
     let mut total_stored = stored(&total, score_key, at)?;

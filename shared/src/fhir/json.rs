@@ -246,6 +246,8 @@ pub fn observation(out: &mut String, obs: &Observation) -> Result<RecordedMember
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
+
     use crate::fhir::Text;
 
     /// Strings with every kind of byte JSON escapes, and some it does not.
@@ -260,7 +262,7 @@ mod tests {
     }
 
     fn concept(i: usize, codings: usize) -> CodeableConcept {
-        CodeableConcept { coding: (0..codings).map(|k| coding_of(i + k)).collect(), text: (i % 2 == 1).then(|| awkward(i + 3).into()) }
+        CodeableConcept { coding: (0..codings).map(|k| coding_of(i + k)).collect::<Vec<_>>().into(), text: (i % 2 == 1).then(|| awkward(i + 3).into()) }
     }
 
     fn quantity_of(i: usize) -> Quantity {
@@ -277,7 +279,7 @@ mod tests {
             meta: on(0).then(|| Meta { profile: (0..i % 3).map(|k| Text::from(awkward(i + k))).collect(), tag: (0..i % 2).map(coding_of).collect() }),
             identifier: if on(1) { vec![Identifier { system: awkward(i).into(), value: awkward(i + 1) }] } else { Vec::new() },
             status: "final".into(),
-            category: if on(2) { vec![concept(i, 1), concept(i + 1, 0)] } else { Vec::new() },
+            category: if on(2) { vec![concept(i, 1), concept(i + 1, 0)].into() } else { Cow::Borrowed(&[]) },
             code: concept(i, i % 3),
             subject: Reference { reference: awkward(i + 5) },
             device: on(3).then(|| Reference { reference: awkward(i + 6) }),

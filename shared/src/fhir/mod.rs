@@ -147,8 +147,9 @@ impl Coding {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodeableConcept {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub coding: Vec<Coding>,
+    /// Shared when they are the platform's own (a category, a vital sign's standard coding).
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub coding: Cow<'static, [Coding]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<Text>,
 }
@@ -223,8 +224,9 @@ pub struct Observation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier>,
     pub status: Text,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub category: Vec<CodeableConcept>,
+    /// Shared when it is the platform's own (a vital sign's category).
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub category: Cow<'static, [CodeableConcept]>,
     pub code: CodeableConcept,
     pub subject: Reference,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@
 //! `Quantity.unit` and only the UCUM `code` is added, so nothing is converted.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use crate::clinical::news2;
 use crate::fhir::{Coding, Text};
@@ -233,6 +234,18 @@ impl VitalSign {
         }
     }
 
+    /// Its place in [`VitalSign::ALL`] (which lists them in declaration order: a test checks).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// This vital sign's LOINC coding with its display, made once and shared.
+    pub fn standard_coding(self) -> &'static [Coding] {
+        static BY_VITAL_SIGN: LazyLock<Vec<[Coding; 1]>> =
+            LazyLock::new(|| VitalSign::ALL.iter().map(|v| [Coding::fixed(LOINC, v.loinc(), Some(v.display()))]).collect());
+        &BY_VITAL_SIGN[self.index()]
+    }
+
     /// The vital sign of a LOINC code.
     pub fn from_loinc(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.loinc() == code)
@@ -301,7 +314,9 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_found_by_loinc() {
-        for v in VitalSign::ALL {
+        for (i, v) in VitalSign::ALL.into_iter().enumerate() {
+            assert_eq!(v.index(), i, "{v:?}: ALL lists the vital signs in declaration order");
+            assert_eq!(v.standard_coding(), [Coding::new(LOINC, v.loinc(), Some(v.display()))]);
             assert_eq!(VitalSign::from_loinc(v.loinc()), Some(v));
             assert_eq!(v.is_panel(), v.units().is_empty(), "{v:?}: panels and only panels have no unit");
         }

@@ -335,7 +335,7 @@ impl Plan {
         }
         let Ok(probe) = serde_json::from_str::<Probe>(&o.resource) else { return false };
         let in_category = self.categories.is_empty()
-            || probe.category.iter().flat_map(|c| &c.coding).any(|c| self.categories.iter().any(|t| t.matches(c.system.as_deref(), c.code.as_deref())));
+            || probe.category.iter().flat_map(|c| c.coding.iter()).any(|c| self.categories.iter().any(|t| t.matches(c.system.as_deref(), c.code.as_deref())));
         let issued = probe.issued.as_deref().and_then(crate::platform::time::parse_with_offset);
         let updated = self.last_updated.is_empty() || issued.is_some_and(|at| self.last_updated.iter().all(|c| c.admits(at)));
         in_category && updated

@@ -83,7 +83,9 @@ pub struct Payload {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawPayload<'a> {
-    value: Option<Box<RawValue>>,
+    /// Borrowed: the value's text as it is in the payload.
+    #[serde(borrow)]
+    value: Option<&'a RawValue>,
     unit: Option<Value>,
     #[serde(borrow)]
     coding: Option<RawCodings<'a>>,
@@ -95,7 +97,7 @@ struct RawPayload<'a> {
 /// Validates a payload; `received_at` bounds device timestamps.
 pub fn parse(json: &str, received_at: DateTime<Utc>) -> Result<Payload, PayloadError> {
     let raw: RawPayload = serde_json::from_str(json).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    let value = parse_value(raw.value.as_deref())?;
+    let value = parse_value(raw.value)?;
     let unit = match raw.unit {
         None | Some(Value::Null) => return Err(PayloadError::Missing("unit")),
         Some(Value::String(u)) if !u.trim().is_empty() => u,
@@ -104,6 +106,10 @@ pub fn parse(json: &str, received_at: DateTime<Utc>) -> Result<Payload, PayloadE
     let mut coding = parse_coding(raw.coding)?;
     let vital = vital_sign(&coding)?;
     add_spo2_parent(&mut coding);
+    let coding = match vital {
+        Some(v) if coding == v.standard_coding() => Cow::Borrowed(v.standard_coding()),
+        _ => Cow::Owned(coding),
+    };
     let ucum = match vital {
         Some(v) => {
             let u = v.unit_for(&unit).ok_or_else(|| PayloadError::UnitNotAllowed {
@@ -509,7 +515,7 @@ mod tests {
         }
         // What is kept: other fields ignored, an empty or null display dropped, a repeated key's
         // last value (as a JSON object reads).
-        let kept = |coding: &str| measured(&format!(r#"{{"value":1,"unit":"%","coding":{coding}}}"#)).coding;
+        let kept = |coding: &str| measured(&format!(r#"{{"value":1,"unit":"%","coding":{coding}}}"#)).coding.into_owned();
         assert_eq!(kept(r#"[{"system":"s","code":"c","display":"","userSelected":true,"extension":[{}]}]"#), [Coding::new("s", "c", None)]);
         assert_eq!(kept(r#"[{"system":"s","code":"a","display":null,"code":"b"}]"#), [Coding::new("s", "b", None)]);
         assert_eq!(kept(r#"[{"display":"Pulse \u00e9","code":"c","system":"s"}]"#), [Coding::new("s", "c", Some("Pulse é"))]);
@@ -522,11 +528,15 @@ mod tests {
         // Escaped or not, LOINC's heart rate is the platform's own text; a display of the
         // device's own wording is kept as sent.
         for coding in [r#"{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}"#, r#"{"system":"http:\/\/loinc.org","code":"\u0038867-4","display":"Heart\u0020rate"}"#] {
-            let c = &measured(&payload_with(coding)).coding[0];
+            let m = measured(&payload_with(coding));
+            assert!(matches!(m.coding, Cow::Borrowed(_)), "{coding}: the standard coding itself is shared");
+            let c = &m.coding[0];
             assert_eq!(*c, Coding::new(LOINC, "8867-4", Some("Heart rate")), "{coding}");
             assert!(shared(&c.system) && shared(&c.code) && shared(&c.display), "{coding}: {c:?}");
         }
-        let c = &measured(&payload_with(r#"{"system":"http://loinc.org","code":"8867-4","display":"Pulse"}"#)).coding[0];
+        let m = measured(&payload_with(r#"{"system":"http://loinc.org","code":"8867-4","display":"Pulse"}"#));
+        assert!(matches!(m.coding, Cow::Owned(_)), "a display of the device's own");
+        let c = &m.coding[0];
         assert_eq!(*c, Coding::new(LOINC, "8867-4", Some("Pulse")));
         assert!(shared(&c.code) && !shared(&c.display));
         let c = &measured(&payload_with(r#"{"system":"urn:acme","code":"8867-4","display":"Heart rate"}"#)).coding[0];

@@ -303,7 +303,7 @@ pub fn replaces_a_reading(existing: &MappedObservation, merged: &MappedObservati
 fn code(name: &str, codes: &[TemplateCode]) -> CodeableConcept {
     let mut coding: Vec<Coding> = codes.iter().map(coding).collect();
     coding.push(Coding::new(SERVICE_SYSTEM, name, Some(name)));
-    CodeableConcept { coding, text: Some(name.to_owned().into()) }
+    CodeableConcept { coding: coding.into(), text: Some(name.to_owned().into()) }
 }
 
 fn coding(c: &TemplateCode) -> Coding {
@@ -415,7 +415,7 @@ impl MappedObservation {
 #[cfg(test)]
 impl Value {
     pub(super) fn json_text(&self) -> String {
-        let component = Component::new(CodeableConcept { coding: Vec::new(), text: None }, self.clone());
+        let component = Component::new(CodeableConcept { coding: Default::default(), text: None }, self.clone());
         let mut json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&component).unwrap_or_default()).unwrap_or_default();
         json.as_object_mut().map(|o| o.remove("code"));
         json.to_string()

@@ -46,8 +46,9 @@ pub struct Measurement {
     pub value: Decimal,
     /// The unit as the device sent it.
     pub unit: String,
-    /// The codings as sent (plus 2708-6 where a pulse-oximetry code came alone, as US Core wants).
-    pub coding: Vec<Coding>,
+    /// The codings as sent (plus 2708-6 where a pulse-oximetry code came alone, as US Core wants);
+    /// shared when they are a vital sign's standard coding.
+    pub coding: Cow<'static, [Coding]>,
     /// The vital sign, when the platform knows the LOINC code.
     pub vital: Option<VitalSign>,
     /// The UCUM code of `unit`, when it could be identified.
@@ -60,7 +61,7 @@ impl Measurement {
         Self {
             value,
             unit: unit.to_owned(),
-            coding: vec![Coding::new(LOINC, vital.loinc(), Some(vital.display()))],
+            coding: Cow::Borrowed(vital.standard_coding()),
             vital: Some(vital),
             ucum: Some(ucum),
         }
@@ -68,10 +69,12 @@ impl Measurement {
 
     /// A device's battery charge in percent (MDC 67996), the value's text as the device sent it.
     pub fn battery_charge(value: Decimal) -> Self {
+        static BATTERY_CHARGE: [Coding; 1] =
+            [Coding { system: Some(Cow::Borrowed(MDC_SYSTEM)), code: Some(Cow::Borrowed(MDC_BATTERY_CHARGE)), display: Some(Cow::Borrowed("MDC_ATTR_VAL_BATT_CHARGE")) }];
         Self {
             value,
             unit: "%".to_owned(),
-            coding: vec![Coding::fixed(MDC_SYSTEM, MDC_BATTERY_CHARGE, Some("MDC_ATTR_VAL_BATT_CHARGE"))],
+            coding: Cow::Borrowed(&BATTERY_CHARGE),
             vital: None,
             ucum: Some("%"),
         }
@@ -272,18 +275,25 @@ fn profiles(vital: Option<VitalSign>) -> Cow<'static, [Text]> {
             })
             .collect()
     });
-    match vital.and_then(|v| VitalSign::ALL.iter().position(|&known| known == v)) {
-        Some(i) => Cow::Borrowed(&BY_VITAL_SIGN[i]),
+    match vital {
+        Some(v) => Cow::Borrowed(&BY_VITAL_SIGN[v.index()]),
         None => Cow::Borrowed(&[]),
     }
 }
 
-fn category(vital: Option<VitalSign>) -> Vec<CodeableConcept> {
-    vital
-        .map(|v| v.category())
-        .map(|c| CodeableConcept { coding: vec![Coding::fixed(OBSERVATION_CATEGORY, c.code(), Some(c.display()))], text: None })
-        .into_iter()
-        .collect()
+/// The category of an Observation of `vital`; none for a code that is not a vital sign. Made
+/// once per category and shared.
+fn category(vital: Option<VitalSign>) -> Cow<'static, [CodeableConcept]> {
+    fn of(c: Category) -> Vec<CodeableConcept> {
+        vec![CodeableConcept { coding: vec![Coding::fixed(OBSERVATION_CATEGORY, c.code(), Some(c.display()))].into(), text: None }]
+    }
+    static VITAL_SIGNS: LazyLock<Vec<CodeableConcept>> = LazyLock::new(|| of(Category::VitalSigns));
+    static LABORATORY: LazyLock<Vec<CodeableConcept>> = LazyLock::new(|| of(Category::Laboratory));
+    match vital.map(VitalSign::category) {
+        Some(Category::VitalSigns) => Cow::Borrowed(&VITAL_SIGNS),
+        Some(Category::Laboratory) => Cow::Borrowed(&LABORATORY),
+        None => Cow::Borrowed(&[]),
+    }
 }
 
 /// An Observation of `code` for the subject, keyed by `code_key`, with no value yet.
@@ -338,7 +348,7 @@ pub fn blood_pressure(systolic: &Decimal, diastolic: &Decimal, subject: &Subject
         .into_iter()
         .map(|(vital, value)| {
             ObservationComponent::quantity(
-                CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))], text: None },
+                CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))].into(), text: None },
                 Quantity { value: value.clone(), unit: "mmHg".into(), system: Some(UCUM.into()), code: Some("mm[Hg]".into()) },
             )
         })
@@ -354,7 +364,7 @@ pub fn vital_signs_panel<'m>(members: impl IntoIterator<Item = &'m str>, subject
 }
 
 fn panel(vital: VitalSign, subject: &Subject<'_>) -> Observation {
-    let code = CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))], text: Some(vital.display().into()) };
+    let code = CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))].into(), text: Some(vital.display().into()) };
     skeleton(subject, &vital.code_key(), Some(vital), code)
 }
 
@@ -626,7 +636,7 @@ mod tests {
         o.value_quantity.as_mut().unwrap().unit = "/min".into();
         changed.push(o);
         let mut o = obs.clone();
-        o.code.coding[0].code = Some("8889-8".into());
+        o.code.coding.to_mut()[0].code = Some("8889-8".into());
         changed.push(o);
         changed.push(Observation { subject: Reference::to("Patient", "pat-2"), ..obs.clone() });
         changed.push(Observation { device: Some(Reference::to("Device", "cuff-2")), ..obs.clone() });
@@ -673,7 +683,7 @@ mod tests {
         let m = Measurement {
             value: Decimal::parse("100").unwrap(),
             unit: "%".into(),
-            coding: vec![Coding::new("http://lifeomic.com/fhir/devices", "9750d5e5", Some("Battery Percentage"))],
+            coding: vec![Coding::new("http://lifeomic.com/fhir/devices", "9750d5e5", Some("Battery Percentage"))].into(),
             vital: None,
             ucum: Some("%"),
         };
