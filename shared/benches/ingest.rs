@@ -60,6 +60,14 @@ fn parts(c: &mut Criterion) {
     let json = serde_json::to_string(&obs).unwrap();
     c.bench_function("ingest part: SHA-256 of its JSON (sha2)", |b| b.iter(|| sha2::Sha256::digest(black_box(json.as_bytes()))));
     c.bench_function("ingest part: SHA-256 of its JSON (aws-lc)", |b| b.iter(|| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, black_box(json.as_bytes()))));
+    // The path's own digests are short: an id's key, and the fingerprint's third of the JSON.
+    let key = obs.identifier[0].value.as_bytes();
+    let recorded = &json.as_bytes()[..290];
+    for (what, bytes) in [("an id's key", key), ("290 bytes, a fingerprint's", recorded)] {
+        c.bench_function(&format!("ingest part: SHA-256 of {what} (sha2)"), |b| b.iter(|| sha2::Sha256::digest(black_box(bytes))));
+        c.bench_function(&format!("ingest part: SHA-256 of {what} (aws-lc)"), |b| b.iter(|| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, black_box(bytes))));
+    }
+    println!("id's key: {} bytes", key.len());
     println!("JSON: {} bytes", json.len());
     c.bench_function("ingest part: wrap for storage (fingerprint and JSON)", |b| {
         b.iter(|| StoredObservation::new(black_box(&obs), code_key.clone(), "2026-11-22T02:40:00.000Z".into(), Fingerprint::WithoutTime).unwrap())
