@@ -19,7 +19,6 @@ use std::sync::LazyLock;
 
 use sha2::Digest;
 
-
 pub use dynamodb::DynamoObservationStore;
 
 use crate::fhir::vitals::{Category, VitalSign, LOINC, OBSERVATION_CATEGORY, UCUM, VITAL_SIGNS_PROFILE};
@@ -142,7 +141,8 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// What an Observation records, for its fingerprint: the code, subject, device, value(s),
 /// performer, members and sources, and, for [`Fingerprint::WithTime`], the effective time. What
 /// it leaves out the platform derives from these (`meta`, `category`, `status`, `identifier`:
-/// the code and the key) or from when it filed the reading (`issued`).
+/// the code and the key) or from when it filed the reading (`issued`). The fingerprint is the
+/// SHA-256 of its serde JSON, read from the resource's JSON (debug builds check the two agree).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Recorded<'a> {
@@ -224,10 +224,10 @@ fn recorded_fingerprint(json: &[u8], members: &RecordedMembers, fingerprint: Fin
     hash
 }
 
-/// The Observation's JSON as serde_json writes it, by [`fhir::json`](crate::fhir::json), into a
-/// buffer sized for a typical one (a heart rate is 963 bytes) rather than one grown from empty
-/// by copying (8% of the hot path's time); and its fingerprint.
-fn resource_json(obs: &Observation, fingerprint: Fingerprint) -> Result<(String, String), serde_json::Error> {
+/// The Observation's JSON and its fingerprint. The JSON is written by [`fhir::json`](crate::fhir::json)
+/// (the bytes serde_json would write; debug builds check), into a buffer sized for a typical
+/// one (a heart rate is 963 bytes) rather than one grown from empty by copying.
+fn json_and_fingerprint(obs: &Observation, fingerprint: Fingerprint) -> Result<(String, String), serde_json::Error> {
     let mut json = String::with_capacity(1536);
     let members = crate::fhir::json::observation(&mut json, obs)?;
     debug_assert_eq!(Some(&json), serde_json::to_string(obs).ok().as_ref(), "the Observation's JSON differs from serde_json's");
@@ -433,7 +433,7 @@ impl StoredObservation {
 
     /// Wraps a built Observation for storage: serialized, and fingerprinted by what it records.
     pub fn new(obs: &Observation, code_key: String, effective_at: String, fingerprint: Fingerprint) -> Result<Self, serde_json::Error> {
-        let (resource, content_hash) = resource_json(obs, fingerprint)?;
+        let (resource, content_hash) = json_and_fingerprint(obs, fingerprint)?;
         // Ids have no `/` (FHIR's id grammar): the prefix is there once or not at all.
         let id_of = |reference: &str, prefix: &str| reference.strip_prefix(prefix).unwrap_or(reference).to_owned();
         Ok(Self {
