@@ -135,9 +135,13 @@ impl Coding {
         Self { system: Some(system.to_owned().into()), code: Some(code.to_owned().into()), display: display.map(|d| d.to_owned().into()) }
     }
 
-    /// A coding of the platform's constants, borrowed.
-    pub fn fixed(system: &'static str, code: &'static str, display: Option<&'static str>) -> Self {
-        Self { system: Some(system.into()), code: Some(code.into()), display: display.map(Text::from) }
+    /// A coding of the platform's constants, borrowed (`const`, so a static can hold one).
+    pub const fn fixed(system: &'static str, code: &'static str, display: Option<&'static str>) -> Self {
+        let display = match display {
+            Some(d) => Some(Cow::Borrowed(d)),
+            None => None,
+        };
+        Self { system: Some(Cow::Borrowed(system)), code: Some(Cow::Borrowed(code)), display }
     }
 
     pub fn is(&self, system: &str, code: &str) -> bool {

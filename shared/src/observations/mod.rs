@@ -68,8 +68,7 @@ impl Measurement {
 
     /// A device's battery charge in percent (MDC 67996), the value's text as the device sent it.
     pub fn battery_charge(value: Decimal) -> Self {
-        static BATTERY_CHARGE: [Coding; 1] =
-            [Coding { system: Some(Cow::Borrowed(MDC_SYSTEM)), code: Some(Cow::Borrowed(MDC_BATTERY_CHARGE)), display: Some(Cow::Borrowed("MDC_ATTR_VAL_BATT_CHARGE")) }];
+        static BATTERY_CHARGE: [Coding; 1] = [Coding::fixed(MDC_SYSTEM, MDC_BATTERY_CHARGE, Some("MDC_ATTR_VAL_BATT_CHARGE"))];
         Self {
             value,
             unit: "%".to_owned(),
@@ -259,7 +258,7 @@ pub fn same_content(new: &StoredObservation, stored: &StoredObservation) -> bool
 /// `meta` of an Observation a device measured: its profiles and the `device` data-source tag.
 fn device_sourced(profile: Cow<'static, [Text]>) -> Meta {
     /// The tag, shared by every Observation a device measured rather than built for each.
-    static DEVICE: [Coding; 1] = [Coding { system: Some(Cow::Borrowed(DATA_SOURCE_SYSTEM)), code: Some(Cow::Borrowed("device")), display: Some(Cow::Borrowed("Measured by a device")) }];
+    static DEVICE: [Coding; 1] = [Coding::fixed(DATA_SOURCE_SYSTEM, "device", Some("Measured by a device"))];
     Meta { profile, tag: Cow::Borrowed(&DEVICE) }
 }
 
@@ -348,7 +347,7 @@ pub fn blood_pressure(systolic: &Decimal, diastolic: &Decimal, subject: &Subject
         .into_iter()
         .map(|(vital, value)| {
             ObservationComponent::quantity(
-                CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))].into(), text: None },
+                CodeableConcept { coding: Cow::Borrowed(vital.standard_coding()), text: None },
                 Quantity { value: value.clone(), unit: "mmHg".into(), system: Some(UCUM.into()), code: Some("mm[Hg]".into()) },
             )
         })
@@ -364,7 +363,7 @@ pub fn vital_signs_panel<'m>(members: impl IntoIterator<Item = &'m str>, subject
 }
 
 fn panel(vital: VitalSign, subject: &Subject<'_>) -> Observation {
-    let code = CodeableConcept { coding: vec![Coding::fixed(LOINC, vital.loinc(), Some(vital.display()))].into(), text: Some(vital.display().into()) };
+    let code = CodeableConcept { coding: Cow::Borrowed(vital.standard_coding()), text: Some(vital.display().into()) };
     skeleton(subject, &vital.code_key(), Some(vital), code)
 }
 
