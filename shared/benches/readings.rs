@@ -19,7 +19,7 @@ fn bench(c: &mut Criterion) {
     let now = Utc.with_ymd_and_hms(2025, 11, 17, 10, 31, 0).unwrap();
     c.bench_function("reading: validate the seed's full reading", |b| b.iter(|| readings::parse(black_box(SEED), None, now).unwrap()));
     let reading = readings::parse(SEED, None, now).unwrap().reading;
-    // Seven vital signs, the battery's charge and the panel that groups the vital signs.
+    // Six vital signs, the blood-pressure panel, the battery's charge and the grouping panel.
     assert_eq!(reading.observations("P123", "2025-11-17T10:31:00.000Z").len(), 9);
     c.bench_function("reading: build its 9 Observations", |b| {
         b.iter(|| black_box(&reading).observations("P123", "2025-11-17T10:31:00.000Z"))
