@@ -123,18 +123,68 @@ pub enum Channel {
 pub struct QuietHours {
     pub start: NaiveTime,
     pub end: NaiveTime,
-    pub timezone: chrono_tz::Tz,
+    pub timezone: IanaZone,
 }
 
 impl QuietHours {
     /// Whether `at` falls inside them.
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
-        let local = at.with_timezone(&self.timezone).time();
+        let local = self.timezone.local_time(at);
         if self.start <= self.end {
             local >= self.start && local < self.end
         } else {
             local >= self.start || local < self.end
         }
+    }
+}
+
+/// A time zone of the IANA tz database, by its name (`Europe/London`). Offsets (`+01:00`) and
+/// POSIX rules are refused: a fixed offset is an hour out half the year where clocks change.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IanaZone(jiff::tz::TimeZone);
+
+impl IanaZone {
+    /// The zone of this name (any case), or why there is none.
+    pub fn named(name: &str) -> Result<Self, String> {
+        match jiff::tz::TimeZone::get(name) {
+            Ok(zone) if !zone.is_unknown() && zone.iana_name().is_some() => Ok(Self(zone)),
+            _ => Err(format!("{name} is not a time zone of the IANA tz database (e.g. Europe/London)")),
+        }
+    }
+
+    /// The zone's name as the database spells it.
+    pub fn name(&self) -> &str {
+        self.0.iana_name().unwrap_or("UTC")
+    }
+
+    /// The wall-clock time in this zone at `at`.
+    pub fn local_time(&self, at: DateTime<Utc>) -> NaiveTime {
+        // jiff's years run from -9999 to 9999, chrono's further; an instant outside those years
+        // is no reading's, and reads as midnight rather than a panic.
+        let Ok(instant) = jiff::Timestamp::new(at.timestamp(), at.timestamp_subsec_nanos() as i32) else {
+            return NaiveTime::MIN;
+        };
+        let time = self.0.to_datetime(instant).time();
+        NaiveTime::from_hms_nano_opt(time.hour() as u32, time.minute() as u32, time.second() as u32, time.subsec_nanosecond() as u32).unwrap_or(NaiveTime::MIN)
+    }
+}
+
+impl std::fmt::Debug for IanaZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for IanaZone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for IanaZone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::named(&name).map_err(serde::de::Error::custom)
     }
 }
 
@@ -443,7 +493,7 @@ mod tests {
     #[test]
     fn quiet_hours_span_midnight_in_the_patients_zone_and_never_hold_back_an_emergency() {
         let settings = ClinicalSettings {
-            quiet_hours: Some(QuietHours { start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(), end: NaiveTime::from_hms_opt(7, 0, 0).unwrap(), timezone: chrono_tz::Europe::London }),
+            quiet_hours: Some(QuietHours { start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(), end: NaiveTime::from_hms_opt(7, 0, 0).unwrap(), timezone: IanaZone::named("Europe/London").unwrap() }),
             ..ClinicalSettings::default()
         };
         // 22:30 BST is 21:30 UTC in summer.
@@ -452,6 +502,20 @@ mod tests {
         assert!(!settings.may_notify(Severity::LowMedium, at("2026-12-01T06:59:00Z")));
         assert!(settings.may_notify(Severity::LowMedium, at("2026-12-01T07:00:00Z")));
         assert!(settings.may_notify(Severity::High, at("2026-07-01T21:30:00Z")), "an emergency goes out anyway");
+    }
+
+    #[test]
+    fn a_zone_is_an_iana_name_kept_as_the_database_spells_it_and_follows_its_clock_changes() {
+        let new_york: IanaZone = serde_json::from_value(serde_json::json!("america/new_york")).unwrap();
+        assert_eq!(serde_json::to_value(&new_york).unwrap(), serde_json::json!("America/New_York"));
+        // Clocks went forward at 02:00 local on 2026-03-08 (07:00 UTC).
+        assert_eq!(new_york.local_time(at("2026-03-08T06:59:30Z")), NaiveTime::from_hms_opt(1, 59, 30).unwrap());
+        assert_eq!(new_york.local_time(at("2026-03-08T07:00:00Z")), NaiveTime::from_hms_opt(3, 0, 0).unwrap());
+        assert_eq!(IanaZone::named("Asia/Kolkata").unwrap().local_time(at("2026-01-01T00:00:00.25Z")), NaiveTime::from_hms_milli_opt(5, 30, 0, 250).unwrap());
+        for refused in ["Mars/Olympus", "+01:00", "EST5EDT,M3.2.0,M11.1.0", "Etc/Unknown", ""] {
+            let error = serde_json::from_value::<IanaZone>(serde_json::json!(refused)).unwrap_err().to_string();
+            assert!(error.contains("is not a time zone of the IANA tz database"), "{refused}: {error}");
+        }
     }
 
     #[test]

@@ -953,7 +953,7 @@ mod tests {
     #[tokio::test]
     async fn quiet_hours_hold_the_patients_sms_but_never_an_emergencys() {
         let now = chrono::Utc::now().time();
-        let quiet = QuietHours { start: now - Duration::hours(1), end: now + Duration::hours(1), timezone: chrono_tz::UTC };
+        let quiet = QuietHours { start: now - Duration::hours(1), end: now + Duration::hours(1), timezone: crate::care::IanaZone::named("UTC").unwrap() };
         let settings = ClinicalSettings { quiet_hours: Some(quiet), ..sms_settings() };
         let quiet = deps(settings.clone()).await;
         raise(&quiet, Severity::Medium).await;
