@@ -33,7 +33,7 @@ run() {
 for load in $loads; do
   case "$load" in
     cold-start)
-      run cold-start "$target/debug/vitalwire-lambda-ingest" 3
+      run cold-start "$target/debug/vitalwire-lambda-ingest" 3 --memory-map
       run cold-start "$target/debug/vitalwire-lambda-polaris" 2 --function messages-get
       run cold-start "$target/debug/vitalwire-lambda-ingest" 2 --python-peer ;;
     readings-load) run readings-load 100 50 ;;

@@ -3,7 +3,7 @@
 //! reports the binary's size and its resident memory at that point.
 //!
 //!     cargo build --release -p vitalwire-functions
-//!     cargo run --release -p vitalwire-tests --bin cold-start -- [BINARY] [RUNS] [--function NAME] [--python-peer]
+//!     cargo run --release -p vitalwire-tests --bin cold-start -- [BINARY] [RUNS] [--function NAME] [--python-peer] [--memory-map]
 //!
 //! NAME (the registry entry, the template's `Handler`) defaults to `fhir-ingest`, BINARY to the
 //! release build of its bundle's binary (`<target>/release/vitalwire-lambda-ingest`), RUNS to
@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vitalwire_tests::lambda_start::{function_named, one_start, settings_from_template};
+use vitalwire_tests::lambda_start::{function_named, one_start, one_start_then, resident_by_mapping, settings_from_template};
 
 /// How long one start may take before the measurement fails.
 const WAIT: Duration = Duration::from_secs(30);
@@ -51,7 +51,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `--python-peer`: alternate each run with the Python 3 + boto3 function of the same shape
     // (`harness/peer/python_boto3_bootstrap.py`), so both see the same machine, and give the ratio.
     let versus_python = args.iter().any(|a| a == "--python-peer");
-    args.retain(|a| a != "--python-peer");
+    // `--memory-map`: one more start, its resident memory listed by mapping (binary, libraries,
+    // heap) at the first poll, to see where memory goes (docs/benchmarks.md).
+    let memory_map = args.iter().any(|a| a == "--memory-map");
+    args.retain(|a| a != "--python-peer" && a != "--memory-map");
     let function = match args.iter().position(|a| a == "--function") {
         Some(at) if at + 1 < args.len() => args.drain(at..=at + 1).nth(1).unwrap_or_default(),
         Some(_) => return Err("--function takes the registry name of a function, e.g. fhir-ingest".into()),
@@ -79,6 +82,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("binary: {} ({:.2} MiB), function {function}", binary.display(), size as f64 / (1024.0 * 1024.0));
     let (rust_median, line) = summary("rust", rust);
     println!("{line}");
+    if memory_map {
+        let (_, _, mapped) = one_start_then(tokio::process::Command::new(&binary), &env, WAIT, resident_by_mapping).await?;
+        let mapped = mapped.flatten().ok_or("could not read the function's /proc/<pid>/smaps")?;
+        println!("resident memory at first poll by mapping (KiB), one more start:");
+        for (what, kib) in &mapped {
+            println!("{kib:>8}  {what}");
+        }
+        println!("{:>8}  in all", mapped.iter().map(|(_, kib)| kib).sum::<u64>());
+    }
     if versus_python {
         let (python_median, line) = summary("python + boto3", python);
         println!("{line}");

@@ -14,6 +14,46 @@ pub fn resident_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
+/// Resident memory in KiB by what it holds, from `/proc/<pid>/smaps`, largest first: each file
+/// mapped, by name and permissions, with the pages written since (such as the relocated pointers
+/// of the binary's `.data.rel.ro`) apart from those read from the file; and anonymous memory
+/// (heap, stacks).
+pub fn resident_by_mapping(pid: u32) -> Option<Vec<(String, u64)>> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut by_mapping: Vec<(String, u64)> = Vec::new();
+    let mut add = |what: String, kib: u64| match by_mapping.iter_mut().find(|(w, _)| *w == what) {
+        Some((_, total)) => *total += kib,
+        None if kib > 0 => by_mapping.push((what, kib)),
+        None => {}
+    };
+    let (mut mapping, mut resident) = (String::new(), 0);
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_header = fields.first().is_some_and(|range| range.split('-').count() == 2 && range.split('-').all(|a| u64::from_str_radix(a, 16).is_ok()));
+        if is_header {
+            // address range, permissions, offset, device, inode, and the file's path if any
+            let file = fields.get(5).map(|path| path.rsplit('/').next().unwrap_or(path));
+            mapping = match file {
+                Some(name) if !name.starts_with('[') => format!("{name} {}", fields.get(1).unwrap_or(&"")),
+                Some(special) => special.to_owned(),
+                None => "[anonymous]".to_owned(),
+            };
+        } else if fields.first() == Some(&"Rss:") {
+            resident = fields.get(1)?.parse().ok()?;
+        } else if fields.first() == Some(&"Anonymous:") {
+            let written: u64 = fields.get(1)?.parse().ok()?;
+            if mapping.starts_with('[') {
+                add(mapping.clone(), resident);
+            } else {
+                add(mapping.clone(), resident.saturating_sub(written));
+                add(format!("{mapping}, written"), written);
+            }
+        }
+    }
+    by_mapping.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Some(by_mapping)
+}
+
 /// The template's function that runs the registry entry `name` (its `Handler`).
 pub fn function_named(template: &Template, name: &str) -> Result<FunctionDefinition, String> {
     template.functions().into_iter().find(|f| f.handler.as_deref() == Some(name)).ok_or_else(|| format!("template.yaml has no function with Handler {name}"))
@@ -51,6 +91,17 @@ pub fn settings_from_template(template: &Template, function: &FunctionDefinition
 /// One start: time from spawn to the first poll of the Runtime API, and resident memory (all,
 /// own) then. Fails when the function exits or has not polled within `wait`.
 pub async fn one_start(command: tokio::process::Command, env: &[(String, String)], wait: Duration) -> Result<(Duration, Option<(u64, u64)>), String> {
+    one_start_then(command, env, wait, |_| ()).await.map(|(took, memory, _)| (took, memory))
+}
+
+/// [`one_start`], also calling `at_first_poll` with the process id while the function waits
+/// for its first event.
+pub async fn one_start_then<T>(
+    command: tokio::process::Command,
+    env: &[(String, String)],
+    wait: Duration,
+    at_first_poll: impl FnOnce(u32) -> T,
+) -> Result<(Duration, Option<(u64, u64)>, Option<T>), String> {
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut child = api.spawn_command(command, "cold-start", env).map_err(|e| e.to_string())?;
@@ -63,6 +114,7 @@ pub async fn one_start(command: tokio::process::Command, env: &[(String, String)
         });
     };
     let memory = child.id().and_then(resident_kib);
+    let inspected = child.id().map(at_first_poll);
     child.kill().await.map_err(|e| e.to_string())?;
-    Ok((polled.duration_since(started), memory))
+    Ok((polled.duration_since(started), memory, inspected))
 }
