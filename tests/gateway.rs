@@ -75,8 +75,8 @@ async fn on_the_queued_path_measurements_are_filed_in_batches_and_refusals_kept(
     assert_eq!(gw.stack.wait_for_count(&OBSERVATIONS, 5).await, 5, "every reading filed");
     assert_eq!(gw.stack.wait_for_count(&DEAD_LETTERS, 1).await, 1, "the bad one kept for the operator");
     let (queued, direct) = (("Service", "fhir-ingest-queue"), ("Service", "fhir-ingest"));
-    assert_eq!(gw.metrics().sum("ReadingsFiled", &[queued]), 5);
-    assert_eq!(gw.metrics().sum("Refusals", &[queued, ("Reason", "INVALID_VALUE")]), 1);
+    assert_eq!(gw.wait_for_metric("ReadingsFiled", &[queued], 5).await, 5);
+    assert_eq!(gw.wait_for_metric("Refusals", &[queued, ("Reason", "INVALID_VALUE")], 1).await, 1);
     assert_eq!(gw.metrics().sum("Invocations", &[direct]), 0, "the rule no longer invokes fhir-ingest");
     // (How many batches the six messages made depends on the timing of SQS's polls.)
     assert!((1..=6).contains(&gw.metrics().sum("Invocations", &[queued])));

@@ -220,6 +220,21 @@ impl LocalGateway {
         &self.platform.metrics
     }
 
+    /// Waits up to 5 s for `metric`'s sum over `dimensions` to reach `expected`; returns the sum
+    /// it saw last. A function's metrics are recorded as its invocation ends, so after what it
+    /// filed can already be read.
+    pub async fn wait_for_metric(&self, metric: &str, dimensions: &[(&str, &str)], expected: u64) -> u64 {
+        let mut seen = 0;
+        for _ in 0..50 {
+            seen = self.metrics().sum(metric, dimensions);
+            if seen >= expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        seen
+    }
+
     /// Mints tokens the HTTP API accepts.
     pub fn auth(&self) -> &vitalwire_local::http_api::LocalAuth {
         &self.platform.auth
