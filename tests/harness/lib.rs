@@ -82,15 +82,7 @@ impl TestStack {
     /// Waits up to 5 s for a table to hold `expected` items (rules run after the PUBACK, as on
     /// AWS); returns the count it saw last.
     pub async fn wait_for_count(&self, spec: &vitalwire::platform::tables::TableSpec, expected: i32) -> i32 {
-        let mut seen = 0;
-        for _ in 0..50 {
-            seen = self.count(spec).await;
-            if seen >= expected {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        seen
+        wait_until_at_least(expected, || self.count(spec)).await
     }
 
     /// How many items a table holds (a counting scan through every page).
@@ -106,6 +98,20 @@ impl TestStack {
 }
 
 /// Asserts that the resources (a JSON array or one resource) pass the FHIR validators.
+/// Reads `current` every 100 ms, for up to 5 s, until it is at least `expected`; returns what it
+/// read last. What a rule or a queue's consumer does shows after the publish or send returns.
+async fn wait_until_at_least<T: PartialOrd, F: std::future::Future<Output = T>>(expected: T, mut current: impl FnMut() -> F) -> T {
+    let mut seen = current().await;
+    for _ in 1..50 {
+        if seen >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = current().await;
+    }
+    seen
+}
+
 pub fn assert_valid_fhir(resources_json: &str) {
     if let Err(report) = validate_fhir(resources_json) {
         panic!("FHIR validation failed:\n{report}\nfor: {resources_json}");
@@ -224,15 +230,7 @@ impl LocalGateway {
     /// it saw last. A function's metrics are recorded as its invocation ends, so after what it
     /// filed can already be read.
     pub async fn wait_for_metric(&self, metric: &str, dimensions: &[(&str, &str)], expected: u64) -> u64 {
-        let mut seen = 0;
-        for _ in 0..50 {
-            seen = self.metrics().sum(metric, dimensions);
-            if seen >= expected {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        seen
+        wait_until_at_least(expected, || std::future::ready(self.metrics().sum(metric, dimensions))).await
     }
 
     /// Mints tokens the HTTP API accepts.
